@@ -1,0 +1,3 @@
+/* TEMPORARY stub: replaced by the OpenCL host module. */
+#include "fb_internal.h"
+void fb_cl_release(fb_ctx *ctx) { (void)ctx; }

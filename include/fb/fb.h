@@ -1,0 +1,11 @@
+/* fb.h - the one header users include: every public part of fb. */
+#ifndef FB_H
+#define FB_H
+
+#include "fb_core.h"
+#include "fb_column.h"
+#include "fb_kernels.h"
+#include "fb_cl.h"
+#include "fb_topology.h"
+
+#endif /* FB_H */
