@@ -127,4 +127,16 @@ static inline int64_t fb_key_64(uint64_t raw, fb_key_kind kind)
     }
 }
 
+/* Whether an ordered key satisfies a predicate (scalar; SIMD kernels use it for tails). */
+static inline int fb_pred_test(const fb_pred *p, int64_t key)
+{
+    if (p->kind == FB_PRED_IN) {
+        for (int64_t i = 0; i < p->n_set; i++)
+            if (p->set[i] == key)
+                return 1;
+        return 0;
+    }
+    return (p->lo <= key && key <= p->hi) != (p->negate != 0);
+}
+
 #endif /* FB_KERNEL_TABLE_H */

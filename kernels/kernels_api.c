@@ -248,14 +248,7 @@ static int64_t select_small(const fb_pred *p, const fb_column *col, const uint32
         case FB_TYPE_UINT8: key = ((const uint8_t *)col->data)[r]; break;
         default: key = ((const uint16_t *)col->data)[r]; break;
         }
-        int hit;
-        if (p->kind == FB_PRED_IN) {
-            hit = 0;
-            for (int64_t s = 0; s < p->n_set && !hit; s++)
-                hit = p->set[s] == key;
-        } else {
-            hit = (p->lo <= key && key <= p->hi) != (p->negate != 0);
-        }
+        int hit = fb_pred_test(p, key);
         if (hit)
             sel_out[k++] = (uint32_t)i;
     }

@@ -3,17 +3,6 @@
 #include "fb/fb_kernels.h"
 #include "fb_kernel_table.h"
 
-static int pred_test(const fb_pred *p, int64_t key)
-{
-    if (p->kind == FB_PRED_IN) {
-        for (int64_t i = 0; i < p->n_set; i++)
-            if (p->set[i] == key)
-                return 1;
-        return 0;
-    }
-    return (p->lo <= key && key <= p->hi) != (p->negate != 0);
-}
-
 static void hash_32(const uint32_t *v, int is_unsigned, fb_bits valid, int64_t n, uint64_t *h, int combine)
 {
     for (int64_t i = 0; i < n; i++) {
@@ -40,7 +29,7 @@ static int64_t select_32(const fb_pred *p, const uint32_t *v, fb_bits valid, int
         int64_t i = sel_in ? (int64_t)sel_in[j] : j;
         if (i >= length)
             return -1;
-        if (fb_bit_get(valid, i) && pred_test(p, fb_key_32(v[i], p->key)))
+        if (fb_bit_get(valid, i) && fb_pred_test(p, fb_key_32(v[i], p->key)))
             sel_out[k++] = (uint32_t)i;
     }
     return k;
@@ -55,7 +44,7 @@ static int64_t select_64(const fb_pred *p, const uint64_t *v, fb_bits valid, int
         int64_t i = sel_in ? (int64_t)sel_in[j] : j;
         if (i >= length)
             return -1;
-        if (fb_bit_get(valid, i) && pred_test(p, fb_key_64(v[i], p->key)))
+        if (fb_bit_get(valid, i) && fb_pred_test(p, fb_key_64(v[i], p->key)))
             sel_out[k++] = (uint32_t)i;
     }
     return k;
