@@ -218,9 +218,9 @@ fb_status fb_ctx_create(const fb_options *opts, fb_ctx **out)
         options_defaults(&defaults);
         opts = &defaults;
     }
-    fb_isa isa;
+    fb_isa isa = FB_ISA_SCALAR;
     FB_FORWARD_IF_ERROR(choose_isa(opts, &isa));
-    int cl_device;
+    int cl_device = FB_CL_DEVICE_NONE;
     FB_FORWARD_IF_ERROR(choose_cl_device(opts, &cl_device));
 
     /* The context itself comes from the C library: the user's allocator may want a context to

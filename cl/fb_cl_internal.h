@@ -1,0 +1,116 @@
+/* fb_cl_internal.h - the OpenCL module's internals, shared by its files (cl_device.c, cl_program.c,
+ * cl_kernels.c) and reachable from tests: the per-context state, OpenCL error mapping, device
+ * enumeration, opening a device, the program build with its on-disk binary cache, and test hooks.
+ * Nothing here is exported (hidden visibility). */
+#ifndef FB_CL_INTERNAL_H
+#define FB_CL_INTERNAL_H
+
+#include <CL/cl.h>
+
+#include "fb_internal.h"
+
+/* One OpenCL device in fb_cl_device_count() order. */
+typedef struct fb_cl_dev {
+    cl_platform_id platform;
+    cl_device_id device;
+} fb_cl_dev;
+
+/* Where the context's program came from. */
+typedef enum fb_cl_program_origin {
+    FB_CL_PROGRAM_NONE = 0,   /* not opened yet */
+    FB_CL_PROGRAM_BUILT = 1,  /* compiled from the embedded sources */
+    FB_CL_PROGRAM_CACHED = 2  /* loaded from the on-disk binary cache */
+} fb_cl_program_origin;
+
+/* Value widths the move kernels come in: index 0..3 for 1, 2, 4, 8 bytes. */
+#define FB_CL_WIDTHS 4
+
+/* The opened device of a context (ctx->cl), guarded by ctx->cl_lock. Host memory comes from the
+ * context's allocator. */
+struct fb_cl_state {
+    int index;                 /* device index in fb_cl_device_count() order */
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;    /* in-order; every call ends with the queue drained */
+    cl_program program;        /* every .cl file of cl/, one program */
+    fb_cl_program_origin origin;
+    char cache_file[4096];     /* the cache file used or written; "" when the cache is off */
+
+    cl_kernel hash_rows;                   /* hash.cl */
+    cl_kernel select_count;                /* select.cl */
+    cl_kernel select_scan;
+    cl_kernel select_write;
+    cl_kernel compact[FB_CL_WIDTHS];       /* move.cl: fb_compact_w1 .. w8 */
+    cl_kernel gather[FB_CL_WIDTHS];        /* fb_gather_w1 .. w8 */
+    cl_kernel compact_validity;
+    cl_kernel gather_validity;
+
+    size_t wg_hash;     /* work-group sizes: powers of two within each kernel's limit, ≤ 256 */
+    size_t wg_select;   /* shared by fb_select_count and fb_select_write (same tiles) */
+    size_t wg_scan;
+    size_t wg_move;     /* all move kernels */
+    size_t max_groups;  /* cap on work-groups of the grid-stride kernels */
+    cl_ulong max_alloc; /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
+    cl_mem dummy;       /* a small buffer bound where a kernel's input is absent (no validity, no sel_in) */
+};
+
+/* Candidates per work-item in a selection tile. */
+#define FB_CL_SELECT_ITEMS 8u
+
+/* ---- errors ------------------------------------------------------------------------------------ */
+
+/* Name of an OpenCL error code, e.g. "CL_OUT_OF_RESOURCES"; "CL_UNKNOWN_ERROR" for others. */
+const char *fb_cl_error_name(cl_int err);
+
+/* Reports a failed OpenCL call as FB_ERR_OPENCL ("clFoo failed: -5 (CL_OUT_OF_RESOURCES)"), or as
+ * FB_ERR_DEVICE_MEMORY for CL_MEM_OBJECT_ALLOCATION_FAILURE. */
+fb_status fb_cl_fail(const fb_ctx *ctx, const char *where, const char *call, cl_int err);
+
+/* Creates a device buffer of `bytes` (> 0) on cl's context; on failure reports FB_ERR_DEVICE_MEMORY
+ * (allocation failures, CL_OUT_OF_RESOURCES, sizes past CL_DEVICE_MAX_MEM_ALLOC_SIZE) or FB_ERR_OPENCL
+ * in *st and returns NULL. */
+cl_mem fb_cl_buffer(const fb_ctx *ctx, const struct fb_cl_state *cl, const char *where, cl_mem_flags flags,
+                    size_t bytes, fb_status *st);
+
+/* ---- devices (cl_device.c) ----------------------------------------------------------------------- */
+
+/* Lists every device of every platform (platform order, then device order). *devs is allocated
+ * through ctx (free with fb_free(ctx, *devs, *n * sizeof **devs)); NULL with *n = 0 when there is none. */
+fb_status fb_cl_list_devices(fb_ctx *ctx, const char *where, fb_cl_dev **devs, int *n);
+
+/* Opens the context's device if it is not open yet (ctx->cl). Call with ctx->cl_lock held.
+ * Returns FB_OK, FB_ERR_NO_DEVICE, FB_ERR_OPENCL, FB_ERR_CL_BUILD, FB_ERR_OUT_OF_MEMORY. */
+fb_status fb_cl_acquire(fb_ctx *ctx, const char *where);
+
+/* ---- program (cl_program.c) ---------------------------------------------------------------------- */
+
+/* Gets cl->program for cl->device: from the cache when a matching, intact binary is there, else by
+ * building the embedded sources (and then writing the cache). Sets cl->origin and cl->cache_file.
+ * The caller then creates the kernels; if that fails on a cached program it calls
+ * fb_cl_program_rebuild(). */
+fb_status fb_cl_program_get(fb_ctx *ctx, struct fb_cl_state *cl, const char *where);
+
+/* Drops a cached program that could not be used and builds from source (rewriting the cache). */
+fb_status fb_cl_program_rebuild(fb_ctx *ctx, struct fb_cl_state *cl, const char *where);
+
+/* Builds `count` sources with `options` for one device. On failure returns FB_ERR_CL_BUILD with the
+ * build log in the message (FB_ERR_OPENCL for other failures) and *out stays NULL. */
+fb_status fb_cl_build_sources(fb_ctx *ctx, cl_context context, cl_device_id device, cl_uint count,
+                              const char **sources, const size_t *sizes, const char *options, cl_program *out,
+                              const char *where);
+
+/* ---- test hooks ------------------------------------------------------------------------------------ */
+
+/* Opens the device (as fb_cl_open) and reports where its program came from; *path (may be NULL)
+ * receives the cache file ("" when the cache is off), truncated to `size`. */
+fb_status fb_cl_program_status(fb_ctx *ctx, fb_cl_program_origin *origin, char *path, size_t size);
+
+/* Builds one OpenCL C source on the context's device and throws the program away: FB_OK, or
+ * FB_ERR_CL_BUILD with the build log in the message. Never cached. */
+fb_status fb_cl_test_build(fb_ctx *ctx, const char *source);
+
+/* Frees a state and everything it holds (any part may be missing). */
+void fb_cl_state_free(fb_ctx *ctx, struct fb_cl_state *cl);
+
+#endif /* FB_CL_INTERNAL_H */
