@@ -1,0 +1,174 @@
+/* fbench.c - the fbench command line: subcommand dispatch, usage and version, and the helpers the
+ * subcommands share (clock, page allocation, /proc readers, JSON strings, number parsing). */
+#include "fbench.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+void fbench_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fbench <command> [options]\n"
+            "\n"
+            "Measures what this machine's hardware and fb's kernels can do.\n"
+            "\n"
+            "commands:\n"
+            "  hw [--threads N] [--size-mb M] [--repeats R] [--json FILE]\n"
+            "      memory read and copy bandwidth (1 thread and one pinned thread per core), random\n"
+            "      access rate into a table larger than the last-level cache, host<->device transfer\n"
+            "      bandwidth of each OpenCL device, and the topology.\n"
+            "        --threads N   threads for the all-thread figures (default: one per core)\n"
+            "        --size-mb M   MiB per array and for the random-access table (default 1024;\n"
+            "                      lowered to fit the available memory)\n"
+            "        --repeats R   repetitions, the best is reported (default 5)\n"
+            "        --json FILE   also write the figures as JSON to FILE\n"
+            "  kernels [google benchmark flags]\n"
+            "      each kernel x key type x size x CPU variant and OpenCL device, e.g.\n"
+            "        fbench kernels --benchmark_filter='hash_column/int32/avx2'\n"
+            "        fbench kernels --benchmark_format=json\n"
+            "        fbench kernels --benchmark_out=FILE --benchmark_out_format=json\n"
+            "      names read <kernel>/<type>/<variant>/<rows>, the OpenCL ones cl:<device>/<kernel>/...;\n"
+            "      fbench kernels --benchmark_list_tests lists them, --help shows all flags.\n"
+            "\n"
+            "options:\n"
+            "  -h, --help      this text\n"
+            "  -V, --version   fb's version\n"
+            "\n"
+            "environment: FB_ISA, FB_CL_DEVICE, FB_TOPOLOGY and FB_CL_CACHE_DIR apply as in the library.\n"
+            "exit status: 0 success, 1 a measurement failed, 2 bad command line.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fbench_usage(stderr);
+        return FBENCH_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fbench_usage(stdout);
+        return FBENCH_EXIT_OK;
+    }
+    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("fbench (fb) %s\n", fb_version_string());
+        return FBENCH_EXIT_OK;
+    }
+    if (strcmp(cmd, "hw") == 0)
+        return fbench_hw_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "kernels") == 0)
+        return fbench_kernels_main(argc - 1, argv + 1);
+    if (cmd[0] == '-')
+        fprintf(stderr, "fbench: unknown option '%s' (see fbench --help)\n", cmd);
+    else
+        fprintf(stderr, "fbench: unknown command '%s': expected hw or kernels (see fbench --help)\n", cmd);
+    return FBENCH_EXIT_USAGE;
+}
+
+/* ---- shared helpers -------------------------------------------------------------------------- */
+
+double fbench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void *fbench_alloc_pages(size_t bytes)
+{
+    /* mmap hands out untouched pages: each lands on the NUMA node of the thread that first writes it. */
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void fbench_free_pages(void *p, size_t bytes)
+{
+    if (p)
+        munmap(p, bytes ? bytes : 1);
+}
+
+uint64_t fbench_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    uint64_t kib = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long v;
+        if (sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
+            kib = v;
+            break;
+        }
+    }
+    fclose(f);
+    return kib * 1024;
+}
+
+void fbench_cpu_model(char *buf, size_t size)
+{
+    snprintf(buf, size, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0)
+            continue;
+        const char *colon = strchr(line, ':');
+        if (!colon)
+            continue;
+        colon++;
+        while (*colon == ' ' || *colon == '\t')
+            colon++;
+        size_t n = strcspn(colon, "\n");
+        snprintf(buf, size, "%.*s", (int)n, colon);
+        break;
+    }
+    fclose(f);
+}
+
+void fbench_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+int fbench_parse_int(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || !end || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
