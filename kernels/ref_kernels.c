@@ -29,8 +29,8 @@ static int64_t select_32(const fb_pred *p, const uint32_t *v, fb_bits valid, int
         int64_t i = sel_in ? (int64_t)sel_in[j] : j;
         if (i >= length)
             return -1;
-        if (fb_bit_get(valid, i) && fb_pred_test(p, fb_key_32(v[i], p->key)))
-            sel_out[k++] = (uint32_t)i;
+        sel_out[k] = (uint32_t)i; /* branch-free: a 50% selection would mispredict every other row */
+        k += fb_bit_get(valid, i) && fb_pred_test(p, fb_key_32(v[i], p->key));
     }
     return k;
 }
@@ -44,8 +44,8 @@ static int64_t select_64(const fb_pred *p, const uint64_t *v, fb_bits valid, int
         int64_t i = sel_in ? (int64_t)sel_in[j] : j;
         if (i >= length)
             return -1;
-        if (fb_bit_get(valid, i) && fb_pred_test(p, fb_key_64(v[i], p->key)))
-            sel_out[k++] = (uint32_t)i;
+        sel_out[k] = (uint32_t)i; /* branch-free: a 50% selection would mispredict every other row */
+        k += fb_bit_get(valid, i) && fb_pred_test(p, fb_key_64(v[i], p->key));
     }
     return k;
 }
