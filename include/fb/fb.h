@@ -7,5 +7,6 @@
 #include "fb_kernels.h"
 #include "fb_cl.h"
 #include "fb_topology.h"
+#include "fb_runtime.h"
 
 #endif /* FB_H */

@@ -1,0 +1,170 @@
+/* sched_numa.c - the runtime's view of NUMA: which core and node each worker gets, pinning worker
+ * threads with hwloc, finding the node that holds a memory range, and memory bound to a node
+ * (fb_numa_alloc) accounted against the context's memory limit. */
+#include "fb_sched_numa_internal.h"
+#include "fb_topology_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+int fb_numa_nodes(const fb_ctx *ctx)
+{
+    fb_topology_info info;
+    if (fb_topology_get_info((fb_ctx *)ctx, &info) != FB_OK || info.numa_nodes < 1)
+        return 1;
+    return info.numa_nodes;
+}
+
+fb_status fb_numa_place_workers(fb_ctx *ctx, int workers, int *cores, int *nodes)
+{
+    fb_topology_info info;
+    FB_FORWARD_IF_ERROR(fb_topology_get_info(ctx, &info));
+    int n_cores = info.cores > 0 ? info.cores : 1;
+    int n_nodes = info.numa_nodes > 0 ? info.numa_nodes : 1;
+    int *core_node = NULL, *order = NULL, *rank = NULL;
+    size_t bytes = (size_t)n_cores * sizeof(int);
+    fb_status st = FB_ALLOC(ctx, bytes, &core_node);
+    if (st == FB_OK)
+        st = FB_ALLOC(ctx, bytes, &order);
+    if (st == FB_OK)
+        st = FB_ALLOC(ctx, bytes, &rank);
+    if (st != FB_OK)
+        goto out;
+    /* rank of each core within its node, then order by (rank, node, core) */
+    int max_rank = 0;
+    for (int c = 0; c < n_cores; c++) {
+        int node = 0;
+        if (fb_topology_core_numa_node(ctx, c, &node) != FB_OK || node < 0 || node >= n_nodes)
+            node = 0;
+        core_node[c] = node;
+        int r = 0;
+        for (int d = 0; d < c; d++)
+            r += core_node[d] == node;
+        rank[c] = r;
+        if (r > max_rank)
+            max_rank = r;
+    }
+    int k = 0;
+    for (int r = 0; r <= max_rank; r++) {
+        for (int node = 0; node < n_nodes; node++) {
+            for (int c = 0; c < n_cores; c++) {
+                if (core_node[c] == node && rank[c] == r)
+                    order[k++] = c;
+            }
+        }
+    }
+    for (int i = 0; i < workers; i++) {
+        cores[i] = order[i % n_cores];
+        nodes[i] = core_node[cores[i]];
+    }
+out:
+    fb_free(ctx, rank, bytes);
+    fb_free(ctx, order, bytes);
+    fb_free(ctx, core_node, bytes);
+    return st;
+}
+
+int fb_numa_bind_thread(const fb_ctx *ctx, int core)
+{
+    if (fb_topology_is_synthetic(ctx))
+        return 0;
+    hwloc_obj_t obj = fb_topology_core_obj(ctx, core);
+    if (!obj || !obj->cpuset)
+        return 0;
+    return hwloc_set_thread_cpubind(fb_topology_hwloc(ctx), pthread_self(), obj->cpuset, HWLOC_CPUBIND_THREAD) == 0;
+}
+
+int fb_numa_node_of_memory(const fb_ctx *ctx, const void *addr, size_t len)
+{
+    if (fb_topology_is_synthetic(ctx) || !addr)
+        return -1;
+    if (fb_numa_nodes(ctx) == 1)
+        return 0;
+    hwloc_topology_t topo = fb_topology_hwloc(ctx);
+    const struct hwloc_topology_support *sup = hwloc_topology_get_support(topo);
+    if (!sup || !sup->membind || !sup->membind->get_area_memlocation)
+        return -1;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page > 0 && len > (size_t)page)
+        len = (size_t)page;
+    hwloc_nodeset_t set = hwloc_bitmap_alloc();
+    if (!set)
+        return -1;
+    int node = -1;
+    if (hwloc_get_area_memlocation(topo, addr, len ? len : 1, set, HWLOC_MEMBIND_BYNODESET) == 0) {
+        int os = hwloc_bitmap_first(set);
+        hwloc_obj_t obj = os >= 0 ? hwloc_get_numanode_obj_by_os_index(topo, (unsigned)os) : NULL;
+        if (obj)
+            node = (int)obj->logical_index;
+    }
+    hwloc_bitmap_free(set);
+    return node;
+}
+
+/* ---- memory bound to a node ------------------------------------------------------------------ */
+
+/* Whether memory for `node` comes from hwloc (a real topology and a node) or the context's allocator. */
+static bool numa_uses_hwloc(const fb_ctx *ctx, int node) { return node >= 0 && !fb_topology_is_synthetic(ctx); }
+
+/* Bytes hwloc really maps for `size`: whole pages. */
+static size_t numa_hwloc_bytes(size_t size)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t p = page > 0 ? (size_t)page : 4096;
+    if (size == 0)
+        size = 1;
+    if (size > SIZE_MAX - p)
+        return SIZE_MAX;
+    return (size + p - 1) / p * p;
+}
+
+fb_status fb_numa_alloc(fb_ctx *ctx, int node, size_t size, void **out)
+{
+    FB_RETURN_ERROR_IF(!ctx || !out, ctx, FB_ERR_INVALID_ARG, "ctx and out must not be NULL");
+    int nodes = fb_numa_nodes(ctx);
+    FB_RETURN_ERROR_IF(node < -1 || node >= nodes, ctx, FB_ERR_INVALID_ARG, "NUMA node %d is out of range -1..%d",
+                       node, nodes - 1);
+    if (!numa_uses_hwloc(ctx, node))
+        return fb_alloc(ctx, size, 64, out, __func__);
+
+    size_t bytes = numa_hwloc_bytes(size);
+    FB_RETURN_ERROR_IF(bytes == SIZE_MAX, ctx, FB_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes", size);
+    size_t used = atomic_fetch_add(&ctx->memory_used, bytes) + bytes;
+    if (used < bytes || (ctx->memory_limit && used > ctx->memory_limit)) {
+        atomic_fetch_sub(&ctx->memory_used, bytes);
+        return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY,
+                        "allocating %zu bytes on NUMA node %d would pass the context's memory limit of %zu bytes "
+                        "(%zu in use)",
+                        bytes, node, ctx->memory_limit, used - bytes);
+    }
+    hwloc_topology_t topo = fb_topology_hwloc(ctx);
+    hwloc_obj_t obj = hwloc_get_obj_by_type(topo, HWLOC_OBJ_NUMANODE, (unsigned)node);
+    void *p = NULL;
+    if (obj && obj->nodeset) {
+        /* not STRICT: where the system cannot bind, hwloc still allocates (unbound) */
+        p = hwloc_alloc_membind(topo, bytes, obj->nodeset, HWLOC_MEMBIND_BIND, HWLOC_MEMBIND_BYNODESET);
+    } else {
+        p = hwloc_alloc(topo, bytes);
+    }
+    if (!p) {
+        atomic_fetch_sub(&ctx->memory_used, bytes);
+        return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes on NUMA node %d: %s", bytes, node,
+                        strerror(errno));
+    }
+    *out = p;
+    return FB_OK;
+}
+
+void fb_numa_free(fb_ctx *ctx, int node, void *ptr, size_t size)
+{
+    if (!ctx || !ptr)
+        return;
+    if (!numa_uses_hwloc(ctx, node)) {
+        fb_free(ctx, ptr, size);
+        return;
+    }
+    size_t bytes = numa_hwloc_bytes(size);
+    hwloc_free(fb_topology_hwloc(ctx), ptr, bytes);
+    atomic_fetch_sub(&ctx->memory_used, bytes);
+}
