@@ -37,6 +37,13 @@ void fbench_usage(FILE *out)
             "  -h, --help      this text\n"
             "  -V, --version   fb's version\n"
             "\n"
+            "  run NAME [--threads N] [--scale X] [--device cpu|opencl:N] [--repeat R] [--json FILE]\n"
+            "           [--dump DIR] [--hw HW.json] [--stats] [--morsel ROWS] [--seed S]\n"
+            "      a named workload (scan-agg; see fbench run --help), checked against a reference; prints the\n"
+            "      median time, rows/s and the bound the bytes it moves take at the measured read bandwidth\n"
+            "      (from --hw, a file of fbench hw --json, else measured first). --dump writes the input as\n"
+            "      raw little-endian columns and a manifest.json for peer engines; --stats adds per-worker counters.\n"
+            "\n"
             "environment: FB_ISA, FB_CL_DEVICE, FB_TOPOLOGY and FB_CL_CACHE_DIR apply as in the library.\n"
             "exit status: 0 success, 1 a measurement failed, 2 bad command line.\n");
 }
@@ -60,10 +67,12 @@ int main(int argc, char **argv)
         return fbench_hw_main(argc - 1, argv + 1);
     if (strcmp(cmd, "kernels") == 0)
         return fbench_kernels_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0)
+        return fbench_run_main(argc - 1, argv + 1);
     if (cmd[0] == '-')
         fprintf(stderr, "fbench: unknown option '%s' (see fbench --help)\n", cmd);
     else
-        fprintf(stderr, "fbench: unknown command '%s': expected hw or kernels (see fbench --help)\n", cmd);
+        fprintf(stderr, "fbench: unknown command '%s': expected hw, kernels or run (see fbench --help)\n", cmd);
     return FBENCH_EXIT_USAGE;
 }
 

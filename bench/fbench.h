@@ -25,6 +25,15 @@ int fbench_hw_main(int argc, char **argv);
  * \return an FBENCH_EXIT_ code. */
 int fbench_kernels_main(int argc, char **argv);
 
+/** \brief `fbench run NAME`: a named workload, checked against a reference, timed, with its bound.
+ * \param argc, argv the arguments after "run" (argv[0] is "run"). \return an FBENCH_EXIT_ code. */
+int fbench_run_main(int argc, char **argv);
+
+/** \brief Read and copy bandwidth (GB/s, 10^9 B/s; copy counts bytes read + written) with `threads`
+ * threads pinned to cores (not pinned on a synthetic topology) over arrays of `bytes`, best of `repeats`.
+ * \return 0, or -1 when the memory could not be had (a message is printed). */
+int fbench_hw_bandwidth(fb_ctx *ctx, int threads, size_t bytes, int repeats, double *read_gbps, double *copy_gbps);
+
 /** \brief Prints the usage of fbench to `out`. */
 void fbench_usage(FILE *out);
 

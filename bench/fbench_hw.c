@@ -638,3 +638,10 @@ fail:
     fb_ctx_destroy(ctx);
     return FBENCH_EXIT_FAILURE;
 }
+
+int fbench_hw_bandwidth(fb_ctx *ctx, int threads, size_t bytes, int repeats, double *read_gbps, double *copy_gbps)
+{
+    hwloc_topology_t topo = fb_topology_is_synthetic(ctx) ? NULL : fb_topology_hwloc(ctx);
+    int pin_failed = 0;
+    return hw_bandwidth(ctx, topo, threads, bytes, repeats, read_gbps, copy_gbps, &pin_failed);
+}
