@@ -23,6 +23,7 @@
 #define HW_DEFAULT_REPEATS 5
 #define HW_RANDOM_ACCESSES (1l << 23)    /* independent loads per thread and repetition */
 #define HW_CHASE_ACCESSES (1l << 19)     /* dependent loads per thread and repetition */
+#define HW_COMPUTE_ITERS (1l << 25)      /* steps of the compute kernel per thread and repetition */
 #define HW_CL_TRANSFER_MAX (256ull << 20) /* bytes per host<->device copy */
 
 typedef struct hw_options {
@@ -48,6 +49,7 @@ typedef struct hw_results {
     uint64_t llc_bytes;
     double read_gbps[2], copy_gbps[2];   /* [0] one thread, [1] all threads */
     double random_mps[2], chase_mps[2];  /* independent and dependent loads */
+    double compute_scaling;              /* all threads' compute throughput / one thread's */
     size_t cl_transfer_bytes;
     int cl_count;                        /* -1 when the devices could not be listed */
     char cl_error[512];
@@ -98,7 +100,7 @@ static uint64_t hw_chase_loads(const uint64_t *table, uint64_t mask, long n, uin
 
 /* ---- a team of pinned threads ---------------------------------------------------------------- */
 
-typedef enum hw_kernel { HW_READ, HW_COPY, HW_RANDOM, HW_CHASE } hw_kernel;
+typedef enum hw_kernel { HW_READ, HW_COPY, HW_RANDOM, HW_CHASE, HW_COMPUTE } hw_kernel;
 
 typedef struct hw_team {
     int n;                    /* threads */
@@ -138,6 +140,20 @@ static uint64_t hw_mix(uint64_t z)
     z = (z ^ (z >> 33)) * 0xFF51AFD7ED558CCDull;
     z = (z ^ (z >> 33)) * 0xC4CEB9FE1A85EC53ull;
     return z ^ (z >> 33);
+}
+
+/* Four independent multiply-add chains, no memory: how much integer throughput threads get when they
+ * all run. On a VM whose vCPUs are SMT siblings of one physical core this scales far below n. */
+static uint64_t hw_compute(uint64_t seed, long iters)
+{
+    uint64_t a = seed | 1, b = seed ^ 0x1234, c = seed + 77, d = ~seed;
+    for (long i = 0; i < iters; i++) {
+        a = a * 0x9E3779B97F4A7C15ull + (uint64_t)i;
+        b = b * 0xC2B2AE3D27D4EB4Full + a;
+        c = (c ^ (c << 7)) + b;
+        d += c >> 3;
+    }
+    return a + b + c + d;
 }
 
 static void *hw_worker_main(void *arg)
@@ -188,6 +204,9 @@ static void *hw_worker_main(void *arg)
             case HW_CHASE:
                 w->sink += hw_chase_loads(t->table, ((uint64_t)1 << t->table_bits) - 1, HW_CHASE_ACCESSES,
                                           fbench_splitmix64(&seed));
+                break;
+            case HW_COMPUTE:
+                w->sink += hw_compute(fbench_splitmix64(&seed), HW_COMPUTE_ITERS);
                 break;
             }
             pthread_barrier_wait(&t->barrier);
@@ -307,6 +326,24 @@ static int hw_random(fb_ctx *ctx, hwloc_topology_t topo, int n, size_t table_byt
 }
 
 /* Host<->device bandwidth of every OpenCL device, one context per device. Errors are kept as text. */
+/* Compute throughput of n threads over that of one (n = the ideal): the ceiling of any parallel
+ * speedup of compute-bound work on this machine. Returns 0 or -1. */
+static int hw_compute_scaling(fb_ctx *ctx, hwloc_topology_t topo, int n, int repeats, double *scaling,
+                              int *pin_failed)
+{
+    static const hw_kernel kernels[] = {HW_COMPUTE};
+    double best[2];
+    for (int pass = 0; pass < 2; pass++) {
+        hw_team t = {.n = pass ? n : 1, .topo = topo, .ctx = ctx, .kernels = kernels, .n_kernels = 1,
+                     .repeats = repeats};
+        if (hw_team_run(&t, &best[pass]) != 0)
+            return -1;
+        *pin_failed |= t.pin_failed;
+    }
+    *scaling = (double)n * best[0] / best[1];
+    return 0;
+}
+
 static void hw_opencl(size_t bytes, int repeats, hw_results *res)
 {
     res->cl_count = -1;
@@ -394,6 +431,9 @@ static void hw_print_table(FILE *f, const hw_results *r, const fb_topology_info 
     fprintf(f, "  %-36s %12.1f %12.1f\n", "independent (throughput)", r->random_mps[0], r->random_mps[1]);
     fprintf(f, "  %-36s %12.1f %12.1f\n", "dependent (pointer chase)", r->chase_mps[0], r->chase_mps[1]);
     fprintf(f, "  %-36s %12.1f %12s\n", "  = latency, ns", r->chase_mps[0] > 0 ? 1e3 / r->chase_mps[0] : 0.0, "");
+    fprintf(f, "\ncompute (4 multiply-add chains per thread, no memory), throughput of %d threads / 1 thread\n",
+            r->threads_all);
+    fprintf(f, "  %-36s %12.2f %12d (ideal)\n", "scaling", r->compute_scaling, r->threads_all);
     fprintf(f, "\nOpenCL host<->device transfers, GB/s, %zu MiB per copy, pinned host memory, best of %d\n",
             r->cl_transfer_bytes >> 20, repeats);
     if (r->cl_count < 0) {
@@ -445,6 +485,7 @@ static int hw_write_json(const char *path, const hw_results *r, const fb_topolog
     fprintf(f, "  \"random_mps\": %.2f,\n  \"random_mps_1\": %.2f,\n", r->random_mps[1], r->random_mps[0]);
     fprintf(f, "  \"random_dep_mps\": %.2f,\n  \"random_dep_mps_1\": %.2f,\n", r->chase_mps[1], r->chase_mps[0]);
     fprintf(f, "  \"random_dep_latency_ns\": %.1f,\n", r->chase_mps[0] > 0 ? 1e3 / r->chase_mps[0] : 0.0);
+    fprintf(f, "  \"compute_scaling_all\": %.3f,\n", r->compute_scaling);
     fprintf(f, "  \"cl_transfer_bytes\": %zu,\n", r->cl_transfer_bytes);
     if (r->cl_count < 0) {
         fprintf(f, "  \"cl_error\": ");
@@ -612,6 +653,9 @@ int fbench_hw_main(int argc, char **argv)
     if (hw_bandwidth(ctx, topo, r.threads_all, bytes, o.repeats, &r.read_gbps[1], &r.copy_gbps[1], &pin_failed) != 0)
         goto fail;
     if (hw_random(ctx, topo, r.threads_all, table, o.repeats, &r, &pin_failed) != 0)
+        goto fail;
+    hw_progress("compute scaling");
+    if (hw_compute_scaling(ctx, topo, r.threads_all, o.repeats, &r.compute_scaling, &pin_failed) != 0)
         goto fail;
     r.pinned = topo && !pin_failed;
     if (topo && pin_failed)
