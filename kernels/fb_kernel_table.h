@@ -68,6 +68,12 @@ typedef struct fb_kernel_table {
     int (*gather_64)(const uint64_t *v, int64_t length, const int64_t *ids, int64_t n, uint64_t *out);
 } fb_kernel_table;
 
+/* Compaction of the scalar variant, which the SIMD variants use too: compaction reads rows in
+ * ascending (or clustered) order, where plain loads beat hardware gathers (measured on Zen 4: a
+ * 16-lane gather compaction ran at half the speed of the plain loop). */
+int fb_compact_32_scalar(const uint32_t *v, int64_t length, const uint32_t *sel, int64_t n, uint32_t *out);
+int fb_compact_64_scalar(const uint64_t *v, int64_t length, const uint32_t *sel, int64_t n, uint64_t *out);
+
 extern const fb_kernel_table fb_kernel_table_scalar;
 extern const fb_kernel_table fb_kernel_table_base;
 extern const fb_kernel_table fb_kernel_table_avx2;

@@ -50,7 +50,7 @@ static int64_t select_64(const fb_pred *p, const uint64_t *v, fb_bits valid, int
     return k;
 }
 
-static int compact_32(const uint32_t *v, int64_t length, const uint32_t *sel, int64_t n, uint32_t *out)
+int fb_compact_32_scalar(const uint32_t *v, int64_t length, const uint32_t *sel, int64_t n, uint32_t *out)
 {
     for (int64_t j = 0; j < n; j++) {
         if (sel[j] >= length)
@@ -60,7 +60,7 @@ static int compact_32(const uint32_t *v, int64_t length, const uint32_t *sel, in
     return 0;
 }
 
-static int compact_64(const uint64_t *v, int64_t length, const uint32_t *sel, int64_t n, uint64_t *out)
+int fb_compact_64_scalar(const uint64_t *v, int64_t length, const uint32_t *sel, int64_t n, uint64_t *out)
 {
     for (int64_t j = 0; j < n; j++) {
         if (sel[j] >= length)
@@ -96,8 +96,8 @@ const fb_kernel_table fb_kernel_table_scalar = {
     .hash_64 = hash_64,
     .select_32 = select_32,
     .select_64 = select_64,
-    .compact_32 = compact_32,
-    .compact_64 = compact_64,
+    .compact_32 = fb_compact_32_scalar,
+    .compact_64 = fb_compact_64_scalar,
     .gather_32 = gather_32,
     .gather_64 = gather_64,
 };

@@ -230,6 +230,7 @@ fb_status fb_ctx_create(const fb_options *opts, fb_ctx **out)
     ctx->isa = isa;
     ctx->kt = fb_kernel_table_get(isa);
     ctx->alloc = opts->alloc;
+    ctx->alloc_custom = opts->alloc.alloc != default_alloc;
     ctx->memory_limit = opts->memory_limit;
     atomic_init(&ctx->memory_used, 0);
     ctx->cl_device = cl_device;

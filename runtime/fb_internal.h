@@ -29,6 +29,7 @@ struct fb_ctx {
     const struct fb_kernel_table *kt; /* CPU kernels of isa */
     int threads;
     fb_allocator alloc;
+    bool alloc_custom;                /* alloc came from fb_options_set_allocator(): NUMA memory uses it too */
     size_t memory_limit;
     atomic_size_t memory_used;
     int cl_device;                    /* requested device (as in fb_options) */

@@ -105,7 +105,12 @@ int fb_numa_node_of_memory(const fb_ctx *ctx, const void *addr, size_t len)
 /* ---- memory bound to a node ------------------------------------------------------------------ */
 
 /* Whether memory for `node` comes from hwloc (a real topology and a node) or the context's allocator. */
-static bool numa_uses_hwloc(const fb_ctx *ctx, int node) { return node >= 0 && !fb_topology_is_synthetic(ctx); }
+/* hwloc binds memory to a node on a real topology; a caller's allocator hooks win over that (the
+ * engine decides where its memory comes from), and a synthetic topology has nothing to bind to. */
+static bool numa_uses_hwloc(const fb_ctx *ctx, int node)
+{
+    return node >= 0 && !ctx->alloc_custom && !fb_topology_is_synthetic(ctx);
+}
 
 /* Bytes hwloc really maps for `size`: whole pages. */
 static size_t numa_hwloc_bytes(size_t size)

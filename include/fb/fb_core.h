@@ -115,7 +115,9 @@ FB_API fb_status fb_isa_parse(const char *name, fb_isa *out);
  * \note Thread-safe; CPU features are probed once per process. */
 FB_API int fb_isa_supported(fb_isa isa);
 
-/** \brief Allocator hooks. All host memory that fb allocates for a context goes through them.
+/** \brief Allocator hooks. All host memory that fb allocates for a context goes through them (with the
+ * default allocator, the runtime's per-NUMA-node memory comes from hwloc, bound to its node; with hooks
+ * installed it comes from the hooks, unbound, and the engine decides where it lives).
  * alloc returns memory aligned to at least `alignment` (a power of two, at most 4096) or NULL;
  * free receives the size given to alloc. Both may be called from any thread at once. */
 typedef struct fb_allocator {
