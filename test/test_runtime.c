@@ -1619,6 +1619,60 @@ static int teardown_ids(void **state)
     return 0;
 }
 
+/* With allocator hooks installed, every byte a query takes (NUMA memory included) comes from them
+ * and goes back to them: the engine decides where fb's memory lives. */
+typedef struct hook_count {
+    atomic_long live, calls;
+} hook_count;
+
+static void *hook_alloc(void *user, size_t size, size_t alignment)
+{
+    hook_count *c = user;
+    void *p = NULL;
+    if (posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment, size ? size : 1) != 0)
+        return NULL;
+    atomic_fetch_add(&c->live, (long)size);
+    atomic_fetch_add(&c->calls, 1);
+    return p;
+}
+
+static void hook_free(void *user, void *ptr, size_t size)
+{
+    hook_count *c = user;
+    atomic_fetch_sub(&c->live, (long)size);
+    free(ptr);
+}
+
+static void test_allocator_hooks(void **state)
+{
+    (void)state;
+    hook_count c;
+    atomic_init(&c.live, 0);
+    atomic_init(&c.calls, 0);
+    fb_allocator a = {hook_alloc, hook_free, &c};
+    fb_options *o;
+    assert_fb_ok(NULL, fb_options_create(&o));
+    assert_fb_ok(NULL, fb_options_set_allocator(o, &a));
+    assert_fb_ok(NULL, fb_options_set_threads(o, 2));
+    fb_ctx *ctx;
+    assert_fb_ok(NULL, fb_ctx_create(o, &ctx)); /* the machine's real topology */
+    fb_options_destroy(o);
+    int64_t n = 100000, count = -1, sum = -1;
+    fb_column col = fb_column_make(FB_TYPE_INT64, ids, n, NULL);
+    assert_fb_ok(ctx, fb_run_scan_filter_sum(ctx, &col, 10, 99, 4096, &count, &sum, NULL));
+    assert_int_equal(count, 90);
+    assert_int_equal(sum, (10 + 99) * 90 / 2);
+    assert_true(atomic_load(&c.calls) > 0);
+    assert_int_equal(atomic_load(&c.live), 0);
+    assert_int_equal(fb_ctx_memory_used(ctx), 0);
+    void *p = NULL;
+    assert_fb_ok(ctx, fb_numa_alloc(ctx, 0, 1000, &p));
+    assert_int_equal(atomic_load(&c.live), 1000);
+    fb_numa_free(ctx, 0, p, 1000);
+    assert_int_equal(atomic_load(&c.live), 0);
+    fb_ctx_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1639,6 +1693,7 @@ int main(void)
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_runs_in_a_row),
         cmocka_unit_test(test_concurrent_queries),
+        cmocka_unit_test(test_allocator_hooks),
     };
     return cmocka_run_group_tests(tests, setup_ids, teardown_ids);
 }
