@@ -5,7 +5,6 @@
 #include "fb_topology_internal.h"
 
 #include <CL/cl_ext.h>
-#include <hwloc/opencl.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -241,36 +240,6 @@ static fb_status info_value(fb_ctx *ctx, const char *where, cl_device_id device,
     return err == CL_SUCCESS ? FB_OK : fb_cl_fail(ctx, where, "clGetDeviceInfo", err);
 }
 
-/* The NUMA node the device hangs off: the only node its cpuset (hwloc_opencl_get_device_cpuset)
- * intersects, or the first of several when the device is local to part of the machine. A device
- * local to the whole machine (a CPU device, or a driver that gives no locality) has no node: -1.
- * -1 too without a real topology. */
-static int device_numa_node(fb_ctx *ctx, cl_device_id device)
-{
-    hwloc_topology_t topo = fb_topology_hwloc(ctx);
-    if (!topo || fb_topology_is_synthetic(ctx))
-        return -1;
-    hwloc_bitmap_t set = hwloc_bitmap_alloc();
-    if (!set)
-        return -1;
-    int node = -1;
-    if (hwloc_opencl_get_device_cpuset(topo, device, set) == 0 && !hwloc_bitmap_iszero(set)) {
-        int hits = 0, first = -1;
-        hwloc_obj_t obj = NULL;
-        while ((obj = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_NUMANODE, obj)) != NULL) {
-            if (obj->cpuset && hwloc_bitmap_intersects(obj->cpuset, set)) {
-                if (hits++ == 0)
-                    first = (int)obj->logical_index;
-            }
-        }
-        hwloc_const_cpuset_t all = hwloc_topology_get_topology_cpuset(topo);
-        if (hits == 1 || (hits > 1 && !hwloc_bitmap_isincluded(all, set)))
-            node = first;
-    }
-    hwloc_bitmap_free(set);
-    return node;
-}
-
 fb_status fb_cl_device_get_info(fb_ctx *ctx, int index, fb_cl_device_info *info)
 {
     FB_RETURN_ERROR_IF(!ctx, NULL, FB_ERR_INVALID_ARG, "ctx must not be NULL");
@@ -314,7 +283,7 @@ fb_status fb_cl_device_get_info(fb_ctx *ctx, int index, fb_cl_device_info *info)
     r.max_alloc_bytes = amax;
     r.local_mem_bytes = lmem;
     r.max_work_group_size = wg;
-    r.numa_node = device_numa_node(ctx, d.device);
+    r.numa_node = fb_topology_cl_device_numa_node(ctx, d.device); /* -1 when not one node */
     *info = r;
     return FB_OK;
 }
