@@ -797,8 +797,10 @@ static int acquire(fb_worker *w, fb_prun **out, fb_morsel *m, int *from)
         if (!anything_to_steal(w)) {
             /* a source whose next morsels went to other nodes' queues (and were taken there) may have
              * more: ask again; sleep only when nothing is left anywhere */
-            if (any_source_open(w))
+            if (any_source_open(w)) {
+                sched_yield(); /* another worker may be inside a (blocking) next_morsel: do not spin hot */
                 continue;
+            }
             /* the sources are done, so every morsel they gave is queued: a last look, then sleep */
             if (find_local(w, start, false, out, m) == 1) {
                 w->idle_ns += now_ns() - t0 - (w->busy_ns - busy0);
