@@ -1,0 +1,183 @@
+/* simd_join.c - the SIMD join kernels, written once against simde and compiled once per target
+ * (FB_KERNEL_BASE / FB_KERNEL_AVX2 / FB_KERNEL_AVX512, as simd_kernels.c):
+ *   find_heads: vertical linear probing, one probe row per 64-bit lane: gather each lane's bucket
+ *               (first-row word and key words), compare exactly, retire hits and empty buckets, advance
+ *               the rest to the next bucket, until every lane is resolved.
+ *   scatter:    the radix scatter of join_ref.c with whole-line non-temporal flushes.
+ * Results equal join_ref.c's (the tests check every variant against it). */
+#include "fb_join_internal.h"
+#include "fb_simd_compat.h"
+
+#include <simde/x86/avx2.h>
+#include <string.h>
+
+#if defined(FB_KERNEL_AVX512)
+#define FB_JW512 1
+#else
+#define FB_JW512 0
+#endif
+
+#define FB_JINLINE static inline __attribute__((always_inline))
+
+/* ================================ vector layer: 64-bit lanes, masks as lane bits ================ */
+#if FB_JW512
+
+typedef simde__m512i fb_jvec;
+#define FB_JN 8
+
+FB_JINLINE fb_jvec jv_load(const void *p) { return simde_mm512_loadu_si512(p); }
+FB_JINLINE void jv_store(void *p, fb_jvec v) { simde_mm512_storeu_si512(p, v); }
+FB_JINLINE fb_jvec jv_set(int64_t x) { return simde_mm512_set1_epi64(x); }
+FB_JINLINE fb_jvec jv_add(fb_jvec a, fb_jvec b) { return simde_mm512_add_epi64(a, b); }
+FB_JINLINE fb_jvec jv_and(fb_jvec a, fb_jvec b) { return simde_mm512_and_si512(a, b); }
+FB_JINLINE fb_jvec jv_srl(fb_jvec a, int s) { return simde_mm512_srl_epi64(a, simde_mm_set_epi64x(0, s)); }
+FB_JINLINE uint32_t jm_eq(fb_jvec a, fb_jvec b) { return simde_mm512_cmpeq_epi64_mask(a, b); }
+FB_JINLINE fb_jvec jv_blend(uint32_t m, fb_jvec a, fb_jvec b) { return simde_mm512_mask_mov_epi64(b, (simde__mmask8)m, a); }
+/* base[idx] in lanes of m, 0 elsewhere (no memory touched there) */
+FB_JINLINE fb_jvec jv_gather(fb_jvec idx, uint32_t m, const uint64_t *base)
+{
+    return fb_mm512_mask_i64gather_epi64(simde_mm512_setzero_si512(), (simde__mmask8)m, idx, base);
+}
+
+#else /* 256-bit */
+
+typedef simde__m256i fb_jvec;
+#define FB_JN 4
+
+FB_JINLINE fb_jvec jv_load(const void *p) { return simde_mm256_loadu_si256((const simde__m256i *)p); }
+FB_JINLINE void jv_store(void *p, fb_jvec v) { simde_mm256_storeu_si256((simde__m256i *)p, v); }
+FB_JINLINE fb_jvec jv_set(int64_t x) { return simde_mm256_set1_epi64x(x); }
+FB_JINLINE fb_jvec jv_add(fb_jvec a, fb_jvec b) { return simde_mm256_add_epi64(a, b); }
+FB_JINLINE fb_jvec jv_and(fb_jvec a, fb_jvec b) { return simde_mm256_and_si256(a, b); }
+FB_JINLINE fb_jvec jv_srl(fb_jvec a, int s) { return simde_mm256_srl_epi64(a, simde_mm_set_epi64x(0, s)); }
+FB_JINLINE uint32_t jm_eq(fb_jvec a, fb_jvec b)
+{
+    return (uint32_t)simde_mm256_movemask_pd(simde_mm256_castsi256_pd(simde_mm256_cmpeq_epi64(a, b)));
+}
+FB_JINLINE fb_jvec jm_vec(uint32_t bits)
+{
+    fb_jvec pow2 = simde_mm256_setr_epi64x(1, 2, 4, 8);
+    return simde_mm256_cmpeq_epi64(simde_mm256_and_si256(simde_mm256_set1_epi64x(bits), pow2), pow2);
+}
+FB_JINLINE fb_jvec jv_blend(uint32_t m, fb_jvec a, fb_jvec b) { return simde_mm256_blendv_epi8(b, a, jm_vec(m)); }
+FB_JINLINE fb_jvec jv_gather(fb_jvec idx, uint32_t m, const uint64_t *base)
+{
+    return simde_mm256_mask_i64gather_epi64(simde_mm256_setzero_si256(), (const int64_t *)base, idx, jm_vec(m), 8);
+}
+
+#endif /* width */
+
+#define FB_JFULL ((uint32_t)((1u << FB_JN) - 1))
+
+/* ================================ bucket search ================================================= */
+
+static void find_heads(const uint64_t *buckets, int nk, int shift, const uint64_t *hashes, const int64_t *const *keys,
+                       const uint8_t *live, int64_t n, uint64_t *heads)
+{
+    fb_jvec capmask = jv_set((int64_t)(~0ull >> shift)), one = jv_set(1), zero = jv_set(0);
+    fb_jvec id_off = jv_set(nk);
+    fb_jvec key_off[FB_JOIN_KEYS_MAX_INTERNAL];
+    for (int c = 0; c < nk; c++)
+        key_off[c] = jv_set(c);
+    int64_t j = 0;
+    for (; j + FB_JN <= n; j += FB_JN) {
+        uint32_t todo = FB_JFULL;
+        if (live) {
+            todo = 0;
+            for (int l = 0; l < FB_JN; l++)
+                todo |= (uint32_t)(live[j + l] != 0) << l;
+        }
+        fb_jvec slot = jv_srl(jv_load(hashes + j), shift);
+        fb_jvec k[FB_JOIN_KEYS_MAX_INTERNAL];
+        for (int c = 0; c < nk; c++)
+            k[c] = jv_load(keys[c] + j);
+        fb_jvec res = zero;
+        while (todo) {
+            fb_jvec idx = jv_add(slot, slot); /* slot * (nk + 2) without a 64-bit multiply (AVX2 has none) */
+            for (int c = 0; c < nk; c++)
+                idx = jv_add(idx, slot);
+            todo &= ~jm_eq(jv_gather(jv_add(idx, id_off), todo, buckets), zero);
+            uint32_t hit = todo;
+            for (int c = 0; c < nk && hit; c++)
+                hit &= jm_eq(jv_gather(jv_add(idx, key_off[c]), hit, buckets), k[c]);
+            res = jv_blend(hit, jv_add(slot, one), res);
+            todo &= ~hit;
+            slot = jv_and(jv_add(slot, one), capmask);
+        }
+        jv_store(heads + j, res);
+    }
+    for (; j < n; j++)
+        heads[j] = live && !live[j] ? 0 : fb_join_find_one(buckets, nk, shift, hashes[j], keys, j);
+}
+
+/* ================================ radix scatter ================================================= */
+
+/* One full, 64-byte aligned line of perm, written around the caches. */
+FB_JINLINE void flush_line(uint32_t *dst, const uint32_t *line)
+{
+#if FB_JW512 && defined(FB_COMPAT_NATIVE_AVX512)
+    _mm512_stream_si512((void *)dst, _mm512_load_si512((const void *)line));
+#elif defined(FB_KERNEL_AVX2)
+    simde_mm256_stream_si256((simde__m256i *)dst, simde_mm256_load_si256((const simde__m256i *)line));
+    simde_mm256_stream_si256((simde__m256i *)(dst + 8), simde_mm256_load_si256((const simde__m256i *)(line + 8)));
+#else
+    memcpy(dst, line, 64);
+#endif
+}
+
+static void scatter(const uint64_t *hashes, int64_t n, int shift, int bits, const int64_t *start, int64_t *pos,
+                    uint32_t *wc, uint32_t *perm)
+{
+    uint64_t pmask = (1ull << bits) - 1;
+    int64_t a0 = (int64_t)(((uintptr_t)perm >> 2) & 15);
+    fb_jvec vmask = jv_set((int64_t)pmask);
+    int64_t i = 0;
+    uint64_t part[FB_JN];
+    for (; i < n; i += FB_JN) {
+        int64_t m = n - i < FB_JN ? n - i : FB_JN;
+        if (m == FB_JN) {
+            jv_store(part, jv_and(jv_srl(jv_load(hashes + i), shift), vmask));
+        } else {
+            for (int64_t l = 0; l < m; l++)
+                part[l] = (hashes[i + l] >> shift) & pmask;
+        }
+        for (int64_t l = 0; l < m; l++) {
+            uint64_t p = part[l];
+            int64_t e = pos[p]++;
+            int64_t s = (e + a0) & 15;
+            uint32_t *line = wc + p * 16;
+            line[s] = (uint32_t)(i + l);
+            if (s == 15) {
+                int64_t ls = e - 15;
+                if (ls >= start[p])
+                    flush_line(perm + ls, line);
+                else
+                    fb_join_wc_copy(line, start[p], e, a0, perm);
+            }
+        }
+    }
+    simde_mm_sfence();
+    for (uint64_t p = 0; p <= pmask; p++) {
+        int64_t e = pos[p] - 1;
+        if (pos[p] > start[p] && ((e + a0) & 15) != 15) {
+            int64_t ls = e - ((e + a0) & 15);
+            fb_join_wc_copy(wc + p * 16, ls > start[p] ? ls : start[p], e, a0, perm);
+        }
+    }
+}
+
+/* ================================ the table ===================================================== */
+
+#if defined(FB_KERNEL_AVX512)
+const fb_join_kernels fb_join_kernels_avx512 = {
+    .isa = FB_ISA_AVX512,
+#elif defined(FB_KERNEL_AVX2)
+const fb_join_kernels fb_join_kernels_avx2 = {
+    .isa = FB_ISA_AVX2,
+#else
+const fb_join_kernels fb_join_kernels_base = {
+    .isa = FB_ISA_BASE,
+#endif
+    .find_heads = find_heads,
+    .scatter = scatter,
+};

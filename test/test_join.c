@@ -1,0 +1,833 @@
+/* test_join.c - hash join kernels (fb_join.h): every CPU variant the machine runs (scalar, base, avx2,
+ * avx512) and every join type against a nested-loop oracle written here, on random data with
+ * duplicates, nulls (bitmaps at odd offsets), negatives, INT_MIN/INT_MAX, empty sides and composite
+ * keys; output chunking with small capacities; one key repeated 100k times and Zipf probes (counts
+ * and time); radix partitioning, and a partitioned join equal to the plain one; the memory limit;
+ * bad-input statuses. */
+#include "fb_test.h"
+
+#include <math.h>
+#include <time.h>
+
+static uint64_t rng;
+static fb_ctx *variants[FB_ISA_COUNT];
+static int n_variants;
+
+static int setup_variants(void **state)
+{
+    (void)state;
+    rng = fbt_seed();
+    n_variants = 0;
+    for (int i = FB_ISA_SCALAR; i < FB_ISA_COUNT; i++) {
+        if (!fb_isa_supported((fb_isa)i)) {
+            fprintf(stderr, "[ skipped  ] variant %s: not supported by this CPU\n", fb_isa_name((fb_isa)i));
+            continue;
+        }
+        fb_options *o;
+        if (fb_options_create(&o) != FB_OK || fb_options_set_isa(o, (fb_isa)i) != FB_OK)
+            return -1;
+        fb_status st = fb_ctx_create(o, &variants[n_variants]);
+        fb_options_destroy(o);
+        if (st != FB_OK)
+            return -1;
+        n_variants++;
+    }
+    return 0;
+}
+
+static int teardown_variants(void **state)
+{
+    (void)state;
+    for (int i = 0; i < n_variants; i++)
+        fb_ctx_destroy(variants[i]);
+    n_variants = 0;
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- data ---------------------------------------------------------------------------------------- */
+
+/* A key side: n_keys columns of n rows, each with its own buffer, offset and maybe a validity bitmap. */
+typedef struct side {
+    int nk;
+    int64_t n;
+    fb_column col[4];
+    void *data[4];
+    uint8_t *valid[4];
+} side;
+
+static int is64(fb_type t) { return t == FB_TYPE_INT64 || t == FB_TYPE_UINT64; }
+
+/* Widened value of row i of column c (as the join compares keys). */
+static int64_t key_at(const side *s, int c, int64_t i)
+{
+    const fb_column *k = &s->col[c];
+    int64_t r = k->offset + i;
+    switch (k->type) {
+    case FB_TYPE_INT64:
+    case FB_TYPE_UINT64: return ((const int64_t *)k->data)[r];
+    case FB_TYPE_UINT32: return (int64_t)((const uint32_t *)k->data)[r];
+    default: return ((const int32_t *)k->data)[r];
+    }
+}
+
+static int live_at(const side *s, int64_t i)
+{
+    for (int c = 0; c < s->nk; c++) {
+        const fb_column *k = &s->col[c];
+        if (k->validity) {
+            int64_t b = k->offset + i;
+            if (!((k->validity[b >> 3] >> (b & 7)) & 1))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* A value for a key column: a small pool (duplicates, negatives), extremes, or uniform bits. `pool`
+ * limits how many distinct small values appear, so matches are frequent. */
+static uint64_t random_key(fb_type t, int64_t pool)
+{
+    uint64_t r = fbt_next(&rng), u = fbt_next(&rng);
+    int pick = (int)(r % 16);
+    if (pick < 2) {
+        static const int64_t ext32[] = {INT32_MIN, INT32_MAX, 0, -1, (int64_t)UINT32_MAX};
+        static const int64_t ext64[] = {INT64_MIN, INT64_MAX, 0, -1, INT32_MIN, INT32_MAX};
+        return is64(t) ? (uint64_t)ext64[u % 6] : (uint64_t)ext32[u % 5];
+    }
+    if (pick < 14)
+        return (uint64_t)((int64_t)(u % (uint64_t)pool) - pool / 2);
+    return u;
+}
+
+static void make_side(side *s, const fb_type *types, int nk, int64_t n, int64_t pool, int nulls)
+{
+    memset(s, 0, sizeof *s);
+    s->nk = nk;
+    s->n = n;
+    for (int c = 0; c < nk; c++) {
+        int64_t off = (int64_t)(fbt_next(&rng) % 9);
+        size_t w = fb_type_width(types[c]);
+        s->data[c] = malloc((size_t)(n + off + 1) * w);
+        for (int64_t i = 0; i < n + off; i++) {
+            uint64_t v = random_key(types[c], pool);
+            if (w == 8)
+                ((uint64_t *)s->data[c])[i] = v;
+            else
+                ((uint32_t *)s->data[c])[i] = (uint32_t)v;
+        }
+        if (nulls && fbt_next(&rng) % 2) {
+            s->valid[c] = malloc((size_t)(n + off + 8) / 8 + 1);
+            for (int64_t i = 0; i < (n + off + 8) / 8 + 1; i++)
+                s->valid[c][i] = (uint8_t)(fbt_next(&rng) | fbt_next(&rng) | fbt_next(&rng)); /* ~1/8 nulls */
+        }
+        s->col[c] = fb_column_make(types[c], s->data[c], n, s->valid[c]);
+        s->col[c].offset = off;
+    }
+}
+
+/* Copies some probe keys from build rows so that composite and 64-bit keys match often. */
+static void plant_matches(side *probe, const side *build)
+{
+    if (build->n == 0)
+        return;
+    for (int64_t i = 0; i < probe->n; i++) {
+        if (fbt_next(&rng) % 2)
+            continue;
+        int64_t b = (int64_t)(fbt_next(&rng) % (uint64_t)build->n);
+        for (int c = 0; c < probe->nk; c++) {
+            fb_column *k = &probe->col[c];
+            int64_t v = key_at(build, c, b);
+            if (is64(k->type))
+                ((int64_t *)probe->data[c])[k->offset + i] = v;
+            else
+                ((uint32_t *)probe->data[c])[k->offset + i] = (uint32_t)v;
+        }
+    }
+}
+
+static void free_side(side *s)
+{
+    for (int c = 0; c < s->nk; c++) {
+        free(s->data[c]);
+        free(s->valid[c]);
+    }
+}
+
+/* Columns of rows [from, from + len) of a side (a morsel of it). */
+static void slice(const side *s, int64_t from, int64_t len, fb_column *out)
+{
+    for (int c = 0; c < s->nk; c++) {
+        out[c] = s->col[c];
+        out[c].offset += from;
+        out[c].length = len;
+    }
+}
+
+/* ---- oracle -------------------------------------------------------------------------------------- */
+
+typedef struct pairs {
+    int64_t *b, *p;
+    int64_t n, cap;
+} pairs;
+
+static void pairs_push(pairs *x, int64_t b, int64_t p)
+{
+    if (x->n == x->cap) {
+        x->cap = x->cap ? x->cap * 2 : 1024;
+        x->b = realloc(x->b, (size_t)x->cap * 8);
+        x->p = realloc(x->p, (size_t)x->cap * 8);
+    }
+    x->b[x->n] = b;
+    x->p[x->n++] = p;
+}
+
+static int keys_equal(const side *a, int64_t i, const side *b, int64_t j)
+{
+    for (int c = 0; c < a->nk; c++)
+        if (key_at(a, c, i) != key_at(b, c, j))
+            return 0;
+    return 1;
+}
+
+/* Build rows get ids build_id[i]; probe rows get id probe_first + i. */
+static void oracle_pairs(const side *build, const int64_t *build_id, const side *probe, int64_t probe_first,
+                         int left, pairs *out)
+{
+    out->n = 0;
+    for (int64_t i = 0; i < probe->n; i++) {
+        int any = 0;
+        if (live_at(probe, i))
+            for (int64_t j = 0; j < build->n; j++)
+                if (live_at(build, j) && keys_equal(probe, i, build, j)) {
+                    pairs_push(out, build_id[j], probe_first + i);
+                    any = 1;
+                }
+        if (!any && left)
+            pairs_push(out, -1, probe_first + i);
+    }
+}
+
+/* ---- the random differential test ---------------------------------------------------------------- */
+
+/* Builds side `build` into a table of ctx in 1-3 morsels with gaps between their ids. */
+static fb_hash_table *build_table(fb_ctx *ctx, const side *build, const fb_type *types, int64_t *build_id)
+{
+    fb_hash_table *t;
+    assert_fb_ok(ctx, fb_hash_table_create(ctx, types, (size_t)build->nk, (int64_t)(fbt_next(&rng) % 3) * build->n / 2,
+                                           &t));
+    int parts = 1 + (int)(fbt_next(&rng) % 3);
+    int64_t from = 0, id = (int64_t)(fbt_next(&rng) % 100);
+    for (int k = 0; k < parts; k++) {
+        int64_t len = k == parts - 1 ? build->n - from : (int64_t)(fbt_next(&rng) % (uint64_t)(build->n - from + 1));
+        fb_column cols[4];
+        slice(build, from, len, cols);
+        assert_fb_ok(ctx, fb_hash_table_build(ctx, t, cols, (size_t)build->nk, id));
+        for (int64_t i = 0; i < len; i++)
+            build_id[from + i] = id + i;
+        from += len;
+        id += len + 1000;
+    }
+    assert_int_equal(fb_hash_table_rows(t), build->n);
+    return t;
+}
+
+/* Runs a chunked probe (capacity cap) and appends every chunk to got. */
+static void probe_all(fb_ctx *ctx, fb_hash_table *t, const side *probe, fb_join_type type, int64_t first,
+                      int64_t cap, pairs *got)
+{
+    int64_t *bo = malloc((size_t)cap * 8), *po = malloc((size_t)cap * 8);
+    fb_join_cursor cur = FB_JOIN_CURSOR_INIT;
+    got->n = 0;
+    for (int calls = 0;; calls++) {
+        fb_join_pairs out = {bo, po, cap, -1, -1};
+        assert_fb_ok(ctx, fb_hash_table_probe(ctx, t, probe->col, (size_t)probe->nk, type, first, &cur, &out));
+        assert_true(out.length <= cap);
+        if (out.more)
+            assert_int_equal(out.length, cap); /* stops only when full */
+        for (int64_t i = 0; i < out.length; i++)
+            pairs_push(got, bo[i], po[i]);
+        if (!out.more)
+            break;
+    }
+    /* a finished cursor gives nothing more */
+    fb_join_pairs out = {bo, po, cap, -1, -1};
+    assert_fb_ok(ctx, fb_hash_table_probe(ctx, t, probe->col, (size_t)probe->nk, type, first, &cur, &out));
+    assert_int_equal(out.length, 0);
+    assert_int_equal(out.more, 0);
+    free(bo);
+    free(po);
+}
+
+static void check_pairs(const pairs *expect, const pairs *got, const char *what, fb_ctx *ctx)
+{
+    if (expect->n != got->n)
+        fail_msg("%s variant %s: %lld pairs, expected %lld", what, fb_isa_name(fb_ctx_isa(ctx)), (long long)got->n,
+                 (long long)expect->n);
+    for (int64_t i = 0; i < got->n; i++)
+        if (expect->b[i] != got->b[i] || expect->p[i] != got->p[i])
+            fail_msg("%s variant %s: pair %lld is (%lld, %lld), expected (%lld, %lld)", what,
+                     fb_isa_name(fb_ctx_isa(ctx)), (long long)i, (long long)got->b[i], (long long)got->p[i],
+                     (long long)expect->b[i], (long long)expect->p[i]);
+}
+
+static void run_case(const fb_type *types, int nk, int64_t nb, int64_t np, int64_t pool)
+{
+    side build, probe;
+    make_side(&build, types, nk, nb, pool, 1);
+    make_side(&probe, types, nk, np, pool, 1);
+    plant_matches(&probe, &build);
+    int64_t *build_id = malloc((size_t)(nb + 1) * 8);
+    int64_t first = (int64_t)(fbt_next(&rng) % 3) ? 7 : (int64_t)1 << 40; /* ids past 2^31 */
+    pairs expect_inner = {0}, expect_left = {0}, got = {0};
+    uint32_t *sel = malloc((size_t)(np + 1) * 4);
+    uint8_t *mark = malloc((size_t)np + 1), *mvalid = malloc((size_t)(np + 7) / 8 + 1);
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        fb_hash_table *t = build_table(ctx, &build, types, build_id);
+        oracle_pairs(&build, build_id, &probe, first, 0, &expect_inner);
+        oracle_pairs(&build, build_id, &probe, first, 1, &expect_left);
+        static const int64_t caps[] = {1, 3, 16, 1000, 1 << 20};
+        int64_t cap = caps[fbt_next(&rng) % 5];
+        probe_all(ctx, t, &probe, FB_JOIN_INNER, first, cap, &got);
+        check_pairs(&expect_inner, &got, "inner", ctx);
+        probe_all(ctx, t, &probe, FB_JOIN_LEFT, first, cap, &got);
+        check_pairs(&expect_left, &got, "left", ctx);
+
+        /* semi / anti / mark from the left join's oracle */
+        int64_t n_sel;
+        int has_null_build = 0;
+        for (int64_t j = 0; j < nb; j++)
+            has_null_build |= !live_at(&build, j);
+        for (int type = FB_JOIN_SEMI; type <= FB_JOIN_ANTI; type++) {
+            assert_fb_ok(ctx, fb_hash_table_probe_select(ctx, t, probe.col, (size_t)nk, (fb_join_type)type, sel, np,
+                                                         &n_sel));
+            int64_t k = 0, e = 0;
+            for (int64_t i = 0; i < np; i++) {
+                while (e < expect_left.n && expect_left.p[e] < first + i)
+                    e++;
+                int matched = e < expect_left.n && expect_left.p[e] == first + i && expect_left.b[e] >= 0;
+                if (matched == (type == FB_JOIN_SEMI)) {
+                    assert_true(k < n_sel);
+                    assert_int_equal(sel[k], i);
+                    k++;
+                }
+            }
+            assert_int_equal(k, n_sel);
+        }
+        for (int with_validity = 0; with_validity < 2; with_validity++) {
+            fb_column_out mo = {FB_TYPE_UINT8, np, mark, with_validity ? mvalid : NULL, -1, -1};
+            assert_fb_ok(ctx, fb_hash_table_probe_mark(ctx, t, probe.col, (size_t)nk, &mo));
+            assert_int_equal(mo.length, np);
+            int64_t e = 0, nulls = 0;
+            for (int64_t i = 0; i < np; i++) {
+                while (e < expect_left.n && expect_left.p[e] < first + i)
+                    e++;
+                int matched = e < expect_left.n && expect_left.p[e] == first + i && expect_left.b[e] >= 0;
+                assert_int_equal(mark[i], matched);
+                if (with_validity) {
+                    int is_null = !matched && ((!live_at(&probe, i) && nb > 0) || has_null_build);
+                    nulls += is_null;
+                    assert_int_equal((mvalid[i >> 3] >> (i & 7)) & 1, !is_null);
+                }
+            }
+            assert_int_equal(mo.null_count, nulls);
+        }
+        fb_hash_table_destroy(t);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
+    }
+    free(expect_inner.b);
+    free(expect_inner.p);
+    free(expect_left.b);
+    free(expect_left.p);
+    free(got.b);
+    free(got.p);
+    free(sel);
+    free(mark);
+    free(mvalid);
+    free(build_id);
+    free_side(&build);
+    free_side(&probe);
+}
+
+static void test_random_joins(void **state)
+{
+    (void)state;
+    static const fb_type specs[][4] = {
+        {FB_TYPE_INT32},
+        {FB_TYPE_INT64},
+        {FB_TYPE_UINT32},
+        {FB_TYPE_UINT64},
+        {FB_TYPE_DATE32},
+        {FB_TYPE_INT32, FB_TYPE_INT64},
+        {FB_TYPE_INT64, FB_TYPE_INT32, FB_TYPE_UINT32},
+        {FB_TYPE_INT64, FB_TYPE_INT32, FB_TYPE_INT64, FB_TYPE_INT32},
+    };
+    static const int nks[] = {1, 1, 1, 1, 1, 2, 3, 4};
+    static const int64_t sizes[][2] = {{0, 0}, {0, 40}, {40, 0}, {1, 1}, {17, 33}, {300, 500}, {1500, 2000}};
+    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++)
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+            int64_t pool = 1 + (int64_t)(fbt_next(&rng) % 2 ? sizes[z][0] / 4 : sizes[z][0] * 2);
+            run_case(specs[s], nks[s], sizes[z][0], sizes[z][1], pool);
+        }
+}
+
+/* ---- skew: one key 100k times, Zipf probes ------------------------------------------------------- */
+
+static void test_heavy_duplicates(void **state)
+{
+    (void)state;
+    const int64_t nb = 100000 + 1000, np = 3000;
+    int32_t *bk = malloc((size_t)nb * 4), *pk = malloc((size_t)np * 4);
+    for (int64_t i = 0; i < nb; i++)
+        bk[i] = i < 100000 ? 42 : (int32_t)(i - 100000 + 1000); /* 42 x 100k, then 1000..1999 */
+    int64_t hits = 0;
+    for (int64_t i = 0; i < np; i++) {
+        pk[i] = i % 100 == 0 ? 42 : (int32_t)(fbt_next(&rng) % 4000);
+        hits += pk[i] == 42 ? 100000 : (pk[i] >= 1000 && pk[i] < 2000);
+    }
+    fb_column b = fb_column_make(FB_TYPE_INT32, bk, nb, NULL), p = fb_column_make(FB_TYPE_INT32, pk, np, NULL);
+    fb_type ty = FB_TYPE_INT32;
+    const int64_t cap = 1 << 16;
+    int64_t *bo = malloc(cap * 8), *po = malloc(cap * 8);
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        double t0 = now_s();
+        fb_hash_table *t;
+        assert_fb_ok(ctx, fb_hash_table_create(ctx, &ty, 1, 0, &t));
+        assert_fb_ok(ctx, fb_hash_table_build(ctx, t, &b, 1, 0));
+        assert_int_equal(fb_hash_table_distinct(t), 1001);
+        fb_join_cursor cur = FB_JOIN_CURSOR_INIT;
+        int64_t total = 0, last_p = -1, last_b = -1;
+        fb_join_pairs out = {bo, po, cap, 0, 1};
+        while (out.more) {
+            assert_fb_ok(ctx, fb_hash_table_probe(ctx, t, &p, 1, FB_JOIN_INNER, 0, &cur, &out));
+            for (int64_t i = 0; i < out.length; i++) { /* probe order, then insertion order */
+                assert_true(po[i] > last_p || (po[i] == last_p && bo[i] > last_b));
+                assert_int_equal(bk[bo[i]], pk[po[i]]);
+                last_p = po[i];
+                last_b = bo[i];
+            }
+            total += out.length;
+        }
+        assert_int_equal(total, hits);
+        double dt = now_s() - t0;
+        fprintf(stderr, "[ info     ] %s: 100k-duplicate build + %lld pairs in %.3f s\n", fb_isa_name(fb_ctx_isa(ctx)),
+                (long long)hits, dt);
+        assert_true(dt < 10.0); /* a quadratic walk would take minutes */
+        fb_hash_table_destroy(t);
+    }
+    free(bo);
+    free(po);
+    free(bk);
+    free(pk);
+}
+
+static void test_zipf(void **state)
+{
+    (void)state;
+    const int64_t keys = 50000, np = 400000;
+    /* build: key k appears 1 + (k % 5 == 0 ? k % 7 : 0) times, keys 0..keys-1 shuffled; key 0 20 times */
+    int64_t nb = 0;
+    int64_t *dup = malloc((size_t)keys * 8);
+    for (int64_t k = 0; k < keys; k++)
+        nb += dup[k] = k == 0 ? 20 : 1 + (k % 5 == 0 ? k % 7 : 0);
+    int64_t *bk = malloc((size_t)nb * 8), *pk = malloc((size_t)np * 8);
+    for (int64_t k = 0, i = 0; k < keys; k++)
+        for (int64_t d = 0; d < dup[k]; d++)
+            bk[i++] = k * 1000003 - 77;
+    for (int64_t i = nb - 1; i > 0; i--) {
+        int64_t j = (int64_t)(fbt_next(&rng) % (uint64_t)(i + 1)), x = bk[i];
+        bk[i] = bk[j];
+        bk[j] = x;
+    }
+    int64_t expect = 0;
+    for (int64_t i = 0; i < np; i++) { /* Zipf(s = 1) ranks by inverse CDF: density ~ 1/rank */
+        double u = (double)(fbt_next(&rng) >> 11) / 9007199254740992.0;
+        int64_t k = (int64_t)exp(u * log((double)keys + 1)) - 1;
+        if (k >= keys)
+            k = keys - 1;
+        pk[i] = k * 1000003 - 77;
+        expect += dup[k];
+    }
+    fb_column b = fb_column_make(FB_TYPE_INT64, bk, nb, NULL), p = fb_column_make(FB_TYPE_INT64, pk, np, NULL);
+    fb_type ty = FB_TYPE_INT64;
+    const int64_t cap = 100000;
+    int64_t *bo = malloc(cap * 8), *po = malloc(cap * 8);
+    uint64_t ref_sum = 0;
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        double t0 = now_s();
+        fb_hash_table *t;
+        assert_fb_ok(ctx, fb_hash_table_create(ctx, &ty, 1, 0, &t));
+        assert_fb_ok(ctx, fb_hash_table_build(ctx, t, &b, 1, 0));
+        fb_join_cursor cur = FB_JOIN_CURSOR_INIT;
+        int64_t total = 0;
+        uint64_t sum = 0;
+        fb_join_pairs out = {bo, po, cap, 0, 1};
+        while (out.more) {
+            assert_fb_ok(ctx, fb_hash_table_probe(ctx, t, &p, 1, FB_JOIN_INNER, 0, &cur, &out));
+            for (int64_t i = 0; i < out.length; i++) {
+                assert_true(bk[bo[i]] == pk[po[i]]);
+                sum = sum * 31 + (uint64_t)bo[i] * 7 + (uint64_t)po[i];
+            }
+            total += out.length;
+        }
+        assert_int_equal(total, expect);
+        if (v == 0)
+            ref_sum = sum;
+        assert_true(sum == ref_sum); /* identical order in every variant */
+        fprintf(stderr, "[ info     ] %s: zipf %lld probes, %lld pairs in %.3f s\n", fb_isa_name(fb_ctx_isa(ctx)),
+                (long long)np, (long long)total, now_s() - t0);
+        fb_hash_table_destroy(t);
+    }
+    free(bo);
+    free(po);
+    free(bk);
+    free(pk);
+    free(dup);
+}
+
+/* ---- radix partitioning -------------------------------------------------------------------------- */
+
+static void test_radix_partition(void **state)
+{
+    (void)state;
+    static const int64_t ns[] = {0, 1, 15, 16, 17, 100, 1000, 100003};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        int64_t n = ns[ni];
+        uint64_t *h = malloc((size_t)(n + 1) * 8);
+        for (int64_t i = 0; i < n; i++)
+            h[i] = fbt_next(&rng) % 4 ? fbt_next(&rng) : 0xABCDEF; /* some repeats */
+        for (int bits = 1; bits <= 12; bits += 1 + (int)(fbt_next(&rng) % 3)) {
+            int shift = (int)(fbt_next(&rng) % (uint64_t)(65 - bits));
+            size_t parts = (size_t)1 << bits;
+            int64_t *off = malloc((parts + 1) * 8);
+            uint32_t *raw = aligned_alloc(64, ((size_t)(n + 64) * 4 + 127) / 64 * 64), *ref = malloc((size_t)(n + 1) * 4);
+            for (int v = 0; v < n_variants; v++) {
+                fb_ctx *ctx = variants[v];
+                uint32_t *perm = raw + fbt_next(&rng) % 16; /* any alignment */
+                assert_fb_ok(ctx, fb_radix_partition(ctx, h, n, bits, shift, off, perm));
+                assert_int_equal(off[0], 0);
+                assert_int_equal(off[parts], n);
+                for (size_t p = 0; p < parts; p++) {
+                    assert_true(off[p] <= off[p + 1]);
+                    for (int64_t e = off[p]; e < off[p + 1]; e++) {
+                        assert_true(perm[e] < (uint64_t)n);
+                        assert_int_equal((h[perm[e]] >> shift) & (parts - 1), p);
+                        if (e > off[p])
+                            assert_true(perm[e] > perm[e - 1]); /* ascending: each row once */
+                    }
+                }
+                if (v == 0)
+                    memcpy(ref, perm, (size_t)n * 4);
+                else if (n)
+                    assert_memory_equal(ref, perm, (size_t)n * 4);
+                assert_int_equal(fb_ctx_memory_used(ctx), 0);
+            }
+            free(off);
+            free(raw);
+            free(ref);
+        }
+        free(h);
+    }
+}
+
+/* A radix-partitioned join gives the same pairs as the plain one: partition both sides by the low
+ * hash bits, build and probe one table per partition (which places keys by the top bits), map the
+ * partition-local ids back through the permutations. */
+static int cmp_pair(const void *a, const void *b)
+{
+    const int64_t *x = a, *y = b;
+    return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+static void test_partitioned_join(void **state)
+{
+    (void)state;
+    const int64_t nb = 20000, np = 30000;
+    const int bits = 4, parts = 1 << bits;
+    int64_t *bk = malloc((size_t)nb * 8), *pk = malloc((size_t)np * 8), *kbuf = malloc((size_t)np * 8);
+    for (int64_t i = 0; i < nb; i++)
+        bk[i] = (int64_t)(fbt_next(&rng) % 15000) - 7000;
+    for (int64_t i = 0; i < np; i++)
+        pk[i] = (int64_t)(fbt_next(&rng) % 20000) - 9000;
+    uint64_t *bh = malloc((size_t)nb * 8), *ph = malloc((size_t)np * 8);
+    uint32_t *bperm = malloc((size_t)nb * 4), *pperm = malloc((size_t)np * 4);
+    int64_t boff[17], poff[17];
+    fb_column b = fb_column_make(FB_TYPE_INT64, bk, nb, NULL), p = fb_column_make(FB_TYPE_INT64, pk, np, NULL);
+    fb_type ty = FB_TYPE_INT64;
+    const int64_t cap = 1 << 20;
+    int64_t *bo = malloc(cap * 8), *po = malloc(cap * 8);
+    int64_t *ref = malloc((size_t)cap * 16), *got = malloc((size_t)cap * 16);
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        fb_hash_table *t;
+        fb_join_cursor cur = FB_JOIN_CURSOR_INIT;
+        fb_join_pairs out = {bo, po, cap, 0, 0};
+        assert_fb_ok(ctx, fb_hash_table_create(ctx, &ty, 1, nb, &t));
+        assert_fb_ok(ctx, fb_hash_table_build(ctx, t, &b, 1, 0));
+        assert_fb_ok(ctx, fb_hash_table_probe(ctx, t, &p, 1, FB_JOIN_INNER, 0, &cur, &out));
+        assert_int_equal(out.more, 0);
+        int64_t n_ref = out.length;
+        for (int64_t i = 0; i < n_ref; i++) {
+            ref[2 * i] = bo[i];
+            ref[2 * i + 1] = po[i];
+        }
+        fb_hash_table_destroy(t);
+
+        assert_fb_ok(ctx, fb_hash_columns(ctx, &b, 1, bh, nb));
+        assert_fb_ok(ctx, fb_hash_columns(ctx, &p, 1, ph, np));
+        assert_fb_ok(ctx, fb_radix_partition(ctx, bh, nb, bits, 0, boff, bperm));
+        assert_fb_ok(ctx, fb_radix_partition(ctx, ph, np, bits, 0, poff, pperm));
+        int64_t n_got = 0;
+        for (int q = 0; q < parts; q++) {
+            int64_t bn = boff[q + 1] - boff[q], pn = poff[q + 1] - poff[q];
+            fb_column_out ko = {FB_TYPE_INT64, np, kbuf, NULL, 0, 0};
+            assert_fb_ok(ctx, fb_hash_table_create(ctx, &ty, 1, bn, &t));
+            assert_fb_ok(ctx, fb_compact(ctx, &b, bperm + boff[q], bn, &ko));
+            fb_column bpart = fb_column_make(FB_TYPE_INT64, kbuf, bn, NULL);
+            assert_fb_ok(ctx, fb_hash_table_build(ctx, t, &bpart, 1, 0));
+            assert_fb_ok(ctx, fb_compact(ctx, &p, pperm + poff[q], pn, &ko));
+            fb_column ppart = fb_column_make(FB_TYPE_INT64, kbuf, pn, NULL);
+            fb_join_cursor pc = FB_JOIN_CURSOR_INIT;
+            fb_join_pairs po_out = {bo, po, cap, 0, 0};
+            assert_fb_ok(ctx, fb_hash_table_probe(ctx, t, &ppart, 1, FB_JOIN_INNER, 0, &pc, &po_out));
+            assert_int_equal(po_out.more, 0);
+            assert_true(n_got + po_out.length <= cap);
+            for (int64_t i = 0; i < po_out.length; i++) {
+                got[2 * n_got] = bperm[boff[q] + bo[i]];
+                got[2 * n_got + 1] = pperm[poff[q] + po[i]];
+                n_got++;
+            }
+            fb_hash_table_destroy(t);
+        }
+        assert_int_equal(n_got, n_ref);
+        qsort(ref, (size_t)n_ref, 16, cmp_pair);
+        qsort(got, (size_t)n_got, 16, cmp_pair);
+        assert_memory_equal(ref, got, (size_t)n_ref * 16);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
+    }
+    free(bk);
+    free(pk);
+    free(kbuf);
+    free(bh);
+    free(ph);
+    free(bperm);
+    free(pperm);
+    free(bo);
+    free(po);
+    free(ref);
+    free(got);
+}
+
+/* ---- SQL semantics spelled out, memory limit, bad input ------------------------------------------ */
+
+static void test_fixed_semantics(void **state)
+{
+    (void)state;
+    int32_t bk[6] = {5, INT32_MIN, 5, 7, 9, INT32_MAX};
+    uint8_t bvalid[1] = {0x3F & ~0x10}; /* row 4 (9) is null */
+    int32_t pk[6] = {5, 9, INT32_MIN, 8, 7, INT32_MAX};
+    uint8_t pvalid[1] = {0x3F & ~0x08}; /* row 3 is null */
+    fb_column b = fb_column_make(FB_TYPE_INT32, bk, 6, bvalid), p = fb_column_make(FB_TYPE_INT32, pk, 6, pvalid);
+    fb_type ty = FB_TYPE_INT32;
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        fb_hash_table *t;
+        assert_fb_ok(ctx, fb_hash_table_create(ctx, &ty, 1, 100, &t));
+        assert_fb_ok(ctx, fb_hash_table_build(ctx, t, &b, 1, 10));
+        int64_t bo[16], po[16];
+        fb_join_cursor cur = FB_JOIN_CURSOR_INIT;
+        fb_join_pairs out = {bo, po, 16, 0, 0};
+        assert_fb_ok(ctx, fb_hash_table_probe(ctx, t, &p, 1, FB_JOIN_LEFT, 100, &cur, &out));
+        int64_t eb[] = {10, 12, -1, 11, -1, 13, 15}, ep[] = {100, 100, 101, 102, 103, 104, 105};
+        assert_int_equal(out.length, 7);
+        assert_memory_equal(bo, eb, sizeof eb);
+        assert_memory_equal(po, ep, sizeof ep);
+        uint32_t sel[6];
+        int64_t ns;
+        assert_fb_ok(ctx, fb_hash_table_probe_select(ctx, t, &p, 1, FB_JOIN_ANTI, sel, 6, &ns));
+        assert_int_equal(ns, 2); /* 9 (null in build) and the null probe key: NOT EXISTS keeps both */
+        assert_int_equal(sel[0], 1);
+        assert_int_equal(sel[1], 3);
+        uint8_t mark[6], mv[1];
+        fb_column_out mo = {FB_TYPE_UINT8, 6, mark, mv, 0, 0};
+        assert_fb_ok(ctx, fb_hash_table_probe_mark(ctx, t, &p, 1, &mo));
+        uint8_t em[6] = {1, 0, 1, 0, 1, 1};
+        assert_memory_equal(mark, em, 6);
+        assert_int_equal(mv[0] & 0x3F, 0x35); /* build has a null key: unmatched rows 1 and 3 are null */
+        assert_int_equal(mo.null_count, 2);
+        fb_hash_table_destroy(t);
+    }
+}
+
+static void test_memory_limit(void **state)
+{
+    (void)state;
+    fb_options *o;
+    fb_ctx *ctx;
+    assert_int_equal(fb_options_create(&o), FB_OK);
+    assert_int_equal(fb_options_set_memory_limit(o, 64 * 1024), FB_OK);
+    assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+    fb_options_destroy(o);
+    fb_type ty = FB_TYPE_INT64;
+    fb_hash_table *t;
+    assert_fb_status(ctx, fb_hash_table_create(ctx, &ty, 1, 1000000, &t), FB_ERR_OUT_OF_MEMORY);
+    assert_int_equal(fb_ctx_memory_used(ctx), 0);
+    assert_fb_ok(ctx, fb_hash_table_create(ctx, &ty, 1, 0, &t));
+    int64_t k[4000];
+    for (int i = 0; i < 4000; i++)
+        k[i] = i * 3;
+    fb_column small = fb_column_make(FB_TYPE_INT64, k, 100, NULL), big = fb_column_make(FB_TYPE_INT64, k, 4000, NULL);
+    assert_fb_ok(ctx, fb_hash_table_build(ctx, t, &small, 1, 0));
+    size_t used = fb_ctx_memory_used(ctx);
+    assert_fb_status(ctx, fb_hash_table_build(ctx, t, &big, 1, 100), FB_ERR_OUT_OF_MEMORY);
+    assert_int_equal(fb_ctx_memory_used(ctx), used); /* the table is as before */
+    assert_int_equal(fb_hash_table_rows(t), 100);
+    uint32_t sel[4000];
+    int64_t ns;
+    assert_fb_ok(ctx, fb_hash_table_probe_select(ctx, t, &big, 1, FB_JOIN_SEMI, sel, 4000, &ns));
+    assert_int_equal(ns, 100);
+    uint64_t h[4000];
+    int64_t off[1 << 13];
+    uint32_t perm[4000];
+    assert_fb_status(ctx, fb_radix_partition(ctx, h, 0, 12, 0, off, perm), FB_ERR_OUT_OF_MEMORY);
+    fb_hash_table_destroy(t);
+    assert_int_equal(fb_ctx_memory_used(ctx), 0);
+    fb_ctx_destroy(ctx);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        int32_t d[20] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
+        int64_t d64[20] = {0};
+        fb_column c = fb_column_make(FB_TYPE_INT32, d, 20, NULL), c19 = fb_column_make(FB_TYPE_INT32, d, 19, NULL);
+        fb_column c64 = fb_column_make(FB_TYPE_INT64, d64, 20, NULL);
+        fb_type ty = FB_TYPE_INT32, two[2] = {FB_TYPE_INT32, FB_TYPE_INT64}, bad = FB_TYPE_FLOAT64;
+        fb_type five[5] = {ty, ty, ty, ty, ty};
+        fb_hash_table *t, *t2;
+        assert_fb_status(NULL, fb_hash_table_create(NULL, &ty, 1, 0, &t), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_create(ctx, NULL, 1, 0, &t), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_create(ctx, &ty, 1, 0, NULL), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_create(ctx, &ty, 0, 0, &t), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_create(ctx, five, 5, 0, &t), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_create(ctx, &ty, 1, -1, &t), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_create(ctx, &bad, 1, 0, &t), FB_ERR_UNSUPPORTED_TYPE);
+        fb_type small = FB_TYPE_INT16;
+        assert_fb_status(ctx, fb_hash_table_create(ctx, &small, 1, 0, &t), FB_ERR_UNSUPPORTED_TYPE);
+        assert_fb_ok(ctx, fb_hash_table_create(ctx, &ty, 1, 0, &t));
+        assert_fb_ok(ctx, fb_hash_table_create(ctx, two, 2, 0, &t2));
+
+        /* build */
+        assert_fb_status(NULL, fb_hash_table_build(NULL, t, &c, 1, 0), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_build(ctx, NULL, &c, 1, 0), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_build(ctx, t, NULL, 1, 0), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_build(ctx, t, &c, 2, 0), FB_ERR_INVALID_ARG); /* key count */
+        assert_fb_status(ctx, fb_hash_table_build(ctx, t, &c64, 1, 0), FB_ERR_UNSUPPORTED_TYPE);
+        assert_fb_status(ctx, fb_hash_table_build(ctx, t, &c, 1, -1), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_build(ctx, t, &c, 1, INT64_MAX - 5), FB_ERR_INVALID_ARG);
+        fb_column pair_bad[2] = {c19, c64}, pair_ok[2] = {c, c64}, pair_swapped[2] = {c64, c};
+        assert_fb_status(ctx, fb_hash_table_build(ctx, t2, pair_bad, 2, 0), FB_ERR_LENGTH_MISMATCH);
+        assert_fb_status(ctx, fb_hash_table_build(ctx, t2, pair_swapped, 2, 0), FB_ERR_UNSUPPORTED_TYPE);
+        fb_column nodata = c;
+        nodata.data = NULL;
+        assert_fb_status(ctx, fb_hash_table_build(ctx, t, &nodata, 1, 0), FB_ERR_INVALID_ARG);
+        assert_int_equal(fb_hash_table_rows(t), 0);
+        assert_fb_ok(ctx, fb_hash_table_build(ctx, t, &c, 1, 0));
+        assert_fb_ok(ctx, fb_hash_table_build(ctx, t2, pair_ok, 2, 0));
+
+        /* probe */
+        int64_t bo[4], po[4];
+        fb_join_cursor cur = FB_JOIN_CURSOR_INIT;
+        fb_join_pairs out = {bo, po, 4, 9, 9};
+        assert_fb_status(NULL, fb_hash_table_probe(NULL, t, &c, 1, FB_JOIN_INNER, 0, &cur, &out), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, NULL, &c, 1, FB_JOIN_INNER, 0, &cur, &out), FB_ERR_INVALID_ARG);
+        assert_int_equal(out.length, 0);
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c, 1, FB_JOIN_INNER, 0, NULL, &out), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c, 1, FB_JOIN_INNER, 0, &cur, NULL), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c, 1, FB_JOIN_SEMI, 0, &cur, &out), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c, 1, (fb_join_type)99, 0, &cur, &out), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c, 0, FB_JOIN_INNER, 0, &cur, &out), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c64, 1, FB_JOIN_INNER, 0, &cur, &out),
+                         FB_ERR_UNSUPPORTED_TYPE);
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t2, pair_bad, 2, FB_JOIN_INNER, 0, &cur, &out),
+                         FB_ERR_LENGTH_MISMATCH);
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c, 1, FB_JOIN_INNER, -3, &cur, &out), FB_ERR_INVALID_ARG);
+        out.capacity = 0;
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c, 1, FB_JOIN_INNER, 0, &cur, &out), FB_ERR_CAPACITY);
+        out.capacity = 4;
+        out.build_ids = NULL;
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c, 1, FB_JOIN_INNER, 0, &cur, &out), FB_ERR_INVALID_ARG);
+        out.build_ids = bo;
+        fb_join_cursor bad_cur = {21, 0};
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c, 1, FB_JOIN_INNER, 0, &bad_cur, &out), FB_ERR_INVALID_ARG);
+        bad_cur.row = 3;
+        bad_cur.chain = 1000;
+        assert_fb_status(ctx, fb_hash_table_probe(ctx, t, &c, 1, FB_JOIN_INNER, 0, &bad_cur, &out), FB_ERR_INVALID_ARG);
+        assert_fb_ok(ctx, fb_hash_table_probe(ctx, t, &c, 1, FB_JOIN_INNER, 0, &cur, &out));
+        assert_int_equal(out.length, 4);
+        assert_int_equal(out.more, 1);
+
+        /* semi / anti / mark */
+        uint32_t sel[20];
+        int64_t ns;
+        assert_fb_status(ctx, fb_hash_table_probe_select(ctx, t, &c, 1, FB_JOIN_SEMI, sel, 19, &ns), FB_ERR_CAPACITY);
+        assert_fb_status(ctx, fb_hash_table_probe_select(ctx, t, &c, 1, FB_JOIN_INNER, sel, 20, &ns),
+                         FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_probe_select(ctx, t, &c, 1, FB_JOIN_SEMI, NULL, 20, &ns),
+                         FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_probe_select(ctx, t, &c, 1, FB_JOIN_SEMI, sel, 20, NULL),
+                         FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_hash_table_probe_select(ctx, t2, &c, 1, FB_JOIN_SEMI, sel, 20, &ns),
+                         FB_ERR_INVALID_ARG);
+        uint8_t mk[20];
+        fb_column_out mo = {FB_TYPE_INT8, 20, mk, NULL, 5, 5};
+        assert_fb_status(ctx, fb_hash_table_probe_mark(ctx, t, &c, 1, &mo), FB_ERR_UNSUPPORTED_TYPE);
+        assert_int_equal(mo.length, 0);
+        mo.type = FB_TYPE_UINT8;
+        mo.capacity = 19;
+        assert_fb_status(ctx, fb_hash_table_probe_mark(ctx, t, &c, 1, &mo), FB_ERR_CAPACITY);
+        assert_fb_status(ctx, fb_hash_table_probe_mark(ctx, t, &c, 1, NULL), FB_ERR_INVALID_ARG);
+
+        /* radix */
+        uint64_t h[20] = {0};
+        int64_t off[17];
+        uint32_t perm[20];
+        assert_fb_status(NULL, fb_radix_partition(NULL, h, 20, 4, 0, off, perm), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_radix_partition(ctx, NULL, 20, 4, 0, off, perm), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_radix_partition(ctx, h, 20, 4, 0, NULL, perm), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_radix_partition(ctx, h, 20, 4, 0, off, NULL), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_radix_partition(ctx, h, -1, 4, 0, off, perm), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_radix_partition(ctx, h, 20, 0, 0, off, perm), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_radix_partition(ctx, h, 20, 17, 0, off, perm), FB_ERR_INVALID_ARG);
+        assert_fb_status(ctx, fb_radix_partition(ctx, h, 20, 4, 61, off, perm), FB_ERR_INVALID_ARG);
+        assert_fb_ok(ctx, fb_radix_partition(ctx, h, 20, 4, 60, off, perm));
+
+        fb_hash_table_destroy(t);
+        fb_hash_table_destroy(t2);
+        fb_hash_table_destroy(NULL);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_joins),  cmocka_unit_test(test_fixed_semantics),
+        cmocka_unit_test(test_heavy_duplicates), cmocka_unit_test(test_zipf),
+        cmocka_unit_test(test_radix_partition), cmocka_unit_test(test_partitioned_join),
+        cmocka_unit_test(test_memory_limit),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, setup_variants, teardown_variants);
+}

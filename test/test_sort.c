@@ -1,0 +1,622 @@
+/* test_sort.c - fb_sort.h: permutations, top-N and sorted tables from every CPU variant the machine
+ * runs (scalar, base, avx2, avx512), checked against the C library's qsort with an independent
+ * comparator written here (SQL order, nulls first/last, descending, ties broken by row id, which is
+ * exactly the stable order). Data: random, sorted, reverse-sorted, all-equal, few-distinct and Zipf
+ * values with nulls (bitmaps at odd offsets), NaN (several payloads, both signs), ±0.0, ±inf and the
+ * extremes of every type; sizes 0, 1, 2, 31, 1000 and 1M+7; single and multi-column keys; plus the
+ * bad-input statuses and the memory limit. */
+#include "fb_test.h"
+
+#include <math.h>
+
+static uint64_t rng;
+
+/* ---- oracle -------------------------------------------------------------------------------------- */
+
+static int is_float(fb_type t) { return t == FB_TYPE_FLOAT32 || t == FB_TYPE_FLOAT64; }
+static int is_unsigned(fb_type t)
+{
+    return t == FB_TYPE_UINT8 || t == FB_TYPE_UINT16 || t == FB_TYPE_UINT32 || t == FB_TYPE_UINT64;
+}
+
+/* value at p widened: signed types to int64 bits, unsigned to uint64 */
+static uint64_t widen(fb_type t, const void *p)
+{
+    switch (t) {
+    case FB_TYPE_INT8: return (uint64_t)(int64_t) * (const int8_t *)p;
+    case FB_TYPE_INT16: return (uint64_t)(int64_t) * (const int16_t *)p;
+    case FB_TYPE_INT32:
+    case FB_TYPE_DATE32: return (uint64_t)(int64_t) * (const int32_t *)p;
+    case FB_TYPE_INT64: return (uint64_t) * (const int64_t *)p;
+    case FB_TYPE_UINT8: return *(const uint8_t *)p;
+    case FB_TYPE_UINT16: return *(const uint16_t *)p;
+    case FB_TYPE_UINT32: return *(const uint32_t *)p;
+    default: return *(const uint64_t *)p;
+    }
+}
+
+/* SQL order of two values: -inf < ... < -0.0 = 0.0 < ... < +inf < NaN (all NaN equal). */
+static int value_cmp(fb_type t, const void *a, const void *b)
+{
+    if (is_float(t)) {
+        double x = t == FB_TYPE_FLOAT32 ? *(const float *)a : *(const double *)a;
+        double y = t == FB_TYPE_FLOAT32 ? *(const float *)b : *(const double *)b;
+        if (isnan(x) || isnan(y))
+            return isnan(x) && isnan(y) ? 0 : isnan(x) ? 1 : -1;
+        return x < y ? -1 : x > y ? 1 : 0;
+    }
+    uint64_t x = widen(t, a), y = widen(t, b);
+    if (is_unsigned(t))
+        return x < y ? -1 : x > y;
+    return (int64_t)x < (int64_t)y ? -1 : (int64_t)x > (int64_t)y;
+}
+
+static int row_valid(const fb_column *c, int64_t i)
+{
+    if (!c->validity)
+        return 1;
+    int64_t b = c->offset + i;
+    return (c->validity[b / 8] >> (b % 8)) & 1;
+}
+
+static const void *row_ptr(const fb_column *c, int64_t i)
+{
+    return (const char *)c->data + (size_t)(c->offset + i) * fb_type_width(c->type);
+}
+
+static const fb_sort_key *oracle_keys;
+static size_t oracle_n_keys;
+
+static int oracle_row_cmp(const void *pa, const void *pb)
+{
+    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+    for (size_t k = 0; k < oracle_n_keys; k++) {
+        const fb_sort_key *key = &oracle_keys[k];
+        int va = row_valid(&key->column, a), vb = row_valid(&key->column, b);
+        if (!va || !vb) {
+            if (!va && !vb)
+                continue;
+            int a_first = !va ? key->nulls_first : !key->nulls_first;
+            return a_first ? -1 : 1;
+        }
+        int c = value_cmp(key->column.type, row_ptr(&key->column, a), row_ptr(&key->column, b));
+        if (key->descending)
+            c = -c;
+        if (c)
+            return c;
+    }
+    return a < b ? -1 : a > b; /* stability: equal keys keep their input order */
+}
+
+static uint32_t *oracle_perm(const fb_sort_key *keys, size_t n_keys, int64_t n)
+{
+    uint32_t *p = malloc((size_t)(n + 1) * 4);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = (uint32_t)i;
+    oracle_keys = keys;
+    oracle_n_keys = n_keys;
+    qsort(p, (size_t)n, 4, oracle_row_cmp);
+    return p;
+}
+
+/* ---- data ---------------------------------------------------------------------------------------- */
+
+static const fb_type all_types[] = {FB_TYPE_INT8,   FB_TYPE_INT16,  FB_TYPE_INT32,   FB_TYPE_INT64,
+                                    FB_TYPE_UINT8,  FB_TYPE_UINT16, FB_TYPE_UINT32,  FB_TYPE_UINT64,
+                                    FB_TYPE_FLOAT32, FB_TYPE_FLOAT64, FB_TYPE_DATE32};
+#define N_TYPES (sizeof all_types / sizeof all_types[0])
+
+/* One random value: extremes, 0, -1, NaN (any payload, both signs), ±0.0, ±inf, denormals, small
+ * pool values (duplicates), or uniform bits. */
+static void random_value(fb_type t, void *out)
+{
+    uint64_t r = fbt_next(&rng), u = fbt_next(&rng);
+    int pick = (int)(r % 16);
+    size_t w = fb_type_width(t);
+    if (t == FB_TYPE_FLOAT32) {
+        static const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, 1.0f, -1.0f, 1e-42f, -1e-42f, 3.4e38f, -3.4e38f};
+        float f;
+        if (pick < 2) {
+            uint32_t bits = 0x7F800001u | (uint32_t)(u & 0x807FFFFFu);
+            memcpy(&f, &bits, 4);
+        } else if (pick < 6) {
+            f = special[u % (sizeof special / sizeof special[0])];
+        } else if (pick < 10) {
+            f = (float)((int64_t)(u % 41) - 20) * 0.5f;
+        } else {
+            f = (float)((double)(int64_t)u / 1e15);
+        }
+        memcpy(out, &f, 4);
+        return;
+    }
+    if (t == FB_TYPE_FLOAT64) {
+        static const double special[] = {0.0, -0.0, INFINITY, -INFINITY, 1.0, -1.0, 5e-324, -5e-324, 1.7e308, -1.7e308};
+        double d;
+        if (pick < 2) {
+            uint64_t bits = 0x7FF0000000000001ull | (u & 0x800FFFFFFFFFFFFFull);
+            memcpy(&d, &bits, 8);
+        } else if (pick < 6) {
+            d = special[u % (sizeof special / sizeof special[0])];
+        } else if (pick < 10) {
+            d = (double)((int64_t)(u % 41) - 20) * 0.5;
+        } else {
+            d = (double)(int64_t)u / 1e9;
+        }
+        memcpy(out, &d, 8);
+        return;
+    }
+    uint64_t v;
+    int is_signed = !is_unsigned(t);
+    uint64_t topbit = 1ull << (w * 8 - 1);
+    switch (pick) {
+    case 0: v = is_signed ? topbit : 0; break;
+    case 1: v = is_signed ? topbit - 1 : topbit | (topbit - 1); break;
+    case 2: v = 0; break;
+    case 3: v = ~0ull; break;
+    case 4: v = is_signed ? topbit + 1 : 1; break;
+    default: v = pick < 11 ? (uint64_t)((int64_t)(u % 21) - 10) : u;
+    }
+    memcpy(out, &v, w);
+}
+
+typedef enum pattern { P_RANDOM, P_SORTED, P_REVERSE, P_EQUAL, P_FEW, P_ZIPF, P_COUNT } pattern;
+static const char *const pattern_names[] = {"random", "sorted", "reverse", "all-equal", "few-distinct", "zipf"};
+
+static fb_type value_sort_type;
+static int value_sort_cmp(const void *a, const void *b) { return value_cmp(value_sort_type, a, b); }
+
+typedef struct colbuf {
+    fb_column col;
+    void *data;
+    uint8_t *valid;
+} colbuf;
+
+static colbuf make_col(fb_type t, int64_t n, pattern p, int with_nulls)
+{
+    colbuf b;
+    size_t w = fb_type_width(t);
+    int64_t off = (int64_t)(fbt_next(&rng) % 13);
+    b.data = malloc((size_t)(n + off + 1) * w);
+    char *d = b.data;
+    enum { POOL = 1000 };
+    char pool[POOL * 8];
+    int pool_n = p == P_EQUAL ? 1 : p == P_FEW ? 5 : POOL;
+    for (int i = 0; i < pool_n; i++)
+        random_value(t, pool + i * w);
+    for (int64_t i = 0; i < n + off; i++) {
+        switch (p) {
+        case P_EQUAL:
+        case P_FEW: memcpy(d + i * w, pool + (fbt_next(&rng) % (uint64_t)pool_n) * w, w); break;
+        case P_ZIPF: {
+            /* density ~ 1/x over the pool: Zipf with s = 1 */
+            double u = (double)(fbt_next(&rng) >> 11) / 9007199254740992.0;
+            int idx = (int)exp(u * log((double)POOL + 1)) - 1;
+            memcpy(d + i * w, pool + (idx < POOL ? idx : POOL - 1) * w, w);
+            break;
+        }
+        default: random_value(t, d + i * w);
+        }
+    }
+    if (p == P_SORTED || p == P_REVERSE) {
+        value_sort_type = t;
+        qsort(d + off * w, (size_t)n, w, value_sort_cmp);
+        if (p == P_REVERSE)
+            for (int64_t i = 0, j = n - 1; i < j; i++, j--) {
+                char tmp[8];
+                memcpy(tmp, d + (off + i) * w, w);
+                memcpy(d + (off + i) * w, d + (off + j) * w, w);
+                memcpy(d + (off + j) * w, tmp, w);
+            }
+    }
+    b.valid = NULL;
+    if (with_nulls) {
+        int64_t nb = (n + off + 7) / 8 + 1;
+        b.valid = malloc((size_t)nb);
+        for (int64_t i = 0; i < nb; i++)
+            b.valid[i] = (uint8_t)(fbt_next(&rng) | fbt_next(&rng) | fbt_next(&rng)); /* ~1/8 null */
+    }
+    b.col = fb_column_make(t, b.data, n, b.valid);
+    b.col.offset = off;
+    return b;
+}
+
+static void free_col(colbuf *b)
+{
+    free(b->data);
+    free(b->valid);
+}
+
+/* ---- variants ------------------------------------------------------------------------------------ */
+
+static fb_ctx *variants[FB_ISA_COUNT];
+static int n_variants;
+
+static int setup_variants(void **state)
+{
+    (void)state;
+    rng = fbt_seed();
+    n_variants = 0;
+    for (int i = FB_ISA_SCALAR; i < FB_ISA_COUNT; i++) {
+        if (!fb_isa_supported((fb_isa)i)) {
+            fprintf(stderr, "[ skipped  ] variant %s: not supported by this CPU\n", fb_isa_name((fb_isa)i));
+            continue;
+        }
+        fb_options *o;
+        if (fb_options_create(&o) != FB_OK || fb_options_set_isa(o, (fb_isa)i) != FB_OK)
+            return -1;
+        fb_status st = fb_ctx_create(o, &variants[n_variants]);
+        fb_options_destroy(o);
+        if (st != FB_OK)
+            return -1;
+        n_variants++;
+    }
+    return 0;
+}
+
+static int teardown_variants(void **state)
+{
+    (void)state;
+    for (int i = 0; i < n_variants; i++)
+        fb_ctx_destroy(variants[i]);
+    n_variants = 0;
+    return 0;
+}
+
+/* ---- checks -------------------------------------------------------------------------------------- */
+
+static void describe(char *buf, size_t size, const fb_sort_key *keys, size_t n_keys, int64_t n, const char *what)
+{
+    int len = snprintf(buf, size, "%s n=%lld keys:", what, (long long)n);
+    for (size_t k = 0; k < n_keys && len > 0 && (size_t)len < size; k++)
+        len += snprintf(buf + len, size - (size_t)len, " %s%s%s%s", fb_type_name(keys[k].column.type),
+                        keys[k].descending ? " desc" : " asc", keys[k].column.validity ? " nulls" : "",
+                        keys[k].column.validity ? (keys[k].nulls_first ? "-first" : "-last") : "");
+}
+
+/* Checks fb_sort_permutation and fb_sort_top_n (for several n) of every variant against the oracle. */
+static void check_sort(const fb_sort_key *keys, size_t n_keys, int64_t n, const char *what)
+{
+    char desc[512];
+    describe(desc, sizeof desc, keys, n_keys, n, what);
+    uint32_t *expect = oracle_perm(keys, n_keys, n);
+    uint32_t *got = malloc((size_t)(n + 8) * 4);
+    const int64_t tops[] = {0, 1, 7, 100, n / 16, n / 2, n - 1, n, n + 5};
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        const char *isa = fb_isa_name(fb_ctx_isa(ctx));
+        memset(got, 0xAB, (size_t)(n + 8) * 4);
+        assert_fb_ok(ctx, fb_sort_permutation(ctx, keys, n_keys, got, n));
+        for (int64_t j = 0; j < n; j++)
+            if (got[j] != expect[j])
+                fail_msg("%s variant %s: position %lld holds row %u, expected %u", desc, isa, (long long)j, got[j],
+                         expect[j]);
+        assert_int_equal(got[n], 0xABABABABu);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        for (size_t t = 0; t < sizeof tops / sizeof tops[0]; t++) {
+            int64_t want = tops[t];
+            if (want < 0)
+                continue;
+            int64_t m = want < n ? want : n, n_out = -1;
+            memset(got, 0xAB, (size_t)(n + 8) * 4);
+            assert_fb_ok(ctx, fb_sort_top_n(ctx, keys, n_keys, want, got, m, &n_out));
+            assert_int_equal(n_out, m);
+            for (int64_t j = 0; j < m; j++)
+                if (got[j] != expect[j])
+                    fail_msg("%s variant %s top %lld: position %lld holds row %u, expected %u", desc, isa,
+                             (long long)want, (long long)j, got[j], expect[j]);
+            assert_int_equal(got[m], 0xABABABABu);
+            assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        }
+    }
+    free(got);
+    free(expect);
+}
+
+/* ---- tests --------------------------------------------------------------------------------------- */
+
+static const int64_t small_sizes[] = {0, 1, 2, 31, 1000};
+#define N_SMALL (sizeof small_sizes / sizeof small_sizes[0])
+
+static void test_single_key(void **state)
+{
+    (void)state;
+    for (size_t ti = 0; ti < N_TYPES; ti++)
+        for (int p = 0; p < P_COUNT; p++)
+            for (size_t si = 0; si < N_SMALL; si++)
+                for (int flags = 0; flags < 8; flags++) {
+                    int64_t n = small_sizes[si];
+                    colbuf c = make_col(all_types[ti], n, (pattern)p, flags & 4);
+                    fb_sort_key key = {c.col, flags & 1, (flags >> 1) & 1};
+                    check_sort(&key, 1, n, pattern_names[p]);
+                    free_col(&c);
+                }
+}
+
+static void test_multi_key(void **state)
+{
+    (void)state;
+    const int64_t sizes[] = {0, 1, 2, 31, 1000, 4099};
+    for (int round = 0; round < 60; round++) {
+        size_t n_keys = 2 + (size_t)(fbt_next(&rng) % 3);
+        int64_t n = sizes[round % (sizeof sizes / sizeof sizes[0])];
+        colbuf cols[4];
+        fb_sort_key keys[4];
+        for (size_t k = 0; k < n_keys; k++) {
+            fb_type t = all_types[fbt_next(&rng) % N_TYPES];
+            /* few distinct values in the leading keys so that later keys decide */
+            pattern p = k + 1 < n_keys ? ((fbt_next(&rng) & 1) ? P_FEW : P_ZIPF) : (pattern)(fbt_next(&rng) % P_COUNT);
+            uint64_t f = fbt_next(&rng);
+            cols[k] = make_col(t, n, p, (int)(f & 1));
+            keys[k] = (fb_sort_key){cols[k].col, (int)((f >> 1) & 1), (int)((f >> 2) & 1)};
+        }
+        check_sort(keys, n_keys, n, "multi");
+        for (size_t k = 0; k < n_keys; k++)
+            free_col(&cols[k]);
+    }
+}
+
+/* FB_SORT_MAX_KEYS keys of mixed width: records of many words, digits across word borders. */
+static void test_many_keys(void **state)
+{
+    (void)state;
+    int64_t n = 3000;
+    colbuf cols[FB_SORT_MAX_KEYS];
+    fb_sort_key keys[FB_SORT_MAX_KEYS];
+    for (size_t k = 0; k < FB_SORT_MAX_KEYS; k++) {
+        fb_type t = all_types[(k * 7) % N_TYPES];
+        cols[k] = make_col(t, n, k + 1 < FB_SORT_MAX_KEYS ? P_EQUAL : P_FEW, (int)(k % 3 == 0));
+        keys[k] = (fb_sort_key){cols[k].col, (int)(k & 1), (int)((k >> 1) & 1)};
+    }
+    check_sort(keys, FB_SORT_MAX_KEYS, n, "max-keys equal");
+    for (size_t k = 0; k < FB_SORT_MAX_KEYS; k++) {
+        free_col(&cols[k]);
+        cols[k] = make_col(all_types[(k * 5) % N_TYPES], n, k < 3 ? P_FEW : P_RANDOM, (int)(k % 4 == 0));
+        keys[k].column = cols[k].col;
+    }
+    check_sort(keys, FB_SORT_MAX_KEYS, n, "max-keys few");
+    for (size_t k = 0; k < FB_SORT_MAX_KEYS; k++)
+        free_col(&cols[k]);
+}
+
+static void test_large(void **state)
+{
+    (void)state;
+    int64_t n = (1 << 20) + 7;
+    struct {
+        fb_type t;
+        pattern p;
+        int nulls, desc, nulls_first;
+    } one[] = {
+        {FB_TYPE_INT32, P_RANDOM, 1, 0, 0},  {FB_TYPE_INT64, P_ZIPF, 1, 1, 1},   {FB_TYPE_FLOAT64, P_RANDOM, 0, 0, 0},
+        {FB_TYPE_FLOAT32, P_REVERSE, 1, 1, 0}, {FB_TYPE_UINT16, P_FEW, 0, 1, 0}, {FB_TYPE_UINT64, P_SORTED, 0, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof one / sizeof one[0]; i++) {
+        colbuf c = make_col(one[i].t, n, one[i].p, one[i].nulls);
+        fb_sort_key key = {c.col, one[i].desc, one[i].nulls_first};
+        check_sort(&key, 1, n, pattern_names[one[i].p]);
+        free_col(&c);
+    }
+    colbuf a = make_col(FB_TYPE_INT32, n, P_FEW, 1), b = make_col(FB_TYPE_FLOAT32, n, P_ZIPF, 1),
+           c = make_col(FB_TYPE_INT64, n, P_RANDOM, 0);
+    fb_sort_key keys[3] = {{a.col, 0, 1}, {b.col, 1, 0}, {c.col, 0, 0}};
+    check_sort(keys, 3, n, "multi");
+    free_col(&a);
+    free_col(&b);
+    free_col(&c);
+}
+
+/* The documented float order, spelled out; -0.0 and 0.0 (and the NaNs) keep their input order. */
+static void test_float_order(void **state)
+{
+    (void)state;
+    uint64_t nan_neg = 0xFFF8000000000123ull, nan_pos = 0x7FF0000000000001ull;
+    double v[10];
+    v[0] = 1.0;
+    memcpy(&v[1], &nan_neg, 8);
+    v[2] = -0.0;
+    v[3] = -INFINITY;
+    v[4] = 0.0;
+    memcpy(&v[5], &nan_pos, 8);
+    v[6] = INFINITY;
+    v[7] = -1.0;
+    v[8] = -0.0;
+    v[9] = 1e-40; /* a denormal in float32 too */
+    const uint32_t asc[] = {3, 7, 2, 4, 8, 9, 0, 6, 1, 5};
+    const uint32_t desc[] = {1, 5, 6, 0, 9, 2, 4, 8, 7, 3};
+    float f[10];
+    for (int i = 0; i < 10; i++)
+        f[i] = (float)v[i];
+    for (int v_i = 0; v_i < n_variants; v_i++) {
+        fb_ctx *ctx = variants[v_i];
+        for (int w = 0; w < 2; w++) {
+            fb_sort_key key = {fb_column_make(w ? FB_TYPE_FLOAT64 : FB_TYPE_FLOAT32, w ? (const void *)v : (const void *)f,
+                                              10, NULL),
+                               0, 0};
+            uint32_t got[10];
+            assert_fb_ok(ctx, fb_sort_permutation(ctx, &key, 1, got, 10));
+            assert_memory_equal(got, asc, sizeof asc);
+            key.descending = 1;
+            assert_fb_ok(ctx, fb_sort_permutation(ctx, &key, 1, got, 10));
+            assert_memory_equal(got, desc, sizeof desc);
+        }
+    }
+}
+
+static void test_sort_table(void **state)
+{
+    (void)state;
+    const int64_t sizes[] = {0, 1, 31, 5000};
+    const fb_type ptypes[] = {FB_TYPE_INT8, FB_TYPE_UINT16, FB_TYPE_FLOAT32, FB_TYPE_INT64};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        int64_t n = sizes[si];
+        colbuf k0 = make_col(FB_TYPE_DATE32, n, P_FEW, 1), k1 = make_col(FB_TYPE_FLOAT64, n, P_RANDOM, 0);
+        fb_sort_key keys[2] = {{k0.col, 1, 0}, {k1.col, 0, 1}};
+        colbuf pay[4];
+        fb_column pcols[4];
+        for (int j = 0; j < 4; j++) {
+            pay[j] = make_col(ptypes[j], n, P_RANDOM, j & 1);
+            pcols[j] = pay[j].col;
+        }
+        uint32_t *perm = oracle_perm(keys, 2, n);
+        const fb_column *all[6] = {&keys[0].column, &keys[1].column, &pcols[0], &pcols[1], &pcols[2], &pcols[3]};
+        for (int v = 0; v < n_variants; v++) {
+            fb_ctx *ctx = variants[v];
+            fb_column_out out[6];
+            for (int i = 0; i < 6; i++) {
+                size_t w = fb_type_width(all[i]->type);
+                out[i] = (fb_column_out){all[i]->type, n, malloc((size_t)(n + 1) * w), malloc((size_t)(n + 8) / 8 + 1), -1, -1};
+            }
+            assert_fb_ok(ctx, fb_sort_table(ctx, keys, 2, pcols, 4, out));
+            for (int i = 0; i < 6; i++) {
+                const fb_column *c = all[i];
+                size_t w = fb_type_width(c->type);
+                int64_t nulls = 0;
+                assert_int_equal(out[i].length, n);
+                for (int64_t j = 0; j < n; j++) {
+                    int ok = row_valid(c, perm[j]);
+                    int got_ok = (out[i].validity[j / 8] >> (j % 8)) & 1;
+                    nulls += !ok;
+                    if (ok != got_ok || (ok && memcmp((char *)out[i].data + j * w, row_ptr(c, perm[j]), w) != 0))
+                        fail_msg("sort_table variant %s n=%lld column %d row %lld differs",
+                                 fb_isa_name(fb_ctx_isa(ctx)), (long long)n, i, (long long)j);
+                }
+                assert_int_equal(out[i].null_count, nulls);
+                free(out[i].data);
+                free(out[i].validity);
+            }
+            assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        }
+        free(perm);
+        free_col(&k0);
+        free_col(&k1);
+        for (int j = 0; j < 4; j++)
+            free_col(&pay[j]);
+    }
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    fb_ctx *ctx = variants[0];
+    int32_t a[8] = {3, 1, 2, 0, 5, 4, 7, 6};
+    int64_t b[7] = {0};
+    uint32_t ids[8];
+    int64_t n_out;
+    fb_sort_key key = {fb_column_make(FB_TYPE_INT32, a, 8, NULL), 0, 0};
+    fb_sort_key two[2] = {key, {fb_column_make(FB_TYPE_INT64, b, 7, NULL), 0, 0}};
+    fb_sort_key many[FB_SORT_MAX_KEYS + 1];
+    for (size_t k = 0; k <= FB_SORT_MAX_KEYS; k++)
+        many[k] = key;
+
+    assert_int_equal(fb_sort_permutation(NULL, &key, 1, ids, 8), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_permutation(ctx, NULL, 1, ids, 8), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_permutation(ctx, &key, 0, ids, 8), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_permutation(ctx, many, FB_SORT_MAX_KEYS + 1, ids, 8), FB_ERR_INVALID_ARG);
+    assert_fb_ok(ctx, fb_sort_permutation(ctx, many, FB_SORT_MAX_KEYS, ids, 8));
+    assert_fb_status(ctx, fb_sort_permutation(ctx, &key, 1, NULL, 8), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_permutation(ctx, &key, 1, ids, 7), FB_ERR_CAPACITY);
+    assert_fb_status(ctx, fb_sort_permutation(ctx, two, 2, ids, 8), FB_ERR_LENGTH_MISMATCH);
+    fb_sort_key bad = key;
+    bad.column.type = FB_TYPE_INVALID;
+    assert_fb_status(ctx, fb_sort_permutation(ctx, &bad, 1, ids, 8), FB_ERR_UNSUPPORTED_TYPE);
+    bad.column.type = (fb_type)99;
+    assert_fb_status(ctx, fb_sort_permutation(ctx, &bad, 1, ids, 8), FB_ERR_UNSUPPORTED_TYPE);
+    bad = key;
+    bad.column.data = NULL;
+    assert_fb_status(ctx, fb_sort_permutation(ctx, &bad, 1, ids, 8), FB_ERR_INVALID_ARG);
+    bad = key;
+    bad.column.length = -1;
+    assert_fb_status(ctx, fb_sort_permutation(ctx, &bad, 1, ids, 8), FB_ERR_INVALID_ARG);
+    bad = key;
+    bad.column.length = FB_MORSEL_MAX_ROWS + 1;
+    assert_fb_status(ctx, fb_sort_permutation(ctx, &bad, 1, ids, INT64_MAX), FB_ERR_INVALID_ARG);
+    bad = key;
+    bad.column.length = 0;
+    bad.column.data = NULL;
+    assert_fb_ok(ctx, fb_sort_permutation(ctx, &bad, 1, NULL, 0));
+
+    assert_int_equal(fb_sort_top_n(NULL, &key, 1, 3, ids, 8, &n_out), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_top_n(ctx, &key, 1, -1, ids, 8, &n_out), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_top_n(ctx, &key, 1, 3, ids, 8, NULL), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_top_n(ctx, &key, 1, 3, NULL, 8, &n_out), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_top_n(ctx, &key, 1, 3, ids, 2, &n_out), FB_ERR_CAPACITY);
+    assert_fb_status(ctx, fb_sort_top_n(ctx, two, 2, 3, ids, 8, &n_out), FB_ERR_LENGTH_MISMATCH);
+    assert_fb_status(ctx, fb_sort_top_n(ctx, &key, 0, 3, ids, 8, &n_out), FB_ERR_INVALID_ARG);
+    assert_fb_ok(ctx, fb_sort_top_n(ctx, &key, 1, 100, ids, 8, &n_out));
+    assert_int_equal(n_out, 8);
+
+    int32_t o32[8];
+    int64_t o64[8];
+    uint8_t ov[2];
+    fb_column_out out[2] = {{FB_TYPE_INT32, 8, o32, NULL, 5, 5}, {FB_TYPE_INT64, 8, o64, NULL, 5, 5}};
+    fb_column pay = fb_column_make(FB_TYPE_INT64, b, 8, NULL);
+    int64_t b8[8] = {0};
+    pay.data = b8;
+    assert_int_equal(fb_sort_table(NULL, &key, 1, &pay, 1, out), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_table(ctx, &key, 1, &pay, 1, NULL), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_table(ctx, &key, 1, NULL, 1, out), FB_ERR_INVALID_ARG);
+    assert_int_equal(out[0].length, 0);
+    pay.length = 7;
+    assert_fb_status(ctx, fb_sort_table(ctx, &key, 1, &pay, 1, out), FB_ERR_LENGTH_MISMATCH);
+    pay.length = 8;
+    out[1].type = FB_TYPE_UINT64;
+    assert_fb_status(ctx, fb_sort_table(ctx, &key, 1, &pay, 1, out), FB_ERR_UNSUPPORTED_TYPE);
+    out[1].type = FB_TYPE_INT64;
+    out[1].capacity = 7;
+    assert_fb_status(ctx, fb_sort_table(ctx, &key, 1, &pay, 1, out), FB_ERR_CAPACITY);
+    out[1].capacity = 8;
+    uint8_t valid = 0xFF;
+    pay.validity = &valid;
+    assert_fb_status(ctx, fb_sort_table(ctx, &key, 1, &pay, 1, out), FB_ERR_INVALID_ARG); /* needs out validity */
+    assert_int_equal(out[0].length, 0);
+    out[1].validity = ov;
+    assert_fb_ok(ctx, fb_sort_table(ctx, &key, 1, &pay, 1, out));
+    assert_int_equal(out[0].length, 8);
+    assert_int_equal(out[1].length, 8);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(o32[i], i);
+    assert_int_equal(fb_ctx_memory_used(ctx), 0);
+}
+
+/* Past the memory limit a sort fails with FB_ERR_OUT_OF_MEMORY and gives every byte back. */
+static void test_memory_limit(void **state)
+{
+    (void)state;
+    int64_t n = 100000;
+    colbuf c = make_col(FB_TYPE_INT64, n, P_RANDOM, 1);
+    fb_sort_key key = {c.col, 0, 0};
+    uint32_t *ids = malloc((size_t)n * 4);
+    const size_t limits[] = {1000, 1u << 20, 2u << 20, 3u << 20};
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        fb_options *o;
+        fb_ctx *ctx;
+        assert_int_equal(fb_options_create(&o), FB_OK);
+        assert_int_equal(fb_options_set_memory_limit(o, limits[i]), FB_OK);
+        assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+        fb_options_destroy(o);
+        assert_fb_status(ctx, fb_sort_permutation(ctx, &key, 1, ids, n), FB_ERR_OUT_OF_MEMORY);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        int64_t n_out = -1;
+        fb_status st = fb_sort_top_n(ctx, &key, 1, n / 2, ids, n, &n_out);
+        assert_int_equal(st, FB_ERR_OUT_OF_MEMORY);
+        assert_int_equal(n_out, -1);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        /* a small top-N needs only its heap and one chunk */
+        st = fb_sort_top_n(ctx, &key, 1, 10, ids, n, &n_out);
+        assert_int_equal(st, limits[i] < 40000 ? FB_ERR_OUT_OF_MEMORY : FB_OK);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        fb_ctx_destroy(ctx);
+    }
+    free(ids);
+    free_col(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_single_key), cmocka_unit_test(test_multi_key),   cmocka_unit_test(test_many_keys),
+        cmocka_unit_test(test_float_order), cmocka_unit_test(test_sort_table), cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_memory_limit), cmocka_unit_test(test_large),
+    };
+    return cmocka_run_group_tests(tests, setup_variants, teardown_variants);
+}
