@@ -1,0 +1,89 @@
+/* agg_ref.c - the scalar variant of the aggregation kernels (fb_agg_internal.h): plain C, one row at
+ * a time. It is what FB_ISA=scalar runs and what the SIMD variants are tested against. */
+#include "fb_agg_internal.h"
+
+int64_t fb_agg_sum_i32_scalar(const int32_t *v, fb_bits valid, int64_t n, fb_agg_i128 *sum)
+{
+    int64_t nn = 0, s = 0; /* |s| < 2^31 * 2^32: no overflow in int64 */
+    for (int64_t i = 0; i < n; i++)
+        if (fb_bit_get(valid, i)) {
+            s += v[i];
+            nn++;
+        }
+    *sum += s;
+    return nn;
+}
+
+static int64_t sum_i64(const int64_t *v, fb_bits valid, int64_t n, fb_agg_i128 *sum)
+{
+    int64_t nn = 0;
+    fb_agg_i128 s = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (fb_bit_get(valid, i)) {
+            s += v[i];
+            nn++;
+        }
+    *sum += s;
+    return nn;
+}
+
+static int64_t sum_f64(const double *v, fb_bits valid, int64_t n, double *sum)
+{
+    int64_t nn = 0;
+    double s = *sum;
+    for (int64_t i = 0; i < n; i++)
+        if (fb_bit_get(valid, i)) {
+            s += v[i];
+            nn++;
+        }
+    *sum = s;
+    return nn;
+}
+
+int64_t fb_agg_minmax_i32_scalar(const int32_t *v, fb_bits valid, int64_t n, int64_t *mn, int64_t *mx)
+{
+    int64_t nn = 0, lo = *mn, hi = *mx;
+    for (int64_t i = 0; i < n; i++)
+        if (fb_bit_get(valid, i)) {
+            lo = v[i] < lo ? v[i] : lo;
+            hi = v[i] > hi ? v[i] : hi;
+            nn++;
+        }
+    if (nn) {
+        *mn = lo;
+        *mx = hi;
+    }
+    return nn;
+}
+
+int64_t fb_agg_minmax_i64_scalar(const int64_t *v, fb_bits valid, int64_t n, int64_t *mn, int64_t *mx)
+{
+    int64_t nn = 0, lo = *mn, hi = *mx;
+    for (int64_t i = 0; i < n; i++)
+        if (fb_bit_get(valid, i)) {
+            lo = v[i] < lo ? v[i] : lo;
+            hi = v[i] > hi ? v[i] : hi;
+            nn++;
+        }
+    if (nn) {
+        *mn = lo;
+        *mx = hi;
+    }
+    return nn;
+}
+
+static void direct_slots_i32(const int32_t *v, fb_bits valid, int64_t n, int32_t base, uint32_t *slot)
+{
+    for (int64_t i = 0; i < n; i++)
+        slot[i] = fb_bit_get(valid, i) ? (uint32_t)v[i] - (uint32_t)base + 1 : 0;
+}
+
+const fb_agg_kernels fb_agg_kernels_scalar = {
+    .isa = FB_ISA_SCALAR,
+    .sum_i32 = fb_agg_sum_i32_scalar,
+    .sum_i64 = sum_i64,
+    .sum_f64 = sum_f64,
+    .minmax_i32 = fb_agg_minmax_i32_scalar,
+    .minmax_i64 = fb_agg_minmax_i64_scalar,
+    .direct_slots_i32 = direct_slots_i32,
+};
