@@ -51,4 +51,39 @@ static inline uint64_t fbt_seed(void)
     return seed;
 }
 
+/* Opens one context per CPU kernel variant this machine runs (scalar first) into ctx[FB_ISA_COUNT],
+ * printing the ones it skips. Returns their number, or -1 when a context cannot be made. */
+static inline int fbt_open_variants(fb_ctx **ctx)
+{
+    int n = 0;
+    for (int i = FB_ISA_SCALAR; i < FB_ISA_COUNT; i++) {
+        if (!fb_isa_supported((fb_isa)i)) {
+            fprintf(stderr, "[ skipped  ] variant %s: not supported by this CPU\n", fb_isa_name((fb_isa)i));
+            continue;
+        }
+        fb_options *o = NULL;
+        fb_status st = fb_options_create(&o);
+        if (st == FB_OK)
+            st = fb_options_set_isa(o, (fb_isa)i);
+        if (st == FB_OK)
+            st = fb_ctx_create(o, &ctx[n]);
+        fb_options_destroy(o);
+        if (st != FB_OK) {
+            fprintf(stderr, "[ error    ] variant %s: %s\n", fb_isa_name((fb_isa)i), fb_last_error(NULL));
+            for (int k = 0; k < n; k++)
+                fb_ctx_destroy(ctx[k]);
+            return -1;
+        }
+        n++;
+    }
+    return n;
+}
+
+/* Destroys the n contexts of fbt_open_variants(). */
+static inline void fbt_close_variants(fb_ctx **ctx, int n)
+{
+    for (int i = 0; i < n; i++)
+        fb_ctx_destroy(ctx[i]);
+}
+
 #endif /* FB_TEST_H */

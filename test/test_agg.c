@@ -28,29 +28,14 @@ static int setup_variants(void **state)
 {
     (void)state;
     rng = fbt_seed();
-    n_variants = 0;
-    for (int i = FB_ISA_SCALAR; i < FB_ISA_COUNT; i++) {
-        if (!fb_isa_supported((fb_isa)i)) {
-            fprintf(stderr, "[ skipped  ] variant %s: not supported by this CPU\n", fb_isa_name((fb_isa)i));
-            continue;
-        }
-        fb_options *o;
-        if (fb_options_create(&o) != FB_OK || fb_options_set_isa(o, (fb_isa)i) != FB_OK)
-            return -1;
-        fb_status st = fb_ctx_create(o, &variants[n_variants]);
-        fb_options_destroy(o);
-        if (st != FB_OK)
-            return -1;
-        n_variants++;
-    }
-    return 0;
+    n_variants = fbt_open_variants(variants);
+    return n_variants < 0 ? -1 : 0;
 }
 
 static int teardown_variants(void **state)
 {
     (void)state;
-    for (int i = 0; i < n_variants; i++)
-        fb_ctx_destroy(variants[i]);
+    fbt_close_variants(variants, n_variants);
     n_variants = 0;
     return 0;
 }
