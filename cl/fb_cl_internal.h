@@ -50,7 +50,7 @@ struct fb_cl_state {
     size_t wg_select;   /* shared by fb_select_count and fb_select_write (same tiles) */
     size_t wg_scan;
     size_t wg_move;     /* all move kernels */
-    size_t max_groups;  /* cap on work-groups of the grid-stride kernels (see fb_cl_open) */
+    size_t max_groups;  /* cap on work-groups of the grid-stride kernels (see open_state in cl_device.c) */
     cl_ulong max_alloc; /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
     cl_mem dummy;       /* a small buffer bound where a kernel's input is absent (no validity, no sel_in) */
 };
