@@ -5,29 +5,17 @@
  * (SSE2) variant takes agg_ref.c's loops for the int32 sum and the min/max (see fb_agg_internal.h). */
 #include "fb_agg_internal.h"
 #include "fb_simd_compat.h"
+#include "fb_vec.h"
 
 #include <simde/x86/avx2.h>
 
-#define FB_INLINE static inline __attribute__((always_inline))
 
 /* ================================ vector layer ================================================== */
 #if defined(FB_KERNEL_AVX512)
 
-typedef simde__m512i fb_vec;
 typedef simde__m512d fb_vecd;
-#define FB_N32 16
-#define FB_N64 8
 
-FB_INLINE fb_vec v_load(const void *p) { return simde_mm512_loadu_si512(p); }
-FB_INLINE void v_store(void *p, fb_vec v) { simde_mm512_storeu_si512(p, v); }
-FB_INLINE fb_vec v_set32(int32_t x) { return simde_mm512_set1_epi32(x); }
-FB_INLINE fb_vec v_set64(int64_t x) { return simde_mm512_set1_epi64(x); }
-FB_INLINE fb_vec v_zero(void) { return simde_mm512_setzero_si512(); }
-FB_INLINE fb_vec v_and(fb_vec a, fb_vec b) { return simde_mm512_and_si512(a, b); }
-FB_INLINE fb_vec v_xor(fb_vec a, fb_vec b) { return simde_mm512_xor_si512(a, b); }
-FB_INLINE fb_vec v_add32(fb_vec a, fb_vec b) { return simde_mm512_add_epi32(a, b); }
 FB_INLINE fb_vec v_sub32(fb_vec a, fb_vec b) { return simde_mm512_sub_epi32(a, b); }
-FB_INLINE fb_vec v_add64(fb_vec a, fb_vec b) { return simde_mm512_add_epi64(a, b); }
 FB_INLINE fb_vec v_srl64_32(fb_vec a) { return simde_mm512_srli_epi64(a, 32); }
 FB_INLINE fb_vec v_load_widen_s32(const int32_t *p)
 {
@@ -53,21 +41,9 @@ FB_INLINE void d_store(double *p, fb_vecd v) { simde_mm512_storeu_pd(p, v); }
 
 #else /* 256-bit */
 
-typedef simde__m256i fb_vec;
 typedef simde__m256d fb_vecd;
-#define FB_N32 8
-#define FB_N64 4
 
-FB_INLINE fb_vec v_load(const void *p) { return simde_mm256_loadu_si256((const simde__m256i *)p); }
-FB_INLINE void v_store(void *p, fb_vec v) { simde_mm256_storeu_si256((simde__m256i *)p, v); }
-FB_INLINE fb_vec v_set32(int32_t x) { return simde_mm256_set1_epi32(x); }
-FB_INLINE fb_vec v_set64(int64_t x) { return simde_mm256_set1_epi64x(x); }
-FB_INLINE fb_vec v_zero(void) { return simde_mm256_setzero_si256(); }
-FB_INLINE fb_vec v_and(fb_vec a, fb_vec b) { return simde_mm256_and_si256(a, b); }
-FB_INLINE fb_vec v_xor(fb_vec a, fb_vec b) { return simde_mm256_xor_si256(a, b); }
-FB_INLINE fb_vec v_add32(fb_vec a, fb_vec b) { return simde_mm256_add_epi32(a, b); }
 FB_INLINE fb_vec v_sub32(fb_vec a, fb_vec b) { return simde_mm256_sub_epi32(a, b); }
-FB_INLINE fb_vec v_add64(fb_vec a, fb_vec b) { return simde_mm256_add_epi64(a, b); }
 FB_INLINE fb_vec v_srl64_32(fb_vec a) { return simde_mm256_srli_epi64(a, 32); }
 FB_INLINE fb_vec v_load_widen_s32(const int32_t *p)
 {
@@ -101,21 +77,6 @@ FB_INLINE fb_vecd d_add(fb_vecd a, fb_vecd b) { return simde_mm256_add_pd(a, b);
 FB_INLINE void d_store(double *p, fb_vecd v) { simde_mm256_storeu_pd(p, v); }
 
 #endif /* width */
-
-/* Validity bits of rows i..i+n-1 (n ≤ 16) as the low n bits (all ones without a bitmap). */
-FB_INLINE uint32_t load_bits(fb_bits b, int64_t i, int n)
-{
-    uint32_t full = (uint32_t)((1ull << n) - 1);
-    if (!b.bits)
-        return full;
-    int64_t k = b.off + i;
-    const uint8_t *p = b.bits + (k >> 3);
-    int s = (int)(k & 7), nbytes = (s + n + 7) >> 3;
-    uint32_t w = 0;
-    for (int j = 0; j < nbytes; j++)
-        w |= (uint32_t)p[j] << (8 * j);
-    return (w >> s) & full;
-}
 
 /* ================================ reductions ===================================================== */
 

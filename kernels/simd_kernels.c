@@ -10,41 +10,21 @@
 #include "fb/fb_kernels.h"
 #include "fb_kernel_table.h"
 #include "fb_simd_compat.h"
+#include "fb_vec.h"
 
 #include <simde/x86/avx2.h>
 
-#if defined(FB_KERNEL_AVX512)
-#define FB_W512 1
-#else
-#define FB_W512 0
-#endif
 #if defined(FB_KERNEL_AVX2) && defined(__BMI2__)
 #include <immintrin.h> /* _pdep_u64/_pext_u64: scalar BMI2, not covered by simde */
 #define FB_HAVE_BMI2 1
 #endif
 
-#define FB_INLINE static inline __attribute__((always_inline))
 
 /* ================================ vector layer ================================================== */
 #if FB_W512
 
-typedef simde__m512i fb_vec;  /* 16 x 32-bit or 8 x 64-bit lanes */
-typedef simde__m256i fb_half; /* 8 x 32-bit lanes */
-typedef uint32_t fb_mask;     /* a mask register: one bit per lane */
-#define FB_N32 16
-#define FB_N64 8
+typedef uint32_t fb_mask; /* a mask register: one bit per lane */
 
-FB_INLINE fb_vec v_load(const void *p) { return simde_mm512_loadu_si512(p); }
-FB_INLINE void v_store(void *p, fb_vec v) { simde_mm512_storeu_si512(p, v); }
-FB_INLINE fb_half h_load(const void *p) { return simde_mm256_loadu_si256((const simde__m256i *)p); }
-FB_INLINE void h_store(void *p, fb_half v) { simde_mm256_storeu_si256((simde__m256i *)p, v); }
-FB_INLINE fb_vec v_set32(int32_t x) { return simde_mm512_set1_epi32(x); }
-FB_INLINE fb_vec v_set64(int64_t x) { return simde_mm512_set1_epi64(x); }
-FB_INLINE fb_vec v_zero(void) { return simde_mm512_setzero_si512(); }
-FB_INLINE fb_vec v_and(fb_vec a, fb_vec b) { return simde_mm512_and_si512(a, b); }
-FB_INLINE fb_vec v_xor(fb_vec a, fb_vec b) { return simde_mm512_xor_si512(a, b); }
-FB_INLINE fb_vec v_add32(fb_vec a, fb_vec b) { return simde_mm512_add_epi32(a, b); }
-FB_INLINE fb_vec v_add64(fb_vec a, fb_vec b) { return simde_mm512_add_epi64(a, b); }
 FB_INLINE fb_vec v_mul64(fb_vec a, fb_vec b) { return simde_mm512_mullo_epi64(a, b); }
 FB_INLINE fb_vec v_srl64_33(fb_vec a) { return simde_mm512_srli_epi64(a, 33); }
 FB_INLINE fb_vec v_iota32(void)
@@ -98,23 +78,8 @@ FB_INLINE int64_t sel_write(uint32_t *out, int64_t cnt, fb_vec idx, uint32_t m)
 
 #else /* 256-bit */
 
-typedef simde__m256i fb_vec;  /* 8 x 32-bit or 4 x 64-bit lanes */
-typedef simde__m128i fb_half; /* 4 x 32-bit lanes */
 typedef simde__m256i fb_mask; /* all-ones lanes */
-#define FB_N32 8
-#define FB_N64 4
 
-FB_INLINE fb_vec v_load(const void *p) { return simde_mm256_loadu_si256((const simde__m256i *)p); }
-FB_INLINE void v_store(void *p, fb_vec v) { simde_mm256_storeu_si256((simde__m256i *)p, v); }
-FB_INLINE fb_half h_load(const void *p) { return simde_mm_loadu_si128((const simde__m128i *)p); }
-FB_INLINE void h_store(void *p, fb_half v) { simde_mm_storeu_si128((simde__m128i *)p, v); }
-FB_INLINE fb_vec v_set32(int32_t x) { return simde_mm256_set1_epi32(x); }
-FB_INLINE fb_vec v_set64(int64_t x) { return simde_mm256_set1_epi64x(x); }
-FB_INLINE fb_vec v_zero(void) { return simde_mm256_setzero_si256(); }
-FB_INLINE fb_vec v_and(fb_vec a, fb_vec b) { return simde_mm256_and_si256(a, b); }
-FB_INLINE fb_vec v_xor(fb_vec a, fb_vec b) { return simde_mm256_xor_si256(a, b); }
-FB_INLINE fb_vec v_add32(fb_vec a, fb_vec b) { return simde_mm256_add_epi32(a, b); }
-FB_INLINE fb_vec v_add64(fb_vec a, fb_vec b) { return simde_mm256_add_epi64(a, b); }
 /* 64-bit low multiply from three 32x32->64 products (AVX2 has no vpmullq) */
 FB_INLINE fb_vec v_mul64(fb_vec a, fb_vec b)
 {
@@ -203,22 +168,6 @@ FB_INLINE int64_t sel_write(uint32_t *out, int64_t cnt, fb_vec idx, uint32_t m)
 
 #endif /* width */
 
-#define FB_FULL32 ((uint32_t)((1ull << FB_N32) - 1))
-#define FB_FULL64 ((uint32_t)((1ull << FB_N64) - 1))
-
-/* Validity bits of rows i..i+n-1 (n ≤ 16) as the low n bits. */
-FB_INLINE uint32_t load_bits(fb_bits b, int64_t i, int n)
-{
-    if (!b.bits)
-        return (uint32_t)((1ull << n) - 1);
-    int64_t k = b.off + i;
-    const uint8_t *p = b.bits + (k >> 3);
-    int s = (int)(k & 7), nbytes = (s + n + 7) >> 3;
-    uint32_t w = 0;
-    for (int j = 0; j < nbytes; j++)
-        w |= (uint32_t)p[j] << (8 * j);
-    return (w >> s) & (uint32_t)((1ull << n) - 1);
-}
 
 /* Validity bits of rows idx[0..n) as the low n bits. */
 FB_INLINE uint32_t gather_bits(fb_bits b, const uint32_t *idx, int n)
