@@ -105,63 +105,7 @@ static const fb_type all_types[] = {FB_TYPE_INT8,   FB_TYPE_INT16,  FB_TYPE_INT3
                                     FB_TYPE_FLOAT32, FB_TYPE_FLOAT64, FB_TYPE_DATE32};
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
 
-/* Writes one random value of type t: extremes, 0, -1, NaN (several payloads, both signs), ±0.0,
- * ±inf, values from a small pool (duplicates), or uniform bits. */
-static void random_value(fb_type t, void *out)
-{
-    uint64_t r = fbt_next(&rng), u = fbt_next(&rng);
-    int pick = (int)(r % 16);
-    size_t w = fb_type_width(t);
-    if (t == FB_TYPE_FLOAT32) {
-        static const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, 1.0f, -1.0f, 3.5f, 1e-42f, -1e-42f, 3.4e38f, -3.4e38f};
-        float f;
-        if (pick < 2) {
-            uint32_t bits = 0x7F800001u | (uint32_t)(u & 0x807FFFFFu); /* a NaN, maybe negative, any payload */
-            memcpy(&f, &bits, 4);
-        } else if (pick < 6) {
-            f = special[u % (sizeof special / sizeof special[0])];
-        } else if (pick < 10) {
-            f = (float)((int64_t)(u % 41) - 20) * 0.5f;
-        } else {
-            f = (float)((double)(int64_t)u / 1e15);
-        }
-        memcpy(out, &f, 4);
-        return;
-    }
-    if (t == FB_TYPE_FLOAT64) {
-        static const double special[] = {0.0, -0.0, INFINITY, -INFINITY, 1.0, -1.0, 3.5, 5e-324, -5e-324, 1.7e308, -1.7e308};
-        double d;
-        if (pick < 2) {
-            uint64_t bits = 0x7FF0000000000001ull | (u & 0x800FFFFFFFFFFFFFull);
-            memcpy(&d, &bits, 8);
-        } else if (pick < 6) {
-            d = special[u % (sizeof special / sizeof special[0])];
-        } else if (pick < 10) {
-            d = (double)((int64_t)(u % 41) - 20) * 0.5;
-        } else {
-            d = (double)(int64_t)u / 1e9;
-        }
-        memcpy(out, &d, 8);
-        return;
-    }
-    uint64_t v;
-    int is_signed = t == FB_TYPE_INT8 || t == FB_TYPE_INT16 || t == FB_TYPE_INT32 || t == FB_TYPE_INT64 ||
-                    t == FB_TYPE_DATE32;
-    uint64_t topbit = 1ull << (w * 8 - 1);
-    switch (pick) {
-    case 0: v = is_signed ? topbit : 0; break;                      /* min */
-    case 1: v = is_signed ? topbit - 1 : topbit | (topbit - 1); break; /* max */
-    case 2: v = 0; break;
-    case 3: v = ~0ull; break;                                        /* -1 / max unsigned */
-    case 4: v = is_signed ? topbit + 1 : 1; break;                   /* min + 1 */
-    default:
-        if (pick < 11)
-            v = (uint64_t)((int64_t)(u % 21) - 10); /* small pool: duplicates, negatives */
-        else
-            v = u;
-    }
-    memcpy(out, &v, w); /* little-endian: the low bytes */
-}
+static void random_value(fb_type t, void *out) { fbt_random_value(&rng, t, out); }
 
 typedef struct colbuf {
     fb_column col;

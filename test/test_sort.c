@@ -108,56 +108,7 @@ static const fb_type all_types[] = {FB_TYPE_INT8,   FB_TYPE_INT16,  FB_TYPE_INT3
 
 /* One random value: extremes, 0, -1, NaN (any payload, both signs), ±0.0, ±inf, denormals, small
  * pool values (duplicates), or uniform bits. */
-static void random_value(fb_type t, void *out)
-{
-    uint64_t r = fbt_next(&rng), u = fbt_next(&rng);
-    int pick = (int)(r % 16);
-    size_t w = fb_type_width(t);
-    if (t == FB_TYPE_FLOAT32) {
-        static const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, 1.0f, -1.0f, 1e-42f, -1e-42f, 3.4e38f, -3.4e38f};
-        float f;
-        if (pick < 2) {
-            uint32_t bits = 0x7F800001u | (uint32_t)(u & 0x807FFFFFu);
-            memcpy(&f, &bits, 4);
-        } else if (pick < 6) {
-            f = special[u % (sizeof special / sizeof special[0])];
-        } else if (pick < 10) {
-            f = (float)((int64_t)(u % 41) - 20) * 0.5f;
-        } else {
-            f = (float)((double)(int64_t)u / 1e15);
-        }
-        memcpy(out, &f, 4);
-        return;
-    }
-    if (t == FB_TYPE_FLOAT64) {
-        static const double special[] = {0.0, -0.0, INFINITY, -INFINITY, 1.0, -1.0, 5e-324, -5e-324, 1.7e308, -1.7e308};
-        double d;
-        if (pick < 2) {
-            uint64_t bits = 0x7FF0000000000001ull | (u & 0x800FFFFFFFFFFFFFull);
-            memcpy(&d, &bits, 8);
-        } else if (pick < 6) {
-            d = special[u % (sizeof special / sizeof special[0])];
-        } else if (pick < 10) {
-            d = (double)((int64_t)(u % 41) - 20) * 0.5;
-        } else {
-            d = (double)(int64_t)u / 1e9;
-        }
-        memcpy(out, &d, 8);
-        return;
-    }
-    uint64_t v;
-    int is_signed = !is_unsigned(t);
-    uint64_t topbit = 1ull << (w * 8 - 1);
-    switch (pick) {
-    case 0: v = is_signed ? topbit : 0; break;
-    case 1: v = is_signed ? topbit - 1 : topbit | (topbit - 1); break;
-    case 2: v = 0; break;
-    case 3: v = ~0ull; break;
-    case 4: v = is_signed ? topbit + 1 : 1; break;
-    default: v = pick < 11 ? (uint64_t)((int64_t)(u % 21) - 10) : u;
-    }
-    memcpy(out, &v, w);
-}
+static void random_value(fb_type t, void *out) { fbt_random_value(&rng, t, out); }
 
 typedef enum pattern { P_RANDOM, P_SORTED, P_REVERSE, P_EQUAL, P_FEW, P_ZIPF, P_COUNT } pattern;
 static const char *const pattern_names[] = {"random", "sorted", "reverse", "all-equal", "few-distinct", "zipf"};
