@@ -52,6 +52,30 @@ static inline uint64_t fbt_seed(void)
     return seed;
 }
 
+/* A column view together with the buffers it was made from (freed by fbt_col_free). */
+typedef struct fbt_col {
+    fb_column col;
+    void *data;
+    uint8_t *valid;
+} fbt_col;
+
+static inline void fbt_col_free(fbt_col *b)
+{
+    free(b->data);
+    free(b->valid);
+    memset(b, 0, sizeof *b);
+}
+
+/* A random validity bitmap of `bits` rows plus one spare byte, about one row in eight null. */
+static inline uint8_t *fbt_random_validity(uint64_t *rng, int64_t bits)
+{
+    int64_t nb = (bits + 7) / 8 + 1;
+    uint8_t *v = malloc((size_t)nb);
+    for (int64_t i = 0; v && i < nb; i++)
+        v[i] = (uint8_t)(fbt_next(rng) | fbt_next(rng) | fbt_next(rng));
+    return v;
+}
+
 /* Writes one random value of type t: extremes, 0, -1, NaN (several payloads, both signs), ±0.0,
  * ±inf, values from a small pool (duplicates), or uniform bits. */
 static inline void fbt_random_value(uint64_t *rng, fb_type t, void *out)

@@ -48,18 +48,7 @@ static int is_signed_t(fb_type t)
 }
 static int is_float_t(fb_type t) { return t == FB_TYPE_FLOAT32 || t == FB_TYPE_FLOAT64; }
 
-typedef struct colbuf {
-    fb_column col;
-    void *data;
-    uint8_t *valid;
-} colbuf;
 
-static void free_col(colbuf *b)
-{
-    free(b->data);
-    free(b->valid);
-    memset(b, 0, sizeof *b);
-}
 
 static int row_valid(const fb_column *c, int64_t i)
 {
@@ -142,9 +131,9 @@ static const char *const dist_names[] = {"random", "zipf", "all-null", "single-g
 
 /* A key column: values from dist over `card` distinct bases, multiplied by `spread` (wide ranges
  * push the table to hashing), 1/64 replaced by the type's min or max, ~1/10 null when nulls. */
-static colbuf make_key(fb_type t, int64_t n, int dist, uint64_t card, uint64_t spread, int nulls)
+static fbt_col make_key(fb_type t, int64_t n, int dist, uint64_t card, uint64_t spread, int nulls)
 {
-    colbuf b;
+    fbt_col b;
     size_t w = fb_type_width(t);
     int64_t off = (int64_t)(fbt_next(&rng) % 9);
     b.data = calloc((size_t)(n + off + 1), w);
@@ -177,9 +166,9 @@ static colbuf make_key(fb_type t, int64_t n, int dist, uint64_t card, uint64_t s
 /* A value column with ~1/8 nulls (nulls 0: none; 2: all null). Integers: small pool, negatives, and
  * the type's extremes for types narrower than 64 bits (64-bit sums would overflow: test_overflow);
  * floats: pool, ±0.0, NaN, ±inf rarely, moderate uniform values. */
-static colbuf make_val(fb_type t, int64_t n, int nulls)
+static fbt_col make_val(fb_type t, int64_t n, int nulls)
 {
-    colbuf b;
+    fbt_col b;
     size_t w = fb_type_width(t);
     int64_t off = (int64_t)(fbt_next(&rng) % 9);
     b.data = calloc((size_t)(n + off + 1), w);
@@ -559,7 +548,7 @@ static void build_aggs(fb_agg_desc *aggs, size_t *n)
 static void run_case(const keyset *ks, int dist, int64_t n, uint64_t card, uint64_t spread, int use_sel,
                      fb_agg_strategy strat, int merge)
 {
-    colbuf kb[FB_AGG_MAX_KEYS], vb[N_VALUES];
+    fbt_col kb[FB_AGG_MAX_KEYS], vb[N_VALUES];
     fb_column kc[FB_AGG_MAX_KEYS], vc[N_VALUES];
     key_extremes = strat != FB_AGG_STRATEGY_DIRECT;
     for (size_t k = 0; k < ks->n; k++) {
@@ -610,9 +599,9 @@ static void run_case(const keyset *ks, int dist, int64_t n, uint64_t card, uint6
     free_groups(g, ng);
     free(rows);
     for (size_t k = 0; k < ks->n; k++)
-        free_col(&kb[k]);
+        fbt_col_free(&kb[k]);
     for (size_t v = 0; v < N_VALUES; v++)
-        free_col(&vb[v]);
+        fbt_col_free(&vb[v]);
 }
 
 static void test_differential(void **state)

@@ -107,37 +107,23 @@ static const fb_type all_types[] = {FB_TYPE_INT8,   FB_TYPE_INT16,  FB_TYPE_INT3
 
 static void random_value(fb_type t, void *out) { fbt_random_value(&rng, t, out); }
 
-typedef struct colbuf {
-    fb_column col;
-    void *data;
-    uint8_t *valid;
-} colbuf;
 
-static colbuf make_col(fb_type t, int64_t n, int with_nulls)
+static fbt_col make_col(fb_type t, int64_t n, int with_nulls)
 {
-    colbuf b;
+    fbt_col b;
     size_t w = fb_type_width(t);
     int64_t off = (int64_t)(fbt_next(&rng) % 13);
     b.data = malloc((size_t)(n + off + 1) * w);
     for (int64_t i = 0; i < n + off; i++)
         random_value(t, (char *)b.data + i * w);
     b.valid = NULL;
-    if (with_nulls) {
-        int64_t nb = (n + off + 7) / 8 + 1;
-        b.valid = malloc((size_t)nb);
-        for (int64_t i = 0; i < nb; i++)
-            b.valid[i] = (uint8_t)(fbt_next(&rng) | fbt_next(&rng) | fbt_next(&rng)); /* ~1/8 null */
-    }
+    if (with_nulls)
+        b.valid = fbt_random_validity(&rng, n + off);
     b.col = fb_column_make(t, b.data, n, b.valid);
     b.col.offset = off;
     return b;
 }
 
-static void free_col(colbuf *b)
-{
-    free(b->data);
-    free(b->valid);
-}
 
 /* ---- variants ------------------------------------------------------------------------------------ */
 
@@ -176,7 +162,7 @@ static void test_hash(void **state)
             if (t == FB_TYPE_FLOAT32 || t == FB_TYPE_FLOAT64)
                 continue;
             for (int nulls = 0; nulls < 2; nulls++) {
-                colbuf a = make_col(t, n, nulls), b = make_col(FB_TYPE_INT64, n, !nulls);
+                fbt_col a = make_col(t, n, nulls), b = make_col(FB_TYPE_INT64, n, !nulls);
                 for (int64_t i = 0; i < n; i++)
                     expect[i] = oracle_hash(&a.col, i);
                 for (int v = 0; v < n_variants; v++) {
@@ -197,8 +183,8 @@ static void test_hash(void **state)
                     assert_fb_ok(variants[v], fb_hash_columns(variants[v], keys, 2, got, n));
                     assert_memory_equal(got, expect, (size_t)n * 8);
                 }
-                free_col(&a);
-                free_col(&b);
+                fbt_col_free(&a);
+                fbt_col_free(&b);
             }
         }
         free(expect);
@@ -272,7 +258,7 @@ static void test_select(void **state)
         for (size_t ti = 0; ti < N_TYPES; ti++) {
             fb_type t = all_types[ti];
             size_t w = fb_type_width(t);
-            colbuf c = make_col(t, n, (int)(fbt_next(&rng) % 4 != 0));
+            fbt_col c = make_col(t, n, (int)(fbt_next(&rng) % 4 != 0));
             /* candidates: a random ascending subset, and with duplicates/unsorted order too */
             int64_t n_in = 0;
             for (int64_t i = 0; i < n; i++)
@@ -316,7 +302,7 @@ static void test_select(void **state)
                     check_select(&in, &c.col, si, n_in, expect, got);
                 }
             }
-            free_col(&c);
+            fbt_col_free(&c);
         }
         free(expect);
         free(got);
@@ -397,7 +383,7 @@ static void test_compact_gather(void **state)
     for (size_t li = 0; li < N_LENGTHS; li++) {
         int64_t n = lengths[li];
         for (size_t ti = 0; ti < N_TYPES; ti++) {
-            colbuf c = make_col(all_types[ti], n, (int)(fbt_next(&rng) % 3 != 0));
+            fbt_col c = make_col(all_types[ti], n, (int)(fbt_next(&rng) % 3 != 0));
             /* a selection (ascending subset), then arbitrary order with repeats */
             int64_t m = (int64_t)(n * 2 / 3) + 5;
             uint32_t *sel = malloc((size_t)m * 4);
@@ -417,7 +403,7 @@ static void test_compact_gather(void **state)
             check_move(&c.col, NULL, ids, m);
             free(sel);
             free(ids);
-            free_col(&c);
+            fbt_col_free(&c);
         }
     }
 }

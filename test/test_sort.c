@@ -116,15 +116,10 @@ static const char *const pattern_names[] = {"random", "sorted", "reverse", "all-
 static fb_type value_sort_type;
 static int value_sort_cmp(const void *a, const void *b) { return value_cmp(value_sort_type, a, b); }
 
-typedef struct colbuf {
-    fb_column col;
-    void *data;
-    uint8_t *valid;
-} colbuf;
 
-static colbuf make_col(fb_type t, int64_t n, pattern p, int with_nulls)
+static fbt_col make_col(fb_type t, int64_t n, pattern p, int with_nulls)
 {
-    colbuf b;
+    fbt_col b;
     size_t w = fb_type_width(t);
     int64_t off = (int64_t)(fbt_next(&rng) % 13);
     b.data = malloc((size_t)(n + off + 1) * w);
@@ -160,22 +155,13 @@ static colbuf make_col(fb_type t, int64_t n, pattern p, int with_nulls)
             }
     }
     b.valid = NULL;
-    if (with_nulls) {
-        int64_t nb = (n + off + 7) / 8 + 1;
-        b.valid = malloc((size_t)nb);
-        for (int64_t i = 0; i < nb; i++)
-            b.valid[i] = (uint8_t)(fbt_next(&rng) | fbt_next(&rng) | fbt_next(&rng)); /* ~1/8 null */
-    }
+    if (with_nulls)
+        b.valid = fbt_random_validity(&rng, n + off);
     b.col = fb_column_make(t, b.data, n, b.valid);
     b.col.offset = off;
     return b;
 }
 
-static void free_col(colbuf *b)
-{
-    free(b->data);
-    free(b->valid);
-}
 
 /* ---- variants ------------------------------------------------------------------------------------ */
 
@@ -261,10 +247,10 @@ static void test_single_key(void **state)
             for (size_t si = 0; si < N_SMALL; si++)
                 for (int flags = 0; flags < 8; flags++) {
                     int64_t n = small_sizes[si];
-                    colbuf c = make_col(all_types[ti], n, (pattern)p, flags & 4);
+                    fbt_col c = make_col(all_types[ti], n, (pattern)p, flags & 4);
                     fb_sort_key key = {c.col, flags & 1, (flags >> 1) & 1};
                     check_sort(&key, 1, n, pattern_names[p]);
-                    free_col(&c);
+                    fbt_col_free(&c);
                 }
 }
 
@@ -275,7 +261,7 @@ static void test_multi_key(void **state)
     for (int round = 0; round < 60; round++) {
         size_t n_keys = 2 + (size_t)(fbt_next(&rng) % 3);
         int64_t n = sizes[round % (sizeof sizes / sizeof sizes[0])];
-        colbuf cols[4];
+        fbt_col cols[4];
         fb_sort_key keys[4];
         for (size_t k = 0; k < n_keys; k++) {
             fb_type t = all_types[fbt_next(&rng) % N_TYPES];
@@ -287,7 +273,7 @@ static void test_multi_key(void **state)
         }
         check_sort(keys, n_keys, n, "multi");
         for (size_t k = 0; k < n_keys; k++)
-            free_col(&cols[k]);
+            fbt_col_free(&cols[k]);
     }
 }
 
@@ -296,7 +282,7 @@ static void test_many_keys(void **state)
 {
     (void)state;
     int64_t n = 3000;
-    colbuf cols[FB_SORT_MAX_KEYS];
+    fbt_col cols[FB_SORT_MAX_KEYS];
     fb_sort_key keys[FB_SORT_MAX_KEYS];
     for (size_t k = 0; k < FB_SORT_MAX_KEYS; k++) {
         fb_type t = all_types[(k * 7) % N_TYPES];
@@ -305,13 +291,13 @@ static void test_many_keys(void **state)
     }
     check_sort(keys, FB_SORT_MAX_KEYS, n, "max-keys equal");
     for (size_t k = 0; k < FB_SORT_MAX_KEYS; k++) {
-        free_col(&cols[k]);
+        fbt_col_free(&cols[k]);
         cols[k] = make_col(all_types[(k * 5) % N_TYPES], n, k < 3 ? P_FEW : P_RANDOM, (int)(k % 4 == 0));
         keys[k].column = cols[k].col;
     }
     check_sort(keys, FB_SORT_MAX_KEYS, n, "max-keys few");
     for (size_t k = 0; k < FB_SORT_MAX_KEYS; k++)
-        free_col(&cols[k]);
+        fbt_col_free(&cols[k]);
 }
 
 static void test_large(void **state)
@@ -327,18 +313,18 @@ static void test_large(void **state)
         {FB_TYPE_FLOAT32, P_REVERSE, 1, 1, 0}, {FB_TYPE_UINT16, P_FEW, 0, 1, 0}, {FB_TYPE_UINT64, P_SORTED, 0, 0, 1},
     };
     for (size_t i = 0; i < sizeof one / sizeof one[0]; i++) {
-        colbuf c = make_col(one[i].t, n, one[i].p, one[i].nulls);
+        fbt_col c = make_col(one[i].t, n, one[i].p, one[i].nulls);
         fb_sort_key key = {c.col, one[i].desc, one[i].nulls_first};
         check_sort(&key, 1, n, pattern_names[one[i].p]);
-        free_col(&c);
+        fbt_col_free(&c);
     }
-    colbuf a = make_col(FB_TYPE_INT32, n, P_FEW, 1), b = make_col(FB_TYPE_FLOAT32, n, P_ZIPF, 1),
+    fbt_col a = make_col(FB_TYPE_INT32, n, P_FEW, 1), b = make_col(FB_TYPE_FLOAT32, n, P_ZIPF, 1),
            c = make_col(FB_TYPE_INT64, n, P_RANDOM, 0);
     fb_sort_key keys[3] = {{a.col, 0, 1}, {b.col, 1, 0}, {c.col, 0, 0}};
     check_sort(keys, 3, n, "multi");
-    free_col(&a);
-    free_col(&b);
-    free_col(&c);
+    fbt_col_free(&a);
+    fbt_col_free(&b);
+    fbt_col_free(&c);
 }
 
 /* The documented float order, spelled out; -0.0 and 0.0 (and the NaNs) keep their input order. */
@@ -385,9 +371,9 @@ static void test_sort_table(void **state)
     const fb_type ptypes[] = {FB_TYPE_INT8, FB_TYPE_UINT16, FB_TYPE_FLOAT32, FB_TYPE_INT64};
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
         int64_t n = sizes[si];
-        colbuf k0 = make_col(FB_TYPE_DATE32, n, P_FEW, 1), k1 = make_col(FB_TYPE_FLOAT64, n, P_RANDOM, 0);
+        fbt_col k0 = make_col(FB_TYPE_DATE32, n, P_FEW, 1), k1 = make_col(FB_TYPE_FLOAT64, n, P_RANDOM, 0);
         fb_sort_key keys[2] = {{k0.col, 1, 0}, {k1.col, 0, 1}};
-        colbuf pay[4];
+        fbt_col pay[4];
         fb_column pcols[4];
         for (int j = 0; j < 4; j++) {
             pay[j] = make_col(ptypes[j], n, P_RANDOM, j & 1);
@@ -423,10 +409,10 @@ static void test_sort_table(void **state)
             assert_int_equal(fb_ctx_memory_used(ctx), 0);
         }
         free(perm);
-        free_col(&k0);
-        free_col(&k1);
+        fbt_col_free(&k0);
+        fbt_col_free(&k1);
         for (int j = 0; j < 4; j++)
-            free_col(&pay[j]);
+            fbt_col_free(&pay[j]);
     }
 }
 
@@ -519,7 +505,7 @@ static void test_memory_limit(void **state)
 {
     (void)state;
     int64_t n = 100000;
-    colbuf c = make_col(FB_TYPE_INT64, n, P_RANDOM, 1);
+    fbt_col c = make_col(FB_TYPE_INT64, n, P_RANDOM, 1);
     fb_sort_key key = {c.col, 0, 0};
     uint32_t *ids = malloc((size_t)n * 4);
     const size_t limits[] = {1000, 1u << 20, 2u << 20, 3u << 20};
@@ -544,7 +530,7 @@ static void test_memory_limit(void **state)
         fb_ctx_destroy(ctx);
     }
     free(ids);
-    free_col(&c);
+    fbt_col_free(&c);
 }
 
 int main(void)
