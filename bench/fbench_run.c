@@ -3,6 +3,7 @@
  * time the bytes it must move take at the measured memory bandwidth. Workloads register in the
  * `workloads` table below; the kernel issues add theirs (../shared/WORKLOADS.md). */
 #include "fbench.h"
+#include "fbench_run.h"
 
 #include "fb_pipeline_scan_agg_internal.h"
 
@@ -28,29 +29,6 @@ typedef struct run_options {
 } run_options;
 
 /* One workload's data and answer; each workload keeps what it needs behind `data`. */
-typedef struct run_result {
-    int64_t values[4];  /* the answer, compared with the reference */
-    int n_values;
-} run_result;
-
-typedef struct workload {
-    const char *name;
-    const char *what;
-    int64_t rows_at_scale_1;
-    /* Makes the input (rows rows), returns NULL on failure. */
-    void *(*generate)(int64_t rows, uint64_t seed);
-    void (*destroy)(void *data);
-    /* The answer by a plain loop, independent of fb. */
-    void (*reference)(const void *data, run_result *out);
-    /* One timed run; stats may be NULL. */
-    fb_status (*run)(fb_ctx *ctx, const void *data, long morsel, run_result *out, fb_query *stats_query);
-    /* Bytes the run must move at least (for the bound). */
-    double (*bytes)(const void *data);
-    /* Writes the input columns and the manifest's workload-specific part. */
-    int (*dump)(const void *data, const char *dir, FILE *manifest);
-    const char *result_names[4];
-} workload;
-
 /* ---- scan-agg: SELECT count(x), sum(x) FROM t WHERE x BETWEEN lo AND hi over int64 x ------------- */
 
 #define SCAN_AGG_LO (-(INT64_C(1) << 30))
@@ -93,7 +71,7 @@ static void scan_agg_destroy(void *data)
     free(d);
 }
 
-static void scan_agg_reference(const void *data, run_result *out)
+static void scan_agg_reference(const void *data, fbench_result *out)
 {
     const scan_agg_data *d = data;
     int64_t count = 0, sum = 0;
@@ -108,7 +86,7 @@ static void scan_agg_reference(const void *data, run_result *out)
     out->n_values = 2;
 }
 
-static fb_status scan_agg_run(fb_ctx *ctx, const void *data, long morsel, run_result *out, fb_query *q)
+static fb_status scan_agg_run(fb_ctx *ctx, const void *data, long morsel, fbench_result *out, fb_query *q)
 {
     const scan_agg_data *d = data;
     fb_column col = fb_column_make(FB_TYPE_INT64, d->x, d->rows, NULL);
@@ -151,12 +129,33 @@ static int scan_agg_dump(const void *data, const char *dir, FILE *manifest)
     return 0;
 }
 
-static const workload workloads[] = {
+static const fbench_workload scan_workloads[] = {
     {"scan-agg", "scan -> filter (x BETWEEN -2^30 AND 2^30-1, ~50%) -> count and sum, 2^27 int64 values at scale 1",
      INT64_C(1) << 27, scan_agg_generate, scan_agg_destroy, scan_agg_reference, scan_agg_run, scan_agg_bytes,
-     scan_agg_dump, {"count", "sum"}},
+     scan_agg_dump, {"count", "sum"}, 0},
 };
-#define N_WORKLOADS (sizeof workloads / sizeof workloads[0])
+
+/* Every workload: scan-agg here, the operators' workloads in fbench_wl_*.c. */
+typedef size_t (*workload_list_fn)(const fbench_workload **list);
+static size_t scan_list(const fbench_workload **list)
+{
+    *list = scan_workloads;
+    return sizeof scan_workloads / sizeof scan_workloads[0];
+}
+static const workload_list_fn workload_lists[] = {scan_list, fbench_wl_join, fbench_wl_agg, fbench_wl_sort};
+#define N_LISTS (sizeof workload_lists / sizeof workload_lists[0])
+
+static const fbench_workload *find_workload(const char *name)
+{
+    for (size_t l = 0; l < N_LISTS; l++) {
+        const fbench_workload *list;
+        size_t n = workload_lists[l](&list);
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(list[i].name, name) == 0)
+                return &list[i];
+    }
+    return NULL;
+}
 
 /* ---- the command ------------------------------------------------------------------------------- */
 
@@ -165,8 +164,12 @@ static void run_usage(FILE *out)
     fprintf(out, "usage: fbench run NAME [--threads N] [--scale X] [--device cpu|opencl:N] [--repeat R]\n"
                  "                 [--json FILE] [--dump DIR] [--hw HW.json] [--stats] [--morsel ROWS] [--seed S]\n"
                  "workloads:\n");
-    for (size_t i = 0; i < N_WORKLOADS; i++)
-        fprintf(out, "  %-10s %s\n", workloads[i].name, workloads[i].what);
+    for (size_t l = 0; l < N_LISTS; l++) {
+        const fbench_workload *list;
+        size_t n = workload_lists[l](&list);
+        for (size_t i = 0; i < n; i++)
+            fprintf(out, "  %-10s %s\n", list[i].name, list[i].what);
+    }
 }
 
 static int parse_double(const char *s, double lo, double hi, double *out)
@@ -259,8 +262,8 @@ static double json_number(const char *text, const char *key)
 
 /* The read bandwidth to hold the run against: from --hw (1-thread and all-thread figures; in between
  * threads x the 1-thread figure, capped by the all-thread one), else measured now with `threads`. */
-static int read_ceiling(const run_options *o, fb_ctx *ctx, int threads, int cores, double *gbps, char *source,
-                        size_t size)
+static int read_ceiling(const run_options *o, fb_ctx *ctx, int threads, int cores, int copy, double *gbps,
+                        char *source, size_t size)
 {
     if (o->hw) {
         FILE *f = fopen(o->hw, "rb");
@@ -268,21 +271,23 @@ static int read_ceiling(const run_options *o, fb_ctx *ctx, int threads, int core
         size_t len = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
         if (f)
             fclose(f);
-        double r1 = text ? json_number(text, "read_gbps_1") : NAN, ra = text ? json_number(text, "read_gbps_all") : NAN;
+        const char *k1 = copy ? "copy_gbps_1" : "read_gbps_1", *ka = copy ? "copy_gbps_all" : "read_gbps_all";
+        double r1 = text ? json_number(text, k1) : NAN, ra = text ? json_number(text, ka) : NAN;
         free(text);
         if (!len || isnan(r1) || isnan(ra)) {
-            fprintf(stderr, "fbench run: %s has no read_gbps_1/read_gbps_all (write it with fbench hw --json)\n",
-                    o->hw);
+            fprintf(stderr, "fbench run: %s has no %s/%s (write it with fbench hw --json)\n", o->hw, k1, ka);
             return -1;
         }
         *gbps = threads >= cores ? ra : fmin(ra, threads * r1);
         snprintf(source, size, "%s", o->hw);
         return 0;
     }
-    fprintf(stderr, "fbench run: measuring read bandwidth with %d threads (give --hw FILE to skip) ...\n", threads);
-    double copy;
-    if (fbench_hw_bandwidth(ctx, threads, (size_t)256 << 20, 3, gbps, &copy) != 0)
+    fprintf(stderr, "fbench run: measuring %s bandwidth with %d threads (give --hw FILE to skip) ...\n",
+            copy ? "copy" : "read", threads);
+    double read_bw, copy_bw;
+    if (fbench_hw_bandwidth(ctx, threads, (size_t)256 << 20, 3, &read_bw, &copy_bw) != 0)
         return -1;
+    *gbps = copy ? copy_bw : read_bw;
     snprintf(source, size, "measured now, %d threads, 256 MiB", threads);
     return 0;
 }
@@ -316,10 +321,7 @@ int fbench_run_main(int argc, char **argv)
     run_options o;
     if (run_parse(argc, argv, &o) != 0)
         return FBENCH_EXIT_USAGE;
-    const workload *wl = NULL;
-    for (size_t i = 0; i < N_WORKLOADS; i++)
-        if (strcmp(workloads[i].name, o.name) == 0)
-            wl = &workloads[i];
+    const fbench_workload *wl = find_workload(o.name);
     if (!wl) {
         fprintf(stderr, "fbench run: unknown workload '%s'\n", o.name);
         run_usage(stderr);
@@ -378,11 +380,11 @@ int fbench_run_main(int argc, char **argv)
         fprintf(stderr, "fbench run: input written to %s\n", o.dump);
     }
 
-    run_result expect, got;
+    fbench_result expect, got;
     wl->reference(data, &expect);
     double ceiling;
     char ceiling_src[512];
-    if (read_ceiling(&o, ctx, threads, info.cores, &ceiling, ceiling_src, sizeof ceiling_src) != 0)
+    if (read_ceiling(&o, ctx, threads, info.cores, wl->bound_copy, &ceiling, ceiling_src, sizeof ceiling_src) != 0)
         goto done;
 
     fb_query *stats_q = NULL;
@@ -435,7 +437,8 @@ int fbench_run_main(int argc, char **argv)
     printf("  (matches the reference)\n");
     printf("  seconds       %.4f median of %d (best %.4f)\n", median, o.repeat, best);
     printf("  rows/s        %.3g\n", (double)rows / median);
-    printf("  bound         %.4f s = %.3g GB / %.1f GB/s read (%s)\n", bound, bytes * 1e-9, ceiling, ceiling_src);
+    printf("  bound         %.4f s = %.3g GB / %.1f GB/s %s (%s)\n", bound, bytes * 1e-9, ceiling,
+           wl->bound_copy ? "copy" : "read", ceiling_src);
     printf("  of bound      %.0f%%\n", 100.0 * bound / median);
     if (stats_q)
         print_stats(stats_q);
@@ -453,9 +456,9 @@ int fbench_run_main(int argc, char **argv)
         strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
         fprintf(f, "[\n  {\"workload\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"scale\": %g, \"rows\": %lld,\n"
                    "   \"seconds\": %.6f, \"best_seconds\": %.6f, \"rows_per_s\": %.1f, \"bound_seconds\": %.6f,\n"
-                   "   \"bytes\": %.0f, \"read_gbps\": %.3f, \"ceiling_source\": ",
+                   "   \"bytes\": %.0f, \"%s_gbps\": %.3f, \"ceiling_source\": ",
                 wl->name, o.device, threads, o.scale, (long long)rows, median, best, (double)rows / median, bound,
-                bytes, ceiling);
+                bytes, wl->bound_copy ? "copy" : "read", ceiling);
         fbench_json_string(f, ceiling_src);
         fprintf(f, ",\n   \"seconds_all\": [");
         for (int r = 0; r < o.repeat; r++)
