@@ -142,18 +142,19 @@ typedef enum fb_op_result {
  * destroy_local, destroy_global at the end of the run; destroy when the query is destroyed. */
 typedef struct fb_operator {
     const char *name; /**< for statistics and messages; NULL = "operator" */
-    fb_status (*init_global)(void *user, fb_ctx *ctx, void **global);
-    fb_status (*init_local)(void *user, void *global, const fb_worker_info *w, void **local);
+    fb_status (*init_global)(void *user, fb_ctx *ctx, void **global); /**< creates the run's global state */
+    fb_status (*init_local)(void *user, void *global, const fb_worker_info *w,
+                            void **local); /**< creates a worker's local state */
     /** Required. Reads `in` (valid during the call) and fills `out`, whose columns may point to in's
      * columns (a filter only changes sel) or to buffers in the local state valid until the next
      * execute on it. `*result` is FB_OP_NEED_MORE_INPUT on entry. A chunk without live rows skips the
      * rest of the pipeline. */
     fb_status (*execute)(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
                          fb_op_result *result);
-    void (*destroy_local)(void *user, void *global, void *local);
-    void (*destroy_global)(void *user, void *global);
-    void (*destroy)(void *user);
-    void *user;
+    void (*destroy_local)(void *user, void *global, void *local); /**< frees a local state */
+    void (*destroy_global)(void *user, void *global);            /**< frees the global state */
+    void (*destroy)(void *user); /**< frees `user`; called once by fb_query_destroy() (or a failed add) */
+    void *user;                  /**< passed to every function above */
 } fb_operator;
 
 /** \brief A sink: ends a pipeline (hash build, aggregation, sort, result collection).
@@ -166,8 +167,9 @@ typedef struct fb_operator {
  * their own user pointers) until the run ends. */
 typedef struct fb_sink {
     const char *name; /**< for statistics and messages; NULL = "sink" */
-    fb_status (*init_global)(void *user, fb_ctx *ctx, void **global);
-    fb_status (*init_local)(void *user, void *global, const fb_worker_info *w, void **local);
+    fb_status (*init_global)(void *user, fb_ctx *ctx, void **global); /**< creates the run's global state */
+    fb_status (*init_local)(void *user, void *global, const fb_worker_info *w,
+                            void **local); /**< creates a worker's local state */
     /** Required. Consumes a chunk into the local state (several workers at once). */
     fb_status (*sink)(void *user, void *global, void *local, const fb_chunk *chunk);
     /** Merges a worker's local state into the global one. The runtime never runs two combines of one
@@ -175,10 +177,10 @@ typedef struct fb_sink {
     fb_status (*combine)(void *user, void *global, void *local);
     /** Completes the global state once all combines are done, on one worker. */
     fb_status (*finalize)(void *user, void *global);
-    void (*destroy_local)(void *user, void *global, void *local);
-    void (*destroy_global)(void *user, void *global);
-    void (*destroy)(void *user);
-    void *user;
+    void (*destroy_local)(void *user, void *global, void *local); /**< frees a local state */
+    void (*destroy_global)(void *user, void *global);            /**< frees the global state */
+    void (*destroy)(void *user); /**< frees `user`; called once by fb_query_destroy() (or a failed add) */
+    void *user;                  /**< passed to every function above */
 } fb_sink;
 
 /** \brief Creates an empty query on a context.
