@@ -10,6 +10,7 @@
 #include "fb_sort.h"
 #include "fb_cl.h"
 #include "fb_topology.h"
+#include "fb_arrow.h"
 #include "fb_runtime.h"
 
 #endif /* FB_H */
