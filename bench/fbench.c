@@ -1,6 +1,7 @@
 /* fbench.c - the fbench command line: subcommand dispatch, usage and version, and the helpers the
  * subcommands share (clock, page allocation, /proc readers, JSON strings, number parsing). */
 #include "fbench.h"
+#include "ssb.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -44,6 +45,10 @@ void fbench_usage(FILE *out)
             "      (from --hw, a file of fbench hw --json, else measured first). --dump writes the input as\n"
             "      raw little-endian columns and a manifest.json for peer engines; --stats adds per-worker counters.\n"
             "\n"
+            "  ssb [--sf N] [--seed S] --dump DIR\n"
+            "      generates the Star Schema Benchmark tables (strings dictionary-encoded) and writes them to DIR\n"
+            "      for peer engines (bench/peers/duckdb_peer.py DIR --sql bench/peers/ssb.sql).\n"
+            "\n"
             "environment: FB_ISA, FB_CL_DEVICE, FB_TOPOLOGY and FB_CL_CACHE_DIR apply as in the library.\n"
             "exit status: 0 success, 1 a measurement failed, 2 bad command line.\n");
 }
@@ -69,10 +74,12 @@ int main(int argc, char **argv)
         return fbench_kernels_main(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return fbench_run_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "ssb") == 0)
+        return fbench_ssb_main(argc - 1, argv + 1);
     if (cmd[0] == '-')
         fprintf(stderr, "fbench: unknown option '%s' (see fbench --help)\n", cmd);
     else
-        fprintf(stderr, "fbench: unknown command '%s': expected hw, kernels or run (see fbench --help)\n", cmd);
+        fprintf(stderr, "fbench: unknown command '%s': expected hw, kernels, run or ssb (see fbench --help)\n", cmd);
     return FBENCH_EXIT_USAGE;
 }
 
