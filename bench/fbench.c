@@ -45,6 +45,9 @@ void fbench_usage(FILE *out)
             "      (from --hw, a file of fbench hw --json, else measured first). --dump writes the input as\n"
             "      raw little-endian columns and a manifest.json for peer engines; --stats adds per-worker counters.\n"
             "\n"
+            "  plan ssb [--sf N] [--placement cpu,gpu,hybrid,auto] [--threads N] [--repeat R] [--explain]\n"
+            "           [--query Qn.m] [--json FILE] [--dump DIR]\n"
+            "      the 13 Star Schema Benchmark queries as fb plans, query x placement side by side.\n"
             "  ssb [--sf N] [--seed S] --dump DIR\n"
             "      generates the Star Schema Benchmark tables (strings dictionary-encoded) and writes them to DIR\n"
             "      for peer engines (bench/peers/duckdb_peer.py DIR --sql bench/peers/ssb.sql).\n"
@@ -76,10 +79,12 @@ int main(int argc, char **argv)
         return fbench_run_main(argc - 1, argv + 1);
     if (strcmp(cmd, "ssb") == 0)
         return fbench_ssb_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "plan") == 0)
+        return fbench_plan_main(argc - 1, argv + 1);
     if (cmd[0] == '-')
         fprintf(stderr, "fbench: unknown option '%s' (see fbench --help)\n", cmd);
     else
-        fprintf(stderr, "fbench: unknown command '%s': expected hw, kernels, run or ssb (see fbench --help)\n", cmd);
+        fprintf(stderr, "fbench: unknown command '%s': expected hw, kernels, run, ssb or plan (see fbench --help)\n", cmd);
     return FBENCH_EXIT_USAGE;
 }
 

@@ -66,4 +66,7 @@ int ssb_dump(const ssb_data *d, const char *dir);
 /** \brief `fbench ssb --sf N [--seed S] --dump DIR`: generates and writes the SSB tables. */
 int fbench_ssb_main(int argc, char **argv);
 
+/** \brief `fbench plan ssb ...`: the 13 SSB queries as fb plans (fbench_plan.c). */
+int fbench_plan_main(int argc, char **argv);
+
 #endif /* FBENCH_SSB_H */

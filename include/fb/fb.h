@@ -11,6 +11,7 @@
 #include "fb_cl.h"
 #include "fb_topology.h"
 #include "fb_arrow.h"
+#include "fb_plan.h"
 #include "fb_runtime.h"
 
 #endif /* FB_H */

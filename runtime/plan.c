@@ -1,0 +1,1784 @@
+/* plan.c - query plans (fb_plan.h): the builder, the split into pipelines at the breakers, the
+ * plan's own runtime stages (filter, project, join probe, limit operators; hash-build, aggregation,
+ * sort and collect sinks; a source over materialized intermediates) and explain.
+ *
+ * A run compiles the node tree bottom-up into one fb_query: a node that streams (filter, project,
+ * probe side of a join, limit) becomes an operator of the pipeline under construction; a breaker ends
+ * it with a sink (the build side of a join: a hash table over the materialized build rows; an
+ * aggregation: per-worker fb_agg tables merged at combine; a sort: rows materialized then sorted at
+ * finalize) and its output becomes the source of the next pipeline, which depends on it. Intermediates
+ * ("mats") are column buffers owned by the run. */
+#include "fb/fb_plan.h"
+
+#include "fb_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- nodes ----------------------------------------------------------------------------------------- */
+
+typedef enum node_kind { N_SCAN, N_FILTER, N_PROJECT, N_JOIN, N_AGG, N_SORT, N_LIMIT } node_kind;
+
+typedef struct pred {
+    fb_plan_pred p;
+    uint8_t value[8], lo[8], hi[8]; /* constants in the column's type */
+    void *in;                       /* n_in values in the column's type */
+} pred;
+
+typedef struct pnode {
+    node_kind kind;
+    int input, build;
+    int n_cols;
+    fb_type types[FB_PLAN_MAX_COLUMNS];
+    char names[FB_PLAN_MAX_COLUMNS][32];
+    /* scan */
+    fb_column scan[FB_PLAN_MAX_COLUMNS];
+    int64_t scan_rows;
+    char table[32];
+    /* filter */
+    pred preds[FB_PLAN_MAX_PREDS];
+    size_t n_preds;
+    /* project */
+    fb_plan_arith op;
+    size_t left, right;
+    int right_is_const;
+    int64_t right_value;
+    /* join */
+    size_t pkeys[FB_JOIN_MAX_KEYS], bkeys[FB_JOIN_MAX_KEYS], n_keys;
+    fb_join_type jtype;
+    size_t payload[FB_PLAN_MAX_COLUMNS], n_payload;
+    /* aggregate */
+    size_t akeys[FB_AGG_MAX_KEYS], n_akeys;
+    fb_plan_agg aggs[FB_PLAN_MAX_COLUMNS];
+    size_t n_aggs;
+    /* sort / limit */
+    fb_plan_sort_key skeys[FB_PLAN_MAX_COLUMNS];
+    size_t n_skeys;
+    int64_t limit;
+} pnode;
+
+struct fb_plan {
+    fb_ctx *ctx;
+    pnode *nodes;
+    int n_nodes, cap;
+};
+
+const char *fb_placement_name(fb_placement placement)
+{
+    switch (placement) {
+    case FB_PLACEMENT_CPU:
+        return "cpu";
+    case FB_PLACEMENT_GPU:
+        return "gpu";
+    case FB_PLACEMENT_HYBRID:
+        return "hybrid";
+    case FB_PLACEMENT_AUTO:
+        return "auto";
+    }
+    return "invalid";
+}
+
+fb_status fb_plan_create(fb_ctx *ctx, fb_plan **out)
+{
+    FB_RETURN_ERROR_IF(!ctx || !out, ctx, FB_ERR_INVALID_ARG, "ctx and out must not be NULL");
+    fb_plan *p = calloc(1, sizeof *p);
+    FB_RETURN_ERROR_IF(!p, ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a plan");
+    p->ctx = ctx;
+    *out = p;
+    return FB_OK;
+}
+
+void fb_plan_destroy(fb_plan *plan)
+{
+    if (!plan)
+        return;
+    for (int i = 0; i < plan->n_nodes; i++)
+        for (size_t k = 0; k < plan->nodes[i].n_preds; k++)
+            free(plan->nodes[i].preds[k].in);
+    free(plan->nodes);
+    free(plan);
+}
+
+/* A new node (zeroed) or NULL with the error recorded. */
+static pnode *new_node(fb_plan *p, node_kind kind, const char *where, fb_plan_node *id)
+{
+    if (p->n_nodes == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 16;
+        pnode *n = realloc(p->nodes, sizeof *n * (size_t)cap);
+        if (!n) {
+            fb_set_error(p->ctx, FB_ERR_OUT_OF_MEMORY, where, "no memory for a plan node");
+            return NULL;
+        }
+        p->nodes = n;
+        p->cap = cap;
+    }
+    pnode *n = &p->nodes[p->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->kind = kind;
+    n->input = n->build = -1;
+    n->limit = -1;
+    *id = p->n_nodes++;
+    return n;
+}
+
+static const pnode *get_node(const fb_plan *p, fb_plan_node id)
+{
+    return p && id >= 0 && id < p->n_nodes ? &p->nodes[id] : NULL;
+}
+
+static int is_int_type(fb_type t)
+{
+    return (t >= FB_TYPE_INT8 && t <= FB_TYPE_UINT64) || t == FB_TYPE_DATE32;
+}
+
+static void copy_schema(pnode *dst, const pnode *src)
+{
+    dst->n_cols = src->n_cols;
+    memcpy(dst->types, src->types, sizeof dst->types);
+    memcpy(dst->names, src->names, sizeof dst->names);
+}
+
+static void set_col(pnode *n, int i, fb_type t, const char *name)
+{
+    n->types[i] = t;
+    snprintf(n->names[i], sizeof n->names[i], "%s", name);
+}
+
+fb_status fb_plan_scan(fb_plan *plan, const fb_table *table, const char *name, const size_t *columns, size_t n,
+                       fb_plan_node *out)
+{
+    FB_RETURN_ERROR_IF(!plan || !table || !out || (n && !columns), plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG,
+                       "plan, table and out must not be NULL (columns only when n is 0)");
+    fb_ctx *ctx = plan->ctx;
+    int64_t rows = 0;
+    FB_FORWARD_IF_ERROR(fb_table_validate(ctx, table, &rows));
+    size_t cols = n ? n : table->n_columns;
+    FB_RETURN_ERROR_IF(cols == 0 || cols > FB_PLAN_MAX_COLUMNS, ctx, FB_ERR_INVALID_ARG,
+                       "a scan reads 1..%d columns, not %zu", FB_PLAN_MAX_COLUMNS, cols);
+    for (size_t i = 0; i < n; i++)
+        FB_RETURN_ERROR_IF(columns[i] >= table->n_columns, ctx, FB_ERR_INVALID_ARG,
+                           "column %zu is not in the table (%zu columns)", columns[i], table->n_columns);
+    fb_plan_node id;
+    pnode *node = new_node(plan, N_SCAN, __func__, &id);
+    if (!node)
+        return FB_ERR_OUT_OF_MEMORY;
+    node->n_cols = (int)cols;
+    node->scan_rows = rows;
+    snprintf(node->table, sizeof node->table, "%s", name ? name : "table");
+    for (size_t i = 0; i < cols; i++) {
+        size_t c = n ? columns[i] : i;
+        node->scan[i] = table->columns[c];
+        char buf[32];
+        if (table->names && table->names[c])
+            snprintf(buf, sizeof buf, "%s", table->names[c]);
+        else
+            snprintf(buf, sizeof buf, "c%zu", c);
+        set_col(node, (int)i, table->columns[c].type, buf);
+    }
+    *out = id;
+    return FB_OK;
+}
+
+/* Writes the int64 constant v as a value of type t; -1 when it does not fit. */
+static int int_constant(fb_type t, int64_t v, void *dst)
+{
+    switch (t) {
+#define FIT(T, TY, LO, HI)                                                                            \
+    case T:                                                                                           \
+        if (v < (int64_t)(LO) || v > (int64_t)(HI))                                                   \
+            return -1;                                                                                \
+        {                                                                                             \
+            TY x = (TY)v;                                                                             \
+            memcpy(dst, &x, sizeof x);                                                                \
+        }                                                                                             \
+        return 0;
+        FIT(FB_TYPE_INT8, int8_t, INT8_MIN, INT8_MAX)
+        FIT(FB_TYPE_INT16, int16_t, INT16_MIN, INT16_MAX)
+        FIT(FB_TYPE_INT32, int32_t, INT32_MIN, INT32_MAX)
+        FIT(FB_TYPE_DATE32, int32_t, INT32_MIN, INT32_MAX)
+        FIT(FB_TYPE_INT64, int64_t, INT64_MIN, INT64_MAX)
+        FIT(FB_TYPE_UINT8, uint8_t, 0, UINT8_MAX)
+        FIT(FB_TYPE_UINT16, uint16_t, 0, UINT16_MAX)
+        FIT(FB_TYPE_UINT32, uint32_t, 0, UINT32_MAX)
+        FIT(FB_TYPE_UINT64, uint64_t, 0, INT64_MAX)
+#undef FIT
+    default:
+        return -1;
+    }
+}
+
+static int float_constant(fb_type t, double v, void *dst)
+{
+    if (t == FB_TYPE_FLOAT64) {
+        memcpy(dst, &v, 8);
+        return 0;
+    }
+    float f = (float)v;
+    if (!isnan(v) && (double)f != v)
+        return -1;
+    memcpy(dst, &f, 4);
+    return 0;
+}
+
+fb_status fb_plan_filter(fb_plan *plan, fb_plan_node input, const fb_plan_pred *preds, size_t n, fb_plan_node *out)
+{
+    FB_RETURN_ERROR_IF(!plan || !out || (n && !preds), plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG,
+                       "plan, preds and out must not be NULL");
+    fb_ctx *ctx = plan->ctx;
+    const pnode *in = get_node(plan, input);
+    FB_RETURN_ERROR_IF(!in, ctx, FB_ERR_INVALID_ARG, "input node %d does not exist", (int)input);
+    FB_RETURN_ERROR_IF(n == 0 || n > FB_PLAN_MAX_PREDS, ctx, FB_ERR_INVALID_ARG, "a filter has 1..%d predicates",
+                       FB_PLAN_MAX_PREDS);
+    pred tmp[FB_PLAN_MAX_PREDS];
+    memset(tmp, 0, sizeof tmp);
+    fb_status st = FB_OK;
+    for (size_t k = 0; k < n && st == FB_OK; k++) {
+        const fb_plan_pred *p = &preds[k];
+        tmp[k].p = *p;
+        tmp[k].p.in_values = NULL;
+        if (p->column >= (size_t)in->n_cols) {
+            st = FB_ERROR(ctx, FB_ERR_INVALID_ARG, "predicate %zu: column %zu is not in the input (%d columns)", k,
+                          p->column, in->n_cols);
+            break;
+        }
+        fb_type t = in->types[p->column];
+        int flt = t == FB_TYPE_FLOAT32 || t == FB_TYPE_FLOAT64;
+        if (p->kind == FB_PLAN_PRED_CMP) {
+            if ((unsigned)p->op > FB_CMP_GE)
+                st = FB_ERROR(ctx, FB_ERR_INVALID_ARG, "predicate %zu: unknown comparison %d", k, (int)p->op);
+            else if (flt ? float_constant(t, p->fvalue, tmp[k].value) : int_constant(t, p->value, tmp[k].value))
+                st = FB_ERROR(ctx, FB_ERR_OUT_OF_RANGE, "predicate %zu: the constant does not fit %s column '%s'", k,
+                              fb_type_name(t), in->names[p->column]);
+        } else if (p->kind == FB_PLAN_PRED_BETWEEN) {
+            if (flt ? float_constant(t, p->flo, tmp[k].lo) || float_constant(t, p->fhi, tmp[k].hi)
+                    : int_constant(t, p->lo, tmp[k].lo) || int_constant(t, p->hi, tmp[k].hi))
+                st = FB_ERROR(ctx, FB_ERR_OUT_OF_RANGE, "predicate %zu: a bound does not fit %s column '%s'", k,
+                              fb_type_name(t), in->names[p->column]);
+        } else if (p->kind == FB_PLAN_PRED_IN) {
+            if (flt || !is_int_type(t))
+                st = FB_ERROR(ctx, FB_ERR_UNSUPPORTED_TYPE, "predicate %zu: IN takes integer columns, not %s", k,
+                              fb_type_name(t));
+            else if (!p->in_values || p->n_in == 0 || p->n_in > FB_SELECT_IN_MAX)
+                st = FB_ERROR(ctx, FB_ERR_INVALID_ARG, "predicate %zu: IN needs 1..%d values", k, FB_SELECT_IN_MAX);
+            else if (!(tmp[k].in = malloc(fb_type_width(t) * p->n_in)))
+                st = FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an IN list");
+            for (size_t v = 0; st == FB_OK && v < p->n_in; v++)
+                if (int_constant(t, p->in_values[v], (char *)tmp[k].in + v * fb_type_width(t)))
+                    st = FB_ERROR(ctx, FB_ERR_OUT_OF_RANGE, "predicate %zu: IN value %zu does not fit %s", k, v,
+                                  fb_type_name(t));
+        } else {
+            st = FB_ERROR(ctx, FB_ERR_INVALID_ARG, "predicate %zu: unknown kind %d", k, (int)p->kind);
+        }
+    }
+    fb_plan_node id = -1;
+    pnode *node = st == FB_OK ? new_node(plan, N_FILTER, __func__, &id) : NULL;
+    if (!node) {
+        for (size_t k = 0; k < n; k++)
+            free(tmp[k].in);
+        return st == FB_OK ? FB_ERR_OUT_OF_MEMORY : st;
+    }
+    in = get_node(plan, input); /* new_node may have moved the array */
+    copy_schema(node, in);
+    node->input = input;
+    memcpy(node->preds, tmp, sizeof tmp);
+    node->n_preds = n;
+    *out = id;
+    return FB_OK;
+}
+
+static int project_input_ok(fb_type t)
+{
+    return (t >= FB_TYPE_INT8 && t <= FB_TYPE_INT64) || (t >= FB_TYPE_UINT8 && t <= FB_TYPE_UINT32) ||
+           t == FB_TYPE_DATE32;
+}
+
+fb_status fb_plan_project(fb_plan *plan, fb_plan_node input, fb_plan_arith op, size_t left, size_t right,
+                          int right_is_const, int64_t right_value, fb_plan_node *out)
+{
+    FB_RETURN_ERROR_IF(!plan || !out, plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG, "plan and out must not be NULL");
+    fb_ctx *ctx = plan->ctx;
+    const pnode *in = get_node(plan, input);
+    FB_RETURN_ERROR_IF(!in, ctx, FB_ERR_INVALID_ARG, "input node %d does not exist", (int)input);
+    FB_RETURN_ERROR_IF((unsigned)op > FB_PLAN_MUL, ctx, FB_ERR_INVALID_ARG, "unknown arithmetic %d", (int)op);
+    FB_RETURN_ERROR_IF(left >= (size_t)in->n_cols || (!right_is_const && right >= (size_t)in->n_cols), ctx,
+                       FB_ERR_INVALID_ARG, "a column is not in the input (%d columns)", in->n_cols);
+    FB_RETURN_ERROR_IF(in->n_cols == FB_PLAN_MAX_COLUMNS, ctx, FB_ERR_INVALID_ARG, "more than %d columns",
+                       FB_PLAN_MAX_COLUMNS);
+    FB_RETURN_ERROR_IF(!project_input_ok(in->types[left]) || (!right_is_const && !project_input_ok(in->types[right])),
+                       ctx, FB_ERR_UNSUPPORTED_TYPE, "arithmetic takes integer columns up to int64/uint32");
+    fb_plan_node id;
+    pnode *node = new_node(plan, N_PROJECT, __func__, &id);
+    if (!node)
+        return FB_ERR_OUT_OF_MEMORY;
+    in = get_node(plan, input);
+    copy_schema(node, in);
+    node->input = input;
+    node->op = op;
+    node->left = left;
+    node->right = right;
+    node->right_is_const = right_is_const;
+    node->right_value = right_value;
+    char name[32];
+    static const char ops[] = "+-*";
+    if (right_is_const)
+        snprintf(name, sizeof name, "%.12s%c%lld", in->names[left], ops[op], (long long)right_value);
+    else
+        snprintf(name, sizeof name, "%.12s%c%.12s", in->names[left], ops[op], in->names[right]);
+    set_col(node, node->n_cols++, FB_TYPE_INT64, name);
+    *out = id;
+    return FB_OK;
+}
+
+fb_status fb_plan_join(fb_plan *plan, fb_plan_node probe, fb_plan_node build, const size_t *probe_keys,
+                       const size_t *build_keys, size_t n_keys, fb_join_type type, const size_t *payload,
+                       size_t n_payload, fb_plan_node *out)
+{
+    FB_RETURN_ERROR_IF(!plan || !out || !probe_keys || !build_keys || (n_payload && !payload),
+                       plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG, "NULL argument");
+    fb_ctx *ctx = plan->ctx;
+    const pnode *pn = get_node(plan, probe), *bn = get_node(plan, build);
+    FB_RETURN_ERROR_IF(!pn || !bn || probe == build, ctx, FB_ERR_INVALID_ARG, "bad probe (%d) or build (%d) node",
+                       (int)probe, (int)build);
+    FB_RETURN_ERROR_IF(n_keys == 0 || n_keys > FB_JOIN_MAX_KEYS, ctx, FB_ERR_INVALID_ARG,
+                       "a join has 1..%d key pairs", FB_JOIN_MAX_KEYS);
+    FB_RETURN_ERROR_IF(type != FB_JOIN_INNER && type != FB_JOIN_LEFT && type != FB_JOIN_SEMI && type != FB_JOIN_ANTI,
+                       ctx, FB_ERR_INVALID_ARG, "plans join inner, left, semi or anti (type %d)", (int)type);
+    int payload_cols = type == FB_JOIN_INNER || type == FB_JOIN_LEFT ? (int)n_payload : 0;
+    FB_RETURN_ERROR_IF(pn->n_cols + payload_cols > FB_PLAN_MAX_COLUMNS, ctx, FB_ERR_INVALID_ARG,
+                       "more than %d columns", FB_PLAN_MAX_COLUMNS);
+    for (size_t k = 0; k < n_keys; k++) {
+        FB_RETURN_ERROR_IF(probe_keys[k] >= (size_t)pn->n_cols || build_keys[k] >= (size_t)bn->n_cols, ctx,
+                           FB_ERR_INVALID_ARG, "key pair %zu names a column that does not exist", k);
+        fb_type a = pn->types[probe_keys[k]], b = bn->types[build_keys[k]];
+        FB_RETURN_ERROR_IF(a != b, ctx, FB_ERR_UNSUPPORTED_TYPE, "key pair %zu: %s probe key against %s build key", k,
+                           fb_type_name(a), fb_type_name(b));
+        FB_RETURN_ERROR_IF(a != FB_TYPE_INT32 && a != FB_TYPE_INT64 && a != FB_TYPE_DATE32 && a != FB_TYPE_UINT32 &&
+                               a != FB_TYPE_UINT64,
+                           ctx, FB_ERR_UNSUPPORTED_TYPE, "key pair %zu: %s keys are not supported", k, fb_type_name(a));
+    }
+    for (size_t k = 0; k < n_payload; k++)
+        FB_RETURN_ERROR_IF(payload[k] >= (size_t)bn->n_cols, ctx, FB_ERR_INVALID_ARG,
+                           "payload column %zu is not in the build side", payload[k]);
+    fb_plan_node id;
+    pnode *node = new_node(plan, N_JOIN, __func__, &id);
+    if (!node)
+        return FB_ERR_OUT_OF_MEMORY;
+    pn = get_node(plan, probe);
+    bn = get_node(plan, build);
+    copy_schema(node, pn);
+    node->input = probe;
+    node->build = build;
+    node->n_keys = n_keys;
+    memcpy(node->pkeys, probe_keys, sizeof *probe_keys * n_keys);
+    memcpy(node->bkeys, build_keys, sizeof *build_keys * n_keys);
+    node->jtype = type;
+    node->n_payload = (size_t)payload_cols;
+    for (int k = 0; k < payload_cols; k++) {
+        node->payload[k] = payload[k];
+        set_col(node, node->n_cols++, bn->types[payload[k]], bn->names[payload[k]]);
+    }
+    *out = id;
+    return FB_OK;
+}
+
+fb_status fb_plan_aggregate(fb_plan *plan, fb_plan_node input, const size_t *keys, size_t n_keys,
+                            const fb_plan_agg *aggs, size_t n_aggs, fb_plan_node *out)
+{
+    FB_RETURN_ERROR_IF(!plan || !out || (n_keys && !keys) || (n_aggs && !aggs), plan ? plan->ctx : NULL,
+                       FB_ERR_INVALID_ARG, "NULL argument");
+    fb_ctx *ctx = plan->ctx;
+    const pnode *in = get_node(plan, input);
+    FB_RETURN_ERROR_IF(!in, ctx, FB_ERR_INVALID_ARG, "input node %d does not exist", (int)input);
+    FB_RETURN_ERROR_IF(n_keys > FB_AGG_MAX_KEYS || n_keys + n_aggs == 0 || n_keys + n_aggs > FB_PLAN_MAX_COLUMNS,
+                       ctx, FB_ERR_INVALID_ARG, "an aggregation has 0..%d keys and 1..%d outputs", FB_AGG_MAX_KEYS,
+                       FB_PLAN_MAX_COLUMNS);
+    fb_type rtypes[FB_PLAN_MAX_COLUMNS];
+    for (size_t k = 0; k < n_keys; k++) {
+        FB_RETURN_ERROR_IF(keys[k] >= (size_t)in->n_cols, ctx, FB_ERR_INVALID_ARG, "key %zu: no column %zu", k,
+                           keys[k]);
+        FB_RETURN_ERROR_IF(!is_int_type(in->types[keys[k]]), ctx, FB_ERR_UNSUPPORTED_TYPE,
+                           "key %zu: cannot group by %s", k, fb_type_name(in->types[keys[k]]));
+    }
+    for (size_t a = 0; a < n_aggs; a++) {
+        fb_type t = FB_TYPE_INVALID;
+        if (aggs[a].kind != FB_AGG_COUNT_STAR) {
+            FB_RETURN_ERROR_IF(aggs[a].column >= (size_t)in->n_cols, ctx, FB_ERR_INVALID_ARG,
+                               "aggregate %zu: no column %zu", a, aggs[a].column);
+            t = in->types[aggs[a].column];
+        }
+        FB_FORWARD_IF_ERROR(fb_agg_result_type(aggs[a].kind, aggs[a].kind == FB_AGG_COUNT_STAR ? FB_TYPE_INT64 : t,
+                                               &rtypes[a]));
+    }
+    fb_plan_node id;
+    pnode *node = new_node(plan, N_AGG, __func__, &id);
+    if (!node)
+        return FB_ERR_OUT_OF_MEMORY;
+    in = get_node(plan, input);
+    node->input = input;
+    node->n_akeys = n_keys;
+    if (n_keys)
+        memcpy(node->akeys, keys, sizeof *keys * n_keys);
+    node->n_aggs = n_aggs;
+    if (n_aggs)
+        memcpy(node->aggs, aggs, sizeof *aggs * n_aggs);
+    static const char *fn[] = {"count_star", "count", "sum", "min", "max", "avg"};
+    for (size_t k = 0; k < n_keys; k++)
+        set_col(node, node->n_cols++, in->types[keys[k]], in->names[keys[k]]);
+    for (size_t a = 0; a < n_aggs; a++) {
+        char name[32];
+        if (aggs[a].kind == FB_AGG_COUNT_STAR)
+            snprintf(name, sizeof name, "count_star");
+        else
+            snprintf(name, sizeof name, "%s(%.20s)", fn[aggs[a].kind], in->names[aggs[a].column]);
+        set_col(node, node->n_cols++, rtypes[a], name);
+    }
+    *out = id;
+    return FB_OK;
+}
+
+fb_status fb_plan_sort(fb_plan *plan, fb_plan_node input, const fb_plan_sort_key *keys, size_t n_keys, int64_t limit,
+                       fb_plan_node *out)
+{
+    FB_RETURN_ERROR_IF(!plan || !out || !keys, plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG, "NULL argument");
+    fb_ctx *ctx = plan->ctx;
+    const pnode *in = get_node(plan, input);
+    FB_RETURN_ERROR_IF(!in, ctx, FB_ERR_INVALID_ARG, "input node %d does not exist", (int)input);
+    FB_RETURN_ERROR_IF(n_keys == 0 || n_keys > FB_PLAN_MAX_COLUMNS || limit < -1, ctx, FB_ERR_INVALID_ARG,
+                       "a sort has 1..%d keys and a limit ≥ -1", FB_PLAN_MAX_COLUMNS);
+    for (size_t k = 0; k < n_keys; k++)
+        FB_RETURN_ERROR_IF(keys[k].column >= (size_t)in->n_cols, ctx, FB_ERR_INVALID_ARG, "sort key %zu: no column %zu",
+                           k, keys[k].column);
+    fb_plan_node id;
+    pnode *node = new_node(plan, N_SORT, __func__, &id);
+    if (!node)
+        return FB_ERR_OUT_OF_MEMORY;
+    copy_schema(node, get_node(plan, input));
+    node->input = input;
+    node->n_skeys = n_keys;
+    memcpy(node->skeys, keys, sizeof *keys * n_keys);
+    node->limit = limit;
+    *out = id;
+    return FB_OK;
+}
+
+fb_status fb_plan_limit(fb_plan *plan, fb_plan_node input, int64_t n, fb_plan_node *out)
+{
+    FB_RETURN_ERROR_IF(!plan || !out, plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG, "NULL argument");
+    FB_RETURN_ERROR_IF(!get_node(plan, input) || n < 0, plan->ctx, FB_ERR_INVALID_ARG,
+                       "bad input node %d or negative limit", (int)input);
+    fb_plan_node id;
+    pnode *node = new_node(plan, N_LIMIT, __func__, &id);
+    if (!node)
+        return FB_ERR_OUT_OF_MEMORY;
+    copy_schema(node, get_node(plan, input));
+    node->input = input;
+    node->limit = n;
+    *out = id;
+    return FB_OK;
+}
+
+int fb_plan_schema(const fb_plan *plan, fb_plan_node node, fb_type *types)
+{
+    const pnode *n = get_node(plan, node);
+    if (!n || !types)
+        return -1;
+    memcpy(types, n->types, sizeof *types * (size_t)n->n_cols);
+    return n->n_cols;
+}
+
+/* ---- materialized intermediates ------------------------------------------------------------------------ */
+
+typedef struct mat {
+    int n_cols;
+    fb_type types[FB_PLAN_MAX_COLUMNS];
+    void *data[FB_PLAN_MAX_COLUMNS];
+    uint8_t *valid[FB_PLAN_MAX_COLUMNS]; /* always allocated; has_nulls says whether it matters */
+    int has_nulls[FB_PLAN_MAX_COLUMNS];
+    int64_t rows, cap;
+} mat;
+
+static void mat_init(mat *m, int n_cols, const fb_type *types)
+{
+    memset(m, 0, sizeof *m);
+    m->n_cols = n_cols;
+    memcpy(m->types, types, sizeof *types * (size_t)n_cols);
+}
+
+static void mat_free(mat *m)
+{
+    for (int c = 0; c < m->n_cols; c++) {
+        free(m->data[c]);
+        free(m->valid[c]);
+        m->data[c] = NULL;
+        m->valid[c] = NULL;
+    }
+    m->rows = m->cap = 0;
+}
+
+static fb_status mat_reserve(fb_ctx *ctx, mat *m, int64_t rows)
+{
+    if (rows <= m->cap)
+        return FB_OK;
+    int64_t cap = m->cap ? m->cap : 1024;
+    while (cap < rows)
+        cap *= 2;
+    for (int c = 0; c < m->n_cols; c++) {
+        void *d = realloc(m->data[c], (size_t)cap * fb_type_width(m->types[c]));
+        if (d)
+            m->data[c] = d;
+        uint8_t *v = realloc(m->valid[c], (size_t)(cap + 7) / 8 + 8);
+        if (v)
+            m->valid[c] = v;
+        if (!d || !v)
+            return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for %lld intermediate rows", (long long)cap);
+    }
+    m->cap = cap;
+    return FB_OK;
+}
+
+static fb_column mat_view(const mat *m, int c, int64_t begin, int64_t rows)
+{
+    fb_column v = fb_column_make(m->types[c], m->data[c], rows, m->has_nulls[c] ? m->valid[c] : NULL);
+    v.offset = begin;
+    return v;
+}
+
+/* Copies bit range [from, from + n) of src to bit `to` of dst. */
+static void copy_bits(uint8_t *dst, int64_t to, const uint8_t *src, int64_t from, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int64_t s = from + i, d = to + i;
+        int bit = src ? (src[s >> 3] >> (s & 7)) & 1 : 1;
+        dst[d >> 3] = (uint8_t)((dst[d >> 3] & ~(1u << (d & 7))) | ((unsigned)bit << (d & 7)));
+    }
+}
+
+/* Appends the live rows of `cols` (n_cols views of `rows` rows; sel NULL = all) to m. */
+static fb_status mat_append(fb_ctx *ctx, mat *m, const fb_column *const *cols, int64_t rows, const uint32_t *sel,
+                            int64_t n_sel)
+{
+    int64_t n = sel ? n_sel : rows;
+    if (n == 0)
+        return FB_OK;
+    FB_FORWARD_IF_ERROR(mat_reserve(ctx, m, m->rows + n));
+    for (int c = 0; c < m->n_cols; c++) {
+        const fb_column *col = cols[c];
+        size_t w = fb_type_width(m->types[c]);
+        char *dst = (char *)m->data[c] + (size_t)m->rows * w;
+        if (col->validity)
+            m->has_nulls[c] = 1;
+        if (sel) {
+            fb_column_out o = {.type = m->types[c], .capacity = n, .data = dst};
+            uint8_t *tmp = NULL;
+            if (col->validity) {
+                tmp = malloc((size_t)(n + 7) / 8);
+                if (!tmp)
+                    return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a validity bitmap");
+                o.validity = tmp;
+            }
+            fb_status st = fb_compact(ctx, col, sel, n, &o);
+            if (st == FB_OK)
+                copy_bits(m->valid[c], m->rows, tmp, 0, n);
+            free(tmp);
+            FB_FORWARD_IF_ERROR(st);
+        } else {
+            memcpy(dst, (const char *)col->data + (size_t)col->offset * w, (size_t)n * w);
+            copy_bits(m->valid[c], m->rows, col->validity, col->offset, n);
+        }
+    }
+    m->rows += n;
+    return FB_OK;
+}
+
+/* Appends all of src to dst (same schema). */
+static fb_status mat_concat(fb_ctx *ctx, mat *dst, const mat *src)
+{
+    const fb_column *ptrs[FB_PLAN_MAX_COLUMNS];
+    fb_column views[FB_PLAN_MAX_COLUMNS];
+    for (int c = 0; c < src->n_cols; c++) {
+        views[c] = mat_view(src, c, 0, src->rows);
+        ptrs[c] = &views[c];
+    }
+    return mat_append(ctx, dst, ptrs, src->rows, NULL, 0);
+}
+
+/* ---- a run: the query being built and everything its stages share ----------------------------------- */
+
+#define MAX_PIPES 64
+
+typedef struct run run;
+
+typedef struct join_state { /* the build side of one join, filled by its sink's finalize */
+    const pnode *node;
+    mat rows;                /* key columns first, then the payload columns */
+    fb_hash_table *ht;
+} join_state;
+
+typedef struct agg_state {
+    const pnode *node;
+    const pnode *in;
+    fb_agg_spec spec;
+    fb_type key_types[FB_AGG_MAX_KEYS];
+    fb_agg_desc descs[FB_PLAN_MAX_COLUMNS];
+    fb_agg_table *global;
+    mat *out;
+} agg_state;
+
+typedef struct sort_state {
+    const pnode *node;
+    int64_t limit; /* ≥ 0: top-N */
+    mat rows;      /* everything, then sorted into *out */
+    mat *out;
+} sort_state;
+
+typedef struct limit_state {
+    atomic_llong taken;
+    int64_t limit;
+} limit_state;
+
+typedef struct pipe_desc {
+    char text[1024];
+} pipe_desc;
+
+struct run {
+    fb_ctx *ctx;
+    const fb_plan *plan;
+    fb_query *q;
+    int n_pipes;
+    pipe_desc pipes[MAX_PIPES];
+    void *owned[512]; /* states freed after the query */
+    void (*owned_free[512])(void *);
+    int n_owned;
+    mat *mats[MAX_PIPES];
+    int n_mats;
+    join_state *joins[MAX_PIPES];
+    int n_joins;
+    agg_state *aggs[MAX_PIPES];
+    int n_aggs;
+    sort_state *sorts[MAX_PIPES];
+    int n_sorts;
+};
+
+static void *run_keep(run *r, void *p, void (*fn)(void *))
+{
+    if (!p)
+        return NULL;
+    if (r->n_owned == 512) {
+        fn(p);
+        return NULL;
+    }
+    r->owned[r->n_owned] = p;
+    r->owned_free[r->n_owned++] = fn;
+    return p;
+}
+
+static mat *run_mat(run *r, int n_cols, const fb_type *types)
+{
+    if (r->n_mats == MAX_PIPES)
+        return NULL;
+    mat *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    mat_init(m, n_cols, types);
+    r->mats[r->n_mats++] = m;
+    return m;
+}
+
+/* The pipeline under construction. */
+typedef struct stream {
+    const pnode *scan; /* a base-table scan, or */
+    mat *src;          /* a materialized intermediate */
+    fb_pipeline *src_pipe; /* the pipeline that fills src */
+    fb_operator ops[64];
+    size_t n_ops;
+    fb_pipeline *deps[64];
+    int n_deps;
+    char text[512];
+} stream;
+
+static void text_add(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void text_add(char *buf, size_t size, const char *fmt, ...)
+{
+    size_t len = strlen(buf);
+    if (len + 1 >= size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, size - len, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- the source over a mat ------------------------------------------------------------------------- */
+
+typedef struct mat_source {
+    mat *m;
+    int64_t next, morsel;
+} mat_source;
+
+typedef struct mat_local {
+    fb_column cols[FB_PLAN_MAX_COLUMNS];
+} mat_local;
+
+static fb_status mat_next(void *user, void *global, const fb_worker_info *w, fb_morsel *out, int *done)
+{
+    mat_source *s = user;
+    if (s->next >= s->m->rows) {
+        *done = 1;
+        return FB_OK;
+    }
+    out->begin = s->next;
+    out->end = s->next + s->morsel < s->m->rows ? s->next + s->morsel : s->m->rows;
+    out->numa_node = -1;
+    s->next = out->end;
+    return FB_OK;
+}
+
+static fb_status mat_init_global(void *user, fb_ctx *ctx, void **global)
+{
+    ((mat_source *)user)->next = 0;
+    return FB_OK;
+}
+
+static fb_status mat_init_local(void *user, void *global, const fb_worker_info *w, void **local)
+{
+    *local = calloc(1, sizeof(mat_local));
+    return *local ? FB_OK : fb_stage_error(w->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a scan state");
+}
+
+static void free_local(void *user, void *global, void *local)
+{
+    free(local);
+}
+
+static fb_status mat_scan(void *user, void *global, void *local, const fb_morsel *m, fb_chunk *out)
+{
+    mat_source *s = user;
+    mat_local *l = local;
+    for (int c = 0; c < s->m->n_cols; c++)
+        l->cols[c] = mat_view(s->m, c, m->begin, m->end - m->begin);
+    out->rows = m->end - m->begin;
+    out->n_columns = (size_t)s->m->n_cols;
+    out->columns = l->cols;
+    out->sel = NULL;
+    out->n_sel = out->rows;
+    return FB_OK;
+}
+
+static fb_status stream_source(run *r, stream *s, fb_source *src)
+{
+    if (s->scan) {
+        fb_table t = {(size_t)s->scan->n_cols, s->scan->scan, NULL};
+        return fb_source_table(r->ctx, &t, 0, src);
+    }
+    mat_source *ms = run_keep(r, calloc(1, sizeof *ms), free);
+    if (!ms)
+        return FB_ERROR(r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a source");
+    ms->m = s->src;
+    ms->morsel = FB_MORSEL_DEFAULT_ROWS;
+    memset(src, 0, sizeof *src);
+    src->name = "intermediate";
+    src->init_global = mat_init_global;
+    src->next_morsel = mat_next;
+    src->init_local = mat_init_local;
+    src->scan = mat_scan;
+    src->destroy_local = free_local;
+    src->user = ms;
+    return FB_OK;
+}
+
+/* Adds the stream as a pipeline ending in `sink`. */
+static fb_status stream_finish(run *r, stream *s, const char *name, const fb_sink *sink, const char *sink_text,
+                               fb_pipeline **out)
+{
+    FB_RETURN_ERROR_IF(r->n_pipes == MAX_PIPES, r->ctx, FB_ERR_INVALID_ARG, "more than %d pipelines", MAX_PIPES);
+    fb_source src;
+    FB_FORWARD_IF_ERROR(stream_source(r, s, &src));
+    fb_pipeline *p = NULL;
+    FB_FORWARD_IF_ERROR(fb_query_add_pipeline(r->q, name, &src, s->ops, s->n_ops, sink, &p));
+    if (s->src_pipe)
+        FB_FORWARD_IF_ERROR(fb_pipeline_depends_on(p, s->src_pipe));
+    for (int i = 0; i < s->n_deps; i++)
+        FB_FORWARD_IF_ERROR(fb_pipeline_depends_on(p, s->deps[i]));
+    r->pipes[r->n_pipes].text[0] = '\0';
+    text_add(r->pipes[r->n_pipes].text, sizeof r->pipes[0].text, "%s -> %s", s->text, sink_text);
+    r->n_pipes++;
+    *out = p;
+    return FB_OK;
+}
+
+/* ---- operators ------------------------------------------------------------------------------------- */
+
+typedef struct buf_local { /* growable per-worker buffers of an operator */
+    uint32_t *sel[2];
+    int64_t cap;
+    fb_column cols[FB_PLAN_MAX_COLUMNS];
+    void *data[FB_PLAN_MAX_COLUMNS];
+    uint8_t *valid[FB_PLAN_MAX_COLUMNS];
+    int64_t data_cap;
+    /* join probe */
+    void *keys[FB_JOIN_MAX_KEYS];
+    uint8_t *key_valid[FB_JOIN_MAX_KEYS];
+    int64_t key_cap;
+    int64_t *build_ids, *probe_ids;
+    uint32_t *pair_sel;
+    fb_join_cursor cursor;
+    int pending;
+    fb_column probe_keys[FB_JOIN_MAX_KEYS];
+    const uint32_t *map; /* compacted key index -> chunk row, NULL = identity */
+} buf_local;
+
+static fb_status op_init_local(void *user, void *global, const fb_worker_info *w, void **local)
+{
+    *local = calloc(1, sizeof(buf_local));
+    return *local ? FB_OK : fb_stage_error(w->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator state");
+}
+
+static void op_destroy_local(void *user, void *global, void *local)
+{
+    buf_local *l = local;
+    if (!l)
+        return;
+    free(l->sel[0]);
+    free(l->sel[1]);
+    for (int c = 0; c < FB_PLAN_MAX_COLUMNS; c++) {
+        free(l->data[c]);
+        free(l->valid[c]);
+    }
+    for (int k = 0; k < FB_JOIN_MAX_KEYS; k++) {
+        free(l->keys[k]);
+        free(l->key_valid[k]);
+    }
+    free(l->build_ids);
+    free(l->probe_ids);
+    free(l->pair_sel);
+    free(l);
+}
+
+static fb_status need_sel(fb_ctx *ctx, buf_local *l, int64_t rows)
+{
+    if (rows <= l->cap)
+        return FB_OK;
+    for (int i = 0; i < 2; i++) {
+        uint32_t *p = realloc(l->sel[i], sizeof *p * (size_t)(rows ? rows : 1));
+        if (!p)
+            return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a selection vector");
+        l->sel[i] = p;
+    }
+    l->cap = rows;
+    return FB_OK;
+}
+
+/* Output column buffers for `n_cols` columns of `types`, `rows` rows each. */
+static fb_status need_data(fb_ctx *ctx, buf_local *l, int n_cols, const fb_type *types, int64_t rows)
+{
+    if (rows <= l->data_cap)
+        return FB_OK;
+    for (int c = 0; c < n_cols; c++) {
+        void *d = realloc(l->data[c], (size_t)(rows ? rows : 1) * 8);
+        if (d)
+            l->data[c] = d;
+        uint8_t *v = realloc(l->valid[c], (size_t)(rows + 7) / 8 + 8);
+        if (v)
+            l->valid[c] = v;
+        if (!d || !v)
+            return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for operator output");
+    }
+    (void)types;
+    l->data_cap = rows;
+    return FB_OK;
+}
+
+/* filter */
+static fb_status filter_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
+                                fb_op_result *result)
+{
+    const pnode *n = user;
+    buf_local *l = local;
+    fb_ctx *ctx = NULL;
+    (void)global;
+    *out = *in;
+    if (in->n_sel == 0)
+        return FB_OK;
+    /* The worker's context is not passed to execute: every stage shares the plan's, kept in the node's
+     * run via the global pointer. */
+    ctx = ((run *)global)->ctx;
+    FB_FORWARD_IF_ERROR(need_sel(ctx, l, in->rows));
+    const uint32_t *cur = in->sel;
+    int64_t n_cur = in->n_sel;
+    int which = 0;
+    for (size_t k = 0; k < n->n_preds && n_cur > 0; k++) {
+        const pred *p = &n->preds[k];
+        const fb_column *col = &in->columns[p->p.column];
+        uint32_t *dst = l->sel[which];
+        int64_t n_out = 0;
+        fb_status st;
+        if (p->p.kind == FB_PLAN_PRED_CMP)
+            st = fb_select_cmp(ctx, col, p->p.op, p->value, cur, n_cur, dst, in->rows, &n_out);
+        else if (p->p.kind == FB_PLAN_PRED_BETWEEN)
+            st = fb_select_range(ctx, col, p->lo, p->hi, cur, n_cur, dst, in->rows, &n_out);
+        else
+            st = fb_select_in(ctx, col, p->in, (int64_t)p->p.n_in, cur, n_cur, dst, in->rows, &n_out);
+        if (st != FB_OK)
+            return fb_stage_error(ctx, st, "filter: %s", fb_last_error(ctx));
+        cur = dst;
+        n_cur = n_out;
+        which ^= 1;
+    }
+    out->sel = cur;
+    out->n_sel = n_cur;
+    return FB_OK;
+}
+
+static fb_status global_is_run(void *user, fb_ctx *ctx, void **global)
+{
+    /* user->run pointer is set as the operator's global so execute can reach the context. */
+    *global = *(run **)user;
+    return FB_OK;
+}
+
+/* project: int64 = left op right over the live rows */
+static int64_t read_int(const fb_column *c, int64_t i)
+{
+    int64_t j = c->offset + i;
+    switch (c->type) {
+    case FB_TYPE_INT8:
+        return ((const int8_t *)c->data)[j];
+    case FB_TYPE_INT16:
+        return ((const int16_t *)c->data)[j];
+    case FB_TYPE_INT32:
+    case FB_TYPE_DATE32:
+        return ((const int32_t *)c->data)[j];
+    case FB_TYPE_INT64:
+        return ((const int64_t *)c->data)[j];
+    case FB_TYPE_UINT8:
+        return ((const uint8_t *)c->data)[j];
+    case FB_TYPE_UINT16:
+        return ((const uint16_t *)c->data)[j];
+    default:
+        return ((const uint32_t *)c->data)[j];
+    }
+}
+
+static fb_status project_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
+                                 fb_op_result *result)
+{
+    const pnode *n = ((const pnode **)user)[1];
+    buf_local *l = local;
+    fb_ctx *ctx = ((run *)global)->ctx;
+    fb_type t64 = FB_TYPE_INT64;
+    FB_FORWARD_IF_ERROR(need_data(ctx, l, 1, &t64, in->rows));
+    int64_t *dst = l->data[0];
+    uint8_t *valid = l->valid[0];
+    const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
+    int nullable = a->validity || (b && b->validity);
+    if (nullable)
+        memset(valid, 0, (size_t)(in->rows + 7) / 8);
+    for (int64_t k = 0; k < in->n_sel; k++) {
+        int64_t i = in->sel ? in->sel[k] : k;
+        if (nullable) {
+            if (!fb_column_is_valid(a, i) || (b && !fb_column_is_valid(b, i))) {
+                dst[i] = 0;
+                continue;
+            }
+            valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+        }
+        int64_t x = read_int(a, i), y = b ? read_int(b, i) : n->right_value, r;
+        int bad = n->op == FB_PLAN_ADD   ? __builtin_add_overflow(x, y, &r)
+                  : n->op == FB_PLAN_SUB ? __builtin_sub_overflow(x, y, &r)
+                                         : __builtin_mul_overflow(x, y, &r);
+        if (bad)
+            return fb_stage_error(ctx, FB_ERR_OVERFLOW, "project %s: %lld %c %lld overflows int64",
+                                  n->names[n->n_cols - 1], (long long)x, "+-*"[n->op], (long long)y);
+        dst[i] = r;
+    }
+    for (size_t c = 0; c < in->n_columns; c++)
+        l->cols[c] = in->columns[c];
+    l->cols[in->n_columns] = fb_column_make(FB_TYPE_INT64, dst, in->rows, nullable ? valid : NULL);
+    *out = *in;
+    out->n_columns = in->n_columns + 1;
+    out->columns = l->cols;
+    return FB_OK;
+}
+
+/* join probe */
+#define PAIRS_CAP 65536
+
+static fb_status probe_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
+                               fb_op_result *result)
+{
+    join_state *js = ((join_state **)user)[1];
+    const pnode *n = js->node;
+    buf_local *l = local;
+    fb_ctx *ctx = ((run *)global)->ctx;
+    *out = *in;
+    if (!l->pending) {
+        if (in->n_sel == 0)
+            return FB_OK;
+        /* The live rows' keys, contiguous. */
+        if (in->sel) {
+            if (in->n_sel > l->key_cap) {
+                for (size_t k = 0; k < n->n_keys; k++) {
+                    void *d = realloc(l->keys[k], (size_t)in->n_sel * 8);
+                    if (d)
+                        l->keys[k] = d;
+                    uint8_t *v = realloc(l->key_valid[k], (size_t)(in->n_sel + 7) / 8 + 8);
+                    if (v)
+                        l->key_valid[k] = v;
+                    if (!d || !v)
+                        return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for probe keys");
+                }
+                l->key_cap = in->n_sel;
+            }
+            for (size_t k = 0; k < n->n_keys; k++) {
+                const fb_column *c = &in->columns[n->pkeys[k]];
+                fb_column_out o = {.type = c->type, .capacity = in->n_sel, .data = l->keys[k],
+                                   .validity = c->validity ? l->key_valid[k] : NULL};
+                fb_status st = fb_compact(ctx, c, in->sel, in->n_sel, &o);
+                if (st != FB_OK)
+                    return fb_stage_error(ctx, st, "join probe: %s", fb_last_error(ctx));
+                l->probe_keys[k] = fb_column_make(c->type, l->keys[k], in->n_sel, o.null_count ? l->key_valid[k] : NULL);
+            }
+            l->map = in->sel;
+        } else {
+            for (size_t k = 0; k < n->n_keys; k++)
+                l->probe_keys[k] = in->columns[n->pkeys[k]];
+            l->map = NULL;
+        }
+        l->cursor = (fb_join_cursor)FB_JOIN_CURSOR_INIT;
+    }
+    if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
+        FB_FORWARD_IF_ERROR(need_sel(ctx, l, in->rows));
+        int64_t n_out = 0;
+        fb_status st = fb_hash_table_probe_select(ctx, js->ht, l->probe_keys, n->n_keys, n->jtype, l->sel[0],
+                                                  in->rows, &n_out);
+        if (st != FB_OK)
+            return fb_stage_error(ctx, st, "join probe: %s", fb_last_error(ctx));
+        if (l->map)
+            for (int64_t i = 0; i < n_out; i++)
+                l->sel[0][i] = l->map[l->sel[0][i]];
+        out->sel = l->sel[0];
+        out->n_sel = n_out;
+        return FB_OK;
+    }
+    /* Inner / left: pairs in bounded chunks, then the output columns. */
+    if (!l->build_ids) {
+        l->build_ids = malloc(sizeof *l->build_ids * PAIRS_CAP);
+        l->probe_ids = malloc(sizeof *l->probe_ids * PAIRS_CAP);
+        l->pair_sel = malloc(sizeof *l->pair_sel * PAIRS_CAP);
+        if (!l->build_ids || !l->probe_ids || !l->pair_sel)
+            return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for join pairs");
+    }
+    fb_join_pairs pairs = {l->build_ids, l->probe_ids, PAIRS_CAP, 0, 0};
+    fb_status st = fb_hash_table_probe(ctx, js->ht, l->probe_keys, n->n_keys, n->jtype, 0, &l->cursor, &pairs);
+    if (st != FB_OK)
+        return fb_stage_error(ctx, st, "join probe: %s", fb_last_error(ctx));
+    l->pending = pairs.more;
+    *result = pairs.more ? FB_OP_HAVE_MORE_OUTPUT : FB_OP_NEED_MORE_INPUT;
+    int n_cols = n->n_cols;
+    FB_FORWARD_IF_ERROR(need_data(ctx, l, n_cols, n->types, PAIRS_CAP));
+    for (int64_t i = 0; i < pairs.length; i++)
+        l->pair_sel[i] = l->map ? l->map[l->probe_ids[i]] : (uint32_t)l->probe_ids[i];
+    size_t n_probe = in->n_columns;
+    for (int c = 0; c < n_cols; c++) {
+        fb_column_out o = {.type = n->types[c], .capacity = PAIRS_CAP, .data = l->data[c], .validity = l->valid[c]};
+        if ((size_t)c < n_probe)
+            st = fb_compact(ctx, &in->columns[c], l->pair_sel, pairs.length, &o);
+        else {
+            fb_column b = mat_view(&js->rows, (int)(n->n_keys + (size_t)c - n_probe), 0, js->rows.rows);
+            st = fb_gather(ctx, &b, l->build_ids, pairs.length, &o);
+        }
+        if (st != FB_OK)
+            return fb_stage_error(ctx, st, "join output: %s", fb_last_error(ctx));
+        l->cols[c] = fb_column_make(n->types[c], l->data[c], pairs.length, o.null_count ? l->valid[c] : NULL);
+    }
+    out->rows = pairs.length;
+    out->n_columns = (size_t)n_cols;
+    out->columns = l->cols;
+    out->sel = NULL;
+    out->n_sel = pairs.length;
+    return FB_OK;
+}
+
+/* limit */
+static fb_status limit_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
+                               fb_op_result *result)
+{
+    limit_state *ls = ((limit_state **)user)[1];
+    buf_local *l = local;
+    fb_ctx *ctx = ((run *)global)->ctx;
+    *out = *in;
+    long long before = atomic_fetch_add(&ls->taken, (long long)in->n_sel);
+    int64_t room = ls->limit - before;
+    if (room <= 0) {
+        out->n_sel = 0;
+        out->sel = NULL;
+        *result = FB_OP_FINISHED;
+        return FB_OK;
+    }
+    if (room < in->n_sel) {
+        FB_FORWARD_IF_ERROR(need_sel(ctx, l, in->rows));
+        for (int64_t i = 0; i < room; i++)
+            l->sel[0][i] = in->sel ? in->sel[i] : (uint32_t)i;
+        out->sel = l->sel[0];
+        out->n_sel = room;
+        *result = FB_OP_FINISHED;
+    }
+    return FB_OK;
+}
+
+/* An operator whose user is a two-pointer block {run, state}. */
+static fb_status add_op(run *r, stream *s, const char *name, void *state,
+                        fb_status (*execute)(void *, void *, void *, const fb_chunk *, fb_chunk *, fb_op_result *))
+{
+    FB_RETURN_ERROR_IF(s->n_ops == 64, r->ctx, FB_ERR_INVALID_ARG, "more than 64 operators in one pipeline");
+    void **user = run_keep(r, calloc(2, sizeof(void *)), free);
+    FB_RETURN_ERROR_IF(!user, r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator");
+    user[0] = r;
+    user[1] = state;
+    fb_operator *op = &s->ops[s->n_ops++];
+    memset(op, 0, sizeof *op);
+    op->name = name;
+    op->init_global = global_is_run;
+    op->init_local = op_init_local;
+    op->execute = execute;
+    op->destroy_local = op_destroy_local;
+    op->user = user;
+    return FB_OK;
+}
+
+/* filter_execute takes the node directly as user[1]; the others read user[1] too. */
+static fb_status filter_execute_wrap(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
+                                     fb_op_result *result)
+{
+    return filter_execute(((void **)user)[1], global, local, in, out, result);
+}
+
+/* ---- sinks ------------------------------------------------------------------------------------------- */
+
+/* For a build sink the materialized columns are the keys then the payload: a column map. */
+typedef struct build_map {
+    size_t cols[FB_PLAN_MAX_COLUMNS];
+    int n;
+} build_map;
+
+typedef struct sink_user {
+    run *r;
+    const build_map *map; /* collect: input column of each materialized column; NULL = the same */
+    mat *target;          /* collect: where combine appends */
+    join_state *join;     /* hash build */
+    sort_state *sort;     /* sort */
+    agg_state *agg;       /* aggregation */
+} sink_user;
+
+typedef struct mat_local_sink {
+    mat m;
+} mat_local_sink;
+
+static fb_status collect_init_local(void *user, void *global, const fb_worker_info *w, void **local)
+{
+    sink_user *u = user;
+    mat_local_sink *l = calloc(1, sizeof *l);
+    if (!l)
+        return fb_stage_error(w->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a sink state");
+    mat_init(&l->m, u->target->n_cols, u->target->types);
+    *local = l;
+    return FB_OK;
+}
+
+static fb_status collect_sink(void *user, void *global, void *local, const fb_chunk *chunk)
+{
+    sink_user *u = user;
+    mat_local_sink *l = local;
+    const fb_column *ptrs[FB_PLAN_MAX_COLUMNS];
+    for (int c = 0; c < l->m.n_cols; c++)
+        ptrs[c] = &chunk->columns[u->map ? u->map->cols[c] : (size_t)c];
+    return mat_append(u->r->ctx, &l->m, ptrs, chunk->rows, chunk->sel, chunk->n_sel);
+}
+
+static fb_status collect_combine(void *user, void *global, void *local)
+{
+    sink_user *u = user;
+    mat_local_sink *l = local;
+    return mat_concat(u->r->ctx, u->target, &l->m);
+}
+
+static void collect_destroy_local(void *user, void *global, void *local)
+{
+    mat_local_sink *l = local;
+    if (l) {
+        mat_free(&l->m);
+        free(l);
+    }
+}
+
+static fb_status build_finalize(void *user, void *global)
+{
+    sink_user *u = user;
+    join_state *js = u->join;
+    fb_ctx *ctx = u->r->ctx;
+    const pnode *n = js->node;
+    fb_type kt[FB_JOIN_MAX_KEYS];
+    fb_column keys[FB_JOIN_MAX_KEYS];
+    for (size_t k = 0; k < n->n_keys; k++) {
+        kt[k] = js->rows.types[k];
+        keys[k] = mat_view(&js->rows, (int)k, 0, js->rows.rows);
+    }
+    fb_status st = fb_hash_table_create(ctx, kt, n->n_keys, js->rows.rows, &js->ht);
+    if (st == FB_OK && js->rows.rows)
+        st = fb_hash_table_build(ctx, js->ht, keys, n->n_keys, 0);
+    if (st != FB_OK)
+        return fb_stage_error(ctx, st, "hash build: %s", fb_last_error(ctx));
+    return FB_OK;
+}
+
+static fb_status sort_finalize(void *user, void *global)
+{
+    sink_user *u = user;
+    sort_state *ss = u->sort;
+    fb_ctx *ctx = u->r->ctx;
+    const pnode *n = ss->node;
+    mat *in = &ss->rows, *out = ss->out;
+    int64_t rows = in->rows;
+    if (rows > FB_MORSEL_MAX_ROWS)
+        return fb_stage_error(ctx, FB_ERR_CAPACITY, "sort of %lld rows: more than %lld", (long long)rows,
+                              (long long)FB_MORSEL_MAX_ROWS);
+    if (rows == 0)
+        return FB_OK;
+    fb_sort_key keys[FB_PLAN_MAX_COLUMNS];
+    for (size_t k = 0; k < n->n_skeys; k++) {
+        keys[k].column = mat_view(in, (int)n->skeys[k].column, 0, rows);
+        keys[k].descending = n->skeys[k].descending;
+        keys[k].nulls_first = n->skeys[k].nulls_first;
+    }
+    uint32_t *perm = malloc(sizeof *perm * (size_t)rows);
+    if (!perm)
+        return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a sort permutation");
+    int64_t n_out = rows;
+    fb_status st = ss->limit >= 0 ? fb_sort_top_n(ctx, keys, n->n_skeys, ss->limit, perm, rows, &n_out)
+                                  : fb_sort_permutation(ctx, keys, n->n_skeys, perm, rows);
+    if (st == FB_OK && n_out > 0) {
+        const fb_column *ptrs[FB_PLAN_MAX_COLUMNS];
+        fb_column views[FB_PLAN_MAX_COLUMNS];
+        for (int c = 0; c < in->n_cols; c++) {
+            views[c] = mat_view(in, c, 0, rows);
+            ptrs[c] = &views[c];
+        }
+        st = mat_append(ctx, out, ptrs, rows, perm, n_out);
+    } else if (st != FB_OK) {
+        st = fb_stage_error(ctx, st, "sort: %s", fb_last_error(ctx));
+    }
+    free(perm);
+    mat_free(in);
+    return st;
+}
+
+static fb_status agg_init_global(void *user, fb_ctx *ctx, void **global)
+{
+    agg_state *as = ((sink_user *)user)->agg;
+    fb_status st = fb_agg_create(ctx, &as->spec, &as->global);
+    return st == FB_OK ? FB_OK : fb_stage_error(ctx, st, "aggregate: %s", fb_last_error(ctx));
+}
+
+static fb_status agg_init_local(void *user, void *global, const fb_worker_info *w, void **local)
+{
+    agg_state *as = ((sink_user *)user)->agg;
+    fb_agg_table *t = NULL;
+    fb_status st = fb_agg_create(w->ctx, &as->spec, &t);
+    *local = t;
+    return st == FB_OK ? FB_OK : fb_stage_error(w->ctx, st, "aggregate: %s", fb_last_error(w->ctx));
+}
+
+static fb_status agg_sink(void *user, void *global, void *local, const fb_chunk *chunk)
+{
+    sink_user *u = user;
+    const pnode *n = u->agg->node;
+    fb_column keys[FB_AGG_MAX_KEYS], vals[FB_PLAN_MAX_COLUMNS];
+    for (size_t k = 0; k < n->n_akeys; k++)
+        keys[k] = chunk->columns[n->akeys[k]];
+    for (size_t a = 0; a < n->n_aggs; a++)
+        vals[a] = chunk->columns[n->aggs[a].kind == FB_AGG_COUNT_STAR ? 0 : n->aggs[a].column];
+    fb_status st = fb_agg_update(local, n->n_akeys ? keys : NULL, vals, n->n_aggs, chunk->rows, chunk->sel,
+                                 chunk->sel ? chunk->n_sel : 0);
+    return st == FB_OK ? FB_OK : fb_stage_error(u->r->ctx, st, "aggregate: %s", fb_last_error(u->r->ctx));
+}
+
+static fb_status agg_combine(void *user, void *global, void *local)
+{
+    sink_user *u = user;
+    fb_status st = fb_agg_merge(u->agg->global, local);
+    return st == FB_OK ? FB_OK : fb_stage_error(u->r->ctx, st, "aggregate merge: %s", fb_last_error(u->r->ctx));
+}
+
+static void agg_destroy_local(void *user, void *global, void *local)
+{
+    fb_agg_destroy(local);
+}
+
+static fb_status agg_finalize(void *user, void *global)
+{
+    sink_user *u = user;
+    agg_state *as = u->agg;
+    fb_ctx *ctx = u->r->ctx;
+    const pnode *n = as->node;
+    int64_t groups = 0;
+    fb_status st = fb_agg_group_count(as->global, &groups);
+    if (st == FB_OK)
+        st = mat_reserve(ctx, as->out, groups ? groups : 1);
+    if (st != FB_OK)
+        return fb_stage_error(ctx, st, "aggregate: %s", fb_last_error(ctx));
+    fb_column_out outs[FB_PLAN_MAX_COLUMNS];
+    for (int c = 0; c < n->n_cols; c++) {
+        memset(&outs[c], 0, sizeof outs[c]);
+        outs[c].type = n->types[c];
+        outs[c].capacity = as->out->cap;
+        outs[c].data = as->out->data[c];
+        outs[c].validity = as->out->valid[c];
+    }
+    st = fb_agg_result(as->global, n->n_akeys ? outs : NULL, outs + n->n_akeys);
+    if (st != FB_OK)
+        return fb_stage_error(ctx, st, "aggregate: %s", fb_last_error(ctx));
+    for (int c = 0; c < n->n_cols; c++)
+        as->out->has_nulls[c] = outs[c].null_count > 0;
+    as->out->rows = groups;
+    return FB_OK;
+}
+
+static void agg_destroy_global(void *user, void *global)
+{
+    agg_state *as = ((sink_user *)user)->agg;
+    fb_agg_destroy(as->global);
+    as->global = NULL;
+}
+
+static sink_user *new_sink_user(run *r)
+{
+    sink_user *u = run_keep(r, calloc(1, sizeof *u), free);
+    if (u)
+        u->r = r;
+    return u;
+}
+
+/* ---- compiling a node into the stream -------------------------------------------------------------- */
+
+static void free_join_state(void *p)
+{
+    join_state *js = p;
+    fb_hash_table_destroy(js->ht);
+    mat_free(&js->rows);
+    free(js);
+}
+
+static void free_sort_state(void *p)
+{
+    sort_state *ss = p;
+    mat_free(&ss->rows);
+    free(ss);
+}
+
+/* Ends the stream in `sink` and makes `m` (which the sink fills) the stream's source. */
+static fb_status materialize(run *r, stream *s, const char *what, const fb_sink *sink, const char *sink_text, mat *m)
+{
+    fb_pipeline *p = NULL;
+    FB_FORWARD_IF_ERROR(stream_finish(r, s, what, sink, sink_text, &p));
+    memset(s, 0, sizeof *s);
+    s->src = m;
+    s->src_pipe = p;
+    snprintf(s->text, sizeof s->text, "scan %s", what);
+    return FB_OK;
+}
+
+static fb_status compile(run *r, int id, stream *s);
+
+/* A sort node (with `limit` ≥ 0 a top-N) over the node's input. */
+static fb_status compile_sort(run *r, const pnode *n, int64_t limit, stream *s)
+{
+    fb_ctx *ctx = r->ctx;
+    FB_FORWARD_IF_ERROR(compile(r, n->input, s));
+    sort_state *ss = run_keep(r, calloc(1, sizeof *ss), free_sort_state);
+    mat *m = run_mat(r, n->n_cols, n->types);
+    sink_user *u = new_sink_user(r);
+    FB_RETURN_ERROR_IF(!ss || !m || !u, ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a sort");
+    ss->node = n;
+    ss->limit = limit;
+    ss->out = m;
+    mat_init(&ss->rows, n->n_cols, n->types);
+    u->target = &ss->rows;
+    u->sort = ss;
+    fb_sink sink = {.name = "sort", .init_local = collect_init_local, .sink = collect_sink,
+                    .combine = collect_combine, .finalize = sort_finalize,
+                    .destroy_local = collect_destroy_local, .user = u};
+    char t[64];
+    if (limit >= 0)
+        snprintf(t, sizeof t, "top-%lld sort", (long long)limit);
+    else
+        snprintf(t, sizeof t, "sort");
+    return materialize(r, s, "sorted", &sink, t, m);
+}
+
+static fb_status compile(run *r, int id, stream *s)
+{
+    const pnode *n = &r->plan->nodes[id];
+    fb_ctx *ctx = r->ctx;
+    switch (n->kind) {
+    case N_SCAN:
+        memset(s, 0, sizeof *s);
+        s->scan = n;
+        snprintf(s->text, sizeof s->text, "scan %s", n->table);
+        return FB_OK;
+    case N_FILTER:
+        FB_FORWARD_IF_ERROR(compile(r, n->input, s));
+        text_add(s->text, sizeof s->text, " -> filter");
+        return add_op(r, s, "filter", (void *)n, filter_execute_wrap);
+    case N_PROJECT:
+        FB_FORWARD_IF_ERROR(compile(r, n->input, s));
+        text_add(s->text, sizeof s->text, " -> project %s", n->names[n->n_cols - 1]);
+        return add_op(r, s, "project", (void *)n, project_execute);
+    case N_SORT:
+        return compile_sort(r, n, n->limit, s);
+    case N_LIMIT: {
+        const pnode *in = &r->plan->nodes[n->input];
+        if (in->kind == N_SORT) /* LIMIT over ORDER BY: a top-N sort */
+            return compile_sort(r, in, in->limit >= 0 && in->limit < n->limit ? in->limit : n->limit, s);
+        FB_FORWARD_IF_ERROR(compile(r, n->input, s));
+        limit_state *ls = run_keep(r, calloc(1, sizeof *ls), free);
+        FB_RETURN_ERROR_IF(!ls, ctx, FB_ERR_OUT_OF_MEMORY, "no memory");
+        atomic_init(&ls->taken, 0);
+        ls->limit = n->limit;
+        text_add(s->text, sizeof s->text, " -> limit %lld", (long long)n->limit);
+        return add_op(r, s, "limit", ls, limit_execute);
+    }
+    case N_JOIN: {
+        join_state *js = run_keep(r, calloc(1, sizeof *js), free_join_state);
+        build_map *map = run_keep(r, calloc(1, sizeof *map), free);
+        sink_user *u = new_sink_user(r);
+        FB_RETURN_ERROR_IF(!js || !map || !u, ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a join");
+        js->node = n;
+        const pnode *bn = &r->plan->nodes[n->build];
+        fb_type types[FB_PLAN_MAX_COLUMNS];
+        for (size_t k = 0; k < n->n_keys; k++) {
+            map->cols[map->n] = n->bkeys[k];
+            types[map->n++] = bn->types[n->bkeys[k]];
+        }
+        for (size_t k = 0; k < n->n_payload; k++) {
+            map->cols[map->n] = n->payload[k];
+            types[map->n++] = bn->types[n->payload[k]];
+        }
+        mat_init(&js->rows, map->n, types);
+        u->map = map;
+        u->target = &js->rows;
+        u->join = js;
+        stream b;
+        FB_FORWARD_IF_ERROR(compile(r, n->build, &b));
+        fb_sink sink = {.name = "hash build", .init_local = collect_init_local, .sink = collect_sink,
+                        .combine = collect_combine, .finalize = build_finalize,
+                        .destroy_local = collect_destroy_local, .user = u};
+        fb_pipeline *bp = NULL;
+        char t[96];
+        snprintf(t, sizeof t, "hash build [%s] (join %d)", bn->names[n->bkeys[0]], id);
+        FB_FORWARD_IF_ERROR(stream_finish(r, &b, "build", &sink, t, &bp));
+        FB_FORWARD_IF_ERROR(compile(r, n->input, s));
+        FB_RETURN_ERROR_IF(s->n_deps == 64, ctx, FB_ERR_INVALID_ARG, "too many joins in one pipeline");
+        s->deps[s->n_deps++] = bp;
+        static const char *jt[] = {"inner", "left", "semi", "anti", "mark"};
+        text_add(s->text, sizeof s->text, " -> %s join %d probe", jt[n->jtype], id);
+        return add_op(r, s, "join probe", js, probe_execute);
+    }
+    case N_AGG: {
+        FB_FORWARD_IF_ERROR(compile(r, n->input, s));
+        const pnode *in = &r->plan->nodes[n->input];
+        agg_state *as = run_keep(r, calloc(1, sizeof *as), free);
+        mat *m = run_mat(r, n->n_cols, n->types);
+        sink_user *u = new_sink_user(r);
+        FB_RETURN_ERROR_IF(!as || !m || !u, ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an aggregation");
+        as->node = n;
+        as->in = in;
+        for (size_t k = 0; k < n->n_akeys; k++)
+            as->key_types[k] = in->types[n->akeys[k]];
+        for (size_t a = 0; a < n->n_aggs; a++) {
+            as->descs[a].kind = n->aggs[a].kind;
+            as->descs[a].input = (int32_t)a;
+            as->descs[a].type = n->aggs[a].kind == FB_AGG_COUNT_STAR ? FB_TYPE_INVALID : in->types[n->aggs[a].column];
+        }
+        as->spec.n_keys = n->n_akeys;
+        as->spec.key_types = as->key_types;
+        as->spec.n_aggs = n->n_aggs;
+        as->spec.aggs = as->descs;
+        as->spec.strategy = FB_AGG_STRATEGY_AUTO;
+        as->out = m;
+        u->agg = as;
+        fb_sink sink = {.name = "aggregate", .init_global = agg_init_global, .init_local = agg_init_local,
+                        .sink = agg_sink, .combine = agg_combine, .finalize = agg_finalize,
+                        .destroy_local = agg_destroy_local, .destroy_global = agg_destroy_global, .user = u};
+        char t[64];
+        snprintf(t, sizeof t, "aggregate (%zu keys, %zu aggregates)", n->n_akeys, n->n_aggs);
+        return materialize(r, s, "aggregated", &sink, t, m);
+    }
+    }
+    return FB_ERROR(ctx, FB_ERR_INTERNAL, "unknown node kind %d", (int)n->kind);
+}
+
+/* ---- running ----------------------------------------------------------------------------------------- */
+
+typedef struct result_priv {
+    mat m;
+    char names[FB_PLAN_MAX_COLUMNS][32];
+    const char *name_ptrs[FB_PLAN_MAX_COLUMNS];
+    fb_column cols[FB_PLAN_MAX_COLUMNS];
+    int n_pipes;
+    pipe_desc pipes[MAX_PIPES];
+    fb_stats stats[MAX_PIPES];
+    fb_placement asked;
+} result_priv;
+
+static void run_free(run *r)
+{
+    fb_query_destroy(r->q);
+    for (int i = r->n_owned - 1; i >= 0; i--)
+        r->owned_free[i](r->owned[i]);
+    for (int i = 0; i < r->n_mats; i++) {
+        mat_free(r->mats[i]);
+        free(r->mats[i]);
+    }
+    free(r);
+}
+
+/* Compiles the plan under root into r->q; *root_mat is the mat holding the result after the run. */
+static fb_status build_query(run *r, fb_plan_node root, mat **root_mat)
+{
+    const pnode *n = &r->plan->nodes[root];
+    FB_FORWARD_IF_ERROR(fb_query_create(r->ctx, &r->q));
+    stream s;
+    FB_FORWARD_IF_ERROR(compile(r, root, &s));
+    if (s.src && s.n_ops == 0) { /* the root is a breaker: its mat is the result */
+        *root_mat = s.src;
+        return FB_OK;
+    }
+    mat *m = run_mat(r, n->n_cols, n->types);
+    sink_user *u = new_sink_user(r);
+    FB_RETURN_ERROR_IF(!m || !u, r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for the result");
+    u->target = m;
+    fb_sink sink = {.name = "result", .init_local = collect_init_local, .sink = collect_sink,
+                    .combine = collect_combine, .destroy_local = collect_destroy_local, .user = u};
+    fb_pipeline *p;
+    FB_FORWARD_IF_ERROR(stream_finish(r, &s, "result", &sink, "result", &p));
+    *root_mat = m;
+    return FB_OK;
+}
+
+static fb_status check_placement(fb_ctx *ctx, fb_placement placement, fb_placement *chosen, const char *where)
+{
+    switch (placement) {
+    case FB_PLACEMENT_CPU:
+    case FB_PLACEMENT_AUTO:
+        *chosen = FB_PLACEMENT_CPU;
+        return FB_OK;
+    case FB_PLACEMENT_GPU:
+    case FB_PLACEMENT_HYBRID:
+        return fb_set_error(ctx, FB_ERR_NO_DEVICE, where,
+                            "placement %s needs fb's OpenCL plan operators, which this version does not have yet; "
+                            "use cpu or auto",
+                            fb_placement_name(placement));
+    }
+    return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "unknown placement %d", (int)placement);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, fb_plan_result **out)
+{
+    FB_RETURN_ERROR_IF(!plan || !out, plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG, "plan and out must not be NULL");
+    fb_ctx *ctx = plan->ctx;
+    *out = NULL;
+    FB_RETURN_ERROR_IF(!get_node(plan, root), ctx, FB_ERR_INVALID_ARG, "root node %d does not exist", (int)root);
+    fb_placement chosen;
+    FB_FORWARD_IF_ERROR(check_placement(ctx, placement, &chosen, __func__));
+    run *r = calloc(1, sizeof *r);
+    fb_plan_result *res = calloc(1, sizeof *res);
+    result_priv *priv = calloc(1, sizeof *priv);
+    if (!r || !res || !priv) {
+        free(r);
+        free(res);
+        free(priv);
+        return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a run");
+    }
+    r->ctx = ctx;
+    r->plan = plan;
+    double t0 = now_s();
+    mat *m = NULL;
+    fb_status st = build_query(r, root, &m);
+    if (st == FB_OK)
+        st = fb_query_run(r->q);
+    double t1 = now_s();
+    if (st != FB_OK) {
+        run_free(r);
+        free(res);
+        free(priv);
+        return st;
+    }
+    /* The result takes the root mat's buffers. */
+    const pnode *n = &plan->nodes[root];
+    priv->m = *m;
+    memset(m, 0, sizeof *m);
+    m->n_cols = 0;
+    priv->n_pipes = r->n_pipes;
+    memcpy(priv->pipes, r->pipes, sizeof priv->pipes);
+    for (int p = 0; p < r->n_pipes; p++)
+        fb_query_stats(r->q, p, -1, &priv->stats[p]);
+    priv->asked = placement;
+    for (int c = 0; c < n->n_cols; c++) {
+        snprintf(priv->names[c], sizeof priv->names[c], "%s", n->names[c]);
+        priv->name_ptrs[c] = priv->names[c];
+        priv->cols[c] = mat_view(&priv->m, c, 0, priv->m.rows);
+    }
+    res->table.n_columns = (size_t)n->n_cols;
+    res->table.columns = priv->cols;
+    res->table.names = priv->name_ptrs;
+    res->rows = priv->m.rows;
+    res->seconds = t1 - t0;
+    res->pipelines = r->n_pipes;
+    res->placement = chosen;
+    res->priv = priv;
+    run_free(r);
+    *out = res;
+    return FB_OK;
+}
+
+void fb_plan_result_free(fb_plan_result *r)
+{
+    if (!r)
+        return;
+    result_priv *priv = r->priv;
+    if (priv) {
+        mat_free(&priv->m);
+        free(priv);
+    }
+    free(r);
+}
+
+/* ---- explain ----------------------------------------------------------------------------------------- */
+
+static void explain_node(const fb_plan *plan, int id, int depth, FILE *f)
+{
+    const pnode *n = &plan->nodes[id];
+    fprintf(f, "%*s", 2 * depth, "");
+    static const char *cmp[] = {"=", "<>", "<", "<=", ">", ">="};
+    switch (n->kind) {
+    case N_SCAN:
+        fprintf(f, "SCAN %s (%lld rows) [", n->table, (long long)n->scan_rows);
+        for (int c = 0; c < n->n_cols; c++)
+            fprintf(f, "%s%s", c ? ", " : "", n->names[c]);
+        fprintf(f, "]\n");
+        return;
+    case N_FILTER: {
+        const pnode *in = &plan->nodes[n->input];
+        fprintf(f, "FILTER ");
+        for (size_t k = 0; k < n->n_preds; k++) {
+            const fb_plan_pred *p = &n->preds[k].p;
+            const char *col = in->names[p->column];
+            int flt = in->types[p->column] == FB_TYPE_FLOAT32 || in->types[p->column] == FB_TYPE_FLOAT64;
+            if (k)
+                fprintf(f, " AND ");
+            if (p->kind == FB_PLAN_PRED_CMP && flt)
+                fprintf(f, "%s %s %g", col, cmp[p->op], p->fvalue);
+            else if (p->kind == FB_PLAN_PRED_CMP)
+                fprintf(f, "%s %s %lld", col, cmp[p->op], (long long)p->value);
+            else if (p->kind == FB_PLAN_PRED_BETWEEN && flt)
+                fprintf(f, "%s BETWEEN %g AND %g", col, p->flo, p->fhi);
+            else if (p->kind == FB_PLAN_PRED_BETWEEN)
+                fprintf(f, "%s BETWEEN %lld AND %lld", col, (long long)p->lo, (long long)p->hi);
+            else
+                fprintf(f, "%s IN (%zu values)", col, p->n_in);
+        }
+        fprintf(f, "\n");
+        break;
+    }
+    case N_PROJECT:
+        fprintf(f, "PROJECT %s\n", n->names[n->n_cols - 1]);
+        break;
+    case N_JOIN: {
+        static const char *jt[] = {"INNER", "LEFT", "SEMI", "ANTI", "MARK"};
+        const pnode *pn = &plan->nodes[n->input], *bn = &plan->nodes[n->build];
+        fprintf(f, "%s HASH JOIN %d ON ", jt[n->jtype], id);
+        for (size_t k = 0; k < n->n_keys; k++)
+            fprintf(f, "%s%s = %s", k ? " AND " : "", pn->names[n->pkeys[k]], bn->names[n->bkeys[k]]);
+        fprintf(f, "\n");
+        explain_node(plan, n->input, depth + 1, f);
+        fprintf(f, "%*sbuild:\n", 2 * depth + 2, "");
+        explain_node(plan, n->build, depth + 2, f);
+        return;
+    }
+    case N_AGG:
+        fprintf(f, "AGGREGATE [");
+        for (int c = 0; c < n->n_cols; c++)
+            fprintf(f, "%s%s", c ? ", " : "", n->names[c]);
+        fprintf(f, "] (%zu keys)\n", n->n_akeys);
+        break;
+    case N_SORT:
+        fprintf(f, "SORT BY ");
+        for (size_t k = 0; k < n->n_skeys; k++)
+            fprintf(f, "%s%s %s", k ? ", " : "", n->names[n->skeys[k].column], n->skeys[k].descending ? "DESC" : "ASC");
+        if (n->limit >= 0)
+            fprintf(f, " LIMIT %lld", (long long)n->limit);
+        fprintf(f, "\n");
+        break;
+    case N_LIMIT:
+        fprintf(f, "LIMIT %lld\n", (long long)n->limit);
+        break;
+    }
+    if (n->input >= 0)
+        explain_node(plan, n->input, depth + 1, f);
+}
+
+fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement placement,
+                          const fb_plan_result *analyzed, FILE *out)
+{
+    FB_RETURN_ERROR_IF(!plan || !out, plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG, "plan and out must not be NULL");
+    fb_ctx *ctx = plan->ctx;
+    FB_RETURN_ERROR_IF(!get_node(plan, root), ctx, FB_ERR_INVALID_ARG, "root node %d does not exist", (int)root);
+    fb_placement chosen;
+    if (check_placement(ctx, placement, &chosen, __func__) != FB_OK)
+        chosen = placement;
+    fprintf(out, "plan:\n");
+    explain_node(plan, root, 1, out);
+    /* The pipelines, from a compile that is not run. */
+    run *r = calloc(1, sizeof *r);
+    FB_RETURN_ERROR_IF(!r, ctx, FB_ERR_OUT_OF_MEMORY, "no memory");
+    r->ctx = ctx;
+    r->plan = plan;
+    mat *m = NULL;
+    fb_status st = build_query(r, root, &m);
+    if (st == FB_OK) {
+        fprintf(out, "pipelines (placement %s", fb_placement_name(placement));
+        if (placement == FB_PLACEMENT_AUTO)
+            fprintf(out, ": chose cpu, the only placement with operators in this version; no cost model yet");
+        else if (chosen != FB_PLACEMENT_CPU)
+            fprintf(out, ": not available in this version");
+        fprintf(out, "):\n");
+        for (int p = 0; p < r->n_pipes; p++) {
+            fprintf(out, "  %d: %s\n", p, r->pipes[p].text);
+            if (analyzed && analyzed->priv && p < ((result_priv *)analyzed->priv)->n_pipes) {
+                const fb_stats *s = &((result_priv *)analyzed->priv)->stats[p];
+                fprintf(out, "     analyzed: %lld rows scanned, %lld rows into the sink, %lld morsels, %.2f ms wall, "
+                             "%.2f ms busy\n",
+                        (long long)s->rows, (long long)s->rows_out, (long long)s->morsels, s->wall_ns / 1e6,
+                        s->busy_ns / 1e6);
+            }
+        }
+        if (analyzed)
+            fprintf(out, "result: %lld rows in %.4f s on %s\n", (long long)analyzed->rows, analyzed->seconds,
+                    fb_placement_name(analyzed->placement));
+    }
+    run_free(r);
+    if (st != FB_OK)
+        return st;
+    return ferror(out) ? FB_ERROR(ctx, FB_ERR_IO, "writing the explanation failed") : FB_OK;
+}
