@@ -615,7 +615,10 @@ typedef struct run run;
 typedef struct join_state { /* the build side of one join, filled by its sink's finalize */
     const pnode *node;
     mat rows;                /* key columns first, then the payload columns */
-    fb_hash_table *ht;
+    fb_hash_table *ht;       /* the general case */
+    int32_t *direct;         /* or a perfect hash: build row of key dmin + i, -1 for none */
+    int64_t dmin;
+    uint64_t drange;
 } join_state;
 
 typedef struct agg_state {
@@ -1007,6 +1010,104 @@ static fb_status project_execute(void *user, void *global, void *local, const fb
 /* join probe */
 #define PAIRS_CAP 65536
 
+/* A key as int64 (0 with *ok = 0 for a uint64 above INT64_MAX). */
+static int64_t key_at(const fb_column *c, int64_t i, int *ok)
+{
+    int64_t j = c->offset + i;
+    *ok = 1;
+    switch (c->type) {
+    case FB_TYPE_INT32:
+    case FB_TYPE_DATE32:
+        return ((const int32_t *)c->data)[j];
+    case FB_TYPE_UINT32:
+        return ((const uint32_t *)c->data)[j];
+    case FB_TYPE_INT64:
+        return ((const int64_t *)c->data)[j];
+    default: {
+        uint64_t u = ((const uint64_t *)c->data)[j];
+        *ok = u <= (uint64_t)INT64_MAX;
+        return (int64_t)u;
+    }
+    }
+}
+
+
+/* A perfect-hash join: keys are looked up in js->direct. The output keeps the chunk's rows where they
+ * are (unique build keys never duplicate a probe row): semi / inner narrow the selection, anti keeps the
+ * unmatched, left keeps all; build payload columns are written at the rows' positions. */
+static fb_status probe_direct(join_state *js, buf_local *l, fb_ctx *ctx, const fb_chunk *in, fb_chunk *out)
+{
+    const pnode *n = js->node;
+    const fb_column *kc = &in->columns[n->pkeys[0]];
+    int with_payload = n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT;
+    FB_FORWARD_IF_ERROR(need_sel(ctx, l, in->rows));
+    if (with_payload && n->n_payload) {
+        FB_FORWARD_IF_ERROR(need_data(ctx, l, (int)n->n_payload, NULL, in->rows));
+        if (n->jtype == FB_JOIN_LEFT || js->rows.n_cols > (int)n->n_keys)
+            for (size_t c = 0; c < n->n_payload; c++)
+                memset(l->valid[c], 0, (size_t)(in->rows + 7) / 8);
+    }
+    const int32_t *d = js->direct;
+    uint32_t *sel = l->sel[0];
+    int64_t k_out = 0;
+    int payload_nulls = n->jtype == FB_JOIN_LEFT;
+    int np = with_payload ? (int)n->n_payload : 0;
+    const char *psrc[FB_PLAN_MAX_COLUMNS];
+    const uint8_t *pvalid[FB_PLAN_MAX_COLUMNS];
+    size_t pw[FB_PLAN_MAX_COLUMNS];
+    for (int c = 0; c < np; c++) {
+        int col = (int)n->n_keys + c;
+        payload_nulls |= js->rows.has_nulls[col];
+        psrc[c] = js->rows.data[col];
+        pvalid[c] = js->rows.has_nulls[col] ? js->rows.valid[col] : NULL;
+        pw[c] = fb_type_width(js->rows.types[col]);
+    }
+    int k32 = (kc->type == FB_TYPE_INT32 || kc->type == FB_TYPE_DATE32) && !kc->validity;
+    const int32_t *keys32 = k32 ? (const int32_t *)kc->data + kc->offset : NULL;
+    uint64_t dmin = (uint64_t)js->dmin, drange = js->drange;
+    fb_join_type jt = n->jtype;
+    for (int64_t k = 0; k < in->n_sel; k++) {
+        int64_t i = in->sel ? in->sel[k] : k;
+        int32_t b = -1;
+        if (k32) {
+            uint64_t slot = (uint64_t)(int64_t)keys32[i] - dmin;
+            b = slot < drange ? d[slot] : -1;
+        } else if (fb_column_is_valid(kc, i)) {
+            int ok = 1;
+            uint64_t slot = (uint64_t)key_at(kc, i, &ok) - dmin;
+            if (ok && slot < drange)
+                b = d[slot];
+        }
+        int keep = jt == FB_JOIN_ANTI ? b < 0 : jt == FB_JOIN_LEFT ? 1 : b >= 0;
+        sel[k_out] = (uint32_t)i;
+        k_out += keep;
+        if (b < 0)
+            continue;
+        for (int c = 0; c < np; c++) {
+            if (pw[c] == 4)
+                ((int32_t *)l->data[c])[i] = ((const int32_t *)psrc[c])[b];
+            else if (pw[c] == 8)
+                ((int64_t *)l->data[c])[i] = ((const int64_t *)psrc[c])[b];
+            else
+                memcpy((char *)l->data[c] + (size_t)i * pw[c], psrc[c] + (size_t)b * pw[c], pw[c]);
+            if (payload_nulls && (!pvalid[c] || ((pvalid[c][b >> 3] >> (b & 7)) & 1)))
+                l->valid[c][i >> 3] |= (uint8_t)(1u << (i & 7));
+        }
+    }
+    out->sel = sel;
+    out->n_sel = k_out;
+    if (with_payload && n->n_payload) {
+        for (size_t c = 0; c < in->n_columns; c++)
+            l->cols[c] = in->columns[c];
+        for (size_t c = 0; c < n->n_payload; c++)
+            l->cols[in->n_columns + c] = fb_column_make(js->rows.types[n->n_keys + c], l->data[c], in->rows,
+                                                        payload_nulls ? l->valid[c] : NULL);
+        out->n_columns = in->n_columns + n->n_payload;
+        out->columns = l->cols;
+    }
+    return FB_OK;
+}
+
 static fb_status probe_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
                                fb_op_result *result)
 {
@@ -1015,6 +1116,8 @@ static fb_status probe_execute(void *user, void *global, void *local, const fb_c
     buf_local *l = local;
     fb_ctx *ctx = ((run *)global)->ctx;
     *out = *in;
+    if (js->direct)
+        return probe_direct(js, l, ctx, in, out);
     if (!l->pending) {
         if (in->n_sel == 0)
             return FB_OK;
@@ -1215,6 +1318,53 @@ static void collect_destroy_local(void *user, void *global, void *local)
     }
 }
 
+/* Most slots of a perfect-hash join; a range above 2^18 slots (1 MiB) must also be at most 4x the build
+ * rows + 1024. */
+#define DIRECT_MAX_RANGE (1u << 24)
+
+/* Dimension tables of star schemas have unique, dense keys: then a join is an array lookup (a perfect
+ * hash, as DuckDB's). Returns 1 when js->direct was made; 0 (nothing allocated) when the keys are not
+ * unique or too sparse, or memory is short - the hash table is used then. */
+static int try_direct(join_state *js, const fb_column *keys)
+{
+    int64_t rows = keys->length, lo = INT64_MAX, hi = INT64_MIN, valid = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        int ok;
+        int64_t v = key_at(keys, i, &ok);
+        if (!ok)
+            return 0;
+        if (!fb_column_is_valid(keys, i))
+            continue;
+        valid++;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    uint64_t range = valid ? (uint64_t)hi - (uint64_t)lo + 1 : 0;
+    if (valid && (range == 0 || range > DIRECT_MAX_RANGE || (range > 4 * (uint64_t)rows + 1024 && range > (1u << 18))))
+        return 0;
+    int32_t *d = malloc(sizeof *d * (size_t)(range ? range : 1));
+    if (!d || rows > INT32_MAX) {
+        free(d);
+        return 0;
+    }
+    memset(d, 0xff, sizeof *d * (size_t)(range ? range : 1));
+    for (int64_t i = 0; i < rows; i++) {
+        if (!fb_column_is_valid(keys, i))
+            continue;
+        int ok;
+        uint64_t slot = (uint64_t)key_at(keys, i, &ok) - (uint64_t)lo;
+        if (d[slot] >= 0) { /* a duplicate key: not a perfect hash */
+            free(d);
+            return 0;
+        }
+        d[slot] = (int32_t)i;
+    }
+    js->direct = d;
+    js->dmin = lo;
+    js->drange = range;
+    return 1;
+}
+
 static fb_status build_finalize(void *user, void *global)
 {
     sink_user *u = user;
@@ -1227,6 +1377,8 @@ static fb_status build_finalize(void *user, void *global)
         kt[k] = js->rows.types[k];
         keys[k] = mat_view(&js->rows, (int)k, 0, js->rows.rows);
     }
+    if (n->n_keys == 1 && try_direct(js, &keys[0]))
+        return FB_OK;
     fb_status st = fb_hash_table_create(ctx, kt, n->n_keys, js->rows.rows, &js->ht);
     if (st == FB_OK && js->rows.rows)
         st = fb_hash_table_build(ctx, js->ht, keys, n->n_keys, 0);
@@ -1367,6 +1519,7 @@ static sink_user *new_sink_user(run *r)
 static void free_join_state(void *p)
 {
     join_state *js = p;
+    free(js->direct);
     fb_hash_table_destroy(js->ht);
     mat_free(&js->rows);
     free(js);

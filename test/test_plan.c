@@ -22,6 +22,9 @@ static uint8_t fk_valid[NF / 8 + 1], fv_valid[NF / 8 + 1];
 /* dimension D(k int32 nullable with duplicates, a int32) and E(k int32 unique, b int32) */
 static int32_t dk[ND], da[ND], ek[NE], eb[NE];
 static uint8_t dk_valid[ND / 8 + 1];
+/* U(k int32 unique (a permutation of 0..ND-1), some null, a int32): joins over it take the perfect hash */
+static int32_t uk[ND], ua[ND];
+static uint8_t uk_valid[ND / 8 + 1];
 
 static int bit(const uint8_t *v, int i)
 {
@@ -54,14 +57,19 @@ static void make_data(void)
         da[i] = (int32_t)(fbt_next(&rng) % 7) - 3;
         setbit(dk_valid, i, fbt_next(&rng) % 15 != 0);
     }
+    for (int i = 0; i < ND; i++) {
+        uk[i] = (int32_t)((i * 151) % ND);
+        ua[i] = (int32_t)(fbt_next(&rng) % 7) - 3;
+        setbit(uk_valid, i, fbt_next(&rng) % 20 != 0);
+    }
     for (int i = 0; i < NE; i++) {
         ek[i] = i;
         eb[i] = (int32_t)(fbt_next(&rng) % 5);
     }
 }
 
-static fb_column fcols[5], dcols[2], ecols[2];
-static fb_table ft, dt, et;
+static fb_column fcols[5], dcols[2], ecols[2], ucols[2];
+static fb_table ft, dt, et, ut;
 
 static int setup(void **state)
 {
@@ -75,12 +83,15 @@ static int setup(void **state)
     fcols[4] = fb_column_make(FB_TYPE_INT64, fid, NF, NULL);
     dcols[0] = fb_column_make(FB_TYPE_INT32, dk, ND, dk_valid);
     dcols[1] = fb_column_make(FB_TYPE_INT32, da, ND, NULL);
+    ucols[0] = fb_column_make(FB_TYPE_INT32, uk, ND, uk_valid);
+    ucols[1] = fb_column_make(FB_TYPE_INT32, ua, ND, NULL);
     ecols[0] = fb_column_make(FB_TYPE_INT32, ek, NE, NULL);
     ecols[1] = fb_column_make(FB_TYPE_INT32, eb, NE, NULL);
     static const char *fn[] = {"k", "e", "v", "w", "id"}, *dn[] = {"dk", "a"}, *en[] = {"ek", "b"};
     ft = (fb_table){5, fcols, fn};
     dt = (fb_table){2, dcols, dn};
     et = (fb_table){2, ecols, en};
+    ut = (fb_table){2, ucols, dn};
     fb_options *o = NULL;
     if (fb_options_create(&o) != FB_OK || fb_options_set_threads(o, 2) != FB_OK)
         return -1;
@@ -127,12 +138,15 @@ static fb_plan_node scan_filter_f(fb_plan *p)
 }
 
 /* Grouped by D.a (and null), over F filtered JOIN D ON k = dk of `type`: count(*), sum(v), min(v), count(v). */
-static void check_join_agg(fb_join_type type)
+static void check_join_agg(fb_join_type type, int unique)
 {
+    const fb_table *dim = unique ? &ut : &dt;
+    const int32_t *bk_ = unique ? uk : dk, *ba = unique ? ua : da;
+    const uint8_t *bv = unique ? uk_valid : dk_valid;
     fb_plan *p;
     assert_fb_ok(ctx, fb_plan_create(ctx, &p));
     fb_plan_node f = scan_filter_f(p), d, j, a, s;
-    assert_fb_ok(ctx, fb_plan_scan(p, &dt, "D", NULL, 0, &d));
+    assert_fb_ok(ctx, fb_plan_scan(p, dim, "D", NULL, 0, &d));
     size_t pk = 0, bk = 0, pay = 1;
     assert_fb_ok(ctx, fb_plan_join(p, f, d, &pk, &bk, 1, type, &pay, 1, &j));
     int grouped = type == FB_JOIN_INNER || type == FB_JOIN_LEFT;
@@ -154,11 +168,11 @@ static void check_join_agg(fb_join_type type)
             continue;
         int matches = 0;
         for (int b = 0; b < ND; b++) {
-            if (!bit(fk_valid, i) || !bit(dk_valid, b) || fk[i] != dk[b])
+            if (!bit(fk_valid, i) || !bit(bv, b) || fk[i] != bk_[b])
                 continue;
             matches++;
             if (type == FB_JOIN_INNER || type == FB_JOIN_LEFT) {
-                int g = 1 + da[b] + 3;
+                int g = 1 + ba[b] + 3;
                 has[g] = 1, cnt[g]++;
                 if (bit(fv_valid, i))
                     sum[g] += fv[i], cntv[g]++, mn[g] = fv[i] < mn[g] ? fv[i] : mn[g];
@@ -207,10 +221,11 @@ static void check_join_agg(fb_join_type type)
     fb_plan_destroy(p);
 }
 
-static void test_inner(void **state) { (void)state; check_join_agg(FB_JOIN_INNER); }
-static void test_left(void **state) { (void)state; check_join_agg(FB_JOIN_LEFT); }
-static void test_semi(void **state) { (void)state; check_join_agg(FB_JOIN_SEMI); }
-static void test_anti(void **state) { (void)state; check_join_agg(FB_JOIN_ANTI); }
+/* Each join type over D (duplicate keys: the hash table) and U (unique dense keys: the perfect hash). */
+static void test_inner(void **state) { (void)state; check_join_agg(FB_JOIN_INNER, 0); check_join_agg(FB_JOIN_INNER, 1); }
+static void test_left(void **state) { (void)state; check_join_agg(FB_JOIN_LEFT, 0); check_join_agg(FB_JOIN_LEFT, 1); }
+static void test_semi(void **state) { (void)state; check_join_agg(FB_JOIN_SEMI, 0); check_join_agg(FB_JOIN_SEMI, 1); }
+static void test_anti(void **state) { (void)state; check_join_agg(FB_JOIN_ANTI, 0); check_join_agg(FB_JOIN_ANTI, 1); }
 
 /* Two joins in one probe pipeline, a projection and a top-N sort over a unique tiebreaker. */
 static void test_star_project_topn(void **state)
