@@ -450,10 +450,113 @@ static int parse_placements(const char *s, fb_placement *out, int *n)
     return *n ? 0 : -1;
 }
 
+#ifndef FB_PEERS_DIR
+#define FB_PEERS_DIR "bench/peers"
+#endif
+
+/* Runs duckdb_peer.py on the dump with the SSB SQL; fills seconds per query (NAN where missing). */
+static int run_peer(const char *dir, int threads, int repeat, double *seconds)
+{
+    const char *peers = getenv("FB_PEERS_DIR") ? getenv("FB_PEERS_DIR") : FB_PEERS_DIR;
+    char out[4200], cmd[16384];
+    snprintf(out, sizeof out, "%s/duckdb.json", dir);
+    snprintf(cmd, sizeof cmd, "python3 '%s/duckdb_peer.py' '%s' --sql '%s/ssb.sql' --threads %d --repeat %d --json '%s'",
+             peers, dir, peers, threads, repeat, out);
+    fprintf(stderr, "fbench plan: %s\n", cmd);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "fbench plan: the DuckDB peer failed (pip install duckdb numpy?)\n");
+        return -1;
+    }
+    FILE *f = fopen(out, "rb");
+    char *text = f ? calloc(1, 1 << 22) : NULL;
+    size_t len = text ? fread(text, 1, (1 << 22) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    for (size_t q = 0; q < N_QUERIES && len; q++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, "\"query\": \"%s\"", queries[q].name);
+        const char *p = strstr(text, pat), *sec = p ? strstr(p, "\"seconds\":") : NULL;
+        if (sec)
+            seconds[q] = strtod(sec + 10, NULL);
+    }
+    free(text);
+    return len ? 0 : -1;
+}
+
+static void remove_dump(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "fbench plan: could not remove %s\n", dir);
+}
+
+/* A grouped bar chart: per query, one bar per placement that ran and one for DuckDB. */
+static int write_plot(const char *path, double sf, const char *model, const fb_placement *pl, int n_pl,
+                      double fb_s[][4], const double *peer_s)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "fbench plan: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    static const char *colors[] = {"#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759"};
+    int series = n_pl + (peer_s ? 1 : 0);
+    double max = 0;
+    for (size_t q = 0; q < N_QUERIES; q++) {
+        for (int p = 0; p < n_pl; p++)
+            if (!isnan(fb_s[q][p]) && fb_s[q][p] > max)
+                max = fb_s[q][p];
+        if (peer_s && !isnan(peer_s[q]) && peer_s[q] > max)
+            max = peer_s[q];
+    }
+    if (max <= 0)
+        max = 1;
+    const int W = 1100, H = 460, left = 70, top = 60, bottom = 60, plot_h = H - top - bottom;
+    double group_w = (double)(W - left - 20) / (double)N_QUERIES, bar_w = group_w * 0.8 / series;
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' font-family='sans-serif' "
+               "font-size='12'>\n<rect width='100%%' height='100%%' fill='white'/>\n",
+            W, H);
+    fprintf(f, "<text x='%d' y='22' font-size='15'>SSB SF %g: seconds per query (lower is better), %s</text>\n", left,
+            sf, model);
+    for (int t = 0; t <= 4; t++) { /* axis and grid */
+        double v = max * t / 4, y = top + plot_h - plot_h * t / 4.0;
+        fprintf(f, "<line x1='%d' x2='%d' y1='%.1f' y2='%.1f' stroke='#ddd'/>\n", left, W - 20, y, y);
+        fprintf(f, "<text x='%d' y='%.1f' text-anchor='end'>%.3g s</text>\n", left - 6, y + 4, v);
+    }
+    for (size_t q = 0; q < N_QUERIES; q++) {
+        double x0 = left + group_w * (double)q + group_w * 0.1;
+        for (int sidx = 0; sidx < series; sidx++) {
+            double v = sidx < n_pl ? fb_s[q][sidx] : peer_s[q];
+            if (isnan(v))
+                continue;
+            double h = plot_h * v / max;
+            fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'><title>%s %s: %.4f s</title></rect>\n",
+                    x0 + bar_w * sidx, top + plot_h - h, bar_w * 0.95, h, colors[sidx % 5], queries[q].name,
+                    sidx < n_pl ? fb_placement_name(pl[sidx]) : "duckdb", v);
+        }
+        fprintf(f, "<text x='%.1f' y='%d' text-anchor='middle'>%s</text>\n", x0 + group_w * 0.4, top + plot_h + 18,
+                queries[q].name);
+    }
+    for (int sidx = 0; sidx < series; sidx++) { /* legend */
+        int x = left + 140 * sidx;
+        fprintf(f, "<rect x='%d' y='%d' width='12' height='12' fill='%s'/><text x='%d' y='%d'>%s</text>\n", x,
+                H - 22, colors[sidx % 5], x + 16, H - 12,
+                sidx < n_pl ? fb_placement_name(pl[sidx]) : "DuckDB (same data, same run)");
+    }
+    fprintf(f, "</svg>\n");
+    if (fclose(f) != 0) {
+        fprintf(stderr, "fbench plan: writing %s failed\n", path);
+        return -1;
+    }
+    return 0;
+}
+
 static void plan_usage(FILE *f)
 {
     fprintf(f, "usage: fbench plan ssb [--sf N] [--placement cpu,gpu,hybrid,auto] [--threads N] [--repeat R]\n"
                "                      [--seed S] [--query Qn.m] [--explain] [--json FILE] [--dump DIR]\n"
+               "                      [--peer duckdb] [--plot FILE.svg]\n"
                "  runs the 13 Star Schema Benchmark queries as fb plans under each placement and prints\n"
                "  query x placement (median seconds, lineorder rows/s). --explain prints each plan, its\n"
                "  pipelines and, after the run, the measured rows and times per pipeline (explain analyze).\n"
@@ -465,8 +568,8 @@ int fbench_plan_main(int argc, char **argv)
 {
     double sf = 1;
     long seed = 42, threads = 0, repeat = 3;
-    const char *json = NULL, *dump = NULL, *only = NULL;
-    int explain = 0;
+    const char *json = NULL, *dump = NULL, *only = NULL, *peer = NULL, *plot = NULL;
+    int explain = 0, rc_peer = FBENCH_EXIT_OK;
     fb_placement placements[4] = {FB_PLACEMENT_CPU};
     int n_place = 1;
     if (argc < 2 || strcmp(argv[1], "ssb") != 0) {
@@ -513,6 +616,14 @@ int fbench_plan_main(int argc, char **argv)
             dump = v;
         } else if (strcmp(a, "--query") == 0) {
             only = v;
+        } else if (strcmp(a, "--peer") == 0) {
+            if (strcmp(v, "duckdb") != 0) {
+                fprintf(stderr, "fbench plan: --peer takes duckdb\n");
+                return FBENCH_EXIT_USAGE;
+            }
+            peer = v;
+        } else if (strcmp(a, "--plot") == 0) {
+            plot = v;
         } else {
             fprintf(stderr, "fbench plan: bad option or value: %s %s\n", a, v);
             return FBENCH_EXIT_USAGE;
@@ -534,6 +645,18 @@ int fbench_plan_main(int argc, char **argv)
         return FBENCH_EXIT_FAILURE;
     }
     fprintf(stderr, "fbench plan: SSB SF %g generated in %.1f s\n", sf, fbench_now() - t0);
+    char tmpdir[] = "/tmp/fbench-ssb-XXXXXX";
+    int tmp_dump = 0;
+    if (peer && !dump) {
+        if (!mkdtemp(tmpdir)) {
+            fprintf(stderr, "fbench plan: cannot make a temporary directory: %s\n", strerror(errno));
+            ssb_free(&d);
+            fb_ctx_destroy(ctx);
+            return FBENCH_EXIT_FAILURE;
+        }
+        dump = tmpdir;
+        tmp_dump = 1;
+    }
     if (dump && ssb_dump(&d, dump) != 0) {
         ssb_free(&d);
         fb_ctx_destroy(ctx);
@@ -565,13 +688,26 @@ int fbench_plan_main(int argc, char **argv)
         fbench_json_string(jf, model);
         fprintf(jf, ", \"fb_version\": \"%s\", \"queries\": [", fb_version_string());
     }
+    double peer_s[N_QUERIES];
+    for (size_t q = 0; q < N_QUERIES; q++)
+        peer_s[q] = NAN;
+    if (peer && run_peer(dump, fb_ctx_threads(ctx), (int)repeat, peer_s) != 0)
+        rc_peer = FBENCH_EXIT_FAILURE;
+    if (tmp_dump)
+        remove_dump(dump);
+    double fb_s[N_QUERIES][4];
+    for (size_t q = 0; q < N_QUERIES; q++)
+        for (int p = 0; p < 4; p++)
+            fb_s[q][p] = NAN;
     printf("fbench plan ssb: SF %g, lineorder %lld rows, %d threads, %s\n", sf,
            (long long)d.tables[SSB_LINEORDER].rows, fb_ctx_threads(ctx), model);
     printf("%-6s", "query");
     for (int p = 0; p < n_place; p++)
         printf(" | %-8s %9s %10s", fb_placement_name(placements[p]), "seconds", "rows/s");
+    if (peer)
+        printf(" | %-8s %9s %8s", "duckdb", "seconds", "fb/ddb");
     printf(" | rows\n");
-    int rc = FBENCH_EXIT_OK, first = 1;
+    int rc = rc_peer, first = 1;
     for (size_t qi = 0; qi < N_QUERIES; qi++) {
         if (only && strcmp(only, queries[qi].name) != 0)
             continue;
@@ -627,6 +763,7 @@ int fbench_plan_main(int argc, char **argv)
             printf(" | %-8s %9.4f %10.3g", fb_placement_name(res->placement), med,
                    (double)d.tables[SSB_LINEORDER].rows / med);
             rows_out = res->rows;
+            fb_s[qi][p] = med;
             if (explain) {
                 printf("\n");
                 fb_plan_explain(b.plan, root.id, placements[p], res, stdout);
@@ -640,9 +777,20 @@ int fbench_plan_main(int argc, char **argv)
             }
             fb_plan_result_free(res);
         }
+        if (jf)
+            fprintf(jf, "]");
+        if (peer) {
+            double best = NAN;
+            for (int p = 0; p < n_place; p++)
+                if (!isnan(fb_s[qi][p]) && (isnan(best) || fb_s[qi][p] < best))
+                    best = fb_s[qi][p];
+            printf(" | %-8s %9.4f %8.3f", "duckdb", peer_s[qi], best / peer_s[qi]);
+            if (jf && !isnan(peer_s[qi]))
+                fprintf(jf, ", \"duckdb_seconds\": %.6f", peer_s[qi]);
+        }
         printf(" | %lld\n", (long long)rows_out);
         if (jf)
-            fprintf(jf, "]}");
+            fprintf(jf, "}");
         fb_plan_destroy(b.plan);
         b.plan = NULL;
     }
@@ -653,6 +801,8 @@ int fbench_plan_main(int argc, char **argv)
             rc = FBENCH_EXIT_FAILURE;
         }
     }
+    if (plot && write_plot(plot, sf, model, placements, n_place, fb_s, peer ? peer_s : NULL) != 0)
+        rc = FBENCH_EXIT_FAILURE;
     ssb_free(&d);
     fb_ctx_destroy(ctx);
     return rc;
