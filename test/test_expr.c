@@ -846,6 +846,38 @@ static void test_cast_edges(void **state)
                 assert_true(got == want);
             }
         }
+    /* integer sources: each target's min and max exactly and one past, and the source's extremes */
+    for (size_t fi = 0; fi < N_TYPES; fi++)
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            fb_type from = all_types[fi], to = all_types[ti];
+            if (is_float(from))
+                continue;
+            size_t wi = fb_type_width(from), wo = fb_type_width(to);
+            int bi = (int)wi * 8, bo = (int)wo * 8;
+            i128 fmin = is_unsigned(from) ? 0 : -((i128)1 << (bi - 1));
+            i128 fmax = is_unsigned(from) ? ((i128)1 << bi) - 1 : ((i128)1 << (bi - 1)) - 1;
+            i128 tmin = is_unsigned(to) ? 0 : -((i128)1 << (bo - 1));
+            i128 tmax = is_unsigned(to) ? ((i128)1 << bo) - 1 : ((i128)1 << (bo - 1)) - 1;
+            i128 cand[] = {0, -1, 1, tmin - 1, tmin, tmax, tmax + 1, fmin, fmax, fmin + 1, fmax - 1};
+            for (size_t c = 0; c < sizeof cand / sizeof cand[0]; c++) {
+                if (cand[c] < fmin || cand[c] > fmax)
+                    continue;
+                char in[40 * 8] = {0}, o[40 * 8], want[8];
+                memcpy(in + 37 * wi, &cand[c], wi); /* little-endian two's complement: the low bytes */
+                int ok = ocast(from, in + 37 * wi, to, want);
+                for (int v = 0; v < n_variants; v++) {
+                    fb_column col = fb_column_make(from, in, 40, NULL);
+                    fb_column_out out = {to, 40, o, NULL, 0, 0};
+                    fb_status st = fb_expr_cast(variants[v], &col, NULL, 0, &out);
+                    if (st != (ok ? FB_OK : FB_ERR_OVERFLOW))
+                        fail_msg("cast %s %lld -> %s variant %s: %s", fb_type_name(from), (long long)cand[c],
+                                 fb_type_name(to), vname(v), fb_status_name(st));
+                    if (ok && !same_value(to, o + 37 * wo, want))
+                        fail_msg("cast %s %lld -> %s variant %s: wrong value", fb_type_name(from),
+                                 (long long)cand[c], fb_type_name(to), vname(v));
+                }
+            }
+        }
     /* float64 -> float32: the largest finite float passes, past it fails, inf and NaN pass */
     double fin[4] = {(double)FLT_MAX, INFINITY, NAN, -1e39};
     for (int v = 0; v < n_variants; v++) {
