@@ -660,6 +660,10 @@ static int64_t cast(fb_type from, const void *in, fb_type to, void *out, fb_bits
         memcpy(out, in, (size_t)n * wi);
         return -1;
     }
+    if (to == FB_TYPE_INT64 && !is_float(from) && from != FB_TYPE_UINT64) {
+        load_int(from, in, n, out); /* widening into int64: never out of range */
+        return -1;
+    }
     int64_t s[CAST_BLOCK];
     double d[CAST_BLOCK];
     for (int64_t b = 0; b < n; b += CAST_BLOCK) {

@@ -973,6 +973,10 @@ static void test_bad_input(void **state)
     assert_fb_ok(ctx, fb_expr_not(ctx, &eo, &eo));
     assert_fb_ok(ctx, fb_expr_select_cols(ctx, &e, FB_CMP_EQ, &e, NULL, 0, NULL, 0, &k));
     assert_int_equal(k, 0);
+    uint8_t ev[1];
+    fb_column_out eoutv = {FB_TYPE_INT32, 0, NULL, ev, 0, 0};
+    assert_fb_status(ctx, fb_expr_arith(ctx, FB_ARITH_MUL, &e, &e, badsel, 1, &eoutv), FB_ERR_OUT_OF_RANGE);
+    assert_fb_status(ctx, fb_expr_cmp(ctx, &e, FB_CMP_EQ, &c, badsel, 1, &eo), FB_ERR_OUT_OF_RANGE);
 }
 
 /* ---- SSB against DuckDB --------------------------------------------------------------------------- */
