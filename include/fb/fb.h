@@ -5,6 +5,7 @@
 #include "fb_core.h"
 #include "fb_column.h"
 #include "fb_kernels.h"
+#include "fb_expr.h"
 #include "fb_agg.h"
 #include "fb_join.h"
 #include "fb_sort.h"

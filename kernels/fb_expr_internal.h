@@ -1,0 +1,77 @@
+/* fb_expr_internal.h - the per-ISA kernels of the expression module (fb_expr.h) and their table.
+ *
+ * expr.c checks arguments, computes output validity (AND of the inputs' and of the input selection)
+ * and calls these through fb_expr_kernels_get(fb_ctx_isa(ctx)). expr_ref.c is the scalar variant
+ * (fb_expr_kernels_scalar, plain C one row at a time: the reference); simd_expr.c is compiled once per
+ * target (fb_expr_kernels_base / _avx2 / _avx512). Every kernel runs densely over rows 0..n-1 of
+ * 32- or 64-bit lanes (data pointers already advanced by the column offset), never allocates, and
+ * never fails except by returning the first row it cannot compute. Symbols here are hidden. */
+#ifndef FB_EXPR_INTERNAL_H
+#define FB_EXPR_INTERNAL_H
+
+#include <stdint.h>
+
+#include "fb/fb_expr.h"
+#include "fb_kernel_table.h"
+
+typedef struct fb_expr_kernels {
+    fb_isa isa;
+
+    /* bits: (n + 7) / 8 whole bytes, bit i = the predicate holds for lane i (validity is the caller's);
+     * padding bits of the last byte are 0. */
+    void (*pred_bits_32)(const fb_pred *p, const uint32_t *v, int64_t n, uint8_t *bits);
+    void (*pred_bits_64)(const fb_pred *p, const uint64_t *v, int64_t n, uint8_t *bits);
+    /* bits as above of key(a[i]) op key(b[i]) (ordered keys of fb_kernel_table.h) */
+    void (*cmp_bits_32)(fb_key_kind kind, fb_cmp op, const uint32_t *a, const uint32_t *b, int64_t n, uint8_t *bits);
+    void (*cmp_bits_64)(fb_key_kind kind, fb_cmp op, const uint64_t *a, const uint64_t *b, int64_t n, uint8_t *bits);
+
+    /* Selection of the rows valid in va and vb where key(a) op key(b): candidates 0..length-1, or
+     * sel_in[0..n_in); returns the count written to out, or -1 for a sel_in index ≥ length. */
+    int64_t (*select_cols_32)(fb_key_kind kind, fb_cmp op, const uint32_t *a, fb_bits va, const uint32_t *b,
+                              fb_bits vb, int64_t length, const uint32_t *sel_in, int64_t n_in, uint32_t *out);
+    int64_t (*select_cols_64)(fb_key_kind kind, fb_cmp op, const uint64_t *a, fb_bits va, const uint64_t *b,
+                              fb_bits vb, int64_t length, const uint32_t *sel_in, int64_t n_in, uint32_t *out);
+
+    /* out[i] = a[i] op b[i] for i < n, where an operand flagged *_const is its element 0 for every row.
+     * Integers wrap in the output; the return value is the first row valid in `valid` whose exact
+     * result does not fit the type, or -1. Floats never fail. */
+    int64_t (*arith_i32)(fb_arith op, const int32_t *a, int a_const, const int32_t *b, int b_const, fb_bits valid,
+                         int64_t n, int32_t *out);
+    int64_t (*arith_i64)(fb_arith op, const int64_t *a, int a_const, const int64_t *b, int b_const, fb_bits valid,
+                         int64_t n, int64_t *out);
+    void (*arith_f32)(fb_arith op, const float *a, int a_const, const float *b, int b_const, int64_t n, float *out);
+    void (*arith_f64)(fb_arith op, const double *a, int a_const, const double *b, int b_const, int64_t n,
+                      double *out);
+
+    /* out[i] = CAST(in[i] AS to) for i < n (fb_expr.h's rules); returns the first row valid in `valid`
+     * whose value is out of the target's range (its output is then unspecified), or -1. Rows that
+     * are not valid get an unspecified value and never fail. */
+    int64_t (*cast)(fb_type from, const void *in, fb_type to, void *out, fb_bits valid, int64_t n);
+} fb_expr_kernels;
+
+extern const fb_expr_kernels fb_expr_kernels_scalar;
+extern const fb_expr_kernels fb_expr_kernels_base;
+extern const fb_expr_kernels fb_expr_kernels_avx2;
+extern const fb_expr_kernels fb_expr_kernels_avx512;
+
+/* The kernels of a variant (expr.c); the scalar ones for a variant this build lacks. */
+const fb_expr_kernels *fb_expr_kernels_get(fb_isa isa);
+
+/* One cast of a valid value (expr_ref.c): writes *out and returns 1, or returns 0 when the value is
+ * outside the target's range. Shared by the scalar variant and the SIMD variants' slow paths. */
+int fb_expr_cast_one(fb_type from, const void *in, fb_type to, void *out);
+
+/* Exact comparison outcome for an fb_cmp on ordered keys. */
+static inline int fb_expr_cmp_keys(fb_cmp op, int64_t x, int64_t y)
+{
+    switch (op) {
+    case FB_CMP_EQ: return x == y;
+    case FB_CMP_NE: return x != y;
+    case FB_CMP_LT: return x < y;
+    case FB_CMP_LE: return x <= y;
+    case FB_CMP_GT: return x > y;
+    default: return x >= y;
+    }
+}
+
+#endif /* FB_EXPR_INTERNAL_H */
