@@ -9,6 +9,7 @@
  * finalize) and its output becomes the source of the next pipeline, which depends on it. Intermediates
  * ("mats") are column buffers owned by the run. */
 #include "fb/fb_plan.h"
+#include "fb/fb_expr.h"
 
 #include "fb_internal.h"
 
@@ -943,64 +944,42 @@ static fb_status global_is_run(void *user, fb_ctx *ctx, void **global)
     return FB_OK;
 }
 
-/* project: int64 = left op right over the live rows */
-static int64_t read_int(const fb_column *c, int64_t i)
-{
-    int64_t j = c->offset + i;
-    switch (c->type) {
-    case FB_TYPE_INT8:
-        return ((const int8_t *)c->data)[j];
-    case FB_TYPE_INT16:
-        return ((const int16_t *)c->data)[j];
-    case FB_TYPE_INT32:
-    case FB_TYPE_DATE32:
-        return ((const int32_t *)c->data)[j];
-    case FB_TYPE_INT64:
-        return ((const int64_t *)c->data)[j];
-    case FB_TYPE_UINT8:
-        return ((const uint8_t *)c->data)[j];
-    case FB_TYPE_UINT16:
-        return ((const uint16_t *)c->data)[j];
-    default:
-        return ((const uint32_t *)c->data)[j];
-    }
-}
-
+/* project: int64 = left op right over the live rows, with the expression kernels */
 static fb_status project_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
                                  fb_op_result *result)
 {
     const pnode *n = ((const pnode **)user)[1];
     buf_local *l = local;
     fb_ctx *ctx = ((run *)global)->ctx;
-    fb_type t64 = FB_TYPE_INT64;
-    FB_FORWARD_IF_ERROR(need_data(ctx, l, 1, &t64, in->rows));
-    int64_t *dst = l->data[0];
-    uint8_t *valid = l->valid[0];
+    FB_FORWARD_IF_ERROR(need_data(ctx, l, 3, NULL, in->rows));
     const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
     int nullable = a->validity || (b && b->validity);
-    if (nullable)
-        memset(valid, 0, (size_t)(in->rows + 7) / 8);
-    for (int64_t k = 0; k < in->n_sel; k++) {
-        int64_t i = in->sel ? in->sel[k] : k;
-        if (nullable) {
-            if (!fb_column_is_valid(a, i) || (b && !fb_column_is_valid(b, i))) {
-                dst[i] = 0;
-                continue;
-            }
-            valid[i >> 3] |= (uint8_t)(1u << (i & 7));
-        }
-        int64_t x = read_int(a, i), y = b ? read_int(b, i) : n->right_value, r;
-        int bad = n->op == FB_PLAN_ADD   ? __builtin_add_overflow(x, y, &r)
-                  : n->op == FB_PLAN_SUB ? __builtin_sub_overflow(x, y, &r)
-                                         : __builtin_mul_overflow(x, y, &r);
-        if (bad)
-            return fb_stage_error(ctx, FB_ERR_OVERFLOW, "project %s: %lld %c %lld overflows int64",
-                                  n->names[n->n_cols - 1], (long long)x, "+-*"[n->op], (long long)y);
-        dst[i] = r;
+    const uint32_t *sel = in->sel;
+    int64_t n_sel = in->sel ? in->n_sel : 0;
+    fb_column a64 = *a, b64 = b ? *b : *a;
+    fb_status st = FB_OK;
+    /* The expression kernels compute in one type: widen int8..int32, uint8..uint32 and date32 first. */
+    for (int side = 0; side < 2 && st == FB_OK; side++) {
+        const fb_column *c = side ? b : a;
+        if (!c || c->type == FB_TYPE_INT64)
+            continue;
+        fb_column_out o = {.type = FB_TYPE_INT64, .capacity = in->rows, .data = l->data[1 + side],
+                           .validity = l->valid[1 + side]};
+        st = fb_expr_cast(ctx, c, sel, n_sel, &o);
+        *(side ? &b64 : &a64) =
+            fb_column_make(FB_TYPE_INT64, l->data[1 + side], in->rows, (c->validity || sel) ? l->valid[1 + side] : NULL);
     }
+    fb_column_out o = {.type = FB_TYPE_INT64, .capacity = in->rows, .data = l->data[0], .validity = l->valid[0]};
+    static const fb_arith ops[] = {FB_ARITH_ADD, FB_ARITH_SUB, FB_ARITH_MUL};
+    if (st == FB_OK)
+        st = b ? fb_expr_arith(ctx, ops[n->op], &a64, &b64, sel, n_sel, &o)
+               : fb_expr_arith_const(ctx, ops[n->op], &a64, &n->right_value, 0, sel, n_sel, &o);
+    if (st != FB_OK)
+        return fb_stage_error(ctx, st, "project %s: %s", n->names[n->n_cols - 1], fb_last_error(ctx));
     for (size_t c = 0; c < in->n_columns; c++)
         l->cols[c] = in->columns[c];
-    l->cols[in->n_columns] = fb_column_make(FB_TYPE_INT64, dst, in->rows, nullable ? valid : NULL);
+    /* Rows outside the selection are not live; the validity matters only where an input has nulls. */
+    l->cols[in->n_columns] = fb_column_make(FB_TYPE_INT64, l->data[0], in->rows, nullable ? l->valid[0] : NULL);
     *out = *in;
     out->n_columns = in->n_columns + 1;
     out->columns = l->cols;
