@@ -14,6 +14,7 @@ missing (so the ctest that runs this counts as skipped).
     1. SELECT c_region, count(*), sum(o_amount) FROM orders JOIN customers ON o_cust = c_id GROUP BY c_region
     2. SELECT * FROM orders ORDER BY o_amount DESC NULLS LAST, o_id LIMIT 20
     3. SELECT o_id FROM orders WHERE o_cust NOT IN (SELECT c_id FROM customers)  -- anti join
+    4. the same as 1 grouped by c_segment, a dictionary<int32, utf8> column (fb groups the codes)
 """
 import ctypes as C
 import os
@@ -110,7 +111,14 @@ def to_fb(batch):
     array = C.create_string_buffer(ARROW_ARRAY_SIZE)
     batch._export_to_c(C.addressof(array), C.addressof(schema))
     t = table_p()
-    check(fb.fb_arrow_import_table(ctx, schema, array, C.byref(t)), "fb_arrow_import_table")
+    status = fb.fb_arrow_import_table(ctx, schema, array, C.byref(t))
+    if status != FB_OK:  # the structs are still ours: release them (Arrow's release callbacks)
+        message = fb.fb_last_error(ctx).decode()
+        for buf, offset in ((array, 64), (schema, 56)):  # offsetof(..., release)
+            fn = C.c_void_p.from_buffer(buf, offset).value
+            if fn:
+                C.CFUNCTYPE(None, C.c_void_p)(fn)(C.addressof(buf))
+        raise RuntimeError(message)
     return t
 
 
@@ -144,10 +152,21 @@ def main():
         "o_cust": pa.array(rng.integers(0, n_cust + 500, n_orders, dtype=np.int32)),  # some match no customer
         "o_amount": pa.array(amount, mask=rng.random(n_orders) < 0.05),               # 5% nulls
     })
+    segments = pa.array(["AUTOMOBILE", "BUILDING", "FURNITURE", "HOUSEHOLD", "MACHINERY"])
     customers = pa.record_batch({
         "c_id": pa.array(rng.permutation(n_cust).astype(np.int32)),
         "c_region": pa.array(rng.integers(0, 5, n_cust, dtype=np.int32)),
+        # dictionary-encoded strings: fb sees the int32 codes, the dictionary stays Arrow's
+        "c_segment": pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, 5, n_cust, dtype=np.int32)), segments),
     })
+    # A type fb does not take is refused with a message naming it.
+    try:
+        to_fb(pa.record_batch({"name": pa.array(["a", "b"])}))
+        print("fb_arrow.py: a utf8 column was accepted")
+        return 1
+    except RuntimeError as e:
+        assert "utf8" in str(e), e
+        print(f"fb_arrow.py: a utf8 column is refused: {e}")
     # The tables move into fb (zero copy); the pyarrow objects stay valid for DuckDB below.
     fo, fc = to_fb(orders), to_fb(customers)
     plan = plan_p()
@@ -168,7 +187,17 @@ def main():
     anti_ids = node()
     check(fb.fb_plan_sort(plan, anti, (SortKey * 1)(SortKey(0, 0, 0)), 1, -1, C.byref(anti_ids)), "sort")
 
+    # 4. group by the dictionary codes of c_segment (column 4 of the join when carrying c_segment)
+    j2, a2, g2 = node(), node(), node()
+    check(fb.fb_plan_join(plan, so, sc, sizes(1), sizes(0), 1, FB_JOIN_INNER, sizes(2), 1, C.byref(j2)), "join")
+    check(fb.fb_plan_aggregate(plan, j2, sizes(3), 1, aggs, 2, C.byref(a2)), "aggregate")
+    check(fb.fb_plan_sort(plan, a2, (SortKey * 1)(SortKey(0, 0, 0)), 1, -1, C.byref(g2)), "sort")
+
     got = [run(plan, g), run(plan, s), run(plan, anti_ids)]
+    # codes back to strings through the Arrow dictionary (code order = the dictionary's order)
+    seg = run(plan, g2)
+    seg_names = [segments[c].as_py() for c in seg.column(0).to_pylist()]
+    got.append(pa.record_batch({"c_segment": pa.array(seg_names), "count": seg.column(1), "sum": seg.column(2)}))
     con = duckdb.connect()
     con.register("orders", pa.Table.from_batches([orders]))
     con.register("customers", pa.Table.from_batches([customers]))
@@ -178,14 +207,17 @@ def main():
         "SELECT * FROM orders ORDER BY o_amount DESC NULLS LAST, o_id LIMIT 20",
         "SELECT o_id, o_cust, o_amount FROM orders WHERE NOT EXISTS (SELECT 1 FROM customers WHERE c_id = o_cust) "
         "ORDER BY o_id",
+        "SELECT c_segment::VARCHAR, count(*), sum(o_amount) FROM orders JOIN customers ON o_cust = c_id "
+        "GROUP BY c_segment ORDER BY c_segment::VARCHAR",
     ]
     bad = 0
     for i, (batch, q) in enumerate(zip(got, sql)):
         want = con.execute(q).fetchall()
         have = [tuple(r.values()) for r in batch.to_pylist()]
         # fb's anti join output keeps every probe column: compare the same three.
-        ok = [tuple(int(x) if x is not None else None for x in r) for r in have] == \
-             [tuple(int(x) if x is not None else None for x in r) for r in want]
+        def norm(rows):
+            return [tuple(x if x is None or isinstance(x, str) else int(x) for x in r) for r in rows]
+        ok = norm(have) == norm(want)
         print(f"fb_arrow.py: query {i + 1}: {batch.num_rows} rows, columns {batch.schema.names}: "
               f"{'same as DuckDB' if ok else 'DIFFERENT from DuckDB'}")
         if not ok:
