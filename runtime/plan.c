@@ -646,6 +646,7 @@ typedef struct limit_state {
 
 typedef struct pipe_desc {
     char text[1024];
+    char note[160]; /* what the run chose (e.g. the join algorithm), written at finalize */
 } pipe_desc;
 
 struct run {
@@ -1254,6 +1255,7 @@ typedef struct sink_user {
     join_state *join;     /* hash build */
     sort_state *sort;     /* sort */
     agg_state *agg;       /* aggregation */
+    int pipe;             /* index of the sink's pipeline (for notes) */
 } sink_user;
 
 typedef struct mat_local_sink {
@@ -1356,13 +1358,20 @@ static fb_status build_finalize(void *user, void *global)
         kt[k] = js->rows.types[k];
         keys[k] = mat_view(&js->rows, (int)k, 0, js->rows.rows);
     }
-    if (n->n_keys == 1 && try_direct(js, &keys[0]))
+    char *note = u->r->pipes[u->pipe].note;
+    size_t note_size = sizeof u->r->pipes[0].note;
+    if (n->n_keys == 1 && try_direct(js, &keys[0])) {
+        snprintf(note, note_size, "perfect hash: %lld build rows, key range %llu", (long long)js->rows.rows,
+                 (unsigned long long)js->drange);
         return FB_OK;
+    }
     fb_status st = fb_hash_table_create(ctx, kt, n->n_keys, js->rows.rows, &js->ht);
     if (st == FB_OK && js->rows.rows)
         st = fb_hash_table_build(ctx, js->ht, keys, n->n_keys, 0);
     if (st != FB_OK)
         return fb_stage_error(ctx, st, "hash build: %s", fb_last_error(ctx));
+    snprintf(note, note_size, "hash table: %lld build rows, %lld distinct keys", (long long)js->rows.rows,
+             (long long)fb_hash_table_distinct(js->ht));
     return FB_OK;
 }
 
@@ -1605,12 +1614,13 @@ static fb_status compile(run *r, int id, stream *s)
         u->join = js;
         stream b;
         FB_FORWARD_IF_ERROR(compile(r, n->build, &b));
+        u->pipe = r->n_pipes; /* the index stream_finish gives the build pipeline */
         fb_sink sink = {.name = "hash build", .init_local = collect_init_local, .sink = collect_sink,
                         .combine = collect_combine, .finalize = build_finalize,
                         .destroy_local = collect_destroy_local, .user = u};
         fb_pipeline *bp = NULL;
         char t[96];
-        snprintf(t, sizeof t, "hash build [%s] (join %d)", bn->names[n->bkeys[0]], id);
+        snprintf(t, sizeof t, "join build [%s] (join %d)", bn->names[n->bkeys[0]], id);
         FB_FORWARD_IF_ERROR(stream_finish(r, &b, "build", &sink, t, &bp));
         FB_FORWARD_IF_ERROR(compile(r, n->input, s));
         FB_RETURN_ERROR_IF(s->n_deps == 64, ctx, FB_ERR_INVALID_ARG, "too many joins in one pipeline");
@@ -1903,6 +1913,9 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
                              "%.2f ms busy\n",
                         (long long)s->rows, (long long)s->rows_out, (long long)s->morsels, s->wall_ns / 1e6,
                         s->busy_ns / 1e6);
+                const char *note = ((result_priv *)analyzed->priv)->pipes[p].note;
+                if (note[0])
+                    fprintf(out, "     %s\n", note);
             }
         }
         if (analyzed)
