@@ -15,6 +15,14 @@
 
 #include "gbench_shim.h"
 
+/* 1 once the OpenCL operator twins (sort, group-by, join) are in fb_cl.h. */
+#ifndef FBENCH_CL_OPERATORS
+#define FBENCH_CL_OPERATORS 0
+#endif
+
+/* Build side of the join benchmarks: this many unique keys (the low bits of i32a / i64 of the 64Ki size). */
+#define JOIN_BUILD_ROWS ((int64_t)1 << 16)
+
 /* Morsel sizes: 64Ki rows stay in the L2/L3 cache, 16Mi rows (64-128 MiB per column) do not. */
 static const int64_t kernel_sizes[] = {(int64_t)1 << 16, (int64_t)1 << 24};
 #define KERNEL_N_SIZES (sizeof kernel_sizes / sizeof kernel_sizes[0])
@@ -26,7 +34,13 @@ typedef enum kernel_op {
     OP_SELECT_RANGE,
     OP_SELECT_IN,
     OP_COMPACT,
-    OP_GATHER
+    OP_GATHER,
+    OP_SORT,       /* fb_sort_permutation of one key column */
+    OP_AGG,        /* group by a key with 4096 distinct values: count(*), sum(value) (create, update, result) */
+    OP_JOIN_BUILD, /* fb_hash_table_create + build of 64Ki unique keys... of `rows` keys */
+    OP_JOIN_PROBE, /* inner probe of `rows` keys into 64Ki unique build keys (about half match) */
+    OP_EXPR_MUL,   /* fb_expr_arith: int64 * int64 with overflow checks */
+    OP_EXPR_CMP    /* fb_expr_cmp: int32 < 0 as a boolean column */
 } kernel_op;
 
 /* What is benchmarked: the kernel, its key type and its name part ("int32", "2xint32"). */
@@ -50,6 +64,14 @@ static const kernel_kind kernel_kinds[] = {
     {OP_COMPACT, FB_TYPE_INT64, "compact", "int64"},
     {OP_GATHER, FB_TYPE_INT32, "gather", "int32"},
     {OP_GATHER, FB_TYPE_INT64, "gather", "int64"},
+    {OP_SORT, FB_TYPE_INT32, "sort", "int32"},
+    {OP_SORT, FB_TYPE_INT64, "sort", "int64"},
+    {OP_AGG, FB_TYPE_INT32, "group_by_sum", "int32"},
+    {OP_JOIN_BUILD, FB_TYPE_INT32, "join_build", "int32"},
+    {OP_JOIN_PROBE, FB_TYPE_INT32, "join_probe", "int32"},
+    {OP_JOIN_PROBE, FB_TYPE_INT64, "join_probe", "int64"},
+    {OP_EXPR_MUL, FB_TYPE_INT64, "expr_mul", "int64"},
+    {OP_EXPR_CMP, FB_TYPE_INT32, "expr_cmp", "int32"},
 };
 #define KERNEL_N_KINDS (sizeof kernel_kinds / sizeof kernel_kinds[0])
 
@@ -67,6 +89,11 @@ typedef struct kernel_data {
     uint32_t *sel;        /* ascending, each row kept with probability 1/2 */
     int64_t n_sel;
     int64_t *ids;         /* uniform random row ids in [0, rows) */
+    int32_t *small32;     /* uniform in 0..4095 (group keys) */
+    int32_t *probe32;     /* uniform in 0..2^17-1: half are build keys 0..2^16-1 */
+    int64_t *probe64;
+    int64_t *mul64;       /* uniform in -2^20..2^20: products never overflow */
+    uint32_t *perm;       /* sort output */
     uint64_t *hashes;     /* outputs */
     uint32_t *sel_out;
     void *out;            /* rows * 8 bytes */
@@ -84,6 +111,11 @@ static void kernel_data_free(kernel_data *d)
     free(d->codes);
     free(d->sel);
     free(d->ids);
+    free(d->small32);
+    free(d->probe32);
+    free(d->probe64);
+    free(d->mul64);
+    free(d->perm);
     free(d->hashes);
     free(d->sel_out);
     free(d->out);
@@ -116,11 +148,16 @@ static kernel_data *kernel_data_get(size_t i)
     d->codes = kernel_alloc(un * 4);
     d->sel = kernel_alloc(un * 4);
     d->ids = kernel_alloc(un * 8);
+    d->small32 = kernel_alloc(un * 4);
+    d->probe32 = kernel_alloc(un * 4);
+    d->probe64 = kernel_alloc(un * 8);
+    d->mul64 = kernel_alloc(un * 8);
+    d->perm = kernel_alloc(un * 4);
     d->hashes = kernel_alloc(un * 8);
     d->sel_out = kernel_alloc(un * 4);
     d->out = kernel_alloc(un * 8);
     if (!d->i32a || !d->i32b || !d->i64 || !d->codes || !d->sel || !d->ids || !d->hashes || !d->sel_out ||
-        !d->out) {
+        !d->out || !d->small32 || !d->probe32 || !d->probe64 || !d->mul64 || !d->perm) {
         kernel_data_free(d);
         return NULL;
     }
@@ -134,6 +171,11 @@ static kernel_data *kernel_data_get(size_t i)
         if ((b >> 59) & 1)
             d->sel[d->n_sel++] = (uint32_t)r;
         d->ids[r] = (int64_t)(fbench_splitmix64(&rng) % (uint64_t)n);
+        uint64_t c = fbench_splitmix64(&rng);
+        d->small32[r] = (int32_t)(c & 4095);
+        d->probe32[r] = (int32_t)((c >> 12) & ((JOIN_BUILD_ROWS << 1) - 1));
+        d->probe64[r] = d->probe32[r] * INT64_C(1000003); /* build keys are i * 1000003 */
+        d->mul64[r] = (int64_t)((c >> 32) & ((1 << 21) - 1)) - (1 << 20);
     }
     kernel_data_by_size[i] = d;
     return d;
@@ -150,6 +192,179 @@ typedef struct kernel_case {
     const char *label;    /* device name, or NULL */
     const char *error;    /* why ctx is NULL */
 } kernel_case;
+
+/* The join benchmarks' build tables, one per key type and context, made on first use. */
+typedef struct join_build {
+    fb_ctx *ctx;
+    fb_type type;
+    fb_hash_table *ht;
+    void *keys;
+} join_build;
+static join_build join_builds[128];
+static int n_join_builds;
+
+static fb_hash_table *join_table(fb_ctx *ctx, fb_type t)
+{
+    for (int i = 0; i < n_join_builds; i++)
+        if (join_builds[i].ctx == ctx && join_builds[i].type == t)
+            return join_builds[i].ht;
+    if (n_join_builds == 128)
+        return NULL;
+    join_build *b = &join_builds[n_join_builds];
+    size_t w = fb_type_width(t);
+    b->keys = malloc(w * (size_t)JOIN_BUILD_ROWS);
+    if (!b->keys)
+        return NULL;
+    for (int64_t i = 0; i < JOIN_BUILD_ROWS; i++) { /* unique keys in a scrambled order */
+        int64_t k = (i * 40503) & (JOIN_BUILD_ROWS - 1);
+        if (t == FB_TYPE_INT64)
+            ((int64_t *)b->keys)[i] = k * INT64_C(1000003);
+        else
+            ((int32_t *)b->keys)[i] = (int32_t)k;
+    }
+    fb_column kc = fb_column_make(t, b->keys, JOIN_BUILD_ROWS, NULL);
+    if (fb_hash_table_create(ctx, &t, 1, JOIN_BUILD_ROWS, &b->ht) != FB_OK ||
+        fb_hash_table_build(ctx, b->ht, &kc, 1, 0) != FB_OK) {
+        fb_hash_table_destroy(b->ht);
+        free(b->keys);
+        return NULL;
+    }
+    b->ctx = ctx;
+    b->type = t;
+    n_join_builds++;
+    return b->ht;
+}
+
+static void join_builds_free(void)
+{
+    for (int i = 0; i < n_join_builds; i++) {
+        fb_hash_table_destroy(join_builds[i].ht);
+        free(join_builds[i].keys);
+    }
+    n_join_builds = 0;
+}
+
+/* The operator kernels (sort, aggregation, join, expressions) on the CPU; their OpenCL twins where fb
+ * has them. */
+static fb_status operator_call(const kernel_case *c, kernel_data *d, int64_t *items, int64_t *bytes)
+{
+    fb_ctx *ctx = c->ctx;
+    int64_t n = d->rows;
+    fb_type t = c->kind->type;
+    int64_t w = (int64_t)fb_type_width(t);
+    fb_status st = FB_ERR_INTERNAL;
+    *items = n;
+    switch (c->kind->op) {
+    case OP_SORT: {
+        fb_sort_key key = {fb_column_make(t, t == FB_TYPE_INT64 ? (const void *)d->i64 : (const void *)d->i32a, n,
+                                          NULL),
+                           0, 0};
+#if FBENCH_CL_OPERATORS
+        st = c->cl ? fb_cl_sort_permutation(ctx, &key, 1, d->perm, n) : fb_sort_permutation(ctx, &key, 1, d->perm, n);
+#else
+        if (c->cl)
+            return fb_stage_error(ctx, FB_ERR_UNSUPPORTED_TYPE, "no OpenCL sort in this build");
+        st = fb_sort_permutation(ctx, &key, 1, d->perm, n);
+#endif
+        *bytes = n * (w + 4);
+        break;
+    }
+    case OP_AGG: {
+        fb_type kt = FB_TYPE_INT32;
+        fb_agg_desc aggs[2] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, FB_TYPE_INT32}};
+        fb_agg_spec spec = {1, &kt, 2, aggs, FB_AGG_STRATEGY_AUTO};
+        fb_column key = fb_column_make(FB_TYPE_INT32, d->small32, n, NULL);
+        fb_column val = fb_column_make(FB_TYPE_INT32, d->i32a, n, NULL);
+        int64_t *counts = (int64_t *)d->out, *sums = (int64_t *)d->hashes;
+        fb_column_out kout = {.type = FB_TYPE_INT32, .capacity = 4096, .data = d->sel_out};
+        fb_column_out aout[2] = {{.type = FB_TYPE_INT64, .capacity = 4096, .data = counts},
+                                 {.type = FB_TYPE_INT64, .capacity = 4096, .data = sums}};
+        if (c->cl) {
+#if FBENCH_CL_OPERATORS
+            int64_t groups = 0;
+            st = fb_cl_group_by(ctx, &spec, &key, &val, 1, n, &kout, aout, &groups);
+#else
+            return fb_stage_error(ctx, FB_ERR_UNSUPPORTED_TYPE, "no OpenCL group-by in this build");
+#endif
+        } else {
+            fb_agg_table *at = NULL;
+            st = fb_agg_create(ctx, &spec, &at);
+            if (st == FB_OK)
+                st = fb_agg_update(at, &key, &val, 1, n, NULL, 0);
+            if (st == FB_OK)
+                st = fb_agg_result(at, &kout, aout);
+            fb_agg_destroy(at);
+        }
+        *bytes = n * 8;
+        break;
+    }
+    case OP_JOIN_BUILD: {
+        fb_hash_table *ht = NULL;
+        fb_column kc = fb_column_make(FB_TYPE_INT32, d->i32a, n, NULL);
+        if (c->cl)
+            return fb_stage_error(ctx, FB_ERR_UNSUPPORTED_TYPE, "no OpenCL twin of the hash build on its own "
+                                                                "(fb_cl_join_probe builds and probes in one call)");
+        st = fb_hash_table_create(ctx, &t, 1, n, &ht);
+        if (st == FB_OK)
+            st = fb_hash_table_build(ctx, ht, &kc, 1, 0);
+        fb_hash_table_destroy(ht);
+        *bytes = n * 4;
+        break;
+    }
+    case OP_JOIN_PROBE: {
+        fb_column pk = fb_column_make(t, t == FB_TYPE_INT64 ? (const void *)d->probe64 : (const void *)d->probe32, n,
+                                      NULL);
+        int64_t cap = n;
+        fb_join_pairs pairs = {(int64_t *)d->out, (int64_t *)d->hashes, cap, 0, 0};
+        if (c->cl) {
+#if FBENCH_CL_OPERATORS
+            /* The OpenCL twin builds its table from the build keys and probes in one call (timed together). */
+            if (!join_table(ctx, t))
+                return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "cannot make the build keys");
+            const join_build *b = NULL;
+            for (int i = 0; i < n_join_builds; i++)
+                if (join_builds[i].ctx == ctx && join_builds[i].type == t)
+                    b = &join_builds[i];
+            fb_column bk = fb_column_make(t, b->keys, JOIN_BUILD_ROWS, NULL);
+            int64_t n_pairs = 0;
+            st = fb_cl_join_probe(ctx, &bk, 0, &pk, 0, FB_JOIN_INNER, &pairs, &n_pairs);
+#else
+            return fb_stage_error(ctx, FB_ERR_UNSUPPORTED_TYPE, "no OpenCL join in this build");
+#endif
+        } else {
+            fb_hash_table *ht = join_table(ctx, t);
+            if (!ht)
+                return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "cannot build the join table");
+            fb_join_cursor cur = FB_JOIN_CURSOR_INIT;
+            st = fb_hash_table_probe(ctx, ht, &pk, 1, FB_JOIN_INNER, 0, &cur, &pairs);
+        }
+        *bytes = n * w + pairs.length * 16;
+        break;
+    }
+    case OP_EXPR_MUL: {
+        if (c->cl)
+            return fb_stage_error(ctx, FB_ERR_UNSUPPORTED_TYPE, "no OpenCL twin of the expression kernels yet");
+        fb_column a = fb_column_make(FB_TYPE_INT64, d->mul64, n, NULL);
+        fb_column_out out = {.type = FB_TYPE_INT64, .capacity = n, .data = d->out};
+        st = fb_expr_arith(ctx, FB_ARITH_MUL, &a, &a, NULL, 0, &out);
+        *bytes = n * 16;
+        break;
+    }
+    case OP_EXPR_CMP: {
+        if (c->cl)
+            return fb_stage_error(ctx, FB_ERR_UNSUPPORTED_TYPE, "no OpenCL twin of the expression kernels yet");
+        fb_column a = fb_column_make(FB_TYPE_INT32, d->i32a, n, NULL);
+        fb_bool out = {n, (uint8_t *)d->out, (uint8_t *)d->hashes};
+        int32_t zero = 0;
+        st = fb_expr_cmp(ctx, &a, FB_CMP_LT, &zero, NULL, 0, &out);
+        *bytes = n * 4 + n / 4;
+        break;
+    }
+    default:
+        break;
+    }
+    return st;
+}
 
 /* Runs the kernel once; *items and *bytes receive what one call processed. */
 static fb_status kernel_call(const kernel_case *c, kernel_data *d, int64_t *items, int64_t *bytes)
@@ -219,6 +434,9 @@ static fb_status kernel_call(const kernel_case *c, kernel_data *d, int64_t *item
         *bytes = n * (8 + 2 * w);
         break;
     }
+    default:
+        st = operator_call(c, d, items, bytes);
+        break;
     }
     return st;
 }
@@ -407,6 +625,7 @@ static void registry_free(kernel_registry *r)
     free(r->ctxs);
     free(r->strings);
     free(r->cases);
+    join_builds_free();
     for (size_t i = 0; i < KERNEL_N_SIZES; i++) {
         kernel_data_free(kernel_data_by_size[i]);
         kernel_data_by_size[i] = NULL;
