@@ -25,6 +25,7 @@ typedef struct run_options {
     const char *hw;     /* fbench hw --json file with the bandwidth ceilings */
     int stats;
     long morsel;        /* rows per morsel, 0 = default */
+    int cl_device;      /* -1: the CPU; else the OpenCL device of --device opencl:N */
     uint64_t seed;
 } run_options;
 
@@ -132,7 +133,7 @@ static int scan_agg_dump(const void *data, const char *dir, FILE *manifest)
 static const fbench_workload scan_workloads[] = {
     {"scan-agg", "scan -> filter (x BETWEEN -2^30 AND 2^30-1, ~50%) -> count and sum, 2^27 int64 values at scale 1",
      INT64_C(1) << 27, scan_agg_generate, scan_agg_destroy, scan_agg_reference, scan_agg_run, scan_agg_bytes,
-     scan_agg_dump, {"count", "sum"}, 0},
+     scan_agg_dump, {"count", "sum"}, 0, NULL},
 };
 
 /* Every workload: scan-agg here, the operators' workloads in fbench_wl_*.c. */
@@ -168,7 +169,7 @@ static void run_usage(FILE *out)
         const fbench_workload *list;
         size_t n = workload_lists[l](&list);
         for (size_t i = 0; i < n; i++)
-            fprintf(out, "  %-10s %s\n", list[i].name, list[i].what);
+            fprintf(out, "  %-10s %s%s\n", list[i].name, list[i].what, list[i].run_cl ? " [also opencl:N]" : "");
     }
 }
 
@@ -240,13 +241,14 @@ static int run_parse(int argc, char **argv, run_options *o)
         run_usage(stderr);
         return -1;
     }
+    o->cl_device = -1;
     if (strcmp(o->device, "cpu") != 0) {
-        if (strncmp(o->device, "opencl:", 7) == 0)
-            fprintf(stderr, "fbench run: --device %s: workloads run on the CPU runtime only so far (the OpenCL "
-                            "pipelines come with the plan issue)\n", o->device);
-        else
+        long dev;
+        if (strncmp(o->device, "opencl:", 7) != 0 || fbench_parse_int(o->device + 7, 0, 1023, &dev) != 0) {
             fprintf(stderr, "fbench run: --device must be cpu or opencl:N, got '%s'\n", o->device);
-        return -1;
+            return -1;
+        }
+        o->cl_device = (int)dev;
     }
     return 0;
 }
@@ -327,6 +329,11 @@ int fbench_run_main(int argc, char **argv)
         run_usage(stderr);
         return FBENCH_EXIT_USAGE;
     }
+    if (o.cl_device >= 0 && !wl->run_cl) {
+        fprintf(stderr, "fbench run: %s has no OpenCL run (workloads with one: those whose operators have "
+                        "OpenCL twins; see fbench run --help)\n", wl->name);
+        return FBENCH_EXIT_USAGE;
+    }
     int64_t rows = (int64_t)llround((double)wl->rows_at_scale_1 * o.scale);
     if (rows < 1)
         rows = 1;
@@ -336,6 +343,8 @@ int fbench_run_main(int argc, char **argv)
     fb_status st = fb_options_create(&opts);
     if (st == FB_OK && o.threads)
         st = fb_options_set_threads(opts, o.threads);
+    if (st == FB_OK && o.cl_device >= 0)
+        st = fb_options_set_cl_device(opts, o.cl_device);
     if (st == FB_OK)
         st = fb_ctx_create(opts, &ctx);
     fb_options_destroy(opts);
@@ -395,7 +404,7 @@ int fbench_run_main(int argc, char **argv)
             goto done;
         }
         double t = fbench_now();
-        st = wl->run(ctx, data, o.morsel, &got, q);
+        st = o.cl_device >= 0 ? wl->run_cl(ctx, data, &got) : wl->run(ctx, data, o.morsel, &got, q);
         t = fbench_now() - t;
         if (st != FB_OK) {
             fprintf(stderr, "fbench run: %s failed: %s\n", wl->name, fb_last_error(ctx));

@@ -30,6 +30,9 @@ typedef struct fbench_workload {
     int (*dump)(const void *data, const char *dir, FILE *manifest);
     const char *result_names[4];
     int bound_copy;
+    /* The same run on the context's OpenCL device (--device opencl:N), or NULL when the workload has
+     * none; its data movement to and from the device is part of the time. */
+    fb_status (*run_cl)(fb_ctx *ctx, const void *data, fbench_result *out);
 } fbench_workload;
 
 /** \brief The join workloads (J1..J4). \param list set to the array. \return its length (0 = none yet). */
