@@ -6,7 +6,9 @@
  * arithmetic wraps in the lanes and checks overflow per vector with sign-bit tests (add, sub), a
  * widening multiply (int32 *) or a fits-in-32-bits test that takes an exact 32x32->64 multiply (int64
  * *; other vectors go lane by lane with __builtin_mul_overflow). Casts run in blocks through an int64
- * or double buffer with plain loops that the per-target flags vectorize. */
+ * or double buffer with plain loops that the per-target flags vectorize.
+ * The comparison layer (fb_mask, mk_*, key32/key64, pred32/pred64) repeats simd_kernels.c's, which
+ * keeps it file-local; moving it into fb_vec.h would let both files share one copy. */
 #include "fb_expr_internal.h"
 #include "fb_vec.h"
 

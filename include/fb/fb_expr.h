@@ -51,7 +51,9 @@ extern "C" {
  * As an input, `validity` may be NULL (no NULL rows), and a value bit under a 0 validity bit is
  * ignored. As an output, the caller sets `length` (the rows the result must have, which every
  * function checks) and both buffers, of at least (length + 7) / 8 bytes each; the function writes
- * every byte of them (padding bits of the last byte are 0). */
+ * every byte of them (padding bits of the last byte are 0). A call that fails on its arguments
+ * writes nothing; one that fails later (FB_ERR_OUT_OF_RANGE for a sel_in index) leaves every row
+ * NULL. */
 typedef struct fb_bool {
     int64_t length;    /**< rows */
     uint8_t *bits;     /**< value bitmap: 1 = TRUE */
