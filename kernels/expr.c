@@ -206,14 +206,16 @@ static fb_status finish_bool(fb_ctx *ctx, const fb_column *a, const fb_column *b
                              fb_bool *out, const char *where)
 {
     int64_t n = a->length;
-    if (validity_and(col_bits(a), b ? col_bits(b) : no_nulls, sel_in, n_in, n, out->validity) < 0) {
+    int64_t nulls = validity_and(col_bits(a), b ? col_bits(b) : no_nulls, sel_in, n_in, n, out->validity);
+    if (nulls < 0) {
         if (n > 0)
             memset(out->bits, 0, (size_t)nbytes(n));
         return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the column's %lld rows",
                             (long long)n);
     }
-    for (int64_t j = 0; j < nbytes(n); j++)
-        out->bits[j] &= out->validity[j];
+    if (nulls > 0) /* canonical form: no value bit under a NULL */
+        for (int64_t j = 0; j < nbytes(n); j++)
+            out->bits[j] &= out->validity[j];
     return FB_OK;
 }
 
