@@ -325,14 +325,24 @@ static void cmp_bits_64(fb_key_kind kind, fb_cmp op, const uint64_t *a, const ui
     }
 }
 
-/* Appends the rows base + (set bits of m) to out; count-trailing-zeros per selected row. */
+/* Appends the rows base + (set bits of the 16-bit m) to out and returns the new count. The caller
+ * guarantees room for 16 entries at out + cnt. AVX-512 compresses into a register and stores all 16
+ * lanes (the memory form of vpcompressd is microcoded on Zen 4; see simd_kernels.c); the other
+ * targets take one count-trailing-zeros per selected row. */
 FB_INLINE int64_t write_rows(uint32_t *out, int64_t cnt, uint32_t base, uint32_t m)
 {
+#if FB_W512
+    fb_vec idx = v_add32(simde_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         v_set32((int32_t)base));
+    v_store(out + cnt, simde_mm512_maskz_compress_epi32((simde__mmask16)m, idx));
+    return cnt + __builtin_popcount(m);
+#else
     while (m) {
         out[cnt++] = base + (uint32_t)__builtin_ctz(m);
         m &= m - 1;
     }
     return cnt;
+#endif
 }
 
 FB_INLINE int64_t select_cols_32_loop(fb_key_kind kind, int eq, uint32_t flip, const uint32_t *a, fb_bits va,
