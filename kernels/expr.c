@@ -206,14 +206,16 @@ static fb_status finish_bool(fb_ctx *ctx, const fb_column *a, const fb_column *b
                              fb_bool *out, const char *where)
 {
     int64_t n = a->length;
-    if (validity_and(col_bits(a), b ? col_bits(b) : no_nulls, sel_in, n_in, n, out->validity) < 0) {
+    int64_t nulls = validity_and(col_bits(a), b ? col_bits(b) : no_nulls, sel_in, n_in, n, out->validity);
+    if (nulls < 0) {
         if (n > 0)
             memset(out->bits, 0, (size_t)nbytes(n));
         return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the column's %lld rows",
                             (long long)n);
     }
-    for (int64_t j = 0; j < nbytes(n); j++)
-        out->bits[j] &= out->validity[j];
+    if (nulls > 0) /* canonical form: no value bit under a NULL */
+        for (int64_t j = 0; j < nbytes(n); j++)
+            out->bits[j] &= out->validity[j];
     return FB_OK;
 }
 
@@ -336,32 +338,48 @@ static inline __attribute__((always_inline)) void kleene_word(int op, uint64_t t
     }
 }
 
+/* Loads m ≤ 8 bytes as a little-endian word (constant-size copy for whole words). */
+static inline __attribute__((always_inline)) uint64_t load_word(const uint8_t *p, int m)
+{
+    uint64_t x = 0;
+    if (m == 8)
+        memcpy(&x, p, 8);
+    else
+        memcpy(&x, p, (size_t)m);
+    return x;
+}
+
+static inline __attribute__((always_inline)) void store_word(uint8_t *p, uint64_t x, int m)
+{
+    if (m == 8)
+        memcpy(p, &x, 8);
+    else
+        memcpy(p, &x, (size_t)m);
+}
+
+static inline __attribute__((always_inline)) void logic_words(int op, const fb_bool *a, const fb_bool *b,
+                                                               fb_bool *out, int64_t j, int m)
+{
+    uint64_t ka = a->validity ? load_word(a->validity + j, m) : ~0ull, ta = load_word(a->bits + j, m) & ka;
+    uint64_t kb = ~0ull, tb = 0, t, k;
+    if (b) {
+        kb = b->validity ? load_word(b->validity + j, m) : ~0ull;
+        tb = load_word(b->bits + j, m) & kb;
+    }
+    kleene_word(op, ta, ka, tb, kb, &t, &k);
+    store_word(out->bits + j, t, m);
+    store_word(out->validity + j, k, m);
+}
+
 /* Whole bytes are written; the padding bits of the last byte are cleared. op is a constant at each
- * call site, so each operator gets its own loop. */
+ * call site, so each operator gets its own loop (64 rows a step). */
 static inline __attribute__((always_inline)) void logic(int op, const fb_bool *a, const fb_bool *b, fb_bool *out)
 {
-    int64_t nb = nbytes(a->length);
-    for (int64_t j = 0; j < nb; j += 8) {
-        int m = nb - j < 8 ? (int)(nb - j) : 8;
-        uint64_t ta = 0, ka = ~0ull, tb = 0, kb = ~0ull, t, k;
-        memcpy(&ta, a->bits + j, (size_t)m);
-        if (a->validity) {
-            ka = 0;
-            memcpy(&ka, a->validity + j, (size_t)m);
-        }
-        ta &= ka;
-        if (b) {
-            memcpy(&tb, b->bits + j, (size_t)m);
-            if (b->validity) {
-                kb = 0;
-                memcpy(&kb, b->validity + j, (size_t)m);
-            }
-            tb &= kb;
-        }
-        kleene_word(op, ta, ka, tb, kb, &t, &k);
-        memcpy(out->bits + j, &t, (size_t)m);
-        memcpy(out->validity + j, &k, (size_t)m);
-    }
+    int64_t nb = nbytes(a->length), j = 0;
+    for (; j + 8 <= nb; j += 8)
+        logic_words(op, a, b, out, j, 8);
+    if (j < nb)
+        logic_words(op, a, b, out, j, (int)(nb - j));
     if (a->length & 7) {
         uint8_t keep = (uint8_t)((1u << (a->length & 7)) - 1);
         out->bits[nb - 1] &= keep;

@@ -6,7 +6,9 @@
  * arithmetic wraps in the lanes and checks overflow per vector with sign-bit tests (add, sub), a
  * widening multiply (int32 *) or a fits-in-32-bits test that takes an exact 32x32->64 multiply (int64
  * *; other vectors go lane by lane with __builtin_mul_overflow). Casts run in blocks through an int64
- * or double buffer with plain loops that the per-target flags vectorize. */
+ * or double buffer with plain loops that the per-target flags vectorize.
+ * The comparison layer (fb_mask, mk_*, key32/key64, pred32/pred64) repeats simd_kernels.c's, which
+ * keeps it file-local; moving it into fb_vec.h would let both files share one copy. */
 #include "fb_expr_internal.h"
 #include "fb_vec.h"
 
@@ -137,30 +139,28 @@ FB_INLINE uint32_t pred64(fb_vec k, const fb_pred *p, fb_vec lo, fb_vec hi, uint
     return (~mk_bits64(mk_or(mk_gt64(lo, k), mk_gt64(k, hi))) & FB_FULL64) ^ flip;
 }
 
-/* Bits of key(a) op key(b) for one vector. */
-FB_INLINE uint32_t cmp32(fb_cmp op, fb_vec ka, fb_vec kb)
+/* Column/column comparisons reduce to two base predicates: every fb_cmp is EQ or GT, with the
+ * operands swapped (LT, GE) and/or the result negated (NE, LE, GE). Loops are specialized on the key
+ * kind and the base; the negation is an xor. */
+typedef struct cmp_plan {
+    int eq;        /* base EQ (else GT) */
+    int swap;      /* compare b with a */
+    uint32_t flip; /* negate: xor of the 16 result bits */
+} cmp_plan;
+
+static cmp_plan plan_cmp(fb_cmp op)
 {
     switch (op) {
-    case FB_CMP_EQ: return mk_bits32(mk_eq32(ka, kb));
-    case FB_CMP_NE: return ~mk_bits32(mk_eq32(ka, kb)) & FB_FULL32;
-    case FB_CMP_LT: return mk_bits32(mk_gt32(kb, ka));
-    case FB_CMP_LE: return ~mk_bits32(mk_gt32(ka, kb)) & FB_FULL32;
-    case FB_CMP_GT: return mk_bits32(mk_gt32(ka, kb));
-    default: return ~mk_bits32(mk_gt32(kb, ka)) & FB_FULL32;
+    case FB_CMP_EQ: return (cmp_plan){1, 0, 0};
+    case FB_CMP_NE: return (cmp_plan){1, 0, 0xFFFF};
+    case FB_CMP_LT: return (cmp_plan){0, 1, 0};
+    case FB_CMP_LE: return (cmp_plan){0, 0, 0xFFFF};
+    case FB_CMP_GT: return (cmp_plan){0, 0, 0};
+    default: return (cmp_plan){0, 1, 0xFFFF}; /* GE: NOT (b > a) */
     }
 }
 
-FB_INLINE uint32_t cmp64(fb_cmp op, fb_vec ka, fb_vec kb)
-{
-    switch (op) {
-    case FB_CMP_EQ: return mk_bits64(mk_eq64(ka, kb));
-    case FB_CMP_NE: return ~mk_bits64(mk_eq64(ka, kb)) & FB_FULL64;
-    case FB_CMP_LT: return mk_bits64(mk_gt64(kb, ka));
-    case FB_CMP_LE: return ~mk_bits64(mk_gt64(ka, kb)) & FB_FULL64;
-    case FB_CMP_GT: return mk_bits64(mk_gt64(ka, kb));
-    default: return ~mk_bits64(mk_gt64(kb, ka)) & FB_FULL64;
-    }
-}
+FB_INLINE int base_key(int eq, int64_t x, int64_t y) { return eq ? x == y : x > y; }
 
 FB_INLINE void store16(uint8_t *p, uint32_t m)
 {
@@ -245,83 +245,118 @@ static void pred_bits_64(const fb_pred *p, const uint64_t *v, int64_t n, uint8_t
 }
 
 /* 16 result bits of rows i..i+15 of key(a) op key(b) */
-FB_INLINE uint32_t cmp16_32(fb_key_kind kind, fb_cmp op, const uint32_t *a, const uint32_t *b, int64_t i)
+FB_INLINE uint32_t cmp16_32(fb_key_kind kind, int eq, const uint32_t *a, const uint32_t *b, int64_t i)
 {
     uint32_t m = 0;
-    for (int h = 0; h < 16; h += FB_N32)
-        m |= cmp32(op, key32(v_load(a + i + h), kind), key32(v_load(b + i + h), kind)) << h;
+    for (int h = 0; h < 16; h += FB_N32) {
+        fb_vec ka = key32(v_load(a + i + h), kind), kb = key32(v_load(b + i + h), kind);
+        m |= mk_bits32(eq ? mk_eq32(ka, kb) : mk_gt32(ka, kb)) << h;
+    }
     return m;
 }
 
-FB_INLINE uint32_t cmp16_64(fb_key_kind kind, fb_cmp op, const uint64_t *a, const uint64_t *b, int64_t i)
+FB_INLINE uint32_t cmp16_64(fb_key_kind kind, int eq, const uint64_t *a, const uint64_t *b, int64_t i)
 {
     uint32_t m = 0;
-    for (int h = 0; h < 16; h += FB_N64)
-        m |= cmp64(op, key64(v_load(a + i + h), kind), key64(v_load(b + i + h), kind)) << h;
+    for (int h = 0; h < 16; h += FB_N64) {
+        fb_vec ka = key64(v_load(a + i + h), kind), kb = key64(v_load(b + i + h), kind);
+        m |= mk_bits64(eq ? mk_eq64(ka, kb) : mk_gt64(ka, kb)) << h;
+    }
     return m;
 }
 
-FB_INLINE void cmp_bits_32_loop(fb_key_kind kind, fb_cmp op, const uint32_t *a, const uint32_t *b, int64_t n,
+FB_INLINE void cmp_bits_32_loop(fb_key_kind kind, int eq, uint32_t flip, const uint32_t *a, const uint32_t *b, int64_t n,
                                 uint8_t *bits)
 {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
-        store16(bits + i / 8, cmp16_32(kind, op, a, b, i));
+        store16(bits + i / 8, cmp16_32(kind, eq, a, b, i) ^ flip);
     clear_tail(bits, i, n);
     for (; i < n; i++)
-        bits[i >> 3] |= (uint8_t)(fb_expr_cmp_keys(op, fb_key_32(a[i], kind), fb_key_32(b[i], kind)) << (i & 7));
+        bits[i >> 3] |= (uint8_t)((base_key(eq, fb_key_32(a[i], kind), fb_key_32(b[i], kind)) ^ (flip & 1)) << (i & 7));
 }
 
-FB_INLINE void cmp_bits_64_loop(fb_key_kind kind, fb_cmp op, const uint64_t *a, const uint64_t *b, int64_t n,
+FB_INLINE void cmp_bits_64_loop(fb_key_kind kind, int eq, uint32_t flip, const uint64_t *a, const uint64_t *b, int64_t n,
                                 uint8_t *bits)
 {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
-        store16(bits + i / 8, cmp16_64(kind, op, a, b, i));
+        store16(bits + i / 8, cmp16_64(kind, eq, a, b, i) ^ flip);
     clear_tail(bits, i, n);
     for (; i < n; i++)
-        bits[i >> 3] |= (uint8_t)(fb_expr_cmp_keys(op, fb_key_64(a[i], kind), fb_key_64(b[i], kind)) << (i & 7));
+        bits[i >> 3] |= (uint8_t)((base_key(eq, fb_key_64(a[i], kind), fb_key_64(b[i], kind)) ^ (flip & 1)) << (i & 7));
 }
 
 static void cmp_bits_32(fb_key_kind kind, fb_cmp op, const uint32_t *a, const uint32_t *b, int64_t n, uint8_t *bits)
 {
+    cmp_plan c = plan_cmp(op);
+    const uint32_t *x = c.swap ? b : a, *y = c.swap ? a : b;
     switch (kind) {
-    case FB_KEY_UNSIGNED: cmp_bits_32_loop(FB_KEY_UNSIGNED, op, a, b, n, bits); break;
-    case FB_KEY_FLOAT: cmp_bits_32_loop(FB_KEY_FLOAT, op, a, b, n, bits); break;
-    default: cmp_bits_32_loop(FB_KEY_SIGNED, op, a, b, n, bits); break;
+    case FB_KEY_UNSIGNED:
+        if (c.eq) cmp_bits_32_loop(FB_KEY_UNSIGNED, 1, c.flip, x, y, n, bits);
+        else cmp_bits_32_loop(FB_KEY_UNSIGNED, 0, c.flip, x, y, n, bits);
+        break;
+    case FB_KEY_FLOAT:
+        if (c.eq) cmp_bits_32_loop(FB_KEY_FLOAT, 1, c.flip, x, y, n, bits);
+        else cmp_bits_32_loop(FB_KEY_FLOAT, 0, c.flip, x, y, n, bits);
+        break;
+    default:
+        if (c.eq) cmp_bits_32_loop(FB_KEY_SIGNED, 1, c.flip, x, y, n, bits);
+        else cmp_bits_32_loop(FB_KEY_SIGNED, 0, c.flip, x, y, n, bits);
     }
 }
 
 static void cmp_bits_64(fb_key_kind kind, fb_cmp op, const uint64_t *a, const uint64_t *b, int64_t n, uint8_t *bits)
 {
+    cmp_plan c = plan_cmp(op);
+    const uint64_t *x = c.swap ? b : a, *y = c.swap ? a : b;
     switch (kind) {
-    case FB_KEY_UNSIGNED: cmp_bits_64_loop(FB_KEY_UNSIGNED, op, a, b, n, bits); break;
-    case FB_KEY_FLOAT: cmp_bits_64_loop(FB_KEY_FLOAT, op, a, b, n, bits); break;
-    default: cmp_bits_64_loop(FB_KEY_SIGNED, op, a, b, n, bits); break;
+    case FB_KEY_UNSIGNED:
+        if (c.eq) cmp_bits_64_loop(FB_KEY_UNSIGNED, 1, c.flip, x, y, n, bits);
+        else cmp_bits_64_loop(FB_KEY_UNSIGNED, 0, c.flip, x, y, n, bits);
+        break;
+    case FB_KEY_FLOAT:
+        if (c.eq) cmp_bits_64_loop(FB_KEY_FLOAT, 1, c.flip, x, y, n, bits);
+        else cmp_bits_64_loop(FB_KEY_FLOAT, 0, c.flip, x, y, n, bits);
+        break;
+    default:
+        if (c.eq) cmp_bits_64_loop(FB_KEY_SIGNED, 1, c.flip, x, y, n, bits);
+        else cmp_bits_64_loop(FB_KEY_SIGNED, 0, c.flip, x, y, n, bits);
     }
 }
 
-/* Appends the rows base + (set bits of m) to out; count-trailing-zeros per selected row. */
+/* Appends the rows base + (set bits of the 16-bit m) to out and returns the new count. The caller
+ * guarantees room for 16 entries at out + cnt. AVX-512 compresses into a register and stores all 16
+ * lanes (the memory form of vpcompressd is microcoded on Zen 4; see simd_kernels.c); the other
+ * targets take one count-trailing-zeros per selected row. */
 FB_INLINE int64_t write_rows(uint32_t *out, int64_t cnt, uint32_t base, uint32_t m)
 {
+#if FB_W512
+    fb_vec idx = v_add32(simde_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         v_set32((int32_t)base));
+    v_store(out + cnt, simde_mm512_maskz_compress_epi32((simde__mmask16)m, idx));
+    return cnt + __builtin_popcount(m);
+#else
     while (m) {
         out[cnt++] = base + (uint32_t)__builtin_ctz(m);
         m &= m - 1;
     }
     return cnt;
+#endif
 }
 
-FB_INLINE int64_t select_cols_32_loop(fb_key_kind kind, fb_cmp op, const uint32_t *a, fb_bits va, const uint32_t *b,
-                                      fb_bits vb, int64_t length, const uint32_t *sel_in, int64_t n_in, uint32_t *out)
+FB_INLINE int64_t select_cols_32_loop(fb_key_kind kind, int eq, uint32_t flip, const uint32_t *a, fb_bits va,
+                                      const uint32_t *b, fb_bits vb, int64_t length, const uint32_t *sel_in, int64_t n_in,
+                                      uint32_t *out)
 {
     int64_t cnt = 0, j = 0;
     if (!sel_in) {
         for (; j + 16 <= length; j += 16)
             cnt = write_rows(out, cnt, (uint32_t)j,
-                             cmp16_32(kind, op, a, b, j) & load_bits(va, j, 16) & load_bits(vb, j, 16));
+                             (cmp16_32(kind, eq, a, b, j) ^ flip) & load_bits(va, j, 16) & load_bits(vb, j, 16));
         for (; j < length; j++)
             if (fb_bit_get(va, j) && fb_bit_get(vb, j) &&
-                fb_expr_cmp_keys(op, fb_key_32(a[j], kind), fb_key_32(b[j], kind)))
+                (base_key(eq, fb_key_32(a[j], kind), fb_key_32(b[j], kind)) ^ (int)(flip & 1)))
                 out[cnt++] = (uint32_t)j;
         return cnt;
     }
@@ -331,32 +366,33 @@ FB_INLINE int64_t select_cols_32_loop(fb_key_kind kind, fb_cmp op, const uint32_
             return -1;
         out[cnt] = i;
         cnt += fb_bit_get(va, i) && fb_bit_get(vb, i) &&
-               fb_expr_cmp_keys(op, fb_key_32(a[i], kind), fb_key_32(b[i], kind));
+               (base_key(eq, fb_key_32(a[i], kind), fb_key_32(b[i], kind)) ^ (int)(flip & 1));
     }
     return cnt;
 }
 
-FB_INLINE int64_t select_cols_64_loop(fb_key_kind kind, fb_cmp op, const uint64_t *a, fb_bits va, const uint64_t *b,
-                                      fb_bits vb, int64_t length, const uint32_t *sel_in, int64_t n_in, uint32_t *out)
+FB_INLINE int64_t select_cols_64_loop(fb_key_kind kind, int eq, uint32_t flip, const uint64_t *a, fb_bits va,
+                                      const uint64_t *b, fb_bits vb, int64_t length, const uint32_t *sel_in, int64_t n_in,
+                                      uint32_t *out)
 {
     int64_t cnt = 0, j = 0;
     if (!sel_in) {
         for (; j + 16 <= length; j += 16)
             cnt = write_rows(out, cnt, (uint32_t)j,
-                             cmp16_64(kind, op, a, b, j) & load_bits(va, j, 16) & load_bits(vb, j, 16));
+                             (cmp16_64(kind, eq, a, b, j) ^ flip) & load_bits(va, j, 16) & load_bits(vb, j, 16));
         for (; j < length; j++)
             if (fb_bit_get(va, j) && fb_bit_get(vb, j) &&
-                fb_expr_cmp_keys(op, fb_key_64(a[j], kind), fb_key_64(b[j], kind)))
+                (base_key(eq, fb_key_64(a[j], kind), fb_key_64(b[j], kind)) ^ (int)(flip & 1)))
                 out[cnt++] = (uint32_t)j;
         return cnt;
     }
-    for (; j < n_in; j++) {
+    for (; j < n_in; j++) { /* scattered rows: one at a time, as the scalar variant */
         uint32_t i = sel_in[j];
         if (i >= length)
             return -1;
         out[cnt] = i;
         cnt += fb_bit_get(va, i) && fb_bit_get(vb, i) &&
-               fb_expr_cmp_keys(op, fb_key_64(a[i], kind), fb_key_64(b[i], kind));
+               (base_key(eq, fb_key_64(a[i], kind), fb_key_64(b[i], kind)) ^ (int)(flip & 1));
     }
     return cnt;
 }
@@ -364,20 +400,38 @@ FB_INLINE int64_t select_cols_64_loop(fb_key_kind kind, fb_cmp op, const uint64_
 static int64_t select_cols_32(fb_key_kind kind, fb_cmp op, const uint32_t *a, fb_bits va, const uint32_t *b,
                               fb_bits vb, int64_t length, const uint32_t *sel_in, int64_t n_in, uint32_t *out)
 {
+    cmp_plan c = plan_cmp(op);
+    const uint32_t *x = c.swap ? b : a, *y = c.swap ? a : b;
+    fb_bits vx = c.swap ? vb : va, vy = c.swap ? va : vb;
     switch (kind) {
-    case FB_KEY_UNSIGNED: return select_cols_32_loop(FB_KEY_UNSIGNED, op, a, va, b, vb, length, sel_in, n_in, out);
-    case FB_KEY_FLOAT: return select_cols_32_loop(FB_KEY_FLOAT, op, a, va, b, vb, length, sel_in, n_in, out);
-    default: return select_cols_32_loop(FB_KEY_SIGNED, op, a, va, b, vb, length, sel_in, n_in, out);
+    case FB_KEY_UNSIGNED:
+        return c.eq ? select_cols_32_loop(FB_KEY_UNSIGNED, 1, c.flip, x, vx, y, vy, length, sel_in, n_in, out)
+                    : select_cols_32_loop(FB_KEY_UNSIGNED, 0, c.flip, x, vx, y, vy, length, sel_in, n_in, out);
+    case FB_KEY_FLOAT:
+        return c.eq ? select_cols_32_loop(FB_KEY_FLOAT, 1, c.flip, x, vx, y, vy, length, sel_in, n_in, out)
+                    : select_cols_32_loop(FB_KEY_FLOAT, 0, c.flip, x, vx, y, vy, length, sel_in, n_in, out);
+    default:
+        return c.eq ? select_cols_32_loop(FB_KEY_SIGNED, 1, c.flip, x, vx, y, vy, length, sel_in, n_in, out)
+                    : select_cols_32_loop(FB_KEY_SIGNED, 0, c.flip, x, vx, y, vy, length, sel_in, n_in, out);
     }
 }
 
 static int64_t select_cols_64(fb_key_kind kind, fb_cmp op, const uint64_t *a, fb_bits va, const uint64_t *b,
                               fb_bits vb, int64_t length, const uint32_t *sel_in, int64_t n_in, uint32_t *out)
 {
+    cmp_plan c = plan_cmp(op);
+    const uint64_t *x = c.swap ? b : a, *y = c.swap ? a : b;
+    fb_bits vx = c.swap ? vb : va, vy = c.swap ? va : vb;
     switch (kind) {
-    case FB_KEY_UNSIGNED: return select_cols_64_loop(FB_KEY_UNSIGNED, op, a, va, b, vb, length, sel_in, n_in, out);
-    case FB_KEY_FLOAT: return select_cols_64_loop(FB_KEY_FLOAT, op, a, va, b, vb, length, sel_in, n_in, out);
-    default: return select_cols_64_loop(FB_KEY_SIGNED, op, a, va, b, vb, length, sel_in, n_in, out);
+    case FB_KEY_UNSIGNED:
+        return c.eq ? select_cols_64_loop(FB_KEY_UNSIGNED, 1, c.flip, x, vx, y, vy, length, sel_in, n_in, out)
+                    : select_cols_64_loop(FB_KEY_UNSIGNED, 0, c.flip, x, vx, y, vy, length, sel_in, n_in, out);
+    case FB_KEY_FLOAT:
+        return c.eq ? select_cols_64_loop(FB_KEY_FLOAT, 1, c.flip, x, vx, y, vy, length, sel_in, n_in, out)
+                    : select_cols_64_loop(FB_KEY_FLOAT, 0, c.flip, x, vx, y, vy, length, sel_in, n_in, out);
+    default:
+        return c.eq ? select_cols_64_loop(FB_KEY_SIGNED, 1, c.flip, x, vx, y, vy, length, sel_in, n_in, out)
+                    : select_cols_64_loop(FB_KEY_SIGNED, 0, c.flip, x, vx, y, vy, length, sel_in, n_in, out);
     }
 }
 

@@ -996,7 +996,8 @@ static void write_file(const char *dir, const char *name, const void *p, size_t 
  * test/expr_duckdb_check.py:
  *   q11: lo_discount BETWEEN 1 AND 3 AND lo_quantity < 25 AND d_year = 1993 (selection chain)
  *   q12: (lo_discount BETWEEN 4 AND 6 OR lo_quantity >= 40) AND NOT (p_category IN (3, 7, 11)) (booleans)
- *   revenue: CAST(lo_extendedprice AS BIGINT) * lo_discount on the q11 rows, and its sum */
+ *   revenue: CAST(lo_extendedprice AS BIGINT) * lo_discount on the q11 rows, and its sum
+ *   profit: lo_revenue - lo_supplycost (int32, as SSB Q4) on the q12 rows */
 static void test_duckdb(void **state)
 {
     (void)state;
@@ -1010,6 +1011,7 @@ static void test_duckdb(void **state)
     int64_t n = 1 << 18;
     int32_t *qty = malloc((size_t)n * 4), *disc = malloc((size_t)n * 4), *price = malloc((size_t)n * 4);
     int32_t *year = malloc((size_t)n * 4), *cat = malloc((size_t)n * 4);
+    int32_t *lrev = malloc((size_t)n * 4), *cost = malloc((size_t)n * 4);
     uint8_t *dvalid = calloc((size_t)n / 8 + 1, 1), *dv1 = malloc((size_t)n);
     for (int64_t i = 0; i < n; i++) {
         qty[i] = 1 + (int32_t)(fbt_next(&rng) % 50);
@@ -1017,6 +1019,8 @@ static void test_duckdb(void **state)
         price[i] = 90000 + (int32_t)(fbt_next(&rng) % 10400000); /* cents, up to about 104,949.00 */
         year[i] = 1992 + (int32_t)(fbt_next(&rng) % 7);
         cat[i] = (int32_t)(fbt_next(&rng) % 25); /* dictionary codes of p_category */
+        lrev[i] = (int32_t)(fbt_next(&rng) % 10500000);
+        cost[i] = 60000 + (int32_t)(fbt_next(&rng) % 60000);
         dv1[i] = fbt_next(&rng) % 20 != 0;
         dvalid[i / 8] |= (uint8_t)(dv1[i] << (i % 8));
     }
@@ -1056,6 +1060,14 @@ static void test_duckdb(void **state)
     int64_t k4;
     uint32_t *s4 = malloc((size_t)n * 4);
     assert_fb_ok(ctx, fb_expr_bool_to_sel(ctx, &b4.b, NULL, 0, s4, n, &k4));
+    fb_column cr = fb_column_make(FB_TYPE_INT32, lrev, n, NULL), cs = fb_column_make(FB_TYPE_INT32, cost, n, NULL);
+    int32_t *profit = malloc((size_t)n * 4), *profit_sel = malloc((size_t)k4 * 4 + 4);
+    uint8_t *pv = malloc((size_t)n / 8 + 1);
+    fb_column_out oprof = {FB_TYPE_INT32, n, profit, pv, 0, 0};
+    assert_fb_ok(ctx, fb_expr_arith(ctx, FB_ARITH_SUB, &cr, &cs, s4, k4, &oprof));
+    assert_int_equal(oprof.null_count, n - k4);
+    for (int64_t j = 0; j < k4; j++)
+        profit_sel[j] = profit[s4[j]];
     char dir[] = "/tmp/fb_expr_duckdb_XXXXXX";
     assert_non_null(mkdtemp(dir));
     write_file(dir, "lo_quantity.i32", qty, (size_t)n * 4);
@@ -1067,6 +1079,9 @@ static void test_duckdb(void **state)
     write_file(dir, "q11_rows.u32", s3, (size_t)k3 * 4);
     write_file(dir, "q11_revenue.i64", rev_sel, (size_t)k3 * 8);
     write_file(dir, "q12_rows.u32", s4, (size_t)k4 * 4);
+    write_file(dir, "lo_revenue.i32", lrev, (size_t)n * 4);
+    write_file(dir, "lo_supplycost.i32", cost, (size_t)n * 4);
+    write_file(dir, "q12_profit.i32", profit_sel, (size_t)k4 * 4);
     fprintf(stderr, "[ duckdb   ] %lld rows: q11 %lld rows, q12 %lld rows (fb, variant %s)\n", (long long)n,
             (long long)k3, (long long)k4, fb_isa_name(fb_ctx_isa(ctx)));
     char cmd[1024];
@@ -1077,6 +1092,7 @@ static void test_duckdb(void **state)
         fprintf(stderr, "could not remove %s\n", dir);
     bool_free(&b1), bool_free(&b2), bool_free(&b3), bool_free(&b4);
     free(qty), free(disc), free(price), free(year), free(cat), free(dvalid), free(dv1);
+    free(lrev), free(cost), free(profit), free(profit_sel), free(pv);
     free(s1), free(s2), free(s3), free(s4), free(p64), free(d64), free(rev), free(dvv), free(rv), free(rev_sel);
     if (rc != 0)
         fail_msg("expr_duckdb_check.py reported a difference (exit status %d)", rc);

@@ -24,8 +24,12 @@
  *   such rows never report an overflow. The value bits of a null output row are unspecified.
  * - **Input selection and row-aligned outputs.** Boolean, arithmetic and cast outputs are row-aligned
  *   with their input (output row i belongs to input row i, length = the input's length). With
- *   `sel_in`, only the listed rows are evaluated; every other output row is NULL. This lets a later
- *   fb_agg_update() take the full-length column together with the selection.
+ *   `sel_in`, only the listed rows count: every other output row is NULL and can never fail (an
+ *   overflow or an out-of-range cast there is no error). This lets a later fb_agg_update() take the
+ *   full-length column together with the selection. Cost: these functions run their SIMD loop over
+ *   the whole morsel whatever the selection (reading every row is cheaper than gathering the
+ *   selected ones above a few percent selectivity); the selection-vector outputs
+ *   (fb_expr_select_cols(), fb_expr_bool_to_sel()) visit only the listed rows.
  * - **Float order** is SQL's, as in fb_kernels.h: -0.0 = 0.0, NaN = NaN, and NaN is larger than every
  *   other value. The order is total, so `NOT (x < c)` equals `x >= c` on every non-null row.
  * - Errors follow \ref fb_errors; outputs of a failed call have length 0 (fb_column_out) and are not
@@ -47,7 +51,9 @@ extern "C" {
  * As an input, `validity` may be NULL (no NULL rows), and a value bit under a 0 validity bit is
  * ignored. As an output, the caller sets `length` (the rows the result must have, which every
  * function checks) and both buffers, of at least (length + 7) / 8 bytes each; the function writes
- * every byte of them (padding bits of the last byte are 0). */
+ * every byte of them (padding bits of the last byte are 0). A call that fails on its arguments
+ * writes nothing; one that fails later (FB_ERR_OUT_OF_RANGE for a sel_in index) leaves every row
+ * NULL. */
 typedef struct fb_bool {
     int64_t length;    /**< rows */
     uint8_t *bits;     /**< value bitmap: 1 = TRUE */
