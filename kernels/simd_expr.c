@@ -7,8 +7,8 @@
  * widening multiply (int32 *) or a fits-in-32-bits test that takes an exact 32x32->64 multiply (int64
  * *; other vectors go lane by lane with __builtin_mul_overflow). Casts run in blocks through an int64
  * or double buffer with plain loops that the per-target flags vectorize.
- * The comparison layer (fb_mask, mk_*, key32/key64, pred32/pred64) repeats simd_kernels.c's, which
- * keeps it file-local; moving it into fb_vec.h would let both files share one copy. */
+ * The comparison layer (fb_mask, mk_*, key32/key64, pred32/pred64) is fb_vec.h's, shared with
+ * simd_kernels.c. */
 #include "fb_expr_internal.h"
 #include "fb_vec.h"
 
@@ -18,7 +18,6 @@
 /* ================================ vector layer (beyond fb_vec.h) ================================= */
 #if FB_W512
 
-typedef uint32_t fb_mask; /* one bit per lane */
 typedef simde__m512 fb_vecf;
 typedef simde__m512d fb_vecd;
 
@@ -28,15 +27,6 @@ FB_INLINE fb_vec v_sub64(fb_vec a, fb_vec b) { return simde_mm512_sub_epi64(a, b
 FB_INLINE fb_vec v_mul_s32(fb_vec a, fb_vec b) { return simde_mm512_mul_epi32(a, b); }
 FB_INLINE fb_vec v_slli64_32(fb_vec a) { return simde_mm512_slli_epi64(a, 32); }
 FB_INLINE fb_vec v_srli64_32(fb_vec a) { return simde_mm512_srli_epi64(a, 32); }
-FB_INLINE fb_mask mk_gt32(fb_vec a, fb_vec b) { return simde_mm512_cmpgt_epi32_mask(a, b); }
-FB_INLINE fb_mask mk_eq32(fb_vec a, fb_vec b) { return simde_mm512_cmpeq_epi32_mask(a, b); }
-FB_INLINE fb_mask mk_gt64(fb_vec a, fb_vec b) { return simde_mm512_cmpgt_epi64_mask(a, b); }
-FB_INLINE fb_mask mk_eq64(fb_vec a, fb_vec b) { return simde_mm512_cmpeq_epi64_mask(a, b); }
-FB_INLINE fb_mask mk_or(fb_mask a, fb_mask b) { return a | b; }
-FB_INLINE uint32_t mk_bits32(fb_mask m) { return m; }
-FB_INLINE uint32_t mk_bits64(fb_mask m) { return m; }
-FB_INLINE fb_vec v_sel32(fb_mask m, fb_vec a, fb_vec b) { return simde_mm512_mask_mov_epi32(b, (simde__mmask16)m, a); }
-FB_INLINE fb_vec v_sel64(fb_mask m, fb_vec a, fb_vec b) { return simde_mm512_mask_mov_epi64(b, (simde__mmask8)m, a); }
 FB_INLINE fb_vecf f_load(const float *p) { return simde_mm512_loadu_ps(p); }
 FB_INLINE fb_vecf f_set(float x) { return simde_mm512_set1_ps(x); }
 FB_INLINE void f_store(float *p, fb_vecf v) { simde_mm512_storeu_ps(p, v); }
@@ -52,7 +42,6 @@ FB_INLINE fb_vecd d_mul(fb_vecd a, fb_vecd b) { return simde_mm512_mul_pd(a, b);
 
 #else /* 256-bit */
 
-typedef simde__m256i fb_mask; /* all-ones lanes */
 typedef simde__m256 fb_vecf;
 typedef simde__m256d fb_vecd;
 
@@ -62,15 +51,6 @@ FB_INLINE fb_vec v_sub64(fb_vec a, fb_vec b) { return simde_mm256_sub_epi64(a, b
 FB_INLINE fb_vec v_mul_s32(fb_vec a, fb_vec b) { return simde_mm256_mul_epi32(a, b); }
 FB_INLINE fb_vec v_slli64_32(fb_vec a) { return simde_mm256_slli_epi64(a, 32); }
 FB_INLINE fb_vec v_srli64_32(fb_vec a) { return simde_mm256_srli_epi64(a, 32); }
-FB_INLINE fb_mask mk_gt32(fb_vec a, fb_vec b) { return simde_mm256_cmpgt_epi32(a, b); }
-FB_INLINE fb_mask mk_eq32(fb_vec a, fb_vec b) { return simde_mm256_cmpeq_epi32(a, b); }
-FB_INLINE fb_mask mk_gt64(fb_vec a, fb_vec b) { return simde_mm256_cmpgt_epi64(a, b); }
-FB_INLINE fb_mask mk_eq64(fb_vec a, fb_vec b) { return simde_mm256_cmpeq_epi64(a, b); }
-FB_INLINE fb_mask mk_or(fb_mask a, fb_mask b) { return simde_mm256_or_si256(a, b); }
-FB_INLINE uint32_t mk_bits32(fb_mask m) { return (uint32_t)simde_mm256_movemask_ps(simde_mm256_castsi256_ps(m)); }
-FB_INLINE uint32_t mk_bits64(fb_mask m) { return (uint32_t)simde_mm256_movemask_pd(simde_mm256_castsi256_pd(m)); }
-FB_INLINE fb_vec v_sel32(fb_mask m, fb_vec a, fb_vec b) { return simde_mm256_blendv_epi8(b, a, m); }
-FB_INLINE fb_vec v_sel64(fb_mask m, fb_vec a, fb_vec b) { return simde_mm256_blendv_epi8(b, a, m); }
 FB_INLINE fb_vecf f_load(const float *p) { return simde_mm256_loadu_ps(p); }
 FB_INLINE fb_vecf f_set(float x) { return simde_mm256_set1_ps(x); }
 FB_INLINE void f_store(float *p, fb_vecf v) { simde_mm256_storeu_ps(p, v); }
@@ -87,57 +67,6 @@ FB_INLINE fb_vecd d_mul(fb_vecd a, fb_vecd b) { return simde_mm256_mul_pd(a, b);
 #endif /* width */
 
 /* ================================ comparisons ==================================================== */
-
-/* Ordered keys of a vector (fb_key_32 / fb_key_64 of fb_kernel_table.h); the same transform as
- * simd_kernels.c's selection. */
-FB_INLINE fb_vec key32(fb_vec v, fb_key_kind kind)
-{
-    if (kind == FB_KEY_UNSIGNED)
-        return v_xor(v, v_set32(INT32_MIN));
-    if (kind == FB_KEY_FLOAT) {
-        fb_vec zero = v_zero();
-        v = v_sel32(mk_gt32(v_and(v, v_set32(0x7FFFFFFF)), v_set32(0x7F800000)), v_set32(0x7FC00000), v);
-        v = v_sel32(mk_eq32(v, v_set32(INT32_MIN)), zero, v);
-        return v_xor(v, v_sel32(mk_gt32(zero, v), v_set32(0x7FFFFFFF), zero));
-    }
-    return v;
-}
-
-FB_INLINE fb_vec key64(fb_vec v, fb_key_kind kind)
-{
-    if (kind == FB_KEY_UNSIGNED)
-        return v_xor(v, v_set64(INT64_MIN));
-    if (kind == FB_KEY_FLOAT) {
-        fb_vec zero = v_zero();
-        v = v_sel64(mk_gt64(v_and(v, v_set64(INT64_MAX)), v_set64(0x7FF0000000000000ll)),
-                    v_set64(0x7FF8000000000000ll), v);
-        v = v_sel64(mk_eq64(v, v_set64(INT64_MIN)), zero, v);
-        return v_xor(v, v_sel64(mk_gt64(zero, v), v_set64(INT64_MAX), zero));
-    }
-    return v;
-}
-
-FB_INLINE uint32_t pred32(fb_vec k, const fb_pred *p, fb_vec lo, fb_vec hi, uint32_t flip, int is_in)
-{
-    if (is_in) {
-        fb_mask m = mk_eq32(k, v_set32((int32_t)p->set[0]));
-        for (int64_t s = 1; s < p->n_set; s++)
-            m = mk_or(m, mk_eq32(k, v_set32((int32_t)p->set[s])));
-        return mk_bits32(m);
-    }
-    return (~mk_bits32(mk_or(mk_gt32(lo, k), mk_gt32(k, hi))) & FB_FULL32) ^ flip;
-}
-
-FB_INLINE uint32_t pred64(fb_vec k, const fb_pred *p, fb_vec lo, fb_vec hi, uint32_t flip, int is_in)
-{
-    if (is_in) {
-        fb_mask m = mk_eq64(k, v_set64(p->set[0]));
-        for (int64_t s = 1; s < p->n_set; s++)
-            m = mk_or(m, mk_eq64(k, v_set64(p->set[s])));
-        return mk_bits64(m);
-    }
-    return (~mk_bits64(mk_or(mk_gt64(lo, k), mk_gt64(k, hi))) & FB_FULL64) ^ flip;
-}
 
 /* Column/column comparisons reduce to two base predicates: every fb_cmp is EQ or GT, with the
  * operands swapped (LT, GE) and/or the result negated (NE, LE, GE). Loops are specialized on the key

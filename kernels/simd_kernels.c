@@ -23,7 +23,6 @@
 /* ================================ vector layer ================================================== */
 #if FB_W512
 
-typedef uint32_t fb_mask; /* a mask register: one bit per lane */
 
 FB_INLINE fb_vec v_mul64(fb_vec a, fb_vec b) { return simde_mm512_mullo_epi64(a, b); }
 FB_INLINE fb_vec v_srl64_33(fb_vec a) { return simde_mm512_srli_epi64(a, 33); }
@@ -36,17 +35,7 @@ FB_INLINE fb_vec v_widen_u32(fb_half h) { return fb_mm512_cvtepu32_epi64(h); }
 FB_INLINE fb_half v_lo_half(fb_vec v) { return simde_mm512_castsi512_si256(v); }
 FB_INLINE fb_half v_hi_half(fb_vec v) { return simde_mm512_extracti64x4_epi64(v, 1); }
 
-FB_INLINE fb_mask mk_gt32(fb_vec a, fb_vec b) { return simde_mm512_cmpgt_epi32_mask(a, b); }
-FB_INLINE fb_mask mk_eq32(fb_vec a, fb_vec b) { return simde_mm512_cmpeq_epi32_mask(a, b); }
-FB_INLINE fb_mask mk_gt64(fb_vec a, fb_vec b) { return simde_mm512_cmpgt_epi64_mask(a, b); }
-FB_INLINE fb_mask mk_eq64(fb_vec a, fb_vec b) { return simde_mm512_cmpeq_epi64_mask(a, b); }
-FB_INLINE fb_mask mk_or(fb_mask a, fb_mask b) { return a | b; }
-FB_INLINE uint32_t mk_bits32(fb_mask m) { return m; }
-FB_INLINE uint32_t mk_bits64(fb_mask m) { return m; }
 FB_INLINE fb_mask mk_from_bits64(uint32_t bits) { return bits; }
-/* m ? a : b, per 32- or 64-bit lane */
-FB_INLINE fb_vec v_sel32(fb_mask m, fb_vec a, fb_vec b) { return simde_mm512_mask_mov_epi32(b, (simde__mmask16)m, a); }
-FB_INLINE fb_vec v_sel64(fb_mask m, fb_vec a, fb_vec b) { return simde_mm512_mask_mov_epi64(b, (simde__mmask8)m, a); }
 /* lanes with a >= b as unsigned 32-bit */
 FB_INLINE uint32_t bits_ge_u32(fb_vec a, fb_vec b) { return simde_mm512_cmpge_epu32_mask(a, b); }
 /* lanes with a > b as unsigned 64-bit */
@@ -78,7 +67,6 @@ FB_INLINE int64_t sel_write(uint32_t *out, int64_t cnt, fb_vec idx, uint32_t m)
 
 #else /* 256-bit */
 
-typedef simde__m256i fb_mask; /* all-ones lanes */
 
 /* 64-bit low multiply from three 32x32->64 products (AVX2 has no vpmullq) */
 FB_INLINE fb_vec v_mul64(fb_vec a, fb_vec b)
@@ -95,20 +83,11 @@ FB_INLINE fb_vec v_widen_u32(fb_half h) { return simde_mm256_cvtepu32_epi64(h); 
 FB_INLINE fb_half v_lo_half(fb_vec v) { return simde_mm256_castsi256_si128(v); }
 FB_INLINE fb_half v_hi_half(fb_vec v) { return simde_mm256_extracti128_si256(v, 1); }
 
-FB_INLINE fb_mask mk_gt32(fb_vec a, fb_vec b) { return simde_mm256_cmpgt_epi32(a, b); }
-FB_INLINE fb_mask mk_eq32(fb_vec a, fb_vec b) { return simde_mm256_cmpeq_epi32(a, b); }
-FB_INLINE fb_mask mk_gt64(fb_vec a, fb_vec b) { return simde_mm256_cmpgt_epi64(a, b); }
-FB_INLINE fb_mask mk_eq64(fb_vec a, fb_vec b) { return simde_mm256_cmpeq_epi64(a, b); }
-FB_INLINE fb_mask mk_or(fb_mask a, fb_mask b) { return simde_mm256_or_si256(a, b); }
-FB_INLINE uint32_t mk_bits32(fb_mask m) { return (uint32_t)simde_mm256_movemask_ps(simde_mm256_castsi256_ps(m)); }
-FB_INLINE uint32_t mk_bits64(fb_mask m) { return (uint32_t)simde_mm256_movemask_pd(simde_mm256_castsi256_pd(m)); }
 FB_INLINE fb_mask mk_from_bits64(uint32_t bits)
 {
     fb_vec pow2 = simde_mm256_setr_epi64x(1, 2, 4, 8);
     return simde_mm256_cmpeq_epi64(simde_mm256_and_si256(simde_mm256_set1_epi64x(bits), pow2), pow2);
 }
-FB_INLINE fb_vec v_sel32(fb_mask m, fb_vec a, fb_vec b) { return simde_mm256_blendv_epi8(b, a, m); }
-FB_INLINE fb_vec v_sel64(fb_mask m, fb_vec a, fb_vec b) { return simde_mm256_blendv_epi8(b, a, m); }
 FB_INLINE uint32_t bits_ge_u32(fb_vec a, fb_vec b)
 {
     fb_vec s = v_set32(INT32_MIN);
@@ -232,57 +211,6 @@ static void hash_64(const uint64_t *v, fb_bits valid, int64_t n, uint64_t *h, in
 /* ================================ selection ===================================================== */
 
 /* Ordered keys (fb_key_32/fb_key_64 in fb_kernel_table.h) of a vector of lanes. */
-FB_INLINE fb_vec key32(fb_vec v, fb_key_kind kind)
-{
-    if (kind == FB_KEY_UNSIGNED)
-        return v_xor(v, v_set32(INT32_MIN));
-    if (kind == FB_KEY_FLOAT) {
-        fb_vec zero = v_zero();
-        fb_mask nan = mk_gt32(v_and(v, v_set32(0x7FFFFFFF)), v_set32(0x7F800000));
-        v = v_sel32(nan, v_set32(0x7FC00000), v);
-        v = v_sel32(mk_eq32(v, v_set32(INT32_MIN)), zero, v);
-        return v_xor(v, v_sel32(mk_gt32(zero, v), v_set32(0x7FFFFFFF), zero));
-    }
-    return v;
-}
-
-FB_INLINE fb_vec key64(fb_vec v, fb_key_kind kind)
-{
-    if (kind == FB_KEY_UNSIGNED)
-        return v_xor(v, v_set64(INT64_MIN));
-    if (kind == FB_KEY_FLOAT) {
-        fb_vec zero = v_zero();
-        fb_mask nan = mk_gt64(v_and(v, v_set64(INT64_MAX)), v_set64(0x7FF0000000000000ll));
-        v = v_sel64(nan, v_set64(0x7FF8000000000000ll), v);
-        v = v_sel64(mk_eq64(v, v_set64(INT64_MIN)), zero, v);
-        return v_xor(v, v_sel64(mk_gt64(zero, v), v_set64(INT64_MAX), zero));
-    }
-    return v;
-}
-
-/* Predicate bits of one vector of keys. */
-FB_INLINE uint32_t pred32(fb_vec k, const fb_pred *p, fb_vec lo, fb_vec hi, uint32_t flip, int is_in)
-{
-    if (is_in) {
-        fb_mask m = mk_eq32(k, v_set32((int32_t)p->set[0]));
-        for (int64_t s = 1; s < p->n_set; s++)
-            m = mk_or(m, mk_eq32(k, v_set32((int32_t)p->set[s])));
-        return mk_bits32(m);
-    }
-    return (~mk_bits32(mk_or(mk_gt32(lo, k), mk_gt32(k, hi))) & FB_FULL32) ^ flip;
-}
-
-FB_INLINE uint32_t pred64(fb_vec k, const fb_pred *p, fb_vec lo, fb_vec hi, uint32_t flip, int is_in)
-{
-    if (is_in) {
-        fb_mask m = mk_eq64(k, v_set64(p->set[0]));
-        for (int64_t s = 1; s < p->n_set; s++)
-            m = mk_or(m, mk_eq64(k, v_set64(p->set[s])));
-        return mk_bits64(m);
-    }
-    return (~mk_bits64(mk_or(mk_gt64(lo, k), mk_gt64(k, hi))) & FB_FULL64) ^ flip;
-}
-
 /* One loop for 32-bit lanes; kind and is_in are constants at each call site below, so every
  * combination is compiled into its own specialized loop. */
 FB_INLINE int64_t select_32_loop(const fb_pred *p, fb_key_kind kind, int is_in, const uint32_t *v, fb_bits valid,
