@@ -269,14 +269,25 @@ static fb_status join_run(fb_ctx *ctx, const void *data, long morsel, fbench_res
     if (bits && *bits)
         in.radix_bits = atoi(bits);
     fb_join_result r;
-    fb_status st;
-    if (q) {
-        st = fb_pipeline_add_join(q, &in, &r);
-        if (st == FB_OK)
-            st = fb_query_run(q);
-    } else {
-        st = fb_run_join(ctx, &in, &r);
+    fb_query *own = NULL;
+    if (!q) {
+        fb_status st = fb_query_create(ctx, &own);
+        if (st != FB_OK)
+            return st;
+        q = own;
     }
+    fb_status st = fb_pipeline_add_join(q, &in, &r);
+    if (st == FB_OK)
+        st = fb_query_run(q);
+    if (st == FB_OK && getenv("FBENCH_JOIN_VERBOSE")) {
+        for (int p = 0; p < fb_query_pipelines(q); p++) {
+            fb_stats ps;
+            if (fb_query_stats(q, p, -1, &ps) == FB_OK)
+                fprintf(stderr, "fbench run:   pipeline %d: %.1f ms wall, %.1f ms busy, %lld morsels\n", p,
+                        ps.wall_ns / 1e6, ps.busy_ns / 1e6, (long long)ps.morsels);
+        }
+    }
+    fb_query_destroy(own);
     if (st != FB_OK)
         return st;
     out->n_values = 2;

@@ -232,6 +232,102 @@ static int jr_scatter(const uint32_t *keys, const uint32_t *pay, uint32_t pay_ba
     return 0;
 }
 
+#if FB_JW512 && defined(FB_COMPAT_NATIVE_AVX512)
+/* AVX-512: 16 probe tuples at a time, one per 32-bit lane: bucket bounds by two gathers from off, then
+ * one gather of the bucket's next key per round for the lanes still inside their bucket (and one of
+ * the payloads of the lanes that matched), until every lane has left its bucket. The 16 independent
+ * loads of a gather keep the caches busy where a scalar loop waits on one chain at a time.
+ * After three rounds the lanes still inside long buckets finish scalar. Exact sums: a lane adds at most
+ * 3 values per group of 16 probes to its 64-bit sum; the sums go to the 128-bit total every 2^24 groups,
+ * and a long bucket's scalar sum (< 2^32 values of < 2^33) goes there at once. */
+static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *count,
+                                __int128 *sum)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i mul = _mm512_set1_epi32((int)FB_JR_HASH_MUL), one = _mm512_set1_epi32(1);
+    const __m128i shl = _mm_cvtsi32_si128(t->bits), shr = _mm_cvtsi32_si128(32 - t->lb);
+    const int *off = (const int *)t->off, *tw = (const int *)t->tup;
+    __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+    int64_t cnt = 0, rounds = 0;
+    __int128 wide = 0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        if (__builtin_expect(++rounds >= ((int64_t)1 << 24), 0)) {
+            int64_t l0[8], l1[8];
+            _mm512_storeu_si512((void *)l0, acc0);
+            _mm512_storeu_si512((void *)l1, acc1);
+            for (int q = 0; q < 8; q++)
+                wide += (__int128)l0[q] + l1[q];
+            acc0 = acc1 = _mm512_setzero_si512();
+            rounds = 0;
+        }
+        __m512i a = _mm512_loadu_si512((const void *)(tuples + i)), b = _mm512_loadu_si512((const void *)(tuples + i + 8));
+        __m512i k = _mm512_permutex2var_epi32(a, even, b), v = _mm512_permutex2var_epi32(a, odd, b);
+        __m512i bk = _mm512_srl_epi32(_mm512_sll_epi32(_mm512_mullo_epi32(k, mul), shl), shr);
+        __m512i p = _mm512_i32gather_epi32(bk, off, 4);
+        __m512i e = _mm512_i32gather_epi32(_mm512_add_epi32(bk, one), off, 4);
+        __mmask16 m = _mm512_cmplt_epu32_mask(p, e);
+        __m512i v0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+        __m512i v1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1));
+        int round = 0;
+        while (m) {
+            __m512i p2 = _mm512_add_epi32(p, p);
+            __m512i tk = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, p2, tw, 4);
+            __mmask16 hit = _mm512_mask_cmpeq_epi32_mask(m, tk, k);
+            if (hit) {
+                __m512i tv = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), hit, _mm512_add_epi32(p2, one), tw, 4);
+                cnt += __builtin_popcount((unsigned)hit);
+                __m512i s0 = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(tv)), v0);
+                __m512i s1 = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(tv, 1)), v1);
+                acc0 = _mm512_mask_add_epi64(acc0, (__mmask8)hit, acc0, s0);
+                acc1 = _mm512_mask_add_epi64(acc1, (__mmask8)(hit >> 8), acc1, s1);
+            }
+            p = _mm512_add_epi32(p, one);
+            m = _mm512_mask_cmplt_epu32_mask(m, p, e);
+            if (m && ++round >= 3) {
+                /* long buckets (many duplicates of a key): their lanes finish one by one, scalar */
+                uint32_t pp[16], ee[16], kk[16];
+                int32_t vv[16];
+                _mm512_storeu_si512((void *)pp, p);
+                _mm512_storeu_si512((void *)ee, e);
+                _mm512_storeu_si512((void *)kk, k);
+                _mm512_storeu_si512((void *)vv, v);
+                for (; m; m &= (__mmask16)(m - 1)) {
+                    int l = __builtin_ctz((unsigned)m);
+                    int64_t c = 0, s = 0;
+                    for (uint32_t q = pp[l]; q < ee[l]; q++) {
+                        int64_t h = (uint32_t)t->tup[q] == kk[l];
+                        c += h;
+                        s += -h & ((int64_t)(int32_t)(uint32_t)(t->tup[q] >> 32) + vv[l]);
+                    }
+                    cnt += c;
+                    wide += s;
+                }
+            }
+        }
+    }
+    int64_t l0[8], l1[8];
+    _mm512_storeu_si512((void *)l0, acc0);
+    _mm512_storeu_si512((void *)l1, acc1);
+    for (int q = 0; q < 8; q++)
+        wide += (__int128)l0[q] + l1[q];
+    for (; i < n; i++) {
+        uint32_t k = (uint32_t)tuples[i];
+        int64_t pv = (int32_t)(uint32_t)(tuples[i] >> 32);
+        uint32_t bb = fb_jr_bucket(fb_jr_hash(k), t->bits, t->lb);
+        for (uint32_t q = t->off[bb], e = t->off[bb + 1]; q < e; q++) {
+            if ((uint32_t)t->tup[q] == k) {
+                cnt++;
+                wide += (int64_t)(int32_t)(uint32_t)(t->tup[q] >> 32) + pv;
+            }
+        }
+    }
+    *count += cnt;
+    *sum += wide;
+}
+#endif
+
 /* Probes tuples against a partition's table: the first two places of the bucket are checked without
  * branches (at load ≤ 1/2 nearly every bucket has at most two tuples), a loop takes the rest. */
 static void jr_probe_sum(const fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *count, __int128 *sum)
@@ -283,5 +379,9 @@ const fb_join_kernels fb_join_kernels_base = {
     .find_heads = find_heads,
     .scatter = scatter,
     .jr_scatter = jr_scatter,
+#if FB_JW512 && defined(FB_COMPAT_NATIVE_AVX512)
+    .jr_probe_sum = jr_probe_sum_avx512,
+#else
     .jr_probe_sum = jr_probe_sum,
+#endif
 };

@@ -401,21 +401,34 @@ static fb_status part_init_local(void *user, void *global, const fb_worker_info 
     memset(l, 0, sizeof *l);
     l->node = w->numa_node;
     *local = l;
-    FB_FORWARD_IF_ERROR(FB_ALLOC(ctx, parts * 64, &l->wc));
-    FB_FORWARD_IF_ERROR(FB_ALLOC(ctx, parts, &l->wcnt));
-    FB_FORWARD_IF_ERROR(FB_ALLOC(ctx, parts * sizeof *l->cur, &l->cur));
-    FB_FORWARD_IF_ERROR(FB_ALLOC(ctx, parts * sizeof *l->end, &l->end));
-    FB_FORWARD_IF_ERROR(FB_ALLOC(ctx, parts * sizeof *l->first, &l->first));
-    FB_FORWARD_IF_ERROR(FB_ALLOC(ctx, parts * sizeof *l->last, &l->last));
-    memset(l->wcnt, 0, parts);
-    for (size_t p = 0; p < parts; p++) {
+    /* a failed init_local is not destroyed by the runtime: undo here */
+    fb_status st = FB_ALLOC(ctx, parts * 64, &l->wc);
+    if (st == FB_OK)
+        st = FB_ALLOC(ctx, parts, &l->wcnt);
+    if (st == FB_OK)
+        st = FB_ALLOC(ctx, parts * sizeof *l->cur, &l->cur);
+    if (st == FB_OK)
+        st = FB_ALLOC(ctx, parts * sizeof *l->end, &l->end);
+    if (st == FB_OK)
+        st = FB_ALLOC(ctx, parts * sizeof *l->first, &l->first);
+    if (st == FB_OK)
+        st = FB_ALLOC(ctx, parts * sizeof *l->last, &l->last);
+    if (st == FB_OK)
+        memset(l->wcnt, 0, parts);
+    for (size_t p = 0; st == FB_OK && p < parts; p++) {
         fb_jchunk *c;
-        FB_FORWARD_IF_ERROR(new_chunk(js, l, &c));
+        st = new_chunk(js, l, &c);
+        if (st != FB_OK)
+            break;
         l->first[p] = l->last[p] = c;
         l->cur[p] = chunk_data(c);
         l->end[p] = chunk_data(c) + js->chunk_tuples;
     }
-    return FB_OK;
+    if (st != FB_OK) {
+        part_destroy_local(user, global, l);
+        *local = NULL;
+    }
+    return st;
 }
 
 /* Partition p's chunk is full: seal it, chain a new one. */
