@@ -296,8 +296,11 @@ static fb_status join_run(fb_ctx *ctx, const void *data, long morsel, fbench_res
     if (d->which == 4) {
         /* the pairs' checksum, gathering both payloads */
         int64_t sum = 0;
-        for (int64_t i = 0; i < r.count; i++)
-            sum += 7 * (int64_t)d->rv[r.build_ids[i]] + d->sv[r.probe_ids[i]];
+        for (int64_t b = 0; b < r.n_blocks; b++) {
+            const fb_join_pair_block *blk = &r.blocks[b];
+            for (int64_t i = 0; i < blk->n; i++)
+                sum += 7 * (int64_t)d->rv[blk->build_ids[i]] + d->sv[blk->probe_ids[i]];
+        }
         out->values[1] = sum;
         fb_join_result_free(ctx, &r);
     }

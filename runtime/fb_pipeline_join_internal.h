@@ -13,8 +13,8 @@
  * - non-partitioned: "join-build" (table source → a sink inserting every build row into one shared
  *   chained table with atomic exchanges: the build runs on every worker at once) then "join-probe"
  *   (table source → a sink probing it with group prefetching).
- * FB_JOIN_ALGO_AUTO takes the shared table when it fits in 3/4 of the last-level cache(s) hwloc
- * reports, radix otherwise; the partition count targets partitions of l2/64 build rows.
+ * FB_JOIN_ALGO_AUTO takes the shared table when it fits in the L2 cache hwloc reports, radix
+ * otherwise (see plan_join for why not the last-level cache); partitions target l2/64 build rows.
  */
 #ifndef FB_PIPELINE_JOIN_INTERNAL_H
 #define FB_PIPELINE_JOIN_INTERNAL_H
@@ -37,13 +37,21 @@ typedef struct fb_join_input {
     int radix_bits;      /* radix partition bits 0..FB_JR_MAX_BITS (16), or -1 = chosen from the caches */
 } fb_join_input;
 
+/* A block of PAIRS output: pair i = (build_ids[i], probe_ids[i]). */
+typedef struct fb_join_pair_block {
+    const int64_t *build_ids;
+    const int64_t *probe_ids;
+    int64_t n;
+} fb_join_pair_block;
+
 typedef struct fb_join_result {
-    int64_t count;             /* matching pairs */
-    int64_t sum;               /* COUNT_SUM: sum(build.v + probe.v) over them (0 when count is 0) */
-    int64_t *build_ids;        /* PAIRS: count build row ids, in no particular order; */
-    int64_t *probe_ids;        /*        count probe row ids, pair i = (build_ids[i], probe_ids[i]) */
+    int64_t count;               /* matching pairs */
+    int64_t sum;                 /* COUNT_SUM: sum(build.v + probe.v) over them (0 when count is 0) */
+    fb_join_pair_block *blocks;  /* PAIRS: the pairs in n_blocks blocks, as the workers wrote them (no */
+    int64_t n_blocks;            /*        copy into one array), in no particular order */
     fb_join_algorithm algorithm; /* the algorithm that ran */
-    int radix_bits;            /* radix: the partition bits used */
+    int radix_bits;              /* radix: the partition bits used */
+    void *owner;                 /* private: the blocks' memory */
 } fb_join_result;
 
 /* Adds the join's pipelines to q (2 for the shared table, 3 for radix; the sides' buffers must stay

@@ -925,8 +925,11 @@ static void check_pipeline_join(fb_ctx *ctx, const side *b, const side *p, int b
     assert_fb_ok(ctx, fb_run_join(ctx, &in, &r));
     assert_int_equal(r.count, want);
     pair64 *got = malloc((size_t)(want + 1) * sizeof *got);
-    for (int64_t i = 0; i < r.count; i++)
-        got[i] = (pair64){r.build_ids[i], r.probe_ids[i]};
+    int64_t at = 0;
+    for (int64_t k = 0; k < r.n_blocks; k++)
+        for (int64_t i = 0; i < r.blocks[k].n; i++)
+            got[at++] = (pair64){r.blocks[k].build_ids[i], r.blocks[k].probe_ids[i]};
+    assert_int_equal(at, r.count);
     qsort(got, (size_t)r.count, sizeof *got, cmp_pair);
     for (int64_t i = 0; i < want; i++)
         if (got[i].b != want_pairs[i].b || got[i].p != want_pairs[i].p)
@@ -1057,8 +1060,11 @@ static void test_pipeline_vs_kernel(void **state)
             assert_fb_ok(ctx, fb_run_join(ctx, &in, &r));
             assert_int_equal(r.count, nk);
             pair64 *got = malloc((size_t)(nk + 1) * sizeof *got);
-            for (int64_t i = 0; i < nk; i++)
-                got[i] = (pair64){r.build_ids[i], r.probe_ids[i]};
+            int64_t at = 0;
+            for (int64_t k = 0; k < r.n_blocks; k++)
+                for (int64_t i = 0; i < r.blocks[k].n; i++)
+                    got[at++] = (pair64){r.blocks[k].build_ids[i], r.blocks[k].probe_ids[i]};
+            assert_int_equal(at, nk);
             qsort(got, (size_t)nk, sizeof *got, cmp_pair);
             assert_memory_equal(got, kp, (size_t)nk * sizeof *got);
             free(got);
