@@ -252,6 +252,21 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
     int64_t cnt = 0, rounds = 0;
     __int128 wide = 0;
     int64_t i = 0;
+    /* software pipelining: the bucket bounds of the next group are gathered before this group's keys
+     * are compared, so the two groups' cache misses overlap */
+#define FB_JR_PREP(at, k, v, p, e)                                                                   \
+    do {                                                                                             \
+        __m512i a_ = _mm512_loadu_si512((const void *)(tuples + (at)));                               \
+        __m512i b_ = _mm512_loadu_si512((const void *)(tuples + (at) + 8));                           \
+        k = _mm512_permutex2var_epi32(a_, even, b_);                                                  \
+        v = _mm512_permutex2var_epi32(a_, odd, b_);                                                   \
+        __m512i bk_ = _mm512_srl_epi32(_mm512_sll_epi32(_mm512_mullo_epi32(k, mul), shl), shr);       \
+        p = _mm512_i32gather_epi32(bk_, off, 4);                                                      \
+        e = _mm512_i32gather_epi32(_mm512_add_epi32(bk_, one), off, 4);                               \
+    } while (0)
+    __m512i nk = _mm512_setzero_si512(), nv = nk, np = nk, ne = nk;
+    if (n >= 16)
+        FB_JR_PREP(0, nk, nv, np, ne);
     for (; i + 16 <= n; i += 16) {
         if (__builtin_expect(++rounds >= ((int64_t)1 << 24), 0)) {
             int64_t l0[8], l1[8];
@@ -262,26 +277,25 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
             acc0 = acc1 = _mm512_setzero_si512();
             rounds = 0;
         }
-        __m512i a = _mm512_loadu_si512((const void *)(tuples + i)), b = _mm512_loadu_si512((const void *)(tuples + i + 8));
-        __m512i k = _mm512_permutex2var_epi32(a, even, b), v = _mm512_permutex2var_epi32(a, odd, b);
-        __m512i bk = _mm512_srl_epi32(_mm512_sll_epi32(_mm512_mullo_epi32(k, mul), shl), shr);
-        __m512i p = _mm512_i32gather_epi32(bk, off, 4);
-        __m512i e = _mm512_i32gather_epi32(_mm512_add_epi32(bk, one), off, 4);
+        __m512i k = nk, v = nv, p = np, e = ne;
+        if (i + 32 <= n)
+            FB_JR_PREP(i + 16, nk, nv, np, ne);
         __mmask16 m = _mm512_cmplt_epu32_mask(p, e);
         __m512i v0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
         __m512i v1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1));
         int round = 0;
         while (m) {
-            __m512i p2 = _mm512_add_epi32(p, p);
-            __m512i tk = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, p2, tw, 4);
-            __mmask16 hit = _mm512_mask_cmpeq_epi32_mask(m, tk, k);
+            /* whole tuples (key and payload in one 64-bit load), 8 lanes per gather */
+            __m512i g0 = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), (__mmask8)m, _mm512_castsi512_si256(p),
+                                                     (const long long *)tw, 8);
+            __m512i g1 = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), (__mmask8)(m >> 8),
+                                                     _mm512_extracti64x4_epi64(p, 1), (const long long *)tw, 8);
+            __mmask16 hit = _mm512_mask_cmpeq_epi32_mask(m, _mm512_permutex2var_epi32(g0, even, g1), k);
             if (hit) {
-                __m512i tv = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), hit, _mm512_add_epi32(p2, one), tw, 4);
                 cnt += __builtin_popcount((unsigned)hit);
-                __m512i s0 = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(tv)), v0);
-                __m512i s1 = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(tv, 1)), v1);
-                acc0 = _mm512_mask_add_epi64(acc0, (__mmask8)hit, acc0, s0);
-                acc1 = _mm512_mask_add_epi64(acc1, (__mmask8)(hit >> 8), acc1, s1);
+                acc0 = _mm512_mask_add_epi64(acc0, (__mmask8)hit, acc0, _mm512_add_epi64(_mm512_srai_epi64(g0, 32), v0));
+                acc1 = _mm512_mask_add_epi64(acc1, (__mmask8)(hit >> 8), acc1,
+                                             _mm512_add_epi64(_mm512_srai_epi64(g1, 32), v1));
             }
             p = _mm512_add_epi32(p, one);
             m = _mm512_mask_cmplt_epu32_mask(m, p, e);
@@ -307,6 +321,7 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
             }
         }
     }
+#undef FB_JR_PREP
     int64_t l0[8], l1[8];
     _mm512_storeu_si512((void *)l0, acc0);
     _mm512_storeu_si512((void *)l1, acc1);
