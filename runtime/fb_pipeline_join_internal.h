@@ -34,7 +34,7 @@ typedef struct fb_join_input {
     fb_column probe_key, probe_val;
     fb_join_output output;
     int64_t morsel_rows; /* rows per morsel of the table sources, 0 = FB_MORSEL_DEFAULT_ROWS */
-    int radix_bits;      /* radix partition bits 0..FB_JR_MAX_BITS (16), or -1 = chosen from the caches */
+    int radix_bits;      /* radix partition bits 0..14, or -1 = chosen from the caches */
 } fb_join_input;
 
 /* A block of PAIRS output: pair i = (build_ids[i], probe_ids[i]). */
