@@ -81,9 +81,10 @@ def run_one(args, wl, algo, d):
     line = (f"{wl} scale {args.scale} algo {algo} ({used[-1].split(': ', 1)[-1] if used else '?'}): "
             f"fb count={got[0]} sum={got[1]}, duckdb count={want[0]} sum={want[1]}: {'OK' if ok else 'MISMATCH'}")
     if args.time:
-        line += (f"\n  fb {fb['seconds']:.4f} s (median of {args.repeat}), duckdb {best:.4f} s (best of {args.repeat}),"
-                 f" {fb['threads']} threads: duckdb/fb = {best / fb['seconds']:.2f};"
-                 f" fb bound {fb['bound_seconds']:.4f} s = {100 * fb['bound_seconds'] / fb['seconds']:.0f}% of it")
+        line += (f"\n  {fb['threads']} threads: fb {fb['seconds']:.4f} s median, {fb['best_seconds']:.4f} s best of"
+                 f" {args.repeat}; duckdb {best:.4f} s best of {args.repeat}: duckdb/fb = {best / fb['best_seconds']:.2f}"
+                 f" best/best ({best / fb['seconds']:.2f} best/median); radix bound {fb['bound_seconds']:.4f} s ="
+                 f" {100 * fb['bound_seconds'] / fb['best_seconds']:.0f}% of fb's best")
     print(line, flush=True)
     return ok
 
