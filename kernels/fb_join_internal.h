@@ -12,6 +12,11 @@
  *
  * Variants: join_ref.c (fb_join_kernels_scalar) and simd_join.c compiled per ISA
  * (fb_join_kernels_base/avx2/avx512). Every variant gives identical results.
+ *
+ * The tuple join of the runtime (runtime/pipeline_join.c, kernels/join_radix.c) works on 8-byte
+ * tuples of a 32-bit key (low half) and a 32-bit payload (high half: a value to sum, or a row id).
+ * Its hash fb_jr_hash() is a bijection of the key (Fibonacci hashing), so equal hashes mean equal keys;
+ * radix partitions take the hash's top `bits` bits, the in-partition table the bits below them.
  */
 #ifndef FB_JOIN_INTERNAL_H
 #define FB_JOIN_INTERNAL_H
@@ -22,6 +27,31 @@
 
 /* Same as FB_JOIN_MAX_KEYS (fb_join.h), for kernels that do not include the public header. */
 #define FB_JOIN_KEYS_MAX_INTERNAL 4
+
+/* ---- tuple radix join ------------------------------------------------------------------------ */
+
+#define FB_JR_HASH_MUL 0x9E3779B1u
+#define FB_JR_MAX_BITS 16
+
+static inline uint32_t fb_jr_hash(uint32_t key) { return key * FB_JR_HASH_MUL; }
+
+/* The in-cache table of one partition: its build tuples ordered by bucket (a counting sort), bucket
+ * b holding tup[off[b] .. off[b + 1]). Duplicates of a key share its bucket, so a probe walks its
+ * matches (plus the rare other key of the bucket), never a chain. At most 1/2 load: a probe of a key
+ * rarely meets more than one other tuple, so probes check two places without branching and loop only
+ * for longer buckets. tup has two readable (zero) entries past its n. */
+typedef struct fb_jr_table {
+    const uint32_t *off; /* nb + 1 entries, nb = 2^lb */
+    const uint64_t *tup; /* n + 2 */
+    int bits; /* partition bits above the bucket bits */
+    int lb;   /* 1 .. 32 - bits */
+} fb_jr_table;
+
+/* Bucket of a hash in a partition's table. */
+static inline uint32_t fb_jr_bucket(uint32_t h, int bits, int lb)
+{
+    return (uint32_t)(h << bits) >> (32 - lb);
+}
 
 /* One inserted build row: its caller-given id and the next row with the same key (internal + 1). */
 typedef struct fb_join_row {
@@ -44,7 +74,26 @@ typedef struct fb_join_kernels {
      * first index of partition p in perm. Flushes every buffer before returning. */
     void (*scatter)(const uint64_t *hashes, int64_t n, int shift, int bits, const int64_t *start, int64_t *pos,
                     uint32_t *wc, uint32_t *perm);
+
+    /* Radix scatter of tuples (keys[i], pay ? pay[i] : pay_base + i) for rows i = *row .. n-1 whose key
+     * is valid (bit voff + i of valid; valid NULL = all) into partition fb_jr_hash(key) >> (32 - bits)
+     * (bits 0..FB_JR_MAX_BITS; 0 = one partition), through write-combining lines wc (8 tuples per
+     * partition, wcnt[p] of them filled) flushed as whole 64-byte lines to cur[p] (64-byte aligned,
+     * advanced). Stops after a flush that makes cur[p] reach end[p]: sets *full = p and *row to the
+     * next row, returns 1 (the caller gives partition p new room and calls again); returns 0 when all
+     * rows are done (*row = n). Lines that are not full stay in wc. */
+    int (*jr_scatter)(const uint32_t *keys, const uint32_t *pay, uint32_t pay_base, const uint8_t *valid, int64_t voff,
+                      int64_t *row, int64_t n, int bits, uint64_t *wc, uint8_t *wcnt, uint64_t **cur,
+                      uint64_t *const *end, uint32_t *full);
+
+    /* Inner join of n probe tuples against a partition's table: *count += matches, *sum += the sum of
+     * (int32 build payload + int32 probe payload) over them. */
+    void (*jr_probe_sum)(const struct fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *count,
+                         __int128 *sum);
 } fb_join_kernels;
+
+/* The variant of the context's ISA (join.c). */
+const fb_join_kernels *fb_join_kernels_get(const fb_ctx *ctx);
 
 extern const fb_join_kernels fb_join_kernels_scalar;
 extern const fb_join_kernels fb_join_kernels_base;
@@ -78,5 +127,42 @@ static inline void fb_join_wc_copy(const uint32_t *line, int64_t from, int64_t t
     for (int64_t e = from; e <= to; e++)
         perm[e] = line[(e + a0) & 15];
 }
+
+/* ---- tuple join helpers shared by every variant (join_radix.c) ---- */
+
+/* log2 of the bucket count for a partition of n build tuples (load ≤ 1/2 where the hash has the bits,
+ * at least 2 buckets). */
+int fb_jr_log2_buckets(int64_t n, int bits);
+
+/* Builds a partition's table from nseg segments of build tuples (n in all, n < 2^32) into caller
+ * memory: off (2^lb + 2 entries), tup (n + 2). t->off points into off. */
+void fb_jr_build(fb_jr_table *t, const uint64_t *const *seg, const int64_t *seg_n, int nseg, int bits, int lb,
+                 uint32_t *off, uint64_t *tup);
+
+/* Resumable inner join of probe tuples writing (build payload, probe payload) pairs: continues at
+ * probe tuple *i, inside its bucket at build position *j - 1 (*j 0 = from the bucket's start); writes
+ * at most cap pairs to bo/po and returns their number; *i == n when the tuples are done. */
+int64_t fb_jr_probe_pairs(const fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *i, uint32_t *j,
+                          int64_t *bo, int64_t *po, int64_t cap);
+
+/* The shared (non-partitioned) table: build rows chained per bucket (top lb bits of the hash);
+ * head[b] = row + 1 of the bucket's last inserted row (0 = empty), ent[row] = {key, payload, next
+ * row + 1, 0}. Inserts from several threads use an atomic exchange on head (runtime/pipeline_join.c). */
+typedef struct fb_jr_shared {
+    const uint32_t *head;
+    const uint32_t *ent; /* 4 words per build row */
+    int lb;
+} fb_jr_shared;
+
+/* Probes n rows (keys[i], payload pay ? pay[i] : pay_base + i; rows with a null key skipped) against
+ * the shared table with group prefetching: count/sum as jr_probe_sum. */
+void fb_jr_shared_probe_sum(const fb_jr_shared *t, const uint32_t *keys, const uint32_t *pay, const uint8_t *valid,
+                            int64_t voff, int64_t n, int64_t *count, __int128 *sum);
+
+/* The same writing (build row, probe row id = row_base + i) pairs, resumable as fb_jr_probe_pairs
+ * (*j = the next build row + 1 of the current chain). */
+int64_t fb_jr_shared_probe_pairs(const fb_jr_shared *t, const uint32_t *keys, const uint8_t *valid, int64_t voff,
+                                 int64_t n, int64_t row_base, int64_t *i, uint32_t *j, int64_t *bo, int64_t *po,
+                                 int64_t cap);
 
 #endif /* FB_JOIN_INTERNAL_H */

@@ -37,7 +37,7 @@ typedef struct fb_join_batch {
     uint64_t found[FB_JOIN_BATCH]; /* bucket + 1, 0 = no match */
 } fb_join_batch;
 
-static const fb_join_kernels *join_kernels(const fb_ctx *ctx)
+const fb_join_kernels *fb_join_kernels_get(const fb_ctx *ctx)
 {
     switch (fb_ctx_isa(ctx)) {
     case FB_ISA_BASE: return &fb_join_kernels_base;
@@ -367,7 +367,7 @@ fb_status fb_hash_table_probe(fb_ctx *ctx, const fb_hash_table *t, const fb_colu
                            (cursor->chain && cursor->row == n),
                        ctx, FB_ERR_INVALID_ARG, "the cursor (row %lld) does not belong to this morsel of %lld rows",
                        (long long)cursor->row, (long long)n);
-    const fb_join_kernels *jk = join_kernels(ctx);
+    const fb_join_kernels *jk = fb_join_kernels_get(ctx);
     const fb_join_row *rows = t->rows;
     const uint64_t *bks = t->buckets;
     size_t w = bucket_words(t->nk), idw = (size_t)t->nk;
@@ -450,7 +450,7 @@ fb_status fb_hash_table_probe_select(fb_ctx *ctx, const fb_hash_table *t, const 
                        "%lld probe rows; a selection vector holds at most FB_MORSEL_MAX_ROWS", (long long)n);
     FB_RETURN_ERROR_IF(capacity < n, ctx, FB_ERR_CAPACITY, "sel_out holds %lld indices, the morsel has %lld rows",
                        (long long)capacity, (long long)n);
-    const fb_join_kernels *jk = join_kernels(ctx);
+    const fb_join_kernels *jk = fb_join_kernels_get(ctx);
     uint32_t want = type == FB_JOIN_SEMI;
     int64_t cnt = 0;
     fb_join_batch b;
@@ -481,7 +481,7 @@ fb_status fb_hash_table_probe_mark(fb_ctx *ctx, const fb_hash_table *t, const fb
     FB_RETURN_ERROR_IF(out->capacity < n, ctx, FB_ERR_CAPACITY, "out holds %lld rows, the morsel has %lld",
                        (long long)out->capacity, (long long)n);
     FB_RETURN_ERROR_IF(!out->data && n > 0, ctx, FB_ERR_INVALID_ARG, "out->data must not be NULL");
-    const fb_join_kernels *jk = join_kernels(ctx);
+    const fb_join_kernels *jk = fb_join_kernels_get(ctx);
     uint8_t *mark = out->data, *valid = out->validity;
     int has_build = t->total_rows > 0, build_null = t->null_rows > 0;
     int64_t nulls = 0;
@@ -541,7 +541,7 @@ fb_status fb_radix_partition(fb_ctx *ctx, const uint64_t *hashes, int64_t n, int
         offsets[p + 1] += offsets[p];
         pos[p] = offsets[p];
     }
-    join_kernels(ctx)->scatter(hashes, n, shift, bits, offsets, pos, wc, perm);
+    fb_join_kernels_get(ctx)->scatter(hashes, n, shift, bits, offsets, pos, wc, perm);
     fb_free(ctx, pos, parts * 8);
     fb_free(ctx, wc, parts * 64);
     return FB_OK;

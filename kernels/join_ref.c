@@ -39,8 +39,64 @@ static void scatter_scalar(const uint64_t *hashes, int64_t n, int shift, int bit
     }
 }
 
+static int jr_scatter_scalar(const uint32_t *keys, const uint32_t *pay, uint32_t pay_base, const uint8_t *valid,
+                             int64_t voff, int64_t *row, int64_t n, int bits, uint64_t *wc, uint8_t *wcnt,
+                             uint64_t **cur, uint64_t *const *end, uint32_t *full)
+{
+    int shift = 32 - bits;
+    for (int64_t i = *row; i < n; i++) {
+        if (valid && !((valid[(voff + i) >> 3] >> ((voff + i) & 7)) & 1))
+            continue;
+        uint32_t k = keys[i];
+        uint32_t p = (uint32_t)((uint64_t)fb_jr_hash(k) >> shift);
+        uint32_t v = pay ? pay[i] : pay_base + (uint32_t)i;
+        uint64_t *line = wc + (size_t)p * 8;
+        uint32_t c = wcnt[p];
+        line[c] = (uint64_t)k | (uint64_t)v << 32;
+        if (c == 7) {
+            memcpy(cur[p], line, 64);
+            cur[p] += 8;
+            wcnt[p] = 0;
+            if (cur[p] == end[p]) {
+                *full = p;
+                *row = i + 1;
+                return 1;
+            }
+        } else {
+            wcnt[p] = (uint8_t)(c + 1);
+        }
+    }
+    *row = n;
+    return 0;
+}
+
+static void jr_probe_sum_scalar(const fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *count,
+                                __int128 *sum)
+{
+    const uint32_t *off = t->off;
+    const uint64_t *tup = t->tup;
+    int bits = t->bits, lb = t->lb;
+    int64_t cnt = 0;
+    __int128 s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t k = (uint32_t)tuples[i];
+        int64_t pv = (int32_t)(uint32_t)(tuples[i] >> 32);
+        uint32_t b = fb_jr_bucket(fb_jr_hash(k), bits, lb);
+        for (uint32_t p = off[b], e = off[b + 1]; p < e; p++) {
+            if ((uint32_t)tup[p] == k) {
+                cnt++;
+                s += (int64_t)(int32_t)(uint32_t)(tup[p] >> 32) + pv;
+            }
+        }
+    }
+    *count += cnt;
+    *sum += s;
+}
+
 const fb_join_kernels fb_join_kernels_scalar = {
     .isa = FB_ISA_SCALAR,
     .find_heads = find_heads_scalar,
     .scatter = scatter_scalar,
+    .jr_scatter = jr_scatter_scalar,
+    .jr_probe_sum = jr_probe_sum_scalar,
 };

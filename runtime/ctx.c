@@ -164,6 +164,32 @@ fb_status fb_options_set_topology(fb_options *opts, const char *synthetic)
     return FB_OK;
 }
 
+fb_status fb_options_set_join_algorithm(fb_options *opts, fb_join_algorithm algorithm)
+{
+    FB_RETURN_ERROR_IF(!opts, NULL, FB_ERR_INVALID_ARG, "opts must not be NULL");
+    FB_RETURN_ERROR_IF((unsigned)algorithm > FB_JOIN_ALGO_RADIX, NULL, FB_ERR_INVALID_ARG,
+                       "unknown fb_join_algorithm value %d", (int)algorithm);
+    opts->join_algo = algorithm;
+    return FB_OK;
+}
+
+/* The forced join algorithm: the option, else FB_JOIN_ALGO (auto, shared, radix). */
+static fb_status choose_join_algo(const struct fb_options *o, fb_join_algorithm *out)
+{
+    *out = o->join_algo;
+    const char *env = getenv("FB_JOIN_ALGO");
+    if (o->join_algo != FB_JOIN_ALGO_AUTO || !env || !*env)
+        return FB_OK;
+    if (strcmp(env, "shared") == 0)
+        *out = FB_JOIN_ALGO_NON_PARTITIONED;
+    else if (strcmp(env, "radix") == 0)
+        *out = FB_JOIN_ALGO_RADIX;
+    else
+        FB_RETURN_ERROR_IF(strcmp(env, "auto") != 0, NULL, FB_ERR_INVALID_ARG,
+                           "environment variable FB_JOIN_ALGO='%s' is not one of auto, shared, radix", env);
+    return FB_OK;
+}
+
 /* ---- context --------------------------------------------------------------------------------- */
 
 /* The variant to use: explicit option, else FB_ISA, else the best one. */
@@ -222,6 +248,8 @@ fb_status fb_ctx_create(const fb_options *opts, fb_ctx **out)
     FB_FORWARD_IF_ERROR(choose_isa(opts, &isa));
     int cl_device = FB_CL_DEVICE_NONE;
     FB_FORWARD_IF_ERROR(choose_cl_device(opts, &cl_device));
+    fb_join_algorithm join_algo = FB_JOIN_ALGO_AUTO;
+    FB_FORWARD_IF_ERROR(choose_join_algo(opts, &join_algo));
 
     /* The context itself comes from the C library: the user's allocator may want a context to
      * account against, and the context is small and fixed. */
@@ -229,6 +257,7 @@ fb_status fb_ctx_create(const fb_options *opts, fb_ctx **out)
     FB_RETURN_ERROR_IF(!ctx, NULL, FB_ERR_OUT_OF_MEMORY, "cannot allocate the context");
     ctx->isa = isa;
     ctx->kt = fb_kernel_table_get(isa);
+    ctx->join_algo = join_algo;
     ctx->alloc = opts->alloc;
     ctx->alloc_custom = opts->alloc.alloc != default_alloc;
     ctx->memory_limit = opts->memory_limit;
@@ -277,6 +306,8 @@ void fb_ctx_destroy(fb_ctx *ctx)
 fb_isa fb_ctx_isa(const fb_ctx *ctx) { return ctx ? ctx->isa : FB_ISA_SCALAR; }
 
 int fb_ctx_threads(const fb_ctx *ctx) { return ctx ? ctx->threads : 0; }
+
+fb_join_algorithm fb_ctx_join_algorithm(const fb_ctx *ctx) { return ctx ? ctx->join_algo : FB_JOIN_ALGO_AUTO; }
 
 size_t fb_ctx_memory_used(const fb_ctx *ctx) { return ctx ? atomic_load(&ctx->memory_used) : 0; }
 

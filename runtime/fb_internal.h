@@ -22,12 +22,14 @@ struct fb_options {
     size_t memory_limit;      /* 0 = none */
     fb_allocator alloc;
     char *topology;           /* synthetic description or NULL */
+    fb_join_algorithm join_algo; /* FB_JOIN_ALGO_AUTO = env FB_JOIN_ALGO or per join */
 };
 
 struct fb_ctx {
     fb_isa isa;
     const struct fb_kernel_table *kt; /* CPU kernels of isa */
     int threads;
+    fb_join_algorithm join_algo;      /* forced join algorithm, or FB_JOIN_ALGO_AUTO */
     fb_allocator alloc;
     bool alloc_custom;                /* alloc came from fb_options_set_allocator(): NUMA memory uses it too */
     size_t memory_limit;

@@ -3,7 +3,9 @@
  * duplicates, nulls (bitmaps at odd offsets), negatives, INT_MIN/INT_MAX, empty sides and composite
  * keys; output chunking with small capacities; one key repeated 100k times and Zipf probes (counts
  * and time); radix partitioning, and a partitioned join equal to the plain one; the memory limit;
- * bad-input statuses. */
+ * bad-input statuses. The runtime's join pipelines (fb_pipeline_join_internal.h), both algorithms on every
+ * variant, against a sort-merge oracle and against the kernel-level table. */
+#include "fb_pipeline_join_internal.h"
 #include "fb_test.h"
 
 #include <math.h>
@@ -805,6 +807,334 @@ static void test_bad_input(void **state)
     }
 }
 
+/* ---- the runtime's join pipelines --------------------------------------------------------------- */
+
+typedef struct pair64 {
+    int64_t b, p;
+} pair64;
+
+typedef struct brow {
+    int64_t key, row;
+} brow;
+
+static int cmp_brow(const void *x, const void *y)
+{
+    const brow *a = x, *b = y;
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    return (a->row > b->row) - (a->row < b->row);
+}
+
+/* The oracle: build rows sorted by key, a binary search per probe row. Count, sum(bv + pv) and, when
+ * pairs is given, every (build row, probe row) pair (sorted). */
+static int64_t oracle_join(const side *b, const int32_t *bv, const side *p, const int32_t *pv, __int128 *sum,
+                           pair64 **pairs_out)
+{
+    brow *r = malloc((size_t)(b->n + 1) * sizeof *r);
+    int64_t nr = 0;
+    for (int64_t i = 0; i < b->n; i++)
+        if (live_at(b, i))
+            r[nr++] = (brow){key_at(b, 0, i), i};
+    qsort(r, (size_t)nr, sizeof *r, cmp_brow);
+    int64_t count = 0, cap = 16;
+    __int128 s = 0;
+    pair64 *out = pairs_out ? malloc((size_t)cap * sizeof *out) : NULL;
+    for (int64_t j = 0; j < p->n; j++) {
+        if (!live_at(p, j))
+            continue;
+        int64_t k = key_at(p, 0, j), lo = 0, hi = nr;
+        while (lo < hi) {
+            int64_t mid = (lo + hi) / 2;
+            if (r[mid].key < k)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (int64_t q = lo; q < nr && r[q].key == k; q++) {
+            count++;
+            if (bv)
+                s += (int64_t)bv[r[q].row] + pv[j];
+            if (pairs_out) {
+                if (count > cap) {
+                    cap *= 2;
+                    out = realloc(out, (size_t)cap * sizeof *out);
+                }
+                out[count - 1] = (pair64){r[q].row, j};
+            }
+        }
+    }
+    free(r);
+    if (pairs_out) {
+        qsort(out, (size_t)count, sizeof *out, cmp_pair); /* pair64 is two int64, as cmp_pair reads */
+        *pairs_out = out;
+    }
+    *sum = s;
+    return count;
+}
+
+/* A context of variant `isa` with 2 workers and a forced join algorithm. */
+static fb_ctx *join_ctx(fb_isa isa, fb_join_algorithm algo)
+{
+    fb_options *o = NULL;
+    fb_ctx *ctx = NULL;
+    assert_int_equal(fb_options_create(&o), FB_OK);
+    assert_int_equal(fb_options_set_isa(o, isa), FB_OK);
+    assert_int_equal(fb_options_set_threads(o, 2), FB_OK);
+    assert_int_equal(fb_options_set_join_algorithm(o, algo), FB_OK);
+    assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+    fb_options_destroy(o);
+    assert_int_equal(fb_ctx_join_algorithm(ctx), algo);
+    return ctx;
+}
+
+static int32_t *random_vals(int64_t n)
+{
+    int32_t *v = malloc((size_t)(n + 1) * 4);
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t r = fbt_next(&rng);
+        v[i] = r % 8 == 0 ? (r % 16 == 0 ? INT32_MIN : INT32_MAX) : (int32_t)(r >> 32);
+    }
+    return v;
+}
+
+/* Runs the join both ways (count/sum and pairs) and checks both against the oracle. */
+static void check_pipeline_join(fb_ctx *ctx, const side *b, const side *p, int bits, int morsel, const char *what)
+{
+    int32_t *bv = random_vals(b->n), *pv = random_vals(p->n);
+    fb_join_input in;
+    memset(&in, 0, sizeof in);
+    in.build_key = b->col[0];
+    in.probe_key = p->col[0];
+    in.build_val = fb_column_make(FB_TYPE_INT32, bv, b->n, NULL);
+    in.probe_val = fb_column_make(FB_TYPE_INT32, pv, p->n, NULL);
+    in.radix_bits = bits;
+    in.morsel_rows = morsel;
+    __int128 want_sum;
+    pair64 *want_pairs = NULL;
+    int64_t want = oracle_join(b, bv, p, pv, &want_sum, &want_pairs);
+    fb_join_result r;
+    in.output = FB_JOIN_OUTPUT_COUNT_SUM;
+    assert_fb_ok(ctx, fb_run_join(ctx, &in, &r));
+    if (r.count != want || (__int128)r.sum != want_sum)
+        fail_msg("%s (%s, bits %d, variant %s): count %lld sum %lld, expected %lld %lld", what,
+                 fb_ctx_join_algorithm(ctx) == FB_JOIN_ALGO_RADIX ? "radix" : "shared", bits,
+                 fb_isa_name(fb_ctx_isa(ctx)), (long long)r.count, (long long)r.sum, (long long)want,
+                 (long long)want_sum);
+    assert_int_equal(r.algorithm, fb_ctx_join_algorithm(ctx));
+    in.output = FB_JOIN_OUTPUT_PAIRS;
+    assert_fb_ok(ctx, fb_run_join(ctx, &in, &r));
+    assert_int_equal(r.count, want);
+    pair64 *got = malloc((size_t)(want + 1) * sizeof *got);
+    int64_t at = 0;
+    for (int64_t k = 0; k < r.n_blocks; k++)
+        for (int64_t i = 0; i < r.blocks[k].n; i++)
+            got[at++] = (pair64){r.blocks[k].build_ids[i], r.blocks[k].probe_ids[i]};
+    assert_int_equal(at, r.count);
+    qsort(got, (size_t)r.count, sizeof *got, cmp_pair);
+    for (int64_t i = 0; i < want; i++)
+        if (got[i].b != want_pairs[i].b || got[i].p != want_pairs[i].p)
+            fail_msg("%s: pair %lld is (%lld, %lld), expected (%lld, %lld)", what, (long long)i, (long long)got[i].b,
+                     (long long)got[i].p, (long long)want_pairs[i].b, (long long)want_pairs[i].p);
+    fb_join_result_free(ctx, &r);
+    assert_int_equal(fb_ctx_memory_used(ctx), 0);
+    free(got);
+    free(want_pairs);
+    free(bv);
+    free(pv);
+}
+
+static void test_pipeline_join(void **state)
+{
+    (void)state;
+    static const fb_type types[] = {FB_TYPE_INT32, FB_TYPE_UINT32, FB_TYPE_DATE32};
+    for (int v = 0; v < n_variants; v++) {
+        fb_isa isa = fb_ctx_isa(variants[v]);
+        for (int a = FB_JOIN_ALGO_NON_PARTITIONED; a <= FB_JOIN_ALGO_RADIX; a++) {
+            fb_ctx *ctx = join_ctx(isa, (fb_join_algorithm)a);
+            for (int round = 0; round < 6; round++) {
+                fb_type t = types[round % 3];
+                int64_t nb = round == 0 ? 0 : (int64_t)(fbt_next(&rng) % 6000) + 1;
+                int64_t np = round == 1 ? 0 : (int64_t)(fbt_next(&rng) % 20000) + 1;
+                side b, p;
+                make_side(&b, &t, 1, nb, 3000, round >= 2);
+                make_side(&p, &t, 1, np, 3000, round >= 2);
+                plant_matches(&p, &b);
+                int bits = a == FB_JOIN_ALGO_RADIX ? (int)(fbt_next(&rng) % 9) - 1 : -1;
+                check_pipeline_join(ctx, &b, &p, bits, round % 2 ? 777 : 0, "random join");
+                free_side(&b);
+                free_side(&p);
+            }
+            fb_ctx_destroy(ctx);
+        }
+    }
+}
+
+/* One key 100k times in the build, probed 300 times among 50k other rows: 3e7 matches, counted in
+ * time linear in the output (and the pairs of a smaller case). */
+static void test_pipeline_heavy_key(void **state)
+{
+    (void)state;
+    fb_type t = FB_TYPE_INT32;
+    for (int v = 0; v < n_variants; v++) {
+        fb_isa isa = fb_ctx_isa(variants[v]);
+        for (int a = FB_JOIN_ALGO_NON_PARTITIONED; a <= FB_JOIN_ALGO_RADIX; a++) {
+            fb_ctx *ctx = join_ctx(isa, (fb_join_algorithm)a);
+            side b, p;
+            make_side(&b, &t, 1, 110000, 1 << 30, 0);
+            make_side(&p, &t, 1, 50000, 1 << 30, 0);
+            int32_t *bk = (int32_t *)b.data[0] + b.col[0].offset, *pk = (int32_t *)p.data[0] + p.col[0].offset;
+            for (int64_t i = 0; i < 100000; i++)
+                bk[(i * 7919) % 110000] = 42;
+            for (int64_t i = 0; i < 300; i++)
+                pk[(i * 131) % 50000] = 42;
+            int32_t *bv = random_vals(b.n), *pv = random_vals(p.n);
+            fb_join_input in;
+            memset(&in, 0, sizeof in);
+            in.build_key = b.col[0];
+            in.probe_key = p.col[0];
+            in.build_val = fb_column_make(FB_TYPE_INT32, bv, b.n, NULL);
+            in.probe_val = fb_column_make(FB_TYPE_INT32, pv, p.n, NULL);
+            in.radix_bits = a == FB_JOIN_ALGO_RADIX ? 4 : -1;
+            __int128 want_sum;
+            int64_t want = oracle_join(&b, bv, &p, pv, &want_sum, NULL);
+            assert_true(want >= 30000000);
+            fb_join_result r;
+            double t0 = now_s();
+            assert_fb_ok(ctx, fb_run_join(ctx, &in, &r));
+            double dt = now_s() - t0;
+            assert_int_equal(r.count, want);
+            assert_true((__int128)r.sum == want_sum);
+            fprintf(stderr, "[ heavy    ] %s %s: %lld matches in %.3f s\n", fb_isa_name(isa),
+                    a == FB_JOIN_ALGO_RADIX ? "radix" : "shared", (long long)r.count, dt);
+            free(bv);
+            free(pv);
+            free_side(&p);
+            /* pairs of the heavy key against a few probes */
+            make_side(&p, &t, 1, 1000, 1 << 30, 0);
+            pk = (int32_t *)p.data[0] + p.col[0].offset;
+            for (int64_t i = 0; i < 5; i++)
+                pk[i * 100] = 42;
+            check_pipeline_join(ctx, &b, &p, in.radix_bits, 0, "heavy key pairs");
+            free_side(&b);
+            free_side(&p);
+            fb_ctx_destroy(ctx);
+        }
+    }
+}
+
+/* The pipelines agree with the kernel-level table (fb_hash_table_probe) on the same data. */
+static void test_pipeline_vs_kernel(void **state)
+{
+    (void)state;
+    fb_type t = FB_TYPE_INT32;
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *kctx = variants[v];
+        side b, p;
+        make_side(&b, &t, 1, 8000, 20000, 1); /* 1/8 extremes: a few hundred build rows share each */
+        make_side(&p, &t, 1, 20000, 20000, 1);
+        plant_matches(&p, &b);
+        fb_hash_table *ht = NULL;
+        assert_fb_ok(kctx, fb_hash_table_create(kctx, &t, 1, 0, &ht));
+        assert_fb_ok(kctx, fb_hash_table_build(kctx, ht, b.col, 1, 0));
+        int64_t cap = 1 << 14, *bo = malloc((size_t)cap * 8), *po = malloc((size_t)cap * 8);
+        fb_join_cursor cur = FB_JOIN_CURSOR_INIT;
+        fb_join_pairs out = {bo, po, cap, 0, 0};
+        pair64 *kp = NULL;
+        int64_t nk = 0;
+        do {
+            assert_fb_ok(kctx, fb_hash_table_probe(kctx, ht, p.col, 1, FB_JOIN_INNER, 0, &cur, &out));
+            kp = realloc(kp, (size_t)(nk + out.length + 1) * sizeof *kp);
+            for (int64_t i = 0; i < out.length; i++)
+                kp[nk++] = (pair64){bo[i], po[i]};
+        } while (out.more);
+        qsort(kp, (size_t)nk, sizeof *kp, cmp_pair);
+        for (int a = FB_JOIN_ALGO_NON_PARTITIONED; a <= FB_JOIN_ALGO_RADIX; a++) {
+            fb_ctx *ctx = join_ctx(fb_ctx_isa(kctx), (fb_join_algorithm)a);
+            fb_join_input in;
+            memset(&in, 0, sizeof in);
+            in.build_key = b.col[0];
+            in.probe_key = p.col[0];
+            in.output = FB_JOIN_OUTPUT_PAIRS;
+            in.radix_bits = a == FB_JOIN_ALGO_RADIX ? 5 : -1;
+            fb_join_result r;
+            assert_fb_ok(ctx, fb_run_join(ctx, &in, &r));
+            assert_int_equal(r.count, nk);
+            pair64 *got = malloc((size_t)(nk + 1) * sizeof *got);
+            int64_t at = 0;
+            for (int64_t k = 0; k < r.n_blocks; k++)
+                for (int64_t i = 0; i < r.blocks[k].n; i++)
+                    got[at++] = (pair64){r.blocks[k].build_ids[i], r.blocks[k].probe_ids[i]};
+            assert_int_equal(at, nk);
+            qsort(got, (size_t)nk, sizeof *got, cmp_pair);
+            assert_memory_equal(got, kp, (size_t)nk * sizeof *got);
+            free(got);
+            fb_join_result_free(ctx, &r);
+            fb_ctx_destroy(ctx);
+        }
+        free(kp);
+        free(bo);
+        free(po);
+        fb_hash_table_destroy(ht);
+        free_side(&b);
+        free_side(&p);
+    }
+}
+
+static void test_pipeline_bad_input(void **state)
+{
+    (void)state;
+    fb_ctx *ctx = variants[0];
+    int32_t k[4] = {1, 2, 3, 4}, val[4] = {0};
+    int64_t k64[4] = {0};
+    uint8_t valid[1] = {0xF};
+    fb_join_input in;
+    memset(&in, 0, sizeof in);
+    in.build_key = in.probe_key = fb_column_make(FB_TYPE_INT32, k, 4, NULL);
+    in.build_val = in.probe_val = fb_column_make(FB_TYPE_INT32, val, 4, NULL);
+    fb_join_result r;
+    assert_fb_ok(ctx, fb_run_join(ctx, &in, &r));
+    assert_int_equal(r.count, 4);
+    assert_fb_status(ctx, fb_run_join(ctx, NULL, &r), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_run_join(ctx, &in, NULL), FB_ERR_INVALID_ARG);
+    in.radix_bits = 15;
+    assert_fb_status(ctx, fb_run_join(ctx, &in, &r), FB_ERR_INVALID_ARG);
+    in.radix_bits = -1;
+    in.build_val.length = 3;
+    assert_fb_status(ctx, fb_run_join(ctx, &in, &r), FB_ERR_LENGTH_MISMATCH);
+    in.build_val.length = 4;
+    in.probe_val.validity = valid;
+    assert_fb_status(ctx, fb_run_join(ctx, &in, &r), FB_ERR_UNSUPPORTED_TYPE);
+    in.output = FB_JOIN_OUTPUT_PAIRS; /* values are not read */
+    assert_fb_ok(ctx, fb_run_join(ctx, &in, &r));
+    fb_join_result_free(ctx, &r);
+    in.probe_key = fb_column_make(FB_TYPE_INT64, k64, 4, NULL);
+    assert_fb_status(ctx, fb_run_join(ctx, &in, &r), FB_ERR_UNSUPPORTED_TYPE);
+    in.probe_key = fb_column_make(FB_TYPE_UINT32, k, 4, NULL);
+    assert_fb_status(ctx, fb_run_join(ctx, &in, &r), FB_ERR_UNSUPPORTED_TYPE);
+    in.output = (fb_join_output)7;
+    assert_fb_status(ctx, fb_run_join(ctx, &in, &r), FB_ERR_INVALID_ARG);
+    fb_options *o = NULL;
+    assert_int_equal(fb_options_create(&o), FB_OK);
+    assert_int_equal(fb_options_set_join_algorithm(o, (fb_join_algorithm)3), FB_ERR_INVALID_ARG);
+    assert_int_equal(fb_options_set_join_algorithm(NULL, FB_JOIN_ALGO_RADIX), FB_ERR_INVALID_ARG);
+    fb_options_destroy(o);
+    assert_int_equal(fb_ctx_join_algorithm(NULL), FB_JOIN_ALGO_AUTO);
+    /* a memory limit the radix plan cannot live with fails cleanly and frees everything */
+    assert_int_equal(fb_options_create(&o), FB_OK);
+    assert_int_equal(fb_options_set_join_algorithm(o, FB_JOIN_ALGO_RADIX), FB_OK);
+    assert_int_equal(fb_options_set_memory_limit(o, 200000), FB_OK);
+    fb_ctx *small = NULL;
+    assert_int_equal(fb_ctx_create(o, &small), FB_OK);
+    fb_options_destroy(o);
+    in.output = FB_JOIN_OUTPUT_COUNT_SUM;
+    in.probe_key = in.build_key;
+    in.probe_val.validity = NULL;
+    in.radix_bits = 12;
+    assert_fb_status(small, fb_run_join(small, &in, &r), FB_ERR_OUT_OF_MEMORY);
+    assert_int_equal(fb_ctx_memory_used(small), 0);
+    fb_ctx_destroy(small);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -813,6 +1143,8 @@ int main(void)
         cmocka_unit_test(test_radix_partition), cmocka_unit_test(test_partitioned_join),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_pipeline_join), cmocka_unit_test(test_pipeline_heavy_key),
+        cmocka_unit_test(test_pipeline_vs_kernel), cmocka_unit_test(test_pipeline_bad_input),
     };
     return cmocka_run_group_tests(tests, setup_variants, teardown_variants);
 }

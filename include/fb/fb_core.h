@@ -169,6 +169,18 @@ FB_API fb_status fb_options_set_allocator(fb_options *opts, const fb_allocator *
  * The string is copied and parsed by fb_ctx_create(). \return FB_OK or FB_ERR_OUT_OF_MEMORY. */
 FB_API fb_status fb_options_set_topology(fb_options *opts, const char *synthetic);
 
+/** \brief Hash join algorithms of the runtime's join pipelines. Values are pinned. */
+typedef enum fb_join_algorithm {
+    FB_JOIN_ALGO_AUTO = 0,            /**< by the build side's size against the caches hwloc reports (or the
+                                           FB_JOIN_ALGO environment variable: auto, shared, radix) */
+    FB_JOIN_ALGO_NON_PARTITIONED = 1, /**< one shared hash table built in parallel, probed in place */
+    FB_JOIN_ALGO_RADIX = 2            /**< both sides radix-partitioned to cache-sized partitions first */
+} fb_join_algorithm;
+
+/** \brief Forces a join algorithm (an explicit one wins over the FB_JOIN_ALGO environment variable).
+ * \return FB_OK or FB_ERR_INVALID_ARG (NULL, unknown value). */
+FB_API fb_status fb_options_set_join_algorithm(fb_options *opts, fb_join_algorithm algorithm);
+
 /** \brief Creates a context.
  * \param opts options, or NULL for the defaults (environment variables FB_ISA, FB_CL_DEVICE,
  *        FB_TOPOLOGY apply in both cases where the option was not set explicitly).
@@ -184,6 +196,10 @@ FB_API void fb_ctx_destroy(fb_ctx *ctx);
 
 /** \brief The CPU kernel variant the context uses (never FB_ISA_AUTO). \return FB_ISA_SCALAR if ctx is NULL. */
 FB_API fb_isa fb_ctx_isa(const fb_ctx *ctx);
+
+/** \brief The join algorithm the context forces (FB_JOIN_ALGO_AUTO: chosen per join).
+ * \return FB_JOIN_ALGO_AUTO if ctx is NULL. */
+FB_API fb_join_algorithm fb_ctx_join_algorithm(const fb_ctx *ctx);
 
 /** \brief Number of worker threads the context's runtime uses. \return 0 if ctx is NULL. */
 FB_API int fb_ctx_threads(const fb_ctx *ctx);
