@@ -22,12 +22,14 @@
  * Other specs fall back to one fb_agg_table per worker, merged by combine (one partition).
  */
 #include "fb_internal.h"
+#include "fb/fb_topology.h"
 #include "fb_kernel_table.h"
 #include "fb_pipeline_agg_internal.h"
 #include "fb_pipeline_internal.h"
 
-#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 __extension__ typedef __int128 agg_i128;
 __extension__ typedef unsigned __int128 agg_u128;
@@ -36,8 +38,10 @@ __extension__ typedef unsigned __int128 agg_u128;
 #define AGG_NPART (1 << FB_AGG_PARTITION_BITS)
 #define AGG_PRE_SLOTS 8192              /* pre-aggregation table: slots (half of them used at most) */
 #define AGG_PASS_ROWS (INT64_C(1) << 20) /* rows sent past a table that did not reduce, before a retry */
-#define AGG_FLUSH_ROWS (INT64_C(1) << 31) /* a narrow sum adds at most this many 32-bit values */
-#define AGG_SLAB_BYTES ((size_t)4 << 20)
+#define AGG_FLUSH_ROWS (INT64_C(1) << 30) /* rows a table takes before it is flushed: narrow sums of
+                                             32-bit values and the 31-bit packed counts cannot overflow */
+#define AGG_LOW31 UINT64_C(0x7FFFFFFF)
+#define AGG_SLAB_BYTES ((size_t)8 << 20)
 #define AGG_BLOCK_BYTES ((size_t)16 << 10)
 #define AGG_NULL_FLAG (UINT64_C(1) << 63)
 #define AGG_USED_FLAG (UINT64_C(1) << 62)
@@ -55,7 +59,11 @@ typedef struct agg_layout {
     uint8_t kind[AGG_MAX_WORDS];  /* of each record word */
     uint8_t col[AGG_MAX_WORDS];   /* value index the word reads */
     uint16_t tw[AGG_MAX_WORDS];   /* its word in the merge table (a narrow sum widens to two) */
-    int nulls_w[FB_AGG_MAX_AGGS]; /* per aggregate (not count(*)): record word of its column's null count */
+    int nulls_w[FB_AGG_MAX_AGGS]; /* per aggregate (not count(*)): record word of its column's null count
+                                     (1 when packed) */
+    int packed;                   /* one value column is read: its null count lives in bits 31..61 of the
+                                     count word (record and pre-aggregation entries), which saves a word */
+    int pn_col, pn_t;             /* that column, and its null count's word in the merge table */
     int acc_w[FB_AGG_MAX_AGGS];   /* per sum/avg/min/max: record word of its state */
 } agg_layout;
 
@@ -67,11 +75,23 @@ static void layout_build(agg_layout *L, const fb_agg_spec *spec)
         col_nulls[i] = -1;
     L->kind[w] = W_KEY, L->tw[w++] = (uint16_t)t++;
     L->kind[w] = W_CNT, L->tw[w++] = (uint16_t)t++;
+    int n_cols = 0;
+    uint8_t seen[FB_AGG_MAX_AGGS] = {0};
+    for (size_t a = 0; a < spec->n_aggs; a++)
+        if (spec->aggs[a].kind != FB_AGG_COUNT_STAR && !seen[spec->aggs[a].input])
+            seen[spec->aggs[a].input] = 1, n_cols++;
+    L->packed = 0;
     for (size_t a = 0; a < spec->n_aggs; a++) {
         const fb_agg_desc *d = &spec->aggs[a];
         L->nulls_w[a] = L->acc_w[a] = -1;
         if (d->kind == FB_AGG_COUNT_STAR)
             continue;
+        if (n_cols == 1) {
+            if (!L->packed)
+                L->packed = 1, L->pn_col = d->input, L->pn_t = t++;
+            L->nulls_w[a] = 1;
+            continue;
+        }
         if (col_nulls[d->input] < 0) {
             col_nulls[d->input] = w;
             L->kind[w] = W_NULLS, L->col[w] = (uint8_t)d->input, L->tw[w++] = (uint16_t)t++;
@@ -166,6 +186,32 @@ static void store_ordered(fb_type t, void *data, int64_t i, int64_t k)
     }
 }
 
+/* NUMA memory for large, freshly written regions: asks for transparent huge pages, which turn the
+ * 512 page faults of every 2 MiB written into one (a run writes all its partitions anew). */
+static fb_status agg_alloc(fb_ctx *ctx, int node, size_t bytes, void **out)
+{
+    FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, node, bytes, out));
+#ifdef MADV_HUGEPAGE
+    if (bytes >= ((size_t)2 << 20)) {
+        uintptr_t a = ((uintptr_t)*out + 4095) & ~(uintptr_t)4095, e = ((uintptr_t)*out + bytes) & ~(uintptr_t)4095;
+        if (e > a)
+            (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+    }
+#endif
+    return FB_OK;
+}
+
+/* The node a worker's memory is taken from: its own; on a machine with one NUMA node, none (-1), so
+ * that the memory comes from the context's allocator, which keeps freed blocks for the next run
+ * instead of returning them to the system (fresh pages cost the kernel a zeroing pass each). */
+static int agg_mem_node(fb_ctx *ctx, int node)
+{
+    fb_topology_info info;
+    if (getenv("FB_AGG_HEAP") && fb_topology_get_info(ctx, &info) == FB_OK && info.numa_nodes == 1 && !info.synthetic)
+        return -1;
+    return node;
+}
+
 /* ---- partitions: blocks of records in slabs on a worker's node ---------------------------------- */
 
 typedef struct agg_block {
@@ -202,7 +248,7 @@ static fb_status parts_new_block(fb_ctx *ctx, agg_parts *P, int p, int W)
 {
     if (P->slab_cur + AGG_BLOCK_BYTES > P->slab_end) {
         agg_slab *s;
-        FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, P->node, AGG_SLAB_BYTES, (void **)&s));
+        FB_FORWARD_IF_ERROR(agg_alloc(ctx, P->node, AGG_SLAB_BYTES, (void **)&s));
         s->next = P->slabs;
         P->slabs = s;
         P->slab_cur = (char *)s + sizeof *s;
@@ -235,15 +281,40 @@ static void parts_close(agg_parts *P, int W)
 static inline fb_status parts_put(fb_ctx *ctx, agg_parts *P, const uint64_t *rec, uint64_t h, int W)
 {
     int p = (int)(h >> (64 - FB_AGG_PARTITION_BITS));
-    if (P->cur[p] == P->end[p])
+    if (__builtin_expect(P->cur[p] == P->end[p], 0))
         FB_FORWARD_IF_ERROR(parts_new_block(ctx, P, p, W));
     uint64_t *d = P->cur[p];
     for (int i = 0; i < W; i++)
         d[i] = rec[i];
     P->cur[p] = d + W;
-    P->records++;
     return FB_OK;
 }
+
+/* parts_put for m records of W words (a fixed W lets the compiler copy a record in two vector moves). */
+#define AGG_PUT_LOOP(W_)                                                                                 \
+    for (int64_t j = 0; j < m; j++) {                                                                    \
+        int p = (int)(h[j] >> (64 - FB_AGG_PARTITION_BITS));                                             \
+        if (__builtin_expect(P->cur[p] == P->end[p], 0))                                                 \
+            FB_FORWARD_IF_ERROR(parts_new_block(ctx, P, p, W_));                                         \
+        uint64_t *d = P->cur[p];                                                                         \
+        memcpy(d, rec + j * (W_), (W_) * 8);                                                             \
+        P->cur[p] = d + (W_);                                                                            \
+    }
+static fb_status parts_put_many(fb_ctx *ctx, agg_parts *P, const uint64_t *rec, const uint64_t *h, int64_t m, int W)
+{
+    switch (W) {
+    case 4: AGG_PUT_LOOP(4) break;
+    case 5: AGG_PUT_LOOP(5) break;
+    case 6: AGG_PUT_LOOP(6) break;
+    default:
+        for (int64_t j = 0; j < m; j++)
+            FB_FORWARD_IF_ERROR(parts_put(ctx, P, rec + j * W, h[j], W));
+        break;
+    }
+    P->records += m;
+    return FB_OK;
+}
+#undef AGG_PUT_LOOP
 
 /* ---- merging records into a table of entries ---------------------------------------------------- */
 
@@ -258,8 +329,18 @@ static void merge_records(const agg_layout *L, int wide, uint64_t *tbl, const ui
         const uint64_t *r = rec + i;
         switch (L->kind[i]) {
         case W_CNT:
-            for (int64_t j = 0; j < m; j++)
-                tbl[(size_t)gid[j] * TW + 1] += r[j * W] & AGG_CNT_MASK;
+            if (!wide) /* a packed null count rides along: both stay below 2^31 */
+                for (int64_t j = 0; j < m; j++)
+                    tbl[(size_t)gid[j] * TW + 1] += r[j * W] & AGG_CNT_MASK;
+            else if (L->packed)
+                for (int64_t j = 0; j < m; j++) {
+                    uint64_t *e = tbl + (size_t)gid[j] * TW;
+                    e[1] += r[j * W] & AGG_LOW31;
+                    e[L->pn_t] += (r[j * W] >> 31) & AGG_LOW31;
+                }
+            else
+                for (int64_t j = 0; j < m; j++)
+                    tbl[(size_t)gid[j] * TW + 1] += r[j * W] & AGG_LOW31;
             break;
         case W_NULLS:
             for (int64_t j = 0; j < m; j++)
@@ -358,9 +439,7 @@ static int64_t table_probe(const agg_layout *L, int wide, agg_table *T, const ui
 
 typedef struct agg_out {
     int64_t rows;
-    void *buf;
-    size_t bytes;
-    int node;
+    void *buf; /* in one of the result's slabs */
     uint64_t key_nulls; /* bit k: key column k has a null */
     uint64_t agg_nulls; /* bit a: aggregate a has a null */
 } agg_out;
@@ -375,6 +454,7 @@ struct fb_agg_groups {
     int done;
     agg_out *parts;
     fb_agg_path_counts paths;
+    struct agg_oslab *slabs; /* memory of the partitions' columns */
     int shared_refs; /* the query's stages that still point here; the caller's reference is separate */
     int caller_ref;
 };
@@ -401,13 +481,29 @@ static size_t out_layout(const fb_agg_groups *g, int64_t rows, size_t *data_off,
     return off ? off : 64;
 }
 
+/* A slab that partitions' columns are carved from (one merge worker's, on its node). */
+typedef struct agg_oslab {
+    struct agg_oslab *next;
+    size_t bytes;
+    int node;
+    char pad[40];
+} agg_oslab;
+
+static void oslabs_free(fb_ctx *ctx, agg_oslab *s)
+{
+    while (s) {
+        agg_oslab *n = s->next;
+        fb_numa_free(ctx, s->node, s, s->bytes);
+        s = n;
+    }
+}
+
 static void groups_free_parts(fb_agg_groups *g)
 {
+    oslabs_free(g->ctx, g->slabs);
+    g->slabs = NULL;
     if (!g->parts)
         return;
-    for (int p = 0; p < g->n_parts; p++)
-        if (g->parts[p].buf)
-            fb_numa_free(g->ctx, g->parts[p].node, g->parts[p].buf, g->parts[p].bytes);
     fb_free(g->ctx, g->parts, (size_t)g->n_parts * sizeof *g->parts);
     g->parts = NULL;
 }
@@ -640,10 +736,11 @@ static fb_status agg_init_local(void *user, void *global, const fb_worker_info *
     fb_ctx *ctx = u->g->ctx;
     agg_local *l;
     (void)global;
-    FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, w->numa_node, sizeof *l, (void **)&l));
+    int node = agg_mem_node(ctx, w->numa_node);
+    FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, node, sizeof *l, (void **)&l));
     memset(l, 0, sizeof *l);
     l->ctx = ctx;
-    l->node = w->numa_node;
+    l->node = node;
     *local = l;
     if (!u->fast) {
         l->mode = MODE_GENERIC;
@@ -708,7 +805,7 @@ static fb_status direct_flush(const agg_user *u, agg_local *l)
         uint64_t cnt = 0;
         for (int64_t c = 0; c < C; c++)
             cnt += l->dw[1][s * C + c];
-        if (!cnt)
+        if (!(cnt & AGG_LOW31))
             continue;
         rec[0] = s ? (uint64_t)(l->dbase + s - 1) : 0;
         rec[1] = cnt | (s ? 0 : AGG_NULL_FLAG);
@@ -795,8 +892,14 @@ static void direct_update(const agg_user *u, agg_local *l, int64_t m, int has_kv
         const uint8_t *ok = has_vvalid[c] ? l->vvalid[c] : NULL;
         switch (L->kind[i]) {
         case W_CNT:
-            for (int64_t j = 0; j < m; j++)
-                a[idx[j]]++;
+            if (L->packed && has_vvalid[L->pn_col]) {
+                const uint8_t *pok = l->vvalid[L->pn_col];
+                for (int64_t j = 0; j < m; j++)
+                    a[idx[j]] += 1 + ((uint64_t)!pok[j] << 31);
+            } else {
+                for (int64_t j = 0; j < m; j++)
+                    a[idx[j]]++;
+            }
             break;
         case W_NULLS:
             if (ok)
@@ -843,11 +946,20 @@ static void build_records(const agg_user *u, agg_local *l, int64_t m, int has_kv
     const agg_layout *L = &u->L;
     const int W = L->W;
     uint64_t *r = l->rec;
-    for (int64_t j = 0; j < m; j++) {
-        int kn = has_kvalid && !l->kvalid[j];
-        r[j * W] = kn ? 0 : (uint64_t)l->kv[j];
-        r[j * W + 1] = 1 | (kn ? AGG_NULL_FLAG : 0);
-        l->h[j] = kn ? AGG_NULL_HASH : fb_hash_u64((uint64_t)l->kv[j]);
+    const uint8_t *pok = L->packed && has_vvalid[L->pn_col] ? l->vvalid[L->pn_col] : NULL;
+    if (!has_kvalid && !pok) {
+        for (int64_t j = 0; j < m; j++) {
+            r[j * W] = (uint64_t)l->kv[j];
+            r[j * W + 1] = 1;
+            l->h[j] = fb_hash_u64((uint64_t)l->kv[j]);
+        }
+    } else {
+        for (int64_t j = 0; j < m; j++) {
+            int kn = has_kvalid && !l->kvalid[j];
+            r[j * W] = kn ? 0 : (uint64_t)l->kv[j];
+            r[j * W + 1] = 1 | (kn ? AGG_NULL_FLAG : 0) | (pok && !pok[j] ? UINT64_C(1) << 31 : 0);
+            l->h[j] = kn ? AGG_NULL_HASH : fb_hash_u64((uint64_t)l->kv[j]);
+        }
     }
     for (int i = 2; i < W; i++) {
         int c = L->col[i];
@@ -885,9 +997,7 @@ static void build_records(const agg_user *u, agg_local *l, int64_t m, int has_kv
 static fb_status spill_batch(const agg_user *u, agg_local *l, int64_t from, int64_t m)
 {
     const int W = u->L.W;
-    agg_parts *P = l->parts;
-    for (int64_t j = from; j < m; j++)
-        FB_FORWARD_IF_ERROR(parts_put(l->ctx, P, l->rec + j * W, l->h[j], W));
+    FB_FORWARD_IF_ERROR(parts_put_many(l->ctx, l->parts, l->rec + from * W, l->h + from, m - from, W));
     l->paths.spilled_records += m - from;
     l->paths.passed_rows += m - from;
     return FB_OK;
@@ -1124,17 +1234,55 @@ typedef struct merge_local {
     agg_table T;
     uint64_t *h;
     uint32_t *gid;
+    int64_t last_groups; /* of the previous partition: hash partitions are alike, so it sizes the next table */
+    agg_oslab *slabs;    /* output memory, handed to the result by combine */
+    char *out_cur, *out_end;
 } merge_local;
+
+/* Output memory for one partition, carved from the worker's current slab. */
+static fb_status merge_out_alloc(fb_ctx *ctx, merge_local *ml, size_t bytes, void **out)
+{
+    bytes = round64(bytes);
+    if (!ml->slabs || ml->out_cur + bytes > ml->out_end) {
+        size_t sb = bytes + sizeof(agg_oslab) > ((size_t)16 << 20) ? bytes + sizeof(agg_oslab) : ((size_t)16 << 20);
+        agg_oslab *s;
+        FB_FORWARD_IF_ERROR(agg_alloc(ctx, ml->node, sb, (void **)&s));
+        s->next = ml->slabs;
+        s->bytes = sb;
+        s->node = ml->node;
+        ml->slabs = s;
+        ml->out_cur = (char *)(s + 1);
+        ml->out_end = (char *)s + sb;
+    }
+    *out = ml->out_cur;
+    ml->out_cur += bytes;
+    return FB_OK;
+}
+
+static fb_status merge_combine(void *user, void *global, void *local)
+{
+    agg_user *u = user;
+    merge_local *ml = local;
+    (void)global;
+    while (ml->slabs) {
+        agg_oslab *s = ml->slabs;
+        ml->slabs = s->next;
+        s->next = u->g->slabs;
+        u->g->slabs = s;
+    }
+    return FB_OK;
+}
 
 static fb_status merge_init_local(void *user, void *global, const fb_worker_info *w, void **local)
 {
     agg_user *u = user;
     merge_local *ml;
     (void)global;
-    FB_FORWARD_IF_ERROR(fb_numa_alloc(u->g->ctx, w->numa_node, sizeof *ml + AGG_BATCH * 12, (void **)&ml));
+    int node = agg_mem_node(u->g->ctx, w->numa_node);
+    FB_FORWARD_IF_ERROR(fb_numa_alloc(u->g->ctx, node, sizeof *ml + AGG_BATCH * 12, (void **)&ml));
     memset(ml, 0, sizeof *ml);
-    ml->node = w->numa_node;
-    ml->T.node = w->numa_node;
+    ml->node = node;
+    ml->T.node = node;
     ml->h = (uint64_t *)(ml + 1);
     ml->gid = (uint32_t *)(ml->h + AGG_BATCH);
     *local = ml;
@@ -1149,6 +1297,7 @@ static void merge_destroy_local(void *user, void *global, void *local)
     if (!ml)
         return;
     fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * (size_t)u->L.WT * 8);
+    oslabs_free(u->g->ctx, ml->slabs);
     fb_numa_free(u->g->ctx, ml->node, ml, sizeof *ml + AGG_BATCH * 12);
 }
 
@@ -1160,7 +1309,7 @@ static fb_status merge_table_reset(const agg_user *u, merge_local *ml, size_t sl
         fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * TW * 8);
         ml->T.e = NULL;
         ml->T.slots = 0;
-        FB_FORWARD_IF_ERROR(fb_numa_alloc(u->g->ctx, ml->node, slots * TW * 8, (void **)&ml->T.e));
+        FB_FORWARD_IF_ERROR(agg_alloc(u->g->ctx, ml->node, slots * TW * 8, (void **)&ml->T.e));
         ml->T.slots = slots;
     }
     memset(ml->T.e, 0, ml->T.slots * TW * 8);
@@ -1175,7 +1324,7 @@ static fb_status merge_table_grow(const agg_user *u, merge_local *ml)
     agg_table old = ml->T;
     size_t slots = old.slots * 2;
     uint64_t *e;
-    FB_FORWARD_IF_ERROR(fb_numa_alloc(u->g->ctx, ml->node, slots * TW * 8, (void **)&e));
+    FB_FORWARD_IF_ERROR(agg_alloc(u->g->ctx, ml->node, slots * TW * 8, (void **)&e));
     memset(e, 0, slots * TW * 8);
     for (size_t s = 0; s < old.slots; s++) {
         const uint64_t *o = old.e + s * TW;
@@ -1216,9 +1365,7 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
                                       fb_type_name(g->aggs[a].type));
         }
     }
-    FB_FORWARD_IF_ERROR(fb_numa_alloc(g->ctx, ml->node, bytes, &o->buf));
-    o->bytes = bytes;
-    o->node = ml->node;
+    FB_FORWARD_IF_ERROR(merge_out_alloc(g->ctx, ml, bytes, &o->buf));
     o->rows = rows;
     char *buf = o->buf;
     memset(buf + voff[0], 0, round64(((size_t)rows + 7) / 8));
@@ -1239,7 +1386,8 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
         for (size_t a = 0; a < g->spec.n_aggs; a++) {
             fb_agg_kind kd = g->aggs[a].kind;
             char *d = buf + doff[1 + a];
-            int64_t nn = kd == FB_AGG_COUNT_STAR ? cnt : cnt - (int64_t)e[L->tw[L->nulls_w[a]]];
+            int64_t nn = kd == FB_AGG_COUNT_STAR ? cnt
+                         : cnt - (int64_t)e[L->packed ? L->pn_t : L->tw[L->nulls_w[a]]];
             int valid = 1;
             if (kd == FB_AGG_COUNT_STAR || kd == FB_AGG_COUNT) {
                 ((int64_t *)d)[r] = nn;
@@ -1283,10 +1431,8 @@ static fb_status merge_generic(agg_user *u, merge_local *ml, agg_out *o)
     size_t doff[FB_AGG_MAX_KEYS + FB_AGG_MAX_AGGS], voff[FB_AGG_MAX_KEYS + FB_AGG_MAX_AGGS];
     size_t bytes = out_layout(g, rows, doff, voff);
     if (st == FB_OK)
-        st = fb_numa_alloc(g->ctx, ml->node, bytes, &o->buf);
+        st = merge_out_alloc(g->ctx, ml, bytes, &o->buf);
     if (st == FB_OK) {
-        o->bytes = bytes;
-        o->node = ml->node;
         fb_column_out ko[FB_AGG_MAX_KEYS], ao[FB_AGG_MAX_AGGS];
         size_t n = 0;
         for (size_t k = 0; k < g->spec.n_keys; k++, n++)
@@ -1321,8 +1467,10 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
     for (int i = 0; i < G->n_parts_in; i++)
         for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
             records += b->n;
+    int64_t est = ml->last_groups ? ml->last_groups + ml->last_groups / 4 + 64 : records;
+    est = est < records ? est : records;
     size_t slots = 64;
-    while ((int64_t)slots < 2 * records && slots < ((size_t)1 << 20))
+    while ((int64_t)slots < 2 * est && slots < ((size_t)1 << 20))
         slots *= 2;
     FB_FORWARD_IF_ERROR(merge_table_reset(u, ml, slots));
     for (int i = 0; i < G->n_parts_in; i++)
@@ -1339,6 +1487,7 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
                 merge_records(&u->L, 1, ml->T.e, ml->gid, r, m);
             }
         }
+    ml->last_groups = ml->T.groups;
     return merge_emit(u, ml, o);
 }
 
@@ -1479,6 +1628,7 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
     msink.name = "agg-merge";
     msink.init_local = merge_init_local;
     msink.sink = merge_sink;
+    msink.combine = merge_combine;
     msink.finalize = merge_finalize;
     msink.destroy_local = merge_destroy_local;
     msink.destroy = agg_user_unref;
