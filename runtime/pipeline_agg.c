@@ -23,6 +23,7 @@
  */
 #include "fb_internal.h"
 #include "fb/fb_topology.h"
+#include "fb_agg_internal.h"
 #include "fb_kernel_table.h"
 #include "fb_pipeline_agg_internal.h"
 #include "fb_pipeline_internal.h"
@@ -43,6 +44,7 @@ __extension__ typedef unsigned __int128 agg_u128;
 #define AGG_LOW31 UINT64_C(0x7FFFFFFF)
 #define AGG_SLAB_BYTES ((size_t)8 << 20)
 #define AGG_BLOCK_BYTES ((size_t)16 << 10)
+#define AGG_MERGE_MIN 16384 /* records below which neighbouring partitions are merged together */
 #define AGG_NULL_FLAG (UINT64_C(1) << 63)
 #define AGG_USED_FLAG (UINT64_C(1) << 62)
 #define AGG_CNT_MASK (AGG_USED_FLAG - 1)
@@ -140,24 +142,38 @@ static inline uint64_t rec_hash(uint64_t key, uint64_t w1)
 
 #define AGG_ROW(j) (sel ? (int64_t)sel[j] : base + (j))
 
+/* One loop for a selection and one for a plain range (which the compiler vectorizes). */
+#define AGG_LOAD(T, x)                                                                                   \
+    do {                                                                                                 \
+        const T *d_ = (const T *)d;                                                                      \
+        if (sel)                                                                                         \
+            for (int64_t j = 0; j < n; j++) {                                                            \
+                T v_ = d_[sel[j]];                                                                       \
+                out[j] = (x);                                                                            \
+            }                                                                                            \
+        else                                                                                             \
+            for (int64_t j = 0; j < n; j++) {                                                            \
+                T v_ = d_[base + j];                                                                     \
+                out[j] = (x);                                                                            \
+            }                                                                                            \
+    } while (0)
+
 static void load_ordered(const fb_column *c, const uint32_t *sel, int64_t base, int64_t n, int64_t *out)
 {
     const char *d = (const char *)c->data + c->offset * (int64_t)fb_type_width(c->type);
     switch (c->type) {
-    case FB_TYPE_INT8: for (int64_t j = 0; j < n; j++) out[j] = ((const int8_t *)d)[AGG_ROW(j)]; break;
-    case FB_TYPE_INT16: for (int64_t j = 0; j < n; j++) out[j] = ((const int16_t *)d)[AGG_ROW(j)]; break;
+    case FB_TYPE_INT8: AGG_LOAD(int8_t, v_); break;
+    case FB_TYPE_INT16: AGG_LOAD(int16_t, v_); break;
     case FB_TYPE_INT32:
-    case FB_TYPE_DATE32: for (int64_t j = 0; j < n; j++) out[j] = ((const int32_t *)d)[AGG_ROW(j)]; break;
-    case FB_TYPE_UINT8: for (int64_t j = 0; j < n; j++) out[j] = ((const uint8_t *)d)[AGG_ROW(j)]; break;
-    case FB_TYPE_UINT16: for (int64_t j = 0; j < n; j++) out[j] = ((const uint16_t *)d)[AGG_ROW(j)]; break;
-    case FB_TYPE_UINT32: for (int64_t j = 0; j < n; j++) out[j] = ((const uint32_t *)d)[AGG_ROW(j)]; break;
-    case FB_TYPE_UINT64:
-        for (int64_t j = 0; j < n; j++)
-            out[j] = (int64_t)(((const uint64_t *)d)[AGG_ROW(j)] ^ 0x8000000000000000ull);
-        break;
-    default: for (int64_t j = 0; j < n; j++) out[j] = ((const int64_t *)d)[AGG_ROW(j)]; break;
+    case FB_TYPE_DATE32: AGG_LOAD(int32_t, v_); break;
+    case FB_TYPE_UINT8: AGG_LOAD(uint8_t, v_); break;
+    case FB_TYPE_UINT16: AGG_LOAD(uint16_t, v_); break;
+    case FB_TYPE_UINT32: AGG_LOAD(uint32_t, v_); break;
+    case FB_TYPE_UINT64: AGG_LOAD(uint64_t, (int64_t)(v_ ^ 0x8000000000000000ull)); break;
+    default: AGG_LOAD(int64_t, v_); break;
     }
 }
+#undef AGG_LOAD
 
 /* valid[j] = 1/0; returns 0 when the column has no validity (valid is then not written). */
 static int load_valid(const fb_column *c, const uint32_t *sel, int64_t base, int64_t n, uint8_t *valid)
@@ -303,6 +319,7 @@ static inline fb_status parts_put(fb_ctx *ctx, agg_parts *P, const uint64_t *rec
 static fb_status parts_put_many(fb_ctx *ctx, agg_parts *P, const uint64_t *rec, const uint64_t *h, int64_t m, int W)
 {
     switch (W) {
+    case 3: AGG_PUT_LOOP(3) break;
     case 4: AGG_PUT_LOOP(4) break;
     case 5: AGG_PUT_LOOP(5) break;
     case 6: AGG_PUT_LOOP(6) break;
@@ -637,6 +654,8 @@ typedef struct agg_user {
     int refs;                            /* the three stages that share this */
     struct agg_global *G;                /* phase 1's global state while a run is on */
     int next_part;                       /* the merge source's cursor */
+    int range[AGG_NPART + 1];            /* output partition i merges radix partitions range[i]..range[i+1]-1 */
+    int direct_i32;                      /* int32/date32 key, every value read int32: fast_direct_i32() */
 } agg_user;
 
 typedef struct agg_global {
@@ -649,6 +668,7 @@ typedef struct agg_global {
 
 typedef struct agg_local {
     fb_ctx *ctx;
+    const fb_agg_kernels *ak; /* the context's CPU variant */
     int node;
     int mode;
     /* scratch of one batch */
@@ -741,6 +761,7 @@ static fb_status agg_init_local(void *user, void *global, const fb_worker_info *
     memset(l, 0, sizeof *l);
     l->ctx = ctx;
     l->node = node;
+    l->ak = fb_agg_kernels_get(fb_ctx_isa(ctx));
     *local = l;
     if (!u->fast) {
         l->mode = MODE_GENERIC;
@@ -874,9 +895,87 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
 }
 
 /* Direct update of one batch: slots from the keys, then one loop per record word. */
+/* The direct table's word loops over one batch whose slots (times C, plus the copy) are in l->gid,
+ * for values of type T (int64 from load_ordered, or int32 read in place). */
+#define AGG_DIRECT_WORDS(NAME, T)                                                                          \
+    static void NAME(const agg_user *u, agg_local *l, int64_t m, const T *const *vals,                     \
+                     const uint8_t *const *oks)                                                            \
+    {                                                                                                      \
+        const agg_layout *L = &u->L;                                                                       \
+        const uint32_t *idx = l->gid;                                                                      \
+        for (int i = 1; i < L->W; i++) {                                                                   \
+            uint64_t *a = l->dw[i];                                                                        \
+            int c = L->kind[i] == W_CNT ? 0 : L->col[i];                                                   \
+            const T *v = vals[c];                                                                          \
+            const uint8_t *ok = oks[c];                                                                    \
+            switch (L->kind[i]) {                                                                          \
+            case W_CNT:                                                                                    \
+                if (L->packed && oks[L->pn_col]) {                                                         \
+                    const uint8_t *pok = oks[L->pn_col];                                                   \
+                    for (int64_t j = 0; j < m; j++)                                                        \
+                        a[idx[j]] += 1 + ((uint64_t)!pok[j] << 31);                                        \
+                } else {                                                                                   \
+                    for (int64_t j = 0; j < m; j++)                                                        \
+                        a[idx[j]]++;                                                                       \
+                }                                                                                          \
+                break;                                                                                     \
+            case W_NULLS:                                                                                  \
+                if (ok)                                                                                    \
+                    for (int64_t j = 0; j < m; j++)                                                        \
+                        a[idx[j]] += !ok[j];                                                               \
+                break;                                                                                     \
+            case W_SUM:                                                                                    \
+                if (sum_is_wide(L, i)) {                                                                   \
+                    uint64_t *hi = l->dw[i + 1];                                                           \
+                    for (int64_t j = 0; j < m; j++) {                                                      \
+                        uint64_t x = ok && !ok[j] ? 0 : (uint64_t)(int64_t)v[j], lo = a[idx[j]] + x;       \
+                        hi[idx[j]] += (uint64_t)((int64_t)x >> 63) + (lo < x);                             \
+                        a[idx[j]] = lo;                                                                    \
+                    }                                                                                      \
+                } else if (ok) {                                                                           \
+                    for (int64_t j = 0; j < m; j++)                                                        \
+                        a[idx[j]] += ok[j] ? (uint64_t)(int64_t)v[j] : 0;                                  \
+                } else {                                                                                   \
+                    for (int64_t j = 0; j < m; j++)                                                        \
+                        a[idx[j]] += (uint64_t)(int64_t)v[j];                                              \
+                }                                                                                          \
+                break;                                                                                     \
+            case W_MIN:                                                                                    \
+                if (ok)                                                                                    \
+                    for (int64_t j = 0; j < m; j++) {                                                      \
+                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MAX, *e = (int64_t *)a + idx[j];         \
+                        *e = x < *e ? x : *e;                                                              \
+                    }                                                                                      \
+                else                                                                                       \
+                    for (int64_t j = 0; j < m; j++) {                                                      \
+                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j];                             \
+                        *e = x < *e ? x : *e;                                                              \
+                    }                                                                                      \
+                break;                                                                                     \
+            case W_MAX:                                                                                    \
+                if (ok)                                                                                    \
+                    for (int64_t j = 0; j < m; j++) {                                                      \
+                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MIN, *e = (int64_t *)a + idx[j];         \
+                        *e = x > *e ? x : *e;                                                              \
+                    }                                                                                      \
+                else                                                                                       \
+                    for (int64_t j = 0; j < m; j++) {                                                      \
+                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j];                             \
+                        *e = x > *e ? x : *e;                                                              \
+                    }                                                                                      \
+                break;                                                                                     \
+            default:                                                                                       \
+                break;                                                                                     \
+            }                                                                                              \
+        }                                                                                                  \
+    }
+AGG_DIRECT_WORDS(direct_words_i64, int64_t)
+AGG_DIRECT_WORDS(direct_words_i32, int32_t)
+#undef AGG_DIRECT_WORDS
+
+/* Direct update of one batch of loaded keys and values. */
 static void direct_update(const agg_user *u, agg_local *l, int64_t m, int has_kvalid, const int *has_vvalid)
 {
-    const agg_layout *L = &u->L;
     const int64_t C = l->C, cm = C - 1, base = l->dbase;
     uint32_t *idx = l->gid;
     if (has_kvalid)
@@ -885,59 +984,13 @@ static void direct_update(const agg_user *u, agg_local *l, int64_t m, int has_kv
     else
         for (int64_t j = 0; j < m; j++)
             idx[j] = (uint32_t)(((uint64_t)(l->kv[j] - base) + 1) * (uint64_t)C + (uint64_t)(j & cm));
-    for (int i = 1; i < L->W; i++) {
-        uint64_t *a = l->dw[i];
-        int c = L->kind[i] == W_CNT ? 0 : L->col[i];
-        const int64_t *v = l->vv[c];
-        const uint8_t *ok = has_vvalid[c] ? l->vvalid[c] : NULL;
-        switch (L->kind[i]) {
-        case W_CNT:
-            if (L->packed && has_vvalid[L->pn_col]) {
-                const uint8_t *pok = l->vvalid[L->pn_col];
-                for (int64_t j = 0; j < m; j++)
-                    a[idx[j]] += 1 + ((uint64_t)!pok[j] << 31);
-            } else {
-                for (int64_t j = 0; j < m; j++)
-                    a[idx[j]]++;
-            }
-            break;
-        case W_NULLS:
-            if (ok)
-                for (int64_t j = 0; j < m; j++)
-                    a[idx[j]] += !ok[j];
-            break;
-        case W_SUM:
-            if (sum_is_wide(L, i)) {
-                uint64_t *hi = l->dw[i + 1];
-                for (int64_t j = 0; j < m; j++) {
-                    uint64_t x = ok && !ok[j] ? 0 : (uint64_t)v[j], lo = a[idx[j]] + x;
-                    hi[idx[j]] += (uint64_t)((int64_t)x >> 63) + (lo < x);
-                    a[idx[j]] = lo;
-                }
-            } else if (ok) {
-                for (int64_t j = 0; j < m; j++)
-                    a[idx[j]] += ok[j] ? (uint64_t)v[j] : 0;
-            } else {
-                for (int64_t j = 0; j < m; j++)
-                    a[idx[j]] += (uint64_t)v[j];
-            }
-            break;
-        case W_MIN:
-            for (int64_t j = 0; j < m; j++) {
-                int64_t x = ok && !ok[j] ? INT64_MAX : v[j], *e = (int64_t *)a + idx[j];
-                *e = x < *e ? x : *e;
-            }
-            break;
-        case W_MAX:
-            for (int64_t j = 0; j < m; j++) {
-                int64_t x = ok && !ok[j] ? INT64_MIN : v[j], *e = (int64_t *)a + idx[j];
-                *e = x > *e ? x : *e;
-            }
-            break;
-        default:
-            break;
-        }
+    const int64_t *vals[FB_AGG_MAX_AGGS];
+    const uint8_t *oks[FB_AGG_MAX_AGGS];
+    for (size_t v = 0; v < u->n_values; v++) {
+        vals[v] = l->vv[v];
+        oks[v] = has_vvalid[v] ? l->vvalid[v] : NULL;
     }
+    direct_words_i64(u, l, m, vals, oks);
 }
 
 /* One record per row of the batch in l->rec, their hashes in l->h. */
@@ -1055,6 +1108,79 @@ static int direct_fits(const agg_user *u, int64_t mn, int64_t mx)
     return (uint64_t)mx - (uint64_t)mn < limit - 1;
 }
 
+/* Keeps the direct table while the batch's keys [mn, mx] (any: some key is not null) fit: re-bases it
+ * to the union of the ranges when that fits, else leaves for pre-aggregation (or fails when forced). */
+static fb_status direct_admit(const agg_user *u, agg_local *l, int any, int64_t mn, int64_t mx)
+{
+    const fb_agg_strategy strat = u->g->spec.strategy;
+    if (l->mode == MODE_NONE) {
+        if (!any)
+            mn = mx = 0;
+        if ((strat == FB_AGG_STRATEGY_AUTO || strat == FB_AGG_STRATEGY_DIRECT) && direct_fits(u, mn, mx))
+            return direct_setup(u, l, mn, mx);
+        if (strat == FB_AGG_STRATEGY_DIRECT)
+            return fb_stage_error(l->ctx, FB_ERR_CAPACITY, "forced direct aggregation: keys span more than %d slots",
+                                  (int)FB_AGG_DIRECT_FORCED_MAX_SLOTS);
+        l->mode = MODE_PRE;
+        return FB_OK;
+    }
+    if (!any || (mn >= l->dbase && mx <= l->dbase + l->dslots - 2))
+        return FB_OK;
+    int64_t lo = mn < l->dbase ? mn : l->dbase, hi = l->dbase + l->dslots - 2;
+    hi = mx > hi ? mx : hi;
+    if (direct_fits(u, lo, hi))
+        return direct_setup(u, l, lo, hi);
+    if (strat == FB_AGG_STRATEGY_DIRECT)
+        return fb_stage_error(l->ctx, FB_ERR_CAPACITY, "forced direct aggregation: keys span more than %d slots",
+                              (int)FB_AGG_DIRECT_FORCED_MAX_SLOTS);
+    FB_FORWARD_IF_ERROR(direct_flush(u, l));
+    l->mode = MODE_PRE;
+    return FB_OK;
+}
+
+static fb_status direct_done(const agg_user *u, agg_local *l, int64_t m)
+{
+    l->paths.direct_rows += m;
+    l->drows += m;
+    return l->drows >= AGG_FLUSH_ROWS ? direct_flush(u, l) : FB_OK;
+}
+
+/* The direct table over an int32 key and int32 values without a selection: the CPU variant's
+ * key-range and slot kernels, values read in place. Returns the rows it took (all, or 0 once the
+ * table has been left). */
+static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk *ch, int64_t *taken)
+{
+    const fb_column *kc = &ch->columns[u->key_col[0]];
+    const int32_t *k = (const int32_t *)kc->data + kc->offset;
+    const int32_t *vals[FB_AGG_MAX_AGGS];
+    const uint8_t *oks[FB_AGG_MAX_AGGS];
+    *taken = 0;
+    for (int64_t b = 0; b < ch->rows; b += AGG_BATCH) {
+        int64_t m = ch->rows - b < AGG_BATCH ? ch->rows - b : AGG_BATCH;
+        fb_bits kb = {kc->validity, kc->offset + b};
+        int64_t mn = INT64_MAX, mx = INT64_MIN;
+        int any = l->ak->minmax_i32(k + b, kb, m, &mn, &mx) > 0;
+        FB_FORWARD_IF_ERROR(direct_admit(u, l, any, mn, mx));
+        if (l->mode != MODE_DIRECT)
+            return FB_OK;
+        l->ak->direct_slots_i32(k + b, kb, m, (int32_t)l->dbase, l->gid);
+        const uint32_t C = (uint32_t)l->C, cm = C - 1;
+        for (int64_t j = 0; j < m; j++)
+            l->gid[j] = l->gid[j] * C + ((uint32_t)j & cm);
+        for (size_t v = 0; v < u->n_values; v++) {
+            if (u->value_type[v] == FB_TYPE_INVALID)
+                continue;
+            const fb_column *vc = &ch->columns[u->value_col[v]];
+            vals[v] = (const int32_t *)vc->data + vc->offset + b;
+            oks[v] = load_valid(vc, NULL, b, m, l->vvalid[v]) ? l->vvalid[v] : NULL;
+        }
+        direct_words_i32(u, l, m, vals, oks);
+        FB_FORWARD_IF_ERROR(direct_done(u, l, m));
+        *taken = b + m;
+    }
+    return FB_OK;
+}
+
 static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
 {
     const fb_column *kc = &ch->columns[u->key_col[0]];
@@ -1062,7 +1188,10 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
     const int64_t n = sel ? ch->n_sel : ch->rows;
     const fb_agg_strategy strat = u->g->spec.strategy;
     int has_vvalid[FB_AGG_MAX_AGGS] = {0};
-    for (int64_t b = 0; b < n; b += AGG_BATCH) {
+    int64_t b = 0;
+    if ((l->mode == MODE_NONE || l->mode == MODE_DIRECT) && u->direct_i32 && !sel)
+        FB_FORWARD_IF_ERROR(fast_direct_i32(u, l, ch, &b));
+    for (; b < n; b += AGG_BATCH) {
         int64_t m = n - b < AGG_BATCH ? n - b : AGG_BATCH;
         const uint32_t *bs = sel ? sel + b : NULL;
         load_ordered(kc, bs, b, m, l->kv);
@@ -1076,36 +1205,10 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
         if (l->mode == MODE_NONE || l->mode == MODE_DIRECT) {
             int64_t mn, mx;
             int any = batch_range(l, m, has_kvalid, &mn, &mx);
-            int want_direct = strat == FB_AGG_STRATEGY_AUTO || strat == FB_AGG_STRATEGY_DIRECT;
-            if (l->mode == MODE_NONE) {
-                if (!any)
-                    mn = mx = 0;
-                if (want_direct && direct_fits(u, mn, mx))
-                    FB_FORWARD_IF_ERROR(direct_setup(u, l, mn, mx));
-                else if (strat == FB_AGG_STRATEGY_DIRECT)
-                    return fb_stage_error(l->ctx, FB_ERR_CAPACITY, "forced direct aggregation: keys span more than %d slots",
-                                          (int)FB_AGG_DIRECT_FORCED_MAX_SLOTS);
-                else
-                    l->mode = MODE_PRE;
-            } else if (any && (mn < l->dbase || mx > l->dbase + l->dslots - 2)) {
-                int64_t lo = mn < l->dbase ? mn : l->dbase, hi = l->dbase + l->dslots - 2;
-                hi = mx > hi ? mx : hi;
-                if (direct_fits(u, lo, hi)) {
-                    FB_FORWARD_IF_ERROR(direct_setup(u, l, lo, hi));
-                } else if (strat == FB_AGG_STRATEGY_DIRECT) {
-                    return fb_stage_error(l->ctx, FB_ERR_CAPACITY, "forced direct aggregation: keys span more than %d slots",
-                                          (int)FB_AGG_DIRECT_FORCED_MAX_SLOTS);
-                } else {
-                    FB_FORWARD_IF_ERROR(direct_flush(u, l));
-                    l->mode = MODE_PRE;
-                }
-            }
+            FB_FORWARD_IF_ERROR(direct_admit(u, l, any, mn, mx));
             if (l->mode == MODE_DIRECT) {
                 direct_update(u, l, m, has_kvalid, has_vvalid);
-                l->paths.direct_rows += m;
-                l->drows += m;
-                if (l->drows >= AGG_FLUSH_ROWS)
-                    FB_FORWARD_IF_ERROR(direct_flush(u, l));
+                FB_FORWARD_IF_ERROR(direct_done(u, l, m));
                 continue;
             }
         }
@@ -1196,7 +1299,25 @@ static fb_status merge_src_init_global(void *user, fb_ctx *ctx, void **global)
     fb_agg_groups *g = u->g;
     groups_free_parts(g);
     g->done = 0;
-    g->n_parts = u->fast ? AGG_NPART : 1;
+    g->n_parts = 1;
+    u->range[0] = 0;
+    u->range[1] = 1;
+    if (u->fast) {
+        /* Neighbouring radix partitions share one merge (one table, one output) until they hold
+         * AGG_MERGE_MIN records: few groups then cost no thousand tiny merges. */
+        const agg_global *G = u->G;
+        int64_t acc = 0;
+        g->n_parts = 0;
+        for (int p = 0; p < AGG_NPART; p++) {
+            for (int i = 0; i < G->n_parts_in; i++)
+                for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
+                    acc += b->n;
+            if (acc >= AGG_MERGE_MIN || p == AGG_NPART - 1) {
+                u->range[++g->n_parts] = p + 1;
+                acc = 0;
+            }
+        }
+    }
     FB_FORWARD_IF_ERROR(FB_ALLOC(ctx, sizeof(agg_out) * (size_t)g->n_parts, &g->parts));
     memset(g->parts, 0, sizeof(agg_out) * (size_t)g->n_parts);
     u->next_part = 0;
@@ -1350,21 +1471,6 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
     const int64_t rows = ml->T.groups;
     size_t doff[1 + FB_AGG_MAX_AGGS], voff[1 + FB_AGG_MAX_AGGS];
     size_t bytes = out_layout(g, rows, doff, voff);
-    /* overflow first, so that a failed run writes nothing */
-    for (size_t a = 0; a < g->spec.n_aggs; a++) {
-        if (g->aggs[a].kind != FB_AGG_SUM)
-            continue;
-        int t = L->tw[L->acc_w[a]];
-        for (size_t s = 0; s < ml->T.slots; s++) {
-            const uint64_t *e = ml->T.e + s * TW;
-            if (!(e[1] & AGG_USED_FLAG))
-                continue;
-            agg_i128 x = (agg_i128)((agg_u128)e[t + 1] << 64 | e[t]);
-            if (x > INT64_MAX || x < INT64_MIN)
-                return fb_stage_error(g->ctx, FB_ERR_OVERFLOW, "aggregate %zu (sum of %s) overflows int64", a,
-                                      fb_type_name(g->aggs[a].type));
-        }
-    }
     FB_FORWARD_IF_ERROR(merge_out_alloc(g->ctx, ml, bytes, &o->buf));
     o->rows = rows;
     char *buf = o->buf;
@@ -1398,6 +1504,9 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
                 int t = L->tw[L->acc_w[a]];
                 if (kd == FB_AGG_SUM || kd == FB_AGG_AVG) {
                     agg_i128 x = (agg_i128)((agg_u128)e[t + 1] << 64 | e[t]);
+                    if (kd == FB_AGG_SUM && (x > INT64_MAX || x < INT64_MIN)) /* the run fails: no result */
+                        return fb_stage_error(g->ctx, FB_ERR_OVERFLOW, "aggregate %zu (sum of %s) overflows int64", a,
+                                              fb_type_name(g->aggs[a].type));
                     if (kd == FB_AGG_SUM)
                         ((int64_t *)d)[r] = (int64_t)x;
                     else
@@ -1458,35 +1567,37 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
     merge_local *ml = local;
     agg_global *G = u->G;
     (void)global;
-    int p = (int)ch->row_begin;
-    agg_out *o = &u->g->parts[p];
+    int op = (int)ch->row_begin;
+    agg_out *o = &u->g->parts[op];
     if (!u->fast)
         return merge_generic(u, ml, o);
     const int W = u->L.W;
     int64_t records = 0;
-    for (int i = 0; i < G->n_parts_in; i++)
-        for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
-            records += b->n;
+    for (int p = u->range[op]; p < u->range[op + 1]; p++)
+        for (int i = 0; i < G->n_parts_in; i++)
+            for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
+                records += b->n;
     int64_t est = ml->last_groups ? ml->last_groups + ml->last_groups / 4 + 64 : records;
     est = est < records ? est : records;
     size_t slots = 64;
     while ((int64_t)slots < 2 * est && slots < ((size_t)1 << 20))
         slots *= 2;
     FB_FORWARD_IF_ERROR(merge_table_reset(u, ml, slots));
-    for (int i = 0; i < G->n_parts_in; i++)
-        for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next) {
-            const uint64_t *rec = (const uint64_t *)(b + 1);
-            for (int64_t j0 = 0; j0 < b->n; j0 += AGG_BATCH) {
-                int64_t m = b->n - j0 < AGG_BATCH ? b->n - j0 : AGG_BATCH;
-                const uint64_t *r = rec + j0 * W;
-                while (ml->T.groups + m > (int64_t)(ml->T.slots / 2))
-                    FB_FORWARD_IF_ERROR(merge_table_grow(u, ml));
-                for (int64_t j = 0; j < m; j++)
-                    ml->h[j] = rec_hash(r[j * W], r[j * W + 1]);
-                table_probe(&u->L, 1, &ml->T, r, ml->h, m, ml->gid);
-                merge_records(&u->L, 1, ml->T.e, ml->gid, r, m);
+    for (int p = u->range[op]; p < u->range[op + 1]; p++)
+        for (int i = 0; i < G->n_parts_in; i++)
+            for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next) {
+                const uint64_t *rec = (const uint64_t *)(b + 1);
+                for (int64_t j0 = 0; j0 < b->n; j0 += AGG_BATCH) {
+                    int64_t m = b->n - j0 < AGG_BATCH ? b->n - j0 : AGG_BATCH;
+                    const uint64_t *r = rec + j0 * W;
+                    while (ml->T.groups + m > (int64_t)(ml->T.slots / 2))
+                        FB_FORWARD_IF_ERROR(merge_table_grow(u, ml));
+                    for (int64_t j = 0; j < m; j++)
+                        ml->h[j] = rec_hash(r[j * W], r[j * W + 1]);
+                    table_probe(&u->L, 1, &ml->T, r, ml->h, m, ml->gid);
+                    merge_records(&u->L, 1, ml->T.e, ml->gid, r, m);
+                }
             }
-        }
     ml->last_groups = ml->T.groups;
     return merge_emit(u, ml, o);
 }
@@ -1579,8 +1690,12 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
             u->value_type[d->input] = d->type;
         }
         u->fast = fast;
-        if (fast)
+        if (fast) {
             layout_build(&u->L, &g->spec);
+            u->direct_i32 = spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32;
+            for (size_t v = 0; v < input->n_values; v++)
+                u->direct_i32 &= u->value_type[v] == FB_TYPE_INVALID || u->value_type[v] == FB_TYPE_INT32;
+        }
     }
     if (st != FB_OK) {
         if (u) {
