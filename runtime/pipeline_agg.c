@@ -187,21 +187,6 @@ static int load_valid(const fb_column *c, const uint32_t *sel, int64_t base, int
     return 1;
 }
 
-static void store_ordered(fb_type t, void *data, int64_t i, int64_t k)
-{
-    switch (t) {
-    case FB_TYPE_INT8: ((int8_t *)data)[i] = (int8_t)k; break;
-    case FB_TYPE_INT16: ((int16_t *)data)[i] = (int16_t)k; break;
-    case FB_TYPE_INT32:
-    case FB_TYPE_DATE32: ((int32_t *)data)[i] = (int32_t)k; break;
-    case FB_TYPE_UINT8: ((uint8_t *)data)[i] = (uint8_t)k; break;
-    case FB_TYPE_UINT16: ((uint16_t *)data)[i] = (uint16_t)k; break;
-    case FB_TYPE_UINT32: ((uint32_t *)data)[i] = (uint32_t)k; break;
-    case FB_TYPE_UINT64: ((uint64_t *)data)[i] = (uint64_t)k ^ 0x8000000000000000ull; break;
-    default: ((int64_t *)data)[i] = k; break;
-    }
-}
-
 /* NUMA memory for large, freshly written regions: asks for transparent huge pages, which turn the
  * 512 page faults of every 2 MiB written into one (a run writes all its partitions anew). */
 static fb_status agg_alloc(fb_ctx *ctx, int node, size_t bytes, void **out)
@@ -1358,6 +1343,8 @@ typedef struct merge_local {
     int64_t last_groups; /* of the previous partition: hash partitions are alike, so it sizes the next table */
     agg_oslab *slabs;    /* output memory, handed to the result by combine */
     char *out_cur, *out_end;
+    const uint64_t **ent; /* the used entries of the table, for merge_emit */
+    size_t ent_cap;
 } merge_local;
 
 /* Output memory for one partition, carved from the worker's current slab. */
@@ -1418,6 +1405,7 @@ static void merge_destroy_local(void *user, void *global, void *local)
     if (!ml)
         return;
     fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * (size_t)u->L.WT * 8);
+    fb_numa_free(u->g->ctx, ml->node, (void *)ml->ent, ml->ent_cap * sizeof *ml->ent);
     oslabs_free(u->g->ctx, ml->slabs);
     fb_numa_free(u->g->ctx, ml->node, ml, sizeof *ml + AGG_BATCH * 12);
 }
@@ -1463,6 +1451,30 @@ static fb_status merge_table_grow(const agg_user *u, merge_local *ml)
 }
 
 /* Writes the merge table's groups as partition p's columns. */
+/* Stores ordered int64 values src[r * stride] as a column of type t (one loop per type). */
+static void store_column(fb_type t, void *data, const uint64_t *const *src, size_t off, int64_t n)
+{
+#define AGG_STORE(T, x)                                                                                  \
+    for (int64_t r = 0; r < n; r++) {                                                                    \
+        uint64_t v_ = src[r][off];                                                                       \
+        ((T *)data)[r] = (T)(x);                                                                         \
+    }
+    switch (t) {
+    case FB_TYPE_INT8: AGG_STORE(int8_t, v_); break;
+    case FB_TYPE_INT16: AGG_STORE(int16_t, v_); break;
+    case FB_TYPE_INT32:
+    case FB_TYPE_DATE32: AGG_STORE(int32_t, v_); break;
+    case FB_TYPE_UINT8: AGG_STORE(uint8_t, v_); break;
+    case FB_TYPE_UINT16: AGG_STORE(uint16_t, v_); break;
+    case FB_TYPE_UINT32: AGG_STORE(uint32_t, v_); break;
+    case FB_TYPE_UINT64: AGG_STORE(uint64_t, v_ ^ 0x8000000000000000ull); break;
+    default: AGG_STORE(int64_t, v_); break;
+    }
+#undef AGG_STORE
+}
+
+/* Writes the merge table's groups as a partition's columns, a column at a time over the list of
+ * used entries. */
 static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
 {
     fb_agg_groups *g = u->g;
@@ -1471,56 +1483,82 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
     const int64_t rows = ml->T.groups;
     size_t doff[1 + FB_AGG_MAX_AGGS], voff[1 + FB_AGG_MAX_AGGS];
     size_t bytes = out_layout(g, rows, doff, voff);
+    if ((size_t)rows > ml->ent_cap) {
+        size_t cap = (size_t)rows > 2 * ml->ent_cap ? (size_t)rows : 2 * ml->ent_cap;
+        fb_numa_free(g->ctx, ml->node, (void *)ml->ent, ml->ent_cap * sizeof *ml->ent);
+        ml->ent = NULL;
+        ml->ent_cap = 0;
+        FB_FORWARD_IF_ERROR(agg_alloc(g->ctx, ml->node, cap * sizeof *ml->ent, (void **)&ml->ent));
+        ml->ent_cap = cap;
+    }
     FB_FORWARD_IF_ERROR(merge_out_alloc(g->ctx, ml, bytes, &o->buf));
     o->rows = rows;
     char *buf = o->buf;
-    memset(buf + voff[0], 0, round64(((size_t)rows + 7) / 8));
-    for (size_t a = 0; a < g->spec.n_aggs; a++)
-        memset(buf + voff[1 + a], 0, round64(((size_t)rows + 7) / 8));
+    const uint64_t **ent = ml->ent;
     int64_t r = 0;
-    for (size_t s = 0; s < ml->T.slots; s++) {
-        const uint64_t *e = ml->T.e + s * TW;
-        if (!(e[1] & AGG_USED_FLAG))
+    for (size_t s = 0; s < ml->T.slots; s++)
+        if (ml->T.e[s * TW + 1] & AGG_USED_FLAG)
+            ent[r++] = ml->T.e + s * TW;
+    const size_t vbytes = round64(((size_t)rows + 7) / 8);
+    /* key: null flag into validity */
+    store_column(g->key_types[0], buf + doff[0], ent, 0, rows);
+    uint8_t *kv = (uint8_t *)buf + voff[0];
+    memset(kv, 0, vbytes);
+    for (r = 0; r < rows; r++) {
+        int kn = (ent[r][1] & AGG_NULL_FLAG) != 0;
+        kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
+        o->key_nulls |= (uint64_t)kn;
+    }
+    for (size_t a = 0; a < g->spec.n_aggs; a++) {
+        fb_agg_kind kd = g->aggs[a].kind;
+        char *d = buf + doff[1 + a];
+        uint8_t *vb = (uint8_t *)buf + voff[1 + a];
+        if (kd == FB_AGG_COUNT_STAR) {
+            for (r = 0; r < rows; r++)
+                ((int64_t *)d)[r] = (int64_t)(ent[r][1] & AGG_CNT_MASK);
+            memset(vb, 0xFF, vbytes);
             continue;
-        const int kn = (e[1] & AGG_NULL_FLAG) != 0;
-        const int64_t cnt = (int64_t)(e[1] & AGG_CNT_MASK);
-        store_ordered(g->key_types[0], buf + doff[0], r, kn ? 0 : (int64_t)e[0]);
-        if (kn)
-            o->key_nulls = 1;
-        else
-            buf[voff[0] + (size_t)(r >> 3)] |= (uint8_t)(1u << (r & 7));
-        for (size_t a = 0; a < g->spec.n_aggs; a++) {
-            fb_agg_kind kd = g->aggs[a].kind;
-            char *d = buf + doff[1 + a];
-            int64_t nn = kd == FB_AGG_COUNT_STAR ? cnt
-                         : cnt - (int64_t)e[L->packed ? L->pn_t : L->tw[L->nulls_w[a]]];
-            int valid = 1;
-            if (kd == FB_AGG_COUNT_STAR || kd == FB_AGG_COUNT) {
-                ((int64_t *)d)[r] = nn;
-            } else if (nn == 0) {
-                valid = 0;
-                memset(d + (size_t)r * fb_type_width(g->rtypes[a]), 0, fb_type_width(g->rtypes[a]));
-            } else {
-                int t = L->tw[L->acc_w[a]];
-                if (kd == FB_AGG_SUM || kd == FB_AGG_AVG) {
-                    agg_i128 x = (agg_i128)((agg_u128)e[t + 1] << 64 | e[t]);
-                    if (kd == FB_AGG_SUM && (x > INT64_MAX || x < INT64_MIN)) /* the run fails: no result */
-                        return fb_stage_error(g->ctx, FB_ERR_OVERFLOW, "aggregate %zu (sum of %s) overflows int64", a,
-                                              fb_type_name(g->aggs[a].type));
-                    if (kd == FB_AGG_SUM)
-                        ((int64_t *)d)[r] = (int64_t)x;
-                    else
-                        ((double *)d)[r] = (double)x / (double)nn;
-                } else {
-                    store_ordered(g->rtypes[a], d, r, (int64_t)e[t]);
-                }
-            }
-            if (valid)
-                buf[voff[1 + a] + (size_t)(r >> 3)] |= (uint8_t)(1u << (r & 7));
-            else
-                o->agg_nulls |= UINT64_C(1) << a;
         }
-        r++;
+        const size_t nt = L->packed ? (size_t)L->pn_t : L->tw[L->nulls_w[a]];
+        if (kd == FB_AGG_COUNT) {
+            for (r = 0; r < rows; r++)
+                ((int64_t *)d)[r] = (int64_t)(ent[r][1] & AGG_CNT_MASK) - (int64_t)ent[r][nt];
+            memset(vb, 0xFF, vbytes);
+            continue;
+        }
+        const size_t t = L->tw[L->acc_w[a]];
+        memset(vb, 0, vbytes);
+        int64_t nulls = 0;
+        for (r = 0; r < rows; r++) {
+            int valid = (ent[r][1] & AGG_CNT_MASK) != ent[r][nt];
+            vb[r >> 3] |= (uint8_t)(valid << (r & 7));
+            nulls += !valid;
+        }
+        if (nulls)
+            o->agg_nulls |= UINT64_C(1) << a;
+        if (kd == FB_AGG_SUM) {
+            int bad = 0;
+            for (r = 0; r < rows; r++) {
+                agg_i128 x = (agg_i128)((agg_u128)ent[r][t + 1] << 64 | ent[r][t]); /* 0 for a null sum */
+                bad |= x > INT64_MAX || x < INT64_MIN;
+                ((int64_t *)d)[r] = (int64_t)x;
+            }
+            if (bad) /* the run fails: no result */
+                return fb_stage_error(g->ctx, FB_ERR_OVERFLOW, "aggregate %zu (sum of %s) overflows int64", a,
+                                      fb_type_name(g->aggs[a].type));
+        } else if (kd == FB_AGG_AVG) {
+            for (r = 0; r < rows; r++) {
+                int64_t nn = (int64_t)(ent[r][1] & AGG_CNT_MASK) - (int64_t)ent[r][nt];
+                agg_i128 x = (agg_i128)((agg_u128)ent[r][t + 1] << 64 | ent[r][t]);
+                ((double *)d)[r] = nn ? (double)x / (double)nn : 0.0;
+            }
+        } else { /* min, max: a null one holds the identity; write 0 there */
+            store_column(g->rtypes[a], d, ent, t, rows);
+            if (nulls)
+                for (r = 0; r < rows; r++)
+                    if (!((vb[r >> 3] >> (r & 7)) & 1))
+                        memset(d + (size_t)r * fb_type_width(g->rtypes[a]), 0, fb_type_width(g->rtypes[a]));
+        }
     }
     return FB_OK;
 }
