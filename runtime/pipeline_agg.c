@@ -1483,8 +1483,8 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
     const int64_t rows = ml->T.groups;
     size_t doff[1 + FB_AGG_MAX_AGGS], voff[1 + FB_AGG_MAX_AGGS];
     size_t bytes = out_layout(g, rows, doff, voff);
-    if ((size_t)rows > ml->ent_cap) {
-        size_t cap = (size_t)rows > 2 * ml->ent_cap ? (size_t)rows : 2 * ml->ent_cap;
+    if ((size_t)rows + 1 > ml->ent_cap) {
+        size_t cap = (size_t)rows + 1 > 2 * ml->ent_cap ? (size_t)rows + 1 : 2 * ml->ent_cap;
         fb_numa_free(g->ctx, ml->node, (void *)ml->ent, ml->ent_cap * sizeof *ml->ent);
         ml->ent = NULL;
         ml->ent_cap = 0;
@@ -1496,9 +1496,10 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
     char *buf = o->buf;
     const uint64_t **ent = ml->ent;
     int64_t r = 0;
-    for (size_t s = 0; s < ml->T.slots; s++)
-        if (ml->T.e[s * TW + 1] & AGG_USED_FLAG)
-            ent[r++] = ml->T.e + s * TW;
+    for (size_t s = 0; s < ml->T.slots; s++) { /* branch-free: half the slots are used, at random */
+        ent[r] = ml->T.e + s * TW;
+        r += (ml->T.e[s * TW + 1] & AGG_USED_FLAG) != 0; /* ent has room for rows + 1 */
+    }
     const size_t vbytes = round64(((size_t)rows + 7) / 8);
     /* key: null flag into validity */
     store_column(g->key_types[0], buf + doff[0], ent, 0, rows);
