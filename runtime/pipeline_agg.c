@@ -327,6 +327,18 @@ static void merge_records(const agg_layout *L, int wide, uint64_t *tbl, const ui
                           int64_t m)
 {
     const int W = L->W, TW = wide ? L->WT : L->W;
+    if (wide && W == 3 && L->packed && L->kind[2] == W_SUM) {
+        /* count(*) and sum (count(v), avg) of one narrow column: one pass touches each entry once */
+        const size_t pn = (size_t)L->pn_t, ts = L->tw[2];
+        for (int64_t j = 0; j < m; j++) {
+            uint64_t *e = tbl + (size_t)gid[j] * TW, c = rec[j * 3 + 1];
+            agg_u128 x = ((agg_u128)e[ts + 1] << 64 | e[ts]) + (agg_u128)(agg_i128)(int64_t)rec[j * 3 + 2];
+            e[1] += c & AGG_LOW31;
+            e[pn] += (c >> 31) & AGG_LOW31;
+            e[ts] = (uint64_t)x, e[ts + 1] = (uint64_t)(x >> 64);
+        }
+        return;
+    }
     for (int i = 1; i < W; i++) {
         const int t = wide ? L->tw[i] : i;
         const uint64_t *r = rec + i;
