@@ -396,7 +396,8 @@ static void test_differential(void **state)
             uint64_t card = dist == D_ZIPF ? 5000 : (fbt_next(&rng) & 1) ? 50 : 3000;
             uint64_t spread = (fbt_next(&rng) % 3 == 0) ? 1000003 : 1;
             fbt_col key = make_key(kt, n, dist, card, spread, two_cols);
-            fbt_col v0 = make_val(two_cols ? FB_TYPE_INT64 : FB_TYPE_INT32, n, 1, 0);
+            /* one value column: nulls in every other distribution (the fused direct loop takes none) */
+            fbt_col v0 = make_val(two_cols ? FB_TYPE_INT64 : FB_TYPE_INT32, n, two_cols || dist % 2 == 0, 0);
             fbt_col v1 = make_val(FB_TYPE_UINT8, n, two_cols ? 1 : 0, 0);
             fb_column vals[2] = {v0.col, v1.col};
             fb_agg_desc aggs[8];
