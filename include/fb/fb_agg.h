@@ -180,7 +180,9 @@ FB_API fb_agg_strategy fb_agg_table_strategy(const fb_agg_table *t);
  * bits); when a flush shows that the table hardly reduced the rows (high cardinality), the next rows
  * skip it and go to the partitions directly, and it is tried again later. At the end every worker's
  * table leaves into the partitions as well; the second pipeline then aggregates each partition in a
- * table of its own (mostly cache-resident) on the merging worker's NUMA node. fb_agg_spec::strategy
+ * table of its own (mostly cache-resident) on the merging worker's NUMA node (neighbouring small
+ * partitions together). On a machine with one NUMA node the memory comes from the context's
+ * allocator, so that an engine's pool can hand it to the next query. fb_agg_spec::strategy
  * forces one path (DIRECT, HASH, or PARTITION for no pre-aggregation). Other specs (several keys, float
  * aggregates, no keys) use one fb_agg_table per worker merged at the end: correct, not fast.
  *
