@@ -45,12 +45,13 @@ static void agg_destroy(void *data)
 
 static void *agg_generate(int kind, int64_t rows, uint64_t seed)
 {
-    /* glibc keeps freed blocks up to 32 MiB (the aggregation's slabs) for the next repeat instead of
-     * unmapping them, as an engine's memory pool (DuckDB's buffer manager) does between queries; the
+    /* glibc keeps freed blocks up to 32 MiB (the aggregation's slabs) in its main heap for the next
+     * repeat instead of unmapping them, as an engine's memory pool (DuckDB's buffer manager) does between queries; the
      * timed runs then do not pay the kernel for zeroing fresh pages (FBENCH_AGG_FRESH_MEMORY=1: they do) */
     if (!getenv("FBENCH_AGG_FRESH_MEMORY")) {
         mallopt(M_MMAP_THRESHOLD, 32 << 20);
         mallopt(M_TRIM_THRESHOLD, 1 << 30);
+        mallopt(M_ARENA_MAX, 1); /* a worker thread's own arena would unmap its emptied heaps */
     }
     agg_data *d = calloc(1, sizeof *d);
     if (!d)
