@@ -553,7 +553,7 @@ fb_status fb_agg_create(fb_ctx *ctx, const fb_agg_spec *spec, fb_agg_table **out
                        spec->n_aggs, FB_AGG_MAX_AGGS);
     FB_RETURN_ERROR_IF(spec->n_keys && !spec->key_types, ctx, FB_ERR_INVALID_ARG, "key_types must not be NULL");
     FB_RETURN_ERROR_IF(spec->n_aggs && !spec->aggs, ctx, FB_ERR_INVALID_ARG, "aggs must not be NULL");
-    FB_RETURN_ERROR_IF((unsigned)spec->strategy > FB_AGG_STRATEGY_HASH, ctx, FB_ERR_INVALID_ARG,
+    FB_RETURN_ERROR_IF((unsigned)spec->strategy > FB_AGG_STRATEGY_PARTITION, ctx, FB_ERR_INVALID_ARG,
                        "unknown strategy %d", (int)spec->strategy);
     for (size_t k = 0; k < spec->n_keys; k++)
         FB_RETURN_ERROR_IF(!is_key_type(spec->key_types[k]), ctx, FB_ERR_UNSUPPORTED_TYPE,
@@ -593,8 +593,8 @@ fb_status fb_agg_create(fb_ctx *ctx, const fb_agg_spec *spec, fb_agg_table **out
         else if (kd == FB_AGG_MIN || kd == FB_AGG_MAX)
             t->st[a].width = 8;
     }
-    t->force = spec->strategy;
-    t->mode = spec->strategy == FB_AGG_STRATEGY_HASH ? FB_AGG_STRATEGY_HASH : FB_AGG_STRATEGY_DIRECT;
+    t->force = spec->strategy == FB_AGG_STRATEGY_PARTITION ? FB_AGG_STRATEGY_HASH : spec->strategy;
+    t->mode = t->force == FB_AGG_STRATEGY_HASH ? FB_AGG_STRATEGY_HASH : FB_AGG_STRATEGY_DIRECT;
 
     fb_status st = FB_OK;
     for (size_t k = 0; k < FB_AGG_MAX_KEYS && st == FB_OK; k++)

@@ -8,17 +8,28 @@ little-endian arrays, validity as one byte per row) it runs
 in DuckDB and full-outer-joins the answer with fb's on k (IS NOT DISTINCT FROM, so the null group
 is matched too). Every column must be equal (avg: within 1e-9 relative); exit status 1 otherwise.
 Exit status 2 when duckdb or numpy cannot be imported (the C test checks that first and skips).
+
+Usage: agg_duckdb_check.py --fbench FBENCH [--scale X] [--hw HW.json]. Runs `fbench run W --dump DIR`
+for the workloads A1..A4 at a small scale (fb through the runtime aggregation, checked by fbench against
+its own hash-map reference), loads the dumped columns into DuckDB as the manifest describes (raw
+little-endian arrays, Arrow LSB-first validity bitmaps) and runs the manifest's "query": its four
+figures must equal the ones fbench printed in its JSON. Exit status 77 (ctest's skip) when duckdb or
+numpy cannot be imported in this mode.
 """
 import glob
 import os
 import sys
+
+import json
+import subprocess
+import tempfile
 
 try:
     import duckdb
     import numpy as np
 except ImportError as e:  # the C test skips before calling us; be explicit if run by hand
     print(f"agg_duckdb_check: cannot import duckdb/numpy: {e}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(77 if "--fbench" in sys.argv else 2)
 
 
 def load(d, name, suffix, dtype):
@@ -75,7 +86,59 @@ def check(d, name):
     return not bad and n_ref == n_fb
 
 
+def load_manifest_table(con, d, t):
+    """Creates table t of a dump in DuckDB: numpy arrays with nulls from the validity bitmaps."""
+    cols = {}
+    nulls = []
+    for c in t["columns"]:
+        a = np.fromfile(os.path.join(d, c["file"]), dtype="<" + {"int32": "i4", "int64": "i8"}[c["type"]])
+        assert len(a) == t["rows"], (c["file"], len(a), t["rows"])
+        cols[c["name"]] = a
+        if c["validity"]:
+            bits = np.fromfile(os.path.join(d, c["validity"]), dtype=np.uint8)
+            cols[c["name"] + "__valid"] = np.unpackbits(bits, bitorder="little")[: t["rows"]]
+            nulls.append(c["name"])
+    con.register("raw_" + t["name"], cols)
+    sel = ", ".join(f"CASE WHEN {n}__valid = 1 THEN {n} END AS {n}" if n in nulls else n
+                    for n in [c["name"] for c in t["columns"]])
+    con.execute(f"CREATE TABLE {t['name']} AS SELECT {sel} FROM raw_{t['name']}")
+
+
+def check_workloads(fbench, scale, hw):
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="fb_agg_wl_") as tmp:
+        for w in ["A1", "A2", "A3", "A4"]:
+            d = os.path.join(tmp, w)
+            js = os.path.join(tmp, w + ".json")
+            cmd = [fbench, "run", w, "--scale", str(scale), "--threads", "2", "--repeat", "1", "--dump", d,
+                   "--json", js]
+            if hw:
+                cmd += ["--hw", hw]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"agg_duckdb_check: {' '.join(cmd)} failed:\n{r.stdout}{r.stderr}")
+                ok = False
+                continue
+            fb = list(json.load(open(js))[0]["result"].values())
+            m = json.load(open(os.path.join(d, "manifest.json")))
+            con = duckdb.connect()
+            con.execute("SET threads = 2")
+            for t in m["tables"]:
+                load_manifest_table(con, d, t)
+            duck = [int(x) for x in con.execute(m["query"]).fetchone()]
+            same = duck == fb
+            print(f"agg_duckdb_check: {w}: {m['tables'][0]['rows']} rows, DuckDB {duckdb.__version__} {duck}, "
+                  f"fb {fb}: {'OK' if same else 'DIFFERENT'}")
+            ok &= same
+    return 0 if ok else 1
+
+
 def main():
+    if len(sys.argv) >= 3 and sys.argv[1] == "--fbench":
+        args = sys.argv[3:]
+        scale = float(args[args.index("--scale") + 1]) if "--scale" in args else 1.0 / 512
+        hw = args[args.index("--hw") + 1] if "--hw" in args else None
+        return check_workloads(sys.argv[2], scale, hw)
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2

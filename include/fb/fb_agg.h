@@ -38,6 +38,7 @@
 #define FB_AGG_H
 
 #include "fb_column.h"
+#include "fb_runtime.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,7 +69,10 @@ typedef enum fb_agg_strategy {
     FB_AGG_STRATEGY_AUTO = 0,   /**< direct-indexed while the key ranges are small, then hashing */
     FB_AGG_STRATEGY_DIRECT = 1, /**< always direct-indexed; an update whose keys span more than
                                      FB_AGG_DIRECT_FORCED_MAX_SLOTS slots fails with FB_ERR_CAPACITY */
-    FB_AGG_STRATEGY_HASH = 2    /**< always the hash table */
+    FB_AGG_STRATEGY_HASH = 2,   /**< always the hash table; in the runtime (fb_query_add_agg()): per-worker
+                                     cache-sized pre-aggregation tables that spill to radix partitions */
+    FB_AGG_STRATEGY_PARTITION = 3 /**< runtime only (a table treats it as HASH): every row goes straight to
+                                       the radix partitions, without pre-aggregation */
 } fb_agg_strategy;
 
 /** \brief One aggregate: its function and the value column it reads. */
@@ -162,6 +166,93 @@ FB_API fb_status fb_agg_result(const fb_agg_table *t, fb_column_out *keys, fb_co
 /** \brief Which strategy the table uses now. \return FB_AGG_STRATEGY_DIRECT or FB_AGG_STRATEGY_HASH;
  * FB_AGG_STRATEGY_AUTO for NULL or a failed table. For tests and `explain`. */
 FB_API fb_agg_strategy fb_agg_table_strategy(const fb_agg_table *t);
+
+/** \name Aggregation in the runtime
+ * A grouped (or ungrouped) aggregation as two pipelines of a query (fb_runtime.h): the first ends in
+ * an aggregation sink after the caller's source and operators; the second, which depends on it, merges
+ * the workers' data partition by partition, each partition on one worker, and materializes the groups.
+ *
+ * Algorithm ("hashing is sorting"): with one integer key column and integer aggregates, each worker
+ * first looks at the key range of its morsels: a small range (at most FB_AGG_DIRECT_MAX_SLOTS slots, or
+ * FB_AGG_DIRECT_FORCED_MAX_SLOTS when forced) is aggregated in a direct-indexed table of several
+ * interleaved copies. Otherwise rows go into a cache-sized hash table that pre-aggregates; when it is
+ * full its groups leave as partial aggregates into 2^FB_AGG_PARTITION_BITS radix partitions (by hash
+ * bits); when a flush shows that the table hardly reduced the rows (high cardinality), the next rows
+ * skip it and go to the partitions directly, and it is tried again later. At the end every worker's
+ * table leaves into the partitions as well; the second pipeline then aggregates each partition in a
+ * table of its own (mostly cache-resident) on the merging worker's NUMA node (neighbouring small
+ * partitions together). On a machine with one NUMA node the memory comes from the context's
+ * allocator, so that an engine's pool can hand it to the next query. fb_agg_spec::strategy
+ * forces one path (DIRECT, HASH, or PARTITION for no pre-aggregation). Other specs (several keys, float
+ * aggregates, no keys) use one fb_agg_table per worker merged at the end: correct, not fast.
+ *
+ * Groups come out in no particular order, as partitions of column views (fb_agg_groups_partition()) or
+ * copied into one set of columns (fb_agg_groups_result()).
+ * @{ */
+
+/** log2 of the number of radix partitions of the runtime aggregation. */
+#define FB_AGG_PARTITION_BITS 10
+
+struct fb_agg_groups;
+/** Opaque result of a runtime aggregation: the groups, in partitions; see fb_query_add_agg(). */
+typedef struct fb_agg_groups fb_agg_groups;
+
+/** \brief Where the aggregation sink finds its columns in the chunks that reach it. */
+typedef struct fb_agg_input {
+    const size_t *key_columns;   /**< spec->n_keys chunk column indices of the keys */
+    const size_t *value_columns; /**< n_values chunk column indices; aggregate i reads
+                                      value_columns[spec->aggs[i].input] */
+    size_t n_values;             /**< entries of value_columns */
+} fb_agg_input;
+
+/** \brief Adds an aggregation to a query: the pipeline `source → ops → aggregation sink` and the
+ * pipeline that merges its partitions (which depends on the first).
+ * \param q a query that has not run. \param name of the first pipeline (NULL: "agg"); the second is
+ *        "agg-merge".
+ * \param source, ops, n_ops as for fb_query_add_pipeline() (the query owns them from this call on,
+ *        also when it fails).
+ * \param spec what to compute (copied; as for fb_agg_create()). \param input where keys and values are.
+ * \param[out] groups the result object, filled by the run; the caller destroys it with
+ *        fb_agg_groups_destroy() after fb_query_run() has returned (its groups are valid only when the
+ *        run succeeded). Integer sums outside int64 fail the run with FB_ERR_OVERFLOW.
+ * \param[out] merge the second pipeline (for dependencies of later pipelines), or NULL.
+ * \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_UNSUPPORTED_TYPE, FB_ERR_OUT_OF_MEMORY; *groups is NULL on
+ *         failure. Column types are checked against the spec for each chunk (FB_ERR_UNSUPPORTED_TYPE
+ *         fails the run). */
+FB_API fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *source, const fb_operator *ops,
+                                  size_t n_ops, const fb_agg_spec *spec, const fb_agg_input *input,
+                                  fb_agg_groups **groups, fb_pipeline **merge);
+
+/** \brief Aggregates a table in one call: fb_source_table() → fb_query_add_agg() → fb_query_run().
+ * \param morsel_rows as for fb_source_table(). \param[out] groups the result (NULL on failure).
+ * \param[out] stats the whole query's counters, or NULL.
+ * \return FB_OK or the errors of those functions. */
+FB_API fb_status fb_agg_run(fb_ctx *ctx, const fb_table *table, int64_t morsel_rows, const fb_agg_spec *spec,
+                            const fb_agg_input *input, fb_agg_groups **groups, fb_stats *stats);
+
+/** \brief Destroys a result. \param g may be NULL. */
+FB_API void fb_agg_groups_destroy(fb_agg_groups *g);
+
+/** \brief Number of groups (1 for an ungrouped aggregation). \return the number, 0 for NULL or a result
+ * whose run did not finish. */
+FB_API int64_t fb_agg_groups_count(const fb_agg_groups *g);
+
+/** \brief Number of partitions the groups lie in. \return ≥ 1, 0 for NULL or an unfinished result. */
+FB_API int fb_agg_groups_partitions(const fb_agg_groups *g);
+
+/** \brief Views of one partition's groups (no copy; valid until fb_agg_groups_destroy()).
+ * \param keys spec->n_keys views (NULL when there are none), of the key types, with validity when the
+ *        partition has a null key. \param aggs spec->n_aggs views typed as fb_agg_result_type() says,
+ *        with validity where a value is null. \param[out] rows the partition's groups.
+ * \return FB_OK or FB_ERR_INVALID_ARG (NULL pointers, p out of range, an unfinished result). */
+FB_API fb_status fb_agg_groups_partition(const fb_agg_groups *g, int p, fb_column *keys, fb_column *aggs,
+                                         int64_t *rows);
+
+/** \brief Copies every group into caller buffers, partition after partition (as fb_agg_result():
+ * capacities ≥ fb_agg_groups_count(), validity required where a column holds a null).
+ * \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_UNSUPPORTED_TYPE, FB_ERR_CAPACITY. */
+FB_API fb_status fb_agg_groups_result(const fb_agg_groups *g, fb_column_out *keys, fb_column_out *aggs);
+/** @} */
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,22 @@
+/* fb_pipeline_agg_internal.h - what the runtime aggregation (pipeline_agg.c, fb_query_add_agg())
+ * tells the tests and fbench beyond the public API: which paths the rows took. Symbols here are
+ * hidden. */
+#ifndef FB_PIPELINE_AGG_INTERNAL_H
+#define FB_PIPELINE_AGG_INTERNAL_H
+
+#include "fb/fb_agg.h"
+
+/* Rows (or, for the merge, records) per path of a finished run, summed over the workers. */
+typedef struct fb_agg_path_counts {
+    int64_t direct_rows;     /* aggregated in a worker's direct-indexed table */
+    int64_t preagg_rows;     /* aggregated in a worker's pre-aggregation hash table */
+    int64_t passed_rows;     /* sent straight to the partitions */
+    int64_t generic_rows;    /* the fallback: one fb_agg_table per worker */
+    int64_t spilled_records; /* partial aggregates written to the partitions (passed rows included) */
+    int64_t flushes;         /* pre-aggregation tables emptied into the partitions */
+} fb_agg_path_counts;
+
+/* The counts of g's run (all zero for NULL or an unfinished result). */
+void fb_agg_groups_paths(const fb_agg_groups *g, fb_agg_path_counts *out);
+
+#endif /* FB_PIPELINE_AGG_INTERNAL_H */
