@@ -267,6 +267,23 @@ fb_status fb_ctx_create(const fb_options *opts, fb_ctx **out)
         free(ctx);
         return FB_ERROR(NULL, FB_ERR_INTERNAL, "pthread_mutex_init failed");
     }
+    if (pthread_mutex_init(&ctx->cache_lock, NULL) != 0) {
+        pthread_mutex_destroy(&ctx->cl_lock);
+        free(ctx);
+        return FB_ERROR(NULL, FB_ERR_INTERNAL, "pthread_mutex_init failed");
+    }
+    /* The block cache: FB_MEMORY_CACHE bytes (0 turns it off), else 1 GiB; never more than a quarter
+     * of a memory limit. */
+    ctx->cache_cap = (size_t)1 << 30;
+    const char *cache_env = getenv("FB_MEMORY_CACHE");
+    if (cache_env && *cache_env) {
+        char *end = NULL;
+        unsigned long long v = strtoull(cache_env, &end, 10);
+        if (end && !*end)
+            ctx->cache_cap = (size_t)v;
+    }
+    if (ctx->memory_limit && ctx->cache_cap > ctx->memory_limit / 4)
+        ctx->cache_cap = ctx->memory_limit / 4;
 
     const char *synthetic = opts->topology;
     if (!synthetic) {
@@ -297,8 +314,10 @@ void fb_ctx_destroy(fb_ctx *ctx)
     if (!ctx)
         return;
     fb_cl_release(ctx);
+    fb_numa_cache_drain(ctx); /* needs the topology */
     fb_topology_free(ctx);
     pthread_mutex_destroy(&ctx->cl_lock);
+    pthread_mutex_destroy(&ctx->cache_lock);
     fb_clear_error(ctx);
     free(ctx);
 }

@@ -38,7 +38,20 @@ struct fb_ctx {
     pthread_mutex_t cl_lock;          /* guards cl and serializes OpenCL calls */
     struct fb_cl_state *cl;           /* opened device, NULL until first use */
     struct fb_topology_state *topo;   /* loaded at create */
+    /* Large blocks of fb_numa_alloc() kept after fb_numa_free() for the next query (runtime/sched_numa.c):
+     * fresh pages cost a fault and a zeroing each, as much as a partitioning pass writing them. */
+    pthread_mutex_t cache_lock;
+    struct fb_cached_block {
+        void *ptr;
+        size_t bytes;
+        int node;
+    } cache[64];
+    int cache_n;
+    size_t cache_bytes, cache_cap; /* held now; most it may hold (FB_MEMORY_CACHE, 0 = off) */
 };
+
+/* Frees the blocks the context's cache holds (runtime/sched_numa.c); called by fb_ctx_destroy(). */
+void fb_numa_cache_drain(fb_ctx *ctx);
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 

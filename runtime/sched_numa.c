@@ -124,6 +124,56 @@ static size_t numa_hwloc_bytes(size_t size)
     return (size + p - 1) / p * p;
 }
 
+/* ---- the block cache: large node-bound blocks kept between queries (struct fb_ctx) -------------- */
+
+/* Blocks at least this large are cached; smaller ones come and go through hwloc directly. */
+#define FB_CACHE_MIN_BYTES ((size_t)1 << 20)
+
+/* A cached block of exactly `bytes` on `node`, or NULL. */
+static void *cache_take(fb_ctx *ctx, int node, size_t bytes)
+{
+    if (bytes < FB_CACHE_MIN_BYTES || !ctx->cache_cap)
+        return NULL;
+    void *p = NULL;
+    pthread_mutex_lock(&ctx->cache_lock);
+    for (int i = ctx->cache_n - 1; i >= 0; i--)
+        if (ctx->cache[i].node == node && ctx->cache[i].bytes == bytes) {
+            p = ctx->cache[i].ptr;
+            ctx->cache_bytes -= bytes;
+            ctx->cache[i] = ctx->cache[--ctx->cache_n];
+            break;
+        }
+    pthread_mutex_unlock(&ctx->cache_lock);
+    return p;
+}
+
+/* Keeps a freed block for the next allocation of its size and node, or gives it back to the system
+ * when it is small or the cache is full (then the oldest block goes first, to make room). */
+static void cache_put_or_free(fb_ctx *ctx, int node, void *ptr, size_t bytes)
+{
+    void *evict[64];
+    size_t evict_bytes[64];
+    int n_evict = 0, kept = 0;
+    if (bytes >= FB_CACHE_MIN_BYTES && bytes <= ctx->cache_cap) {
+        pthread_mutex_lock(&ctx->cache_lock);
+        while (ctx->cache_n > 0 && (ctx->cache_n == 64 || ctx->cache_bytes + bytes > ctx->cache_cap)) {
+            evict[n_evict] = ctx->cache[0].ptr;
+            evict_bytes[n_evict++] = ctx->cache[0].bytes;
+            ctx->cache_bytes -= ctx->cache[0].bytes;
+            memmove(&ctx->cache[0], &ctx->cache[1], sizeof ctx->cache[0] * (size_t)(--ctx->cache_n));
+        }
+        ctx->cache[ctx->cache_n++] = (struct fb_cached_block){ptr, bytes, node};
+        ctx->cache_bytes += bytes;
+        kept = 1;
+        pthread_mutex_unlock(&ctx->cache_lock);
+    }
+    hwloc_topology_t topo = fb_topology_hwloc(ctx);
+    for (int i = 0; i < n_evict; i++)
+        hwloc_free(topo, evict[i], evict_bytes[i]);
+    if (!kept)
+        hwloc_free(topo, ptr, bytes);
+}
+
 fb_status fb_numa_alloc(fb_ctx *ctx, int node, size_t size, void **out)
 {
     FB_RETURN_ERROR_IF(!ctx || !out, ctx, FB_ERR_INVALID_ARG, "ctx and out must not be NULL");
@@ -135,7 +185,21 @@ fb_status fb_numa_alloc(fb_ctx *ctx, int node, size_t size, void **out)
 
     size_t bytes = numa_hwloc_bytes(size);
     FB_RETURN_ERROR_IF(bytes == SIZE_MAX, ctx, FB_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes", size);
+    void *cached = cache_take(ctx, node, bytes);
     size_t used = atomic_fetch_add(&ctx->memory_used, bytes) + bytes;
+    if (cached && (used < bytes || (ctx->memory_limit && used > ctx->memory_limit))) {
+        atomic_fetch_sub(&ctx->memory_used, bytes);
+        cache_put_or_free(ctx, node, cached, bytes);
+        cached = NULL;
+        used = atomic_fetch_add(&ctx->memory_used, bytes) + bytes;
+    }
+    if (cached) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(NDEBUG)
+        memset(cached, 0xA5, bytes); /* a reused block holds old data: let tests catch code that assumes zeros */
+#endif
+        *out = cached;
+        return FB_OK;
+    }
     if (used < bytes || (ctx->memory_limit && used > ctx->memory_limit)) {
         atomic_fetch_sub(&ctx->memory_used, bytes);
         return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY,
@@ -170,6 +234,16 @@ void fb_numa_free(fb_ctx *ctx, int node, void *ptr, size_t size)
         return;
     }
     size_t bytes = numa_hwloc_bytes(size);
-    hwloc_free(fb_topology_hwloc(ctx), ptr, bytes);
     atomic_fetch_sub(&ctx->memory_used, bytes);
+    cache_put_or_free(ctx, node, ptr, bytes);
+}
+
+void fb_numa_cache_drain(fb_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->cache_lock);
+    for (int i = 0; i < ctx->cache_n; i++)
+        hwloc_free(fb_topology_hwloc(ctx), ctx->cache[i].ptr, ctx->cache[i].bytes);
+    ctx->cache_n = 0;
+    ctx->cache_bytes = 0;
+    pthread_mutex_unlock(&ctx->cache_lock);
 }

@@ -345,7 +345,11 @@ FB_API fb_status fb_operator_select_range(fb_ctx *ctx, size_t column, fb_type ty
  * For per-node state (morsel queues, hash-table partitions, a worker's buffers). On a real topology
  * the memory comes from hwloc_alloc_membind() bound to the node (page-aligned, whole pages; where the
  * system cannot bind, hwloc allocates it unbound); on a synthetic topology, or for node -1, it comes
- * from the context's allocator. Either way it counts against the context's memory limit.
+ * from the context's allocator. Either way it counts against the context's memory limit. Blocks of
+ * 1 MiB and more that fb_numa_free() gives back are kept by the context (up to FB_MEMORY_CACHE bytes,
+ * default 1 GiB, at most a quarter of the memory limit; 0 turns the cache off) and handed out again for
+ * the same size and node, so a query does not pay the page faults and zeroing of fresh memory that the
+ * one before it already paid. The memory is not zeroed: it may hold an earlier query's data.
  * @{ */
 
 /** \brief Allocates `size` bytes (64-byte aligned at least) on NUMA node `node`.
