@@ -12,7 +12,9 @@
 #include "fb_kernel_table.h"
 #include "fb_kernels_common.h"
 #include "fb_sort_internal.h"
+#include "fb_sort_radix.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- scalar variant ------------------------------------------------------------------------------ */
@@ -33,6 +35,11 @@ const fb_sort_kernels fb_sort_kernels_scalar = {
     .isa = FB_ISA_SCALAR,
     .encode_32 = encode_32_scalar,
     .encode_64 = encode_64_scalar,
+    .rs_encode = rs_encode,
+    .rs_histogram = rs_histogram,
+    .rs_scatter = rs_scatter_plain,
+    .rs_sort = rs_sort_bucket,
+    .rs_emit = rs_emit,
 };
 
 /* The context's variant; fb_ctx_create() only accepts variants this build and CPU run. */
@@ -342,92 +349,458 @@ static size_t rec_bytes(int64_t n, int R)
     return (size_t)n * (size_t)R * 8;
 }
 
-/* ---- the sorts ------------------------------------------------------------------------------------ */
+/* ---- runners ------------------------------------------------------------------------------------ */
 
-/* Full stable sort into row_ids (room for n). */
-static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *row_ids,
-                          const char *where)
+static fb_status serial_run(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg)
+{
+    (void)self;
+    (void)ctx;
+    for (int64_t t = 0; t < n_tasks; t++)
+        FB_FORWARD_IF_ERROR(task(arg, t, 0));
+    return FB_OK;
+}
+
+static const fb_sort_runner serial_runner = {1, serial_run, NULL};
+
+#define PHASE_MORSEL (1 << 18) /* rows per task of the encode, histogram and scatter phases */
+
+static int64_t n_morsels(int64_t n) { return (n + PHASE_MORSEL - 1) / PHASE_MORSEL; }
+
+static void morsel_range(int64_t n, int64_t m, int64_t *b, int64_t *e)
+{
+    *b = m * PHASE_MORSEL;
+    *e = *b + PHASE_MORSEL < n ? *b + PHASE_MORSEL : n;
+}
+
+/* Bits of the top-level partition of n records whose keys differ in their low `hb` bits: buckets of
+ * about FB_RS_BUCKET records; 0 = no partition. */
+static int top_bits(int64_t n, int hb)
+{
+    int b = 0;
+    while (b < FB_RS_MAX_BITS && (n >> b) > FB_RS_BUCKET)
+        b++;
+    return b > hb ? hb : b;
+}
+
+/* ---- the fixed-width record sort (fb_sort_radix.h) ------------------------------------------------
+ * Phases: encode rows into records a (and the key range); histogram of the top digit per morsel;
+ * stable scatter a -> b into 2^bits buckets (morsel m's records of digit d go after those of morsels
+ * < m); then per bucket a cache-resident MSD sort (scratch per worker) and decoding into the outputs. */
+
+typedef struct rs_job {
+    const fb_sort_kernels *sk;
+    fb_rs_spec spec;
+    fb_rs_out out;
+    int64_t n, morsels;
+    uint64_t *a, *b;
+    uint64_t *range;      /* [morsels][2]: min, max key */
+    int shift;
+    uint64_t mask;
+    uint32_t *hist;       /* [morsels][mask + 1]: counts, then each morsel's first position per digit */
+    int64_t *bstart;      /* [mask + 2]: bucket d is [bstart[d], bstart[d + 1]) */
+    int64_t cap;          /* records of each worker's scratch */
+    uint64_t *wbuf;       /* per worker: cap records, wc (mask + 1) * 8 records, off and start (mask + 1) each */
+    size_t wstride;       /* uint64 per worker in wbuf */
+} rs_job;
+
+static uint64_t *rs_worker(const rs_job *j, int w) { return j->wbuf + (size_t)w * j->wstride; }
+
+static fb_status rs_task_encode(void *arg, int64_t m, int w)
+{
+    rs_job *j = arg;
+    (void)w;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    j->sk->rs_encode(&j->spec, b, e, j->a + b, &j->range[2 * m], &j->range[2 * m + 1]);
+    return FB_OK;
+}
+
+static fb_status rs_task_hist(void *arg, int64_t m, int w)
+{
+    rs_job *j = arg;
+    (void)w;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
+    memset(h, 0, (size_t)(j->mask + 1) * sizeof *h);
+    j->sk->rs_histogram(j->a + b, e - b, j->shift, j->mask, h);
+    return FB_OK;
+}
+
+static fb_status rs_task_scatter(void *arg, int64_t m, int w)
+{
+    rs_job *j = arg;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    uint64_t *ws = rs_worker(j, w);
+    uint64_t *wc = ws + j->cap;
+    int64_t *off = (int64_t *)(wc + (j->mask + 1) * 8), *start = off + j->mask + 1;
+    const uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
+    for (uint64_t d = 0; d <= j->mask; d++)
+        off[d] = h[d];
+    j->sk->rs_scatter(j->a + b, e - b, j->shift, j->mask, off, j->b, wc, start);
+    return FB_OK;
+}
+
+static fb_status rs_task_bucket(void *arg, int64_t d, int w)
+{
+    rs_job *j = arg;
+    int64_t s = j->bstart[d], c = j->bstart[d + 1] - s;
+    if (c == 0)
+        return FB_OK;
+    uint64_t *t = c <= j->cap ? rs_worker(j, w) : j->a + s;
+    const uint64_t *r = j->sk->rs_sort(j->b + s, t, c, j->spec.lo);
+    j->sk->rs_emit(&j->spec, r, c, s, &j->out);
+    return FB_OK;
+}
+
+static fb_status rs_task_emit_a(void *arg, int64_t m, int w)
+{
+    rs_job *j = arg;
+    (void)w;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    j->sk->rs_emit(&j->spec, j->a + b, e - b, b, &j->out);
+    return FB_OK;
+}
+
+static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const fb_rs_out *out,
+                         const fb_sort_runner *run, const char *where)
 {
     if (n == 0)
         return FB_OK;
-    layout L;
-    layout_make(keys, n_keys, n, &L);
-    size_t bytes = rec_bytes(n, L.words);
-    FB_RETURN_ERROR_IF(bytes == 0, ctx, FB_ERR_OUT_OF_MEMORY, "%lld records do not fit in memory", (long long)n);
-    size_t cbytes = (size_t)L.n_digits * 256 * sizeof(uint32_t);
-    uint64_t *a = NULL, *b = NULL;
-    uint32_t *counts = NULL;
-    fb_status st = fb_alloc(ctx, bytes, 64, (void **)&a, where);
-    if (st == FB_OK && n > SMALL_SORT)
-        st = fb_alloc(ctx, bytes, 64, (void **)&b, where);
-    if (st == FB_OK && n > SMALL_SORT)
-        st = fb_alloc(ctx, cbytes, 64, (void **)&counts, where);
-    if (st == FB_OK) {
-        fill_records(sort_kernels(ctx), keys, n_keys, &L, 0, n, a);
-        const uint64_t *r = radix_sort(a, b, n, &L, counts);
-        for (int64_t j = 0; j < n; j++)
-            row_ids[j] = (uint32_t)(r[j * L.words + L.rid_word] & L.rid_mask);
+    rs_job j;
+    memset(&j, 0, sizeof j);
+    j.sk = sort_kernels(ctx);
+    j.spec = *spec;
+    j.out = *out;
+    j.n = n;
+    j.morsels = n_morsels(n);
+    size_t abytes = (size_t)n * 8, rbytes = (size_t)j.morsels * 16, hbytes = 0, bsbytes = 0, wbytes = 0;
+    fb_status st = fb_alloc(ctx, abytes, 64, (void **)&j.a, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, abytes, 64, (void **)&j.b, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, rbytes, 64, (void **)&j.range, where);
+    if (st == FB_OK)
+        st = run->run(run->self, ctx, j.morsels, rs_task_encode, &j);
+    if (st != FB_OK)
+        goto done;
+    uint64_t kmin = ~0ull, kmax = 0;
+    for (int64_t m = 0; m < j.morsels; m++) {
+        kmin = j.range[2 * m] < kmin ? j.range[2 * m] : kmin;
+        kmax = j.range[2 * m + 1] > kmax ? j.range[2 * m + 1] : kmax;
     }
-    fb_free(ctx, counts, counts ? cbytes : 0);
-    fb_free(ctx, b, b ? bytes : 0);
-    fb_free(ctx, a, a ? bytes : 0);
+    if (kmin == kmax) { /* one key value: the input order is the sorted order */
+        st = run->run(run->self, ctx, j.morsels, rs_task_emit_a, &j);
+        goto done;
+    }
+    int hb = 64 - __builtin_clzll(kmin ^ kmax);
+    int bits = top_bits(n, hb);
+    j.shift = spec->lo + hb - bits;
+    j.mask = (1ull << bits) - 1;
+    uint64_t nd = j.mask + 1;
+    hbytes = (size_t)j.morsels * nd * 4;
+    bsbytes = (size_t)(nd + 1) * 8;
+    st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, bsbytes, 64, (void **)&j.bstart, where);
+    if (st != FB_OK)
+        goto done;
+    if (bits == 0) { /* one bucket: sort the records where they are */
+        uint64_t *t = j.a;
+        j.a = j.b;
+        j.b = t;
+        j.bstart[0] = 0;
+        j.bstart[1] = n;
+    } else {
+        st = run->run(run->self, ctx, j.morsels, rs_task_hist, &j);
+        if (st != FB_OK)
+            goto done;
+        /* hist[m][d] becomes morsel m's first position for digit d */
+        int64_t pos = 0;
+        for (uint64_t d = 0; d < nd; d++) {
+            j.bstart[d] = pos;
+            for (int64_t m = 0; m < j.morsels; m++) {
+                uint32_t c = j.hist[(size_t)m * nd + d];
+                j.hist[(size_t)m * nd + d] = (uint32_t)pos;
+                pos += c;
+            }
+        }
+        j.bstart[nd] = pos;
+    }
+    int64_t biggest = 0;
+    for (uint64_t d = 0; d < nd; d++)
+        biggest = j.bstart[d + 1] - j.bstart[d] > biggest ? j.bstart[d + 1] - j.bstart[d] : biggest;
+    j.cap = biggest < 8 * FB_RS_BUCKET ? biggest : 8 * FB_RS_BUCKET;
+    j.cap = (j.cap + 7) & ~(int64_t)7;
+    j.wstride = (size_t)j.cap + (bits ? (size_t)nd * 8 + (size_t)nd * 2 : 0);
+    wbytes = j.wstride * 8 * (size_t)run->workers;
+    st = fb_alloc(ctx, wbytes, 64, (void **)&j.wbuf, where);
+    if (st == FB_OK && bits)
+        st = run->run(run->self, ctx, j.morsels, rs_task_scatter, &j);
+    if (st == FB_OK)
+        st = run->run(run->self, ctx, (int64_t)nd, rs_task_bucket, &j);
+done:
+    fb_free(ctx, j.wbuf, j.wbuf ? wbytes : 0);
+    fb_free(ctx, j.bstart, j.bstart ? bsbytes : 0);
+    fb_free(ctx, j.hist, j.hist ? hbytes : 0);
+    fb_free(ctx, j.range, j.range ? rbytes : 0);
+    fb_free(ctx, j.b, j.b ? abytes : 0);
+    fb_free(ctx, j.a, j.a ? abytes : 0);
     return st;
+}
+
+/* Whether the record sort takes key k; fills spec's key part. allow_float: float32 keys (row ids only). */
+static int rs_key_spec(const fb_sort_key *k, int allow_float, fb_rs_spec *s)
+{
+    const fb_column *c = &k->column;
+    fb_type t = c->type;
+    if (c->validity || t == FB_TYPE_FLOAT64 || (t == FB_TYPE_FLOAT32 && !allow_float))
+        return 0;
+    int w = (int)fb_type_width(t);
+    int sgn = t == FB_TYPE_INT8 || t == FB_TYPE_INT16 || t == FB_TYPE_INT32 || t == FB_TYPE_DATE32 ||
+              t == FB_TYPE_INT64;
+    memset(s, 0, sizeof *s);
+    s->key = (const char *)c->data + (size_t)c->offset * (size_t)w;
+    s->key_width = w;
+    s->key_signed = sgn;
+    s->key_float = t == FB_TYPE_FLOAT32;
+    if (w == 8) {
+        s->lo = 0;
+        s->key_mask = ~0ull;
+        s->xor_ = (sgn ? 0x8000000000000000ull : 0) ^ (k->descending ? ~0ull : 0);
+    } else {
+        s->lo = 32;
+        s->key_mask = 0xFFFFFFFFull;
+        s->xor_ = (sgn || s->key_float ? 0x80000000ull : 0) ^ (k->descending ? 0xFFFFFFFFull : 0);
+    }
+    return 1;
+}
+
+/* ---- the normalized-record sort (any keys) --------------------------------------------------------
+ * Phases: records (fill_records) and the range of their first word; a stable partition by the top
+ * differing bits of the first word into buckets of about FB_RS_BUCKET records; per bucket the LSD radix
+ * sort above (which skips the digits the partition made constant) and the row ids. */
+
+typedef struct gen_job {
+    const fb_sort_kernels *sk;
+    const fb_sort_key *keys;
+    size_t n_keys;
+    layout L;
+    int64_t n, morsels;
+    uint64_t *a, *b;
+    uint64_t *range;
+    int shift;
+    uint64_t mask;
+    uint32_t *hist;
+    int64_t *bstart;
+    uint32_t *counts; /* per worker: L.n_digits * 256 */
+    uint32_t *row_ids;
+} gen_job;
+
+static fb_status gen_task_fill(void *arg, int64_t m, int w)
+{
+    gen_job *j = arg;
+    (void)w;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    int R = j->L.words;
+    uint64_t *rec = j->a + b * R;
+    fill_records(j->sk, j->keys, j->n_keys, &j->L, b, e - b, rec);
+    uint64_t mn = ~0ull, mx = 0;
+    for (int64_t i = 0; i < e - b; i++) {
+        uint64_t x = rec[i * R];
+        mn = x < mn ? x : mn;
+        mx = x > mx ? x : mx;
+    }
+    j->range[2 * m] = mn;
+    j->range[2 * m + 1] = mx;
+    return FB_OK;
+}
+
+static fb_status gen_task_hist(void *arg, int64_t m, int w)
+{
+    gen_job *j = arg;
+    (void)w;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    int R = j->L.words;
+    uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
+    memset(h, 0, (size_t)(j->mask + 1) * sizeof *h);
+    const uint64_t *rec = j->a + b * R;
+    for (int64_t i = 0; i < e - b; i++)
+        h[(rec[i * R] >> j->shift) & j->mask]++;
+    return FB_OK;
+}
+
+static fb_status gen_task_scatter(void *arg, int64_t m, int w)
+{
+    gen_job *j = arg;
+    (void)w;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    int R = j->L.words;
+    uint32_t *off = j->hist + (size_t)m * (j->mask + 1); /* this morsel's positions, advanced in place */
+    const uint64_t *rec = j->a + b * R;
+    for (int64_t i = 0; i < e - b; i++) {
+        int64_t o = off[(rec[i * R] >> j->shift) & j->mask]++;
+        memcpy(j->b + o * R, rec + i * R, (size_t)R * 8);
+    }
+    return FB_OK;
+}
+
+static fb_status gen_task_bucket(void *arg, int64_t d, int w)
+{
+    gen_job *j = arg;
+    int64_t s = j->bstart[d], c = j->bstart[d + 1] - s;
+    if (c == 0)
+        return FB_OK;
+    int R = j->L.words;
+    const uint64_t *r = radix_sort(j->b + s * R, j->a + s * R, c, &j->L, j->counts + (size_t)w * j->L.n_digits * 256);
+    for (int64_t i = 0; i < c; i++)
+        j->row_ids[s + i] = (uint32_t)(r[i * R + j->L.rid_word] & j->L.rid_mask);
+    return FB_OK;
+}
+
+/* Full stable sort into row_ids (room for n). */
+static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *row_ids,
+                          const fb_sort_runner *run, const char *where)
+{
+    if (n == 0)
+        return FB_OK;
+    fb_rs_spec spec;
+    if (n_keys == 1 && keys[0].column.type != FB_TYPE_INT64 && keys[0].column.type != FB_TYPE_UINT64 &&
+        rs_key_spec(&keys[0], 1, &spec)) {
+        spec.rowid = 1;
+        fb_rs_out out = {NULL, NULL, row_ids};
+        return rs_sort(ctx, &spec, n, &out, run, where);
+    }
+    gen_job j;
+    memset(&j, 0, sizeof j);
+    j.sk = sort_kernels(ctx);
+    j.keys = keys;
+    j.n_keys = n_keys;
+    j.n = n;
+    j.row_ids = row_ids;
+    j.morsels = n_morsels(n);
+    layout_make(keys, n_keys, n, &j.L);
+    int R = j.L.words;
+    size_t bytes = rec_bytes(n, R);
+    FB_RETURN_ERROR_IF(bytes == 0, ctx, FB_ERR_OUT_OF_MEMORY, "%lld records do not fit in memory", (long long)n);
+    size_t rbytes = (size_t)j.morsels * 16, cbytes = (size_t)run->workers * (size_t)j.L.n_digits * 256 * 4;
+    size_t hbytes = 0, bsbytes = 0;
+    fb_status st = fb_alloc(ctx, bytes, 64, (void **)&j.a, where);
+    if (st == FB_OK && n > SMALL_SORT)
+        st = fb_alloc(ctx, bytes, 64, (void **)&j.b, where);
+    if (st == FB_OK && n > SMALL_SORT)
+        st = fb_alloc(ctx, cbytes, 64, (void **)&j.counts, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, rbytes, 64, (void **)&j.range, where);
+    if (st == FB_OK)
+        st = run->run(run->self, ctx, j.morsels, gen_task_fill, &j);
+    if (st != FB_OK)
+        goto done;
+    if (n <= SMALL_SORT) {
+        insertion_sort(j.a, n, R);
+        for (int64_t i = 0; i < n; i++)
+            row_ids[i] = (uint32_t)(j.a[i * R + j.L.rid_word] & j.L.rid_mask);
+        goto done;
+    }
+    uint64_t kmin = ~0ull, kmax = 0;
+    for (int64_t m = 0; m < j.morsels; m++) {
+        kmin = j.range[2 * m] < kmin ? j.range[2 * m] : kmin;
+        kmax = j.range[2 * m + 1] > kmax ? j.range[2 * m + 1] : kmax;
+    }
+    int hb = kmin == kmax ? 0 : 64 - __builtin_clzll(kmin ^ kmax);
+    int bits = top_bits(n, hb);
+    j.shift = hb - bits;
+    j.mask = (1ull << bits) - 1;
+    uint64_t nd = j.mask + 1;
+    hbytes = (size_t)j.morsels * nd * 4;
+    bsbytes = (size_t)(nd + 1) * 8;
+    st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, bsbytes, 64, (void **)&j.bstart, where);
+    if (st != FB_OK)
+        goto done;
+    if (bits == 0) {
+        uint64_t *t = j.a;
+        j.a = j.b;
+        j.b = t;
+        j.bstart[0] = 0;
+        j.bstart[1] = n;
+    } else {
+        st = run->run(run->self, ctx, j.morsels, gen_task_hist, &j);
+        if (st != FB_OK)
+            goto done;
+        int64_t pos = 0;
+        for (uint64_t d = 0; d < nd; d++) {
+            j.bstart[d] = pos;
+            for (int64_t m = 0; m < j.morsels; m++) {
+                uint32_t c = j.hist[(size_t)m * nd + d];
+                j.hist[(size_t)m * nd + d] = (uint32_t)pos;
+                pos += c;
+            }
+        }
+        j.bstart[nd] = pos;
+        st = run->run(run->self, ctx, j.morsels, gen_task_scatter, &j);
+    }
+    if (st == FB_OK)
+        st = run->run(run->self, ctx, (int64_t)nd, gen_task_bucket, &j);
+done:
+    fb_free(ctx, j.bstart, j.bstart ? bsbytes : 0);
+    fb_free(ctx, j.hist, j.hist ? hbytes : 0);
+    fb_free(ctx, j.range, j.range ? rbytes : 0);
+    fb_free(ctx, j.counts, j.counts ? cbytes : 0);
+    fb_free(ctx, j.b, j.b ? bytes : 0);
+    fb_free(ctx, j.a, j.a ? bytes : 0);
+    return st;
+}
+
+fb_status fb_sort_permutation_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, uint32_t *row_ids,
+                                   int64_t capacity, const fb_sort_runner *run, const char *where)
+{
+    int64_t n = 0;
+    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, where));
+    if (n > 0 && !row_ids)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "row_ids must not be NULL");
+    if (capacity < n)
+        return fb_set_error(ctx, FB_ERR_CAPACITY, where, "row_ids holds %lld entries, the keys have %lld rows",
+                            (long long)capacity, (long long)n);
+    return sort_all(ctx, keys, n_keys, n, row_ids, run, where);
 }
 
 fb_status fb_sort_permutation(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, uint32_t *row_ids,
                               int64_t capacity)
 {
-    int64_t n = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, __func__));
-    FB_RETURN_ERROR_IF(n > 0 && !row_ids, ctx, FB_ERR_INVALID_ARG, "row_ids must not be NULL");
-    FB_RETURN_ERROR_IF(capacity < n, ctx, FB_ERR_CAPACITY, "row_ids holds %lld entries, the keys have %lld rows",
-                       (long long)capacity, (long long)n);
-    return sort_all(ctx, keys, n_keys, n, row_ids, __func__);
+    return fb_sort_permutation_with(ctx, keys, n_keys, row_ids, capacity, &serial_runner, __func__);
 }
 
-fb_status fb_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *row_ids,
-                        int64_t capacity, int64_t *n_out)
+/* The m smallest records of rows [begin, begin + rows) by a max-heap (memory O(m)); row_ids relative to begin. */
+static fb_status top_n_heap(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t begin, int64_t rows,
+                            int64_t m, uint32_t *row_ids, const char *where)
 {
-    int64_t rows = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &rows, __func__));
-    FB_RETURN_ERROR_IF(n < 0, ctx, FB_ERR_INVALID_ARG, "n is negative (%lld)", (long long)n);
-    FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
-    int64_t m = n < rows ? n : rows;
-    FB_RETURN_ERROR_IF(m > 0 && !row_ids, ctx, FB_ERR_INVALID_ARG, "row_ids must not be NULL");
-    FB_RETURN_ERROR_IF(capacity < m, ctx, FB_ERR_CAPACITY, "row_ids holds %lld entries, the result has %lld",
-                       (long long)capacity, (long long)m);
-    if (m == 0) {
-        *n_out = 0;
-        return FB_OK;
+    fb_sort_key sub[FB_SORT_MAX_KEYS];
+    for (size_t k = 0; k < n_keys; k++) {
+        sub[k] = keys[k];
+        sub[k].column.offset += begin;
+        sub[k].column.length = rows;
     }
-    if (m > rows / 8) {
-        /* a large share of the rows: sorting them all is cheaper than a heap */
-        uint32_t *all = NULL;
-        size_t bytes = (size_t)rows * sizeof *all;
-        FB_FORWARD_IF_ERROR(fb_alloc(ctx, bytes, 64, (void **)&all, __func__));
-        fb_status st = sort_all(ctx, keys, n_keys, rows, all, __func__);
-        if (st == FB_OK) {
-            memcpy(row_ids, all, (size_t)m * sizeof *all);
-            *n_out = m;
-        }
-        fb_free(ctx, all, bytes);
-        return st;
-    }
-    /* A max-heap of the m smallest records so far; rows arrive in chunks so that memory stays O(m). */
     layout L;
-    layout_make(keys, n_keys, rows, &L);
+    layout_make(sub, n_keys, rows, &L);
     int R = L.words;
     size_t hbytes = rec_bytes(m, R), cbytes = rec_bytes(CHUNK, R);
     uint64_t *h = NULL, *chunk = NULL;
-    fb_status st = fb_alloc(ctx, hbytes, 64, (void **)&h, __func__);
+    fb_status st = fb_alloc(ctx, hbytes, 64, (void **)&h, where);
     if (st == FB_OK)
-        st = fb_alloc(ctx, cbytes, 64, (void **)&chunk, __func__);
+        st = fb_alloc(ctx, cbytes, 64, (void **)&chunk, where);
     if (st == FB_OK) {
         const fb_sort_kernels *sk = sort_kernels(ctx);
         int64_t size = 0;
         for (int64_t c0 = 0; c0 < rows; c0 += CHUNK) {
             int64_t cm = rows - c0 < CHUNK ? rows - c0 : CHUNK;
-            fill_records(sk, keys, n_keys, &L, c0, cm, chunk);
+            fill_records(sk, sub, n_keys, &L, c0, cm, chunk);
             for (int64_t i = 0; i < cm; i++) {
                 const uint64_t *r = chunk + i * R;
                 if (size < m) {
@@ -447,11 +820,140 @@ fb_status fb_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int
         }
         for (int64_t j = 0; j < m; j++)
             row_ids[j] = (uint32_t)(h[j * R + L.rid_word] & L.rid_mask);
-        *n_out = m;
     }
     fb_free(ctx, chunk, chunk ? cbytes : 0);
     fb_free(ctx, h, h ? hbytes : 0);
     return st;
+}
+
+/* Parallel top-N: each morsel's top m (by the heap) as candidates, in row order; then the top m of the
+ * candidates, which equals the top m of all rows (a row outside its morsel's top m has m rows before it). */
+#define TOP_MORSEL (1 << 20)
+
+typedef struct top_job {
+    fb_ctx *ctx;
+    const fb_sort_key *keys;
+    size_t n_keys;
+    int64_t rows, m;
+    uint32_t *cand; /* [morsels][m] */
+    const char *where;
+} top_job;
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static fb_status top_task(void *arg, int64_t t, int w)
+{
+    top_job *j = arg;
+    (void)w;
+    int64_t b = t * TOP_MORSEL, e = b + TOP_MORSEL < j->rows ? b + TOP_MORSEL : j->rows;
+    int64_t m = j->m < e - b ? j->m : e - b;
+    uint32_t *c = j->cand + (size_t)t * (size_t)j->m;
+    FB_FORWARD_IF_ERROR(top_n_heap(j->ctx, j->keys, j->n_keys, b, e - b, m, c, j->where));
+    qsort(c, (size_t)m, sizeof *c, cmp_u32);
+    for (int64_t i = 0; i < m; i++)
+        c[i] += (uint32_t)b;
+    return FB_OK;
+}
+
+static fb_status top_n_parallel(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t rows, int64_t m,
+                                uint32_t *row_ids, const fb_sort_runner *run, const char *where)
+{
+    int64_t morsels = (rows + TOP_MORSEL - 1) / TOP_MORSEL;
+    top_job j = {ctx, keys, n_keys, rows, m, NULL, where};
+    size_t cbytes = (size_t)morsels * (size_t)m * 4;
+    FB_FORWARD_IF_ERROR(fb_alloc(ctx, cbytes, 64, (void **)&j.cand, where));
+    fb_status st = run->run(run->self, ctx, morsels, top_task, &j);
+    /* pack the candidates (row order) */
+    int64_t nc = 0;
+    for (int64_t t = 0; t < morsels && st == FB_OK; t++) {
+        int64_t b = t * TOP_MORSEL, e = b + TOP_MORSEL < rows ? b + TOP_MORSEL : rows;
+        int64_t mt = m < e - b ? m : e - b;
+        memmove(j.cand + nc, j.cand + (size_t)t * (size_t)m, (size_t)mt * 4);
+        nc += mt;
+    }
+    /* the candidates' keys, gathered, and their top m */
+    fb_column_out outs[FB_SORT_MAX_KEYS];
+    fb_sort_key ck[FB_SORT_MAX_KEYS];
+    size_t sizes[FB_SORT_MAX_KEYS][2];
+    memset(outs, 0, sizeof outs);
+    memset(sizes, 0, sizeof sizes);
+    uint32_t *ids = NULL;
+    size_t ibytes = (size_t)m * 4;
+    for (size_t k = 0; k < n_keys && st == FB_OK; k++) {
+        const fb_column *c = &keys[k].column;
+        sizes[k][0] = (size_t)nc * fb_type_width(c->type) + 8;
+        sizes[k][1] = c->validity ? (size_t)(nc + 7) / 8 + 8 : 0;
+        outs[k] = (fb_column_out){c->type, nc, NULL, NULL, 0, 0};
+        st = fb_alloc(ctx, sizes[k][0], 64, &outs[k].data, where);
+        if (st == FB_OK && sizes[k][1])
+            st = fb_alloc(ctx, sizes[k][1], 64, (void **)&outs[k].validity, where);
+        if (st == FB_OK)
+            st = fb_compact(ctx, c, j.cand, nc, &outs[k]);
+        ck[k] = keys[k];
+        ck[k].column = fb_column_make(c->type, outs[k].data, nc, outs[k].validity);
+    }
+    if (st == FB_OK)
+        st = fb_alloc(ctx, ibytes, 64, (void **)&ids, where);
+    if (st == FB_OK)
+        st = top_n_heap(ctx, ck, n_keys, 0, nc, m, ids, where);
+    for (int64_t i = 0; i < m && st == FB_OK; i++)
+        row_ids[i] = j.cand[ids[i]];
+    fb_free(ctx, ids, ids ? ibytes : 0);
+    for (size_t k = 0; k < n_keys; k++) {
+        fb_free(ctx, outs[k].validity, outs[k].validity ? sizes[k][1] : 0);
+        fb_free(ctx, outs[k].data, outs[k].data ? sizes[k][0] : 0);
+    }
+    fb_free(ctx, j.cand, cbytes);
+    return st;
+}
+
+fb_status fb_sort_top_n_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *row_ids,
+                             int64_t capacity, int64_t *n_out, const fb_sort_runner *run, const char *where)
+{
+    int64_t rows = 0;
+    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &rows, where));
+    if (n < 0)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n is negative (%lld)", (long long)n);
+    if (!n_out)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n_out must not be NULL");
+    int64_t m = n < rows ? n : rows;
+    if (m > 0 && !row_ids)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "row_ids must not be NULL");
+    if (capacity < m)
+        return fb_set_error(ctx, FB_ERR_CAPACITY, where, "row_ids holds %lld entries, the result has %lld",
+                            (long long)capacity, (long long)m);
+    if (m == 0) {
+        *n_out = 0;
+        return FB_OK;
+    }
+    fb_status st;
+    if (m > rows / 8) {
+        /* a large share of the rows: sorting them all is cheaper than a heap */
+        uint32_t *all = NULL;
+        size_t bytes = (size_t)rows * sizeof *all;
+        FB_FORWARD_IF_ERROR(fb_alloc(ctx, bytes, 64, (void **)&all, where));
+        st = sort_all(ctx, keys, n_keys, rows, all, run, where);
+        if (st == FB_OK)
+            memcpy(row_ids, all, (size_t)m * sizeof *all);
+        fb_free(ctx, all, bytes);
+    } else if (run->workers > 1 && rows > 2 * TOP_MORSEL && m <= TOP_MORSEL / 8) {
+        st = top_n_parallel(ctx, keys, n_keys, rows, m, row_ids, run, where);
+    } else {
+        st = top_n_heap(ctx, keys, n_keys, 0, rows, m, row_ids, where);
+    }
+    if (st == FB_OK)
+        *n_out = m;
+    return st;
+}
+
+fb_status fb_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *row_ids,
+                        int64_t capacity, int64_t *n_out)
+{
+    return fb_sort_top_n_with(ctx, keys, n_keys, n, row_ids, capacity, n_out, &serial_runner, __func__);
 }
 
 static void reset_outs(fb_column_out *out, size_t n_out)
@@ -462,37 +964,118 @@ static void reset_outs(fb_column_out *out, size_t n_out)
     }
 }
 
-fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
-                        size_t n_payload, fb_column_out *out)
+/* Moving every column by the permutation, a range of output rows (a multiple of 64) per task. */
+#define MOVE_MORSEL (1 << 16)
+
+typedef struct move_job {
+    fb_ctx *ctx;
+    const fb_sort_key *keys;
+    size_t n_keys;
+    const fb_column *payload;
+    fb_column_out *out;
+    size_t n_cols;
+    const uint32_t *perm;
+    int64_t n;
+    int64_t *nulls; /* [tasks][n_cols] */
+} move_job;
+
+static fb_status move_task(void *arg, int64_t t, int w)
+{
+    move_job *j = arg;
+    (void)w;
+    int64_t b = t * MOVE_MORSEL, e = b + MOVE_MORSEL < j->n ? b + MOVE_MORSEL : j->n;
+    for (size_t i = 0; i < j->n_cols; i++) {
+        const fb_column *c = i < j->n_keys ? &j->keys[i].column : &j->payload[i - j->n_keys];
+        fb_column_out *o = &j->out[i];
+        size_t wd = fb_type_width(c->type);
+        fb_column_out part = {c->type, e - b, (char *)o->data + (size_t)b * wd,
+                              o->validity ? o->validity + b / 8 : NULL, 0, 0};
+        FB_FORWARD_IF_ERROR(fb_compact(j->ctx, c, j->perm + b, e - b, &part));
+        j->nulls[(size_t)t * j->n_cols + i] = part.null_count;
+    }
+    return FB_OK;
+}
+
+fb_status fb_sort_table_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
+                             size_t n_payload, fb_column_out *out, const fb_sort_runner *run, const char *where)
 {
     int64_t n = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, __func__));
-    FB_RETURN_ERROR_IF(!out, ctx, FB_ERR_INVALID_ARG, "out must not be NULL");
+    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, where));
+    if (!out)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out must not be NULL");
     size_t n_cols = n_keys + n_payload;
     reset_outs(out, n_cols);
-    FB_RETURN_ERROR_IF(n_payload > 0 && !payload, ctx, FB_ERR_INVALID_ARG, "payload must not be NULL");
+    if (n_payload > 0 && !payload)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "payload must not be NULL");
     for (size_t j = 0; j < n_payload; j++) {
-        FB_FORWARD_IF_ERROR(fb_check_column(ctx, &payload[j], __func__, "a payload column"));
-        FB_RETURN_ERROR_IF(payload[j].length != n, ctx, FB_ERR_LENGTH_MISMATCH,
-                           "payload %zu has %lld rows, the keys have %lld", j, (long long)payload[j].length,
-                           (long long)n);
+        FB_FORWARD_IF_ERROR(fb_check_column(ctx, &payload[j], where, "a payload column"));
+        if (payload[j].length != n)
+            return fb_set_error(ctx, FB_ERR_LENGTH_MISMATCH, where, "payload %zu has %lld rows, the keys have %lld", j,
+                                (long long)payload[j].length, (long long)n);
     }
     for (size_t i = 0; i < n_cols; i++) {
         const fb_column *c = i < n_keys ? &keys[i].column : &payload[i - n_keys];
-        fb_status st = fb_check_column_out(ctx, &out[i], c->type, n, c->validity != NULL, __func__);
+        fb_status st = fb_check_column_out(ctx, &out[i], c->type, n, c->validity != NULL, where);
         if (st != FB_OK) {
             reset_outs(out, n_cols);
             return st;
         }
     }
+    /* one key without nulls and at most one narrow payload without nulls: records carry the values */
+    fb_rs_spec spec;
+    if (n_keys == 1 && n_payload <= 1 && rs_key_spec(&keys[0], 0, &spec) &&
+        (n_payload == 0 || (spec.lo == 32 && !payload[0].validity && fb_type_width(payload[0].type) <= 4))) {
+        fb_rs_out ro = {out[0].data, NULL, NULL};
+        if (n_payload) {
+            size_t pw = fb_type_width(payload[0].type);
+            spec.pay = (const char *)payload[0].data + (size_t)payload[0].offset * pw;
+            spec.pay_width = (int)pw;
+            ro.pay = out[1].data;
+        }
+        fb_status st = rs_sort(ctx, &spec, n, &ro, run, where);
+        if (st != FB_OK) {
+            reset_outs(out, n_cols);
+            return st;
+        }
+        for (size_t i = 0; i < n_cols; i++) {
+            if (out[i].validity)
+                memset(out[i].validity, 0xFF, (size_t)(n + 7) / 8);
+            out[i].length = n;
+            out[i].null_count = 0;
+        }
+        return FB_OK;
+    }
     uint32_t *perm = NULL;
-    size_t bytes = (size_t)n * sizeof *perm;
-    FB_FORWARD_IF_ERROR(fb_alloc(ctx, bytes, 64, (void **)&perm, __func__));
-    fb_status st = sort_all(ctx, keys, n_keys, n, perm, __func__);
-    for (size_t i = 0; i < n_cols && st == FB_OK; i++)
-        st = fb_compact(ctx, i < n_keys ? &keys[i].column : &payload[i - n_keys], perm, n, &out[i]);
-    if (st != FB_OK)
+    int64_t tasks = (n + MOVE_MORSEL - 1) / MOVE_MORSEL;
+    size_t bytes = (size_t)n * sizeof *perm, nbytes = (size_t)tasks * n_cols * 8 + 8;
+    int64_t *nulls = NULL;
+    fb_status st = fb_alloc(ctx, bytes + 4, 64, (void **)&perm, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, nbytes, 64, (void **)&nulls, where);
+    if (st == FB_OK)
+        st = sort_all(ctx, keys, n_keys, n, perm, run, where);
+    if (st == FB_OK) {
+        move_job mj = {ctx, keys, n_keys, payload, out, n_cols, perm, n, nulls};
+        st = run->run(run->self, ctx, tasks, move_task, &mj);
+    }
+    if (st == FB_OK) {
+        for (size_t i = 0; i < n_cols; i++) {
+            int64_t nn = 0;
+            for (int64_t t = 0; t < tasks; t++)
+                nn += nulls[(size_t)t * n_cols + i];
+            out[i].length = n;
+            out[i].null_count = nn;
+        }
+    } else {
         reset_outs(out, n_cols);
-    fb_free(ctx, perm, bytes);
+    }
+    fb_free(ctx, nulls, nulls ? nbytes : 0);
+    fb_free(ctx, perm, perm ? bytes + 4 : 0);
     return st;
+}
+
+fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
+                        size_t n_payload, fb_column_out *out)
+{
+    return fb_sort_table_with(ctx, keys, n_keys, payload, n_payload, out, &serial_runner, __func__);
 }

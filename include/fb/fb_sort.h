@@ -15,7 +15,9 @@
  * comparing the words (or the big-endian bytes) gives the sort order. The row id fills the low
  * bits of the last word when they are free, else one more word. Those records are sorted by an
  * LSD radix sort with 8-bit digits that skips every digit on which all rows agree (found by one
- * histogram pass), and by insertion sort for tiny inputs; top-N keeps a heap of N records.
+ * histogram pass), and by insertion sort for tiny inputs; top-N keeps a heap of N records. Large
+ * inputs are first partitioned by their top differing bits into cache-sized buckets, and a single
+ * narrow key (see "Parallel sorts") is sorted as 8-byte records by an MSD radix sort.
  *
  * Row ids are uint32_t, so a call sorts at most FB_MORSEL_MAX_ROWS rows.
  *
@@ -77,6 +79,40 @@ FB_API fb_status fb_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_ke
  *         differs from its column's; FB_ERR_CAPACITY for an out too small. */
 FB_API fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
                                size_t n_payload, fb_column_out *out);
+
+/** \name Parallel sorts
+ * The same three operations over a whole table on the context's worker threads (fb_ctx_threads()),
+ * run through the runtime (fb_runtime.h: one query per phase). Results are identical to the
+ * single-threaded functions'. Each call blocks until done; the calling thread only waits.
+ *
+ * How. Every row becomes a record (below); the records are encoded in parallel per morsel, then
+ * partitioned stably by the top bits in which the keys differ into buckets of about 32Ki records
+ * (per-morsel histograms, prefix sums, a scatter through write-combining buffers with streaming
+ * stores), and each bucket is sorted by one worker inside its cache: an MSD radix sort that skips the
+ * bits its keys share and ends in insertion sorts, or for several keys, nulls and floats (the
+ * normalized records of the single-threaded functions) the LSD radix sort with digit skipping. One key
+ * without nulls of at most 32 bits (not float for fb_sort_table_parallel) with at most one payload of at
+ * most 32 bits without nulls, or one 64-bit integer key alone, is sorted as 8-byte records that carry
+ * the values themselves (no permutation, no gather); fb_sort_permutation() and fb_sort_table() take the
+ * same paths on the calling thread. Top-N takes each 1Mi-row morsel's top n by a heap in parallel and
+ * then the top n of those.
+ *
+ * Memory: about 16 bytes per row (records and scratch; more for several keys) plus per worker up to
+ * 2 MiB of scratch, from the context's allocator and within its memory limit.
+ * @{ */
+
+/** \brief fb_sort_permutation() on the context's worker threads. \return as fb_sort_permutation(). */
+FB_API fb_status fb_sort_permutation_parallel(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys,
+                                              uint32_t *row_ids, int64_t capacity);
+
+/** \brief fb_sort_top_n() on the context's worker threads. \return as fb_sort_top_n(). */
+FB_API fb_status fb_sort_top_n_parallel(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n,
+                                        uint32_t *row_ids, int64_t capacity, int64_t *n_out);
+
+/** \brief fb_sort_table() on the context's worker threads. \return as fb_sort_table(). */
+FB_API fb_status fb_sort_table_parallel(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys,
+                                        const fb_column *payload, size_t n_payload, fb_column_out *out);
+/** @} */
 
 #ifdef __cplusplus
 }

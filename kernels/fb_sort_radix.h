@@ -1,0 +1,252 @@
+/* fb_sort_radix.h - the fixed-width record sort (fb_sort_internal.h, fb_rs_*): encoding rows into
+ * uint64 records, histograms, the plain stable scatter, the cache-resident MSD radix sort of one bucket
+ * (digit width from the bucket's size, common leading bits skipped via the bucket's key range,
+ * insertion sort below FB_RS_SMALL records) and decoding. Static inline so that sort.c (the scalar
+ * variant) and simd_sort.c (compiled per ISA, which replaces the scatter by a write-combining one)
+ * share one text and each gets it compiled for its own target. */
+#ifndef FB_SORT_RADIX_H
+#define FB_SORT_RADIX_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "fb_sort_internal.h"
+
+#define FB_RS_INLINE static inline __attribute__((always_inline))
+
+/* The ordered key of row i (before the shift by lo), for a constant key width. */
+FB_RS_INLINE uint64_t rs_key_w(const fb_rs_spec *s, int64_t i, int w, int sgn)
+{
+    uint64_t raw;
+    switch (w) {
+    case 1: raw = sgn ? (uint64_t)(int64_t)((const int8_t *)s->key)[i] : ((const uint8_t *)s->key)[i]; break;
+    case 2: raw = sgn ? (uint64_t)(int64_t)((const int16_t *)s->key)[i] : ((const uint16_t *)s->key)[i]; break;
+    case 4: raw = sgn ? (uint64_t)(int64_t)((const int32_t *)s->key)[i] : ((const uint32_t *)s->key)[i]; break;
+    default: raw = ((const uint64_t *)s->key)[i]; break;
+    }
+    return (raw ^ s->xor_) & s->key_mask;
+}
+
+FB_RS_INLINE uint64_t rs_low(const fb_rs_spec *s, int64_t i)
+{
+    if (!s->pay)
+        return s->rowid ? (uint64_t)(uint32_t)i : 0;
+    switch (s->pay_width) {
+    case 1: return ((const uint8_t *)s->pay)[i];
+    case 2: return ((const uint16_t *)s->pay)[i];
+    default: return ((const uint32_t *)s->pay)[i];
+    }
+}
+
+FB_RS_INLINE void rs_encode_w(const fb_rs_spec *s, int64_t begin, int64_t end, uint64_t *out, uint64_t *kmin,
+                              uint64_t *kmax, int w, int sgn)
+{
+    uint64_t mn = ~0ull, mx = 0;
+    int lo = s->lo;
+    if (s->key_float) {
+        uint32_t flip = (uint32_t)(s->xor_ ^ 0x80000000u);
+        for (int64_t i = begin; i < end; i++) {
+            uint64_t k = fb_sort_encode_32(((const uint32_t *)s->key)[i], FB_KEY_FLOAT, flip);
+            mn = k < mn ? k : mn;
+            mx = k > mx ? k : mx;
+            out[i - begin] = (k << 32) | (uint32_t)i;
+        }
+    } else if (lo == 0) {
+        for (int64_t i = begin; i < end; i++) {
+            uint64_t k = rs_key_w(s, i, w, sgn);
+            mn = k < mn ? k : mn;
+            mx = k > mx ? k : mx;
+            out[i - begin] = k;
+        }
+    } else if (s->pay && s->pay_width == 4) {
+        const uint32_t *p = s->pay;
+        for (int64_t i = begin; i < end; i++) {
+            uint64_t k = rs_key_w(s, i, w, sgn);
+            mn = k < mn ? k : mn;
+            mx = k > mx ? k : mx;
+            out[i - begin] = (k << 32) | p[i];
+        }
+    } else {
+        for (int64_t i = begin; i < end; i++) {
+            uint64_t k = rs_key_w(s, i, w, sgn);
+            mn = k < mn ? k : mn;
+            mx = k > mx ? k : mx;
+            out[i - begin] = (k << 32) | rs_low(s, i);
+        }
+    }
+    *kmin = mn;
+    *kmax = mx;
+}
+
+static inline void rs_encode(const fb_rs_spec *s, int64_t begin, int64_t end, uint64_t *out, uint64_t *kmin,
+                             uint64_t *kmax)
+{
+    switch (s->key_width * 2 + (s->key_signed != 0)) {
+    case 2: rs_encode_w(s, begin, end, out, kmin, kmax, 1, 0); break;
+    case 3: rs_encode_w(s, begin, end, out, kmin, kmax, 1, 1); break;
+    case 4: rs_encode_w(s, begin, end, out, kmin, kmax, 2, 0); break;
+    case 5: rs_encode_w(s, begin, end, out, kmin, kmax, 2, 1); break;
+    case 8: rs_encode_w(s, begin, end, out, kmin, kmax, 4, 0); break;
+    case 9: rs_encode_w(s, begin, end, out, kmin, kmax, 4, 1); break;
+    default: rs_encode_w(s, begin, end, out, kmin, kmax, 8, 0); break;
+    }
+}
+
+static inline void rs_histogram(const uint64_t *a, int64_t n, int shift, uint64_t mask, uint32_t *hist)
+{
+    for (int64_t i = 0; i < n; i++)
+        hist[(a[i] >> shift) & mask]++;
+}
+
+static inline void rs_scatter_plain(const uint64_t *a, int64_t n, int shift, uint64_t mask, int64_t *off,
+                                    uint64_t *dst, uint64_t *wc, int64_t *start)
+{
+    (void)wc;
+    (void)start;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t x = a[i];
+        dst[off[(x >> shift) & mask]++] = x;
+    }
+}
+
+/* Stable insertion sort by bits [lo, 64). */
+static inline void rs_insertion(uint64_t *a, int64_t n, int lo)
+{
+    for (int64_t i = 1; i < n; i++) {
+        uint64_t x = a[i], k = x >> lo;
+        int64_t j = i;
+        while (j > 0 && (a[j - 1] >> lo) > k) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = x;
+    }
+}
+
+/* MSD radix sort of x[0..n) by bits [lo, 64), stable; the result ends in y when to_y, else in x (the
+ * other array is scratch). Each level skips the bits all records share (from their key range), takes
+ * up to FB_RS_MAX_BITS of the rest (fewer for small n, about 8 records a digit), scatters x -> y and
+ * recurses on each digit's range with the roles swapped. Depth ≤ 64 / 4 + 1 levels. */
+static void rs_msd(uint64_t *x, uint64_t *y, int64_t n, int lo, int to_y)
+{
+    if (n <= FB_RS_SMALL) {
+        if (to_y) {
+            memcpy(y, x, (size_t)n * 8);
+            x = y;
+        }
+        rs_insertion(x, n, lo);
+        return;
+    }
+    uint64_t mn = ~0ull, mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t k = x[i] >> lo;
+        mn = k < mn ? k : mn;
+        mx = k > mx ? k : mx;
+    }
+    if (mn == mx) {
+        if (to_y)
+            memcpy(y, x, (size_t)n * 8);
+        return;
+    }
+    int hb = 64 - __builtin_clzll(mn ^ mx);
+    int b = (64 - __builtin_clzll((unsigned long long)n)) - 3;
+    b = b < 4 ? 4 : b > 11 ? 11 : b;
+    b = b > hb ? hb : b;
+    int shift = lo + hb - b;
+    uint64_t mask = (1ull << b) - 1;
+    uint32_t cnt[1 << 11];
+    uint32_t off[1 << 11];
+    memset(cnt, 0, (size_t)(mask + 1) * sizeof cnt[0]);
+    rs_histogram(x, n, shift, mask, cnt);
+    uint32_t sum = 0;
+    for (uint64_t d = 0; d <= mask; d++) {
+        off[d] = sum;
+        sum += cnt[d];
+    }
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t v = x[i];
+        y[off[(v >> shift) & mask]++] = v;
+    }
+    int64_t pos = 0;
+    for (uint64_t d = 0; d <= mask; d++) {
+        int64_t c = cnt[d];
+        if (c == 1) {
+            if (!to_y)
+                x[pos] = y[pos];
+        } else if (c > 1) {
+            rs_msd(y + pos, x + pos, c, lo, !to_y);
+        }
+        pos += c;
+    }
+}
+
+static inline uint64_t *rs_sort_bucket(uint64_t *a, uint64_t *t, int64_t n, int lo)
+{
+    /* the result goes to t: the caller's scratch is reused bucket after bucket, so it stays in cache */
+    rs_msd(a, t, n, lo, 1);
+    return t;
+}
+
+static inline void rs_emit(const fb_rs_spec *s, const uint64_t *rec, int64_t n, int64_t pos, const fb_rs_out *out)
+{
+    if (out->row_ids) {
+        uint32_t *r = out->row_ids + pos;
+        for (int64_t i = 0; i < n; i++)
+            r[i] = (uint32_t)rec[i];
+        return;
+    }
+    if (out->key) {
+        uint64_t x = s->xor_;
+        int lo = s->lo;
+        switch (s->key_width) {
+        case 1: {
+            uint8_t *k = (uint8_t *)out->key + pos;
+            for (int64_t i = 0; i < n; i++)
+                k[i] = (uint8_t)((rec[i] >> lo) ^ x);
+            break;
+        }
+        case 2: {
+            uint16_t *k = (uint16_t *)out->key + pos;
+            for (int64_t i = 0; i < n; i++)
+                k[i] = (uint16_t)((rec[i] >> lo) ^ x);
+            break;
+        }
+        case 4: {
+            uint32_t *k = (uint32_t *)out->key + pos;
+            for (int64_t i = 0; i < n; i++)
+                k[i] = (uint32_t)((rec[i] >> 32) ^ x);
+            break;
+        }
+        default: {
+            uint64_t *k = (uint64_t *)out->key + pos;
+            for (int64_t i = 0; i < n; i++)
+                k[i] = rec[i] ^ x;
+            break;
+        }
+        }
+    }
+    if (out->pay) {
+        switch (s->pay_width) {
+        case 1: {
+            uint8_t *p = (uint8_t *)out->pay + pos;
+            for (int64_t i = 0; i < n; i++)
+                p[i] = (uint8_t)rec[i];
+            break;
+        }
+        case 2: {
+            uint16_t *p = (uint16_t *)out->pay + pos;
+            for (int64_t i = 0; i < n; i++)
+                p[i] = (uint16_t)rec[i];
+            break;
+        }
+        default: {
+            uint32_t *p = (uint32_t *)out->pay + pos;
+            for (int64_t i = 0; i < n; i++)
+                p[i] = (uint32_t)rec[i];
+            break;
+        }
+        }
+    }
+}
+
+#endif /* FB_SORT_RADIX_H */
