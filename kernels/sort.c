@@ -828,7 +828,7 @@ static fb_status top_n_heap(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys,
 
 /* Parallel top-N: each morsel's top m (by the heap) as candidates, in row order; then the top m of the
  * candidates, which equals the top m of all rows (a row outside its morsel's top m has m rows before it). */
-#define TOP_MORSEL (1 << 20)
+#define TOP_MORSEL (1 << 18)
 
 typedef struct top_job {
     fb_ctx *ctx;

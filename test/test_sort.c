@@ -1,5 +1,5 @@
-/* test_sort.c - fb_sort.h: permutations, top-N and sorted tables from every CPU variant the machine
- * runs (scalar, base, avx2, avx512), checked against the C library's qsort with an independent
+/* test_sort.c - fb_sort.h: permutations, top-N and sorted tables, single-threaded and parallel (2 and
+ * 3 workers), from every CPU variant the machine runs (scalar, base, avx2, avx512), checked against the C library's qsort with an independent
  * comparator written here (SQL order, nulls first/last, descending, ties broken by row id, which is
  * exactly the stable order). Data: random, sorted, reverse-sorted, all-equal, few-distinct and Zipf
  * values with nulls (bitmaps at odd offsets), NaN (several payloads, both signs), ±0.0, ±inf and the
@@ -165,7 +165,7 @@ static fbt_col make_col(fb_type t, int64_t n, pattern p, int with_nulls)
 
 /* ---- variants ------------------------------------------------------------------------------------ */
 
-static fb_ctx *variants[FB_ISA_COUNT];
+static fb_ctx *variants[FB_ISA_COUNT + 1];
 static int n_variants;
 
 static int setup_variants(void **state)
@@ -173,7 +173,20 @@ static int setup_variants(void **state)
     (void)state;
     rng = fbt_seed();
     n_variants = fbt_open_variants(variants);
-    return n_variants < 0 ? -1 : 0;
+    if (n_variants < 0)
+        return -1;
+    /* one more context of the best variant with 3 threads: parallel sorts with more workers than cores */
+    fb_options *o = NULL;
+    fb_status st = fb_options_create(&o);
+    if (st == FB_OK)
+        st = fb_options_set_threads(o, 3);
+    if (st == FB_OK)
+        st = fb_ctx_create(o, &variants[n_variants]);
+    fb_options_destroy(o);
+    if (st != FB_OK)
+        return -1;
+    n_variants++;
+    return 0;
 }
 
 static int teardown_variants(void **state)
@@ -214,6 +227,14 @@ static void check_sort(const fb_sort_key *keys, size_t n_keys, int64_t n, const 
                          expect[j]);
         assert_int_equal(got[n], 0xABABABABu);
         assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        memset(got, 0xAB, (size_t)(n + 8) * 4);
+        assert_fb_ok(ctx, fb_sort_permutation_parallel(ctx, keys, n_keys, got, n));
+        for (int64_t j = 0; j < n; j++)
+            if (got[j] != expect[j])
+                fail_msg("%s variant %s parallel (%d threads): position %lld holds row %u, expected %u", desc, isa,
+                         fb_ctx_threads(ctx), (long long)j, got[j], expect[j]);
+        assert_int_equal(got[n], 0xABABABABu);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
         for (size_t t = 0; t < sizeof tops / sizeof tops[0]; t++) {
             int64_t want = tops[t];
             if (want < 0)
@@ -225,6 +246,16 @@ static void check_sort(const fb_sort_key *keys, size_t n_keys, int64_t n, const 
             for (int64_t j = 0; j < m; j++)
                 if (got[j] != expect[j])
                     fail_msg("%s variant %s top %lld: position %lld holds row %u, expected %u", desc, isa,
+                             (long long)want, (long long)j, got[j], expect[j]);
+            assert_int_equal(got[m], 0xABABABABu);
+            assert_int_equal(fb_ctx_memory_used(ctx), 0);
+            n_out = -1;
+            memset(got, 0xAB, (size_t)(n + 8) * 4);
+            assert_fb_ok(ctx, fb_sort_top_n_parallel(ctx, keys, n_keys, want, got, m, &n_out));
+            assert_int_equal(n_out, m);
+            for (int64_t j = 0; j < m; j++)
+                if (got[j] != expect[j])
+                    fail_msg("%s variant %s parallel top %lld: position %lld holds row %u, expected %u", desc, isa,
                              (long long)want, (long long)j, got[j], expect[j]);
             assert_int_equal(got[m], 0xABABABABu);
             assert_int_equal(fb_ctx_memory_used(ctx), 0);
@@ -388,7 +419,11 @@ static void test_sort_table(void **state)
                 size_t w = fb_type_width(all[i]->type);
                 out[i] = (fb_column_out){all[i]->type, n, malloc((size_t)(n + 1) * w), malloc((size_t)(n + 8) / 8 + 1), -1, -1};
             }
-            assert_fb_ok(ctx, fb_sort_table(ctx, keys, 2, pcols, 4, out));
+          for (int par = 0; par < 2; par++) {
+            if (par)
+                assert_fb_ok(ctx, fb_sort_table_parallel(ctx, keys, 2, pcols, 4, out));
+            else
+                assert_fb_ok(ctx, fb_sort_table(ctx, keys, 2, pcols, 4, out));
             for (int i = 0; i < 6; i++) {
                 const fb_column *c = all[i];
                 size_t w = fb_type_width(c->type);
@@ -403,10 +438,13 @@ static void test_sort_table(void **state)
                                  fb_isa_name(fb_ctx_isa(ctx)), (long long)n, i, (long long)j);
                 }
                 assert_int_equal(out[i].null_count, nulls);
+            }
+            assert_int_equal(fb_ctx_memory_used(ctx), 0);
+          }
+            for (int i = 0; i < 6; i++) {
                 free(out[i].data);
                 free(out[i].validity);
             }
-            assert_int_equal(fb_ctx_memory_used(ctx), 0);
         }
         free(perm);
         fbt_col_free(&k0);
@@ -414,6 +452,66 @@ static void test_sort_table(void **state)
         for (int j = 0; j < 4; j++)
             fbt_col_free(&pay[j]);
     }
+}
+
+/* fb_sort_table with one key without nulls and at most one payload of up to 4 bytes, or one 64-bit
+ * integer key alone (the 8-byte record path), serial and parallel, every variant, against the oracle;
+ * floats and validity bitmaps (which take the general path) too, for contrast. */
+static void check_table_one(fb_type kt, pattern p, int desc, int with_pay, fb_type pt, int64_t n)
+{
+    fbt_col k = make_col(kt, n, p, 0), pay = make_col(pt, n, P_RANDOM, 0);
+    fb_sort_key key = {k.col, desc, 0};
+    uint32_t *perm = oracle_perm(&key, 1, n);
+    size_t kw = fb_type_width(kt), pw = fb_type_width(pt);
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        for (int par = 0; par < 2; par++) {
+            fb_column_out out[2] = {{kt, n, malloc((size_t)(n + 1) * kw), NULL, -1, -1},
+                                    {pt, n, malloc((size_t)(n + 1) * pw), NULL, -1, -1}};
+            if (par)
+                assert_fb_ok(ctx, fb_sort_table_parallel(ctx, &key, 1, &pay.col, with_pay ? 1 : 0, out));
+            else
+                assert_fb_ok(ctx, fb_sort_table(ctx, &key, 1, &pay.col, with_pay ? 1 : 0, out));
+            assert_int_equal(out[0].length, n);
+            assert_int_equal(out[0].null_count, 0);
+            for (int64_t j = 0; j < n; j++) {
+                if (memcmp((char *)out[0].data + j * kw, row_ptr(&k.col, perm[j]), kw) != 0 ||
+                    (with_pay && memcmp((char *)out[1].data + j * pw, row_ptr(&pay.col, perm[j]), pw) != 0))
+                    fail_msg("sort_table %s %s %s payload %s n=%lld variant %s%s: row %lld differs", fb_type_name(kt),
+                             pattern_names[p], desc ? "desc" : "asc", with_pay ? fb_type_name(pt) : "none",
+                             (long long)n, fb_isa_name(fb_ctx_isa(ctx)), par ? " parallel" : "", (long long)j);
+            }
+            if (with_pay)
+                assert_int_equal(out[1].length, n);
+            free(out[0].data);
+            free(out[1].data);
+            assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        }
+    }
+    free(perm);
+    fbt_col_free(&k);
+    fbt_col_free(&pay);
+}
+
+static void test_sort_table_records(void **state)
+{
+    (void)state;
+    const int64_t sizes[] = {0, 1, 2, 31, 1000, 40000, 300007};
+    const fb_type narrow[] = {FB_TYPE_INT8, FB_TYPE_UINT16, FB_TYPE_INT32, FB_TYPE_UINT32, FB_TYPE_DATE32, FB_TYPE_FLOAT32};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (int p = 0; p < P_COUNT; p++) {
+            int64_t n = sizes[si];
+            if (n > 1000 && p != P_RANDOM && p != P_FEW && p != P_ZIPF)
+                continue;
+            uint64_t r = fbt_next(&rng);
+            fb_type kt = narrow[r % (sizeof narrow / sizeof narrow[0])];
+            fb_type pt = narrow[(r >> 8) % (sizeof narrow / sizeof narrow[0])];
+            check_table_one(kt, (pattern)p, (int)((r >> 16) & 1), 1, pt, n);
+            check_table_one(FB_TYPE_INT32, (pattern)p, (int)((r >> 17) & 1), 1, FB_TYPE_INT32, n);
+            check_table_one((r >> 18) & 1 ? FB_TYPE_INT64 : FB_TYPE_UINT64, (pattern)p, (int)((r >> 19) & 1), 0,
+                            FB_TYPE_INT8, n);
+            check_table_one(FB_TYPE_INT64, (pattern)p, 0, 1, FB_TYPE_INT32, n > 1000 ? 1000 : n); /* general path */
+        }
 }
 
 static void test_bad_input(void **state)
@@ -457,6 +555,13 @@ static void test_bad_input(void **state)
     bad.column.data = NULL;
     assert_fb_ok(ctx, fb_sort_permutation(ctx, &bad, 1, NULL, 0));
 
+    assert_int_equal(fb_sort_permutation_parallel(NULL, &key, 1, ids, 8), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_permutation_parallel(ctx, &key, 1, ids, 7), FB_ERR_CAPACITY);
+    assert_fb_status(ctx, fb_sort_permutation_parallel(ctx, two, 2, ids, 8), FB_ERR_LENGTH_MISMATCH);
+    assert_int_equal(fb_sort_top_n_parallel(NULL, &key, 1, 3, ids, 8, &n_out), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_top_n_parallel(ctx, &key, 1, -1, ids, 8, &n_out), FB_ERR_INVALID_ARG);
+    assert_int_equal(fb_sort_table_parallel(NULL, &key, 1, NULL, 0, NULL), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_table_parallel(ctx, &key, 1, NULL, 0, NULL), FB_ERR_INVALID_ARG);
     assert_int_equal(fb_sort_top_n(NULL, &key, 1, 3, ids, 8, &n_out), FB_ERR_INVALID_ARG);
     assert_fb_status(ctx, fb_sort_top_n(ctx, &key, 1, -1, ids, 8, &n_out), FB_ERR_INVALID_ARG);
     assert_fb_status(ctx, fb_sort_top_n(ctx, &key, 1, 3, ids, 8, NULL), FB_ERR_INVALID_ARG);
@@ -518,6 +623,8 @@ static void test_memory_limit(void **state)
         fb_options_destroy(o);
         assert_fb_status(ctx, fb_sort_permutation(ctx, &key, 1, ids, n), FB_ERR_OUT_OF_MEMORY);
         assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        assert_fb_status(ctx, fb_sort_permutation_parallel(ctx, &key, 1, ids, n), FB_ERR_OUT_OF_MEMORY);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
         int64_t n_out = -1;
         fb_status st = fb_sort_top_n(ctx, &key, 1, n / 2, ids, n, &n_out);
         assert_int_equal(st, FB_ERR_OUT_OF_MEMORY);
@@ -538,7 +645,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_key), cmocka_unit_test(test_multi_key),   cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_float_order), cmocka_unit_test(test_sort_table), cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_memory_limit), cmocka_unit_test(test_large),
+        cmocka_unit_test(test_memory_limit), cmocka_unit_test(test_large), cmocka_unit_test(test_sort_table_records),
     };
     return cmocka_run_group_tests(tests, setup_variants, teardown_variants);
 }

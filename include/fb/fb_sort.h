@@ -94,8 +94,8 @@ FB_API fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_ke
  * without nulls of at most 32 bits (not float for fb_sort_table_parallel) with at most one payload of at
  * most 32 bits without nulls, or one 64-bit integer key alone, is sorted as 8-byte records that carry
  * the values themselves (no permutation, no gather); fb_sort_permutation() and fb_sort_table() take the
- * same paths on the calling thread. Top-N takes each 1Mi-row morsel's top n by a heap in parallel and
- * then the top n of those.
+ * same paths on the calling thread. Top-N takes each 256Ki-row morsel's top n by a heap in parallel and
+ * then the top n of those (for more than 512Ki rows).
  *
  * Memory: about 16 bytes per row (records and scratch; more for several keys) plus per worker up to
  * 2 MiB of scratch, from the context's allocator and within its memory limit.
