@@ -640,12 +640,137 @@ static void test_memory_limit(void **state)
     fbt_col_free(&c);
 }
 
+/* ---- DuckDB ----------------------------------------------------------------------------------------- */
+
+static void write_arr(const char *dir, const char *name, const char *part, const char *col, const char *ty,
+                      const void *p, size_t bytes)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s_%s_%s.%s", dir, name, part, col, ty);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, bytes, f), bytes);
+    fclose(f);
+}
+
+/* S1..S4-shaped data sets, sorted by fb's parallel sorts (3 workers), written for sort_duckdb_check.py. */
+static void duckdb_datasets(const char *dir)
+{
+    fb_ctx *ctx = variants[n_variants - 1];
+    int64_t n = 300000;
+    /* s1: int32 keys with many ties, payload = row number */
+    int32_t *k = malloc((size_t)n * 4), *v = malloc((size_t)n * 4), *ko = malloc((size_t)n * 4),
+            *vo = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) {
+        k[i] = (int32_t)(fbt_next(&rng) % 50000) - 25000;
+        v[i] = (int32_t)i;
+    }
+    k[7] = INT32_MIN;
+    k[8] = INT32_MAX;
+    fb_sort_key key = {fb_column_make(FB_TYPE_INT32, k, n, NULL), 0, 0};
+    fb_column pay = fb_column_make(FB_TYPE_INT32, v, n, NULL);
+    fb_column_out out[4] = {{FB_TYPE_INT32, n, ko, NULL, 0, 0}, {FB_TYPE_INT32, n, vo, NULL, 0, 0}};
+    assert_fb_ok(ctx, fb_sort_table_parallel(ctx, &key, 1, &pay, 1, out));
+    write_arr(dir, "s1", "in", "k", "i32", k, (size_t)n * 4);
+    write_arr(dir, "s1", "in", "v", "i32", v, (size_t)n * 4);
+    write_arr(dir, "s1", "out", "k", "i32", ko, (size_t)n * 4);
+    write_arr(dir, "s1", "out", "v", "i32", vo, (size_t)n * 4);
+    /* s2: int64 over the full range, some repeated */
+    int64_t *k64 = malloc((size_t)n * 8), *k64o = malloc((size_t)n * 8);
+    for (int64_t i = 0; i < n; i++)
+        k64[i] = i % 10 == 0 ? (int64_t)(fbt_next(&rng) % 100) : (int64_t)fbt_next(&rng);
+    k64[3] = INT64_MIN;
+    k64[4] = INT64_MAX;
+    fb_sort_key key64 = {fb_column_make(FB_TYPE_INT64, k64, n, NULL), 0, 0};
+    out[0] = (fb_column_out){FB_TYPE_INT64, n, k64o, NULL, 0, 0};
+    assert_fb_ok(ctx, fb_sort_table_parallel(ctx, &key64, 1, NULL, 0, out));
+    write_arr(dir, "s2", "in", "k", "i64", k64, (size_t)n * 8);
+    write_arr(dir, "s2", "out", "k", "i64", k64o, (size_t)n * 8);
+    /* s3: a int32 (1000 values) asc, b int64 (few values, so that c decides) desc, c float64 asc nulls last */
+    int32_t pool[1000];
+    for (int i = 0; i < 1000; i++)
+        pool[i] = (int32_t)(fbt_next(&rng) >> 33) - (1 << 30);
+    int64_t *b = malloc((size_t)n * 8), *bo = malloc((size_t)n * 8);
+    double *c = malloc((size_t)n * 8), *co = malloc((size_t)n * 8);
+    uint8_t *cbits = calloc((size_t)n / 8 + 1, 1), *cob = calloc((size_t)n / 8 + 1, 1), *cv = malloc((size_t)n),
+            *cov = malloc((size_t)n);
+    int32_t *a = malloc((size_t)n * 4), *ao = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) {
+        a[i] = pool[fbt_next(&rng) % 1000];
+        b[i] = (int64_t)(fbt_next(&rng) % 5) * (INT64_MAX / 3);
+        fbt_random_value(&rng, FB_TYPE_FLOAT64, &c[i]);
+        cv[i] = fbt_next(&rng) % 10 != 0;
+        cbits[i / 8] |= (uint8_t)(cv[i] << (i % 8));
+    }
+    fb_sort_key k3[3] = {{fb_column_make(FB_TYPE_INT32, a, n, NULL), 0, 0},
+                         {fb_column_make(FB_TYPE_INT64, b, n, NULL), 1, 0},
+                         {fb_column_make(FB_TYPE_FLOAT64, c, n, cbits), 0, 0}};
+    out[0] = (fb_column_out){FB_TYPE_INT32, n, ao, NULL, 0, 0};
+    out[1] = (fb_column_out){FB_TYPE_INT64, n, bo, NULL, 0, 0};
+    out[2] = (fb_column_out){FB_TYPE_FLOAT64, n, co, cob, 0, 0};
+    out[3] = (fb_column_out){FB_TYPE_INT32, n, vo, NULL, 0, 0};
+    assert_fb_ok(ctx, fb_sort_table_parallel(ctx, k3, 3, &pay, 1, out));
+    for (int64_t i = 0; i < n; i++)
+        cov[i] = (cob[i / 8] >> (i % 8)) & 1;
+    write_arr(dir, "s3", "in", "a", "i32", a, (size_t)n * 4);
+    write_arr(dir, "s3", "in", "b", "i64", b, (size_t)n * 8);
+    write_arr(dir, "s3", "in", "c", "f64", c, (size_t)n * 8);
+    write_arr(dir, "s3", "in", "cvalid", "u8", cv, (size_t)n);
+    write_arr(dir, "s3", "in", "r", "i32", v, (size_t)n * 4);
+    write_arr(dir, "s3", "out", "a", "i32", ao, (size_t)n * 4);
+    write_arr(dir, "s3", "out", "b", "i64", bo, (size_t)n * 8);
+    write_arr(dir, "s3", "out", "c", "f64", co, (size_t)n * 8);
+    write_arr(dir, "s3", "out", "cvalid", "u8", cov, (size_t)n);
+    write_arr(dir, "s3", "out", "r", "i32", vo, (size_t)n * 4);
+    /* s4: top 100 by k desc of 600000 int32 keys with many ties (the parallel top-N path) */
+    int64_t n4 = 600000;
+    int32_t *k4 = malloc((size_t)n4 * 4);
+    for (int64_t i = 0; i < n4; i++)
+        k4[i] = (int32_t)(fbt_next(&rng) % 3000);
+    fb_sort_key key4 = {fb_column_make(FB_TYPE_INT32, k4, n4, NULL), 1, 0};
+    uint32_t ids[100];
+    int64_t got = 0;
+    assert_fb_ok(ctx, fb_sort_top_n_parallel(ctx, &key4, 1, 100, ids, 100, &got));
+    assert_int_equal(got, 100);
+    write_arr(dir, "s4", "in", "k", "i32", k4, (size_t)n4 * 4);
+    write_arr(dir, "s4", "out", "r", "u32", ids, sizeof ids);
+    fprintf(stderr, "[ duckdb   ] s1..s4 sorted by fb (variant %s, %d threads)\n", fb_isa_name(fb_ctx_isa(ctx)),
+            fb_ctx_threads(ctx));
+    free(k), free(v), free(ko), free(vo), free(k64), free(k64o), free(b), free(bo), free(c), free(co);
+    free(cbits), free(cob), free(cv), free(cov), free(a), free(ao), free(k4);
+}
+
+static void test_duckdb(void **state)
+{
+    (void)state;
+#ifndef FB_SORT_DUCKDB_SCRIPT
+    skip();
+#else
+    if (system("python3 -c 'import duckdb, numpy' >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "[ skipped  ] duckdb: python3 cannot import duckdb and numpy\n");
+        skip();
+    }
+    char dir[] = "/tmp/fb_sort_duckdb_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    duckdb_datasets(dir);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "python3 '%s' '%s'", FB_SORT_DUCKDB_SCRIPT, dir);
+    int rc = system(cmd);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    if (rc != 0)
+        fail_msg("sort_duckdb_check.py reported a difference (exit status %d)", rc);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_key), cmocka_unit_test(test_multi_key),   cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_float_order), cmocka_unit_test(test_sort_table), cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_memory_limit), cmocka_unit_test(test_large), cmocka_unit_test(test_sort_table_records),
+        cmocka_unit_test(test_duckdb),
     };
     return cmocka_run_group_tests(tests, setup_variants, teardown_variants);
 }
