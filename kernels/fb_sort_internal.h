@@ -37,9 +37,10 @@ typedef struct fb_rs_out {
 
 /* Insertion sort below this many records; top-level buckets of about FB_RS_BUCKET records (the
  * records of a bucket and its scratch stay in the core's L2); at most FB_RS_MAX_BITS bits a pass. */
-#define FB_RS_SMALL 24
+#define FB_RS_SMALL 16
 #define FB_RS_BUCKET (1 << 15)
 #define FB_RS_MAX_BITS 12
+#define FB_RS_CHUNK 2048 /* rows encoded at a time into a worker's buffer */
 
 typedef struct fb_sort_kernels {
     fb_isa isa;
@@ -47,10 +48,13 @@ typedef struct fb_sort_kernels {
     void (*rs_encode)(const fb_rs_spec *s, int64_t begin, int64_t end, uint64_t *out, uint64_t *kmin, uint64_t *kmax);
     /* hist[d] += count of records with digit d = (rec >> shift) & mask */
     void (*rs_histogram)(const uint64_t *a, int64_t n, int shift, uint64_t mask, uint32_t *hist);
-    /* stable scatter of a[0..n) to dst[off[d]++] by digit d; wc: (mask + 1) * 8 records of 64-byte
-     * aligned scratch, start: mask + 1 entries of scratch. dst 64-byte aligned. */
+    /* stable scatter of a[0..n) to dst[off[d]++] by digit d, in calls over consecutive pieces of one
+     * range of rows: start[d] (mask + 1 entries) holds off[d] as it was before the first call, wc is
+     * (mask + 1) * 8 records of 64-byte aligned scratch kept between the calls, and rs_flush ends the
+     * range. */
     void (*rs_scatter)(const uint64_t *a, int64_t n, int shift, uint64_t mask, int64_t *off, uint64_t *dst,
-                       uint64_t *wc, int64_t *start);
+                       uint64_t *wc, const int64_t *start);
+    void (*rs_flush)(uint64_t mask, const int64_t *off, uint64_t *dst, const uint64_t *wc, const int64_t *start);
     /* stable sort of a[0..n) by bits [lo, 64); t: n records of scratch. Returns a or t, whichever holds
      * the result. */
     uint64_t *(*rs_sort)(uint64_t *a, uint64_t *t, int64_t n, int lo);

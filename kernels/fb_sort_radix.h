@@ -99,13 +99,37 @@ static inline void rs_histogram(const uint64_t *a, int64_t n, int shift, uint64_
 }
 
 static inline void rs_scatter_plain(const uint64_t *a, int64_t n, int shift, uint64_t mask, int64_t *off,
-                                    uint64_t *dst, uint64_t *wc, int64_t *start)
+                                    uint64_t *dst, uint64_t *wc, const int64_t *start)
 {
     (void)wc;
     (void)start;
     for (int64_t i = 0; i < n; i++) {
         uint64_t x = a[i];
         dst[off[(x >> shift) & mask]++] = x;
+    }
+}
+
+static inline void rs_flush_plain(uint64_t mask, const int64_t *off, uint64_t *dst, const uint64_t *wc,
+                                  const int64_t *start)
+{
+    (void)mask, (void)off, (void)dst, (void)wc, (void)start;
+}
+
+/* The records a write-combining scatter still holds: the partial last line of each digit. */
+static inline void rs_flush_lines(uint64_t mask, const int64_t *off, uint64_t *dst, const uint64_t *wc,
+                                  const int64_t *start)
+{
+    if ((uintptr_t)dst & 7)
+        return; /* the scatter stored every record itself */
+    int64_t ph = (int64_t)(((uintptr_t)dst >> 3) & 7);
+    for (uint64_t d = 0; d <= mask; d++) {
+        int64_t o = off[d];
+        if ((o + ph) & 7) {
+            int64_t j = o - ((o + ph) & 7); /* the first position of o's line */
+            j = j < start[d] ? start[d] : j;
+            for (; j < o; j++)
+                dst[j] = wc[d * 8 + ((j + ph) & 7)];
+        }
     }
 }
 
@@ -123,6 +147,23 @@ static inline void rs_insertion(uint64_t *a, int64_t n, int lo)
     }
 }
 
+/* Stable sort of x[0..n) by bits [lo, 64) into y (x and y distinct): each record goes to its rank,
+ * the number of records before it in the order (smaller keys, equal keys from earlier positions).
+ * O(n^2) comparisons, but without branches and in loops the compiler vectorizes: for the few records
+ * of a final MSD bucket it beats insertion sort, whose every step is a mispredicted branch. */
+static inline void rs_rank_sort(const uint64_t *x, uint64_t *y, int64_t n, int lo)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t k = x[i] >> lo;
+        int64_t r = 0;
+        for (int64_t j = 0; j < i; j++)
+            r += (x[j] >> lo) <= k;
+        for (int64_t j = i + 1; j < n; j++)
+            r += (x[j] >> lo) < k;
+        y[r] = x[i];
+    }
+}
+
 /* MSD radix sort of x[0..n) by bits [lo, 64), stable; the result ends in y when to_y, else in x (the
  * other array is scratch). Each level skips the bits all records share (from their key range), takes
  * up to FB_RS_MAX_BITS of the rest (fewer for small n, about 8 records a digit), scatters x -> y and
@@ -130,11 +171,9 @@ static inline void rs_insertion(uint64_t *a, int64_t n, int lo)
 static void rs_msd(uint64_t *x, uint64_t *y, int64_t n, int lo, int to_y)
 {
     if (n <= FB_RS_SMALL) {
-        if (to_y) {
-            memcpy(y, x, (size_t)n * 8);
-            x = y;
-        }
-        rs_insertion(x, n, lo);
+        rs_rank_sort(x, y, n, lo);
+        if (!to_y)
+            memcpy(x, y, (size_t)n * 8);
         return;
     }
     uint64_t mn = ~0ull, mx = 0;

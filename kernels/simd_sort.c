@@ -98,16 +98,19 @@ static void encode_64(const uint64_t *v, int64_t n, fb_key_kind kind, uint64_t f
  * the call does not own entirely (the first and last of a digit's range, which it may share with
  * another range) get plain stores of just its records. */
 static void scatter_wc(const uint64_t *a, int64_t n, int shift, uint64_t mask, int64_t *off, uint64_t *dst,
-                       uint64_t *wc, int64_t *start)
+                       uint64_t *wc, const int64_t *start)
 {
-    for (uint64_t d = 0; d <= mask; d++)
-        start[d] = off[d];
+    if ((uintptr_t)dst & 7) { /* records not on 8-byte boundaries: no whole lines to stream */
+        rs_scatter_plain(a, n, shift, mask, off, dst, wc, start);
+        return;
+    }
+    int64_t ph = (int64_t)(((uintptr_t)dst >> 3) & 7); /* position p starts a cache line when (p + ph) % 8 == 0 */
     for (int64_t i = 0; i < n; i++) {
         uint64_t x = a[i], d = (x >> shift) & mask;
         int64_t o = off[d]++;
         uint64_t *buf = wc + d * 8;
-        buf[o & 7] = x;
-        if ((o & 7) == 7) {
+        buf[(o + ph) & 7] = x;
+        if (((o + ph) & 7) == 7) {
             int64_t line = o - 7;
             if (line >= start[d]) {
 #if defined(FB_KERNEL_AVX2) || defined(FB_KERNEL_AVX512)
@@ -120,20 +123,16 @@ static void scatter_wc(const uint64_t *a, int64_t n, int shift, uint64_t mask, i
 #endif
             } else {
                 for (int64_t j = start[d]; j <= o; j++)
-                    dst[j] = buf[j & 7];
+                    dst[j] = buf[(j + ph) & 7];
             }
         }
     }
-    for (uint64_t d = 0; d <= mask; d++) {
-        int64_t o = off[d];
-        if (o & 7) {
-            int64_t j = o & ~(int64_t)7;
-            j = j < start[d] ? start[d] : j;
-            for (; j < o; j++)
-                dst[j] = wc[d * 8 + (j & 7)];
-        }
-    }
-    simde_mm_sfence();
+}
+
+static void flush_wc(uint64_t mask, const int64_t *off, uint64_t *dst, const uint64_t *wc, const int64_t *start)
+{
+    rs_flush_lines(mask, off, dst, wc, start);
+    simde_mm_sfence(); /* the streaming stores become visible before the range counts as written */
 }
 
 #if defined(FB_KERNEL_AVX512)
@@ -151,6 +150,7 @@ const fb_sort_kernels fb_sort_kernels_base = {
     .rs_encode = rs_encode,
     .rs_histogram = rs_histogram,
     .rs_scatter = scatter_wc,
+    .rs_flush = flush_wc,
     .rs_sort = rs_sort_bucket,
     .rs_emit = rs_emit,
 };

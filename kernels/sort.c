@@ -38,6 +38,7 @@ const fb_sort_kernels fb_sort_kernels_scalar = {
     .rs_encode = rs_encode,
     .rs_histogram = rs_histogram,
     .rs_scatter = rs_scatter_plain,
+    .rs_flush = rs_flush_plain,
     .rs_sort = rs_sort_bucket,
     .rs_emit = rs_emit,
 };
@@ -392,38 +393,53 @@ typedef struct rs_job {
     fb_rs_spec spec;
     fb_rs_out out;
     int64_t n, morsels;
-    uint64_t *a, *b;
+    uint64_t *b;          /* the partitioned records (n), or NULL */
+    uint64_t *a;          /* scratch for buckets larger than cap (n), or NULL */
     uint64_t *range;      /* [morsels][2]: min, max key */
     int shift;
     uint64_t mask;
     uint32_t *hist;       /* [morsels][mask + 1]: counts, then each morsel's first position per digit */
     int64_t *bstart;      /* [mask + 2]: bucket d is [bstart[d], bstart[d + 1]) */
-    int64_t cap;          /* records of each worker's scratch */
+    uint64_t *chunks;     /* per worker FB_RS_CHUNK records */
+    int64_t cap;          /* records of each worker's bucket scratch */
     uint64_t *wbuf;       /* per worker: cap records, wc (mask + 1) * 8 records, off and start (mask + 1) each */
     size_t wstride;       /* uint64 per worker in wbuf */
 } rs_job;
 
 static uint64_t *rs_worker(const rs_job *j, int w) { return j->wbuf + (size_t)w * j->wstride; }
+static uint64_t *rs_chunk(const rs_job *j, int w) { return j->chunks + (size_t)w * FB_RS_CHUNK; }
 
-static fb_status rs_task_encode(void *arg, int64_t m, int w)
+/* The key range of a morsel (records encoded into the worker's chunk buffer, not kept). */
+static fb_status rs_task_range(void *arg, int64_t m, int w)
 {
     rs_job *j = arg;
-    (void)w;
     int64_t b, e;
     morsel_range(j->n, m, &b, &e);
-    j->sk->rs_encode(&j->spec, b, e, j->a + b, &j->range[2 * m], &j->range[2 * m + 1]);
+    uint64_t mn = ~0ull, mx = 0, cmn, cmx, *c = rs_chunk(j, w);
+    for (int64_t c0 = b; c0 < e; c0 += FB_RS_CHUNK) {
+        int64_t c1 = c0 + FB_RS_CHUNK < e ? c0 + FB_RS_CHUNK : e;
+        j->sk->rs_encode(&j->spec, c0, c1, c, &cmn, &cmx);
+        mn = cmn < mn ? cmn : mn;
+        mx = cmx > mx ? cmx : mx;
+    }
+    j->range[2 * m] = mn;
+    j->range[2 * m + 1] = mx;
     return FB_OK;
 }
 
 static fb_status rs_task_hist(void *arg, int64_t m, int w)
 {
     rs_job *j = arg;
-    (void)w;
     int64_t b, e;
     morsel_range(j->n, m, &b, &e);
     uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
     memset(h, 0, (size_t)(j->mask + 1) * sizeof *h);
-    j->sk->rs_histogram(j->a + b, e - b, j->shift, j->mask, h);
+    uint64_t mn, mx, *c = rs_chunk(j, w);
+    for (int64_t c0 = b; c0 < e; c0 += FB_RS_CHUNK) {
+        int64_t c1 = c0 + FB_RS_CHUNK < e ? c0 + FB_RS_CHUNK : e;
+        j->sk->rs_encode(&j->spec, c0, c1, c, &mn, &mx);
+        j->sk->rs_histogram(c, c1 - c0, j->shift, j->mask, h);
+    }
     return FB_OK;
 }
 
@@ -432,13 +448,18 @@ static fb_status rs_task_scatter(void *arg, int64_t m, int w)
     rs_job *j = arg;
     int64_t b, e;
     morsel_range(j->n, m, &b, &e);
-    uint64_t *ws = rs_worker(j, w);
-    uint64_t *wc = ws + j->cap;
+    uint64_t *wc = rs_worker(j, w) + j->cap;
     int64_t *off = (int64_t *)(wc + (j->mask + 1) * 8), *start = off + j->mask + 1;
     const uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
     for (uint64_t d = 0; d <= j->mask; d++)
-        off[d] = h[d];
-    j->sk->rs_scatter(j->a + b, e - b, j->shift, j->mask, off, j->b, wc, start);
+        off[d] = start[d] = h[d];
+    uint64_t mn, mx, *c = rs_chunk(j, w);
+    for (int64_t c0 = b; c0 < e; c0 += FB_RS_CHUNK) {
+        int64_t c1 = c0 + FB_RS_CHUNK < e ? c0 + FB_RS_CHUNK : e;
+        j->sk->rs_encode(&j->spec, c0, c1, c, &mn, &mx);
+        j->sk->rs_scatter(c, c1 - c0, j->shift, j->mask, off, j->b, wc, start);
+    }
+    j->sk->rs_flush(j->mask, off, j->b, wc, start);
     return FB_OK;
 }
 
@@ -454,16 +475,37 @@ static fb_status rs_task_bucket(void *arg, int64_t d, int w)
     return FB_OK;
 }
 
-static fb_status rs_task_emit_a(void *arg, int64_t m, int w)
+/* All keys equal: the input order is the sorted order. */
+static fb_status rs_task_emit_input(void *arg, int64_t m, int w)
+{
+    rs_job *j = arg;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    uint64_t mn, mx, *c = rs_chunk(j, w);
+    for (int64_t c0 = b; c0 < e; c0 += FB_RS_CHUNK) {
+        int64_t c1 = c0 + FB_RS_CHUNK < e ? c0 + FB_RS_CHUNK : e;
+        j->sk->rs_encode(&j->spec, c0, c1, c, &mn, &mx);
+        j->sk->rs_emit(&j->spec, c, c1 - c0, c0, &j->out);
+    }
+    return FB_OK;
+}
+
+static fb_status rs_task_encode(void *arg, int64_t m, int w)
 {
     rs_job *j = arg;
     (void)w;
     int64_t b, e;
+    uint64_t mn, mx;
     morsel_range(j->n, m, &b, &e);
-    j->sk->rs_emit(&j->spec, j->a + b, e - b, b, &j->out);
+    j->sk->rs_encode(&j->spec, b, e, j->b + b, &mn, &mx);
     return FB_OK;
 }
 
+/* Phases: the key range (records encoded chunk by chunk into a worker's buffer, as in every phase
+ * that reads the input, so that no array of records is written before the partition); histograms of
+ * the top digit per morsel; the stable scatter into b; per bucket the cache-resident MSD sort and the
+ * decoding. An 8-byte key alone is partitioned straight into its output column (b), so the sort takes
+ * no memory in proportion to the rows unless a bucket outgrows the worker scratch. */
 static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const fb_rs_out *out,
                          const fb_sort_runner *run, const char *where)
 {
@@ -476,14 +518,14 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
     j.out = *out;
     j.n = n;
     j.morsels = n_morsels(n);
+    int own_b = !(spec->lo == 0 && out->key); /* else b is the output column */
     size_t abytes = (size_t)n * 8, rbytes = (size_t)j.morsels * 16, hbytes = 0, bsbytes = 0, wbytes = 0;
-    fb_status st = fb_alloc(ctx, abytes, 64, (void **)&j.a, where);
+    size_t cbytes = (size_t)run->workers * FB_RS_CHUNK * 8;
+    fb_status st = fb_alloc(ctx, rbytes, 64, (void **)&j.range, where);
     if (st == FB_OK)
-        st = fb_alloc(ctx, abytes, 64, (void **)&j.b, where);
+        st = fb_alloc(ctx, cbytes, 64, (void **)&j.chunks, where);
     if (st == FB_OK)
-        st = fb_alloc(ctx, rbytes, 64, (void **)&j.range, where);
-    if (st == FB_OK)
-        st = run->run(run->self, ctx, j.morsels, rs_task_encode, &j);
+        st = run->run(run->self, ctx, j.morsels, rs_task_range, &j);
     if (st != FB_OK)
         goto done;
     uint64_t kmin = ~0ull, kmax = 0;
@@ -491,8 +533,8 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
         kmin = j.range[2 * m] < kmin ? j.range[2 * m] : kmin;
         kmax = j.range[2 * m + 1] > kmax ? j.range[2 * m + 1] : kmax;
     }
-    if (kmin == kmax) { /* one key value: the input order is the sorted order */
-        st = run->run(run->self, ctx, j.morsels, rs_task_emit_a, &j);
+    if (kmin == kmax) {
+        st = run->run(run->self, ctx, j.morsels, rs_task_emit_input, &j);
         goto done;
     }
     int hb = 64 - __builtin_clzll(kmin ^ kmax);
@@ -505,12 +547,13 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
     st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
     if (st == FB_OK)
         st = fb_alloc(ctx, bsbytes, 64, (void **)&j.bstart, where);
+    if (st == FB_OK && own_b)
+        st = fb_alloc(ctx, abytes, 64, (void **)&j.b, where);
     if (st != FB_OK)
         goto done;
-    if (bits == 0) { /* one bucket: sort the records where they are */
-        uint64_t *t = j.a;
-        j.a = j.b;
-        j.b = t;
+    if (!own_b)
+        j.b = out->key;
+    if (bits == 0) {
         j.bstart[0] = 0;
         j.bstart[1] = n;
     } else {
@@ -537,16 +580,20 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
     j.wstride = (size_t)j.cap + (bits ? (size_t)nd * 8 + (size_t)nd * 2 : 0);
     wbytes = j.wstride * 8 * (size_t)run->workers;
     st = fb_alloc(ctx, wbytes, 64, (void **)&j.wbuf, where);
-    if (st == FB_OK && bits)
-        st = run->run(run->self, ctx, j.morsels, rs_task_scatter, &j);
+    if (st == FB_OK && biggest > j.cap)
+        st = fb_alloc(ctx, abytes, 64, (void **)&j.a, where);
+    if (st == FB_OK)
+        st = run->run(run->self, ctx, j.morsels, bits ? rs_task_scatter : rs_task_encode, &j);
     if (st == FB_OK)
         st = run->run(run->self, ctx, (int64_t)nd, rs_task_bucket, &j);
 done:
     fb_free(ctx, j.wbuf, j.wbuf ? wbytes : 0);
     fb_free(ctx, j.bstart, j.bstart ? bsbytes : 0);
     fb_free(ctx, j.hist, j.hist ? hbytes : 0);
+    fb_free(ctx, j.chunks, j.chunks ? cbytes : 0);
     fb_free(ctx, j.range, j.range ? rbytes : 0);
-    fb_free(ctx, j.b, j.b ? abytes : 0);
+    if (own_b)
+        fb_free(ctx, j.b, j.b ? abytes : 0);
     fb_free(ctx, j.a, j.a ? abytes : 0);
     return st;
 }
