@@ -35,9 +35,9 @@ typedef struct fb_rs_out {
     uint32_t *row_ids;/* or NULL */
 } fb_rs_out;
 
-/* Insertion sort below this many records; top-level buckets of about FB_RS_BUCKET records (the
+/* Rank sort up to this many records; top-level buckets of about FB_RS_BUCKET records (the
  * records of a bucket and its scratch stay in the core's L2); at most FB_RS_MAX_BITS bits a pass. */
-#define FB_RS_SMALL 16
+#define FB_RS_SMALL 32
 #define FB_RS_BUCKET (1 << 15)
 #define FB_RS_MAX_BITS 12
 #define FB_RS_CHUNK 2048 /* rows encoded at a time into a worker's buffer */

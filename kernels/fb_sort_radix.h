@@ -1,7 +1,7 @@
 /* fb_sort_radix.h - the fixed-width record sort (fb_sort_internal.h, fb_rs_*): encoding rows into
  * uint64 records, histograms, the plain stable scatter, the cache-resident MSD radix sort of one bucket
  * (digit width from the bucket's size, common leading bits skipped via the bucket's key range,
- * insertion sort below FB_RS_SMALL records) and decoding. Static inline so that sort.c (the scalar
+ * a branch-free rank sort up to FB_RS_SMALL records) and decoding. Static inline so that sort.c (the scalar
  * variant) and simd_sort.c (compiled per ISA, which replaces the scatter by a write-combining one)
  * share one text and each gets it compiled for its own target. */
 #ifndef FB_SORT_RADIX_H

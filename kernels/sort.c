@@ -416,11 +416,16 @@ static fb_status rs_task_range(void *arg, int64_t m, int w)
     int64_t b, e;
     morsel_range(j->n, m, &b, &e);
     uint64_t mn = ~0ull, mx = 0, cmn, cmx, *c = rs_chunk(j, w);
+    uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
+    if (j->hist)
+        memset(h, 0, (size_t)(j->mask + 1) * sizeof *h);
     for (int64_t c0 = b; c0 < e; c0 += FB_RS_CHUNK) {
         int64_t c1 = c0 + FB_RS_CHUNK < e ? c0 + FB_RS_CHUNK : e;
         j->sk->rs_encode(&j->spec, c0, c1, c, &cmn, &cmx);
         mn = cmn < mn ? cmn : mn;
         mx = cmx > mx ? cmx : mx;
+        if (j->hist)
+            j->sk->rs_histogram(c, c1 - c0, j->shift, j->mask, h);
     }
     j->range[2 * m] = mn;
     j->range[2 * m + 1] = mx;
@@ -521,9 +526,18 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
     int own_b = !(spec->lo == 0 && out->key); /* else b is the output column */
     size_t abytes = (size_t)n * 8, rbytes = (size_t)j.morsels * 16, hbytes = 0, bsbytes = 0, wbytes = 0;
     size_t cbytes = (size_t)run->workers * FB_RS_CHUNK * 8;
+    /* The first pass also takes the histogram for keys that differ in their top bit (uniform keys over
+     * the type's range): then it is the partition's, and the histogram pass is saved. */
+    int key_bits = spec->lo ? 32 : 64;
+    int bits = top_bits(n, key_bits);
+    j.shift = spec->lo + key_bits - bits;
+    j.mask = (1ull << bits) - 1;
+    hbytes = (size_t)j.morsels * (j.mask + 1) * 4;
     fb_status st = fb_alloc(ctx, rbytes, 64, (void **)&j.range, where);
     if (st == FB_OK)
         st = fb_alloc(ctx, cbytes, 64, (void **)&j.chunks, where);
+    if (st == FB_OK && bits)
+        st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
     if (st == FB_OK)
         st = run->run(run->self, ctx, j.morsels, rs_task_range, &j);
     if (st != FB_OK)
@@ -538,13 +552,19 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
         goto done;
     }
     int hb = 64 - __builtin_clzll(kmin ^ kmax);
-    int bits = top_bits(n, hb);
-    j.shift = spec->lo + hb - bits;
-    j.mask = (1ull << bits) - 1;
+    int have_hist = hb == key_bits && j.hist;
+    if (!have_hist) {
+        fb_free(ctx, j.hist, j.hist ? hbytes : 0);
+        j.hist = NULL;
+        bits = top_bits(n, hb);
+        j.shift = spec->lo + hb - bits;
+        j.mask = (1ull << bits) - 1;
+        hbytes = (size_t)j.morsels * (j.mask + 1) * 4;
+        if (bits)
+            st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
+    }
     uint64_t nd = j.mask + 1;
-    hbytes = (size_t)j.morsels * nd * 4;
     bsbytes = (size_t)(nd + 1) * 8;
-    st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
     if (st == FB_OK)
         st = fb_alloc(ctx, bsbytes, 64, (void **)&j.bstart, where);
     if (st == FB_OK && own_b)
@@ -557,7 +577,8 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
         j.bstart[0] = 0;
         j.bstart[1] = n;
     } else {
-        st = run->run(run->self, ctx, j.morsels, rs_task_hist, &j);
+        if (!have_hist)
+            st = run->run(run->self, ctx, j.morsels, rs_task_hist, &j);
         if (st != FB_OK)
             goto done;
         /* hist[m][d] becomes morsel m's first position for digit d */

@@ -89,7 +89,7 @@ FB_API fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_ke
  * partitioned stably by the top bits in which the keys differ into buckets of about 32Ki records
  * (per-morsel histograms, prefix sums, a scatter through write-combining buffers with streaming
  * stores), and each bucket is sorted by one worker inside its cache: an MSD radix sort that skips the
- * bits its keys share and ends in insertion sorts, or for several keys, nulls and floats (the
+ * bits its keys share and ends in branch-free rank sorts of a few records, or for several keys, nulls and floats (the
  * normalized records of the single-threaded functions) the LSD radix sort with digit skipping. One key
  * without nulls of at most 32 bits (not float for fb_sort_table_parallel) with at most one payload of at
  * most 32 bits without nulls, or one 64-bit integer key alone, is sorted as 8-byte records that carry
