@@ -16,6 +16,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---- scalar variant ------------------------------------------------------------------------------ */
 
@@ -350,6 +351,23 @@ static size_t rec_bytes(int64_t n, int R)
     return (size_t)n * (size_t)R * 8;
 }
 
+/* Asks Linux for transparent huge pages over a large scratch array (a hint; errors are ignored): its
+ * first touch then faults 2 MiB at a time instead of 4 KiB, which took a fifth of a large sort's time
+ * in the kernel's page-fault path on the development machine (THP in "madvise" mode). */
+static void advise_huge(void *p, size_t bytes)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (!p || bytes < ((size_t)4 << 20))
+        return;
+    uintptr_t b = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, e = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
+    if (e > b)
+        (void)madvise((void *)b, e - b, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 /* ---- runners ------------------------------------------------------------------------------------ */
 
 static fb_status serial_run(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg)
@@ -573,6 +591,8 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
         goto done;
     if (!own_b)
         j.b = out->key;
+    else
+        advise_huge(j.b, abytes);
     if (bits == 0) {
         j.bstart[0] = 0;
         j.bstart[1] = n;
@@ -601,8 +621,10 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
     j.wstride = (size_t)j.cap + (bits ? (size_t)nd * 8 + (size_t)nd * 2 : 0);
     wbytes = j.wstride * 8 * (size_t)run->workers;
     st = fb_alloc(ctx, wbytes, 64, (void **)&j.wbuf, where);
-    if (st == FB_OK && biggest > j.cap)
+    if (st == FB_OK && biggest > j.cap) {
         st = fb_alloc(ctx, abytes, 64, (void **)&j.a, where);
+        advise_huge(j.a, abytes);
+    }
     if (st == FB_OK)
         st = run->run(run->self, ctx, j.morsels, bits ? rs_task_scatter : rs_task_encode, &j);
     if (st == FB_OK)
@@ -761,6 +783,10 @@ static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, i
     fb_status st = fb_alloc(ctx, bytes, 64, (void **)&j.a, where);
     if (st == FB_OK && n > SMALL_SORT)
         st = fb_alloc(ctx, bytes, 64, (void **)&j.b, where);
+    if (st == FB_OK) {
+        advise_huge(j.a, bytes);
+        advise_huge(j.b, bytes);
+    }
     if (st == FB_OK && n > SMALL_SORT)
         st = fb_alloc(ctx, cbytes, 64, (void **)&j.counts, where);
     if (st == FB_OK)
