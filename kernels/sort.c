@@ -1,5 +1,5 @@
 /* sort.c - public entry points of fb_sort.h (argument checks, scratch memory) and the single-threaded
- * sort itself: normalized-key records, LSD radix sort with constant-digit skipping, insertion sort
+ * sort itself: normalized-key records, MSD radix sort with constant-digit skipping, insertion sort
  * for tiny inputs, a heap for top-N. Also the scalar variant of the sort kernel table
  * (fb_sort_internal.h); simd_sort.c holds the others.
  *
@@ -195,6 +195,19 @@ static void fill_records(const fb_sort_kernels *sk, const fb_sort_key *keys, siz
     }
 }
 
+/* Copies one record of R words: inline for the common sizes (a memcpy call of a run-time size per
+ * record took a third of a three-key sort). */
+static inline void copy_rec(uint64_t *d, const uint64_t *s, int R)
+{
+    switch (R) {
+    case 3: d[0] = s[0], d[1] = s[1], d[2] = s[2]; break;
+    case 4: d[0] = s[0], d[1] = s[1], d[2] = s[2], d[3] = s[3]; break;
+    default:
+        for (int w = 0; w < R; w++)
+            d[w] = s[w];
+    }
+}
+
 /* ---- comparison sorts ---------------------------------------------------------------------------- */
 
 static inline int rec_less(const uint64_t *a, const uint64_t *b, int R)
@@ -209,11 +222,11 @@ static void insertion_sort(uint64_t *rec, int64_t n, int R)
 {
     uint64_t t[KEY_WORDS_MAX + 1];
     for (int64_t i = 1; i < n; i++) {
-        memcpy(t, rec + i * R, (size_t)R * 8);
+        copy_rec(t, rec + i * R, R);
         int64_t j = i;
         for (; j > 0 && rec_less(t, rec + (j - 1) * R, R); j--)
-            memcpy(rec + j * R, rec + (j - 1) * R, (size_t)R * 8);
-        memcpy(rec + j * R, t, (size_t)R * 8);
+            copy_rec(rec + j * R, rec + (j - 1) * R, R);
+        copy_rec(rec + j * R, t, R);
     }
 }
 
@@ -253,69 +266,58 @@ static void sift_up(uint64_t *h, int64_t i, int R)
     }
 }
 
-/* ---- LSD radix sort ------------------------------------------------------------------------------ */
+/* ---- MSD radix sort ------------------------------------------------------------------------------ */
 
-/* Sorts n records of a (b is scratch of the same size); returns the buffer holding the result.
- * counts: L->n_digits * 256 entries of scratch. */
-static uint64_t *radix_sort(uint64_t *a, uint64_t *b, int64_t n, const layout *L, uint32_t *counts)
+/* MSD radix sort of n records of x by their 8-bit digits d, d-1, ..., 0 (L->digit_word/digit_shift,
+ * least significant first), stable; the result ends in y when to_y, else in x (the other is scratch).
+ * Digits on which all records agree are skipped after their histogram; a level scatters x -> y and
+ * recurses into each digit's range with the roles swapped, so the work stops where the keys become
+ * distinct (the leading keys usually decide) instead of passing over every digit as LSD must. Small
+ * ranges: insertion sort of the whole records (key, then row id: stable). */
+static void msd_sort(uint64_t *x, uint64_t *y, int64_t n, const layout *L, int d, int to_y)
 {
-    int R = L->words, D = L->n_digits;
-    if (n <= SMALL_SORT) {
-        insertion_sort(a, n, R);
-        return a;
-    }
-    memset(counts, 0, (size_t)D * 256 * sizeof *counts);
-    /* one histogram pass for every digit: counts do not change with the order, so they serve every
-     * scatter pass, and a digit whose one bucket holds all n rows is skipped */
-    if (R == 1) {
-        int s0 = L->digit_shift[0];
-        for (int64_t i = 0; i < n; i++) {
-            uint64_t x = a[i];
-            for (int d = 0; d < D; d++)
-                counts[d * 256 + ((x >> (s0 + 8 * d)) & 0xFF)]++;
-        }
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            for (int d = 0; d < D; d++)
-                counts[d * 256 + ((a[i * R + L->digit_word[d]] >> L->digit_shift[d]) & 0xFF)]++;
-    }
-    uint64_t *src = a, *dst = b;
-    for (int d = 0; d < D; d++) {
-        uint32_t *c = counts + d * 256;
-        int constant = 0;
-        for (int x = 0; x < 256 && !constant; x++)
-            constant = c[x] == (uint64_t)n;
-        if (constant)
-            continue;
-        int64_t off[256], sum = 0;
-        for (int x = 0; x < 256; x++) {
-            off[x] = sum;
-            sum += c[x];
-        }
+    int R = L->words;
+    uint32_t cnt[256];
+    while (n > SMALL_SORT && d >= 0) {
         int w = L->digit_word[d], s = L->digit_shift[d];
-        /* plain scatter: software write-combining buffers measured no faster on the development
-         * machine (a shared EPYC VM, 32 MiB L3) at 1M or 16M records, and 11-bit digits took twice
-         * as long per pass as 8-bit ones there (more than the 8 -> 6 passes of a 64-bit key save) */
-        if (R == 1) {
-            for (int64_t i = 0; i < n; i++)
-                dst[off[(src[i] >> s) & 0xFF]++] = src[i];
-        } else if (R == 2) {
-            for (int64_t i = 0; i < n; i++) {
-                int64_t o = off[(src[2 * i + w] >> s) & 0xFF]++;
-                dst[2 * o] = src[2 * i];
-                dst[2 * o + 1] = src[2 * i + 1];
-            }
-        } else {
-            for (int64_t i = 0; i < n; i++) {
-                int64_t o = off[(src[i * R + w] >> s) & 0xFF]++;
-                memcpy(dst + o * R, src + i * R, (size_t)R * 8);
-            }
-        }
-        uint64_t *t = src;
-        src = dst;
-        dst = t;
+        memset(cnt, 0, sizeof cnt);
+        for (int64_t i = 0; i < n; i++)
+            cnt[(x[i * R + w] >> s) & 0xFF]++;
+        int constant = 0;
+        for (int k = 0; k < 256 && !constant; k++)
+            constant = cnt[k] == (uint64_t)n;
+        if (!constant)
+            break;
+        d--;
     }
-    return src;
+    if (n <= SMALL_SORT || d < 0) {
+        if (to_y) {
+            memcpy(y, x, (size_t)n * (size_t)R * 8);
+            x = y;
+        }
+        if (d >= 0)
+            insertion_sort(x, n, R); /* (d < 0: every key digit equal, the input order stands) */
+        return;
+    }
+    int w = L->digit_word[d], s = L->digit_shift[d];
+    int64_t off[256], sum = 0;
+    for (int k = 0; k < 256; k++) {
+        off[k] = sum;
+        sum += cnt[k];
+    }
+    for (int64_t i = 0; i < n; i++)
+        copy_rec(y + off[(x[i * R + w] >> s) & 0xFF]++ * R, x + i * R, R);
+    int64_t pos = 0;
+    for (int k = 0; k < 256; k++) {
+        int64_t c = cnt[k];
+        if (c == 1) {
+            if (!to_y)
+                copy_rec(x + pos * R, y + pos * R, R);
+        } else if (c > 1) {
+            msd_sort(y + pos * R, x + pos * R, c, L, d - 1, !to_y);
+        }
+        pos += c;
+    }
 }
 
 /* ---- argument checks ----------------------------------------------------------------------------- */
@@ -671,7 +673,7 @@ static int rs_key_spec(const fb_sort_key *k, int allow_float, fb_rs_spec *s)
 /* ---- the normalized-record sort (any keys) --------------------------------------------------------
  * Phases: records (fill_records) and the range of their first word; a stable partition by the top
  * differing bits of the first word into buckets of about FB_RS_BUCKET records; per bucket the LSD radix
- * sort above (which skips the digits the partition made constant) and the row ids. */
+ * MSD sort above (which skips the digits the partition made constant) and the row ids. */
 
 typedef struct gen_job {
     const fb_sort_kernels *sk;
@@ -685,7 +687,6 @@ typedef struct gen_job {
     uint64_t mask;
     uint32_t *hist;
     int64_t *bstart;
-    uint32_t *counts; /* per worker: L.n_digits * 256 */
     uint32_t *row_ids;
 } gen_job;
 
@@ -735,7 +736,7 @@ static fb_status gen_task_scatter(void *arg, int64_t m, int w)
     const uint64_t *rec = j->a + b * R;
     for (int64_t i = 0; i < e - b; i++) {
         int64_t o = off[(rec[i * R] >> j->shift) & j->mask]++;
-        memcpy(j->b + o * R, rec + i * R, (size_t)R * 8);
+        copy_rec(j->b + o * R, rec + i * R, R);
     }
     return FB_OK;
 }
@@ -747,7 +748,9 @@ static fb_status gen_task_bucket(void *arg, int64_t d, int w)
     if (c == 0)
         return FB_OK;
     int R = j->L.words;
-    const uint64_t *r = radix_sort(j->b + s * R, j->a + s * R, c, &j->L, j->counts + (size_t)w * j->L.n_digits * 256);
+    (void)w;
+    msd_sort(j->b + s * R, j->a + s * R, c, &j->L, j->L.n_digits - 1, 0);
+    const uint64_t *r = j->b + s * R;
     for (int64_t i = 0; i < c; i++)
         j->row_ids[s + i] = (uint32_t)(r[i * R + j->L.rid_word] & j->L.rid_mask);
     return FB_OK;
@@ -778,7 +781,7 @@ static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, i
     int R = j.L.words;
     size_t bytes = rec_bytes(n, R);
     FB_RETURN_ERROR_IF(bytes == 0, ctx, FB_ERR_OUT_OF_MEMORY, "%lld records do not fit in memory", (long long)n);
-    size_t rbytes = (size_t)j.morsels * 16, cbytes = (size_t)run->workers * (size_t)j.L.n_digits * 256 * 4;
+    size_t rbytes = (size_t)j.morsels * 16;
     size_t hbytes = 0, bsbytes = 0;
     fb_status st = fb_alloc(ctx, bytes, 64, (void **)&j.a, where);
     if (st == FB_OK && n > SMALL_SORT)
@@ -787,8 +790,6 @@ static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, i
         advise_huge(j.a, bytes);
         advise_huge(j.b, bytes);
     }
-    if (st == FB_OK && n > SMALL_SORT)
-        st = fb_alloc(ctx, cbytes, 64, (void **)&j.counts, where);
     if (st == FB_OK)
         st = fb_alloc(ctx, rbytes, 64, (void **)&j.range, where);
     if (st == FB_OK)
@@ -846,7 +847,6 @@ done:
     fb_free(ctx, j.bstart, j.bstart ? bsbytes : 0);
     fb_free(ctx, j.hist, j.hist ? hbytes : 0);
     fb_free(ctx, j.range, j.range ? rbytes : 0);
-    fb_free(ctx, j.counts, j.counts ? cbytes : 0);
     fb_free(ctx, j.b, j.b ? bytes : 0);
     fb_free(ctx, j.a, j.a ? bytes : 0);
     return st;

@@ -13,11 +13,11 @@
  * and float values turned into unsigned ones whose unsigned order is the SQL order, inverted for
  * descending keys, 0 for nulls), concatenated most significant first into 64-bit words, so that
  * comparing the words (or the big-endian bytes) gives the sort order. The row id fills the low
- * bits of the last word when they are free, else one more word. Those records are sorted by an
- * LSD radix sort with 8-bit digits that skips every digit on which all rows agree (found by one
- * histogram pass), and by insertion sort for tiny inputs; top-N keeps a heap of N records. Large
- * inputs are first partitioned by their top differing bits into cache-sized buckets, and a single
- * narrow key (see "Parallel sorts") is sorted as 8-byte records by an MSD radix sort.
+ * bits of the last word when they are free, else one more word. The records are partitioned by
+ * their top differing bits into cache-sized buckets, and each bucket is sorted by an MSD radix sort
+ * with 8-bit digits that skips every digit on which all its rows agree (found by a histogram) and
+ * stops where the rows become distinct, with insertion sort for small ranges; top-N keeps a heap of
+ * N records. A single narrow key (see "Parallel sorts") is sorted as 8-byte records instead.
  *
  * Row ids are uint32_t, so a call sorts at most FB_MORSEL_MAX_ROWS rows.
  *
@@ -89,8 +89,8 @@ FB_API fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_ke
  * partitioned stably by the top bits in which the keys differ into buckets of about 32Ki records
  * (per-morsel histograms, prefix sums, a scatter through write-combining buffers with streaming
  * stores), and each bucket is sorted by one worker inside its cache: an MSD radix sort that skips the
- * bits its keys share and ends in branch-free rank sorts of a few records, or for several keys, nulls and floats (the
- * normalized records of the single-threaded functions) the LSD radix sort with digit skipping. One key
+ * bits its keys share and ends in branch-free rank sorts of a few records (for several keys, nulls
+ * and floats: the normalized records and their MSD sort described above). One key
  * without nulls of at most 32 bits (not float for fb_sort_table_parallel) with at most one payload of at
  * most 32 bits without nulls, or one 64-bit integer key alone, is sorted as 8-byte records that carry
  * the values themselves (no permutation, no gather); fb_sort_permutation() and fb_sort_table() take the
