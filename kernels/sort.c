@@ -871,6 +871,71 @@ fb_status fb_sort_permutation(fb_ctx *ctx, const fb_sort_key *keys, size_t n_key
     return fb_sort_permutation_with(ctx, keys, n_keys, row_ids, capacity, &serial_runner, __func__);
 }
 
+static void sift_down_u64(uint64_t *h, int64_t n, int64_t i)
+{
+    for (;;) {
+        int64_t l = 2 * i + 1, big = i;
+        if (l < n && h[big] < h[l])
+            big = l;
+        if (l + 1 < n && h[big] < h[l + 1])
+            big = l + 1;
+        if (big == i)
+            return;
+        uint64_t t = h[i];
+        h[i] = h[big];
+        h[big] = t;
+        i = big;
+    }
+}
+
+/* Top-N of one narrow key without nulls: 8-byte records (key, row id) in a max-heap of integers; a
+ * chunk whose smallest key is above the heap's largest record is passed over after its encoding. */
+static fb_status top_n_records(fb_ctx *ctx, const fb_rs_spec *spec, int64_t rows, int64_t m, uint32_t *row_ids,
+                               const char *where)
+{
+    const fb_sort_kernels *sk = sort_kernels(ctx);
+    size_t hbytes = (size_t)m * 8, cbytes = FB_RS_CHUNK * 8;
+    uint64_t *h = NULL, *chunk = NULL;
+    fb_status st = fb_alloc(ctx, hbytes, 64, (void **)&h, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, cbytes, 64, (void **)&chunk, where);
+    if (st == FB_OK) {
+        int64_t size = 0;
+        for (int64_t c0 = 0; c0 < rows; c0 += FB_RS_CHUNK) {
+            int64_t c1 = c0 + FB_RS_CHUNK < rows ? c0 + FB_RS_CHUNK : rows;
+            uint64_t kmin, kmax;
+            sk->rs_encode(spec, c0, c1, chunk, &kmin, &kmax);
+            if (size == m && (kmin << 32) > h[0])
+                continue;
+            for (int64_t i = 0; i < c1 - c0; i++) {
+                uint64_t x = chunk[i];
+                if (size < m) {
+                    int64_t k = size++;
+                    while (k > 0 && h[(k - 1) / 2] < x) {
+                        h[k] = h[(k - 1) / 2];
+                        k = (k - 1) / 2;
+                    }
+                    h[k] = x;
+                } else if (x < h[0]) {
+                    h[0] = x;
+                    sift_down_u64(h, m, 0);
+                }
+            }
+        }
+        for (int64_t end = m - 1; end > 0; end--) {
+            uint64_t t = h[0];
+            h[0] = h[end];
+            h[end] = t;
+            sift_down_u64(h, end, 0);
+        }
+        for (int64_t j = 0; j < m; j++)
+            row_ids[j] = (uint32_t)h[j];
+    }
+    fb_free(ctx, chunk, chunk ? cbytes : 0);
+    fb_free(ctx, h, h ? hbytes : 0);
+    return st;
+}
+
 /* The m smallest records of rows [begin, begin + rows) by a max-heap (memory O(m)); row_ids relative to begin. */
 static fb_status top_n_heap(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t begin, int64_t rows,
                             int64_t m, uint32_t *row_ids, const char *where)
@@ -880,6 +945,11 @@ static fb_status top_n_heap(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys,
         sub[k] = keys[k];
         sub[k].column.offset += begin;
         sub[k].column.length = rows;
+    }
+    fb_rs_spec spec;
+    if (n_keys == 1 && fb_type_width(sub[0].column.type) <= 4 && rs_key_spec(&sub[0], 1, &spec)) {
+        spec.rowid = 1;
+        return top_n_records(ctx, &spec, rows, m, row_ids, where);
     }
     layout L;
     layout_make(sub, n_keys, rows, &L);
