@@ -220,6 +220,10 @@ static void check_sort(const fb_sort_key *keys, size_t n_keys, int64_t n, const 
     const int64_t *tops = n > 100000 ? tops_large : tops_small;
     size_t n_tops = n > 100000 ? sizeof tops_large / sizeof tops_large[0] : sizeof tops_small / sizeof tops_small[0];
     for (int v = 0; v < n_variants; v++) {
+        /* large inputs: the scalar variant, the best one and the 3-thread context (the middle variants
+         * run every path on the smaller inputs), so that the suite stays within its time under ASan */
+        if (n > 100000 && v > 0 && v < n_variants - 2)
+            continue;
         fb_ctx *ctx = variants[v];
         const char *isa = fb_isa_name(fb_ctx_isa(ctx));
         memset(got, 0xAB, (size_t)(n + 8) * 4);
@@ -701,7 +705,7 @@ static void duckdb_datasets(const char *dir)
     int32_t *a = malloc((size_t)n * 4), *ao = malloc((size_t)n * 4);
     for (int64_t i = 0; i < n; i++) {
         a[i] = pool[fbt_next(&rng) % 1000];
-        b[i] = (int64_t)(fbt_next(&rng) % 5) * (INT64_MAX / 3);
+        b[i] = ((int64_t)(fbt_next(&rng) % 5) - 2) * (INT64_MAX / 3);
         fbt_random_value(&rng, FB_TYPE_FLOAT64, &c[i]);
         cv[i] = fbt_next(&rng) % 10 != 0;
         cbits[i / 8] |= (uint8_t)(cv[i] << (i % 8));

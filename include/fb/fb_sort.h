@@ -21,11 +21,13 @@
  *
  * Row ids are uint32_t, so a call sorts at most FB_MORSEL_MAX_ROWS rows.
  *
- * Memory. Scratch memory (about 2 x rows x record size, records being 8 to 16 bytes for one or
- * two fixed-width keys) comes from the context's allocator and counts against its memory limit;
+ * Memory. Scratch memory comes from the context's allocator and counts against its memory limit:
+ * for the 8-byte records 8 bytes per row (none for a 64-bit key alone, which is partitioned in its
+ * output column; 8 more when skewed keys leave a bucket above 2 MiB), else about 2 x rows x record size (records of 8 bytes and up: the key bits and
+ * the row id, rounded up to 64-bit words), plus 4 bytes per row for the permutation of fb_sort_table();
  * when it runs out the call returns FB_ERR_OUT_OF_MEMORY having freed everything it took.
  *
- * Threading: every function runs on the calling thread and may be called from several threads at
+ * Threading: every function but the parallel ones runs on the calling thread; all may be called from several threads at
  * once on one context. Every CPU variant (scalar, base, AVX2, AVX-512) gives identical results.
  */
 #ifndef FB_SORT_H
@@ -97,8 +99,8 @@ FB_API fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_ke
  * same paths on the calling thread. Top-N takes each 256Ki-row morsel's top n by a heap in parallel and
  * then the top n of those (for more than 512Ki rows).
  *
- * Memory: about 16 bytes per row (records and scratch; more for several keys) plus per worker up to
- * 2 MiB of scratch, from the context's allocator and within its memory limit.
+ * Memory: as the single-threaded functions, plus per worker up to 2 MiB of bucket scratch and the
+ * write-combining buffers (32 KiB per 512 buckets).
  * @{ */
 
 /** \brief fb_sort_permutation() on the context's worker threads. \return as fb_sort_permutation(). */
