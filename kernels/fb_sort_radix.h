@@ -219,9 +219,58 @@ static void rs_msd(uint64_t *x, uint64_t *y, int64_t n, int lo, int to_y)
     }
 }
 
+/* Stable sort of a bucket; returns a or t, whichever holds the result. A bucket whose keys differ only
+ * in their low 24 bits or fewer (a 32-bit key after the top-level partition) takes two LSD passes of
+ * at most 12 bits (both histograms in one read), which beats an MSD level and the rank sorts after it
+ * (16Mi int32 keys + payload: 0.225 -> 0.17-0.20 s of CPU on the development machine);
+ * otherwise the MSD sort, its result in t (the caller's scratch, reused bucket after bucket, so it
+ * stays in cache). */
 static inline uint64_t *rs_sort_bucket(uint64_t *a, uint64_t *t, int64_t n, int lo)
 {
-    /* the result goes to t: the caller's scratch is reused bucket after bucket, so it stays in cache */
+    if (n > 4 * FB_RS_SMALL) {
+        uint64_t mn = ~0ull, mx = 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t k = a[i] >> lo;
+            mn = k < mn ? k : mn;
+            mx = k > mx ? k : mx;
+        }
+        if (mn == mx)
+            return a;
+        int hb = 64 - __builtin_clzll(mn ^ mx);
+        if (hb <= 24) {
+            int b0 = hb / 2, b1 = hb - b0;
+            uint64_t m0 = (1ull << b0) - 1, m1 = (1ull << b1) - 1;
+            int s0 = lo, s1 = lo + b0;
+            uint32_t c0[1 << 12], c1[1 << 12];
+            memset(c0, 0, (size_t)(m0 + 1) * 4);
+            memset(c1, 0, (size_t)(m1 + 1) * 4);
+            for (int64_t i = 0; i < n; i++) {
+                uint64_t x = a[i];
+                c0[(x >> s0) & m0]++;
+                c1[(x >> s1) & m1]++;
+            }
+            uint32_t p0 = 0, p1 = 0;
+            for (uint64_t d = 0; d <= m0; d++) {
+                uint32_t c = c0[d];
+                c0[d] = p0;
+                p0 += c;
+            }
+            for (uint64_t d = 0; d <= m1; d++) {
+                uint32_t c = c1[d];
+                c1[d] = p1;
+                p1 += c;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                uint64_t x = a[i];
+                t[c0[(x >> s0) & m0]++] = x;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                uint64_t x = t[i];
+                a[c1[(x >> s1) & m1]++] = x;
+            }
+            return a;
+        }
+    }
     rs_msd(a, t, n, lo, 1);
     return t;
 }

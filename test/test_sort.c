@@ -110,8 +110,9 @@ static const fb_type all_types[] = {FB_TYPE_INT8,   FB_TYPE_INT16,  FB_TYPE_INT3
  * pool values (duplicates), or uniform bits. */
 static void random_value(fb_type t, void *out) { fbt_random_value(&rng, t, out); }
 
-typedef enum pattern { P_RANDOM, P_SORTED, P_REVERSE, P_EQUAL, P_FEW, P_ZIPF, P_COUNT } pattern;
-static const char *const pattern_names[] = {"random", "sorted", "reverse", "all-equal", "few-distinct", "zipf"};
+/* P_NARROW: uniform over the low 24 bits (a 32-bit key whose buckets differ in few bits: two LSD passes) */
+typedef enum pattern { P_RANDOM, P_SORTED, P_REVERSE, P_EQUAL, P_FEW, P_ZIPF, P_NARROW, P_COUNT } pattern;
+static const char *const pattern_names[] = {"random", "sorted", "reverse", "all-equal", "few-distinct", "zipf", "narrow"};
 
 static fb_type value_sort_type;
 static int value_sort_cmp(const void *a, const void *b) { return value_cmp(value_sort_type, a, b); }
@@ -138,6 +139,14 @@ static fbt_col make_col(fb_type t, int64_t n, pattern p, int with_nulls)
             double u = (double)(fbt_next(&rng) >> 11) / 9007199254740992.0;
             int idx = (int)exp(u * log((double)POOL + 1)) - 1;
             memcpy(d + i * w, pool + (idx < POOL ? idx : POOL - 1) * w, w);
+            break;
+        }
+        case P_NARROW: {
+            uint64_t u = fbt_next(&rng) & 0xFFFFFF;
+            if (t == FB_TYPE_FLOAT32 || t == FB_TYPE_FLOAT64)
+                random_value(t, d + i * w);
+            else
+                memcpy(d + i * w, &u, w);
             break;
         }
         default: random_value(t, d + i * w);
@@ -509,7 +518,7 @@ static void test_sort_table_records(void **state)
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
         for (int p = 0; p < P_COUNT; p++) {
             int64_t n = sizes[si];
-            if (n > 1000 && p != P_RANDOM && p != P_FEW && p != P_ZIPF)
+            if (n > 1000 && p != P_RANDOM && p != P_FEW && p != P_ZIPF && p != P_NARROW)
                 continue;
             uint64_t r = fbt_next(&rng);
             fb_type kt = narrow[r % (sizeof narrow / sizeof narrow[0])];
