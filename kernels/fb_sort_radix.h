@@ -168,20 +168,11 @@ static inline void rs_rank_sort(const uint64_t *x, uint64_t *y, int64_t n, int l
  * other array is scratch). Each level skips the bits all records share (from their key range), takes
  * up to FB_RS_MAX_BITS of the rest (fewer for small n, about 8 records a digit), scatters x -> y and
  * recurses on each digit's range with the roles swapped. Depth ≤ 64 / 4 + 1 levels. */
-static void rs_msd(uint64_t *x, uint64_t *y, int64_t n, int lo, int to_y)
+static void rs_msd(uint64_t *x, uint64_t *y, int64_t n, int lo, int to_y);
+
+/* rs_msd once the range [mn, mx] of the records' keys (bits [lo, 64)) is known, n > FB_RS_SMALL. */
+static void rs_msd_range(uint64_t *x, uint64_t *y, int64_t n, int lo, int to_y, uint64_t mn, uint64_t mx)
 {
-    if (n <= FB_RS_SMALL) {
-        rs_rank_sort(x, y, n, lo);
-        if (!to_y)
-            memcpy(x, y, (size_t)n * 8);
-        return;
-    }
-    uint64_t mn = ~0ull, mx = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t k = x[i] >> lo;
-        mn = k < mn ? k : mn;
-        mx = k > mx ? k : mx;
-    }
     if (mn == mx) {
         if (to_y)
             memcpy(y, x, (size_t)n * 8);
@@ -217,6 +208,23 @@ static void rs_msd(uint64_t *x, uint64_t *y, int64_t n, int lo, int to_y)
         }
         pos += c;
     }
+}
+
+static void rs_msd(uint64_t *x, uint64_t *y, int64_t n, int lo, int to_y)
+{
+    if (n <= FB_RS_SMALL) {
+        rs_rank_sort(x, y, n, lo);
+        if (!to_y)
+            memcpy(x, y, (size_t)n * 8);
+        return;
+    }
+    uint64_t mn = ~0ull, mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t k = x[i] >> lo;
+        mn = k < mn ? k : mn;
+        mx = k > mx ? k : mx;
+    }
+    rs_msd_range(x, y, n, lo, to_y, mn, mx);
 }
 
 /* Stable sort of a bucket; returns a or t, whichever holds the result. A bucket whose keys differ only
@@ -270,6 +278,8 @@ static inline uint64_t *rs_sort_bucket(uint64_t *a, uint64_t *t, int64_t n, int 
             }
             return a;
         }
+        rs_msd_range(a, t, n, lo, 1, mn, mx);
+        return t;
     }
     rs_msd(a, t, n, lo, 1);
     return t;
