@@ -4,6 +4,7 @@
  * variants use 256-bit vectors (the AVX-512 build gets the VEX/EVEX forms of them); tails take the
  * scalar encoders of fb_sort_internal.h. Results are bitwise identical to sort.c's scalar variant. */
 #include "fb_sort_internal.h"
+#include "fb_sort_radix.h"
 
 #include <simde/x86/avx2.h>
 
@@ -91,6 +92,49 @@ static void encode_64(const uint64_t *v, int64_t n, fb_key_kind kind, uint64_t f
     }
 }
 
+/* Stable scatter through software write-combining buffers: a cache line of records per digit, aligned
+ * like the line it will fill, written out with one streaming (non-temporal) store when full, so the
+ * scatter neither reads the destination lines first nor keeps 2^bits lines of it in the cache. Lines
+ * the call does not own entirely (the first and last of a digit's range, which it may share with
+ * another range) get plain stores of just its records. */
+static void scatter_wc(const uint64_t *a, int64_t n, int shift, uint64_t mask, int64_t *off, uint64_t *dst,
+                       uint64_t *wc, const int64_t *start)
+{
+    if ((uintptr_t)dst & 7) { /* records not on 8-byte boundaries: no whole lines to stream */
+        rs_scatter_plain(a, n, shift, mask, off, dst, wc, start);
+        return;
+    }
+    int64_t ph = (int64_t)(((uintptr_t)dst >> 3) & 7); /* position p starts a cache line when (p + ph) % 8 == 0 */
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t x = a[i], d = (x >> shift) & mask;
+        int64_t o = off[d]++;
+        uint64_t *buf = wc + d * 8;
+        buf[(o + ph) & 7] = x;
+        if (((o + ph) & 7) == 7) {
+            int64_t line = o - 7;
+            if (line >= start[d]) {
+#if defined(FB_KERNEL_AVX2) || defined(FB_KERNEL_AVX512)
+                simde_mm256_stream_si256((simde__m256i *)(dst + line), simde_mm256_load_si256((const simde__m256i *)buf));
+                simde_mm256_stream_si256((simde__m256i *)(dst + line + 4),
+                                         simde_mm256_load_si256((const simde__m256i *)(buf + 4)));
+#else
+                for (int j = 0; j < 8; j += 2)
+                    simde_mm_stream_si128((simde__m128i *)(dst + line + j), simde_mm_load_si128((const simde__m128i *)(buf + j)));
+#endif
+            } else {
+                for (int64_t j = start[d]; j <= o; j++)
+                    dst[j] = buf[(j + ph) & 7];
+            }
+        }
+    }
+}
+
+static void flush_wc(uint64_t mask, const int64_t *off, uint64_t *dst, const uint64_t *wc, const int64_t *start)
+{
+    rs_flush_lines(mask, off, dst, wc, start);
+    simde_mm_sfence(); /* the streaming stores become visible before the range counts as written */
+}
+
 #if defined(FB_KERNEL_AVX512)
 const fb_sort_kernels fb_sort_kernels_avx512 = {
     .isa = FB_ISA_AVX512,
@@ -103,4 +147,10 @@ const fb_sort_kernels fb_sort_kernels_base = {
 #endif
     .encode_32 = encode_32,
     .encode_64 = encode_64,
+    .rs_encode = rs_encode,
+    .rs_histogram = rs_histogram,
+    .rs_scatter = scatter_wc,
+    .rs_flush = flush_wc,
+    .rs_sort = rs_sort_bucket,
+    .rs_emit = rs_emit,
 };

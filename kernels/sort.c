@@ -1,5 +1,5 @@
 /* sort.c - public entry points of fb_sort.h (argument checks, scratch memory) and the single-threaded
- * sort itself: normalized-key records, LSD radix sort with constant-digit skipping, insertion sort
+ * sort itself: normalized-key records, MSD radix sort with constant-digit skipping, insertion sort
  * for tiny inputs, a heap for top-N. Also the scalar variant of the sort kernel table
  * (fb_sort_internal.h); simd_sort.c holds the others.
  *
@@ -12,8 +12,11 @@
 #include "fb_kernel_table.h"
 #include "fb_kernels_common.h"
 #include "fb_sort_internal.h"
+#include "fb_sort_radix.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---- scalar variant ------------------------------------------------------------------------------ */
 
@@ -33,6 +36,12 @@ const fb_sort_kernels fb_sort_kernels_scalar = {
     .isa = FB_ISA_SCALAR,
     .encode_32 = encode_32_scalar,
     .encode_64 = encode_64_scalar,
+    .rs_encode = rs_encode,
+    .rs_histogram = rs_histogram,
+    .rs_scatter = rs_scatter_plain,
+    .rs_flush = rs_flush_plain,
+    .rs_sort = rs_sort_bucket,
+    .rs_emit = rs_emit,
 };
 
 /* The context's variant; fb_ctx_create() only accepts variants this build and CPU run. */
@@ -186,6 +195,19 @@ static void fill_records(const fb_sort_kernels *sk, const fb_sort_key *keys, siz
     }
 }
 
+/* Copies one record of R words: inline for the common sizes (a memcpy call of a run-time size per
+ * record took a third of a three-key sort). */
+static inline void copy_rec(uint64_t *d, const uint64_t *s, int R)
+{
+    switch (R) {
+    case 3: d[0] = s[0], d[1] = s[1], d[2] = s[2]; break;
+    case 4: d[0] = s[0], d[1] = s[1], d[2] = s[2], d[3] = s[3]; break;
+    default:
+        for (int w = 0; w < R; w++)
+            d[w] = s[w];
+    }
+}
+
 /* ---- comparison sorts ---------------------------------------------------------------------------- */
 
 static inline int rec_less(const uint64_t *a, const uint64_t *b, int R)
@@ -200,11 +222,11 @@ static void insertion_sort(uint64_t *rec, int64_t n, int R)
 {
     uint64_t t[KEY_WORDS_MAX + 1];
     for (int64_t i = 1; i < n; i++) {
-        memcpy(t, rec + i * R, (size_t)R * 8);
+        copy_rec(t, rec + i * R, R);
         int64_t j = i;
         for (; j > 0 && rec_less(t, rec + (j - 1) * R, R); j--)
-            memcpy(rec + j * R, rec + (j - 1) * R, (size_t)R * 8);
-        memcpy(rec + j * R, t, (size_t)R * 8);
+            copy_rec(rec + j * R, rec + (j - 1) * R, R);
+        copy_rec(rec + j * R, t, R);
     }
 }
 
@@ -244,69 +266,58 @@ static void sift_up(uint64_t *h, int64_t i, int R)
     }
 }
 
-/* ---- LSD radix sort ------------------------------------------------------------------------------ */
+/* ---- MSD radix sort ------------------------------------------------------------------------------ */
 
-/* Sorts n records of a (b is scratch of the same size); returns the buffer holding the result.
- * counts: L->n_digits * 256 entries of scratch. */
-static uint64_t *radix_sort(uint64_t *a, uint64_t *b, int64_t n, const layout *L, uint32_t *counts)
+/* MSD radix sort of n records of x by their 8-bit digits d, d-1, ..., 0 (L->digit_word/digit_shift,
+ * least significant first), stable; the result ends in y when to_y, else in x (the other is scratch).
+ * Digits on which all records agree are skipped after their histogram; a level scatters x -> y and
+ * recurses into each digit's range with the roles swapped, so the work stops where the keys become
+ * distinct (the leading keys usually decide) instead of passing over every digit as LSD must. Small
+ * ranges: insertion sort of the whole records (key, then row id: stable). */
+static void msd_sort(uint64_t *x, uint64_t *y, int64_t n, const layout *L, int d, int to_y)
 {
-    int R = L->words, D = L->n_digits;
-    if (n <= SMALL_SORT) {
-        insertion_sort(a, n, R);
-        return a;
-    }
-    memset(counts, 0, (size_t)D * 256 * sizeof *counts);
-    /* one histogram pass for every digit: counts do not change with the order, so they serve every
-     * scatter pass, and a digit whose one bucket holds all n rows is skipped */
-    if (R == 1) {
-        int s0 = L->digit_shift[0];
-        for (int64_t i = 0; i < n; i++) {
-            uint64_t x = a[i];
-            for (int d = 0; d < D; d++)
-                counts[d * 256 + ((x >> (s0 + 8 * d)) & 0xFF)]++;
-        }
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            for (int d = 0; d < D; d++)
-                counts[d * 256 + ((a[i * R + L->digit_word[d]] >> L->digit_shift[d]) & 0xFF)]++;
-    }
-    uint64_t *src = a, *dst = b;
-    for (int d = 0; d < D; d++) {
-        uint32_t *c = counts + d * 256;
-        int constant = 0;
-        for (int x = 0; x < 256 && !constant; x++)
-            constant = c[x] == (uint64_t)n;
-        if (constant)
-            continue;
-        int64_t off[256], sum = 0;
-        for (int x = 0; x < 256; x++) {
-            off[x] = sum;
-            sum += c[x];
-        }
+    int R = L->words;
+    uint32_t cnt[256];
+    while (n > SMALL_SORT && d >= 0) {
         int w = L->digit_word[d], s = L->digit_shift[d];
-        /* plain scatter: software write-combining buffers measured no faster on the development
-         * machine (a shared EPYC VM, 32 MiB L3) at 1M or 16M records, and 11-bit digits took twice
-         * as long per pass as 8-bit ones there (more than the 8 -> 6 passes of a 64-bit key save) */
-        if (R == 1) {
-            for (int64_t i = 0; i < n; i++)
-                dst[off[(src[i] >> s) & 0xFF]++] = src[i];
-        } else if (R == 2) {
-            for (int64_t i = 0; i < n; i++) {
-                int64_t o = off[(src[2 * i + w] >> s) & 0xFF]++;
-                dst[2 * o] = src[2 * i];
-                dst[2 * o + 1] = src[2 * i + 1];
-            }
-        } else {
-            for (int64_t i = 0; i < n; i++) {
-                int64_t o = off[(src[i * R + w] >> s) & 0xFF]++;
-                memcpy(dst + o * R, src + i * R, (size_t)R * 8);
-            }
-        }
-        uint64_t *t = src;
-        src = dst;
-        dst = t;
+        memset(cnt, 0, sizeof cnt);
+        for (int64_t i = 0; i < n; i++)
+            cnt[(x[i * R + w] >> s) & 0xFF]++;
+        int constant = 0;
+        for (int k = 0; k < 256 && !constant; k++)
+            constant = cnt[k] == (uint64_t)n;
+        if (!constant)
+            break;
+        d--;
     }
-    return src;
+    if (n <= SMALL_SORT || d < 0) {
+        if (to_y) {
+            memcpy(y, x, (size_t)n * (size_t)R * 8);
+            x = y;
+        }
+        if (d >= 0)
+            insertion_sort(x, n, R); /* (d < 0: every key digit equal, the input order stands) */
+        return;
+    }
+    int w = L->digit_word[d], s = L->digit_shift[d];
+    int64_t off[256], sum = 0;
+    for (int k = 0; k < 256; k++) {
+        off[k] = sum;
+        sum += cnt[k];
+    }
+    for (int64_t i = 0; i < n; i++)
+        copy_rec(y + off[(x[i * R + w] >> s) & 0xFF]++ * R, x + i * R, R);
+    int64_t pos = 0;
+    for (int k = 0; k < 256; k++) {
+        int64_t c = cnt[k];
+        if (c == 1) {
+            if (!to_y)
+                copy_rec(x + pos * R, y + pos * R, R);
+        } else if (c > 1) {
+            msd_sort(y + pos * R, x + pos * R, c, L, d - 1, !to_y);
+        }
+        pos += c;
+    }
 }
 
 /* ---- argument checks ----------------------------------------------------------------------------- */
@@ -342,92 +353,618 @@ static size_t rec_bytes(int64_t n, int R)
     return (size_t)n * (size_t)R * 8;
 }
 
-/* ---- the sorts ------------------------------------------------------------------------------------ */
+/* Asks Linux for transparent huge pages over a large scratch array (a hint; errors are ignored): its
+ * first touch then faults 2 MiB at a time instead of 4 KiB, which took a fifth of a large sort's time
+ * in the kernel's page-fault path on the development machine (THP in "madvise" mode). */
+static void advise_huge(void *p, size_t bytes)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (!p || bytes < ((size_t)4 << 20))
+        return;
+    uintptr_t b = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, e = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
+    if (e > b)
+        (void)madvise((void *)b, e - b, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
 
-/* Full stable sort into row_ids (room for n). */
-static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *row_ids,
-                          const char *where)
+/* ---- runners ------------------------------------------------------------------------------------ */
+
+static fb_status serial_run(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg)
+{
+    (void)self;
+    (void)ctx;
+    for (int64_t t = 0; t < n_tasks; t++)
+        FB_FORWARD_IF_ERROR(task(arg, t, 0));
+    return FB_OK;
+}
+
+static const fb_sort_runner serial_runner = {1, serial_run, NULL};
+
+#define PHASE_MORSEL (1 << 18) /* rows per task of the encode, histogram and scatter phases */
+
+static int64_t n_morsels(int64_t n) { return (n + PHASE_MORSEL - 1) / PHASE_MORSEL; }
+
+static void morsel_range(int64_t n, int64_t m, int64_t *b, int64_t *e)
+{
+    *b = m * PHASE_MORSEL;
+    *e = *b + PHASE_MORSEL < n ? *b + PHASE_MORSEL : n;
+}
+
+/* Bits of the top-level partition of n records whose keys differ in their low `hb` bits: buckets of
+ * about FB_RS_BUCKET records; 0 = no partition. */
+static int top_bits(int64_t n, int hb)
+{
+    int b = 0;
+    while (b < FB_RS_MAX_BITS && (n >> b) > FB_RS_BUCKET)
+        b++;
+    return b > hb ? hb : b;
+}
+
+/* ---- the fixed-width record sort (fb_sort_radix.h) ------------------------------------------------
+ * Phases: encode rows into records a (and the key range); histogram of the top digit per morsel;
+ * stable scatter a -> b into 2^bits buckets (morsel m's records of digit d go after those of morsels
+ * < m); then per bucket a cache-resident MSD sort (scratch per worker) and decoding into the outputs. */
+
+typedef struct rs_job {
+    const fb_sort_kernels *sk;
+    fb_rs_spec spec;
+    fb_rs_out out;
+    int64_t n, morsels;
+    uint64_t *b;          /* the partitioned records (n), or NULL */
+    uint64_t *a;          /* scratch for buckets larger than cap (n), or NULL */
+    uint64_t *range;      /* [morsels][2]: min, max key */
+    int shift;
+    uint64_t mask;
+    uint32_t *hist;       /* [morsels][mask + 1]: counts, then each morsel's first position per digit */
+    int64_t *bstart;      /* [mask + 2]: bucket d is [bstart[d], bstart[d + 1]) */
+    uint64_t *chunks;     /* per worker FB_RS_CHUNK records */
+    int64_t cap;          /* records of each worker's bucket scratch */
+    uint64_t *wbuf;       /* per worker: cap records, wc (mask + 1) * 8 records, off and start (mask + 1) each */
+    size_t wstride;       /* uint64 per worker in wbuf */
+} rs_job;
+
+static uint64_t *rs_worker(const rs_job *j, int w) { return j->wbuf + (size_t)w * j->wstride; }
+static uint64_t *rs_chunk(const rs_job *j, int w) { return j->chunks + (size_t)w * FB_RS_CHUNK; }
+
+/* The key range of a morsel (records encoded into the worker's chunk buffer, not kept). */
+static fb_status rs_task_range(void *arg, int64_t m, int w)
+{
+    rs_job *j = arg;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    uint64_t mn = ~0ull, mx = 0, cmn, cmx, *c = rs_chunk(j, w);
+    uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
+    if (j->hist)
+        memset(h, 0, (size_t)(j->mask + 1) * sizeof *h);
+    for (int64_t c0 = b; c0 < e; c0 += FB_RS_CHUNK) {
+        int64_t c1 = c0 + FB_RS_CHUNK < e ? c0 + FB_RS_CHUNK : e;
+        j->sk->rs_encode(&j->spec, c0, c1, c, &cmn, &cmx);
+        mn = cmn < mn ? cmn : mn;
+        mx = cmx > mx ? cmx : mx;
+        if (j->hist)
+            j->sk->rs_histogram(c, c1 - c0, j->shift, j->mask, h);
+    }
+    j->range[2 * m] = mn;
+    j->range[2 * m + 1] = mx;
+    return FB_OK;
+}
+
+static fb_status rs_task_hist(void *arg, int64_t m, int w)
+{
+    rs_job *j = arg;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
+    memset(h, 0, (size_t)(j->mask + 1) * sizeof *h);
+    uint64_t mn, mx, *c = rs_chunk(j, w);
+    for (int64_t c0 = b; c0 < e; c0 += FB_RS_CHUNK) {
+        int64_t c1 = c0 + FB_RS_CHUNK < e ? c0 + FB_RS_CHUNK : e;
+        j->sk->rs_encode(&j->spec, c0, c1, c, &mn, &mx);
+        j->sk->rs_histogram(c, c1 - c0, j->shift, j->mask, h);
+    }
+    return FB_OK;
+}
+
+static fb_status rs_task_scatter(void *arg, int64_t m, int w)
+{
+    rs_job *j = arg;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    uint64_t *wc = rs_worker(j, w) + j->cap;
+    int64_t *off = (int64_t *)(wc + (j->mask + 1) * 8), *start = off + j->mask + 1;
+    const uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
+    for (uint64_t d = 0; d <= j->mask; d++)
+        off[d] = start[d] = h[d];
+    uint64_t mn, mx, *c = rs_chunk(j, w);
+    for (int64_t c0 = b; c0 < e; c0 += FB_RS_CHUNK) {
+        int64_t c1 = c0 + FB_RS_CHUNK < e ? c0 + FB_RS_CHUNK : e;
+        j->sk->rs_encode(&j->spec, c0, c1, c, &mn, &mx);
+        j->sk->rs_scatter(c, c1 - c0, j->shift, j->mask, off, j->b, wc, start);
+    }
+    j->sk->rs_flush(j->mask, off, j->b, wc, start);
+    return FB_OK;
+}
+
+static fb_status rs_task_bucket(void *arg, int64_t d, int w)
+{
+    rs_job *j = arg;
+    int64_t s = j->bstart[d], c = j->bstart[d + 1] - s;
+    if (c == 0)
+        return FB_OK;
+    uint64_t *t = c <= j->cap ? rs_worker(j, w) : j->a + s;
+    const uint64_t *r = j->sk->rs_sort(j->b + s, t, c, j->spec.lo);
+    j->sk->rs_emit(&j->spec, r, c, s, &j->out);
+    return FB_OK;
+}
+
+/* All keys equal: the input order is the sorted order. */
+static fb_status rs_task_emit_input(void *arg, int64_t m, int w)
+{
+    rs_job *j = arg;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    uint64_t mn, mx, *c = rs_chunk(j, w);
+    for (int64_t c0 = b; c0 < e; c0 += FB_RS_CHUNK) {
+        int64_t c1 = c0 + FB_RS_CHUNK < e ? c0 + FB_RS_CHUNK : e;
+        j->sk->rs_encode(&j->spec, c0, c1, c, &mn, &mx);
+        j->sk->rs_emit(&j->spec, c, c1 - c0, c0, &j->out);
+    }
+    return FB_OK;
+}
+
+static fb_status rs_task_encode(void *arg, int64_t m, int w)
+{
+    rs_job *j = arg;
+    (void)w;
+    int64_t b, e;
+    uint64_t mn, mx;
+    morsel_range(j->n, m, &b, &e);
+    j->sk->rs_encode(&j->spec, b, e, j->b + b, &mn, &mx);
+    return FB_OK;
+}
+
+/* Phases: the key range (records encoded chunk by chunk into a worker's buffer, as in every phase
+ * that reads the input, so that no array of records is written before the partition); histograms of
+ * the top digit per morsel; the stable scatter into b; per bucket the cache-resident MSD sort and the
+ * decoding. An 8-byte key alone is partitioned straight into its output column (b), so the sort takes
+ * no memory in proportion to the rows unless a bucket outgrows the worker scratch. */
+static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const fb_rs_out *out,
+                         const fb_sort_runner *run, const char *where)
 {
     if (n == 0)
         return FB_OK;
-    layout L;
-    layout_make(keys, n_keys, n, &L);
-    size_t bytes = rec_bytes(n, L.words);
-    FB_RETURN_ERROR_IF(bytes == 0, ctx, FB_ERR_OUT_OF_MEMORY, "%lld records do not fit in memory", (long long)n);
-    size_t cbytes = (size_t)L.n_digits * 256 * sizeof(uint32_t);
-    uint64_t *a = NULL, *b = NULL;
-    uint32_t *counts = NULL;
-    fb_status st = fb_alloc(ctx, bytes, 64, (void **)&a, where);
-    if (st == FB_OK && n > SMALL_SORT)
-        st = fb_alloc(ctx, bytes, 64, (void **)&b, where);
-    if (st == FB_OK && n > SMALL_SORT)
-        st = fb_alloc(ctx, cbytes, 64, (void **)&counts, where);
-    if (st == FB_OK) {
-        fill_records(sort_kernels(ctx), keys, n_keys, &L, 0, n, a);
-        const uint64_t *r = radix_sort(a, b, n, &L, counts);
-        for (int64_t j = 0; j < n; j++)
-            row_ids[j] = (uint32_t)(r[j * L.words + L.rid_word] & L.rid_mask);
+    rs_job j;
+    memset(&j, 0, sizeof j);
+    j.sk = sort_kernels(ctx);
+    j.spec = *spec;
+    j.out = *out;
+    j.n = n;
+    j.morsels = n_morsels(n);
+    int own_b = !(spec->lo == 0 && out->key); /* else b is the output column */
+    size_t abytes = (size_t)n * 8, rbytes = (size_t)j.morsels * 16, hbytes = 0, bsbytes = 0, wbytes = 0;
+    size_t cbytes = (size_t)run->workers * FB_RS_CHUNK * 8;
+    /* The first pass also takes the histogram for keys that differ in their top bit (uniform keys over
+     * the type's range): then it is the partition's, and the histogram pass is saved. */
+    int key_bits = spec->lo ? 32 : 64;
+    int bits = top_bits(n, key_bits);
+    j.shift = spec->lo + key_bits - bits;
+    j.mask = (1ull << bits) - 1;
+    hbytes = (size_t)j.morsels * (j.mask + 1) * 4;
+    fb_status st = fb_alloc(ctx, rbytes, 64, (void **)&j.range, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, cbytes, 64, (void **)&j.chunks, where);
+    if (st == FB_OK && bits)
+        st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
+    if (st == FB_OK)
+        st = run->run(run->self, ctx, j.morsels, rs_task_range, &j);
+    if (st != FB_OK)
+        goto done;
+    uint64_t kmin = ~0ull, kmax = 0;
+    for (int64_t m = 0; m < j.morsels; m++) {
+        kmin = j.range[2 * m] < kmin ? j.range[2 * m] : kmin;
+        kmax = j.range[2 * m + 1] > kmax ? j.range[2 * m + 1] : kmax;
     }
-    fb_free(ctx, counts, counts ? cbytes : 0);
-    fb_free(ctx, b, b ? bytes : 0);
-    fb_free(ctx, a, a ? bytes : 0);
+    if (kmin == kmax) {
+        st = run->run(run->self, ctx, j.morsels, rs_task_emit_input, &j);
+        goto done;
+    }
+    int hb = 64 - __builtin_clzll(kmin ^ kmax);
+    int have_hist = hb == key_bits && j.hist;
+    if (!have_hist) {
+        fb_free(ctx, j.hist, j.hist ? hbytes : 0);
+        j.hist = NULL;
+        bits = top_bits(n, hb);
+        j.shift = spec->lo + hb - bits;
+        j.mask = (1ull << bits) - 1;
+        hbytes = (size_t)j.morsels * (j.mask + 1) * 4;
+        if (bits)
+            st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
+    }
+    uint64_t nd = j.mask + 1;
+    bsbytes = (size_t)(nd + 1) * 8;
+    if (st == FB_OK)
+        st = fb_alloc(ctx, bsbytes, 64, (void **)&j.bstart, where);
+    if (st == FB_OK && own_b)
+        st = fb_alloc(ctx, abytes, 64, (void **)&j.b, where);
+    if (st != FB_OK)
+        goto done;
+    if (!own_b)
+        j.b = out->key;
+    else
+        advise_huge(j.b, abytes);
+    if (bits == 0) {
+        j.bstart[0] = 0;
+        j.bstart[1] = n;
+    } else {
+        if (!have_hist)
+            st = run->run(run->self, ctx, j.morsels, rs_task_hist, &j);
+        if (st != FB_OK)
+            goto done;
+        /* hist[m][d] becomes morsel m's first position for digit d */
+        int64_t pos = 0;
+        for (uint64_t d = 0; d < nd; d++) {
+            j.bstart[d] = pos;
+            for (int64_t m = 0; m < j.morsels; m++) {
+                uint32_t c = j.hist[(size_t)m * nd + d];
+                j.hist[(size_t)m * nd + d] = (uint32_t)pos;
+                pos += c;
+            }
+        }
+        j.bstart[nd] = pos;
+    }
+    int64_t biggest = 0;
+    for (uint64_t d = 0; d < nd; d++)
+        biggest = j.bstart[d + 1] - j.bstart[d] > biggest ? j.bstart[d + 1] - j.bstart[d] : biggest;
+    j.cap = biggest < 8 * FB_RS_BUCKET ? biggest : 8 * FB_RS_BUCKET;
+    j.cap = (j.cap + 7) & ~(int64_t)7;
+    j.wstride = (size_t)j.cap + (bits ? (size_t)nd * 8 + (size_t)nd * 2 : 0);
+    wbytes = j.wstride * 8 * (size_t)run->workers;
+    st = fb_alloc(ctx, wbytes, 64, (void **)&j.wbuf, where);
+    if (st == FB_OK && biggest > j.cap) {
+        st = fb_alloc(ctx, abytes, 64, (void **)&j.a, where);
+        advise_huge(j.a, abytes);
+    }
+    if (st == FB_OK)
+        st = run->run(run->self, ctx, j.morsels, bits ? rs_task_scatter : rs_task_encode, &j);
+    if (st == FB_OK)
+        st = run->run(run->self, ctx, (int64_t)nd, rs_task_bucket, &j);
+done:
+    fb_free(ctx, j.wbuf, j.wbuf ? wbytes : 0);
+    fb_free(ctx, j.bstart, j.bstart ? bsbytes : 0);
+    fb_free(ctx, j.hist, j.hist ? hbytes : 0);
+    fb_free(ctx, j.chunks, j.chunks ? cbytes : 0);
+    fb_free(ctx, j.range, j.range ? rbytes : 0);
+    if (own_b)
+        fb_free(ctx, j.b, j.b ? abytes : 0);
+    fb_free(ctx, j.a, j.a ? abytes : 0);
     return st;
+}
+
+/* Whether the record sort takes key k; fills spec's key part. allow_float: float32 keys (row ids only). */
+static int rs_key_spec(const fb_sort_key *k, int allow_float, fb_rs_spec *s)
+{
+    const fb_column *c = &k->column;
+    fb_type t = c->type;
+    if (c->validity || t == FB_TYPE_FLOAT64 || (t == FB_TYPE_FLOAT32 && !allow_float))
+        return 0;
+    int w = (int)fb_type_width(t);
+    int sgn = t == FB_TYPE_INT8 || t == FB_TYPE_INT16 || t == FB_TYPE_INT32 || t == FB_TYPE_DATE32 ||
+              t == FB_TYPE_INT64;
+    memset(s, 0, sizeof *s);
+    s->key = (const char *)c->data + (size_t)c->offset * (size_t)w;
+    s->key_width = w;
+    s->key_signed = sgn;
+    s->key_float = t == FB_TYPE_FLOAT32;
+    if (w == 8) {
+        s->lo = 0;
+        s->key_mask = ~0ull;
+        s->xor_ = (sgn ? 0x8000000000000000ull : 0) ^ (k->descending ? ~0ull : 0);
+    } else {
+        s->lo = 32;
+        s->key_mask = 0xFFFFFFFFull;
+        s->xor_ = (sgn || s->key_float ? 0x80000000ull : 0) ^ (k->descending ? 0xFFFFFFFFull : 0);
+    }
+    return 1;
+}
+
+/* ---- the normalized-record sort (any keys) --------------------------------------------------------
+ * Phases: records (fill_records) and the range of their first word; a stable partition by the top
+ * differing bits of the first word into buckets of about FB_RS_BUCKET records; per bucket the LSD radix
+ * MSD sort above (which skips the digits the partition made constant) and the row ids. */
+
+typedef struct gen_job {
+    const fb_sort_kernels *sk;
+    const fb_sort_key *keys;
+    size_t n_keys;
+    layout L;
+    int64_t n, morsels;
+    uint64_t *a, *b;
+    uint64_t *range;
+    int shift;
+    uint64_t mask;
+    uint32_t *hist;
+    int64_t *bstart;
+    uint32_t *row_ids;
+} gen_job;
+
+static fb_status gen_task_fill(void *arg, int64_t m, int w)
+{
+    gen_job *j = arg;
+    (void)w;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    int R = j->L.words;
+    uint64_t *rec = j->a + b * R;
+    fill_records(j->sk, j->keys, j->n_keys, &j->L, b, e - b, rec);
+    uint64_t mn = ~0ull, mx = 0;
+    for (int64_t i = 0; i < e - b; i++) {
+        uint64_t x = rec[i * R];
+        mn = x < mn ? x : mn;
+        mx = x > mx ? x : mx;
+    }
+    j->range[2 * m] = mn;
+    j->range[2 * m + 1] = mx;
+    return FB_OK;
+}
+
+static fb_status gen_task_hist(void *arg, int64_t m, int w)
+{
+    gen_job *j = arg;
+    (void)w;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    int R = j->L.words;
+    uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
+    memset(h, 0, (size_t)(j->mask + 1) * sizeof *h);
+    const uint64_t *rec = j->a + b * R;
+    for (int64_t i = 0; i < e - b; i++)
+        h[(rec[i * R] >> j->shift) & j->mask]++;
+    return FB_OK;
+}
+
+static fb_status gen_task_scatter(void *arg, int64_t m, int w)
+{
+    gen_job *j = arg;
+    (void)w;
+    int64_t b, e;
+    morsel_range(j->n, m, &b, &e);
+    int R = j->L.words;
+    uint32_t *off = j->hist + (size_t)m * (j->mask + 1); /* this morsel's positions, advanced in place */
+    const uint64_t *rec = j->a + b * R;
+    for (int64_t i = 0; i < e - b; i++) {
+        int64_t o = off[(rec[i * R] >> j->shift) & j->mask]++;
+        copy_rec(j->b + o * R, rec + i * R, R);
+    }
+    return FB_OK;
+}
+
+static fb_status gen_task_bucket(void *arg, int64_t d, int w)
+{
+    gen_job *j = arg;
+    int64_t s = j->bstart[d], c = j->bstart[d + 1] - s;
+    if (c == 0)
+        return FB_OK;
+    int R = j->L.words;
+    (void)w;
+    msd_sort(j->b + s * R, j->a + s * R, c, &j->L, j->L.n_digits - 1, 0);
+    const uint64_t *r = j->b + s * R;
+    for (int64_t i = 0; i < c; i++)
+        j->row_ids[s + i] = (uint32_t)(r[i * R + j->L.rid_word] & j->L.rid_mask);
+    return FB_OK;
+}
+
+/* Full stable sort into row_ids (room for n). */
+static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *row_ids,
+                          const fb_sort_runner *run, const char *where)
+{
+    if (n == 0)
+        return FB_OK;
+    fb_rs_spec spec;
+    if (n_keys == 1 && keys[0].column.type != FB_TYPE_INT64 && keys[0].column.type != FB_TYPE_UINT64 &&
+        rs_key_spec(&keys[0], 1, &spec)) {
+        spec.rowid = 1;
+        fb_rs_out out = {NULL, NULL, row_ids};
+        return rs_sort(ctx, &spec, n, &out, run, where);
+    }
+    gen_job j;
+    memset(&j, 0, sizeof j);
+    j.sk = sort_kernels(ctx);
+    j.keys = keys;
+    j.n_keys = n_keys;
+    j.n = n;
+    j.row_ids = row_ids;
+    j.morsels = n_morsels(n);
+    layout_make(keys, n_keys, n, &j.L);
+    int R = j.L.words;
+    size_t bytes = rec_bytes(n, R);
+    FB_RETURN_ERROR_IF(bytes == 0, ctx, FB_ERR_OUT_OF_MEMORY, "%lld records do not fit in memory", (long long)n);
+    size_t rbytes = (size_t)j.morsels * 16;
+    size_t hbytes = 0, bsbytes = 0;
+    fb_status st = fb_alloc(ctx, bytes, 64, (void **)&j.a, where);
+    if (st == FB_OK && n > SMALL_SORT)
+        st = fb_alloc(ctx, bytes, 64, (void **)&j.b, where);
+    if (st == FB_OK) {
+        advise_huge(j.a, bytes);
+        advise_huge(j.b, bytes);
+    }
+    if (st == FB_OK)
+        st = fb_alloc(ctx, rbytes, 64, (void **)&j.range, where);
+    if (st == FB_OK)
+        st = run->run(run->self, ctx, j.morsels, gen_task_fill, &j);
+    if (st != FB_OK)
+        goto done;
+    if (n <= SMALL_SORT) {
+        insertion_sort(j.a, n, R);
+        for (int64_t i = 0; i < n; i++)
+            row_ids[i] = (uint32_t)(j.a[i * R + j.L.rid_word] & j.L.rid_mask);
+        goto done;
+    }
+    uint64_t kmin = ~0ull, kmax = 0;
+    for (int64_t m = 0; m < j.morsels; m++) {
+        kmin = j.range[2 * m] < kmin ? j.range[2 * m] : kmin;
+        kmax = j.range[2 * m + 1] > kmax ? j.range[2 * m + 1] : kmax;
+    }
+    int hb = kmin == kmax ? 0 : 64 - __builtin_clzll(kmin ^ kmax);
+    int bits = top_bits(n, hb);
+    j.shift = hb - bits;
+    j.mask = (1ull << bits) - 1;
+    uint64_t nd = j.mask + 1;
+    hbytes = (size_t)j.morsels * nd * 4;
+    bsbytes = (size_t)(nd + 1) * 8;
+    st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, bsbytes, 64, (void **)&j.bstart, where);
+    if (st != FB_OK)
+        goto done;
+    if (bits == 0) {
+        uint64_t *t = j.a;
+        j.a = j.b;
+        j.b = t;
+        j.bstart[0] = 0;
+        j.bstart[1] = n;
+    } else {
+        st = run->run(run->self, ctx, j.morsels, gen_task_hist, &j);
+        if (st != FB_OK)
+            goto done;
+        int64_t pos = 0;
+        for (uint64_t d = 0; d < nd; d++) {
+            j.bstart[d] = pos;
+            for (int64_t m = 0; m < j.morsels; m++) {
+                uint32_t c = j.hist[(size_t)m * nd + d];
+                j.hist[(size_t)m * nd + d] = (uint32_t)pos;
+                pos += c;
+            }
+        }
+        j.bstart[nd] = pos;
+        st = run->run(run->self, ctx, j.morsels, gen_task_scatter, &j);
+    }
+    if (st == FB_OK)
+        st = run->run(run->self, ctx, (int64_t)nd, gen_task_bucket, &j);
+done:
+    fb_free(ctx, j.bstart, j.bstart ? bsbytes : 0);
+    fb_free(ctx, j.hist, j.hist ? hbytes : 0);
+    fb_free(ctx, j.range, j.range ? rbytes : 0);
+    fb_free(ctx, j.b, j.b ? bytes : 0);
+    fb_free(ctx, j.a, j.a ? bytes : 0);
+    return st;
+}
+
+fb_status fb_sort_permutation_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, uint32_t *row_ids,
+                                   int64_t capacity, const fb_sort_runner *run, const char *where)
+{
+    int64_t n = 0;
+    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, where));
+    if (n > 0 && !row_ids)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "row_ids must not be NULL");
+    if (capacity < n)
+        return fb_set_error(ctx, FB_ERR_CAPACITY, where, "row_ids holds %lld entries, the keys have %lld rows",
+                            (long long)capacity, (long long)n);
+    return sort_all(ctx, keys, n_keys, n, row_ids, run, where);
 }
 
 fb_status fb_sort_permutation(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, uint32_t *row_ids,
                               int64_t capacity)
 {
-    int64_t n = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, __func__));
-    FB_RETURN_ERROR_IF(n > 0 && !row_ids, ctx, FB_ERR_INVALID_ARG, "row_ids must not be NULL");
-    FB_RETURN_ERROR_IF(capacity < n, ctx, FB_ERR_CAPACITY, "row_ids holds %lld entries, the keys have %lld rows",
-                       (long long)capacity, (long long)n);
-    return sort_all(ctx, keys, n_keys, n, row_ids, __func__);
+    return fb_sort_permutation_with(ctx, keys, n_keys, row_ids, capacity, &serial_runner, __func__);
 }
 
-fb_status fb_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *row_ids,
-                        int64_t capacity, int64_t *n_out)
+static void sift_down_u64(uint64_t *h, int64_t n, int64_t i)
 {
-    int64_t rows = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &rows, __func__));
-    FB_RETURN_ERROR_IF(n < 0, ctx, FB_ERR_INVALID_ARG, "n is negative (%lld)", (long long)n);
-    FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
-    int64_t m = n < rows ? n : rows;
-    FB_RETURN_ERROR_IF(m > 0 && !row_ids, ctx, FB_ERR_INVALID_ARG, "row_ids must not be NULL");
-    FB_RETURN_ERROR_IF(capacity < m, ctx, FB_ERR_CAPACITY, "row_ids holds %lld entries, the result has %lld",
-                       (long long)capacity, (long long)m);
-    if (m == 0) {
-        *n_out = 0;
-        return FB_OK;
+    for (;;) {
+        int64_t l = 2 * i + 1, big = i;
+        if (l < n && h[big] < h[l])
+            big = l;
+        if (l + 1 < n && h[big] < h[l + 1])
+            big = l + 1;
+        if (big == i)
+            return;
+        uint64_t t = h[i];
+        h[i] = h[big];
+        h[big] = t;
+        i = big;
     }
-    if (m > rows / 8) {
-        /* a large share of the rows: sorting them all is cheaper than a heap */
-        uint32_t *all = NULL;
-        size_t bytes = (size_t)rows * sizeof *all;
-        FB_FORWARD_IF_ERROR(fb_alloc(ctx, bytes, 64, (void **)&all, __func__));
-        fb_status st = sort_all(ctx, keys, n_keys, rows, all, __func__);
-        if (st == FB_OK) {
-            memcpy(row_ids, all, (size_t)m * sizeof *all);
-            *n_out = m;
+}
+
+/* Top-N of one narrow key without nulls: 8-byte records (key, row id) in a max-heap of integers; a
+ * chunk whose smallest key is above the heap's largest record is passed over after its encoding. */
+static fb_status top_n_records(fb_ctx *ctx, const fb_rs_spec *spec, int64_t rows, int64_t m, uint32_t *row_ids,
+                               const char *where)
+{
+    const fb_sort_kernels *sk = sort_kernels(ctx);
+    size_t hbytes = (size_t)m * 8, cbytes = FB_RS_CHUNK * 8;
+    uint64_t *h = NULL, *chunk = NULL;
+    fb_status st = fb_alloc(ctx, hbytes, 64, (void **)&h, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, cbytes, 64, (void **)&chunk, where);
+    if (st == FB_OK) {
+        int64_t size = 0;
+        for (int64_t c0 = 0; c0 < rows; c0 += FB_RS_CHUNK) {
+            int64_t c1 = c0 + FB_RS_CHUNK < rows ? c0 + FB_RS_CHUNK : rows;
+            uint64_t kmin, kmax;
+            sk->rs_encode(spec, c0, c1, chunk, &kmin, &kmax);
+            if (size == m && (kmin << 32) > h[0])
+                continue;
+            for (int64_t i = 0; i < c1 - c0; i++) {
+                uint64_t x = chunk[i];
+                if (size < m) {
+                    int64_t k = size++;
+                    while (k > 0 && h[(k - 1) / 2] < x) {
+                        h[k] = h[(k - 1) / 2];
+                        k = (k - 1) / 2;
+                    }
+                    h[k] = x;
+                } else if (x < h[0]) {
+                    h[0] = x;
+                    sift_down_u64(h, m, 0);
+                }
+            }
         }
-        fb_free(ctx, all, bytes);
-        return st;
+        for (int64_t end = m - 1; end > 0; end--) {
+            uint64_t t = h[0];
+            h[0] = h[end];
+            h[end] = t;
+            sift_down_u64(h, end, 0);
+        }
+        for (int64_t j = 0; j < m; j++)
+            row_ids[j] = (uint32_t)h[j];
     }
-    /* A max-heap of the m smallest records so far; rows arrive in chunks so that memory stays O(m). */
+    fb_free(ctx, chunk, chunk ? cbytes : 0);
+    fb_free(ctx, h, h ? hbytes : 0);
+    return st;
+}
+
+/* The m smallest records of rows [begin, begin + rows) by a max-heap (memory O(m)); row_ids relative to begin. */
+static fb_status top_n_heap(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t begin, int64_t rows,
+                            int64_t m, uint32_t *row_ids, const char *where)
+{
+    fb_sort_key sub[FB_SORT_MAX_KEYS];
+    for (size_t k = 0; k < n_keys; k++) {
+        sub[k] = keys[k];
+        sub[k].column.offset += begin;
+        sub[k].column.length = rows;
+    }
+    fb_rs_spec spec;
+    if (n_keys == 1 && fb_type_width(sub[0].column.type) <= 4 && rs_key_spec(&sub[0], 1, &spec)) {
+        spec.rowid = 1;
+        return top_n_records(ctx, &spec, rows, m, row_ids, where);
+    }
     layout L;
-    layout_make(keys, n_keys, rows, &L);
+    layout_make(sub, n_keys, rows, &L);
     int R = L.words;
     size_t hbytes = rec_bytes(m, R), cbytes = rec_bytes(CHUNK, R);
     uint64_t *h = NULL, *chunk = NULL;
-    fb_status st = fb_alloc(ctx, hbytes, 64, (void **)&h, __func__);
+    fb_status st = fb_alloc(ctx, hbytes, 64, (void **)&h, where);
     if (st == FB_OK)
-        st = fb_alloc(ctx, cbytes, 64, (void **)&chunk, __func__);
+        st = fb_alloc(ctx, cbytes, 64, (void **)&chunk, where);
     if (st == FB_OK) {
         const fb_sort_kernels *sk = sort_kernels(ctx);
         int64_t size = 0;
         for (int64_t c0 = 0; c0 < rows; c0 += CHUNK) {
             int64_t cm = rows - c0 < CHUNK ? rows - c0 : CHUNK;
-            fill_records(sk, keys, n_keys, &L, c0, cm, chunk);
+            fill_records(sk, sub, n_keys, &L, c0, cm, chunk);
             for (int64_t i = 0; i < cm; i++) {
                 const uint64_t *r = chunk + i * R;
                 if (size < m) {
@@ -447,11 +984,140 @@ fb_status fb_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int
         }
         for (int64_t j = 0; j < m; j++)
             row_ids[j] = (uint32_t)(h[j * R + L.rid_word] & L.rid_mask);
-        *n_out = m;
     }
     fb_free(ctx, chunk, chunk ? cbytes : 0);
     fb_free(ctx, h, h ? hbytes : 0);
     return st;
+}
+
+/* Parallel top-N: each morsel's top m (by the heap) as candidates, in row order; then the top m of the
+ * candidates, which equals the top m of all rows (a row outside its morsel's top m has m rows before it). */
+#define TOP_MORSEL (1 << 18)
+
+typedef struct top_job {
+    fb_ctx *ctx;
+    const fb_sort_key *keys;
+    size_t n_keys;
+    int64_t rows, m;
+    uint32_t *cand; /* [morsels][m] */
+    const char *where;
+} top_job;
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static fb_status top_task(void *arg, int64_t t, int w)
+{
+    top_job *j = arg;
+    (void)w;
+    int64_t b = t * TOP_MORSEL, e = b + TOP_MORSEL < j->rows ? b + TOP_MORSEL : j->rows;
+    int64_t m = j->m < e - b ? j->m : e - b;
+    uint32_t *c = j->cand + (size_t)t * (size_t)j->m;
+    FB_FORWARD_IF_ERROR(top_n_heap(j->ctx, j->keys, j->n_keys, b, e - b, m, c, j->where));
+    qsort(c, (size_t)m, sizeof *c, cmp_u32);
+    for (int64_t i = 0; i < m; i++)
+        c[i] += (uint32_t)b;
+    return FB_OK;
+}
+
+static fb_status top_n_parallel(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t rows, int64_t m,
+                                uint32_t *row_ids, const fb_sort_runner *run, const char *where)
+{
+    int64_t morsels = (rows + TOP_MORSEL - 1) / TOP_MORSEL;
+    top_job j = {ctx, keys, n_keys, rows, m, NULL, where};
+    size_t cbytes = (size_t)morsels * (size_t)m * 4;
+    FB_FORWARD_IF_ERROR(fb_alloc(ctx, cbytes, 64, (void **)&j.cand, where));
+    fb_status st = run->run(run->self, ctx, morsels, top_task, &j);
+    /* pack the candidates (row order) */
+    int64_t nc = 0;
+    for (int64_t t = 0; t < morsels && st == FB_OK; t++) {
+        int64_t b = t * TOP_MORSEL, e = b + TOP_MORSEL < rows ? b + TOP_MORSEL : rows;
+        int64_t mt = m < e - b ? m : e - b;
+        memmove(j.cand + nc, j.cand + (size_t)t * (size_t)m, (size_t)mt * 4);
+        nc += mt;
+    }
+    /* the candidates' keys, gathered, and their top m */
+    fb_column_out outs[FB_SORT_MAX_KEYS];
+    fb_sort_key ck[FB_SORT_MAX_KEYS];
+    size_t sizes[FB_SORT_MAX_KEYS][2];
+    memset(outs, 0, sizeof outs);
+    memset(sizes, 0, sizeof sizes);
+    uint32_t *ids = NULL;
+    size_t ibytes = (size_t)m * 4;
+    for (size_t k = 0; k < n_keys && st == FB_OK; k++) {
+        const fb_column *c = &keys[k].column;
+        sizes[k][0] = (size_t)nc * fb_type_width(c->type) + 8;
+        sizes[k][1] = c->validity ? (size_t)(nc + 7) / 8 + 8 : 0;
+        outs[k] = (fb_column_out){c->type, nc, NULL, NULL, 0, 0};
+        st = fb_alloc(ctx, sizes[k][0], 64, &outs[k].data, where);
+        if (st == FB_OK && sizes[k][1])
+            st = fb_alloc(ctx, sizes[k][1], 64, (void **)&outs[k].validity, where);
+        if (st == FB_OK)
+            st = fb_compact(ctx, c, j.cand, nc, &outs[k]);
+        ck[k] = keys[k];
+        ck[k].column = fb_column_make(c->type, outs[k].data, nc, outs[k].validity);
+    }
+    if (st == FB_OK)
+        st = fb_alloc(ctx, ibytes, 64, (void **)&ids, where);
+    if (st == FB_OK)
+        st = top_n_heap(ctx, ck, n_keys, 0, nc, m, ids, where);
+    for (int64_t i = 0; i < m && st == FB_OK; i++)
+        row_ids[i] = j.cand[ids[i]];
+    fb_free(ctx, ids, ids ? ibytes : 0);
+    for (size_t k = 0; k < n_keys; k++) {
+        fb_free(ctx, outs[k].validity, outs[k].validity ? sizes[k][1] : 0);
+        fb_free(ctx, outs[k].data, outs[k].data ? sizes[k][0] : 0);
+    }
+    fb_free(ctx, j.cand, cbytes);
+    return st;
+}
+
+fb_status fb_sort_top_n_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *row_ids,
+                             int64_t capacity, int64_t *n_out, const fb_sort_runner *run, const char *where)
+{
+    int64_t rows = 0;
+    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &rows, where));
+    if (n < 0)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n is negative (%lld)", (long long)n);
+    if (!n_out)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n_out must not be NULL");
+    int64_t m = n < rows ? n : rows;
+    if (m > 0 && !row_ids)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "row_ids must not be NULL");
+    if (capacity < m)
+        return fb_set_error(ctx, FB_ERR_CAPACITY, where, "row_ids holds %lld entries, the result has %lld",
+                            (long long)capacity, (long long)m);
+    if (m == 0) {
+        *n_out = 0;
+        return FB_OK;
+    }
+    fb_status st;
+    if (m > rows / 8) {
+        /* a large share of the rows: sorting them all is cheaper than a heap */
+        uint32_t *all = NULL;
+        size_t bytes = (size_t)rows * sizeof *all;
+        FB_FORWARD_IF_ERROR(fb_alloc(ctx, bytes, 64, (void **)&all, where));
+        st = sort_all(ctx, keys, n_keys, rows, all, run, where);
+        if (st == FB_OK)
+            memcpy(row_ids, all, (size_t)m * sizeof *all);
+        fb_free(ctx, all, bytes);
+    } else if (run->workers > 1 && rows > 2 * TOP_MORSEL && m <= TOP_MORSEL / 8) {
+        st = top_n_parallel(ctx, keys, n_keys, rows, m, row_ids, run, where);
+    } else {
+        st = top_n_heap(ctx, keys, n_keys, 0, rows, m, row_ids, where);
+    }
+    if (st == FB_OK)
+        *n_out = m;
+    return st;
+}
+
+fb_status fb_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *row_ids,
+                        int64_t capacity, int64_t *n_out)
+{
+    return fb_sort_top_n_with(ctx, keys, n_keys, n, row_ids, capacity, n_out, &serial_runner, __func__);
 }
 
 static void reset_outs(fb_column_out *out, size_t n_out)
@@ -462,37 +1128,118 @@ static void reset_outs(fb_column_out *out, size_t n_out)
     }
 }
 
-fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
-                        size_t n_payload, fb_column_out *out)
+/* Moving every column by the permutation, a range of output rows (a multiple of 64) per task. */
+#define MOVE_MORSEL (1 << 16)
+
+typedef struct move_job {
+    fb_ctx *ctx;
+    const fb_sort_key *keys;
+    size_t n_keys;
+    const fb_column *payload;
+    fb_column_out *out;
+    size_t n_cols;
+    const uint32_t *perm;
+    int64_t n;
+    int64_t *nulls; /* [tasks][n_cols] */
+} move_job;
+
+static fb_status move_task(void *arg, int64_t t, int w)
+{
+    move_job *j = arg;
+    (void)w;
+    int64_t b = t * MOVE_MORSEL, e = b + MOVE_MORSEL < j->n ? b + MOVE_MORSEL : j->n;
+    for (size_t i = 0; i < j->n_cols; i++) {
+        const fb_column *c = i < j->n_keys ? &j->keys[i].column : &j->payload[i - j->n_keys];
+        fb_column_out *o = &j->out[i];
+        size_t wd = fb_type_width(c->type);
+        fb_column_out part = {c->type, e - b, (char *)o->data + (size_t)b * wd,
+                              o->validity ? o->validity + b / 8 : NULL, 0, 0};
+        FB_FORWARD_IF_ERROR(fb_compact(j->ctx, c, j->perm + b, e - b, &part));
+        j->nulls[(size_t)t * j->n_cols + i] = part.null_count;
+    }
+    return FB_OK;
+}
+
+fb_status fb_sort_table_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
+                             size_t n_payload, fb_column_out *out, const fb_sort_runner *run, const char *where)
 {
     int64_t n = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, __func__));
-    FB_RETURN_ERROR_IF(!out, ctx, FB_ERR_INVALID_ARG, "out must not be NULL");
+    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, where));
+    if (!out)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out must not be NULL");
     size_t n_cols = n_keys + n_payload;
     reset_outs(out, n_cols);
-    FB_RETURN_ERROR_IF(n_payload > 0 && !payload, ctx, FB_ERR_INVALID_ARG, "payload must not be NULL");
+    if (n_payload > 0 && !payload)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "payload must not be NULL");
     for (size_t j = 0; j < n_payload; j++) {
-        FB_FORWARD_IF_ERROR(fb_check_column(ctx, &payload[j], __func__, "a payload column"));
-        FB_RETURN_ERROR_IF(payload[j].length != n, ctx, FB_ERR_LENGTH_MISMATCH,
-                           "payload %zu has %lld rows, the keys have %lld", j, (long long)payload[j].length,
-                           (long long)n);
+        FB_FORWARD_IF_ERROR(fb_check_column(ctx, &payload[j], where, "a payload column"));
+        if (payload[j].length != n)
+            return fb_set_error(ctx, FB_ERR_LENGTH_MISMATCH, where, "payload %zu has %lld rows, the keys have %lld", j,
+                                (long long)payload[j].length, (long long)n);
     }
     for (size_t i = 0; i < n_cols; i++) {
         const fb_column *c = i < n_keys ? &keys[i].column : &payload[i - n_keys];
-        fb_status st = fb_check_column_out(ctx, &out[i], c->type, n, c->validity != NULL, __func__);
+        fb_status st = fb_check_column_out(ctx, &out[i], c->type, n, c->validity != NULL, where);
         if (st != FB_OK) {
             reset_outs(out, n_cols);
             return st;
         }
     }
+    /* one key without nulls and at most one narrow payload without nulls: records carry the values */
+    fb_rs_spec spec;
+    if (n_keys == 1 && n_payload <= 1 && rs_key_spec(&keys[0], 0, &spec) &&
+        (n_payload == 0 || (spec.lo == 32 && !payload[0].validity && fb_type_width(payload[0].type) <= 4))) {
+        fb_rs_out ro = {out[0].data, NULL, NULL};
+        if (n_payload) {
+            size_t pw = fb_type_width(payload[0].type);
+            spec.pay = (const char *)payload[0].data + (size_t)payload[0].offset * pw;
+            spec.pay_width = (int)pw;
+            ro.pay = out[1].data;
+        }
+        fb_status st = rs_sort(ctx, &spec, n, &ro, run, where);
+        if (st != FB_OK) {
+            reset_outs(out, n_cols);
+            return st;
+        }
+        for (size_t i = 0; i < n_cols; i++) {
+            if (out[i].validity)
+                memset(out[i].validity, 0xFF, (size_t)(n + 7) / 8);
+            out[i].length = n;
+            out[i].null_count = 0;
+        }
+        return FB_OK;
+    }
     uint32_t *perm = NULL;
-    size_t bytes = (size_t)n * sizeof *perm;
-    FB_FORWARD_IF_ERROR(fb_alloc(ctx, bytes, 64, (void **)&perm, __func__));
-    fb_status st = sort_all(ctx, keys, n_keys, n, perm, __func__);
-    for (size_t i = 0; i < n_cols && st == FB_OK; i++)
-        st = fb_compact(ctx, i < n_keys ? &keys[i].column : &payload[i - n_keys], perm, n, &out[i]);
-    if (st != FB_OK)
+    int64_t tasks = (n + MOVE_MORSEL - 1) / MOVE_MORSEL;
+    size_t bytes = (size_t)n * sizeof *perm, nbytes = (size_t)tasks * n_cols * 8 + 8;
+    int64_t *nulls = NULL;
+    fb_status st = fb_alloc(ctx, bytes + 4, 64, (void **)&perm, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, nbytes, 64, (void **)&nulls, where);
+    if (st == FB_OK)
+        st = sort_all(ctx, keys, n_keys, n, perm, run, where);
+    if (st == FB_OK) {
+        move_job mj = {ctx, keys, n_keys, payload, out, n_cols, perm, n, nulls};
+        st = run->run(run->self, ctx, tasks, move_task, &mj);
+    }
+    if (st == FB_OK) {
+        for (size_t i = 0; i < n_cols; i++) {
+            int64_t nn = 0;
+            for (int64_t t = 0; t < tasks; t++)
+                nn += nulls[(size_t)t * n_cols + i];
+            out[i].length = n;
+            out[i].null_count = nn;
+        }
+    } else {
         reset_outs(out, n_cols);
-    fb_free(ctx, perm, bytes);
+    }
+    fb_free(ctx, nulls, nulls ? nbytes : 0);
+    fb_free(ctx, perm, perm ? bytes + 4 : 0);
     return st;
+}
+
+fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
+                        size_t n_payload, fb_column_out *out)
+{
+    return fb_sort_table_with(ctx, keys, n_keys, payload, n_payload, out, &serial_runner, __func__);
 }

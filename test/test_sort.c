@@ -1,5 +1,5 @@
-/* test_sort.c - fb_sort.h: permutations, top-N and sorted tables from every CPU variant the machine
- * runs (scalar, base, avx2, avx512), checked against the C library's qsort with an independent
+/* test_sort.c - fb_sort.h: permutations, top-N and sorted tables, single-threaded and parallel (2 and
+ * 3 workers), from every CPU variant the machine runs (scalar, base, avx2, avx512), checked against the C library's qsort with an independent
  * comparator written here (SQL order, nulls first/last, descending, ties broken by row id, which is
  * exactly the stable order). Data: random, sorted, reverse-sorted, all-equal, few-distinct and Zipf
  * values with nulls (bitmaps at odd offsets), NaN (several payloads, both signs), ±0.0, ±inf and the
@@ -110,8 +110,9 @@ static const fb_type all_types[] = {FB_TYPE_INT8,   FB_TYPE_INT16,  FB_TYPE_INT3
  * pool values (duplicates), or uniform bits. */
 static void random_value(fb_type t, void *out) { fbt_random_value(&rng, t, out); }
 
-typedef enum pattern { P_RANDOM, P_SORTED, P_REVERSE, P_EQUAL, P_FEW, P_ZIPF, P_COUNT } pattern;
-static const char *const pattern_names[] = {"random", "sorted", "reverse", "all-equal", "few-distinct", "zipf"};
+/* P_NARROW: uniform over the low 24 bits (a 32-bit key whose buckets differ in few bits: two LSD passes) */
+typedef enum pattern { P_RANDOM, P_SORTED, P_REVERSE, P_EQUAL, P_FEW, P_ZIPF, P_NARROW, P_COUNT } pattern;
+static const char *const pattern_names[] = {"random", "sorted", "reverse", "all-equal", "few-distinct", "zipf", "narrow"};
 
 static fb_type value_sort_type;
 static int value_sort_cmp(const void *a, const void *b) { return value_cmp(value_sort_type, a, b); }
@@ -140,6 +141,14 @@ static fbt_col make_col(fb_type t, int64_t n, pattern p, int with_nulls)
             memcpy(d + i * w, pool + (idx < POOL ? idx : POOL - 1) * w, w);
             break;
         }
+        case P_NARROW: {
+            uint64_t u = fbt_next(&rng) & 0xFFFFFF;
+            if (t == FB_TYPE_FLOAT32 || t == FB_TYPE_FLOAT64)
+                random_value(t, d + i * w);
+            else
+                memcpy(d + i * w, &u, w);
+            break;
+        }
         default: random_value(t, d + i * w);
         }
     }
@@ -165,7 +174,7 @@ static fbt_col make_col(fb_type t, int64_t n, pattern p, int with_nulls)
 
 /* ---- variants ------------------------------------------------------------------------------------ */
 
-static fb_ctx *variants[FB_ISA_COUNT];
+static fb_ctx *variants[FB_ISA_COUNT + 1];
 static int n_variants;
 
 static int setup_variants(void **state)
@@ -173,7 +182,20 @@ static int setup_variants(void **state)
     (void)state;
     rng = fbt_seed();
     n_variants = fbt_open_variants(variants);
-    return n_variants < 0 ? -1 : 0;
+    if (n_variants < 0)
+        return -1;
+    /* one more context of the best variant with 3 threads: parallel sorts with more workers than cores */
+    fb_options *o = NULL;
+    fb_status st = fb_options_create(&o);
+    if (st == FB_OK)
+        st = fb_options_set_threads(o, 3);
+    if (st == FB_OK)
+        st = fb_ctx_create(o, &variants[n_variants]);
+    fb_options_destroy(o);
+    if (st != FB_OK)
+        return -1;
+    n_variants++;
+    return 0;
 }
 
 static int teardown_variants(void **state)
@@ -202,8 +224,15 @@ static void check_sort(const fb_sort_key *keys, size_t n_keys, int64_t n, const 
     describe(desc, sizeof desc, keys, n_keys, n, what);
     uint32_t *expect = oracle_perm(keys, n_keys, n);
     uint32_t *got = malloc((size_t)(n + 8) * 4);
-    const int64_t tops[] = {0, 1, 7, 100, n / 16, n / 2, n - 1, n, n + 5};
+    const int64_t tops_small[] = {0, 1, 7, 100, n / 16, n / 2, n - 1, n, n + 5};
+    const int64_t tops_large[] = {0, 1, 100, n / 16, n / 2, n + 5}; /* each path once; big sorts are slow */
+    const int64_t *tops = n > 100000 ? tops_large : tops_small;
+    size_t n_tops = n > 100000 ? sizeof tops_large / sizeof tops_large[0] : sizeof tops_small / sizeof tops_small[0];
     for (int v = 0; v < n_variants; v++) {
+        /* large inputs: the scalar variant, the best one and the 3-thread context (the middle variants
+         * run every path on the smaller inputs), so that the suite stays within its time under ASan */
+        if (n > 100000 && v > 0 && v < n_variants - 2)
+            continue;
         fb_ctx *ctx = variants[v];
         const char *isa = fb_isa_name(fb_ctx_isa(ctx));
         memset(got, 0xAB, (size_t)(n + 8) * 4);
@@ -214,7 +243,15 @@ static void check_sort(const fb_sort_key *keys, size_t n_keys, int64_t n, const 
                          expect[j]);
         assert_int_equal(got[n], 0xABABABABu);
         assert_int_equal(fb_ctx_memory_used(ctx), 0);
-        for (size_t t = 0; t < sizeof tops / sizeof tops[0]; t++) {
+        memset(got, 0xAB, (size_t)(n + 8) * 4);
+        assert_fb_ok(ctx, fb_sort_permutation_parallel(ctx, keys, n_keys, got, n));
+        for (int64_t j = 0; j < n; j++)
+            if (got[j] != expect[j])
+                fail_msg("%s variant %s parallel (%d threads): position %lld holds row %u, expected %u", desc, isa,
+                         fb_ctx_threads(ctx), (long long)j, got[j], expect[j]);
+        assert_int_equal(got[n], 0xABABABABu);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        for (size_t t = 0; t < n_tops; t++) {
             int64_t want = tops[t];
             if (want < 0)
                 continue;
@@ -225,6 +262,16 @@ static void check_sort(const fb_sort_key *keys, size_t n_keys, int64_t n, const 
             for (int64_t j = 0; j < m; j++)
                 if (got[j] != expect[j])
                     fail_msg("%s variant %s top %lld: position %lld holds row %u, expected %u", desc, isa,
+                             (long long)want, (long long)j, got[j], expect[j]);
+            assert_int_equal(got[m], 0xABABABABu);
+            assert_int_equal(fb_ctx_memory_used(ctx), 0);
+            n_out = -1;
+            memset(got, 0xAB, (size_t)(n + 8) * 4);
+            assert_fb_ok(ctx, fb_sort_top_n_parallel(ctx, keys, n_keys, want, got, m, &n_out));
+            assert_int_equal(n_out, m);
+            for (int64_t j = 0; j < m; j++)
+                if (got[j] != expect[j])
+                    fail_msg("%s variant %s parallel top %lld: position %lld holds row %u, expected %u", desc, isa,
                              (long long)want, (long long)j, got[j], expect[j]);
             assert_int_equal(got[m], 0xABABABABu);
             assert_int_equal(fb_ctx_memory_used(ctx), 0);
@@ -388,7 +435,11 @@ static void test_sort_table(void **state)
                 size_t w = fb_type_width(all[i]->type);
                 out[i] = (fb_column_out){all[i]->type, n, malloc((size_t)(n + 1) * w), malloc((size_t)(n + 8) / 8 + 1), -1, -1};
             }
-            assert_fb_ok(ctx, fb_sort_table(ctx, keys, 2, pcols, 4, out));
+          for (int par = 0; par < 2; par++) {
+            if (par)
+                assert_fb_ok(ctx, fb_sort_table_parallel(ctx, keys, 2, pcols, 4, out));
+            else
+                assert_fb_ok(ctx, fb_sort_table(ctx, keys, 2, pcols, 4, out));
             for (int i = 0; i < 6; i++) {
                 const fb_column *c = all[i];
                 size_t w = fb_type_width(c->type);
@@ -403,10 +454,13 @@ static void test_sort_table(void **state)
                                  fb_isa_name(fb_ctx_isa(ctx)), (long long)n, i, (long long)j);
                 }
                 assert_int_equal(out[i].null_count, nulls);
+            }
+            assert_int_equal(fb_ctx_memory_used(ctx), 0);
+          }
+            for (int i = 0; i < 6; i++) {
                 free(out[i].data);
                 free(out[i].validity);
             }
-            assert_int_equal(fb_ctx_memory_used(ctx), 0);
         }
         free(perm);
         fbt_col_free(&k0);
@@ -414,6 +468,67 @@ static void test_sort_table(void **state)
         for (int j = 0; j < 4; j++)
             fbt_col_free(&pay[j]);
     }
+}
+
+/* fb_sort_table with one key without nulls and at most one payload of up to 4 bytes, or one 64-bit
+ * integer key alone (the 8-byte record path), serial and parallel, every variant, against the oracle;
+ * floats and validity bitmaps (which take the general path) too, for contrast. */
+static void check_table_one(fb_type kt, pattern p, int desc, int with_pay, fb_type pt, int64_t n)
+{
+    fbt_col k = make_col(kt, n, p, 0), pay = make_col(pt, n, P_RANDOM, 0);
+    fb_sort_key key = {k.col, desc, 0};
+    uint32_t *perm = oracle_perm(&key, 1, n);
+    size_t kw = fb_type_width(kt), pw = fb_type_width(pt);
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        for (int par = 0; par < 2; par++) {
+            /* the key output one value past malloc's alignment: output columns need not be aligned */
+            char *kbuf = malloc((size_t)(n + 2) * kw);
+            fb_column_out out[2] = {{kt, n, kbuf + kw, NULL, -1, -1}, {pt, n, malloc((size_t)(n + 1) * pw), NULL, -1, -1}};
+            if (par)
+                assert_fb_ok(ctx, fb_sort_table_parallel(ctx, &key, 1, &pay.col, with_pay ? 1 : 0, out));
+            else
+                assert_fb_ok(ctx, fb_sort_table(ctx, &key, 1, &pay.col, with_pay ? 1 : 0, out));
+            assert_int_equal(out[0].length, n);
+            assert_int_equal(out[0].null_count, 0);
+            for (int64_t j = 0; j < n; j++) {
+                if (memcmp((char *)out[0].data + j * kw, row_ptr(&k.col, perm[j]), kw) != 0 ||
+                    (with_pay && memcmp((char *)out[1].data + j * pw, row_ptr(&pay.col, perm[j]), pw) != 0))
+                    fail_msg("sort_table %s %s %s payload %s n=%lld variant %s%s: row %lld differs", fb_type_name(kt),
+                             pattern_names[p], desc ? "desc" : "asc", with_pay ? fb_type_name(pt) : "none",
+                             (long long)n, fb_isa_name(fb_ctx_isa(ctx)), par ? " parallel" : "", (long long)j);
+            }
+            if (with_pay)
+                assert_int_equal(out[1].length, n);
+            free(kbuf);
+            free(out[1].data);
+            assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        }
+    }
+    free(perm);
+    fbt_col_free(&k);
+    fbt_col_free(&pay);
+}
+
+static void test_sort_table_records(void **state)
+{
+    (void)state;
+    const int64_t sizes[] = {0, 1, 2, 31, 1000, 40000, 300007};
+    const fb_type narrow[] = {FB_TYPE_INT8, FB_TYPE_UINT16, FB_TYPE_INT32, FB_TYPE_UINT32, FB_TYPE_DATE32, FB_TYPE_FLOAT32};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (int p = 0; p < P_COUNT; p++) {
+            int64_t n = sizes[si];
+            if (n > 1000 && p != P_RANDOM && p != P_FEW && p != P_ZIPF && p != P_NARROW)
+                continue;
+            uint64_t r = fbt_next(&rng);
+            fb_type kt = narrow[r % (sizeof narrow / sizeof narrow[0])];
+            fb_type pt = narrow[(r >> 8) % (sizeof narrow / sizeof narrow[0])];
+            check_table_one(kt, (pattern)p, (int)((r >> 16) & 1), 1, pt, n);
+            check_table_one(FB_TYPE_INT32, (pattern)p, (int)((r >> 17) & 1), 1, FB_TYPE_INT32, n);
+            check_table_one((r >> 18) & 1 ? FB_TYPE_INT64 : FB_TYPE_UINT64, (pattern)p, (int)((r >> 19) & 1), 0,
+                            FB_TYPE_INT8, n);
+            check_table_one(FB_TYPE_INT64, (pattern)p, 0, 1, FB_TYPE_INT32, n > 1000 ? 1000 : n); /* general path */
+        }
 }
 
 static void test_bad_input(void **state)
@@ -457,6 +572,13 @@ static void test_bad_input(void **state)
     bad.column.data = NULL;
     assert_fb_ok(ctx, fb_sort_permutation(ctx, &bad, 1, NULL, 0));
 
+    assert_int_equal(fb_sort_permutation_parallel(NULL, &key, 1, ids, 8), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_permutation_parallel(ctx, &key, 1, ids, 7), FB_ERR_CAPACITY);
+    assert_fb_status(ctx, fb_sort_permutation_parallel(ctx, two, 2, ids, 8), FB_ERR_LENGTH_MISMATCH);
+    assert_int_equal(fb_sort_top_n_parallel(NULL, &key, 1, 3, ids, 8, &n_out), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_top_n_parallel(ctx, &key, 1, -1, ids, 8, &n_out), FB_ERR_INVALID_ARG);
+    assert_int_equal(fb_sort_table_parallel(NULL, &key, 1, NULL, 0, NULL), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_sort_table_parallel(ctx, &key, 1, NULL, 0, NULL), FB_ERR_INVALID_ARG);
     assert_int_equal(fb_sort_top_n(NULL, &key, 1, 3, ids, 8, &n_out), FB_ERR_INVALID_ARG);
     assert_fb_status(ctx, fb_sort_top_n(ctx, &key, 1, -1, ids, 8, &n_out), FB_ERR_INVALID_ARG);
     assert_fb_status(ctx, fb_sort_top_n(ctx, &key, 1, 3, ids, 8, NULL), FB_ERR_INVALID_ARG);
@@ -518,6 +640,8 @@ static void test_memory_limit(void **state)
         fb_options_destroy(o);
         assert_fb_status(ctx, fb_sort_permutation(ctx, &key, 1, ids, n), FB_ERR_OUT_OF_MEMORY);
         assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        assert_fb_status(ctx, fb_sort_permutation_parallel(ctx, &key, 1, ids, n), FB_ERR_OUT_OF_MEMORY);
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
         int64_t n_out = -1;
         fb_status st = fb_sort_top_n(ctx, &key, 1, n / 2, ids, n, &n_out);
         assert_int_equal(st, FB_ERR_OUT_OF_MEMORY);
@@ -533,12 +657,137 @@ static void test_memory_limit(void **state)
     fbt_col_free(&c);
 }
 
+/* ---- DuckDB ----------------------------------------------------------------------------------------- */
+
+static void write_arr(const char *dir, const char *name, const char *part, const char *col, const char *ty,
+                      const void *p, size_t bytes)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s_%s_%s.%s", dir, name, part, col, ty);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, bytes, f), bytes);
+    fclose(f);
+}
+
+/* S1..S4-shaped data sets, sorted by fb's parallel sorts (3 workers), written for sort_duckdb_check.py. */
+static void duckdb_datasets(const char *dir)
+{
+    fb_ctx *ctx = variants[n_variants - 1];
+    int64_t n = 300000;
+    /* s1: int32 keys with many ties, payload = row number */
+    int32_t *k = malloc((size_t)n * 4), *v = malloc((size_t)n * 4), *ko = malloc((size_t)n * 4),
+            *vo = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) {
+        k[i] = (int32_t)(fbt_next(&rng) % 50000) - 25000;
+        v[i] = (int32_t)i;
+    }
+    k[7] = INT32_MIN;
+    k[8] = INT32_MAX;
+    fb_sort_key key = {fb_column_make(FB_TYPE_INT32, k, n, NULL), 0, 0};
+    fb_column pay = fb_column_make(FB_TYPE_INT32, v, n, NULL);
+    fb_column_out out[4] = {{FB_TYPE_INT32, n, ko, NULL, 0, 0}, {FB_TYPE_INT32, n, vo, NULL, 0, 0}};
+    assert_fb_ok(ctx, fb_sort_table_parallel(ctx, &key, 1, &pay, 1, out));
+    write_arr(dir, "s1", "in", "k", "i32", k, (size_t)n * 4);
+    write_arr(dir, "s1", "in", "v", "i32", v, (size_t)n * 4);
+    write_arr(dir, "s1", "out", "k", "i32", ko, (size_t)n * 4);
+    write_arr(dir, "s1", "out", "v", "i32", vo, (size_t)n * 4);
+    /* s2: int64 over the full range, some repeated */
+    int64_t *k64 = malloc((size_t)n * 8), *k64o = malloc((size_t)n * 8);
+    for (int64_t i = 0; i < n; i++)
+        k64[i] = i % 10 == 0 ? (int64_t)(fbt_next(&rng) % 100) : (int64_t)fbt_next(&rng);
+    k64[3] = INT64_MIN;
+    k64[4] = INT64_MAX;
+    fb_sort_key key64 = {fb_column_make(FB_TYPE_INT64, k64, n, NULL), 0, 0};
+    out[0] = (fb_column_out){FB_TYPE_INT64, n, k64o, NULL, 0, 0};
+    assert_fb_ok(ctx, fb_sort_table_parallel(ctx, &key64, 1, NULL, 0, out));
+    write_arr(dir, "s2", "in", "k", "i64", k64, (size_t)n * 8);
+    write_arr(dir, "s2", "out", "k", "i64", k64o, (size_t)n * 8);
+    /* s3: a int32 (1000 values) asc, b int64 (few values, so that c decides) desc, c float64 asc nulls last */
+    int32_t pool[1000];
+    for (int i = 0; i < 1000; i++)
+        pool[i] = (int32_t)(fbt_next(&rng) >> 33) - (1 << 30);
+    int64_t *b = malloc((size_t)n * 8), *bo = malloc((size_t)n * 8);
+    double *c = malloc((size_t)n * 8), *co = malloc((size_t)n * 8);
+    uint8_t *cbits = calloc((size_t)n / 8 + 1, 1), *cob = calloc((size_t)n / 8 + 1, 1), *cv = malloc((size_t)n),
+            *cov = malloc((size_t)n);
+    int32_t *a = malloc((size_t)n * 4), *ao = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) {
+        a[i] = pool[fbt_next(&rng) % 1000];
+        b[i] = ((int64_t)(fbt_next(&rng) % 5) - 2) * (INT64_MAX / 3);
+        fbt_random_value(&rng, FB_TYPE_FLOAT64, &c[i]);
+        cv[i] = fbt_next(&rng) % 10 != 0;
+        cbits[i / 8] |= (uint8_t)(cv[i] << (i % 8));
+    }
+    fb_sort_key k3[3] = {{fb_column_make(FB_TYPE_INT32, a, n, NULL), 0, 0},
+                         {fb_column_make(FB_TYPE_INT64, b, n, NULL), 1, 0},
+                         {fb_column_make(FB_TYPE_FLOAT64, c, n, cbits), 0, 0}};
+    out[0] = (fb_column_out){FB_TYPE_INT32, n, ao, NULL, 0, 0};
+    out[1] = (fb_column_out){FB_TYPE_INT64, n, bo, NULL, 0, 0};
+    out[2] = (fb_column_out){FB_TYPE_FLOAT64, n, co, cob, 0, 0};
+    out[3] = (fb_column_out){FB_TYPE_INT32, n, vo, NULL, 0, 0};
+    assert_fb_ok(ctx, fb_sort_table_parallel(ctx, k3, 3, &pay, 1, out));
+    for (int64_t i = 0; i < n; i++)
+        cov[i] = (cob[i / 8] >> (i % 8)) & 1;
+    write_arr(dir, "s3", "in", "a", "i32", a, (size_t)n * 4);
+    write_arr(dir, "s3", "in", "b", "i64", b, (size_t)n * 8);
+    write_arr(dir, "s3", "in", "c", "f64", c, (size_t)n * 8);
+    write_arr(dir, "s3", "in", "cvalid", "u8", cv, (size_t)n);
+    write_arr(dir, "s3", "in", "r", "i32", v, (size_t)n * 4);
+    write_arr(dir, "s3", "out", "a", "i32", ao, (size_t)n * 4);
+    write_arr(dir, "s3", "out", "b", "i64", bo, (size_t)n * 8);
+    write_arr(dir, "s3", "out", "c", "f64", co, (size_t)n * 8);
+    write_arr(dir, "s3", "out", "cvalid", "u8", cov, (size_t)n);
+    write_arr(dir, "s3", "out", "r", "i32", vo, (size_t)n * 4);
+    /* s4: top 100 by k desc of 600000 int32 keys with many ties (the parallel top-N path) */
+    int64_t n4 = 600000;
+    int32_t *k4 = malloc((size_t)n4 * 4);
+    for (int64_t i = 0; i < n4; i++)
+        k4[i] = (int32_t)(fbt_next(&rng) % 3000);
+    fb_sort_key key4 = {fb_column_make(FB_TYPE_INT32, k4, n4, NULL), 1, 0};
+    uint32_t ids[100];
+    int64_t got = 0;
+    assert_fb_ok(ctx, fb_sort_top_n_parallel(ctx, &key4, 1, 100, ids, 100, &got));
+    assert_int_equal(got, 100);
+    write_arr(dir, "s4", "in", "k", "i32", k4, (size_t)n4 * 4);
+    write_arr(dir, "s4", "out", "r", "u32", ids, sizeof ids);
+    fprintf(stderr, "[ duckdb   ] s1..s4 sorted by fb (variant %s, %d threads)\n", fb_isa_name(fb_ctx_isa(ctx)),
+            fb_ctx_threads(ctx));
+    free(k), free(v), free(ko), free(vo), free(k64), free(k64o), free(b), free(bo), free(c), free(co);
+    free(cbits), free(cob), free(cv), free(cov), free(a), free(ao), free(k4);
+}
+
+static void test_duckdb(void **state)
+{
+    (void)state;
+#ifndef FB_SORT_DUCKDB_SCRIPT
+    skip();
+#else
+    if (system("python3 -c 'import duckdb, numpy' >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "[ skipped  ] duckdb: python3 cannot import duckdb and numpy\n");
+        skip();
+    }
+    char dir[] = "/tmp/fb_sort_duckdb_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    duckdb_datasets(dir);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "python3 '%s' '%s'", FB_SORT_DUCKDB_SCRIPT, dir);
+    int rc = system(cmd);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    if (rc != 0)
+        fail_msg("sort_duckdb_check.py reported a difference (exit status %d)", rc);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_key), cmocka_unit_test(test_multi_key),   cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_float_order), cmocka_unit_test(test_sort_table), cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_memory_limit), cmocka_unit_test(test_large),
+        cmocka_unit_test(test_memory_limit), cmocka_unit_test(test_large), cmocka_unit_test(test_sort_table_records),
+        cmocka_unit_test(test_duckdb),
     };
     return cmocka_run_group_tests(tests, setup_variants, teardown_variants);
 }

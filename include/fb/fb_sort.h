@@ -13,17 +13,21 @@
  * and float values turned into unsigned ones whose unsigned order is the SQL order, inverted for
  * descending keys, 0 for nulls), concatenated most significant first into 64-bit words, so that
  * comparing the words (or the big-endian bytes) gives the sort order. The row id fills the low
- * bits of the last word when they are free, else one more word. Those records are sorted by an
- * LSD radix sort with 8-bit digits that skips every digit on which all rows agree (found by one
- * histogram pass), and by insertion sort for tiny inputs; top-N keeps a heap of N records.
+ * bits of the last word when they are free, else one more word. The records are partitioned by
+ * their top differing bits into cache-sized buckets, and each bucket is sorted by an MSD radix sort
+ * with 8-bit digits that skips every digit on which all its rows agree (found by a histogram) and
+ * stops where the rows become distinct, with insertion sort for small ranges; top-N keeps a heap of
+ * N records. A single narrow key (see "Parallel sorts") is sorted as 8-byte records instead.
  *
  * Row ids are uint32_t, so a call sorts at most FB_MORSEL_MAX_ROWS rows.
  *
- * Memory. Scratch memory (about 2 x rows x record size, records being 8 to 16 bytes for one or
- * two fixed-width keys) comes from the context's allocator and counts against its memory limit;
+ * Memory. Scratch memory comes from the context's allocator and counts against its memory limit:
+ * for the 8-byte records 8 bytes per row (none for a 64-bit key alone, which is partitioned in its
+ * output column; 8 more when skewed keys leave a bucket above 2 MiB), else about 2 x rows x record size (records of 8 bytes and up: the key bits and
+ * the row id, rounded up to 64-bit words), plus 4 bytes per row for the permutation of fb_sort_table();
  * when it runs out the call returns FB_ERR_OUT_OF_MEMORY having freed everything it took.
  *
- * Threading: every function runs on the calling thread and may be called from several threads at
+ * Threading: every function but the parallel ones runs on the calling thread; all may be called from several threads at
  * once on one context. Every CPU variant (scalar, base, AVX2, AVX-512) gives identical results.
  */
 #ifndef FB_SORT_H
@@ -77,6 +81,40 @@ FB_API fb_status fb_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_ke
  *         differs from its column's; FB_ERR_CAPACITY for an out too small. */
 FB_API fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
                                size_t n_payload, fb_column_out *out);
+
+/** \name Parallel sorts
+ * The same three operations over a whole table on the context's worker threads (fb_ctx_threads()),
+ * run through the runtime (fb_runtime.h: one query per phase). Results are identical to the
+ * single-threaded functions'. Each call blocks until done; the calling thread only waits.
+ *
+ * How. Every row becomes a record (below); the records are encoded in parallel per morsel, then
+ * partitioned stably by the top bits in which the keys differ into buckets of about 32Ki records
+ * (per-morsel histograms, prefix sums, a scatter through write-combining buffers with streaming
+ * stores), and each bucket is sorted by one worker inside its cache: an MSD radix sort that skips the
+ * bits its keys share and ends in branch-free rank sorts of a few records (for several keys, nulls
+ * and floats: the normalized records and their MSD sort described above). One key
+ * without nulls of at most 32 bits (not float for fb_sort_table_parallel) with at most one payload of at
+ * most 32 bits without nulls, or one 64-bit integer key alone, is sorted as 8-byte records that carry
+ * the values themselves (no permutation, no gather); fb_sort_permutation() and fb_sort_table() take the
+ * same paths on the calling thread. Top-N takes each 256Ki-row morsel's top n by a heap in parallel and
+ * then the top n of those (for more than 512Ki rows).
+ *
+ * Memory: as the single-threaded functions, plus per worker up to 2 MiB of bucket scratch and the
+ * write-combining buffers (32 KiB per 512 buckets).
+ * @{ */
+
+/** \brief fb_sort_permutation() on the context's worker threads. \return as fb_sort_permutation(). */
+FB_API fb_status fb_sort_permutation_parallel(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys,
+                                              uint32_t *row_ids, int64_t capacity);
+
+/** \brief fb_sort_top_n() on the context's worker threads. \return as fb_sort_top_n(). */
+FB_API fb_status fb_sort_top_n_parallel(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n,
+                                        uint32_t *row_ids, int64_t capacity, int64_t *n_out);
+
+/** \brief fb_sort_table() on the context's worker threads. \return as fb_sort_table(). */
+FB_API fb_status fb_sort_table_parallel(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys,
+                                        const fb_column *payload, size_t n_payload, fb_column_out *out);
+/** @} */
 
 #ifdef __cplusplus
 }
