@@ -306,7 +306,7 @@ typedef struct kernel_slot {
     size_t *wg;
 } kernel_slot;
 
-#define N_KERNELS 14
+#define N_KERNELS 19
 
 static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
 {
@@ -325,6 +325,11 @@ static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
         {&cl->gather[3], "fb_gather_w8", &cl->wg_move},
         {&cl->compact_validity, "fb_compact_validity", &cl->wg_move},
         {&cl->gather_validity, "fb_gather_validity", &cl->wg_move},
+        {&cl->sort_word, "fb_sort_word", &cl->wg_sort},
+        {&cl->sort_digit_hist, "fb_sort_digit_hist", &cl->wg_sort},
+        {&cl->radix_count, "fb_radix_count", &cl->wg_sort},
+        {&cl->radix_scatter, "fb_radix_scatter", &cl->wg_radix},
+        {&cl->sort_iota, "fb_sort_iota", &cl->wg_sort},
     };
     memcpy(slots, table, sizeof table);
 }
@@ -350,6 +355,7 @@ static fb_status create_kernels(fb_ctx *ctx, struct fb_cl_state *cl, const char 
     if (err != CL_SUCCESS)
         return fb_cl_fail(ctx, where, "clGetDeviceInfo(CL_DEVICE_MAX_WORK_ITEM_SIZES)", err);
     cl->wg_hash = cl->wg_select = cl->wg_scan = cl->wg_move = item_sizes[0] ? item_sizes[0] : 1;
+    cl->wg_sort = cl->wg_radix = cl->wg_hash;
     for (size_t i = 0; i < N_KERNELS; i++) {
         *table[i].kernel = clCreateKernel(cl->program, table[i].name, &err);
         if (err != CL_SUCCESS || !*table[i].kernel) {
@@ -369,6 +375,8 @@ static fb_status create_kernels(fb_ctx *ctx, struct fb_cl_state *cl, const char 
     cl->wg_select = pow2_wg(cl->wg_select);
     cl->wg_scan = pow2_wg(cl->wg_scan);
     cl->wg_move = pow2_wg(cl->wg_move);
+    cl->wg_sort = pow2_wg(cl->wg_sort);
+    cl->wg_radix = pow2_wg(cl->wg_radix);
     return FB_OK;
 }
 
@@ -414,6 +422,10 @@ static fb_status open_state(fb_ctx *ctx, struct fb_cl_state *cl, const char *whe
     }
     FB_FORWARD_IF_ERROR(info_value(ctx, where, cl->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, &cl->max_alloc,
                                    sizeof cl->max_alloc));
+    FB_FORWARD_IF_ERROR(info_value(ctx, where, cl->device, CL_DEVICE_GLOBAL_MEM_SIZE, &cl->global_mem,
+                                   sizeof cl->global_mem));
+    FB_FORWARD_IF_ERROR(info_value(ctx, where, cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, &cl->compute_units,
+                                   sizeof cl->compute_units));
     /* Grid-stride kernels get up to 2^20 work-groups, i.e. about one work-item per row for any morsel
      * size in use: PoCL vectorizes across work-items only when a work-item does not loop (measured:
      * hashing 16Mi int32 rows took 250 ms with the grid capped at 32 groups per compute unit, 140-165 ms

@@ -7,6 +7,7 @@
 
 #include <CL/cl.h>
 
+#include "fb/fb_column.h"
 #include "fb_internal.h"
 
 /* One OpenCL device in fb_cl_device_count() order. */
@@ -52,6 +53,16 @@ struct fb_cl_state {
     size_t wg_move;     /* all move kernels */
     size_t max_groups;  /* cap on work-groups of the grid-stride kernels (see open_state in cl_device.c) */
     cl_ulong max_alloc; /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
+    cl_ulong global_mem; /* CL_DEVICE_GLOBAL_MEM_SIZE */
+    cl_uint compute_units;
+
+    cl_kernel sort_word;        /* sort.cl */
+    cl_kernel sort_digit_hist;
+    cl_kernel radix_count;
+    cl_kernel radix_scatter;
+    cl_kernel sort_iota;
+    size_t wg_sort;    /* fb_sort_word, fb_sort_digit_hist, fb_radix_count, fb_sort_iota */
+    size_t wg_radix;   /* fb_radix_scatter: must be RADIX_WG (256) */
     cl_mem dummy;       /* a small buffer bound where a kernel's input is absent (no validity, no sel_in) */
 };
 
@@ -72,6 +83,88 @@ fb_status fb_cl_fail(const fb_ctx *ctx, const char *where, const char *call, cl_
  * in *st and returns NULL. */
 cl_mem fb_cl_buffer(const fb_ctx *ctx, const struct fb_cl_state *cl, const char *where, cl_mem_flags flags,
                     size_t bytes, fb_status *st);
+
+/* ---- one call's device work (cl_job.c) ------------------------------------------------------------- */
+
+/* Most device buffers one job holds at a time. */
+#define FB_CL_JOB_MAX_MEMS 24
+
+/* One call's device buffers. Buffers count against the context's device memory budget
+ * (fb_cl_budget()); fb_cl_job_close() drains the queue and releases everything. */
+typedef struct fb_cl_job {
+    fb_ctx *ctx;
+    struct fb_cl_state *cl;
+    const char *where;
+    cl_mem mems[FB_CL_JOB_MAX_MEMS];
+    size_t sizes[FB_CL_JOB_MAX_MEMS];
+    int n_mems;
+    size_t bytes; /* device bytes held now */
+    size_t peak;  /* most device bytes held at once */
+} fb_cl_job;
+
+/* A kernel argument: size and value (value NULL with a size: local memory of that many bytes). */
+typedef struct fb_cl_karg {
+    size_t size;
+    const void *value;
+} fb_cl_karg;
+#define KARG(x) {sizeof(x), &(x)}
+#define KLOCAL(bytes) {(bytes), NULL}
+
+/* A column on the device: values from row `offset` on, and its validity bitmap from byte offset/8 on
+ * (so row i's bit is voff + i with voff = offset % 8). Absent parts are bound to the dummy buffer. */
+typedef struct fb_cl_dev_column {
+    cl_mem data, valid;
+    cl_int type, has_valid;
+    cl_ulong length, voff;
+} fb_cl_dev_column;
+
+#define TRY(expr)                                                                                                  \
+    do {                                                                                                           \
+        st = (expr);                                                                                               \
+        if (st != FB_OK)                                                                                           \
+            goto done;                                                                                             \
+    } while (0)
+
+/* Locks the context, opens its device and starts a job; fb_cl_job_close() ends both and returns st. */
+fb_status fb_cl_job_open(fb_cl_job *j, fb_ctx *ctx, const char *where);
+fb_status fb_cl_job_close(fb_cl_job *j, fb_status st);
+
+/* A device buffer of `bytes` (> 0) owned by the job; with `src`, its content is written from host
+ * memory without blocking (the job drains the queue before the call returns). Fails with
+ * FB_ERR_DEVICE_MEMORY past the device memory budget. */
+fb_status fb_cl_job_buffer(fb_cl_job *j, cl_mem_flags flags, size_t bytes, const void *src, cl_mem *out);
+
+/* Releases the job's buffers from index `mark` on, once the work enqueued so far no longer needs them. */
+void fb_cl_job_release_from(fb_cl_job *j, int mark);
+
+/* Releases one buffer of the job now (after draining the queue). */
+void fb_cl_job_release(fb_cl_job *j, cl_mem m);
+
+void fb_cl_job_end(fb_cl_job *j);
+fb_status fb_cl_job_args(fb_cl_job *j, cl_kernel k, const char *name, const fb_cl_karg *args, cl_uint n);
+fb_status fb_cl_job_run(fb_cl_job *j, cl_kernel k, const char *name, size_t groups, size_t wg);
+fb_status fb_cl_job_read(fb_cl_job *j, cl_mem m, cl_bool blocking, size_t offset, size_t bytes, void *dst);
+fb_status fb_cl_job_write(fb_cl_job *j, cl_mem m, size_t offset, size_t bytes, const void *src);
+/* Fills bytes of m with a 32-bit pattern. */
+fb_status fb_cl_job_fill(fb_cl_job *j, cl_mem m, cl_uint pattern, size_t bytes);
+fb_status fb_cl_job_finish(fb_cl_job *j);
+
+/* Work-groups for a grid-stride kernel over n items. */
+size_t fb_cl_grid_groups(const struct fb_cl_state *cl, uint64_t n, size_t wg);
+
+/* Uploads a column view (its values, and its validity when present). */
+fb_status fb_cl_upload_column(fb_cl_job *j, const fb_column *col, fb_cl_dev_column *d);
+
+/* Uploads rows [first, first + rows) of a column view (a chunk). */
+fb_status fb_cl_upload_rows(fb_cl_job *j, const fb_column *col, int64_t first, int64_t rows, fb_cl_dev_column *d);
+
+/* The device memory budget in bytes for one call's buffers: FB_CL_MEM_BUDGET (bytes, with an optional
+ * k/m/g suffix) when set, else half the device's global memory. Operators that can work in chunks or
+ * partitions size them to stay under it. */
+size_t fb_cl_budget(const struct fb_cl_state *cl);
+
+/* Bytes still free under the budget for job j. */
+size_t fb_cl_job_room(const fb_cl_job *j);
 
 /* ---- devices (cl_device.c) ----------------------------------------------------------------------- */
 

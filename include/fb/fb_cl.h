@@ -22,6 +22,7 @@
 #define FB_CL_H
 
 #include "fb_kernels.h"
+#include "fb_sort.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -86,6 +87,23 @@ FB_API fb_status fb_cl_compact(fb_ctx *ctx, const fb_column *col, const uint32_t
                                fb_column_out *out);
 FB_API fb_status fb_cl_gather(fb_ctx *ctx, const fb_column *col, const int64_t *row_ids, int64_t n_ids,
                               fb_column_out *out);
+/** @} */
+
+/** \name OpenCL twins of fb_sort.h
+ * Same parameters, statuses and results (the same stable SQL order, bit for bit) as the CPU
+ * functions of the same name without `cl_`. The device runs a stable LSD radix sort with 8-bit
+ * digits over one 32-bit word of the normalized key at a time (from the last key's least
+ * significant word to the first key's null bit), carrying uint32 row ids; digits on which every row
+ * agrees are skipped. Device memory: about 16 bytes per row plus one key column at a time; more than
+ * the device memory budget (FB_CL_MEM_BUDGET, else half the device's memory) gives
+ * FB_ERR_DEVICE_MEMORY. fb_cl_sort_top_n sorts every row and returns the first n.
+ * @{ */
+FB_API fb_status fb_cl_sort_permutation(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, uint32_t *row_ids,
+                                        int64_t capacity);
+FB_API fb_status fb_cl_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n,
+                                  uint32_t *row_ids, int64_t capacity, int64_t *n_out);
+FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
+                                  size_t n_payload, fb_column_out *out);
 /** @} */
 
 #ifdef __cplusplus
