@@ -226,7 +226,8 @@ static void test_sort_top_n(void **state)
         assert_fb_ok(ctx, fb_cl_sort_top_n(ctx, &k, 1, wants[w], dev, n, &m_dev));
         assert_int_equal(m_cpu, m_dev);
         check_sorted(&k, 1, n, dev, m_dev);
-        assert_memory_equal(cpu, dev, (size_t)m_dev * sizeof *dev + 1 * (m_dev == 0));
+        if (m_dev > 0)
+            assert_memory_equal(cpu, dev, (size_t)m_dev * sizeof *dev);
     }
     int64_t m;
     assert_fb_status(ctx, fb_cl_sort_top_n(ctx, &k, 1, -1, dev, n, &m), FB_ERR_INVALID_ARG);
