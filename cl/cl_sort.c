@@ -106,6 +106,33 @@ static fb_status radix_pass(fb_cl_job *j, sort_bufs *b, cl_ulong n, cl_uint shif
     return FB_OK;
 }
 
+/* Sorts (b->ka, b->va) stably by the low `digits` bytes of the words, skipping every digit on which
+ * all rows agree (one histogram pass, 4 KiB back). *moved becomes 1 when a pass ran. */
+static fb_status sort_passes(fb_cl_job *j, sort_bufs *b, cl_ulong n, int digits, int *moved)
+{
+    struct fb_cl_state *cl = j->cl;
+    cl_uint hist[1024];
+    FB_FORWARD_IF_ERROR(fb_cl_job_fill(j, b->hist, 0u, sizeof hist));
+    size_t hgroups = fb_cl_grid_groups(cl, (n + 15) / 16, cl->wg_sort); /* ~16 words per work-item */
+    if (hgroups > (size_t)cl->compute_units * 64)
+        hgroups = (size_t)cl->compute_units * 64;
+    const fb_cl_karg hargs[] = {KARG(b->ka), KARG(n), KARG(b->hist), KLOCAL(1024 * sizeof(cl_uint))};
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->sort_digit_hist, "fb_sort_digit_hist", hargs, 4));
+    FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->sort_digit_hist, "fb_sort_digit_hist", hgroups ? hgroups : 1,
+                                      cl->wg_sort));
+    FB_FORWARD_IF_ERROR(fb_cl_job_read(j, b->hist, CL_TRUE, 0, sizeof hist, hist));
+    for (int dg = 0; dg < digits; dg++) {
+        int constant = 0;
+        for (int v = 0; v < 256 && !constant; v++)
+            constant = hist[dg * 256 + v] == n;
+        if (constant)
+            continue;
+        FB_FORWARD_IF_ERROR(radix_pass(j, b, n, (cl_uint)(8 * dg)));
+        *moved = 1;
+    }
+    return FB_OK;
+}
+
 /* Sorts the row ids in b->va (which holds 0..n-1, in order, on entry) stably by one word of a key. */
 static fb_status sort_word(fb_cl_job *j, sort_bufs *b, const fb_cl_dev_column *d, const fb_sort_key *key, cl_ulong n,
                            cl_int kind, int *moved)
@@ -119,27 +146,44 @@ static fb_status sort_word(fb_cl_job *j, sort_bufs *b, const fb_cl_dev_column *d
     FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->sort_word, "fb_sort_word", wargs, 12));
     FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->sort_word, "fb_sort_word", fb_cl_grid_groups(cl, n, cl->wg_sort),
                                       cl->wg_sort));
-    /* which digits differ between rows: one read of the words, 4 KiB back */
-    cl_uint hist[1024];
-    FB_FORWARD_IF_ERROR(fb_cl_job_fill(j, b->hist, 0u, sizeof hist));
-    size_t hgroups = fb_cl_grid_groups(cl, (n + 15) / 16, cl->wg_sort); /* ~16 words per work-item */
-    if (hgroups > (size_t)cl->compute_units * 64)
-        hgroups = (size_t)cl->compute_units * 64;
-    const fb_cl_karg hargs[] = {KARG(b->ka), KARG(n), KARG(b->hist), KLOCAL(1024 * sizeof(cl_uint))};
-    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->sort_digit_hist, "fb_sort_digit_hist", hargs, 4));
-    FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->sort_digit_hist, "fb_sort_digit_hist", hgroups ? hgroups : 1,
-                                      cl->wg_sort));
-    FB_FORWARD_IF_ERROR(fb_cl_job_read(j, b->hist, CL_TRUE, 0, sizeof hist, hist));
-    int digits = kind == WORD_NULL ? 1 : 4;
-    for (int dg = 0; dg < digits; dg++) {
-        int constant = 0;
-        for (int v = 0; v < 256 && !constant; v++)
-            constant = hist[dg * 256 + v] == n;
-        if (constant)
-            continue;
-        FB_FORWARD_IF_ERROR(radix_pass(j, b, n, (cl_uint)(8 * dg)));
-        *moved = 1;
+    return sort_passes(j, b, n, kind == WORD_NULL ? 1 : 4, moved);
+}
+
+/* The second key and value buffers, the histogram and the count array of a sort of n pairs. */
+static fb_status scratch_buffers(fb_cl_job *j, sort_bufs *b, cl_ulong n)
+{
+    size_t wbytes = (size_t)n * sizeof(cl_uint);
+    b->plan = plan_for(j->cl, n);
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, wbytes, NULL, &b->kb));
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, wbytes, NULL, &b->vb));
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, 1024 * sizeof(cl_uint), NULL, &b->hist));
+    return fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (b->plan.groups * 256 + 1) * sizeof(cl_uint), NULL, &b->counts);
+}
+
+fb_status fb_cl_sort_pairs(fb_cl_job *j, cl_mem keys, cl_mem vals, uint64_t n)
+{
+    if (n < 2)
+        return FB_OK;
+    if (j->cl->wg_radix < RADIX_WG)
+        return fb_set_error(j->ctx, FB_ERR_OPENCL, j->where,
+                            "the device runs fb_radix_scatter with at most %zu work-items per group; it needs %d",
+                            j->cl->wg_radix, RADIX_WG);
+    int mark = j->n_mems, moved = 0;
+    sort_bufs b;
+    memset(&b, 0, sizeof b);
+    b.ka = keys;
+    b.va = vals;
+    FB_FORWARD_IF_ERROR(scratch_buffers(j, &b, n));
+    FB_FORWARD_IF_ERROR(sort_passes(j, &b, n, 4, &moved));
+    if (b.va != vals) { /* an odd number of passes: the result is in the scratch pair */
+        size_t bytes = (size_t)n * sizeof(cl_uint);
+        cl_int err = clEnqueueCopyBuffer(j->cl->queue, b.ka, keys, 0, 0, bytes, 0, NULL, NULL);
+        if (err == CL_SUCCESS)
+            err = clEnqueueCopyBuffer(j->cl->queue, b.va, vals, 0, 0, bytes, 0, NULL, NULL);
+        if (err != CL_SUCCESS)
+            return fb_cl_fail(j->ctx, j->where, "clEnqueueCopyBuffer", err);
     }
+    fb_cl_job_release_from(j, mark);
     return FB_OK;
 }
 
@@ -153,14 +197,9 @@ static fb_status device_sort(fb_cl_job *j, const fb_sort_key *keys, size_t n_key
                             cl->wg_radix, RADIX_WG);
     cl_ulong n = (cl_ulong)rows;
     size_t wbytes = (size_t)rows * sizeof(cl_uint);
-    b->plan = plan_for(cl, n);
     FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, wbytes, NULL, &b->ka));
-    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, wbytes, NULL, &b->kb));
     FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, wbytes, NULL, &b->va));
-    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, wbytes, NULL, &b->vb));
-    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, 1024 * sizeof(cl_uint), NULL, &b->hist));
-    FB_FORWARD_IF_ERROR(
-        fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (b->plan.groups * 256 + 1) * sizeof(cl_uint), NULL, &b->counts));
+    FB_FORWARD_IF_ERROR(scratch_buffers(j, b, n));
     const fb_cl_karg iargs[] = {KARG(b->va), KARG(n)};
     FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->sort_iota, "fb_sort_iota", iargs, 2));
     FB_FORWARD_IF_ERROR(

@@ -63,6 +63,15 @@ struct fb_cl_state {
     cl_kernel sort_iota;
     size_t wg_sort;    /* fb_sort_word, fb_sort_digit_hist, fb_radix_count, fb_sort_iota */
     size_t wg_radix;   /* fb_radix_scatter: must be RADIX_WG (256) */
+
+    cl_kernel gb_insert;  /* group.cl: NULL when the device lacks 64-bit atomics or fp64 */
+    cl_kernel gb_collect;
+    cl_kernel gb_dense;
+    cl_kernel gb_lookup;
+    cl_kernel gb_update;
+    cl_kernel gb_fill;
+    size_t wg_group;
+    int last_chunks;   /* chunks the last operator call split its input into (tests) */
     cl_mem dummy;       /* a small buffer bound where a kernel's input is absent (no validity, no sel_in) */
 };
 
@@ -165,6 +174,10 @@ size_t fb_cl_budget(const struct fb_cl_state *cl);
 
 /* Bytes still free under the budget for job j. */
 size_t fb_cl_job_room(const fb_cl_job *j);
+
+/* Sorts n (uint32 key, uint32 value) pairs held in two device buffers of the job by key, stably
+ * (sort.cl's radix passes; the result is left in the same buffers). */
+fb_status fb_cl_sort_pairs(fb_cl_job *j, cl_mem keys, cl_mem vals, uint64_t n);
 
 /* ---- devices (cl_device.c) ----------------------------------------------------------------------- */
 

@@ -23,6 +23,7 @@
 
 #include "fb_kernels.h"
 #include "fb_sort.h"
+#include "fb_agg.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -105,6 +106,29 @@ FB_API fb_status fb_cl_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n
 FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
                                   size_t n_payload, fb_column_out *out);
 /** @} */
+
+/** \brief OpenCL twin of a CPU aggregation table fed one whole input: the result of
+ * fb_agg_create(spec), fb_agg_update(keys, values, n_values, n_rows, NULL, 0) and fb_agg_result()
+ * in one call, for spec->n_keys == 1 (an integer or date32 key) and any aggregates of fb_agg.h.
+ * Groups come out in the order of their first row, as on the CPU; counts, integer sums, min, max
+ * and avg are bitwise equal to the CPU's, float sums differ by reassociation only (the device adds
+ * rows in any order). Integer sums overflowing int64 give FB_ERR_OVERFLOW, as on the CPU.
+ *
+ * The device keeps a hash table of 2 x n_rows slots (about 20 bytes per row) and streams the
+ * columns through in chunks that fit the device memory budget (FB_CL_MEM_BUDGET, else half the
+ * device's memory). Needs 64-bit atomics (cl_khr_int64_base_atomics and _extended_atomics) and fp64.
+ * \param out_keys one output of the key type; its validity is required when a key is null.
+ * \param out_aggs spec->n_aggs outputs typed as fb_agg_result_type() says (validity as in
+ *        fb_agg_result()); every capacity must be at least the number of groups (n_rows suffices).
+ * \param[out] n_groups the number of groups written.
+ * \return FB_OK; FB_ERR_INVALID_ARG (NULL pointers, n_keys other than 1, bad counts or views);
+ *         FB_ERR_UNSUPPORTED_TYPE; FB_ERR_LENGTH_MISMATCH; FB_ERR_CAPACITY; FB_ERR_OVERFLOW;
+ *         FB_ERR_OUT_OF_MEMORY; FB_ERR_DEVICE_MEMORY (the table does not fit the budget);
+ *         FB_ERR_OPENCL (also: the device lacks 64-bit atomics); FB_ERR_NO_DEVICE. On failure
+ *         every output has length 0. */
+FB_API fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *keys,
+                                const fb_column *values, size_t n_values, int64_t n_rows, fb_column_out *out_keys,
+                                fb_column_out *out_aggs, int64_t *n_groups);
 
 #ifdef __cplusplus
 }
