@@ -307,7 +307,7 @@ typedef struct kernel_slot {
     int optional; /* absent when the device lacks an extension its file needs (e.g. 64-bit atomics) */
 } kernel_slot;
 
-#define N_KERNELS 25
+#define N_KERNELS 31
 
 static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
 {
@@ -337,6 +337,12 @@ static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
         {&cl->gb_lookup, "fb_gb_lookup", &cl->wg_group, 1},
         {&cl->gb_update, "fb_gb_update", &cl->wg_group, 1},
         {&cl->gb_fill, "fb_gb_fill", &cl->wg_group, 1},
+        {&cl->join_fill, "fb_join_fill", &cl->wg_group, 1},
+        {&cl->join_slots, "fb_join_slots", &cl->wg_group, 1},
+        {&cl->join_ranges, "fb_join_ranges", &cl->wg_group, 1},
+        {&cl->join_count, "fb_join_count", &cl->wg_group, 1},
+        {&cl->join_write, "fb_join_write", &cl->wg_group, 1},
+        {&cl->join_mark, "fb_join_mark", &cl->wg_group, 1},
     };
     memcpy(slots, table, sizeof table);
 }

@@ -70,6 +70,12 @@ struct fb_cl_state {
     cl_kernel gb_lookup;
     cl_kernel gb_update;
     cl_kernel gb_fill;
+    cl_kernel join_fill;  /* join.cl: NULL when the device lacks 64-bit atomics */
+    cl_kernel join_slots;
+    cl_kernel join_ranges;
+    cl_kernel join_count;
+    cl_kernel join_write;
+    cl_kernel join_mark;
     size_t wg_group;
     int last_chunks;   /* chunks the last operator call split its input into (tests) */
     cl_mem dummy;       /* a small buffer bound where a kernel's input is absent (no validity, no sel_in) */

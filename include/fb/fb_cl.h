@@ -24,6 +24,7 @@
 #include "fb_kernels.h"
 #include "fb_sort.h"
 #include "fb_agg.h"
+#include "fb_join.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -129,6 +130,29 @@ FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n
 FB_API fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *keys,
                                 const fb_column *values, size_t n_values, int64_t n_rows, fb_column_out *out_keys,
                                 fb_column_out *out_aggs, int64_t *n_groups);
+
+/** \name OpenCL twins of the fb_join.h probes, one key column, one call per join
+ * Each call builds a device hash table from build_key (as one fb_hash_table_build() of the whole
+ * column with first row build_first_row) and probes it with probe_key (same type: int32, int64,
+ * date32, uint32 or uint64). Results equal the CPU table's entry for entry and in the same order
+ * (probe rows ascending, then build rows in insertion order). The build side stays on the device
+ * (about 28 bytes per build row); the probe side streams through in chunks under the device memory
+ * budget (FB_CL_MEM_BUDGET, else half the device's memory). Needs cl_khr_int64_base_atomics.
+ * Statuses as the CPU functions, plus FB_ERR_DEVICE_MEMORY, FB_ERR_OPENCL, FB_ERR_NO_DEVICE.
+ * @{ */
+/** \brief Inner or left outer join: every pair at once into out (out->more is always 0).
+ * \param[out] n_pairs the result's size, also when it exceeds out->capacity (then FB_ERR_CAPACITY,
+ *             out->length 0: call again with room for n_pairs). */
+FB_API fb_status fb_cl_join_probe(fb_ctx *ctx, const fb_column *build_key, int64_t build_first_row,
+                                  const fb_column *probe_key, int64_t probe_first_row, fb_join_type type,
+                                  fb_join_pairs *out, int64_t *n_pairs);
+/** \brief Semi or anti join: as fb_hash_table_probe_select(). */
+FB_API fb_status fb_cl_join_probe_select(fb_ctx *ctx, const fb_column *build_key, const fb_column *probe_key,
+                                         fb_join_type type, uint32_t *sel_out, int64_t capacity, int64_t *n_out);
+/** \brief Mark join: as fb_hash_table_probe_mark() (EXISTS without out->validity, three-valued IN with it). */
+FB_API fb_status fb_cl_join_probe_mark(fb_ctx *ctx, const fb_column *build_key, const fb_column *probe_key,
+                                       fb_column_out *out);
+/** @} */
 
 #ifdef __cplusplus
 }
