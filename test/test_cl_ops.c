@@ -730,7 +730,7 @@ static void test_join(void **state)
     fb_ctx *ctx = *state;
     static const fb_type types[] = {FB_TYPE_INT32, FB_TYPE_INT64, FB_TYPE_UINT64, FB_TYPE_DATE32, FB_TYPE_UINT32};
     static const int64_t sizes[][3] = {{0, 100, 50}, {100, 0, 50}, {1, 1, 0}, {1000, 3000, 300},
-                                       {40000, 100003, 30000}, {20000, 50000, 0}, {3000, 20000, 7}};
+                                       {40000, 100003, 30000}, {2000, 5000, 0}, {300, 2000, 7}};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             /* keys from a pool of sizes[s][2] values (random bits and extremes when 0): duplicates on both sides */
