@@ -406,6 +406,8 @@ void fb_cl_state_free(fb_ctx *ctx, struct fb_cl_state *cl)
         return;
     if (cl->queue)
         clFinish(cl->queue);
+    if (cl->copy_queue)
+        clFinish(cl->copy_queue);
     release_kernels(cl);
     if (cl->dummy)
         clReleaseMemObject(cl->dummy);
@@ -413,6 +415,8 @@ void fb_cl_state_free(fb_ctx *ctx, struct fb_cl_state *cl)
         clReleaseProgram(cl->program);
     if (cl->queue)
         clReleaseCommandQueue(cl->queue);
+    if (cl->copy_queue)
+        clReleaseCommandQueue(cl->copy_queue);
     if (cl->context)
         clReleaseContext(cl->context);
     fb_free(ctx, cl, sizeof *cl);
@@ -435,9 +439,16 @@ static fb_status open_state(fb_ctx *ctx, struct fb_cl_state *cl, const char *whe
         cl->context = NULL;
         return fb_cl_fail(ctx, where, "clCreateContext", err);
     }
-    cl->queue = clCreateCommandQueue(cl->context, cl->device, 0, &err);
+    /* profiling on both queues: the streamed operators time their transfers by events */
+    cl->queue = clCreateCommandQueue(cl->context, cl->device, CL_QUEUE_PROFILING_ENABLE, &err);
     if (err != CL_SUCCESS || !cl->queue) {
         cl->queue = NULL;
+        return fb_cl_fail(ctx, where, "clCreateCommandQueue", err);
+    }
+    /* a second in-order queue for host-to-device copies that overlap the kernels of the first */
+    cl->copy_queue = clCreateCommandQueue(cl->context, cl->device, CL_QUEUE_PROFILING_ENABLE, &err);
+    if (err != CL_SUCCESS || !cl->copy_queue) {
+        cl->copy_queue = NULL;
         return fb_cl_fail(ctx, where, "clCreateCommandQueue", err);
     }
     FB_FORWARD_IF_ERROR(info_value(ctx, where, cl->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, &cl->max_alloc,

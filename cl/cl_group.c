@@ -270,6 +270,8 @@ fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *
     struct fb_cl_state *cl = j.cl;
     uint64_t *host = NULL;
     size_t host_bytes = 0;
+    fb_cl_stream stream;
+    memset(&stream, 0, sizeof stream);
     if (!cl->gb_insert) {
         st = fb_set_error(ctx, FB_ERR_OPENCL, __func__,
                           "the device lacks cl_khr_int64_base_atomics, cl_khr_int64_extended_atomics or cl_khr_fp64");
@@ -292,20 +294,24 @@ fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *
     TRY(fill_words(&j, tkeys, 0, cap, GB_EMPTY));
     TRY(fb_cl_job_fill(&j, first, 0xFFFFFFFFu, (size_t)slots * 4));
     int64_t chunk = 1;
-    TRY(chunk_rows(&j, kw + 1, n_rows, &chunk));
-    for (int64_t r0 = 0; r0 < n_rows; r0 += chunk) {
-        int64_t m = n_rows - r0 < chunk ? n_rows - r0 : chunk;
-        int mark = j.n_mems;
+    TRY(chunk_rows(&j, 2 * (kw + 1), n_rows, &chunk));
+    const fb_column *kcol[1] = {keys};
+    TRY(fb_cl_stream_open(&stream, &j, kcol, 1, n_rows, chunk));
+    for (;;) {
+        int64_t r0, m;
         fb_cl_dev_column d;
-        TRY(fb_cl_upload_rows(&j, keys, r0, m, &d));
+        TRY(fb_cl_stream_next(&stream, &r0, &m, &d));
+        if (m == 0)
+            break;
         cl_ulong rows = (cl_ulong)m;
         cl_uint base = (cl_uint)r0;
         const fb_cl_karg args[] = {KARG(d.data), KARG(d.type), KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
                                    KARG(rows),   KARG(base),   KARG(tkeys),   KARG(mask),        KARG(first)};
         TRY(run_kernel(&j, cl->gb_insert, "fb_gb_insert", args, 10, fb_cl_grid_groups(cl, rows, wg), wg));
-        fb_cl_job_release_from(&j, mark);
+        TRY(fb_cl_stream_release(&stream));
         cl->last_chunks++;
     }
+    TRY(fb_cl_stream_close(&stream, FB_OK));
 
     /* 2. groups numbered by first row */
     cl_mem count, firsts, slot_ids;
@@ -353,47 +359,46 @@ fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *
                            op == GB_MIN ? 0x7FFFFFFFFFFFFFFFull : 0x8000000000000000ull));
     }
     int use_local = G <= FB_CL_GROUP_LOCAL_MAX;
-    size_t per_row = kw + 1 + 4;
-    int needed[FB_AGG_MAX_AGGS];
+    /* the streamed columns: the key, then each value column read by an aggregate (once) */
+    const fb_column *scols[FB_CL_STREAM_MAX_COLS];
+    int col_of[FB_AGG_MAX_AGGS];
+    size_t n_s = 0;
+    size_t per_row = 2 * (kw + 1) + 4;
+    scols[n_s++] = keys;
     for (size_t a = 0; a < n_aggs; a++) {
-        needed[a] = spec->aggs[a].kind != FB_AGG_COUNT_STAR;
-        for (size_t b = 0; b < a && needed[a]; b++)
-            if (needed[b] && spec->aggs[b].input == spec->aggs[a].input)
-                needed[a] = 0; /* uploaded once per chunk */
-        if (needed[a])
-            per_row += fb_type_width(spec->aggs[a].type) + 1;
+        col_of[a] = -1;
+        if (spec->aggs[a].kind == FB_AGG_COUNT_STAR)
+            continue;
+        for (size_t b = 1; b < n_s && col_of[a] < 0; b++)
+            if (scols[b] == &values[spec->aggs[a].input])
+                col_of[a] = (int)b;
+        if (col_of[a] < 0) {
+            col_of[a] = (int)n_s;
+            scols[n_s++] = &values[spec->aggs[a].input];
+            per_row += 2 * (fb_type_width(spec->aggs[a].type) + 1);
+        }
     }
     TRY(chunk_rows(&j, per_row, n_rows, &chunk));
-    cl->last_chunks = cl->last_chunks > 1 ? cl->last_chunks : 0;
-    int chunks2 = 0;
+    int phase1_chunks = cl->last_chunks, chunks2 = 0;
     size_t lbytes = use_local ? (size_t)G * 8 : 8;
-    for (int64_t r0 = 0; r0 < n_rows; r0 += chunk) {
-        int64_t m = n_rows - r0 < chunk ? n_rows - r0 : chunk;
-        int mark = j.n_mems;
+    cl_mem gids;
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)chunk * 4, NULL, &gids));
+    TRY(fb_cl_stream_open(&stream, &j, scols, n_s, n_rows, chunk));
+    for (;;) {
+        int64_t r0, m;
+        fb_cl_dev_column dc[FB_CL_STREAM_MAX_COLS];
+        TRY(fb_cl_stream_next(&stream, &r0, &m, dc));
+        if (m == 0)
+            break;
         cl_ulong rows = (cl_ulong)m;
-        fb_cl_dev_column d;
-        cl_mem gids;
-        TRY(fb_cl_upload_rows(&j, keys, r0, m, &d));
-        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)m * 4, NULL, &gids));
-        const fb_cl_karg largs[] = {KARG(d.data), KARG(d.type), KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
-                                    KARG(rows),   KARG(tkeys),  KARG(mask),    KARG(dense),       KARG(gids)};
+        fb_cl_dev_column *d = &dc[0];
+        const fb_cl_karg largs[] = {KARG(d->data), KARG(d->type), KARG(d->valid), KARG(d->has_valid), KARG(d->voff),
+                                    KARG(rows),    KARG(tkeys),   KARG(mask),     KARG(dense),        KARG(gids)};
         TRY(run_kernel(&j, cl->gb_lookup, "fb_gb_lookup", largs, 10, fb_cl_grid_groups(cl, rows, wg), wg));
-        fb_cl_dev_column vals[FB_AGG_MAX_AGGS];
+        fb_cl_dev_column none = {cl->dummy, cl->dummy, FB_TYPE_INT64, 0, 0, 0};
         for (size_t a = 0; a < n_aggs; a++) {
             const fb_agg_desc *ad = &spec->aggs[a];
-            fb_cl_dev_column *v = &vals[a];
-            if (ad->kind == FB_AGG_COUNT_STAR) {
-                v->data = v->valid = cl->dummy;
-                v->type = FB_TYPE_INT64;
-                v->has_valid = 0;
-                v->voff = 0;
-            } else if (needed[a]) {
-                TRY(fb_cl_upload_rows(&j, &values[ad->input], r0, m, v));
-            } else {
-                for (size_t b = 0; b < a; b++)
-                    if (needed[b] && spec->aggs[b].input == ad->input)
-                        *v = vals[b];
-            }
+            fb_cl_dev_column *v = col_of[a] < 0 ? &none : &dc[col_of[a]];
             cl_int op = op_of(ad);
             cl_ulong agg_base = (cl_ulong)(a * 3 * (size_t)G);
             const fb_cl_karg uargs[] = {KARG(gids),   KARG(rows),    KARG(v->data),  KARG(v->type),
@@ -405,11 +410,11 @@ fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *
                 ugroups = (size_t)cl->compute_units * 8; /* few groups: each flushes G words once */
             TRY(run_kernel(&j, cl->gb_update, "fb_gb_update", uargs, 15, ugroups, wg));
         }
-        fb_cl_job_release_from(&j, mark);
+        TRY(fb_cl_stream_release(&stream));
         chunks2++;
     }
-    if (chunks2 > cl->last_chunks)
-        cl->last_chunks = chunks2;
+    TRY(fb_cl_stream_close(&stream, FB_OK));
+    cl->last_chunks = chunks2 > phase1_chunks ? chunks2 : phase1_chunks;
 
     /* 4. results */
     host_bytes = ((size_t)G + words_n) * 8;
@@ -428,6 +433,7 @@ fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *
     if (st == FB_OK)
         *n_groups = (int64_t)G;
 done:
+    fb_cl_stream_close(&stream, st);
     if (host)
         fb_free(ctx, host, host_bytes);
     return fb_cl_job_close(&j, st);

@@ -16,6 +16,13 @@ typedef struct fb_cl_dev {
     cl_device_id device;
 } fb_cl_dev;
 
+/* What a streamed operator call moved and how long its transfers took (from profiling events). */
+typedef struct fb_cl_stream_stats {
+    uint64_t chunks;      /* chunks uploaded */
+    uint64_t h2d_bytes;   /* bytes copied host -> device through pinned staging buffers */
+    uint64_t h2d_ns;      /* device time of those copies (sum of event durations) */
+} fb_cl_stream_stats;
+
 /* Where the context's program came from. */
 typedef enum fb_cl_program_origin {
     FB_CL_PROGRAM_NONE = 0,   /* not opened yet */
@@ -34,6 +41,7 @@ struct fb_cl_state {
     cl_device_id device;
     cl_context context;
     cl_command_queue queue;    /* in-order; every call ends with the queue drained */
+    cl_command_queue copy_queue; /* in-order; streamed uploads (cl_stream.c), drained by every call too */
     cl_program program;        /* every .cl file of cl/, one program */
     fb_cl_program_origin origin;
     char cache_file[4096];     /* the cache file used or written; "" when the cache is off */
@@ -78,6 +86,7 @@ struct fb_cl_state {
     cl_kernel join_mark;
     size_t wg_group;
     int last_chunks;   /* chunks the last operator call split its input into (tests) */
+    fb_cl_stream_stats last_stream; /* the last streamed operator call's transfers (tests, fbench) */
     cl_mem dummy;       /* a small buffer bound where a kernel's input is absent (no validity, no sel_in) */
 };
 
@@ -102,7 +111,9 @@ cl_mem fb_cl_buffer(const fb_ctx *ctx, const struct fb_cl_state *cl, const char 
 /* ---- one call's device work (cl_job.c) ------------------------------------------------------------- */
 
 /* Most device buffers one job holds at a time. */
-#define FB_CL_JOB_MAX_MEMS 24
+/* Most columns streamed together (a key and one value column per aggregate). */
+#define FB_CL_STREAM_MAX_COLS 66
+#define FB_CL_JOB_MAX_MEMS (4 * FB_CL_STREAM_MAX_COLS + 32)
 
 /* One call's device buffers. Buffers count against the context's device memory budget
  * (fb_cl_budget()); fb_cl_job_close() drains the queue and releases everything. */
@@ -184,6 +195,47 @@ size_t fb_cl_job_room(const fb_cl_job *j);
 /* Sorts n (uint32 key, uint32 value) pairs held in two device buffers of the job by key, stably
  * (sort.cl's radix passes; the result is left in the same buffers). */
 fb_status fb_cl_sort_pairs(fb_cl_job *j, cl_mem keys, cl_mem vals, uint64_t n);
+
+/* ---- streamed chunks (cl_stream.c) ---------------------------------------------------------------- */
+
+
+/* Streams rows of up to FB_CL_STREAM_MAX_COLS host columns to the device in chunks, double
+ * buffered: chunk k + 1 is copied on cl->copy_queue from a pinned (CL_MEM_ALLOC_HOST_PTR, mapped)
+ * staging buffer while the kernels of chunk k run on cl->queue; events order the two queues (a
+ * chunk's kernels wait for its upload, a slot's next upload waits for the kernels that read it). */
+typedef struct fb_cl_stream {
+    fb_cl_job *j;
+    const fb_column *cols[FB_CL_STREAM_MAX_COLS];
+    size_t n_cols;
+    int64_t n, chunk, next; /* rows, rows per chunk, first row of the next chunk to hand out */
+    cl_mem dev_data[2][FB_CL_STREAM_MAX_COLS], dev_valid[2][FB_CL_STREAM_MAX_COLS];
+    cl_mem pin[2];          /* one staging buffer per slot, all columns of a chunk side by side */
+    void *pin_ptr[2];
+    size_t pin_bytes;
+    cl_event uploaded[2][2 * FB_CL_STREAM_MAX_COLS]; /* copies of the chunk in the slot */
+    int n_uploaded[2];
+    cl_event consumed[2];   /* the kernels that read the slot */
+    int64_t slot_r0[2], slot_m[2];
+    int issued;             /* chunks uploaded so far */
+    int cur;                /* slot of the chunk handed out last, -1 before the first */
+    fb_cl_stream_stats stats;
+} fb_cl_stream;
+
+/* Sets up a stream of n rows of cols[0..n_cols) (equal lengths ≥ n) in chunks of `chunk` rows
+ * (a multiple of 8); device buffers count against the job's budget (2 slots). */
+fb_status fb_cl_stream_open(fb_cl_stream *s, fb_cl_job *j, const fb_column *const *cols, size_t n_cols, int64_t n,
+                            int64_t chunk);
+
+/* The next chunk: rows [*r0, *r0 + *m) as device columns d[0..n_cols), uploaded when the kernels
+ * enqueued next on cl->queue run (a barrier waits for the copy). Returns FB_OK with *m = 0 at the
+ * end. Call fb_cl_stream_release() after enqueueing the chunk's kernels. */
+fb_status fb_cl_stream_next(fb_cl_stream *s, int64_t *r0, int64_t *m, fb_cl_dev_column *d);
+
+/* Marks the current chunk's slot free once the kernels enqueued so far on cl->queue have run. */
+fb_status fb_cl_stream_release(fb_cl_stream *s);
+
+/* Waits for everything, records the stats in cl->last_stream and frees what the stream holds. */
+fb_status fb_cl_stream_close(fb_cl_stream *s, fb_status st);
 
 /* ---- devices (cl_device.c) ----------------------------------------------------------------------- */
 

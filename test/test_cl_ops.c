@@ -602,6 +602,13 @@ static void test_group_budget(void **state)
     setenv("FB_CL_MEM_BUDGET", "4200k", 1);
     agg_case(ctx, &spec, &k.col, &v.col, 1, n, NULL);
     int chunks = ctx_cl_chunks(ctx);
+    /* the value pass streamed key (8 bytes + validity) and value (4 bytes + validity) per row through
+     * the pinned double buffers, timed by events */
+    fb_cl_stream_stats ss = ctx->cl->last_stream;
+    fprintf(stderr, "[ stream   ] %llu chunks, %llu bytes host->device in %.2f ms of copies\n",
+            (unsigned long long)ss.chunks, (unsigned long long)ss.h2d_bytes, 1e-6 * (double)ss.h2d_ns);
+    assert_int_equal(ss.chunks, (uint64_t)chunks);
+    assert_true(ss.h2d_bytes >= (uint64_t)n * 12 && ss.h2d_bytes <= (uint64_t)n * 13);
     setenv("FB_CL_MEM_BUDGET", "64k", 1);
     agg_out o;
     agg_out_make(&o, &spec, n);
