@@ -126,6 +126,8 @@ static fb_status probe_entries(fb_ctx *ctx, const fb_column *bkey, int64_t build
     if (st != FB_OK)
         return fb_cl_job_close(&j, st);
     struct fb_cl_state *cl = j.cl;
+    fb_cl_stream stream;
+    memset(&stream, 0, sizeof stream);
     *total = 0;
     if (!cl->join_slots) {
         st = fb_set_error(ctx, FB_ERR_OPENCL, where, "the device lacks cl_khr_int64_base_atomics");
@@ -136,16 +138,21 @@ static fb_status probe_entries(fb_ctx *ctx, const fb_column *bkey, int64_t build
     int64_t n = pkey->length, chunk = 1, written = 0;
     int pairs = jtype == 0 || jtype == 1;
     size_t kw = fb_type_width(pkey->type);
-    TRY(chunk_rows(&j, kw + 1 + 4 + (pairs ? 32 : 4), n, &chunk));
+    TRY(chunk_rows(&j, 2 * (kw + 1) + 4 + (pairs ? 32 : 4), n, &chunk));
     cl->last_chunks = 0;
-    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
-        int64_t m = n - r0 < chunk ? n - r0 : chunk;
+    const fb_column *pcol[1] = {pkey};
+    if (n > 0)
+        TRY(fb_cl_stream_open(&stream, &j, pcol, 1, n, chunk));
+    while (n > 0) {
+        int64_t r0, m;
+        fb_cl_dev_column d;
+        TRY(fb_cl_stream_next(&stream, &r0, &m, &d));
+        if (m == 0)
+            break;
         int mark = j.n_mems;
         cl_ulong rows = (cl_ulong)m;
-        fb_cl_dev_column d;
         cl_mem counts, dtotal;
         static const cl_ulong zero = 0;
-        TRY(fb_cl_upload_rows(&j, pkey, r0, m, &d));
         TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)(m + 1) * 4, NULL, &counts));
         TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof zero, &zero, &dtotal));
         const fb_cl_karg cargs[] = {KARG(d.data), KARG(d.type), KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
@@ -188,6 +195,7 @@ static fb_status probe_entries(fb_ctx *ctx, const fb_column *bkey, int64_t build
             TRY(fb_cl_job_finish(&j));
             written += (int64_t)ct;
         }
+        TRY(fb_cl_stream_release(&stream));
         fb_cl_job_release_from(&j, mark);
         cl->last_chunks++;
     }
@@ -195,6 +203,7 @@ static fb_status probe_entries(fb_ctx *ctx, const fb_column *bkey, int64_t build
         st = fb_set_error(ctx, FB_ERR_CAPACITY, where, "the result has %lld entries, the output holds %lld",
                           (long long)*total, (long long)capacity);
 done:
+    st = fb_cl_stream_close(&stream, st);
     return fb_cl_job_close(&j, st);
 }
 
