@@ -113,9 +113,10 @@ static fb_status sort_passes(fb_cl_job *j, sort_bufs *b, cl_ulong n, int digits,
     struct fb_cl_state *cl = j->cl;
     cl_uint hist[1024];
     FB_FORWARD_IF_ERROR(fb_cl_job_fill(j, b->hist, 0u, sizeof hist));
-    size_t hgroups = fb_cl_grid_groups(cl, (n + 15) / 16, cl->wg_sort); /* ~16 words per work-item */
-    if (hgroups > (size_t)cl->compute_units * 64)
-        hgroups = (size_t)cl->compute_units * 64;
+    /* ~16 words per work-item, and few enough groups that their 1024 global atomics each stay cheap */
+    size_t hgroups = fb_cl_grid_groups(cl, (n + 15) / 16, cl->wg_sort);
+    if (hgroups > (size_t)cl->compute_units * 8)
+        hgroups = (size_t)cl->compute_units * 8;
     const fb_cl_karg hargs[] = {KARG(b->ka), KARG(n), KARG(b->hist), KLOCAL(1024 * sizeof(cl_uint))};
     FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->sort_digit_hist, "fb_sort_digit_hist", hargs, 4));
     FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->sort_digit_hist, "fb_sort_digit_hist", hgroups ? hgroups : 1,

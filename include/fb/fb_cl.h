@@ -16,6 +16,14 @@
  * (or FB_ERR_DEVICE_MEMORY, FB_ERR_CL_BUILD, FB_ERR_NO_DEVICE) with the OpenCL call and error code
  * in fb_last_error().
  *
+ * Device memory. The buffers of one call count against a budget: FB_CL_MEM_BUDGET (bytes, with an
+ * optional k/m/g suffix) when set, else half the device's global memory. The operator twins (group
+ * by, join probes) keep their table on the device and stream the rest of the input through in
+ * chunks sized to what the budget leaves: double-buffered, from pinned (CL_MEM_ALLOC_HOST_PTR)
+ * staging buffers on a second command queue, so the copy of one chunk overlaps the kernels of the
+ * previous one. What does not fit (a sort's 16 bytes per row, a group-by or join table) gives
+ * FB_ERR_DEVICE_MEMORY, and the call frees everything it took.
+ *
  * Threading: calls on one context are serialized on its device queue; they may come from any thread.
  */
 #ifndef FB_CL_H
