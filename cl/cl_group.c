@@ -70,8 +70,9 @@ static fb_status check_args(fb_ctx *ctx, const fb_agg_spec *spec, const fb_colum
     FB_RETURN_ERROR_IF(spec->n_aggs > FB_AGG_MAX_AGGS || (spec->n_aggs && (!spec->aggs || !out_aggs)), ctx,
                        FB_ERR_INVALID_ARG, "n_aggs is %zu (at most %d, with aggs and out_aggs)", spec->n_aggs,
                        FB_AGG_MAX_AGGS);
-    FB_RETURN_ERROR_IF(n_rows < 0 || n_rows > FB_MORSEL_MAX_ROWS, ctx, FB_ERR_INVALID_ARG,
-                       "n_rows is %lld (0..%lld)", (long long)n_rows, (long long)FB_MORSEL_MAX_ROWS);
+    /* slots (2 x rows, a power of two, plus 2) are numbered in 32 bits on the device */
+    FB_RETURN_ERROR_IF(n_rows < 0 || n_rows > FB_CL_TABLE_MAX_ROWS, ctx, FB_ERR_INVALID_ARG,
+                       "n_rows is %lld (0..%lld on the device)", (long long)n_rows, (long long)FB_CL_TABLE_MAX_ROWS);
     FB_RETURN_ERROR_IF(!is_key_type(spec->key_types[0]), ctx, FB_ERR_UNSUPPORTED_TYPE,
                        "a %s key; keys are integers or date32", fb_type_name(spec->key_types[0]));
     FB_FORWARD_IF_ERROR(fb_check_column(ctx, keys, where, "the key column"));

@@ -36,7 +36,7 @@ static fb_status check_keys(fb_ctx *ctx, const fb_column *build, const fb_column
     if (probe->type != build->type)
         return fb_set_error(ctx, FB_ERR_UNSUPPORTED_TYPE, where, "the probe key is %s, the build key %s",
                             fb_type_name(probe->type), fb_type_name(build->type));
-    if (build->length > FB_HASH_TABLE_MAX_ROWS || probe->length > FB_MORSEL_MAX_ROWS)
+    if (build->length > FB_CL_TABLE_MAX_ROWS || probe->length > FB_MORSEL_MAX_ROWS)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%lld build or %lld probe rows are too many",
                             (long long)build->length, (long long)probe->length);
     return FB_OK;

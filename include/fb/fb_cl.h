@@ -116,6 +116,10 @@ FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n
                                   size_t n_payload, fb_column_out *out);
 /** @} */
 
+/** Most rows of a device hash table (group-by input, join build side): its 2 x rows slots are
+ *  numbered in 32 bits. */
+#define FB_CL_TABLE_MAX_ROWS ((int64_t)1 << 30)
+
 /** \brief OpenCL twin of a CPU aggregation table fed one whole input: the result of
  * fb_agg_create(spec), fb_agg_update(keys, values, n_values, n_rows, NULL, 0) and fb_agg_result()
  * in one call, for spec->n_keys == 1 (an integer or date32 key) and any aggregates of fb_agg.h.
@@ -130,7 +134,8 @@ FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n
  * \param out_aggs spec->n_aggs outputs typed as fb_agg_result_type() says (validity as in
  *        fb_agg_result()); every capacity must be at least the number of groups (n_rows suffices).
  * \param[out] n_groups the number of groups written.
- * \return FB_OK; FB_ERR_INVALID_ARG (NULL pointers, n_keys other than 1, bad counts or views);
+ * \return FB_OK; FB_ERR_INVALID_ARG (NULL pointers, n_keys other than 1, bad counts or views, more
+ *         than FB_CL_TABLE_MAX_ROWS rows);
  *         FB_ERR_UNSUPPORTED_TYPE; FB_ERR_LENGTH_MISMATCH; FB_ERR_CAPACITY; FB_ERR_OVERFLOW;
  *         FB_ERR_OUT_OF_MEMORY; FB_ERR_DEVICE_MEMORY (the table does not fit the budget);
  *         FB_ERR_OPENCL (also: the device lacks 64-bit atomics); FB_ERR_NO_DEVICE. On failure
@@ -146,7 +151,8 @@ FB_API fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_c
  * (probe rows ascending, then build rows in insertion order). The build side stays on the device
  * (about 28 bytes per build row); the probe side streams through in chunks under the device memory
  * budget (FB_CL_MEM_BUDGET, else half the device's memory). Needs cl_khr_int64_base_atomics.
- * Statuses as the CPU functions, plus FB_ERR_DEVICE_MEMORY, FB_ERR_OPENCL, FB_ERR_NO_DEVICE.
+ * Statuses as the CPU functions, plus FB_ERR_DEVICE_MEMORY, FB_ERR_OPENCL, FB_ERR_NO_DEVICE, and
+ * FB_ERR_INVALID_ARG for a build side of more than FB_CL_TABLE_MAX_ROWS rows.
  * @{ */
 /** \brief Inner or left outer join: every pair at once into out (out->more is always 0).
  * \param[out] n_pairs the result's size, also when it exceeds out->capacity (then FB_ERR_CAPACITY,
