@@ -307,7 +307,7 @@ typedef struct kernel_slot {
     int optional; /* absent when the device lacks an extension its file needs (e.g. 64-bit atomics) */
 } kernel_slot;
 
-#define N_KERNELS 31
+#define N_KERNELS 33
 
 static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
 {
@@ -331,6 +331,8 @@ static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
         {&cl->radix_count, "fb_radix_count", &cl->wg_sort, 0},
         {&cl->radix_scatter, "fb_radix_scatter", &cl->wg_radix, 0},
         {&cl->sort_iota, "fb_sort_iota", &cl->wg_sort, 0},
+        {&cl->scan_tiles, "fb_scan_tiles", &cl->wg_scan, 0},
+        {&cl->scan_add, "fb_scan_add", &cl->wg_scan, 0},
         {&cl->gb_insert, "fb_gb_insert", &cl->wg_group, 1},
         {&cl->gb_collect, "fb_gb_collect", &cl->wg_group, 1},
         {&cl->gb_dense, "fb_gb_dense", &cl->wg_group, 1},

@@ -188,3 +188,33 @@ fb_status fb_cl_job_close(fb_cl_job *j, fb_status st)
     pthread_mutex_unlock(&j->ctx->cl_lock);
     return st;
 }
+
+fb_status fb_cl_scan(fb_cl_job *j, cl_mem aux, uint64_t n)
+{
+    struct fb_cl_state *cl = j->cl;
+    size_t wg = cl->wg_scan;
+    cl_ulong n64 = n, tile = (cl_ulong)wg * 8;
+    if (n <= tile * 16) { /* small: one work-group is quicker than three launches */
+        const fb_cl_karg args[] = {KARG(aux), KARG(n64), KLOCAL(wg * sizeof(cl_uint))};
+        FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->select_scan, "fb_select_scan", args, 3));
+        return fb_cl_job_run(j, cl->select_scan, "fb_select_scan", 1, wg);
+    }
+    cl_ulong tiles = (n + tile - 1) / tile;
+    cl_mem partial;
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)(tiles + 1) * sizeof(cl_uint), NULL, &partial));
+    const fb_cl_karg targs[] = {KARG(aux), KARG(n64), KARG(partial), KLOCAL(wg * sizeof(cl_uint))};
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->scan_tiles, "fb_scan_tiles", targs, 4));
+    FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->scan_tiles, "fb_scan_tiles", (size_t)tiles, wg));
+    const fb_cl_karg sargs[] = {KARG(partial), KARG(tiles), KLOCAL(wg * sizeof(cl_uint))};
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->select_scan, "fb_select_scan", sargs, 3));
+    FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->select_scan, "fb_select_scan", 1, wg));
+    const fb_cl_karg aargs[] = {KARG(aux), KARG(n64), KARG(tile), KARG(partial)};
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->scan_add, "fb_scan_add", aargs, 4));
+    FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->scan_add, "fb_scan_add", fb_cl_grid_groups(cl, n, wg), wg));
+    cl_int err = clEnqueueCopyBuffer(cl->queue, partial, aux, (size_t)tiles * sizeof(cl_uint),
+                                     (size_t)n * sizeof(cl_uint), sizeof(cl_uint), 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return fb_cl_fail(j->ctx, j->where, "clEnqueueCopyBuffer", err);
+    fb_cl_job_release(j, partial);
+    return FB_OK;
+}

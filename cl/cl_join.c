@@ -169,10 +169,7 @@ static fb_status probe_entries(fb_ctx *ctx, const fb_column *bkey, int64_t build
         }
         *total += (int64_t)ct;
         if (ct > 0 && *total <= capacity) {
-            cl_ulong m64 = rows;
-            const fb_cl_karg sargs[] = {KARG(counts), KARG(m64), KLOCAL(cl->wg_scan * sizeof(cl_uint))};
-            TRY(fb_cl_job_args(&j, cl->select_scan, "fb_select_scan", sargs, 3));
-            TRY(fb_cl_job_run(&j, cl->select_scan, "fb_select_scan", 1, cl->wg_scan));
+            TRY(fb_cl_scan(&j, counts, rows));
             cl_mem ob = cl->dummy, op = cl->dummy, os = cl->dummy;
             if (pairs) {
                 TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)ct * 8, NULL, &ob));

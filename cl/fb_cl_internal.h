@@ -69,6 +69,8 @@ struct fb_cl_state {
     cl_kernel radix_count;
     cl_kernel radix_scatter;
     cl_kernel sort_iota;
+    cl_kernel scan_tiles;       /* scan.cl */
+    cl_kernel scan_add;
     size_t wg_sort;    /* fb_sort_word, fb_sort_digit_hist, fb_radix_count, fb_sort_iota */
     size_t wg_radix;   /* fb_radix_scatter: must be RADIX_WG (256) */
 
@@ -174,6 +176,10 @@ fb_status fb_cl_job_write(fb_cl_job *j, cl_mem m, size_t offset, size_t bytes, c
 /* Fills bytes of m with a 32-bit pattern. */
 fb_status fb_cl_job_fill(fb_cl_job *j, cl_mem m, cl_uint pattern, size_t bytes);
 fb_status fb_cl_job_finish(fb_cl_job *j);
+
+/* aux[0..n) := its exclusive prefix sums and aux[n] := the total (aux holds n + 1 uints; the total
+ * must fit 32 bits), across all compute units when n is large. */
+fb_status fb_cl_scan(fb_cl_job *j, cl_mem aux, uint64_t n);
 
 /* Work-groups for a grid-stride kernel over n items. */
 size_t fb_cl_grid_groups(const struct fb_cl_state *cl, uint64_t n, size_t wg);
