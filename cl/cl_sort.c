@@ -13,6 +13,7 @@
 #include "fb/fb_cl.h"
 #include "fb/fb_sort.h"
 #include "fb_cl_internal.h"
+#include "fb_kernel_table.h"
 #include "fb_kernels_common.h"
 
 #include <string.h>
@@ -221,6 +222,169 @@ static fb_status device_sort(fb_cl_job *j, const fb_sort_key *keys, size_t n_key
     return FB_OK;
 }
 
+/* ---- inputs larger than the device memory budget: sorted runs merged on the host ------------------- */
+
+/* The ordered bits of one key of row `row` (fb_sort.h's normalized key: unsigned order = sort order)
+ * and whether it is null. */
+static uint64_t host_word(const fb_sort_key *k, int64_t row, int *is_null)
+{
+    const fb_column *c = &k->column;
+    *is_null = !fb_column_is_valid(c, row);
+    if (*is_null)
+        return 0;
+    const char *p = (const char *)c->data;
+    int64_t i = c->offset + row;
+    uint64_t w;
+    switch (c->type) {
+    case FB_TYPE_INT8: w = (uint32_t)fb_key_32((uint32_t)(int32_t)((const int8_t *)p)[i], FB_KEY_SIGNED) ^ 0x80000000u; break;
+    case FB_TYPE_INT16: w = (uint32_t)fb_key_32((uint32_t)(int32_t)((const int16_t *)p)[i], FB_KEY_SIGNED) ^ 0x80000000u; break;
+    case FB_TYPE_UINT8: w = (uint32_t)((const uint8_t *)p)[i] ^ 0x80000000u; break;
+    case FB_TYPE_UINT16: w = (uint32_t)((const uint16_t *)p)[i] ^ 0x80000000u; break;
+    case FB_TYPE_INT32:
+    case FB_TYPE_DATE32: w = (uint32_t)fb_key_32(((const uint32_t *)p)[i], FB_KEY_SIGNED) ^ 0x80000000u; break;
+    case FB_TYPE_UINT32: w = (uint32_t)fb_key_32(((const uint32_t *)p)[i], FB_KEY_UNSIGNED) ^ 0x80000000u; break;
+    case FB_TYPE_FLOAT32: w = (uint32_t)fb_key_32(((const uint32_t *)p)[i], FB_KEY_FLOAT) ^ 0x80000000u; break;
+    case FB_TYPE_INT64: w = (uint64_t)fb_key_64(((const uint64_t *)p)[i], FB_KEY_SIGNED) ^ 0x8000000000000000ull; break;
+    case FB_TYPE_UINT64: w = (uint64_t)fb_key_64(((const uint64_t *)p)[i], FB_KEY_UNSIGNED) ^ 0x8000000000000000ull; break;
+    default: w = (uint64_t)fb_key_64(((const uint64_t *)p)[i], FB_KEY_FLOAT) ^ 0x8000000000000000ull; break;
+    }
+    return k->descending ? ~w : w; /* only compared with words of the same column */
+}
+
+/* Whether row a sorts before row b (ties: the smaller row id first, which keeps the sort stable). */
+static int row_before(const fb_sort_key *keys, size_t n_keys, uint32_t a, uint32_t b)
+{
+    for (size_t k = 0; k < n_keys; k++) {
+        int na, nb;
+        uint64_t wa = host_word(&keys[k], a, &na), wb = host_word(&keys[k], b, &nb);
+        if (na != nb)
+            return keys[k].nulls_first ? na : nb;
+        if (!na && wa != wb)
+            return wa < wb;
+    }
+    return a < b;
+}
+
+/* Merges the sorted runs runs[r * chunk ..] (row ids) into out[0..m): a binary heap of run heads. */
+static fb_status merge_runs(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const uint32_t *runs, int64_t n,
+                            int64_t chunk, uint32_t *out, int64_t m, const char *where)
+{
+    int64_t R = (n + chunk - 1) / chunk;
+    int64_t *pos = NULL, *heap = NULL;
+    size_t bytes = (size_t)R * sizeof *pos;
+    FB_FORWARD_IF_ERROR(fb_alloc(ctx, bytes, 64, (void **)&pos, where));
+    fb_status st = fb_alloc(ctx, bytes, 64, (void **)&heap, where);
+    if (st != FB_OK) {
+        fb_free(ctx, pos, bytes);
+        return st;
+    }
+#define HEAD(r) runs[pos[r]]
+#define LESS(x, y) row_before(keys, n_keys, HEAD(x), HEAD(y))
+    int64_t size = 0;
+    for (int64_t r = 0; r < R; r++) {
+        pos[r] = r * chunk;
+        int64_t i = size++;
+        heap[i] = r;
+        while (i > 0 && LESS(heap[i], heap[(i - 1) / 2])) {
+            int64_t t = heap[i];
+            heap[i] = heap[(i - 1) / 2];
+            heap[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+    }
+    for (int64_t o = 0; o < m && size > 0; o++) {
+        int64_t r = heap[0];
+        out[o] = HEAD(r);
+        pos[r]++;
+        int64_t end = (r + 1) * chunk < n ? (r + 1) * chunk : n;
+        if (pos[r] == end)
+            heap[0] = heap[--size];
+        for (int64_t i = 0;;) {
+            int64_t l = 2 * i + 1, rr = l + 1, best = i;
+            if (l < size && LESS(heap[l], heap[best]))
+                best = l;
+            if (rr < size && LESS(heap[rr], heap[best]))
+                best = rr;
+            if (best == i)
+                break;
+            int64_t t = heap[i];
+            heap[i] = heap[best];
+            heap[best] = t;
+            i = best;
+        }
+    }
+#undef HEAD
+#undef LESS
+    fb_free(ctx, heap, bytes);
+    fb_free(ctx, pos, bytes);
+    return FB_OK;
+}
+
+/* Device bytes a sort of `rows` rows needs: four 4-byte arrays, the largest key column, the counts. */
+static size_t sort_bytes(const fb_sort_key *keys, size_t n_keys, int64_t rows)
+{
+    size_t widest = 0;
+    for (size_t k = 0; k < n_keys; k++) {
+        size_t w = fb_type_width(keys[k].column.type) + (keys[k].column.validity ? 1 : 0);
+        widest = w > widest ? w : widest;
+    }
+    return (size_t)rows * (16 + widest) + 4 * 2048 * 256 + 8192;
+}
+
+/* The first m entries of the sort permutation of n rows into out: on the device in one piece when
+ * it fits the budget, else as device-sorted chunks merged here. *chunks receives the pieces. */
+static fb_status sort_to_host(fb_cl_job *j, const fb_sort_key *keys, size_t n_keys, int64_t n, uint32_t *out,
+                              int64_t m, int *chunks)
+{
+    size_t room = fb_cl_job_room(j);
+    *chunks = 1;
+    if (sort_bytes(keys, n_keys, n) <= room) {
+        sort_bufs b;
+        memset(&b, 0, sizeof b);
+        int mark = j->n_mems;
+        FB_FORWARD_IF_ERROR(device_sort(j, keys, n_keys, n, &b));
+        FB_FORWARD_IF_ERROR(fb_cl_job_read(j, b.va, CL_TRUE, 0, (size_t)m * sizeof *out, out));
+        fb_cl_job_release_from(j, mark);
+        return FB_OK;
+    }
+    int64_t chunk = 1024;
+    while (chunk * 2 < n && sort_bytes(keys, n_keys, chunk * 2) <= room)
+        chunk *= 2;
+    if (sort_bytes(keys, n_keys, chunk) > room)
+        return fb_set_error(j->ctx, FB_ERR_DEVICE_MEMORY, j->where,
+                            "the device memory budget (%zu bytes, FB_CL_MEM_BUDGET) leaves %zu bytes: too little to"
+                            " sort even %lld rows",
+                            fb_cl_budget(j->cl), room, (long long)chunk);
+    uint32_t *runs = NULL;
+    size_t bytes = (size_t)n * sizeof *runs;
+    FB_FORWARD_IF_ERROR(fb_alloc(j->ctx, bytes, 64, (void **)&runs, j->where));
+    fb_status st = FB_OK;
+    fb_sort_key sub[FB_SORT_MAX_KEYS];
+    *chunks = 0;
+    for (int64_t r0 = 0; r0 < n && st == FB_OK; r0 += chunk) {
+        int64_t rows = n - r0 < chunk ? n - r0 : chunk;
+        for (size_t k = 0; k < n_keys; k++) {
+            sub[k] = keys[k];
+            sub[k].column.offset += r0;
+            sub[k].column.length = rows;
+        }
+        sort_bufs b;
+        memset(&b, 0, sizeof b);
+        int mark = j->n_mems;
+        st = device_sort(j, sub, n_keys, rows, &b);
+        if (st == FB_OK)
+            st = fb_cl_job_read(j, b.va, CL_TRUE, 0, (size_t)rows * sizeof *runs, runs + r0);
+        fb_cl_job_release_from(j, mark);
+        for (int64_t i = 0; i < rows && st == FB_OK; i++)
+            runs[r0 + i] += (uint32_t)r0;
+        (*chunks)++;
+    }
+    if (st == FB_OK)
+        st = merge_runs(j->ctx, keys, n_keys, runs, n, chunk, out, m, j->where);
+    fb_free(j->ctx, runs, bytes);
+    return st;
+}
+
 fb_status fb_cl_sort_permutation(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, uint32_t *row_ids,
                                  int64_t capacity)
 {
@@ -233,10 +397,7 @@ fb_status fb_cl_sort_permutation(fb_ctx *ctx, const fb_sort_key *keys, size_t n_
     fb_status st = fb_cl_job_open(&j, ctx, __func__);
     if (st != FB_OK || n == 0)
         return fb_cl_job_close(&j, st);
-    sort_bufs b;
-    memset(&b, 0, sizeof b);
-    TRY(device_sort(&j, keys, n_keys, n, &b));
-    TRY(fb_cl_job_read(&j, b.va, CL_TRUE, 0, (size_t)n * sizeof *row_ids, row_ids));
+    TRY(sort_to_host(&j, keys, n_keys, n, row_ids, n, &j.cl->last_chunks));
 done:
     return fb_cl_job_close(&j, st);
 }
@@ -260,10 +421,7 @@ fb_status fb_cl_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, 
     fb_status st = fb_cl_job_open(&j, ctx, __func__);
     if (st != FB_OK)
         return fb_cl_job_close(&j, st);
-    sort_bufs b;
-    memset(&b, 0, sizeof b);
-    TRY(device_sort(&j, keys, n_keys, rows, &b));
-    TRY(fb_cl_job_read(&j, b.va, CL_TRUE, 0, (size_t)m * sizeof *row_ids, row_ids));
+    TRY(sort_to_host(&j, keys, n_keys, rows, row_ids, m, &j.cl->last_chunks));
     *n_out = m;
 done:
     return fb_cl_job_close(&j, st);
@@ -342,17 +500,29 @@ fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, 
         }
     }
     fb_cl_job j;
+    uint32_t *perm = NULL;
     fb_status st = fb_cl_job_open(&j, ctx, __func__);
     if (st != FB_OK || n == 0)
         return fb_cl_job_close(&j, st);
-    sort_bufs b;
-    memset(&b, 0, sizeof b);
-    TRY(device_sort(&j, keys, n_keys, n, &b));
-    for (size_t i = 0; i < n_cols; i++)
-        TRY(permute_column(&j, i < n_keys ? &keys[i].column : &payload[i - n_keys], b.va, n, &out[i]));
-    for (size_t i = 0; i < n_cols; i++)
-        out[i].length = n;
+    if (sort_bytes(keys, n_keys, n) + (size_t)n * 9 <= fb_cl_job_room(&j)) {
+        sort_bufs b;
+        memset(&b, 0, sizeof b);
+        TRY(device_sort(&j, keys, n_keys, n, &b));
+        for (size_t i = 0; i < n_cols; i++)
+            TRY(permute_column(&j, i < n_keys ? &keys[i].column : &payload[i - n_keys], b.va, n, &out[i]));
+        for (size_t i = 0; i < n_cols; i++)
+            out[i].length = n;
+    } else {
+        /* larger than the budget: the permutation from sorted runs, the columns moved on the host */
+        size_t bytes = (size_t)n * sizeof(uint32_t);
+        TRY(fb_alloc(ctx, bytes, 64, (void **)&perm, __func__));
+        TRY(sort_to_host(&j, keys, n_keys, n, perm, n, &j.cl->last_chunks));
+        for (size_t i = 0; i < n_cols; i++)
+            TRY(fb_compact(ctx, i < n_keys ? &keys[i].column : &payload[i - n_keys], perm, n, &out[i]));
+    }
 done:
+    if (perm)
+        fb_free(ctx, perm, (size_t)n * sizeof(uint32_t));
     if (st != FB_OK)
         reset_outs(out, n_cols);
     return fb_cl_job_close(&j, st);

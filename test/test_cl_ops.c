@@ -303,23 +303,51 @@ static void test_sort_bad_args(void **state)
     assert_int_equal(fb_cl_sort_permutation(NULL, &k, 1, out, 4), FB_ERR_INVALID_ARG);
 }
 
-/* A sort larger than the device memory budget fails with FB_ERR_DEVICE_MEMORY and frees what it took:
- * the next call under a normal budget works. */
+/* A sort larger than the device memory budget runs in device-sorted chunks merged on the host, with
+ * the same result (permutation, top-N, table); a budget too small for any chunk fails with
+ * FB_ERR_DEVICE_MEMORY and frees what it took. */
 static void test_sort_budget(void **state)
 {
     fb_ctx *ctx = *state;
-    int64_t n = 100000;
-    fbt_col c = rand_col(FB_TYPE_INT32, n, 0, 0);
-    fb_sort_key k = {c.col, 0, 0};
-    uint32_t *out = xmalloc((size_t)n * sizeof *out);
-    setenv("FB_CL_MEM_BUDGET", "1M", 1);
-    fb_status st = fb_cl_sort_permutation(ctx, &k, 1, out, n);
+    int64_t n = 100003;
+    fbt_col c = rand_col(FB_TYPE_INT64, n, 5, 1), c2 = rand_col(FB_TYPE_FLOAT32, n, 0, 0);
+    fb_sort_key k[2] = {{c.col, 1, 0}, {c2.col, 0, 1}};
+    uint32_t *out = xmalloc((size_t)n * sizeof *out), *top = xmalloc(1000 * sizeof *top);
+    setenv("FB_CL_MEM_BUDGET", "3M", 1); /* ~22 bytes per row: chunks of 65536 rows */
+    sort_case(ctx, k, 2, n);
+    int chunks = ctx_cl_chunks(ctx);
+    int64_t m = 0;
+    fb_status st = fb_cl_sort_top_n(ctx, k, 2, 1000, top, 1000, &m);
+    fb_column_out o[2] = {{FB_TYPE_INT64, n, xmalloc((size_t)n * 8), xmalloc((size_t)n / 8 + 1), 0, 0},
+                          {FB_TYPE_FLOAT32, n, xmalloc((size_t)n * 4), NULL, 0, 0}};
+    fb_status st_table = fb_cl_sort_table(ctx, k, 2, NULL, 0, o);
+    setenv("FB_CL_MEM_BUDGET", "16k", 1);
+    fb_status st_small = fb_cl_sort_permutation(ctx, k, 2, out, n);
     unsetenv("FB_CL_MEM_BUDGET");
-    assert_fb_status(ctx, st, FB_ERR_DEVICE_MEMORY);
+    fprintf(stderr, "[ budget   ] sort: 100003 rows in %d chunks\n", chunks);
+    assert_true(chunks > 1);
+    assert_fb_ok(ctx, st);
+    assert_int_equal(m, 1000);
+    assert_fb_ok(ctx, fb_sort_permutation(ctx, k, 2, out, n));
+    assert_memory_equal(out, top, 1000 * sizeof *top);
+    assert_fb_ok(ctx, st_table);
+    assert_int_equal(o[0].length, n);
+    for (int64_t i = 0; i < n; i++) {
+        if (((int64_t *)o[0].data)[i] != ((int64_t *)c.data)[5 + out[i]] && fb_column_is_valid(&c.col, out[i]))
+            fail_msg("table row %lld", (long long)i);
+        if (memcmp((float *)o[1].data + i, (float *)c2.data + out[i], 4))
+            fail_msg("table payload row %lld", (long long)i);
+    }
+    assert_fb_status(ctx, st_small, FB_ERR_DEVICE_MEMORY);
     assert_non_null(strstr(fb_last_error(ctx), "budget"));
-    sort_case(ctx, &k, 1, n);
+    for (int i = 0; i < 2; i++) {
+        free(o[i].data);
+        free(o[i].validity);
+    }
     free(out);
+    free(top);
     fbt_col_free(&c);
+    fbt_col_free(&c2);
 }
 
 /* Times one 1M-row int32 sort on the device and on the CPU (printed, never asserted). */

@@ -104,9 +104,11 @@ FB_API fb_status fb_cl_gather(fb_ctx *ctx, const fb_column *col, const int64_t *
  * functions of the same name without `cl_`. The device runs a stable LSD radix sort with 8-bit
  * digits over one 32-bit word of the normalized key at a time (from the last key's least
  * significant word to the first key's null bit), carrying uint32 row ids; digits on which every row
- * agrees are skipped. Device memory: about 16 bytes per row plus one key column at a time; more than
- * the device memory budget (FB_CL_MEM_BUDGET, else half the device's memory) gives
- * FB_ERR_DEVICE_MEMORY. fb_cl_sort_top_n sorts every row and returns the first n.
+ * agrees are skipped. Device memory: about 16 bytes per row plus one key column at a time. A sort
+ * larger than the device memory budget (FB_CL_MEM_BUDGET, else half the device's memory) runs as
+ * device-sorted chunks merged on the host (and fb_cl_sort_table then moves the columns on the host);
+ * FB_ERR_DEVICE_MEMORY only when the budget cannot hold a chunk of 1024 rows.
+ * fb_cl_sort_top_n sorts every row and returns the first n.
  * @{ */
 FB_API fb_status fb_cl_sort_permutation(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, uint32_t *row_ids,
                                         int64_t capacity);
