@@ -63,24 +63,27 @@ static fb_status check_args(fb_ctx *ctx, const fb_agg_spec *spec, const fb_colum
 {
     if (!ctx)
         return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "ctx must not be NULL");
-    FB_RETURN_ERROR_IF(!spec || !keys || !out_keys || !n_groups, ctx, FB_ERR_INVALID_ARG,
-                       "spec, keys, out_keys and n_groups must not be NULL");
-    FB_RETURN_ERROR_IF(spec->n_keys != 1 || !spec->key_types, ctx, FB_ERR_INVALID_ARG,
-                       "fb_cl_group_by groups by exactly one key column (spec has %zu)", spec->n_keys);
+    FB_RETURN_ERROR_IF(!spec || !n_groups, ctx, FB_ERR_INVALID_ARG, "spec and n_groups must not be NULL");
+    FB_RETURN_ERROR_IF(spec->n_keys > 1 || (spec->n_keys && (!spec->key_types || !keys || !out_keys)), ctx,
+                       FB_ERR_INVALID_ARG,
+                       "fb_cl_group_by groups by one key column or none (spec has %zu), with keys and out_keys",
+                       spec->n_keys);
     FB_RETURN_ERROR_IF(spec->n_aggs > FB_AGG_MAX_AGGS || (spec->n_aggs && (!spec->aggs || !out_aggs)), ctx,
                        FB_ERR_INVALID_ARG, "n_aggs is %zu (at most %d, with aggs and out_aggs)", spec->n_aggs,
                        FB_AGG_MAX_AGGS);
     /* slots (2 x rows, a power of two, plus 2) are numbered in 32 bits on the device */
     FB_RETURN_ERROR_IF(n_rows < 0 || n_rows > FB_CL_TABLE_MAX_ROWS, ctx, FB_ERR_INVALID_ARG,
                        "n_rows is %lld (0..%lld on the device)", (long long)n_rows, (long long)FB_CL_TABLE_MAX_ROWS);
-    FB_RETURN_ERROR_IF(!is_key_type(spec->key_types[0]), ctx, FB_ERR_UNSUPPORTED_TYPE,
-                       "a %s key; keys are integers or date32", fb_type_name(spec->key_types[0]));
-    FB_FORWARD_IF_ERROR(fb_check_column(ctx, keys, where, "the key column"));
-    FB_RETURN_ERROR_IF(keys->type != spec->key_types[0], ctx, FB_ERR_UNSUPPORTED_TYPE,
-                       "the key column is %s, the spec says %s", fb_type_name(keys->type),
-                       fb_type_name(spec->key_types[0]));
-    FB_RETURN_ERROR_IF(keys->length != n_rows, ctx, FB_ERR_LENGTH_MISMATCH, "the key column has %lld rows, not %lld",
-                       (long long)keys->length, (long long)n_rows);
+    if (spec->n_keys) {
+        FB_RETURN_ERROR_IF(!is_key_type(spec->key_types[0]), ctx, FB_ERR_UNSUPPORTED_TYPE,
+                           "a %s key; keys are integers or date32", fb_type_name(spec->key_types[0]));
+        FB_FORWARD_IF_ERROR(fb_check_column(ctx, keys, where, "the key column"));
+        FB_RETURN_ERROR_IF(keys->type != spec->key_types[0], ctx, FB_ERR_UNSUPPORTED_TYPE,
+                           "the key column is %s, the spec says %s", fb_type_name(keys->type),
+                           fb_type_name(spec->key_types[0]));
+        FB_RETURN_ERROR_IF(keys->length != n_rows, ctx, FB_ERR_LENGTH_MISMATCH,
+                           "the key column has %lld rows, not %lld", (long long)keys->length, (long long)n_rows);
+    }
     for (size_t a = 0; a < spec->n_aggs; a++) {
         const fb_agg_desc *d = &spec->aggs[a];
         fb_type rt;
@@ -143,8 +146,9 @@ static fb_status write_results(fb_ctx *ctx, const fb_agg_spec *spec, int64_t G, 
                                int64_t null_group, const uint64_t *words, fb_column_out *out_keys,
                                fb_column_out *out_aggs, const char *where)
 {
-    fb_type kt = spec->key_types[0];
-    FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out_keys, kt, G, null_group >= 0, where));
+    fb_type kt = spec->n_keys ? spec->key_types[0] : FB_TYPE_INVALID;
+    if (spec->n_keys)
+        FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out_keys, kt, G, null_group >= 0, where));
     for (size_t a = 0; a < spec->n_aggs; a++) {
         const fb_agg_desc *d = &spec->aggs[a];
         fb_type rt;
@@ -169,15 +173,17 @@ static fb_status write_results(fb_ctx *ctx, const fb_agg_spec *spec, int64_t G, 
                                     a, fb_type_name(d->type), (long long)g);
         }
     }
-    size_t kw = fb_type_width(kt);
-    if (out_keys->validity)
-        memset(out_keys->validity, 0, (size_t)(G + 7) / 8);
-    for (int64_t g = 0; g < G; g++) {
-        put(out_keys->data, kw, g, g == null_group ? 0 : gkeys[g]);
+    if (spec->n_keys) {
+        size_t kw = fb_type_width(kt);
         if (out_keys->validity)
-            set_bit(out_keys->validity, g, g != null_group);
+            memset(out_keys->validity, 0, (size_t)(G + 7) / 8);
+        for (int64_t g = 0; g < G; g++) {
+            put(out_keys->data, kw, g, g == null_group ? 0 : gkeys[g]);
+            if (out_keys->validity)
+                set_bit(out_keys->validity, g, g != null_group);
+        }
+        out_keys->null_count = null_group >= 0;
     }
-    out_keys->null_count = null_group >= 0;
     for (size_t a = 0; a < spec->n_aggs; a++) {
         const fb_agg_desc *d = &spec->aggs[a];
         cl_int op = op_of(d);
@@ -217,7 +223,8 @@ static fb_status write_results(fb_ctx *ctx, const fb_agg_spec *spec, int64_t G, 
         }
         o->null_count = nulls;
     }
-    out_keys->length = G;
+    if (spec->n_keys)
+        out_keys->length = G;
     for (size_t a = 0; a < spec->n_aggs; a++)
         out_aggs[a].length = G;
     return FB_OK;
@@ -255,12 +262,105 @@ static fb_status run_kernel(fb_cl_job *j, cl_kernel k, const char *name, const f
     return fb_cl_job_run(j, k, name, groups, wg);
 }
 
+/* No key: one group of every row (its result always has one row, as on the CPU). */
+static fb_status ungrouped(fb_cl_job *j, const fb_agg_spec *spec, const fb_column *values, int64_t n_rows,
+                           fb_column_out *out_aggs, int64_t *n_groups)
+{
+    struct fb_cl_state *cl = j->cl;
+    size_t n_aggs = spec->n_aggs, wg = cl->wg_group;
+    cl_ulong G = 1;
+    uint64_t words_h[3 * FB_AGG_MAX_AGGS];
+    memset(words_h, 0, sizeof words_h);
+    const fb_column *scols[FB_CL_STREAM_MAX_COLS];
+    int col_of[FB_AGG_MAX_AGGS];
+    size_t n_s = 0, per_row = 4;
+    for (size_t a = 0; a < n_aggs; a++) {
+        col_of[a] = -1;
+        if (spec->aggs[a].kind == FB_AGG_COUNT_STAR) {
+            words_h[a * 3] = (uint64_t)n_rows; /* no column to read */
+            continue;
+        }
+        for (size_t b = 0; b < n_s && col_of[a] < 0; b++)
+            if (scols[b] == &values[spec->aggs[a].input])
+                col_of[a] = (int)b;
+        if (col_of[a] < 0) {
+            col_of[a] = (int)n_s;
+            scols[n_s++] = &values[spec->aggs[a].input];
+            per_row += 2 * (fb_type_width(spec->aggs[a].type) + 1);
+        }
+    }
+    fb_status st = FB_OK;
+    fb_cl_stream stream;
+    memset(&stream, 0, sizeof stream);
+    if (n_s > 0 && n_rows > 0) {
+        cl_mem words, gids;
+        int64_t chunk = 1;
+        TRY(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, n_aggs * 3 * 8, NULL, &words));
+        TRY(fb_cl_job_fill(j, words, 0u, n_aggs * 3 * 8));
+        for (size_t a = 0; a < n_aggs; a++) {
+            cl_int op = op_of(&spec->aggs[a]);
+            if (op == GB_MIN || op == GB_MAX)
+                TRY(fill_words(j, words, (cl_ulong)(a * 3 + 1), 1,
+                               op == GB_MIN ? 0x7FFFFFFFFFFFFFFFull : 0x8000000000000000ull));
+        }
+        TRY(chunk_rows(j, per_row, n_rows, &chunk));
+        TRY(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)(chunk < 8 ? 8 : chunk) * 4, NULL, &gids));
+        TRY(fb_cl_job_fill(j, gids, 0u, (size_t)(chunk < 8 ? 8 : chunk) * 4)); /* every row in group 0 */
+        TRY(fb_cl_stream_open(&stream, j, scols, n_s, n_rows, chunk));
+        cl->last_chunks = 0;
+        for (;;) {
+            int64_t r0, m;
+            fb_cl_dev_column dc[FB_CL_STREAM_MAX_COLS];
+            TRY(fb_cl_stream_next(&stream, &r0, &m, dc));
+            if (m == 0)
+                break;
+            cl_ulong rows = (cl_ulong)m;
+            cl_int use_local = 1;
+            for (size_t a = 0; a < n_aggs; a++) {
+                if (col_of[a] < 0)
+                    continue;
+                fb_cl_dev_column *v = &dc[col_of[a]];
+                cl_int op = op_of(&spec->aggs[a]);
+                cl_ulong agg_base = (cl_ulong)(a * 3);
+                const fb_cl_karg uargs[] = {KARG(gids),     KARG(rows),         KARG(v->data),   KARG(v->type),
+                                            KARG(v->valid), KARG(v->has_valid), KARG(v->voff),   KARG(op),
+                                            KARG(G),        KARG(words),        KARG(agg_base),  KARG(use_local),
+                                            KLOCAL(8),      KLOCAL(8),          KLOCAL(8)};
+                size_t ugroups = fb_cl_grid_groups(cl, rows, wg);
+                if (ugroups > (size_t)cl->compute_units * 8)
+                    ugroups = (size_t)cl->compute_units * 8;
+                TRY(run_kernel(j, cl->gb_update, "fb_gb_update", uargs, 15, ugroups, wg));
+            }
+            TRY(fb_cl_stream_release(&stream));
+            cl->last_chunks++;
+        }
+        TRY(fb_cl_stream_close(&stream, FB_OK));
+        uint64_t dev[3 * FB_AGG_MAX_AGGS];
+        TRY(fb_cl_job_read(j, words, CL_TRUE, 0, n_aggs * 3 * 8, dev));
+        for (size_t a = 0; a < n_aggs; a++)
+            if (spec->aggs[a].kind != FB_AGG_COUNT_STAR)
+                memcpy(&words_h[a * 3], &dev[a * 3], 3 * 8);
+    } else {
+        for (size_t a = 0; a < n_aggs; a++) { /* no value read: min/max of nothing, as the device would */
+            cl_int op = op_of(&spec->aggs[a]);
+            if (op == GB_MIN || op == GB_MAX)
+                words_h[a * 3 + 1] = op == GB_MIN ? 0x7FFFFFFFFFFFFFFFull : 0x8000000000000000ull;
+        }
+    }
+    st = write_results(j->ctx, spec, 1, NULL, -1, words_h, NULL, out_aggs, j->where);
+    if (st == FB_OK)
+        *n_groups = 1;
+done:
+    return fb_cl_stream_close(&stream, st);
+}
+
 fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *keys, const fb_column *values,
                          size_t n_values, int64_t n_rows, fb_column_out *out_keys, fb_column_out *out_aggs,
                          int64_t *n_groups)
 {
     FB_FORWARD_IF_ERROR(check_args(ctx, spec, keys, values, n_values, n_rows, out_keys, out_aggs, n_groups, __func__));
-    out_keys->length = out_keys->null_count = 0;
+    if (spec->n_keys)
+        out_keys->length = out_keys->null_count = 0;
     for (size_t a = 0; a < spec->n_aggs; a++)
         out_aggs[a].length = out_aggs[a].null_count = 0;
     *n_groups = 0;
@@ -276,6 +376,10 @@ fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *
     if (!cl->gb_insert) {
         st = fb_set_error(ctx, FB_ERR_OPENCL, __func__,
                           "the device lacks cl_khr_int64_base_atomics, cl_khr_int64_extended_atomics or cl_khr_fp64");
+        goto done;
+    }
+    if (spec->n_keys == 0) {
+        st = ungrouped(&j, spec, values, n_rows, out_aggs, n_groups);
         goto done;
     }
     if (n_rows == 0) {

@@ -383,7 +383,8 @@ typedef struct agg_out {
 static void agg_out_make(agg_out *o, const fb_agg_spec *spec, int64_t cap)
 {
     memset(o, 0, sizeof *o);
-    o->keys = (fb_column_out){spec->key_types[0], cap, xmalloc((size_t)cap * 8), xmalloc((size_t)cap / 8 + 1), 0, 0};
+    o->keys = (fb_column_out){spec->n_keys ? spec->key_types[0] : FB_TYPE_INT64, cap, xmalloc((size_t)cap * 8),
+                              xmalloc((size_t)cap / 8 + 1), 0, 0};
     for (size_t a = 0; a < spec->n_aggs; a++) {
         fb_type rt;
         assert_int_equal(fb_agg_result_type(spec->aggs[a].kind,
@@ -419,19 +420,20 @@ static int64_t agg_case(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *k
     agg_out_make(&dev, spec, n + 1);
     assert_fb_ok(ctx, fb_agg_create(ctx, spec, &t));
     assert_fb_ok(ctx, fb_agg_update(t, key, values, n_values, n, NULL, 0));
-    fb_status cst = fb_agg_result(t, &cpu.keys, cpu.aggs);
+    int has_key = spec->n_keys > 0;
+    fb_status cst = fb_agg_result(t, has_key ? &cpu.keys : NULL, cpu.aggs);
     int64_t G = -1;
-    fb_status dst = fb_cl_group_by(ctx, spec, key, values, n_values, n, &dev.keys, dev.aggs, &G);
+    fb_status dst = fb_cl_group_by(ctx, spec, key, values, n_values, n, has_key ? &dev.keys : NULL, dev.aggs, &G);
     if (cst != dst)
         fail_msg("cpu %s, opencl %s (%s)", fb_status_name(cst), fb_status_name(dst), fb_last_error(ctx));
     if (cst == FB_OK) {
         int64_t cg = 0;
         assert_fb_ok(ctx, fb_agg_group_count(t, &cg));
         assert_int_equal(cg, G);
-        assert_int_equal(dev.keys.length, G);
+        assert_int_equal(dev.keys.length, has_key ? G : 0);
         assert_int_equal(cpu.keys.null_count, dev.keys.null_count);
-        size_t kw = fb_type_width(spec->key_types[0]);
-        for (int64_t g = 0; g < G; g++) {
+        size_t kw = fb_type_width(dev.keys.type);
+        for (int64_t g = 0; g < G && has_key; g++) {
             int cv = bit_at(cpu.keys.validity, g), dv = bit_at(dev.keys.validity, g);
             assert_int_equal(cv, dv);
             if (cv && memcmp((char *)cpu.keys.data + g * kw, (char *)dev.keys.data + g * kw, kw))
@@ -563,6 +565,16 @@ static void agg_suite(fb_ctx *ctx, fb_type kt, int64_t n, int64_t distinct)
     const fb_agg_desc o[] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 5, FB_TYPE_UINT64}};
     fb_agg_spec ospec = {1, &kt, 2, o, FB_AGG_STRATEGY_AUTO};
     agg_case(ctx, &ospec, &k.col, vals, 6, n, NULL);
+    /* ungrouped: every aggregate but the float sums (one group of all rows) */
+    fb_agg_desc u[sizeof d / sizeof d[0]];
+    size_t n_u = 0;
+    for (size_t a = 0; a < n_aggs; a++)
+        if (!(d[a].type == FB_TYPE_FLOAT64 && d[a].kind != FB_AGG_MAX))
+            u[n_u++] = d[a];
+    fb_agg_spec uspec = {0, NULL, n_u, u, FB_AGG_STRATEGY_AUTO};
+    assert_int_equal(agg_case(ctx, &uspec, NULL, vals, 6, n, NULL), 1);
+    fb_agg_spec count_only = {0, NULL, 1, d, FB_AGG_STRATEGY_AUTO};
+    assert_int_equal(agg_case(ctx, &count_only, NULL, vals, 6, n, NULL), 1);
     free(fs);
     fbt_col_free(&k);
     for (int i = 0; i < 6; i++)
@@ -592,6 +604,8 @@ static void test_group_empty_and_bad(void **state)
     int32_t x[1] = {0};
     fb_column key = {FB_TYPE_INT32, 0, 0, x, NULL}, val = key;
     assert_int_equal(agg_case(ctx, &spec, &key, &val, 1, 0, NULL), 0);
+    fb_agg_spec none = {0, NULL, 2, d, FB_AGG_STRATEGY_AUTO}; /* ungrouped over no rows: one row */
+    assert_int_equal(agg_case(ctx, &none, NULL, &val, 1, 0, NULL), 1);
     agg_out o;
     agg_out_make(&o, &spec, 4);
     int64_t G;

@@ -124,7 +124,8 @@ FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n
 
 /** \brief OpenCL twin of a CPU aggregation table fed one whole input: the result of
  * fb_agg_create(spec), fb_agg_update(keys, values, n_values, n_rows, NULL, 0) and fb_agg_result()
- * in one call, for spec->n_keys == 1 (an integer or date32 key) and any aggregates of fb_agg.h.
+ * in one call, for spec->n_keys == 1 (an integer or date32 key) or 0 (ungrouped: one result row,
+ * keys and out_keys may be NULL) and any aggregates of fb_agg.h.
  * Groups come out in the order of their first row, as on the CPU; counts, integer sums, min, max
  * and avg are bitwise equal to the CPU's, float sums differ by reassociation only (the device adds
  * rows in any order). Integer sums overflowing int64 give FB_ERR_OVERFLOW, as on the CPU.
@@ -136,7 +137,7 @@ FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n
  * \param out_aggs spec->n_aggs outputs typed as fb_agg_result_type() says (validity as in
  *        fb_agg_result()); every capacity must be at least the number of groups (n_rows suffices).
  * \param[out] n_groups the number of groups written.
- * \return FB_OK; FB_ERR_INVALID_ARG (NULL pointers, n_keys other than 1, bad counts or views, more
+ * \return FB_OK; FB_ERR_INVALID_ARG (NULL pointers, n_keys above 1, bad counts or views, more
  *         than FB_CL_TABLE_MAX_ROWS rows);
  *         FB_ERR_UNSUPPORTED_TYPE; FB_ERR_LENGTH_MISMATCH; FB_ERR_CAPACITY; FB_ERR_OVERFLOW;
  *         FB_ERR_OUT_OF_MEMORY; FB_ERR_DEVICE_MEMORY (the table does not fit the budget);
