@@ -304,27 +304,47 @@ typedef struct kernel_slot {
     cl_kernel *kernel;
     const char *name;
     size_t *wg;
+    int optional; /* absent when the device lacks an extension its file needs (e.g. 64-bit atomics) */
 } kernel_slot;
 
-#define N_KERNELS 14
+#define N_KERNELS 33
 
 static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
 {
     const kernel_slot table[N_KERNELS] = {
-        {&cl->hash_rows, "fb_hash_rows", &cl->wg_hash},
-        {&cl->select_count, "fb_select_count", &cl->wg_select},
-        {&cl->select_scan, "fb_select_scan", &cl->wg_scan},
-        {&cl->select_write, "fb_select_write", &cl->wg_select},
-        {&cl->compact[0], "fb_compact_w1", &cl->wg_move},
-        {&cl->compact[1], "fb_compact_w2", &cl->wg_move},
-        {&cl->compact[2], "fb_compact_w4", &cl->wg_move},
-        {&cl->compact[3], "fb_compact_w8", &cl->wg_move},
-        {&cl->gather[0], "fb_gather_w1", &cl->wg_move},
-        {&cl->gather[1], "fb_gather_w2", &cl->wg_move},
-        {&cl->gather[2], "fb_gather_w4", &cl->wg_move},
-        {&cl->gather[3], "fb_gather_w8", &cl->wg_move},
-        {&cl->compact_validity, "fb_compact_validity", &cl->wg_move},
-        {&cl->gather_validity, "fb_gather_validity", &cl->wg_move},
+        {&cl->hash_rows, "fb_hash_rows", &cl->wg_hash, 0},
+        {&cl->select_count, "fb_select_count", &cl->wg_select, 0},
+        {&cl->select_scan, "fb_select_scan", &cl->wg_scan, 0},
+        {&cl->select_write, "fb_select_write", &cl->wg_select, 0},
+        {&cl->compact[0], "fb_compact_w1", &cl->wg_move, 0},
+        {&cl->compact[1], "fb_compact_w2", &cl->wg_move, 0},
+        {&cl->compact[2], "fb_compact_w4", &cl->wg_move, 0},
+        {&cl->compact[3], "fb_compact_w8", &cl->wg_move, 0},
+        {&cl->gather[0], "fb_gather_w1", &cl->wg_move, 0},
+        {&cl->gather[1], "fb_gather_w2", &cl->wg_move, 0},
+        {&cl->gather[2], "fb_gather_w4", &cl->wg_move, 0},
+        {&cl->gather[3], "fb_gather_w8", &cl->wg_move, 0},
+        {&cl->compact_validity, "fb_compact_validity", &cl->wg_move, 0},
+        {&cl->gather_validity, "fb_gather_validity", &cl->wg_move, 0},
+        {&cl->sort_word, "fb_sort_word", &cl->wg_sort, 0},
+        {&cl->sort_digit_hist, "fb_sort_digit_hist", &cl->wg_sort, 0},
+        {&cl->radix_count, "fb_radix_count", &cl->wg_sort, 0},
+        {&cl->radix_scatter, "fb_radix_scatter", &cl->wg_radix, 0},
+        {&cl->sort_iota, "fb_sort_iota", &cl->wg_sort, 0},
+        {&cl->scan_tiles, "fb_scan_tiles", &cl->wg_scan, 0},
+        {&cl->scan_add, "fb_scan_add", &cl->wg_scan, 0},
+        {&cl->gb_insert, "fb_gb_insert", &cl->wg_group, 1},
+        {&cl->gb_collect, "fb_gb_collect", &cl->wg_group, 1},
+        {&cl->gb_dense, "fb_gb_dense", &cl->wg_group, 1},
+        {&cl->gb_lookup, "fb_gb_lookup", &cl->wg_group, 1},
+        {&cl->gb_update, "fb_gb_update", &cl->wg_group, 1},
+        {&cl->gb_fill, "fb_gb_fill", &cl->wg_group, 1},
+        {&cl->join_fill, "fb_join_fill", &cl->wg_group, 1},
+        {&cl->join_slots, "fb_join_slots", &cl->wg_group, 1},
+        {&cl->join_ranges, "fb_join_ranges", &cl->wg_group, 1},
+        {&cl->join_count, "fb_join_count", &cl->wg_group, 1},
+        {&cl->join_write, "fb_join_write", &cl->wg_group, 1},
+        {&cl->join_mark, "fb_join_mark", &cl->wg_group, 1},
     };
     memcpy(slots, table, sizeof table);
 }
@@ -350,8 +370,15 @@ static fb_status create_kernels(fb_ctx *ctx, struct fb_cl_state *cl, const char 
     if (err != CL_SUCCESS)
         return fb_cl_fail(ctx, where, "clGetDeviceInfo(CL_DEVICE_MAX_WORK_ITEM_SIZES)", err);
     cl->wg_hash = cl->wg_select = cl->wg_scan = cl->wg_move = item_sizes[0] ? item_sizes[0] : 1;
+    cl->wg_sort = cl->wg_radix = cl->wg_group = cl->wg_hash;
     for (size_t i = 0; i < N_KERNELS; i++) {
+        if (!table[i].name)
+            continue;
         *table[i].kernel = clCreateKernel(cl->program, table[i].name, &err);
+        if (table[i].optional && (err == CL_INVALID_KERNEL_NAME || !*table[i].kernel)) {
+            *table[i].kernel = NULL;
+            continue;
+        }
         if (err != CL_SUCCESS || !*table[i].kernel) {
             *table[i].kernel = NULL;
             return fb_set_error(ctx, FB_ERR_OPENCL, where, "clCreateKernel(%s) failed: %d (%s)", table[i].name, (int)err,
@@ -369,6 +396,9 @@ static fb_status create_kernels(fb_ctx *ctx, struct fb_cl_state *cl, const char 
     cl->wg_select = pow2_wg(cl->wg_select);
     cl->wg_scan = pow2_wg(cl->wg_scan);
     cl->wg_move = pow2_wg(cl->wg_move);
+    cl->wg_sort = pow2_wg(cl->wg_sort);
+    cl->wg_radix = pow2_wg(cl->wg_radix);
+    cl->wg_group = pow2_wg(cl->wg_group);
     return FB_OK;
 }
 
@@ -378,6 +408,8 @@ void fb_cl_state_free(fb_ctx *ctx, struct fb_cl_state *cl)
         return;
     if (cl->queue)
         clFinish(cl->queue);
+    if (cl->copy_queue)
+        clFinish(cl->copy_queue);
     release_kernels(cl);
     if (cl->dummy)
         clReleaseMemObject(cl->dummy);
@@ -385,6 +417,8 @@ void fb_cl_state_free(fb_ctx *ctx, struct fb_cl_state *cl)
         clReleaseProgram(cl->program);
     if (cl->queue)
         clReleaseCommandQueue(cl->queue);
+    if (cl->copy_queue)
+        clReleaseCommandQueue(cl->copy_queue);
     if (cl->context)
         clReleaseContext(cl->context);
     fb_free(ctx, cl, sizeof *cl);
@@ -407,13 +441,24 @@ static fb_status open_state(fb_ctx *ctx, struct fb_cl_state *cl, const char *whe
         cl->context = NULL;
         return fb_cl_fail(ctx, where, "clCreateContext", err);
     }
-    cl->queue = clCreateCommandQueue(cl->context, cl->device, 0, &err);
+    /* profiling on both queues: the streamed operators time their transfers by events */
+    cl->queue = clCreateCommandQueue(cl->context, cl->device, CL_QUEUE_PROFILING_ENABLE, &err);
     if (err != CL_SUCCESS || !cl->queue) {
         cl->queue = NULL;
         return fb_cl_fail(ctx, where, "clCreateCommandQueue", err);
     }
+    /* a second in-order queue for host-to-device copies that overlap the kernels of the first */
+    cl->copy_queue = clCreateCommandQueue(cl->context, cl->device, CL_QUEUE_PROFILING_ENABLE, &err);
+    if (err != CL_SUCCESS || !cl->copy_queue) {
+        cl->copy_queue = NULL;
+        return fb_cl_fail(ctx, where, "clCreateCommandQueue", err);
+    }
     FB_FORWARD_IF_ERROR(info_value(ctx, where, cl->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, &cl->max_alloc,
                                    sizeof cl->max_alloc));
+    FB_FORWARD_IF_ERROR(info_value(ctx, where, cl->device, CL_DEVICE_GLOBAL_MEM_SIZE, &cl->global_mem,
+                                   sizeof cl->global_mem));
+    FB_FORWARD_IF_ERROR(info_value(ctx, where, cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, &cl->compute_units,
+                                   sizeof cl->compute_units));
     /* Grid-stride kernels get up to 2^20 work-groups, i.e. about one work-item per row for any morsel
      * size in use: PoCL vectorizes across work-items only when a work-item does not loop (measured:
      * hashing 16Mi int32 rows took 250 ms with the grid capped at 32 groups per compute unit, 140-165 ms

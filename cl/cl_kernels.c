@@ -8,159 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- one call's device buffers ---------------------------------------------------------------------- */
-
-#define JOB_MAX_MEMS 12
-
-typedef struct job {
-    fb_ctx *ctx;
-    struct fb_cl_state *cl;
-    const char *where;
-    cl_mem mems[JOB_MAX_MEMS];
-    int n_mems;
-} job;
-
-/* A kernel argument: size and value (value NULL with a size: local memory of that many bytes). */
-typedef struct karg {
-    size_t size;
-    const void *value;
-} karg;
-#define KARG(x) {sizeof(x), &(x)}
-#define KLOCAL(bytes) {(bytes), NULL}
-
-/* A device buffer of `bytes` (> 0) owned by the job; with `src`, its content is written from host
- * memory without blocking (the job drains the queue before the call returns). */
-static fb_status job_buffer(job *j, cl_mem_flags flags, size_t bytes, const void *src, cl_mem *out)
-{
-    if (j->n_mems == JOB_MAX_MEMS)
-        return fb_set_error(j->ctx, FB_ERR_INTERNAL, j->where, "too many device buffers in one call");
-    fb_status st;
-    cl_mem m = fb_cl_buffer(j->ctx, j->cl, j->where, flags, bytes, &st);
-    if (!m)
-        return st;
-    j->mems[j->n_mems++] = m;
-    if (src) {
-        cl_int err = clEnqueueWriteBuffer(j->cl->queue, m, CL_FALSE, 0, bytes, src, 0, NULL, NULL);
-        if (err != CL_SUCCESS)
-            return fb_cl_fail(j->ctx, j->where, "clEnqueueWriteBuffer", err);
-    }
-    *out = m;
-    return FB_OK;
-}
-
-/* Releases the job's buffers from index `mark` on, once the work enqueued so far no longer needs
- * their host sources. */
-static void job_release_from(job *j, int mark)
-{
-    if (j->n_mems > mark)
-        clFinish(j->cl->queue);
-    while (j->n_mems > mark)
-        clReleaseMemObject(j->mems[--j->n_mems]);
-}
-
-static void job_end(job *j) { job_release_from(j, 0); }
-
-static fb_status job_args(job *j, cl_kernel k, const char *name, const karg *args, cl_uint n)
-{
-    for (cl_uint i = 0; i < n; i++) {
-        cl_int err = clSetKernelArg(k, i, args[i].size, args[i].value);
-        if (err != CL_SUCCESS)
-            return fb_set_error(j->ctx, FB_ERR_OPENCL, j->where, "clSetKernelArg(%s, %u) failed: %d (%s)", name, i,
-                                (int)err, fb_cl_error_name(err));
-    }
-    return FB_OK;
-}
-
-static fb_status job_run(job *j, cl_kernel k, const char *name, size_t groups, size_t wg)
-{
-    size_t global = groups * wg, local = wg;
-    cl_int err = clEnqueueNDRangeKernel(j->cl->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
-    if (err != CL_SUCCESS) {
-        fb_status st = fb_cl_fail(j->ctx, j->where, "clEnqueueNDRangeKernel", err);
-        return fb_set_error(j->ctx, st, j->where, "clEnqueueNDRangeKernel(%s, %zu x %zu) failed: %d (%s)", name,
-                            groups, wg, (int)err, fb_cl_error_name(err));
-    }
-    return FB_OK;
-}
-
-static fb_status job_read(job *j, cl_mem m, cl_bool blocking, size_t offset, size_t bytes, void *dst)
-{
-    cl_int err = clEnqueueReadBuffer(j->cl->queue, m, blocking, offset, bytes, dst, 0, NULL, NULL);
-    return err == CL_SUCCESS ? FB_OK : fb_cl_fail(j->ctx, j->where, "clEnqueueReadBuffer", err);
-}
-
-static fb_status job_finish(job *j)
-{
-    cl_int err = clFinish(j->cl->queue);
-    return err == CL_SUCCESS ? FB_OK : fb_cl_fail(j->ctx, j->where, "clFinish", err);
-}
-
-/* Work-groups for a grid-stride kernel over n items. */
-static size_t grid_groups(const struct fb_cl_state *cl, uint64_t n, size_t wg)
-{
-    uint64_t g = (n + wg - 1) / wg;
-    if (g > cl->max_groups)
-        g = cl->max_groups;
-    return g ? (size_t)g : 1;
-}
-
-/* A column on the device: values from row `offset` on, and its validity bitmap from byte offset/8 on
- * (so row i's bit is voff + i with voff = offset % 8). Absent parts are bound to the dummy buffer. */
-typedef struct dev_column {
-    cl_mem data, valid;
-    cl_int type, has_valid;
-    cl_ulong length, voff;
-} dev_column;
-
-static fb_status upload_column(job *j, const fb_column *col, dev_column *d)
-{
-    size_t w = fb_type_width(col->type);
-    d->type = (cl_int)col->type;
-    d->length = (cl_ulong)col->length;
-    d->data = d->valid = j->cl->dummy;
-    d->has_valid = 0;
-    d->voff = 0;
-    if (col->length == 0)
-        return FB_OK;
-    FB_FORWARD_IF_ERROR(job_buffer(j, CL_MEM_READ_ONLY, (size_t)col->length * w,
-                                   (const char *)col->data + (size_t)col->offset * w, &d->data));
-    if (col->validity) {
-        size_t first = (size_t)(col->offset >> 3);
-        d->voff = (cl_ulong)(col->offset & 7);
-        size_t bytes = (size_t)((d->voff + (uint64_t)col->length + 7) >> 3);
-        FB_FORWARD_IF_ERROR(job_buffer(j, CL_MEM_READ_ONLY, bytes, col->validity + first, &d->valid));
-        d->has_valid = 1;
-    }
-    return FB_OK;
-}
-
-/* Locks the context, opens its device and starts a job; job_close() ends both. */
-static fb_status job_open(job *j, fb_ctx *ctx, const char *where)
-{
-    memset(j, 0, sizeof *j);
-    j->ctx = ctx;
-    j->where = where;
-    pthread_mutex_lock(&ctx->cl_lock);
-    fb_status st = fb_cl_acquire(ctx, where);
-    j->cl = ctx->cl;
-    return st;
-}
-
-static fb_status job_close(job *j, fb_status st)
-{
-    if (j->cl)
-        job_end(j);
-    pthread_mutex_unlock(&j->ctx->cl_lock);
-    return st;
-}
-
-#define TRY(expr)                                                                                                  \
-    do {                                                                                                           \
-        st = (expr);                                                                                               \
-        if (st != FB_OK)                                                                                           \
-            goto done;                                                                                             \
-    } while (0)
-
 /* ---- hashing ----------------------------------------------------------------------------------------- */
 
 /* Hashes keys[0..n_keys) into hashes: the first one replaces (or, with combine_first, mixes into)
@@ -168,30 +15,30 @@ static fb_status job_close(job *j, fb_status st)
 static fb_status run_hash(fb_ctx *ctx, const fb_column *keys, size_t n_keys, uint64_t *hashes, int combine_first,
                           const char *where)
 {
-    job j;
-    fb_status st = job_open(&j, ctx, where);
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, where);
     int64_t n = keys[0].length;
     if (st != FB_OK || n == 0)
-        return job_close(&j, st);
+        return fb_cl_job_close(&j, st);
     cl_mem h;
     size_t bytes = (size_t)n * sizeof *hashes;
-    TRY(job_buffer(&j, CL_MEM_READ_WRITE, bytes, combine_first ? hashes : NULL, &h));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, bytes, combine_first ? hashes : NULL, &h));
     for (size_t k = 0; k < n_keys; k++) {
         int mark = j.n_mems;
-        dev_column d;
-        TRY(upload_column(&j, &keys[k], &d));
+        fb_cl_dev_column d;
+        TRY(fb_cl_upload_column(&j, &keys[k], &d));
         cl_ulong rows = (cl_ulong)n;
         cl_int combine = k > 0 || combine_first;
-        const karg args[] = {KARG(d.data), KARG(d.type), KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
+        const fb_cl_karg args[] = {KARG(d.data), KARG(d.type), KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
                              KARG(rows),   KARG(h),      KARG(combine)};
-        TRY(job_args(&j, j.cl->hash_rows, "fb_hash_rows", args, 8));
-        TRY(job_run(&j, j.cl->hash_rows, "fb_hash_rows", grid_groups(j.cl, rows, j.cl->wg_hash), j.cl->wg_hash));
+        TRY(fb_cl_job_args(&j, j.cl->hash_rows, "fb_hash_rows", args, 8));
+        TRY(fb_cl_job_run(&j, j.cl->hash_rows, "fb_hash_rows", fb_cl_grid_groups(j.cl, rows, j.cl->wg_hash), j.cl->wg_hash));
         if (k + 1 < n_keys)
-            job_release_from(&j, mark); /* keep device memory to one key column at a time */
+            fb_cl_job_release_from(&j, mark); /* keep device memory to one key column at a time */
     }
-    TRY(job_read(&j, h, CL_TRUE, 0, bytes, hashes));
+    TRY(fb_cl_job_read(&j, h, CL_TRUE, 0, bytes, hashes));
 done:
-    return job_close(&j, st);
+    return fb_cl_job_close(&j, st);
 }
 
 fb_status fb_cl_hash_column(fb_ctx *ctx, const fb_column *key, uint64_t *hashes, int64_t capacity)
@@ -225,14 +72,14 @@ static int cmp_i64(const void *a, const void *b)
 static fb_status run_select(fb_ctx *ctx, const fb_column *col, const fb_pred *p, const uint32_t *sel_in, int64_t n_in,
                             uint32_t *sel_out, int64_t *n_out, const char *where)
 {
-    job j;
-    fb_status st = job_open(&j, ctx, where);
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, where);
     uint64_t n_cand = (uint64_t)(sel_in ? n_in : col->length);
     if (st != FB_OK)
-        return job_close(&j, st);
+        return fb_cl_job_close(&j, st);
     if (n_cand == 0) {
         *n_out = 0;
-        return job_close(&j, FB_OK);
+        return fb_cl_job_close(&j, FB_OK);
     }
     struct fb_cl_state *cl = j.cl;
 
@@ -247,13 +94,13 @@ static fb_status run_select(fb_ctx *ctx, const fb_column *col, const fb_pred *p,
                 set[n_set++] = set[i];
     }
 
-    dev_column d;
+    fb_cl_dev_column d;
     cl_mem sel = cl->dummy, dset = cl->dummy, aux, out;
-    TRY(upload_column(&j, col, &d));
+    TRY(fb_cl_upload_column(&j, col, &d));
     if (sel_in)
-        TRY(job_buffer(&j, CL_MEM_READ_ONLY, (size_t)n_in * sizeof *sel_in, sel_in, &sel));
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, (size_t)n_in * sizeof *sel_in, sel_in, &sel));
     if (n_set)
-        TRY(job_buffer(&j, CL_MEM_READ_ONLY, n_set * sizeof *set, set, &dset));
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, n_set * sizeof *set, set, &dset));
 
     size_t wg = cl->wg_select;
     cl_uint items = FB_CL_SELECT_ITEMS;
@@ -261,32 +108,32 @@ static fb_status run_select(fb_ctx *ctx, const fb_column *col, const fb_pred *p,
     cl_ulong groups = (n_cand + tile - 1) / tile;
     /* aux: per-tile counts, then offsets; [groups] the total; [groups + 1] the error flag */
     static const cl_uint zero = 0;
-    TRY(job_buffer(&j, CL_MEM_READ_WRITE, (size_t)(groups + 2) * sizeof(cl_uint), NULL, &aux));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)(groups + 2) * sizeof(cl_uint), NULL, &aux));
     cl_int err = clEnqueueWriteBuffer(cl->queue, aux, CL_FALSE, (size_t)(groups + 1) * sizeof(cl_uint),
                                       sizeof zero, &zero, 0, NULL, NULL);
     if (err != CL_SUCCESS)
         TRY(fb_cl_fail(ctx, where, "clEnqueueWriteBuffer", err));
-    TRY(job_buffer(&j, CL_MEM_READ_WRITE, (size_t)n_cand * sizeof(cl_uint), NULL, &out));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)n_cand * sizeof(cl_uint), NULL, &out));
 
     cl_int has_sel = sel_in != NULL, kind = (cl_int)p->kind, negate = p->negate != 0;
     cl_long lo = p->lo, hi = p->hi;
     cl_ulong n_cand_arg = n_cand;
     size_t set_local = (n_set ? n_set : 1) * sizeof(cl_long);
-    const karg args[] = {KARG(d.data),  KARG(d.type),   KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
+    const fb_cl_karg args[] = {KARG(d.data),  KARG(d.type),   KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
                          KARG(d.length), KARG(sel),     KARG(has_sel), KARG(n_cand_arg),  KARG(items),
                          KARG(kind),    KARG(negate),   KARG(lo),      KARG(hi),          KARG(dset),
                          KARG(n_set),   KARG(aux),      KARG(groups),  KLOCAL(wg * sizeof(cl_uint)),
                          KLOCAL(set_local), KARG(out),  KLOCAL(tile)};
-    TRY(job_args(&j, cl->select_count, "fb_select_count", args, 20));
-    TRY(job_run(&j, cl->select_count, "fb_select_count", (size_t)groups, wg));
-    const karg scan_args[] = {KARG(aux), KARG(groups), KLOCAL(cl->wg_scan * sizeof(cl_uint))};
-    TRY(job_args(&j, cl->select_scan, "fb_select_scan", scan_args, 3));
-    TRY(job_run(&j, cl->select_scan, "fb_select_scan", 1, cl->wg_scan));
-    TRY(job_args(&j, cl->select_write, "fb_select_write", args, 22));
-    TRY(job_run(&j, cl->select_write, "fb_select_write", (size_t)groups, wg));
+    TRY(fb_cl_job_args(&j, cl->select_count, "fb_select_count", args, 20));
+    TRY(fb_cl_job_run(&j, cl->select_count, "fb_select_count", (size_t)groups, wg));
+    const fb_cl_karg scan_args[] = {KARG(aux), KARG(groups), KLOCAL(cl->wg_scan * sizeof(cl_uint))};
+    TRY(fb_cl_job_args(&j, cl->select_scan, "fb_select_scan", scan_args, 3));
+    TRY(fb_cl_job_run(&j, cl->select_scan, "fb_select_scan", 1, cl->wg_scan));
+    TRY(fb_cl_job_args(&j, cl->select_write, "fb_select_write", args, 22));
+    TRY(fb_cl_job_run(&j, cl->select_write, "fb_select_write", (size_t)groups, wg));
 
     cl_uint tail[2]; /* total, error flag */
-    TRY(job_read(&j, aux, CL_TRUE, (size_t)groups * sizeof(cl_uint), sizeof tail, tail));
+    TRY(fb_cl_job_read(&j, aux, CL_TRUE, (size_t)groups * sizeof(cl_uint), sizeof tail, tail));
     if (tail[1]) {
         st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the column's %lld rows",
                           (long long)col->length);
@@ -298,10 +145,10 @@ static fb_status run_select(fb_ctx *ctx, const fb_column *col, const fb_pred *p,
         goto done;
     }
     if (tail[0] > 0)
-        TRY(job_read(&j, out, CL_TRUE, 0, (size_t)tail[0] * sizeof(cl_uint), sel_out));
+        TRY(fb_cl_job_read(&j, out, CL_TRUE, 0, (size_t)tail[0] * sizeof(cl_uint), sel_out));
     *n_out = tail[0];
 done:
-    return job_close(&j, st);
+    return fb_cl_job_close(&j, st);
 }
 
 fb_status fb_cl_select_cmp(fb_ctx *ctx, const fb_column *col, fb_cmp op, const void *value, const uint32_t *sel_in,
@@ -346,47 +193,47 @@ static const char *const gather_names[FB_CL_WIDTHS] = {"fb_gather_w1", "fb_gathe
 static fb_status run_move(fb_ctx *ctx, const fb_column *col, const uint32_t *sel, const int64_t *ids, int64_t n,
                           fb_column_out *out, const char *where)
 {
-    job j;
-    fb_status st = job_open(&j, ctx, where);
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, where);
     if (st != FB_OK || n == 0)
-        return job_close(&j, st);
+        return fb_cl_job_close(&j, st);
     struct fb_cl_state *cl = j.cl;
     size_t w = fb_type_width(col->type);
     size_t idx_bytes = (size_t)n * (sel ? sizeof *sel : sizeof *ids);
     size_t out_bytes = (size_t)n * w, valid_bytes = (size_t)((n + 7) / 8);
     static const cl_uint zero = 0;
 
-    dev_column d;
+    fb_cl_dev_column d;
     cl_mem idx, dout, derr, dvalid = NULL;
-    TRY(upload_column(&j, col, &d));
-    TRY(job_buffer(&j, CL_MEM_READ_ONLY, idx_bytes, sel ? (const void *)sel : (const void *)ids, &idx));
-    TRY(job_buffer(&j, CL_MEM_WRITE_ONLY, out_bytes, NULL, &dout));
-    TRY(job_buffer(&j, CL_MEM_READ_WRITE, sizeof(cl_uint), &zero, &derr));
+    TRY(fb_cl_upload_column(&j, col, &d));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, idx_bytes, sel ? (const void *)sel : (const void *)ids, &idx));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, out_bytes, NULL, &dout));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof(cl_uint), &zero, &derr));
     if (out->validity)
-        TRY(job_buffer(&j, CL_MEM_WRITE_ONLY, valid_bytes, NULL, &dvalid));
+        TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, valid_bytes, NULL, &dvalid));
 
     cl_ulong rows = (cl_ulong)n;
     int wi = width_index(w);
     cl_kernel k = sel ? cl->compact[wi] : cl->gather[wi];
     const char *kname = sel ? compact_names[wi] : gather_names[wi];
-    const karg args[] = {KARG(d.data), KARG(d.length), KARG(idx), KARG(rows), KARG(dout), KARG(derr)};
-    TRY(job_args(&j, k, kname, args, 6));
-    TRY(job_run(&j, k, kname, grid_groups(cl, rows, cl->wg_move), cl->wg_move));
+    const fb_cl_karg args[] = {KARG(d.data), KARG(d.length), KARG(idx), KARG(rows), KARG(dout), KARG(derr)};
+    TRY(fb_cl_job_args(&j, k, kname, args, 6));
+    TRY(fb_cl_job_run(&j, k, kname, fb_cl_grid_groups(cl, rows, cl->wg_move), cl->wg_move));
     if (dvalid) {
         cl_kernel kv = sel ? cl->compact_validity : cl->gather_validity;
         const char *vname = sel ? "fb_compact_validity" : "fb_gather_validity";
-        const karg vargs[] = {KARG(d.valid), KARG(d.has_valid), KARG(d.voff), KARG(d.length),
+        const fb_cl_karg vargs[] = {KARG(d.valid), KARG(d.has_valid), KARG(d.voff), KARG(d.length),
                               KARG(idx),     KARG(rows),        KARG(dvalid)};
-        TRY(job_args(&j, kv, vname, vargs, 7));
-        TRY(job_run(&j, kv, vname, grid_groups(cl, valid_bytes, cl->wg_move), cl->wg_move));
+        TRY(fb_cl_job_args(&j, kv, vname, vargs, 7));
+        TRY(fb_cl_job_run(&j, kv, vname, fb_cl_grid_groups(cl, valid_bytes, cl->wg_move), cl->wg_move));
     }
     /* one wait for everything; on an error the rows are there but out->length stays 0 */
     cl_uint bad = 0;
-    TRY(job_read(&j, derr, CL_FALSE, 0, sizeof bad, &bad));
-    TRY(job_read(&j, dout, CL_FALSE, 0, out_bytes, out->data));
+    TRY(fb_cl_job_read(&j, derr, CL_FALSE, 0, sizeof bad, &bad));
+    TRY(fb_cl_job_read(&j, dout, CL_FALSE, 0, out_bytes, out->data));
     if (dvalid)
-        TRY(job_read(&j, dvalid, CL_FALSE, 0, valid_bytes, out->validity));
-    TRY(job_finish(&j));
+        TRY(fb_cl_job_read(&j, dvalid, CL_FALSE, 0, valid_bytes, out->validity));
+    TRY(fb_cl_job_finish(&j));
     if (bad) {
         st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "%s holds an index outside the column's %lld rows",
                           sel ? "sel" : "row_ids", (long long)col->length);
@@ -401,7 +248,7 @@ static fb_status run_move(fb_ctx *ctx, const fb_column *col, const uint32_t *sel
     out->null_count = n - valid;
     out->length = n;
 done:
-    return job_close(&j, st);
+    return fb_cl_job_close(&j, st);
 }
 
 fb_status fb_cl_compact(fb_ctx *ctx, const fb_column *col, const uint32_t *sel, int64_t n_sel, fb_column_out *out)

@@ -7,6 +7,7 @@
 
 #include <CL/cl.h>
 
+#include "fb/fb_column.h"
 #include "fb_internal.h"
 
 /* One OpenCL device in fb_cl_device_count() order. */
@@ -14,6 +15,13 @@ typedef struct fb_cl_dev {
     cl_platform_id platform;
     cl_device_id device;
 } fb_cl_dev;
+
+/* What a streamed operator call moved and how long its transfers took (from profiling events). */
+typedef struct fb_cl_stream_stats {
+    uint64_t chunks;      /* chunks uploaded */
+    uint64_t h2d_bytes;   /* bytes copied host -> device through pinned staging buffers */
+    uint64_t h2d_ns;      /* device time of those copies (sum of event durations) */
+} fb_cl_stream_stats;
 
 /* Where the context's program came from. */
 typedef enum fb_cl_program_origin {
@@ -33,6 +41,7 @@ struct fb_cl_state {
     cl_device_id device;
     cl_context context;
     cl_command_queue queue;    /* in-order; every call ends with the queue drained */
+    cl_command_queue copy_queue; /* in-order; streamed uploads (cl_stream.c), drained by every call too */
     cl_program program;        /* every .cl file of cl/, one program */
     fb_cl_program_origin origin;
     char cache_file[4096];     /* the cache file used or written; "" when the cache is off */
@@ -52,6 +61,34 @@ struct fb_cl_state {
     size_t wg_move;     /* all move kernels */
     size_t max_groups;  /* cap on work-groups of the grid-stride kernels (see open_state in cl_device.c) */
     cl_ulong max_alloc; /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
+    cl_ulong global_mem; /* CL_DEVICE_GLOBAL_MEM_SIZE */
+    cl_uint compute_units;
+
+    cl_kernel sort_word;        /* sort.cl */
+    cl_kernel sort_digit_hist;
+    cl_kernel radix_count;
+    cl_kernel radix_scatter;
+    cl_kernel sort_iota;
+    cl_kernel scan_tiles;       /* scan.cl */
+    cl_kernel scan_add;
+    size_t wg_sort;    /* fb_sort_word, fb_sort_digit_hist, fb_radix_count, fb_sort_iota */
+    size_t wg_radix;   /* fb_radix_scatter: must be RADIX_WG (256) */
+
+    cl_kernel gb_insert;  /* group.cl: NULL when the device lacks 64-bit atomics or fp64 */
+    cl_kernel gb_collect;
+    cl_kernel gb_dense;
+    cl_kernel gb_lookup;
+    cl_kernel gb_update;
+    cl_kernel gb_fill;
+    cl_kernel join_fill;  /* join.cl: NULL when the device lacks 64-bit atomics */
+    cl_kernel join_slots;
+    cl_kernel join_ranges;
+    cl_kernel join_count;
+    cl_kernel join_write;
+    cl_kernel join_mark;
+    size_t wg_group;
+    int last_chunks;   /* chunks the last operator call split its input into (tests) */
+    fb_cl_stream_stats last_stream; /* the last streamed operator call's transfers (tests, fbench) */
     cl_mem dummy;       /* a small buffer bound where a kernel's input is absent (no validity, no sel_in) */
 };
 
@@ -72,6 +109,139 @@ fb_status fb_cl_fail(const fb_ctx *ctx, const char *where, const char *call, cl_
  * in *st and returns NULL. */
 cl_mem fb_cl_buffer(const fb_ctx *ctx, const struct fb_cl_state *cl, const char *where, cl_mem_flags flags,
                     size_t bytes, fb_status *st);
+
+/* ---- one call's device work (cl_job.c) ------------------------------------------------------------- */
+
+/* Most device buffers one job holds at a time. */
+/* Most columns streamed together (a key and one value column per aggregate). */
+#define FB_CL_STREAM_MAX_COLS 66
+#define FB_CL_JOB_MAX_MEMS (4 * FB_CL_STREAM_MAX_COLS + 32)
+
+/* One call's device buffers. Buffers count against the context's device memory budget
+ * (fb_cl_budget()); fb_cl_job_close() drains the queue and releases everything. */
+typedef struct fb_cl_job {
+    fb_ctx *ctx;
+    struct fb_cl_state *cl;
+    const char *where;
+    cl_mem mems[FB_CL_JOB_MAX_MEMS];
+    size_t sizes[FB_CL_JOB_MAX_MEMS];
+    int n_mems;
+    size_t bytes; /* device bytes held now */
+    size_t peak;  /* most device bytes held at once */
+} fb_cl_job;
+
+/* A kernel argument: size and value (value NULL with a size: local memory of that many bytes). */
+typedef struct fb_cl_karg {
+    size_t size;
+    const void *value;
+} fb_cl_karg;
+#define KARG(x) {sizeof(x), &(x)}
+#define KLOCAL(bytes) {(bytes), NULL}
+
+/* A column on the device: values from row `offset` on, and its validity bitmap from byte offset/8 on
+ * (so row i's bit is voff + i with voff = offset % 8). Absent parts are bound to the dummy buffer. */
+typedef struct fb_cl_dev_column {
+    cl_mem data, valid;
+    cl_int type, has_valid;
+    cl_ulong length, voff;
+} fb_cl_dev_column;
+
+#define TRY(expr)                                                                                                  \
+    do {                                                                                                           \
+        st = (expr);                                                                                               \
+        if (st != FB_OK)                                                                                           \
+            goto done;                                                                                             \
+    } while (0)
+
+/* Locks the context, opens its device and starts a job; fb_cl_job_close() ends both and returns st. */
+fb_status fb_cl_job_open(fb_cl_job *j, fb_ctx *ctx, const char *where);
+fb_status fb_cl_job_close(fb_cl_job *j, fb_status st);
+
+/* A device buffer of `bytes` (> 0) owned by the job; with `src`, its content is written from host
+ * memory without blocking (the job drains the queue before the call returns). Fails with
+ * FB_ERR_DEVICE_MEMORY past the device memory budget. */
+fb_status fb_cl_job_buffer(fb_cl_job *j, cl_mem_flags flags, size_t bytes, const void *src, cl_mem *out);
+
+/* Releases the job's buffers from index `mark` on, once the work enqueued so far no longer needs them. */
+void fb_cl_job_release_from(fb_cl_job *j, int mark);
+
+/* Releases one buffer of the job now (after draining the queue). */
+void fb_cl_job_release(fb_cl_job *j, cl_mem m);
+
+void fb_cl_job_end(fb_cl_job *j);
+fb_status fb_cl_job_args(fb_cl_job *j, cl_kernel k, const char *name, const fb_cl_karg *args, cl_uint n);
+fb_status fb_cl_job_run(fb_cl_job *j, cl_kernel k, const char *name, size_t groups, size_t wg);
+fb_status fb_cl_job_read(fb_cl_job *j, cl_mem m, cl_bool blocking, size_t offset, size_t bytes, void *dst);
+fb_status fb_cl_job_write(fb_cl_job *j, cl_mem m, size_t offset, size_t bytes, const void *src);
+/* Fills bytes of m with a 32-bit pattern. */
+fb_status fb_cl_job_fill(fb_cl_job *j, cl_mem m, cl_uint pattern, size_t bytes);
+fb_status fb_cl_job_finish(fb_cl_job *j);
+
+/* aux[0..n) := its exclusive prefix sums and aux[n] := the total (aux holds n + 1 uints; the total
+ * must fit 32 bits), across all compute units when n is large. */
+fb_status fb_cl_scan(fb_cl_job *j, cl_mem aux, uint64_t n);
+
+/* Work-groups for a grid-stride kernel over n items. */
+size_t fb_cl_grid_groups(const struct fb_cl_state *cl, uint64_t n, size_t wg);
+
+/* Uploads a column view (its values, and its validity when present). */
+fb_status fb_cl_upload_column(fb_cl_job *j, const fb_column *col, fb_cl_dev_column *d);
+
+/* Uploads rows [first, first + rows) of a column view (a chunk). */
+fb_status fb_cl_upload_rows(fb_cl_job *j, const fb_column *col, int64_t first, int64_t rows, fb_cl_dev_column *d);
+
+/* The device memory budget in bytes for one call's buffers: FB_CL_MEM_BUDGET (bytes, with an optional
+ * k/m/g suffix) when set, else half the device's global memory. Operators that can work in chunks or
+ * partitions size them to stay under it. */
+size_t fb_cl_budget(const struct fb_cl_state *cl);
+
+/* Bytes still free under the budget for job j. */
+size_t fb_cl_job_room(const fb_cl_job *j);
+
+/* Sorts n (uint32 key, uint32 value) pairs held in two device buffers of the job by key, stably
+ * (sort.cl's radix passes; the result is left in the same buffers). */
+fb_status fb_cl_sort_pairs(fb_cl_job *j, cl_mem keys, cl_mem vals, uint64_t n);
+
+/* ---- streamed chunks (cl_stream.c) ---------------------------------------------------------------- */
+
+
+/* Streams rows of up to FB_CL_STREAM_MAX_COLS host columns to the device in chunks, double
+ * buffered: chunk k + 1 is copied on cl->copy_queue from a pinned (CL_MEM_ALLOC_HOST_PTR, mapped)
+ * staging buffer while the kernels of chunk k run on cl->queue; events order the two queues (a
+ * chunk's kernels wait for its upload, a slot's next upload waits for the kernels that read it). */
+typedef struct fb_cl_stream {
+    fb_cl_job *j;
+    const fb_column *cols[FB_CL_STREAM_MAX_COLS];
+    size_t n_cols;
+    int64_t n, chunk, next; /* rows, rows per chunk, first row of the next chunk to hand out */
+    cl_mem dev_data[2][FB_CL_STREAM_MAX_COLS], dev_valid[2][FB_CL_STREAM_MAX_COLS];
+    cl_mem pin[2];          /* one staging buffer per slot, all columns of a chunk side by side */
+    void *pin_ptr[2];
+    size_t pin_bytes;
+    cl_event uploaded[2][2 * FB_CL_STREAM_MAX_COLS]; /* copies of the chunk in the slot */
+    int n_uploaded[2];
+    cl_event consumed[2];   /* the kernels that read the slot */
+    int64_t slot_r0[2], slot_m[2];
+    int issued;             /* chunks uploaded so far */
+    int cur;                /* slot of the chunk handed out last, -1 before the first */
+    fb_cl_stream_stats stats;
+} fb_cl_stream;
+
+/* Sets up a stream of n rows of cols[0..n_cols) (equal lengths ≥ n) in chunks of `chunk` rows
+ * (a multiple of 8); device buffers count against the job's budget (2 slots). */
+fb_status fb_cl_stream_open(fb_cl_stream *s, fb_cl_job *j, const fb_column *const *cols, size_t n_cols, int64_t n,
+                            int64_t chunk);
+
+/* The next chunk: rows [*r0, *r0 + *m) as device columns d[0..n_cols), uploaded when the kernels
+ * enqueued next on cl->queue run (a barrier waits for the copy). Returns FB_OK with *m = 0 at the
+ * end. Call fb_cl_stream_release() after enqueueing the chunk's kernels. */
+fb_status fb_cl_stream_next(fb_cl_stream *s, int64_t *r0, int64_t *m, fb_cl_dev_column *d);
+
+/* Marks the current chunk's slot free once the kernels enqueued so far on cl->queue have run. */
+fb_status fb_cl_stream_release(fb_cl_stream *s);
+
+/* Waits for everything, records the stats in cl->last_stream and frees what the stream holds. */
+fb_status fb_cl_stream_close(fb_cl_stream *s, fb_status st);
 
 /* ---- devices (cl_device.c) ----------------------------------------------------------------------- */
 

@@ -16,12 +16,23 @@
  * (or FB_ERR_DEVICE_MEMORY, FB_ERR_CL_BUILD, FB_ERR_NO_DEVICE) with the OpenCL call and error code
  * in fb_last_error().
  *
+ * Device memory. The buffers of one call count against a budget: FB_CL_MEM_BUDGET (bytes, with an
+ * optional k/m/g suffix) when set, else half the device's global memory. The operator twins (group
+ * by, join probes) keep their table on the device and stream the rest of the input through in
+ * chunks sized to what the budget leaves: double-buffered, from pinned (CL_MEM_ALLOC_HOST_PTR)
+ * staging buffers on a second command queue, so the copy of one chunk overlaps the kernels of the
+ * previous one. What does not fit (a sort's 16 bytes per row, a group-by or join table) gives
+ * FB_ERR_DEVICE_MEMORY, and the call frees everything it took.
+ *
  * Threading: calls on one context are serialized on its device queue; they may come from any thread.
  */
 #ifndef FB_CL_H
 #define FB_CL_H
 
 #include "fb_kernels.h"
+#include "fb_sort.h"
+#include "fb_agg.h"
+#include "fb_join.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -86,6 +97,78 @@ FB_API fb_status fb_cl_compact(fb_ctx *ctx, const fb_column *col, const uint32_t
                                fb_column_out *out);
 FB_API fb_status fb_cl_gather(fb_ctx *ctx, const fb_column *col, const int64_t *row_ids, int64_t n_ids,
                               fb_column_out *out);
+/** @} */
+
+/** \name OpenCL twins of fb_sort.h
+ * Same parameters, statuses and results (the same stable SQL order, bit for bit) as the CPU
+ * functions of the same name without `cl_`. The device runs a stable LSD radix sort with 8-bit
+ * digits over one 32-bit word of the normalized key at a time (from the last key's least
+ * significant word to the first key's null bit), carrying uint32 row ids; digits on which every row
+ * agrees are skipped. Device memory: about 16 bytes per row plus one key column at a time. A sort
+ * larger than the device memory budget (FB_CL_MEM_BUDGET, else half the device's memory) runs as
+ * device-sorted chunks merged on the host (and fb_cl_sort_table then moves the columns on the host);
+ * FB_ERR_DEVICE_MEMORY only when the budget cannot hold a chunk of 1024 rows.
+ * fb_cl_sort_top_n sorts every row and returns the first n.
+ * @{ */
+FB_API fb_status fb_cl_sort_permutation(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, uint32_t *row_ids,
+                                        int64_t capacity);
+FB_API fb_status fb_cl_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t n,
+                                  uint32_t *row_ids, int64_t capacity, int64_t *n_out);
+FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, const fb_column *payload,
+                                  size_t n_payload, fb_column_out *out);
+/** @} */
+
+/** Most rows of a device hash table (group-by input, join build side): its 2 x rows slots are
+ *  numbered in 32 bits. */
+#define FB_CL_TABLE_MAX_ROWS ((int64_t)1 << 30)
+
+/** \brief OpenCL twin of a CPU aggregation table fed one whole input: the result of
+ * fb_agg_create(spec), fb_agg_update(keys, values, n_values, n_rows, NULL, 0) and fb_agg_result()
+ * in one call, for spec->n_keys == 1 (an integer or date32 key) or 0 (ungrouped: one result row,
+ * keys and out_keys may be NULL) and any aggregates of fb_agg.h.
+ * Groups come out in the order of their first row, as on the CPU; counts, integer sums, min, max
+ * and avg are bitwise equal to the CPU's, float sums differ by reassociation only (the device adds
+ * rows in any order). Integer sums overflowing int64 give FB_ERR_OVERFLOW, as on the CPU.
+ *
+ * The device keeps a hash table of 2 x n_rows slots (about 20 bytes per row) and streams the
+ * columns through in chunks that fit the device memory budget (FB_CL_MEM_BUDGET, else half the
+ * device's memory). Needs 64-bit atomics (cl_khr_int64_base_atomics and _extended_atomics) and fp64.
+ * \param out_keys one output of the key type; its validity is required when a key is null.
+ * \param out_aggs spec->n_aggs outputs typed as fb_agg_result_type() says (validity as in
+ *        fb_agg_result()); every capacity must be at least the number of groups (n_rows suffices).
+ * \param[out] n_groups the number of groups written.
+ * \return FB_OK; FB_ERR_INVALID_ARG (NULL pointers, n_keys above 1, bad counts or views, more
+ *         than FB_CL_TABLE_MAX_ROWS rows);
+ *         FB_ERR_UNSUPPORTED_TYPE; FB_ERR_LENGTH_MISMATCH; FB_ERR_CAPACITY; FB_ERR_OVERFLOW;
+ *         FB_ERR_OUT_OF_MEMORY; FB_ERR_DEVICE_MEMORY (the table does not fit the budget);
+ *         FB_ERR_OPENCL (also: the device lacks 64-bit atomics); FB_ERR_NO_DEVICE. On failure
+ *         every output has length 0. */
+FB_API fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *keys,
+                                const fb_column *values, size_t n_values, int64_t n_rows, fb_column_out *out_keys,
+                                fb_column_out *out_aggs, int64_t *n_groups);
+
+/** \name OpenCL twins of the fb_join.h probes, one key column, one call per join
+ * Each call builds a device hash table from build_key (as one fb_hash_table_build() of the whole
+ * column with first row build_first_row) and probes it with probe_key (same type: int32, int64,
+ * date32, uint32 or uint64). Results equal the CPU table's entry for entry and in the same order
+ * (probe rows ascending, then build rows in insertion order). The build side stays on the device
+ * (about 28 bytes per build row); the probe side streams through in chunks under the device memory
+ * budget (FB_CL_MEM_BUDGET, else half the device's memory). Needs cl_khr_int64_base_atomics.
+ * Statuses as the CPU functions, plus FB_ERR_DEVICE_MEMORY, FB_ERR_OPENCL, FB_ERR_NO_DEVICE, and
+ * FB_ERR_INVALID_ARG for a build side of more than FB_CL_TABLE_MAX_ROWS rows.
+ * @{ */
+/** \brief Inner or left outer join: every pair at once into out (out->more is always 0).
+ * \param[out] n_pairs the result's size, also when it exceeds out->capacity (then FB_ERR_CAPACITY,
+ *             out->length 0: call again with room for n_pairs). */
+FB_API fb_status fb_cl_join_probe(fb_ctx *ctx, const fb_column *build_key, int64_t build_first_row,
+                                  const fb_column *probe_key, int64_t probe_first_row, fb_join_type type,
+                                  fb_join_pairs *out, int64_t *n_pairs);
+/** \brief Semi or anti join: as fb_hash_table_probe_select(). */
+FB_API fb_status fb_cl_join_probe_select(fb_ctx *ctx, const fb_column *build_key, const fb_column *probe_key,
+                                         fb_join_type type, uint32_t *sel_out, int64_t capacity, int64_t *n_out);
+/** \brief Mark join: as fb_hash_table_probe_mark() (EXISTS without out->validity, three-valued IN with it). */
+FB_API fb_status fb_cl_join_probe_mark(fb_ctx *ctx, const fb_column *build_key, const fb_column *probe_key,
+                                       fb_column_out *out);
 /** @} */
 
 #ifdef __cplusplus

@@ -1,0 +1,545 @@
+/* cl_group.c - fb_cl_group_by, the OpenCL twin of a CPU aggregation table (fb_agg.h) fed one whole
+ * input: the same groups in the same order (first row first), the same result types, nulls and
+ * overflow errors, integers bitwise equal; float sums differ by reassociation only.
+ *
+ * Device work (group.cl): a global hash table of the key's widened bits, sized for every row being
+ * its own group (2 x rows slots, so it never fills); the occupied slots sorted by their first row
+ * (radix sort of sort.cl) give dense group numbers; then per aggregate one pass of 64-bit atomics
+ * into per-group words, through local memory when the groups fit there (FB_CL_GROUP_LOCAL_MAX).
+ *
+ * Memory: the table stays on the device; the key and value columns go over in chunks sized to what
+ * the device memory budget leaves (fb_cl_budget()), so the input may be larger than the device. */
+#include "fb/fb_agg.h"
+#include "fb/fb_cl.h"
+#include "fb_cl_internal.h"
+#include "fb_kernels_common.h"
+
+#include <string.h>
+
+/* group.cl's operations */
+#define GB_COUNT_ROWS 0
+#define GB_COUNT_VALID 1
+#define GB_SUM_INT 2
+#define GB_SUM_WIDE 3
+#define GB_SUM_FLOAT 4
+#define GB_MIN 5
+#define GB_MAX 6
+
+#define GB_EMPTY 0x8000000000000000ull
+
+/* Most groups aggregated in local memory first (3 words of 8 bytes each: 24 KiB). */
+#define FB_CL_GROUP_LOCAL_MAX 1024
+
+static int is_float(fb_type t) { return t == FB_TYPE_FLOAT32 || t == FB_TYPE_FLOAT64; }
+
+static int is_key_type(fb_type t) { return t != FB_TYPE_INVALID && !is_float(t) && fb_type_width(t) > 0; }
+
+/* The operation of aggregate a. */
+static cl_int op_of(const fb_agg_desc *a)
+{
+    switch (a->kind) {
+    case FB_AGG_COUNT_STAR: return GB_COUNT_ROWS;
+    case FB_AGG_COUNT: return GB_COUNT_VALID;
+    case FB_AGG_MIN: return GB_MIN;
+    case FB_AGG_MAX: return GB_MAX;
+    default: /* sum, avg */
+        if (is_float(a->type))
+            return GB_SUM_FLOAT;
+        return fb_type_width(a->type) == 8 ? GB_SUM_WIDE : GB_SUM_INT;
+    }
+}
+
+static uint64_t pow2_at_least(uint64_t v)
+{
+    uint64_t p = 1;
+    while (p < v)
+        p <<= 1;
+    return p;
+}
+
+static fb_status check_args(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *keys, const fb_column *values,
+                            size_t n_values, int64_t n_rows, fb_column_out *out_keys, fb_column_out *out_aggs,
+                            int64_t *n_groups, const char *where)
+{
+    if (!ctx)
+        return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "ctx must not be NULL");
+    FB_RETURN_ERROR_IF(!spec || !n_groups, ctx, FB_ERR_INVALID_ARG, "spec and n_groups must not be NULL");
+    FB_RETURN_ERROR_IF(spec->n_keys > 1 || (spec->n_keys && (!spec->key_types || !keys || !out_keys)), ctx,
+                       FB_ERR_INVALID_ARG,
+                       "fb_cl_group_by groups by one key column or none (spec has %zu), with keys and out_keys",
+                       spec->n_keys);
+    FB_RETURN_ERROR_IF(spec->n_aggs > FB_AGG_MAX_AGGS || (spec->n_aggs && (!spec->aggs || !out_aggs)), ctx,
+                       FB_ERR_INVALID_ARG, "n_aggs is %zu (at most %d, with aggs and out_aggs)", spec->n_aggs,
+                       FB_AGG_MAX_AGGS);
+    /* slots (2 x rows, a power of two, plus 2) are numbered in 32 bits on the device */
+    FB_RETURN_ERROR_IF(n_rows < 0 || n_rows > FB_CL_TABLE_MAX_ROWS, ctx, FB_ERR_INVALID_ARG,
+                       "n_rows is %lld (0..%lld on the device)", (long long)n_rows, (long long)FB_CL_TABLE_MAX_ROWS);
+    if (spec->n_keys) {
+        FB_RETURN_ERROR_IF(!is_key_type(spec->key_types[0]), ctx, FB_ERR_UNSUPPORTED_TYPE,
+                           "a %s key; keys are integers or date32", fb_type_name(spec->key_types[0]));
+        FB_FORWARD_IF_ERROR(fb_check_column(ctx, keys, where, "the key column"));
+        FB_RETURN_ERROR_IF(keys->type != spec->key_types[0], ctx, FB_ERR_UNSUPPORTED_TYPE,
+                           "the key column is %s, the spec says %s", fb_type_name(keys->type),
+                           fb_type_name(spec->key_types[0]));
+        FB_RETURN_ERROR_IF(keys->length != n_rows, ctx, FB_ERR_LENGTH_MISMATCH,
+                           "the key column has %lld rows, not %lld", (long long)keys->length, (long long)n_rows);
+    }
+    for (size_t a = 0; a < spec->n_aggs; a++) {
+        const fb_agg_desc *d = &spec->aggs[a];
+        fb_type rt;
+        FB_FORWARD_IF_ERROR(fb_agg_result_type(d->kind, d->kind == FB_AGG_COUNT_STAR ? FB_TYPE_INT64 : d->type, &rt));
+        if (d->kind == FB_AGG_COUNT_STAR)
+            continue;
+        FB_RETURN_ERROR_IF(d->input < 0 || (size_t)d->input >= n_values || !values, ctx, FB_ERR_INVALID_ARG,
+                           "aggregate %zu reads value column %d of %zu", a, (int)d->input, n_values);
+        const fb_column *v = &values[d->input];
+        FB_FORWARD_IF_ERROR(fb_check_column(ctx, v, where, "a value column"));
+        FB_RETURN_ERROR_IF(v->type != d->type, ctx, FB_ERR_UNSUPPORTED_TYPE, "aggregate %zu: column is %s, spec %s", a,
+                           fb_type_name(v->type), fb_type_name(d->type));
+        FB_RETURN_ERROR_IF(v->length != n_rows, ctx, FB_ERR_LENGTH_MISMATCH,
+                           "value column %d has %lld rows, not %lld", (int)d->input, (long long)v->length,
+                           (long long)n_rows);
+    }
+    return FB_OK;
+}
+
+/* The value of an ordered key (fb_key of common.cl) back in type t's bits: floats come back
+ * canonical (one NaN, +0.0), as the CPU's min and max return them. */
+static uint64_t unkey(fb_type t, int64_t key)
+{
+    switch (t) {
+    case FB_TYPE_UINT32: return (uint32_t)key ^ 0x80000000u;
+    case FB_TYPE_UINT64: return (uint64_t)key ^ 0x8000000000000000ull;
+    case FB_TYPE_FLOAT32: {
+        uint32_t raw = (uint32_t)key;
+        return raw & 0x80000000u ? raw ^ 0x7FFFFFFFu : raw;
+    }
+    case FB_TYPE_FLOAT64: {
+        uint64_t raw = (uint64_t)key;
+        return raw & 0x8000000000000000ull ? raw ^ 0x7FFFFFFFFFFFFFFFull : raw;
+    }
+    default: return (uint64_t)key;
+    }
+}
+
+static void put(void *data, size_t w, int64_t g, uint64_t bits) { memcpy((char *)data + (size_t)g * w, &bits, w); }
+
+static void set_bit(uint8_t *bits, int64_t i, int v)
+{
+    if (v)
+        bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+}
+
+typedef __int128 i128;
+
+/* The exact sum of group g from its words (w1, w2 as fb_gb_update left them). */
+static i128 exact_sum(cl_int op, fb_type t, uint64_t w1, uint64_t w2)
+{
+    if (op == GB_SUM_INT)
+        return (i128)(int64_t)w1;
+    i128 hi = t == FB_TYPE_INT64 ? (i128)(int64_t)w2 : (i128)w2;
+    return hi * ((i128)1 << 32) + (i128)w1;
+}
+
+/* Writes the outputs from the group keys and words (G groups, words[a * 3 * G + k * G + g]). */
+static fb_status write_results(fb_ctx *ctx, const fb_agg_spec *spec, int64_t G, const uint64_t *gkeys,
+                               int64_t null_group, const uint64_t *words, fb_column_out *out_keys,
+                               fb_column_out *out_aggs, const char *where)
+{
+    fb_type kt = spec->n_keys ? spec->key_types[0] : FB_TYPE_INVALID;
+    if (spec->n_keys)
+        FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out_keys, kt, G, null_group >= 0, where));
+    for (size_t a = 0; a < spec->n_aggs; a++) {
+        const fb_agg_desc *d = &spec->aggs[a];
+        fb_type rt;
+        fb_agg_result_type(d->kind, d->kind == FB_AGG_COUNT_STAR ? FB_TYPE_INT64 : d->type, &rt);
+        int nulls = 0;
+        const uint64_t *w0 = words + a * 3 * (size_t)G;
+        if (d->kind != FB_AGG_COUNT_STAR && d->kind != FB_AGG_COUNT)
+            for (int64_t g = 0; g < G && !nulls; g++)
+                nulls = w0[g] == 0;
+        FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, &out_aggs[a], rt, G, nulls, where));
+    }
+    for (size_t a = 0; a < spec->n_aggs; a++) {
+        const fb_agg_desc *d = &spec->aggs[a];
+        cl_int op = op_of(d);
+        if (d->kind != FB_AGG_SUM || op == GB_SUM_FLOAT)
+            continue;
+        const uint64_t *w0 = words + a * 3 * (size_t)G, *w1 = w0 + G, *w2 = w1 + G;
+        for (int64_t g = 0; g < G; g++) {
+            i128 s = exact_sum(op, d->type, w1[g], w2[g]);
+            if (w0[g] && (s > INT64_MAX || s < INT64_MIN))
+                return fb_set_error(ctx, FB_ERR_OVERFLOW, where, "aggregate %zu (sum of %s) overflows int64 in group %lld",
+                                    a, fb_type_name(d->type), (long long)g);
+        }
+    }
+    if (spec->n_keys) {
+        size_t kw = fb_type_width(kt);
+        if (out_keys->validity)
+            memset(out_keys->validity, 0, (size_t)(G + 7) / 8);
+        for (int64_t g = 0; g < G; g++) {
+            put(out_keys->data, kw, g, g == null_group ? 0 : gkeys[g]);
+            if (out_keys->validity)
+                set_bit(out_keys->validity, g, g != null_group);
+        }
+        out_keys->null_count = null_group >= 0;
+    }
+    for (size_t a = 0; a < spec->n_aggs; a++) {
+        const fb_agg_desc *d = &spec->aggs[a];
+        cl_int op = op_of(d);
+        fb_column_out *o = &out_aggs[a];
+        const uint64_t *w0 = words + a * 3 * (size_t)G, *w1 = w0 + G, *w2 = w1 + G;
+        if (o->validity)
+            memset(o->validity, 0, (size_t)(G + 7) / 8);
+        int64_t nulls = 0;
+        for (int64_t g = 0; g < G; g++) {
+            int64_t nn = (int64_t)w0[g];
+            int valid = d->kind == FB_AGG_COUNT_STAR || d->kind == FB_AGG_COUNT || nn != 0;
+            double f;
+            switch (d->kind) {
+            case FB_AGG_COUNT_STAR:
+            case FB_AGG_COUNT: ((int64_t *)o->data)[g] = nn; break;
+            case FB_AGG_SUM:
+                if (op == GB_SUM_FLOAT) {
+                    memcpy(&f, &w1[g], 8);
+                    ((double *)o->data)[g] = valid ? f : 0.0;
+                } else {
+                    ((int64_t *)o->data)[g] = valid ? (int64_t)exact_sum(op, d->type, w1[g], w2[g]) : 0;
+                }
+                break;
+            case FB_AGG_AVG:
+                if (op == GB_SUM_FLOAT) {
+                    memcpy(&f, &w1[g], 8);
+                    ((double *)o->data)[g] = valid ? f / (double)nn : 0.0;
+                } else {
+                    ((double *)o->data)[g] = valid ? (double)exact_sum(op, d->type, w1[g], w2[g]) / (double)nn : 0.0;
+                }
+                break;
+            default: put(o->data, fb_type_width(d->type), g, valid ? unkey(d->type, (int64_t)w1[g]) : 0); break;
+            }
+            nulls += !valid;
+            if (o->validity)
+                set_bit(o->validity, g, valid);
+        }
+        o->null_count = nulls;
+    }
+    if (spec->n_keys)
+        out_keys->length = G;
+    for (size_t a = 0; a < spec->n_aggs; a++)
+        out_aggs[a].length = G;
+    return FB_OK;
+}
+
+/* w[first .. first + n) = value on the device */
+static fb_status fill_words(fb_cl_job *j, cl_mem w, cl_ulong first, cl_ulong n, cl_ulong value)
+{
+    struct fb_cl_state *cl = j->cl;
+    const fb_cl_karg args[] = {KARG(w), KARG(first), KARG(n), KARG(value)};
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->gb_fill, "fb_gb_fill", args, 4));
+    return fb_cl_job_run(j, cl->gb_fill, "fb_gb_fill", fb_cl_grid_groups(cl, n, cl->wg_group), cl->wg_group);
+}
+
+/* Rows per chunk when each row needs `per_row` device bytes: what the budget leaves, at least 1024. */
+static fb_status chunk_rows(fb_cl_job *j, size_t per_row, int64_t n, int64_t *rows)
+{
+    size_t room = fb_cl_job_room(j);
+    int64_t r = (int64_t)(room / (per_row ? per_row : 1));
+    if (r > n)
+        r = n;
+    if (r < 1024 && r < n)
+        return fb_set_error(j->ctx, FB_ERR_DEVICE_MEMORY, j->where,
+                            "the device memory budget (%zu bytes, FB_CL_MEM_BUDGET) leaves %zu bytes: too little for"
+                            " chunks of the input",
+                            fb_cl_budget(j->cl), room);
+    *rows = r;
+    return FB_OK;
+}
+
+static fb_status run_kernel(fb_cl_job *j, cl_kernel k, const char *name, const fb_cl_karg *args, cl_uint n_args,
+                            size_t groups, size_t wg)
+{
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, k, name, args, n_args));
+    return fb_cl_job_run(j, k, name, groups, wg);
+}
+
+/* No key: one group of every row (its result always has one row, as on the CPU). */
+static fb_status ungrouped(fb_cl_job *j, const fb_agg_spec *spec, const fb_column *values, int64_t n_rows,
+                           fb_column_out *out_aggs, int64_t *n_groups)
+{
+    struct fb_cl_state *cl = j->cl;
+    size_t n_aggs = spec->n_aggs, wg = cl->wg_group;
+    cl_ulong G = 1;
+    uint64_t words_h[3 * FB_AGG_MAX_AGGS];
+    memset(words_h, 0, sizeof words_h);
+    const fb_column *scols[FB_CL_STREAM_MAX_COLS];
+    int col_of[FB_AGG_MAX_AGGS];
+    size_t n_s = 0, per_row = 4;
+    for (size_t a = 0; a < n_aggs; a++) {
+        col_of[a] = -1;
+        if (spec->aggs[a].kind == FB_AGG_COUNT_STAR) {
+            words_h[a * 3] = (uint64_t)n_rows; /* no column to read */
+            continue;
+        }
+        for (size_t b = 0; b < n_s && col_of[a] < 0; b++)
+            if (scols[b] == &values[spec->aggs[a].input])
+                col_of[a] = (int)b;
+        if (col_of[a] < 0) {
+            col_of[a] = (int)n_s;
+            scols[n_s++] = &values[spec->aggs[a].input];
+            per_row += 2 * (fb_type_width(spec->aggs[a].type) + 1);
+        }
+    }
+    fb_status st = FB_OK;
+    fb_cl_stream stream;
+    memset(&stream, 0, sizeof stream);
+    if (n_s > 0 && n_rows > 0) {
+        cl_mem words, gids;
+        int64_t chunk = 1;
+        TRY(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, n_aggs * 3 * 8, NULL, &words));
+        TRY(fb_cl_job_fill(j, words, 0u, n_aggs * 3 * 8));
+        for (size_t a = 0; a < n_aggs; a++) {
+            cl_int op = op_of(&spec->aggs[a]);
+            if (op == GB_MIN || op == GB_MAX)
+                TRY(fill_words(j, words, (cl_ulong)(a * 3 + 1), 1,
+                               op == GB_MIN ? 0x7FFFFFFFFFFFFFFFull : 0x8000000000000000ull));
+        }
+        TRY(chunk_rows(j, per_row, n_rows, &chunk));
+        TRY(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)(chunk < 8 ? 8 : chunk) * 4, NULL, &gids));
+        TRY(fb_cl_job_fill(j, gids, 0u, (size_t)(chunk < 8 ? 8 : chunk) * 4)); /* every row in group 0 */
+        TRY(fb_cl_stream_open(&stream, j, scols, n_s, n_rows, chunk));
+        cl->last_chunks = 0;
+        for (;;) {
+            int64_t r0, m;
+            fb_cl_dev_column dc[FB_CL_STREAM_MAX_COLS];
+            TRY(fb_cl_stream_next(&stream, &r0, &m, dc));
+            if (m == 0)
+                break;
+            cl_ulong rows = (cl_ulong)m;
+            cl_int use_local = 1;
+            for (size_t a = 0; a < n_aggs; a++) {
+                if (col_of[a] < 0)
+                    continue;
+                fb_cl_dev_column *v = &dc[col_of[a]];
+                cl_int op = op_of(&spec->aggs[a]);
+                cl_ulong agg_base = (cl_ulong)(a * 3);
+                const fb_cl_karg uargs[] = {KARG(gids),     KARG(rows),         KARG(v->data),   KARG(v->type),
+                                            KARG(v->valid), KARG(v->has_valid), KARG(v->voff),   KARG(op),
+                                            KARG(G),        KARG(words),        KARG(agg_base),  KARG(use_local),
+                                            KLOCAL(8),      KLOCAL(8),          KLOCAL(8)};
+                size_t ugroups = fb_cl_grid_groups(cl, rows, wg);
+                if (ugroups > (size_t)cl->compute_units * 8)
+                    ugroups = (size_t)cl->compute_units * 8;
+                TRY(run_kernel(j, cl->gb_update, "fb_gb_update", uargs, 15, ugroups, wg));
+            }
+            TRY(fb_cl_stream_release(&stream));
+            cl->last_chunks++;
+        }
+        TRY(fb_cl_stream_close(&stream, FB_OK));
+        uint64_t dev[3 * FB_AGG_MAX_AGGS];
+        TRY(fb_cl_job_read(j, words, CL_TRUE, 0, n_aggs * 3 * 8, dev));
+        for (size_t a = 0; a < n_aggs; a++)
+            if (spec->aggs[a].kind != FB_AGG_COUNT_STAR)
+                memcpy(&words_h[a * 3], &dev[a * 3], 3 * 8);
+    } else {
+        for (size_t a = 0; a < n_aggs; a++) { /* no value read: min/max of nothing, as the device would */
+            cl_int op = op_of(&spec->aggs[a]);
+            if (op == GB_MIN || op == GB_MAX)
+                words_h[a * 3 + 1] = op == GB_MIN ? 0x7FFFFFFFFFFFFFFFull : 0x8000000000000000ull;
+        }
+    }
+    st = write_results(j->ctx, spec, 1, NULL, -1, words_h, NULL, out_aggs, j->where);
+    if (st == FB_OK)
+        *n_groups = 1;
+done:
+    return fb_cl_stream_close(&stream, st);
+}
+
+fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *keys, const fb_column *values,
+                         size_t n_values, int64_t n_rows, fb_column_out *out_keys, fb_column_out *out_aggs,
+                         int64_t *n_groups)
+{
+    FB_FORWARD_IF_ERROR(check_args(ctx, spec, keys, values, n_values, n_rows, out_keys, out_aggs, n_groups, __func__));
+    if (spec->n_keys)
+        out_keys->length = out_keys->null_count = 0;
+    for (size_t a = 0; a < spec->n_aggs; a++)
+        out_aggs[a].length = out_aggs[a].null_count = 0;
+    *n_groups = 0;
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    if (st != FB_OK)
+        return fb_cl_job_close(&j, st);
+    struct fb_cl_state *cl = j.cl;
+    uint64_t *host = NULL;
+    size_t host_bytes = 0;
+    fb_cl_stream stream;
+    memset(&stream, 0, sizeof stream);
+    if (!cl->gb_insert) {
+        st = fb_set_error(ctx, FB_ERR_OPENCL, __func__,
+                          "the device lacks cl_khr_int64_base_atomics, cl_khr_int64_extended_atomics or cl_khr_fp64");
+        goto done;
+    }
+    if (spec->n_keys == 0) {
+        st = ungrouped(&j, spec, values, n_rows, out_aggs, n_groups);
+        goto done;
+    }
+    if (n_rows == 0) {
+        st = write_results(ctx, spec, 0, NULL, -1, NULL, out_keys, out_aggs, __func__);
+        goto done;
+    }
+    size_t wg = cl->wg_group;
+    cl_ulong n = (cl_ulong)n_rows;
+    cl_ulong cap = pow2_at_least(2 * n < 64 ? 64 : 2 * n), mask = cap - 1, slots = cap + 2;
+    size_t kw = fb_type_width(keys->type);
+    cl->last_chunks = 0;
+
+    /* 1. the table: keys, first rows */
+    cl_mem tkeys, first;
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)cap * 8, NULL, &tkeys));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)slots * 4, NULL, &first));
+    TRY(fill_words(&j, tkeys, 0, cap, GB_EMPTY));
+    TRY(fb_cl_job_fill(&j, first, 0xFFFFFFFFu, (size_t)slots * 4));
+    int64_t chunk = 1;
+    TRY(chunk_rows(&j, 2 * (kw + 1), n_rows, &chunk));
+    const fb_column *kcol[1] = {keys};
+    TRY(fb_cl_stream_open(&stream, &j, kcol, 1, n_rows, chunk));
+    for (;;) {
+        int64_t r0, m;
+        fb_cl_dev_column d;
+        TRY(fb_cl_stream_next(&stream, &r0, &m, &d));
+        if (m == 0)
+            break;
+        cl_ulong rows = (cl_ulong)m;
+        cl_uint base = (cl_uint)r0;
+        const fb_cl_karg args[] = {KARG(d.data), KARG(d.type), KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
+                                   KARG(rows),   KARG(base),   KARG(tkeys),   KARG(mask),        KARG(first)};
+        TRY(run_kernel(&j, cl->gb_insert, "fb_gb_insert", args, 10, fb_cl_grid_groups(cl, rows, wg), wg));
+        TRY(fb_cl_stream_release(&stream));
+        cl->last_chunks++;
+    }
+    TRY(fb_cl_stream_close(&stream, FB_OK));
+
+    /* 2. groups numbered by first row */
+    cl_mem count, firsts, slot_ids;
+    static const cl_uint zero = 0;
+    size_t pair_cap = (size_t)(n < slots ? n : slots);
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof zero, &zero, &count));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, pair_cap * 4, NULL, &firsts));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, pair_cap * 4, NULL, &slot_ids));
+    const fb_cl_karg cargs[] = {KARG(first), KARG(slots), KARG(count), KARG(firsts), KARG(slot_ids)};
+    TRY(run_kernel(&j, cl->gb_collect, "fb_gb_collect", cargs, 5, fb_cl_grid_groups(cl, slots, wg), wg));
+    cl_uint groups32 = 0;
+    TRY(fb_cl_job_read(&j, count, CL_TRUE, 0, sizeof groups32, &groups32));
+    cl_ulong G = groups32;
+    if (G == 0 || G > pair_cap) {
+        st = fb_set_error(ctx, FB_ERR_INTERNAL, __func__, "the device found %llu groups in %lld rows",
+                          (unsigned long long)G, (long long)n_rows);
+        goto done;
+    }
+    /* whether there is a null group (slot cap) */
+    cl_uint special[1];
+    TRY(fb_cl_job_read(&j, first, CL_TRUE, (size_t)cap * 4, sizeof special, special));
+    fb_cl_job_release(&j, first);
+    fb_cl_job_release(&j, count);
+    TRY(fb_cl_sort_pairs(&j, firsts, slot_ids, G));
+    cl_mem dense, gkeys;
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)slots * 4, NULL, &dense));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)G * 8, NULL, &gkeys));
+    const fb_cl_karg dargs[] = {KARG(slot_ids), KARG(G), KARG(tkeys), KARG(cap), KARG(dense), KARG(gkeys)};
+    TRY(run_kernel(&j, cl->gb_dense, "fb_gb_dense", dargs, 6, fb_cl_grid_groups(cl, G, wg), wg));
+    fb_cl_job_release(&j, firsts);
+    fb_cl_job_release(&j, slot_ids);
+
+    /* 3. the aggregates' words: [agg][w0 | w1 | w2][group] */
+    size_t n_aggs = spec->n_aggs;
+    size_t words_n = n_aggs * 3 * (size_t)G;
+    cl_mem words = cl->dummy;
+    if (n_aggs) {
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, words_n * 8, NULL, &words));
+        TRY(fb_cl_job_fill(&j, words, 0u, words_n * 8));
+    }
+    for (size_t a = 0; a < n_aggs; a++) { /* min and max start from the largest and smallest key */
+        cl_int op = op_of(&spec->aggs[a]);
+        if (op == GB_MIN || op == GB_MAX)
+            TRY(fill_words(&j, words, (cl_ulong)(a * 3 + 1) * G, G,
+                           op == GB_MIN ? 0x7FFFFFFFFFFFFFFFull : 0x8000000000000000ull));
+    }
+    int use_local = G <= FB_CL_GROUP_LOCAL_MAX;
+    /* the streamed columns: the key, then each value column read by an aggregate (once) */
+    const fb_column *scols[FB_CL_STREAM_MAX_COLS];
+    int col_of[FB_AGG_MAX_AGGS];
+    size_t n_s = 0;
+    size_t per_row = 2 * (kw + 1) + 4;
+    scols[n_s++] = keys;
+    for (size_t a = 0; a < n_aggs; a++) {
+        col_of[a] = -1;
+        if (spec->aggs[a].kind == FB_AGG_COUNT_STAR)
+            continue;
+        for (size_t b = 1; b < n_s && col_of[a] < 0; b++)
+            if (scols[b] == &values[spec->aggs[a].input])
+                col_of[a] = (int)b;
+        if (col_of[a] < 0) {
+            col_of[a] = (int)n_s;
+            scols[n_s++] = &values[spec->aggs[a].input];
+            per_row += 2 * (fb_type_width(spec->aggs[a].type) + 1);
+        }
+    }
+    TRY(chunk_rows(&j, per_row, n_rows, &chunk));
+    int phase1_chunks = cl->last_chunks, chunks2 = 0;
+    size_t lbytes = use_local ? (size_t)G * 8 : 8;
+    cl_mem gids;
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)chunk * 4, NULL, &gids));
+    TRY(fb_cl_stream_open(&stream, &j, scols, n_s, n_rows, chunk));
+    for (;;) {
+        int64_t r0, m;
+        fb_cl_dev_column dc[FB_CL_STREAM_MAX_COLS];
+        TRY(fb_cl_stream_next(&stream, &r0, &m, dc));
+        if (m == 0)
+            break;
+        cl_ulong rows = (cl_ulong)m;
+        fb_cl_dev_column *d = &dc[0];
+        const fb_cl_karg largs[] = {KARG(d->data), KARG(d->type), KARG(d->valid), KARG(d->has_valid), KARG(d->voff),
+                                    KARG(rows),    KARG(tkeys),   KARG(mask),     KARG(dense),        KARG(gids)};
+        TRY(run_kernel(&j, cl->gb_lookup, "fb_gb_lookup", largs, 10, fb_cl_grid_groups(cl, rows, wg), wg));
+        fb_cl_dev_column none = {cl->dummy, cl->dummy, FB_TYPE_INT64, 0, 0, 0};
+        for (size_t a = 0; a < n_aggs; a++) {
+            const fb_agg_desc *ad = &spec->aggs[a];
+            fb_cl_dev_column *v = col_of[a] < 0 ? &none : &dc[col_of[a]];
+            cl_int op = op_of(ad);
+            cl_ulong agg_base = (cl_ulong)(a * 3 * (size_t)G);
+            const fb_cl_karg uargs[] = {KARG(gids),   KARG(rows),    KARG(v->data),  KARG(v->type),
+                                        KARG(v->valid), KARG(v->has_valid), KARG(v->voff), KARG(op),
+                                        KARG(G),      KARG(words),   KARG(agg_base), KARG(use_local),
+                                        KLOCAL(lbytes), KLOCAL(lbytes), KLOCAL(lbytes)};
+            size_t ugroups = fb_cl_grid_groups(cl, rows, wg);
+            if (use_local && ugroups > (size_t)cl->compute_units * 8)
+                ugroups = (size_t)cl->compute_units * 8; /* few groups: each flushes G words once */
+            TRY(run_kernel(&j, cl->gb_update, "fb_gb_update", uargs, 15, ugroups, wg));
+        }
+        TRY(fb_cl_stream_release(&stream));
+        chunks2++;
+    }
+    TRY(fb_cl_stream_close(&stream, FB_OK));
+    cl->last_chunks = chunks2 > phase1_chunks ? chunks2 : phase1_chunks;
+
+    /* 4. results */
+    host_bytes = ((size_t)G + words_n) * 8;
+    TRY(fb_alloc(ctx, host_bytes, 64, (void **)&host, __func__));
+    TRY(fb_cl_job_read(&j, gkeys, CL_FALSE, 0, (size_t)G * 8, host));
+    if (n_aggs)
+        TRY(fb_cl_job_read(&j, words, CL_FALSE, 0, words_n * 8, host + G));
+    TRY(fb_cl_job_finish(&j));
+    int64_t null_group = -1;
+    if (special[0] != 0xFFFFFFFFu) {
+        cl_uint ng;
+        TRY(fb_cl_job_read(&j, dense, CL_TRUE, (size_t)cap * 4, sizeof ng, &ng));
+        null_group = ng;
+    }
+    st = write_results(ctx, spec, (int64_t)G, host, null_group, host + G, out_keys, out_aggs, __func__);
+    if (st == FB_OK)
+        *n_groups = (int64_t)G;
+done:
+    fb_cl_stream_close(&stream, st);
+    if (host)
+        fb_free(ctx, host, host_bytes);
+    return fb_cl_job_close(&j, st);
+}
