@@ -64,6 +64,12 @@ math(EXPR want "${rows} * 8")
 if(NOT dumped EQUAL want)
   message(FATAL_ERROR "fbench run --dump wrote ${dumped} bytes, expected ${want}")
 endif()
+# Every operator workload, small, on the CPU and (where it has one) on the OpenCL device: each run checks
+# its answer against fbench's own reference and fails otherwise.
+foreach(w J1 J2 J3 J4 A1 A2 A3 A4 S1 S2 S3 S4)
+  fbench_run(0 run ${w} --scale 0.001 --repeat 1 --json ${WORK_DIR}/${w}.json --hw ${json})
+  fbench_run(0 run ${w} --scale 0.001 --repeat 1 --device opencl:0 --hw ${json})
+endforeach()
 fbench_run(2 run no-such-workload)
 fbench_run(2 run scan-agg --device opencl:0)
 fbench_run(2 run scan-agg --scale -1)

@@ -269,6 +269,78 @@ static fb_status agg_run(fb_ctx *ctx, const void *data, long morsel, fbench_resu
     return st;
 }
 
+/* The same aggregation on the context's OpenCL device (fb_cl_group_by), folded the same way. */
+static fb_status agg_run_cl(fb_ctx *ctx, const void *data, fbench_result *out)
+{
+    const agg_data *d = data;
+    fb_type kt = d->kind == 3 ? FB_TYPE_INT64 : FB_TYPE_INT32;
+    fb_column key = fb_column_make(kt, d->k, d->rows, d->kvalid);
+    fb_column val = fb_column_make(FB_TYPE_INT32, d->v, d->rows, d->vvalid);
+    fb_agg_desc aggs[5];
+    size_t n_aggs = 0;
+    aggs[n_aggs++] = (fb_agg_desc){FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID};
+    if (d->kind == 4)
+        aggs[n_aggs++] = (fb_agg_desc){FB_AGG_COUNT, 0, FB_TYPE_INT32};
+    aggs[n_aggs++] = (fb_agg_desc){FB_AGG_SUM, 0, FB_TYPE_INT32};
+    if (d->kind == 2) {
+        aggs[n_aggs++] = (fb_agg_desc){FB_AGG_MIN, 0, FB_TYPE_INT32};
+        aggs[n_aggs++] = (fb_agg_desc){FB_AGG_MAX, 0, FB_TYPE_INT32};
+    }
+    if (d->kind == 2 || d->kind == 4)
+        aggs[n_aggs++] = (fb_agg_desc){FB_AGG_AVG, 0, FB_TYPE_INT32};
+    fb_agg_spec spec = {1, &kt, n_aggs, aggs, FB_AGG_STRATEGY_AUTO};
+    /* Outputs with room for every row as its own group (A3). */
+    int64_t cap = d->rows ? d->rows : 1;
+    size_t vbytes = (size_t)(cap + 7) / 8;
+    void *kbuf = malloc((size_t)cap * 8), *abuf[5] = {0};
+    uint8_t *kvalid = malloc(vbytes), *avalid[5] = {0};
+    fb_column_out ko = {kt, cap, kbuf, kvalid, 0, 0}, ao[5];
+    int ok = kbuf && kvalid;
+    for (size_t a = 0; a < n_aggs; a++) {
+        fb_type rt;
+        fb_agg_result_type(aggs[a].kind, aggs[a].kind == FB_AGG_COUNT_STAR ? FB_TYPE_INT32 : aggs[a].type, &rt);
+        abuf[a] = malloc((size_t)cap * 8);
+        avalid[a] = malloc(vbytes);
+        ok &= abuf[a] && avalid[a];
+        ao[a] = (fb_column_out){rt, cap, abuf[a], avalid[a], 0, 0};
+    }
+    int64_t groups = 0;
+    fb_status st = ok ? fb_cl_group_by(ctx, &spec, &key, &val, 1, d->rows, &ko, ao, &groups)
+                      : fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for %lld groups", (long long)cap);
+    agg_fold f = {0, 0, 0, 0};
+    int bad_avg = 0;
+    for (int64_t i = 0; st == FB_OK && i < groups; i++) {
+        fb_column k = fb_column_make(kt, kbuf, groups, kvalid), sc;
+        int knull = !fb_column_is_valid(&k, i);
+        int64_t kv = kt == FB_TYPE_INT64 ? ((const int64_t *)kbuf)[i] : ((const int32_t *)kbuf)[i];
+        int64_t c = ((const int64_t *)abuf[0])[i];
+        size_t si = d->kind == 4 ? 2 : 1;
+        int64_t cv = d->kind == 4 ? ((const int64_t *)abuf[1])[i] : c;
+        sc = fb_column_make(FB_TYPE_INT64, abuf[si], groups, avalid[si]);
+        int snull = !fb_column_is_valid(&sc, i);
+        int64_t sum = ((const int64_t *)abuf[si])[i], mn = 0, mx = 0;
+        if (d->kind == 2) {
+            mn = ((const int32_t *)abuf[2])[i];
+            mx = ((const int32_t *)abuf[3])[i];
+        }
+        if (!snull && (d->kind == 2 || d->kind == 4)) {
+            double avg = ((const double *)abuf[n_aggs - 1])[i], want = (double)sum / (double)cv;
+            bad_avg |= fabs(avg - want) > 1e-9 * fabs(want) + 1e-9;
+        }
+        fold_group(d->kind, &f, knull, kv, c, cv, snull, sum, mn, mx);
+    }
+    free(kbuf);
+    free(kvalid);
+    for (size_t a = 0; a < n_aggs; a++) {
+        free(abuf[a]);
+        free(avalid[a]);
+    }
+    if (st == FB_OK && bad_avg)
+        st = fb_stage_error(ctx, FB_ERR_INTERNAL, "an avg differs from sum / count");
+    fold_out(&f, out);
+    return st;
+}
+
 static double agg_bytes(const void *data)
 {
     const agg_data *d = data;
@@ -325,16 +397,16 @@ static int agg_dump(const void *data, const char *dir, FILE *m)
 static const fbench_workload agg_workloads[] = {
     {"A1", "GROUP BY k (int32, 2M distinct at scale 1, uniform): count(*), sum(v); 64M rows at scale 1", 64 * AGG_M,
      a1_generate, agg_destroy, agg_reference, agg_run, agg_bytes, agg_dump,
-     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(s)"}, 0, NULL},
+     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(s)"}, 0, agg_run_cl},
     {"A2", "GROUP BY k (int32, 100 distinct): count(*), sum, min, max, avg of v; 64M rows at scale 1", 64 * AGG_M,
      a2_generate, agg_destroy, agg_reference, agg_run, agg_bytes, agg_dump,
-     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(((mx-mn)%1000003)*(k%1021))"}, 0, NULL},
+     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(((mx-mn)%1000003)*(k%1021))"}, 0, agg_run_cl},
     {"A3", "GROUP BY k (int64, ~all distinct): count(*), sum(v); 64M rows at scale 1", 64 * AGG_M, a3_generate,
      agg_destroy, agg_reference, agg_run, agg_bytes, agg_dump,
-     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(s)"}, 0, NULL},
+     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(s)"}, 0, agg_run_cl},
     {"A4", "A1 with 10% null v and 1% null k: count(*), count(v), sum(v), avg(v); 64M rows at scale 1", 64 * AGG_M,
      a4_generate, agg_destroy, agg_reference, agg_run, agg_bytes, agg_dump,
-     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(cv*(k%1021))"}, 0, NULL},
+     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(cv*(k%1021))"}, 0, agg_run_cl},
 };
 
 size_t fbench_wl_agg(const fbench_workload **list)

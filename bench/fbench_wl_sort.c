@@ -291,18 +291,17 @@ static void sort_reference(const void *data, fbench_result *out)
     out->n_values = 3;
 }
 
-static fb_status sort_run(fb_ctx *ctx, const void *data, long morsel, fbench_result *out, fb_query *q)
+/* The CPU's parallel sorts, or with `cl` their OpenCL twins on the context's device. */
+static fb_status sort_run_on(fb_ctx *ctx, const sort_data *d, fbench_result *out, int cl)
 {
-    (void)morsel;
-    (void)q;
-    const sort_data *d = data;
     int64_t n = d->rows;
     fb_status st;
     if (d->wl == 4) {
         fb_sort_key key = {fb_column_make(FB_TYPE_INT32, d->k32, n, NULL), 1, 0};
         uint32_t ids[TOP_N];
         int64_t got = 0;
-        st = fb_sort_top_n_parallel(ctx, &key, 1, TOP_N, ids, TOP_N, &got);
+        st = cl ? fb_cl_sort_top_n(ctx, &key, 1, TOP_N, ids, TOP_N, &got)
+                : fb_sort_top_n_parallel(ctx, &key, 1, TOP_N, ids, TOP_N, &got);
         if (st != FB_OK)
             return st;
         int64_t sk = 0, rh = 0;
@@ -323,11 +322,11 @@ static fb_status sort_run(fb_ctx *ctx, const void *data, long morsel, fbench_res
         fb_column pay = fb_column_make(FB_TYPE_INT32, d->v32, n, NULL);
         o[0] = (fb_column_out){FB_TYPE_INT32, n, d->out[0], NULL, 0, 0};
         o[1] = (fb_column_out){FB_TYPE_INT32, n, d->out[1], NULL, 0, 0};
-        st = fb_sort_table_parallel(ctx, &key, 1, &pay, 1, o);
+        st = cl ? fb_cl_sort_table(ctx, &key, 1, &pay, 1, o) : fb_sort_table_parallel(ctx, &key, 1, &pay, 1, o);
     } else if (d->wl == 2) {
         fb_sort_key key = {fb_column_make(FB_TYPE_INT64, d->k64, n, NULL), 0, 0};
         o[0] = (fb_column_out){FB_TYPE_INT64, n, d->out[0], NULL, 0, 0};
-        st = fb_sort_table_parallel(ctx, &key, 1, NULL, 0, o);
+        st = cl ? fb_cl_sort_table(ctx, &key, 1, NULL, 0, o) : fb_sort_table_parallel(ctx, &key, 1, NULL, 0, o);
     } else {
         fb_sort_key keys[3] = {{fb_column_make(FB_TYPE_INT32, d->a, n, NULL), 0, 0},
                                {fb_column_make(FB_TYPE_INT64, d->b, n, NULL), 1, 0},
@@ -335,7 +334,7 @@ static fb_status sort_run(fb_ctx *ctx, const void *data, long morsel, fbench_res
         o[0] = (fb_column_out){FB_TYPE_INT32, n, d->out[0], NULL, 0, 0};
         o[1] = (fb_column_out){FB_TYPE_INT64, n, d->out[1], NULL, 0, 0};
         o[2] = (fb_column_out){FB_TYPE_FLOAT64, n, d->out[2], d->out_valid, 0, 0};
-        st = fb_sort_table_parallel(ctx, keys, 3, NULL, 0, o);
+        st = cl ? fb_cl_sort_table(ctx, keys, 3, NULL, 0, o) : fb_sort_table_parallel(ctx, keys, 3, NULL, 0, o);
     }
     if (st != FB_OK)
         return st;
@@ -348,6 +347,18 @@ static fb_status sort_run(fb_ctx *ctx, const void *data, long morsel, fbench_res
     out->values[2] = bad;
     out->n_values = 3;
     return FB_OK;
+}
+
+static fb_status sort_run(fb_ctx *ctx, const void *data, long morsel, fbench_result *out, fb_query *q)
+{
+    (void)morsel;
+    (void)q;
+    return sort_run_on(ctx, data, out, 0);
+}
+
+static fb_status sort_run_cl(fb_ctx *ctx, const void *data, fbench_result *out)
+{
+    return sort_run_on(ctx, data, out, 1);
 }
 
 static double sort_bytes(const void *data)
@@ -413,13 +424,13 @@ static int sort_dump(const void *data, const char *dir, FILE *m)
 
 static const fbench_workload sort_workloads[] = {
     {"S1", "sort 64M rows (k int32 uniform, v int32) by k, v follows (fb_sort_table_parallel)", ROWS_64M, s1_generate,
-     sort_destroy, sort_reference, sort_run, sort_bytes, sort_dump, {"rows", "hash", "out_of_order"}, 1, NULL},
+     sort_destroy, sort_reference, sort_run, sort_bytes, sort_dump, {"rows", "hash", "out_of_order"}, 1, sort_run_cl},
     {"S2", "sort 64M int64 keys uniform over the full range (fb_sort_table_parallel)", ROWS_64M, s2_generate,
-     sort_destroy, sort_reference, sort_run, sort_bytes, sort_dump, {"rows", "hash", "out_of_order"}, 1, NULL},
+     sort_destroy, sort_reference, sort_run, sort_bytes, sort_dump, {"rows", "hash", "out_of_order"}, 1, sort_run_cl},
     {"S3", "sort 16M rows by a int32 (1000 values) asc, b int64 desc, c float64 (NaN, nulls) asc nulls last", ROWS_16M,
-     s3_generate, sort_destroy, sort_reference, sort_run, sort_bytes, sort_dump, {"rows", "hash", "out_of_order"}, 1, NULL},
+     s3_generate, sort_destroy, sort_reference, sort_run, sort_bytes, sort_dump, {"rows", "hash", "out_of_order"}, 1, sort_run_cl},
     {"S4", "top 100 of 64M int32 keys by k desc (fb_sort_top_n_parallel)", ROWS_64M, s4_generate, sort_destroy,
-     sort_reference, sort_run, sort_bytes, sort_dump, {"rows", "sum_k", "last_k", "row_hash"}, 0, NULL},
+     sort_reference, sort_run, sort_bytes, sort_dump, {"rows", "sum_k", "last_k", "row_hash"}, 0, sort_run_cl},
 };
 
 size_t fbench_wl_sort(const fbench_workload **list)
