@@ -50,6 +50,11 @@ def load_table(con, d, table):
         expr = f'"{c["name"]}"'
         if c["type"] == "date32":
             expr = f"(DATE '1970-01-01' + {expr})"
+        if c["type"] in ("float32", "float64") and np.isnan(a).any():
+            # DuckDB reads a numpy NaN as NULL: carry NaN as a flag and make it a NaN again in SQL
+            raw["__nan_" + c["name"]] = np.isnan(a)
+            sql_type = "FLOAT" if c["type"] == "float32" else "DOUBLE"
+            expr = f"CASE WHEN \"__nan_{c['name']}\" THEN 'NaN'::{sql_type} ELSE {expr} END"
         if c.get("validity"):
             bits = np.fromfile(os.path.join(d, c["validity"]), dtype=np.uint8)
             valid = np.unpackbits(bits, bitorder="little")[:rows].astype(np.bool_)
