@@ -1891,6 +1891,162 @@ static double sample_selectivity(fb_ctx *ctx, const pnode *f, const pnode *scan)
     return failed ? -1.0 : (double)kept / (double)seen;
 }
 
+/* Follows column `c` of node `id` down to a base-table column; NULL when it is computed. */
+static const fb_column *base_column(const fb_plan *p, int id, size_t c, const pnode **filter)
+{
+    if (filter)
+        *filter = NULL;
+    for (;;) {
+        const pnode *n = &p->nodes[id];
+        switch (n->kind) {
+        case N_SCAN:
+            return &n->scan[c];
+        case N_FILTER:
+            if (filter && p->nodes[n->input].kind == N_SCAN)
+                *filter = n;
+            id = n->input;
+            break;
+        case N_SORT:
+        case N_LIMIT:
+            id = n->input;
+            break;
+        case N_PROJECT:
+            if (c + 1 >= (size_t)n->n_cols)
+                return NULL;
+            id = n->input;
+            break;
+        case N_JOIN: {
+            int probe_cols = p->nodes[n->input].n_cols;
+            if (c < (size_t)probe_cols) {
+                id = n->input;
+            } else {
+                c = n->payload[c - (size_t)probe_cols];
+                id = n->build;
+            }
+            break;
+        }
+        case N_AGG:
+            if (c >= n->n_akeys)
+                return NULL;
+            c = n->akeys[c];
+            id = n->input;
+            break;
+        }
+    }
+}
+
+/* Row i of an integer column (int8..uint64, date32) as 64 bits. */
+static uint64_t int_value(const fb_column *c, int64_t i)
+{
+    int64_t j = c->offset + i;
+    switch (c->type) {
+    case FB_TYPE_INT8:
+        return (uint64_t)(int64_t)((const int8_t *)c->data)[j];
+    case FB_TYPE_INT16:
+        return (uint64_t)(int64_t)((const int16_t *)c->data)[j];
+    case FB_TYPE_INT32:
+    case FB_TYPE_DATE32:
+        return (uint64_t)(int64_t)((const int32_t *)c->data)[j];
+    case FB_TYPE_UINT8:
+        return ((const uint8_t *)c->data)[j];
+    case FB_TYPE_UINT16:
+        return ((const uint16_t *)c->data)[j];
+    case FB_TYPE_UINT32:
+        return ((const uint32_t *)c->data)[j];
+    default:
+        return ((const uint64_t *)c->data)[j];
+    }
+}
+
+/* Most rows of a dimension table whose distinct keys the cost model counts. */
+#define DISTINCT_MAX_ROWS (1 << 20)
+
+/* Distinct values (a null counts as one) of column c of node `id` where it comes from a table of at most
+ * DISTINCT_MAX_ROWS rows, among the rows a filter directly over that table keeps: the groups a grouping
+ * key can form (a dimension attribute: d_year, c_city...). -1 when it is computed or the table is large. */
+static double key_distinct(const fb_plan *p, int id, size_t c)
+{
+    const pnode *f = NULL;
+    const fb_column *col = base_column(p, id, c, &f);
+    if (!col || col->length > DISTINCT_MAX_ROWS || !is_int_type(col->type))
+        return -1;
+    int64_t rows = col->length;
+    if (rows == 0)
+        return 1;
+    uint32_t *sel[2] = {NULL, NULL};
+    const uint32_t *cur = NULL;
+    int64_t n_cur = rows;
+    if (f) { /* the filter's rows: its predicates over the whole (small) table */
+        const pnode *scan = &p->nodes[f->input];
+        sel[0] = malloc(sizeof(uint32_t) * (size_t)rows);
+        sel[1] = malloc(sizeof(uint32_t) * (size_t)rows);
+        int which = 0;
+        for (size_t k = 0; sel[0] && sel[1] && k < f->n_preds && n_cur > 0; k++) {
+            const pred *pr = &f->preds[k];
+            const fb_column *pc = &scan->scan[pr->p.column];
+            int64_t n_out = 0;
+            fb_status st;
+            if (pr->p.kind == FB_PLAN_PRED_CMP)
+                st = fb_select_cmp(p->ctx, pc, pr->p.op, pr->value, cur, n_cur, sel[which], rows, &n_out);
+            else if (pr->p.kind == FB_PLAN_PRED_BETWEEN)
+                st = fb_select_range(p->ctx, pc, pr->lo, pr->hi, cur, n_cur, sel[which], rows, &n_out);
+            else
+                st = fb_select_in(p->ctx, pc, pr->in, (int64_t)pr->p.n_in, cur, n_cur, sel[which], rows, &n_out);
+            if (st != FB_OK) {
+                free(sel[0]);
+                free(sel[1]);
+                return -1;
+            }
+            cur = sel[which];
+            n_cur = n_out;
+            which ^= 1;
+        }
+        if (!sel[0] || !sel[1]) {
+            free(sel[0]);
+            free(sel[1]);
+            return -1;
+        }
+    }
+    /* an open-addressing set of the values (0 marks an empty slot; the value 0 is counted apart) */
+    uint64_t cap = 16;
+    while (cap < 2 * (uint64_t)n_cur)
+        cap *= 2;
+    uint64_t *set = calloc(cap, sizeof *set);
+    double distinct = -1;
+    if (set) {
+        int64_t found = 0;
+        int nulls = 0, zero = 0;
+        for (int64_t k = 0; k < n_cur; k++) {
+            int64_t i = cur ? cur[k] : k;
+            if (!fb_column_is_valid(col, i)) {
+                nulls = 1;
+                continue;
+            }
+            uint64_t v = int_value(col, i);
+            if (v == 0) {
+                zero = 1;
+                continue;
+            }
+            for (uint64_t slot = ((v * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);; slot = (slot + 1) & (cap - 1)) {
+                if (set[slot] == v)
+                    break;
+                if (set[slot] == 0) {
+                    set[slot] = v;
+                    found++;
+                    break;
+                }
+            }
+        }
+        distinct = (double)(found + nulls + zero);
+        if (distinct < 1)
+            distinct = 1;
+    }
+    free(set);
+    free(sel[0]);
+    free(sel[1]);
+    return distinct;
+}
+
 typedef struct estimate {
     const fb_plan *plan;
     double *rows; /* per node; < 0 not yet estimated */
@@ -1927,8 +2083,14 @@ static double est_rows(estimate *e, int id)
         break;
     }
     case N_AGG: {
-        double in = est_rows(e, n->input);
-        r = n->n_akeys == 0 ? 1 : in < AGG_GROUPS_GUESS ? in : AGG_GROUPS_GUESS;
+        double in = est_rows(e, n->input), groups = 1;
+        for (size_t k = 0; k < n->n_akeys && groups > 0; k++) {
+            double d = key_distinct(p, n->input, n->akeys[k]);
+            groups = d > 0 ? groups * d : -1;
+        }
+        if (groups < 0) /* a key that is computed or from a large table: a guess */
+            groups = AGG_GROUPS_GUESS;
+        r = n->n_akeys == 0 ? 1 : in < groups ? in : groups;
         break;
     }
     case N_SORT:
@@ -1942,51 +2104,13 @@ static double est_rows(estimate *e, int id)
     return r;
 }
 
-/* Follows column `c` of node `id` down to a base-table column; NULL when it is computed. */
-static const fb_column *base_column(const fb_plan *p, int id, size_t c)
-{
-    for (;;) {
-        const pnode *n = &p->nodes[id];
-        switch (n->kind) {
-        case N_SCAN:
-            return &n->scan[c];
-        case N_FILTER:
-        case N_SORT:
-        case N_LIMIT:
-            id = n->input;
-            break;
-        case N_PROJECT:
-            if (c + 1 >= (size_t)n->n_cols)
-                return NULL;
-            id = n->input;
-            break;
-        case N_JOIN: {
-            int probe_cols = p->nodes[n->input].n_cols;
-            if (c < (size_t)probe_cols) {
-                id = n->input;
-            } else {
-                c = n->payload[c - (size_t)probe_cols];
-                id = n->build;
-            }
-            break;
-        }
-        case N_AGG:
-            if (c >= n->n_akeys)
-                return NULL;
-            c = n->akeys[c];
-            id = n->input;
-            break;
-        }
-    }
-}
-
 /* Whether the run will probe this join through a perfect hash: one key whose base column has a dense
  * range (as try_direct decides; uniqueness is assumed - the dimension tables of a star schema). */
 static int predict_direct(const fb_plan *p, const pnode *n)
 {
     if (n->n_keys != 1)
         return 0;
-    const fb_column *c = base_column(p, n->build, n->bkeys[0]);
+    const fb_column *c = base_column(p, n->build, n->bkeys[0], NULL);
     if (!c || c->length > (1 << 24))
         return 0;
     int64_t lo = INT64_MAX, hi = INT64_MIN, valid = 0;

@@ -613,6 +613,25 @@ static void test_predict(void **state)
     snprintf(want, sizeof want, "(%lld rows into the sink)", (long long)pass);
     assert_non_null(strstr(text, want));
     free(text);
+    /* groups of an aggregation: the distinct values of its key in the rows of its (filtered) dimension */
+    fb_plan_node e, ef, j, a, so;
+    assert_fb_ok(ctx, fb_plan_scan(p, &et, "E", NULL, 0, &e));
+    fb_plan_pred lt = {.kind = FB_PLAN_PRED_CMP, .column = 0, .op = FB_CMP_LT, .value = 20};
+    assert_fb_ok(ctx, fb_plan_filter(p, e, &lt, 1, &ef));
+    size_t pk = 1, bk = 0, pay = 1, key = 5;
+    assert_fb_ok(ctx, fb_plan_join(p, s, ef, &pk, &bk, 1, FB_JOIN_INNER, &pay, 1, &j));
+    fb_plan_agg cnt = {FB_AGG_COUNT_STAR, 0};
+    assert_fb_ok(ctx, fb_plan_aggregate(p, j, &key, 1, &cnt, 1, &a));
+    fb_plan_sort_key sk = {0, 0, 0};
+    assert_fb_ok(ctx, fb_plan_sort(p, a, &sk, 1, -1, &so));
+    int seen[5] = {0}, distinct = 0;
+    for (int i = 0; i < NE; i++)
+        if (ek[i] < 20 && !seen[eb[i]]++)
+            distinct++;
+    text = explain_text(p, so, FB_PLACEMENT_CPU, NULL);
+    snprintf(want, sizeof want, "(%d rows into the sink)", distinct);
+    assert_non_null(strstr(strstr(text, "-> sort"), want));
+    free(text);
     fb_plan_destroy(p);
     unsetenv("FB_CALIBRATION");
     rmdir(cal_dir);
