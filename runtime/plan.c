@@ -2136,7 +2136,11 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
                            double *sink_rows)
 {
     const fb_plan *p = e->plan;
-    double t = rt->pipeline_s + est_rows(e, pd->src_node) * rt->scan_row_s;
+    /* chunk: the rows of the chunks the operators see. Filters and perfect-hash probes narrow a selection
+     * over the source's chunk; a hash-table probe makes new chunks of its pairs. A projection computes
+     * every row of the chunk (the expression kernels are dense under a selection). */
+    double chunk = est_rows(e, pd->src_node);
+    double t = rt->pipeline_s + chunk * rt->scan_row_s;
     for (int k = 0; k < pd->n_op_nodes; k++) {
         const pnode *n = &p->nodes[pd->op_nodes[k]];
         double in = est_rows(e, n->input);
@@ -2145,10 +2149,16 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
             t += in * (double)n->n_preds * rt->filter_row_s;
             break;
         case N_PROJECT:
-            t += in * rt->project_row_s;
+            t += chunk * rt->project_row_s;
             break;
         case N_JOIN:
-            t += in * (predict_direct(p, n) ? rt->probe_row_s : rt->hash_probe_row_s);
+            if (predict_direct(p, n)) {
+                t += in * rt->probe_row_s;
+            } else {
+                t += in * rt->hash_probe_row_s;
+                if (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT)
+                    chunk = est_rows(e, pd->op_nodes[k]);
+            }
             break;
         default: /* limit: a counter */
             break;
