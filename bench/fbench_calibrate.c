@@ -71,6 +71,7 @@ int fbench_calibrate_main(int argc, char **argv)
            fbench_now() - t0);
     const fb_plan_rates *r = &cal.cpu;
     printf("  pipeline_s       %10.3f us  fixed cost of a pipeline\n", r->pipeline_s * 1e6);
+    printf("  start_s          %10.3f us  fixed cost of starting a run\n", r->start_s * 1e6);
     struct {
         const char *name;
         double v;

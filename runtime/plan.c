@@ -658,6 +658,7 @@ typedef struct pipe_desc {
     int op_nodes[64];
     int n_op_nodes;
     int sink_kind, sink_node, sink_in;
+    int starts_with_run; /* depends on no other pipeline */
 } pipe_desc;
 
 struct run {
@@ -830,6 +831,7 @@ static fb_status stream_finish(run *r, stream *s, const char *name, const fb_sin
     pd->sink_kind = sink_kind;
     pd->sink_node = sink_node;
     pd->sink_in = sink_in;
+    pd->starts_with_run = !s->src_pipe && s->n_deps == 0;
     r->n_pipes++;
     *out = p;
     return FB_OK;
@@ -2140,7 +2142,7 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
      * over the source's chunk; a hash-table probe makes new chunks of its pairs. A projection computes
      * every row of the chunk (the expression kernels are dense under a selection). */
     double chunk = est_rows(e, pd->src_node);
-    double t = rt->pipeline_s + chunk * rt->scan_row_s;
+    double t = rt->pipeline_s + (pd->starts_with_run ? rt->start_s : 0) + chunk * rt->scan_row_s;
     for (int k = 0; k < pd->n_op_nodes; k++) {
         const pnode *n = &p->nodes[pd->op_nodes[k]];
         double in = est_rows(e, n->input);

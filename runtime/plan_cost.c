@@ -16,14 +16,14 @@
 #define CAL_RUNS 3
 
 /* The rates, by name, in the order of fb_plan_rates. */
-static const char *const rate_names[] = {"pipeline_s",       "scan_row_s",  "filter_row_s", "project_row_s",
+static const char *const rate_names[] = {"pipeline_s",       "start_s", "scan_row_s",  "filter_row_s", "project_row_s",
                                          "probe_row_s",      "hash_probe_row_s", "build_row_s", "agg_row_s",
                                          "collect_row_s",    "sort_row_s"};
 #define N_RATES (sizeof rate_names / sizeof rate_names[0])
 
 static double *rate_at(fb_plan_rates *r, size_t i)
 {
-    double *f[N_RATES] = {&r->pipeline_s,       &r->scan_row_s,  &r->filter_row_s, &r->project_row_s,
+    double *f[N_RATES] = {&r->pipeline_s,       &r->start_s, &r->scan_row_s,  &r->filter_row_s, &r->project_row_s,
                           &r->probe_row_s,      &r->hash_probe_row_s, &r->build_row_s, &r->agg_row_s,
                           &r->collect_row_s,    &r->sort_row_s};
     return f[i];
@@ -298,6 +298,7 @@ fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out)
     /* A pipeline's fixed cost: what a second (1-row) pipeline adds to a plan; the run's own fixed cost
      * (t[X_FIXED] - pipeline_s) cancels in every difference below. */
     r->pipeline_s = floor_rate(t[X_FIXED2] - t[X_FIXED]);
+    r->start_s = floor_rate(t[X_FIXED] - r->pipeline_s);
     r->scan_row_s = floor_rate((t[X_COUNT_A] - t[X_FIXED]) / n);
     r->filter_row_s = floor_rate((t[X_FILTER] - t[X_COUNT_AG]) / (2 * n)); /* two predicates */
     r->project_row_s = floor_rate((t[X_PROJECT] - t[X_COUNT_V]) / n);

@@ -410,11 +410,11 @@ static void write_text(const char *path, const char *text)
 
 static const double *rates_of(const fb_plan_rates *r, int i)
 {
-    const double *f[] = {&r->pipeline_s,  &r->scan_row_s,  &r->filter_row_s, &r->project_row_s, &r->probe_row_s,
+    const double *f[] = {&r->pipeline_s, &r->start_s, &r->scan_row_s,  &r->filter_row_s, &r->project_row_s, &r->probe_row_s,
                          &r->hash_probe_row_s, &r->build_row_s, &r->agg_row_s, &r->collect_row_s, &r->sort_row_s};
     return f[i];
 }
-#define N_RATE_FIELDS 10
+#define N_RATE_FIELDS 11
 
 static void test_calibrate_save_load(void **state)
 {
@@ -474,7 +474,7 @@ static void test_calibrate_save_load(void **state)
     write_text(bad, "this is not json");
     assert_fb_status(ctx, fb_plan_calibration_load(ctx, bad, &back), FB_ERR_IO);
     assert_non_null(strstr(fb_last_error(ctx), "bad.json"));
-    write_text(bad, "{\"fb_calibration\": 1, \"cpu\": {\"pipeline_s\": 1e-5, \"scan_row_s\": 1e-10}}");
+    write_text(bad, "{\"fb_calibration\": 1, \"cpu\": {\"pipeline_s\": 1e-5, \"start_s\": 1e-4, \"scan_row_s\": 1e-10}}");
     assert_fb_status(ctx, fb_plan_calibration_load(ctx, bad, &back), FB_ERR_IO);
     assert_non_null(strstr(fb_last_error(ctx), "filter_row_s"));
     FILE *f = fopen(path, "r");

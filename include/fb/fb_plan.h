@@ -199,10 +199,14 @@ FB_API fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_plac
 
 /** \brief Rates of the cost model for one device: seconds, with all of the context's workers, for the
  * fixed cost of a pipeline and per row of each kind of stage. Measured by fb_plan_calibrate(). A
- * pipeline is predicted as pipeline_s + source rows x scan_row_s + the sum over its operators of their
- * input rows x their rate (filter: x predicates) + the rows into its sink x the sink's rate. */
+ * pipeline is predicted as pipeline_s (+ start_s when it depends on no other) + source rows x scan_row_s
+ * + the sum over its operators of their input rows x their rate (filter: x predicates; a projection:
+ * the rows of its chunk, as the expression kernels compute densely) + the rows into its sink x the
+ * sink's rate (sort: scaled by log n / log of the rows it was measured with). */
 typedef struct fb_plan_rates {
     double pipeline_s;       /**< fixed cost of a pipeline (set-up, scheduling, finalize) */
+    double start_s;          /**< fixed cost of starting a run (waking the workers), added to the
+                                  pipelines that start with the run (those that depend on none) */
     double scan_row_s;       /**< per row a source produces (base table or intermediate) */
     double filter_row_s;     /**< per predicate per input row of a filter */
     double project_row_s;    /**< per input row of a projection */
@@ -218,7 +222,7 @@ typedef struct fb_plan_rates {
  * writes it. The file is JSON:
  * \code
  *   {"fb_calibration": 1, "fb_version": "0.1.0", "cpu_name": "AMD EPYC ...", "workers": 2, "rows": 4194304,
- *    "cpu": {"pipeline_s": 2.1e-05, "scan_row_s": 1.2e-10, ... every fb_plan_rates field ...},
+ *    "cpu": {"pipeline_s": 4.2e-05, "start_s": 2.1e-04, "scan_row_s": 1.2e-10, ... every fb_plan_rates field ...},
  *    "opencl": {"has_opencl": 0, "device": "", "rates": { ... the same fields ... }}}
  * \endcode
  * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. */
