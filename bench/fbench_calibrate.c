@@ -76,7 +76,7 @@ int fbench_calibrate_main(int argc, char **argv)
         const char *name;
         double v;
     } rates[] = {{"scan_row_s", r->scan_row_s},         {"filter_row_s", r->filter_row_s},
-                 {"project_row_s", r->project_row_s},   {"probe_row_s", r->probe_row_s},
+                 {"project_row_s", r->project_row_s},   {"probe_row_s", r->probe_row_s}, {"probe_match_row_s", r->probe_match_row_s},
                  {"hash_probe_row_s", r->hash_probe_row_s}, {"build_row_s", r->build_row_s},
                  {"agg_row_s", r->agg_row_s},           {"collect_row_s", r->collect_row_s},
                  {"sort_row_s", r->sort_row_s}};

@@ -2155,7 +2155,8 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
             break;
         case N_JOIN:
             if (predict_direct(p, n)) {
-                t += in * rt->probe_row_s;
+                double base = base_rows(p, n->build), match = base > 0 ? est_rows(e, n->build) / base : 0;
+                t += in * (rt->probe_row_s + (match < 1 ? match : 1) * rt->probe_match_row_s);
             } else {
                 t += in * rt->hash_probe_row_s;
                 if (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT)

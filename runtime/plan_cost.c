@@ -17,26 +17,26 @@
 
 /* The rates, by name, in the order of fb_plan_rates. */
 static const char *const rate_names[] = {"pipeline_s",       "start_s", "scan_row_s",  "filter_row_s", "project_row_s",
-                                         "probe_row_s",      "hash_probe_row_s", "build_row_s", "agg_row_s",
+                                         "probe_row_s", "probe_match_row_s",      "hash_probe_row_s", "build_row_s", "agg_row_s",
                                          "collect_row_s",    "sort_row_s"};
 #define N_RATES (sizeof rate_names / sizeof rate_names[0])
 
 static double *rate_at(fb_plan_rates *r, size_t i)
 {
     double *f[N_RATES] = {&r->pipeline_s,       &r->start_s, &r->scan_row_s,  &r->filter_row_s, &r->project_row_s,
-                          &r->probe_row_s,      &r->hash_probe_row_s, &r->build_row_s, &r->agg_row_s,
+                          &r->probe_row_s, &r->probe_match_row_s,      &r->hash_probe_row_s, &r->build_row_s, &r->agg_row_s,
                           &r->collect_row_s,    &r->sort_row_s};
     return f[i];
 }
 
 /* ---- measuring ------------------------------------------------------------------------------------------ */
 
-enum { F_A, F_K, F_HK, F_G, F_V, F_ID, F_COLS };
+enum { F_A, F_K, F_K0, F_HK, F_G, F_V, F_ID, F_COLS };
 enum { D_K, D_HK, D_P, D_COLS };
 
 typedef struct cal_data {
     int64_t rows, dim_rows;
-    int32_t *a, *k, *g, *id, *dk, *dp;
+    int32_t *a, *k, *k0, *g, *id, *dk, *dp;
     int64_t *hk, *v, *dhk;
     int32_t one[1];
     fb_column fcols[F_COLS], dcols[D_COLS], tcols[1];
@@ -47,6 +47,7 @@ static void cal_free(cal_data *d)
 {
     free(d->a);
     free(d->k);
+    free(d->k0);
     free(d->g);
     free(d->id);
     free(d->dk);
@@ -64,6 +65,7 @@ static int cal_make(cal_data *d, int64_t rows)
     size_t n = (size_t)rows, nd = (size_t)d->dim_rows;
     d->a = malloc(4 * n);
     d->k = malloc(4 * n);
+    d->k0 = malloc(4 * n);
     d->g = malloc(4 * n);
     d->id = malloc(4 * n);
     d->hk = malloc(8 * n);
@@ -71,7 +73,7 @@ static int cal_make(cal_data *d, int64_t rows)
     d->dk = malloc(4 * nd);
     d->dp = malloc(4 * nd);
     d->dhk = malloc(8 * nd);
-    if (!d->a || !d->k || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk)
+    if (!d->a || !d->k || !d->k0 || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk)
         return -1;
     uint64_t x = 0x9E3779B97F4A7C15ull;
     for (int64_t i = 0; i < rows; i++) {
@@ -79,19 +81,23 @@ static int cal_make(cal_data *d, int64_t rows)
         x ^= x >> 7;
         x ^= x << 17;
         d->a[i] = (int32_t)(x % 1000);
-        d->k[i] = (int32_t)((x >> 16) % (uint64_t)(2 * d->dim_rows)); /* half match the dimension */
-        d->hk[i] = (int64_t)d->k[i] * 1000003;
+        /* the dimension's keys are the even numbers below 2 dim_rows: half of k match, none of k0 (but
+         * every lookup of both reads the perfect hash's array) */
+        d->k[i] = (int32_t)((x >> 16) % (uint64_t)(2 * d->dim_rows));
+        d->k0[i] = d->k[i] | 1;
+        d->hk[i] = (int64_t)(d->k[i] / 2 + (d->k[i] & 1) * d->dim_rows) * 1000003; /* half match */
         d->g[i] = (int32_t)((x >> 32) % 1024);
         d->v[i] = (int64_t)((x >> 40) % 100000);
         d->id[i] = (int32_t)i;
     }
     for (int64_t i = 0; i < d->dim_rows; i++) {
-        d->dk[i] = (int32_t)i;
+        d->dk[i] = (int32_t)(2 * i);
         d->dp[i] = (int32_t)(i % 97);
         d->dhk[i] = i * 1000003;
     }
     d->fcols[F_A] = fb_column_make(FB_TYPE_INT32, d->a, rows, NULL);
     d->fcols[F_K] = fb_column_make(FB_TYPE_INT32, d->k, rows, NULL);
+    d->fcols[F_K0] = fb_column_make(FB_TYPE_INT32, d->k0, rows, NULL);
     d->fcols[F_HK] = fb_column_make(FB_TYPE_INT64, d->hk, rows, NULL);
     d->fcols[F_G] = fb_column_make(FB_TYPE_INT32, d->g, rows, NULL);
     d->fcols[F_V] = fb_column_make(FB_TYPE_INT64, d->v, rows, NULL);
@@ -118,6 +124,8 @@ typedef enum experiment {
     X_BUILD,      /* tiny inner join (build fact[id]) -> count */
     X_COUNT_K,    /* fact[k] -> count */
     X_PROBE,      /* fact[k] inner join dim[k, p] (perfect hash, half the rows match) -> count */
+    X_COUNT_K0,   /* fact[k0] -> count */
+    X_PROBE0,     /* fact[k0] inner join dim[k, p] (perfect hash, no row matches) -> count */
     X_COUNT_HK,   /* fact[hk] -> count */
     X_HASH_PROBE, /* fact[hk] inner join dim[hk, p] (hash table) -> count */
     X_COUNT_GV,   /* fact[g, v] -> count */
@@ -185,12 +193,14 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     }
     case X_COUNT_K:
     case X_PROBE:
+    case X_COUNT_K0:
+    case X_PROBE0:
     case X_COUNT_HK:
     case X_HASH_PROBE: {
         int hash = x == X_COUNT_HK || x == X_HASH_PROBE;
-        c0 = hash ? F_HK : F_K;
+        c0 = hash ? F_HK : x == X_COUNT_K0 || x == X_PROBE0 ? F_K0 : F_K;
         FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->fact, "fact", &c0, 1, &s));
-        if (x == X_PROBE || x == X_HASH_PROBE) {
+        if (x == X_PROBE || x == X_PROBE0 || x == X_HASH_PROBE) {
             size_t dc[2] = {hash ? D_HK : D_K, D_P}, k0 = 0, pay = 1;
             FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->dim, "dim", dc, 2, &b));
             FB_FORWARD_IF_ERROR(fb_plan_join(p, s, b, &k0, &k0, 1, FB_JOIN_INNER, &pay, 1, &t));
@@ -305,7 +315,8 @@ fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out)
     /* The build plan: two pipelines (the 1-row probe and the build) and n rows scanned and built. */
     r->build_row_s = floor_rate((t[X_BUILD] - t[X_FIXED2]) / n - r->scan_row_s);
     double dim_build = r->pipeline_s + nd * (r->scan_row_s + r->build_row_s);
-    r->probe_row_s = floor_rate((t[X_PROBE] - t[X_COUNT_K] - dim_build) / n);
+    r->probe_row_s = floor_rate((t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n);
+    r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / (n / 2));
     r->hash_probe_row_s = floor_rate((t[X_HASH_PROBE] - t[X_COUNT_HK] - dim_build) / n);
     r->agg_row_s = floor_rate((t[X_AGG] - t[X_COUNT_GV]) / n);
     r->collect_row_s = floor_rate((t[X_COLLECT] - t[X_COUNT_A]) / n);

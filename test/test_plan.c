@@ -410,11 +410,11 @@ static void write_text(const char *path, const char *text)
 
 static const double *rates_of(const fb_plan_rates *r, int i)
 {
-    const double *f[] = {&r->pipeline_s, &r->start_s, &r->scan_row_s,  &r->filter_row_s, &r->project_row_s, &r->probe_row_s,
+    const double *f[] = {&r->pipeline_s, &r->start_s, &r->scan_row_s,  &r->filter_row_s, &r->project_row_s, &r->probe_row_s, &r->probe_match_row_s,
                          &r->hash_probe_row_s, &r->build_row_s, &r->agg_row_s, &r->collect_row_s, &r->sort_row_s};
     return f[i];
 }
-#define N_RATE_FIELDS 11
+#define N_RATE_FIELDS 12
 
 static void test_calibrate_save_load(void **state)
 {

@@ -210,7 +210,9 @@ typedef struct fb_plan_rates {
     double scan_row_s;       /**< per row a source produces (base table or intermediate) */
     double filter_row_s;     /**< per predicate per input row of a filter */
     double project_row_s;    /**< per input row of a projection */
-    double probe_row_s;      /**< per probe row of a join whose build side is a perfect hash (dense unique keys) */
+    double probe_row_s;      /**< per probe row of a join whose build side is a perfect hash (dense unique keys),
+                                  a row that finds no match */
+    double probe_match_row_s; /**< what a probe row that matches adds to probe_row_s (its output) */
     double hash_probe_row_s; /**< per probe row of a join over a hash table */
     double build_row_s;      /**< per build row of a join (materialize and build) */
     double agg_row_s;        /**< per input row of a grouped aggregation */
