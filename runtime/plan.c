@@ -2150,9 +2150,13 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
         case N_FILTER:
             t += in * (double)n->n_preds * rt->filter_row_s;
             break;
-        case N_PROJECT:
-            t += chunk * rt->project_row_s;
+        case N_PROJECT: { /* one dense pass for the arithmetic and one per input widened to int64 first */
+            const pnode *in_node = &p->nodes[n->input];
+            double passes = 1 + (in_node->types[n->left] != FB_TYPE_INT64) +
+                            (!n->right_is_const && in_node->types[n->right] != FB_TYPE_INT64);
+            t += chunk * passes * rt->project_row_s;
             break;
+        }
         case N_JOIN:
             if (predict_direct(p, n)) {
                 double base = base_rows(p, n->build), match = base > 0 ? est_rows(e, n->build) / base : 0;

@@ -201,8 +201,9 @@ FB_API fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_plac
  * fixed cost of a pipeline and per row of each kind of stage. Measured by fb_plan_calibrate(). A
  * pipeline is predicted as pipeline_s (+ start_s when it depends on no other) + source rows x scan_row_s
  * + the sum over its operators of their input rows x their rate (filter: x predicates; a projection:
- * the rows of its chunk, as the expression kernels compute densely) + the rows into its sink x the
- * sink's rate (sort: scaled by log n / log of the rows it was measured with). */
+ * the rows of its chunk, as the expression kernels compute densely, x (1 + inputs widened to int64))
+ * + the rows into its sink x the sink's rate (sort: scaled by log n / log of the rows it was measured
+ * with). */
 typedef struct fb_plan_rates {
     double pipeline_s;       /**< fixed cost of a pipeline (set-up, scheduling, finalize) */
     double start_s;          /**< fixed cost of starting a run (waking the workers), added to the
