@@ -46,8 +46,13 @@ void fbench_usage(FILE *out)
             "      raw little-endian columns and a manifest.json for peer engines; --stats adds per-worker counters.\n"
             "\n"
             "  plan ssb [--sf N] [--placement cpu,gpu,hybrid,auto] [--threads N] [--repeat R] [--explain]\n"
-            "           [--query Qn.m] [--json FILE] [--dump DIR]\n"
-            "      the 13 Star Schema Benchmark queries as fb plans, query x placement side by side.\n"
+            "           [--query Qn.m] [--json FILE] [--dump DIR] [--predict]\n"
+            "      the 13 Star Schema Benchmark queries as fb plans, query x placement side by side;\n"
+            "      --predict adds the cost model's prediction and measured/predicted per query.\n"
+            "  calibrate [--rows N] [--out FILE] [--threads N]\n"
+            "      measures the cost model's rates (fixed cost of a pipeline, per-row rates of plan stages) and\n"
+            "      saves them (default $FB_CALIBRATION, else $XDG_CONFIG_HOME/fb/calibration.json, else\n"
+            "      ~/.config/fb/calibration.json) for explain and auto placement.\n"
             "  ssb [--sf N] [--seed S] --dump DIR\n"
             "      generates the Star Schema Benchmark tables (strings dictionary-encoded) and writes them to DIR\n"
             "      for peer engines (bench/peers/duckdb_peer.py DIR --sql bench/peers/ssb.sql).\n"
@@ -55,6 +60,8 @@ void fbench_usage(FILE *out)
             "environment: FB_ISA, FB_CL_DEVICE, FB_TOPOLOGY and FB_CL_CACHE_DIR apply as in the library.\n"
             "exit status: 0 success, 1 a measurement failed, 2 bad command line.\n");
 }
+
+int fbench_calibrate_main(int argc, char **argv); /* fbench_calibrate.c */
 
 int main(int argc, char **argv)
 {
@@ -81,10 +88,12 @@ int main(int argc, char **argv)
         return fbench_ssb_main(argc - 1, argv + 1);
     if (strcmp(cmd, "plan") == 0)
         return fbench_plan_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "calibrate") == 0)
+        return fbench_calibrate_main(argc - 1, argv + 1);
     if (cmd[0] == '-')
         fprintf(stderr, "fbench: unknown option '%s' (see fbench --help)\n", cmd);
     else
-        fprintf(stderr, "fbench: unknown command '%s': expected hw, kernels, run, ssb or plan (see fbench --help)\n", cmd);
+        fprintf(stderr, "fbench: unknown command '%s': expected hw, kernels, run, ssb, plan or calibrate (see fbench --help)\n", cmd);
     return FBENCH_EXIT_USAGE;
 }
 

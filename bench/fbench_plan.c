@@ -556,10 +556,12 @@ static void plan_usage(FILE *f)
 {
     fprintf(f, "usage: fbench plan ssb [--sf N] [--placement cpu,gpu,hybrid,auto] [--threads N] [--repeat R]\n"
                "                      [--seed S] [--query Qn.m] [--explain] [--json FILE] [--dump DIR]\n"
-               "                      [--peer duckdb] [--plot FILE.svg]\n"
+               "                      [--peer duckdb] [--plot FILE.svg] [--predict]\n"
                "  runs the 13 Star Schema Benchmark queries as fb plans under each placement and prints\n"
                "  query x placement (median seconds, lineorder rows/s). --explain prints each plan, its\n"
-               "  pipelines and, after the run, the measured rows and times per pipeline (explain analyze).\n"
+               "  pipelines and, after the run, the measured rows and times per pipeline (explain analyze),\n"
+               "  next to the cost model's predictions. --predict adds the predicted seconds and the ratio\n"
+               "  measured/predicted per query (needs a calibration: fbench calibrate).\n"
                "  --json writes the times and the decoded answers; --dump writes the tables for DuckDB\n"
                "  (bench/peers/duckdb_peer.py DIR --sql bench/peers/ssb.sql).\n");
 }
@@ -569,7 +571,7 @@ int fbench_plan_main(int argc, char **argv)
     double sf = 1;
     long seed = 42, threads = 0, repeat = 3;
     const char *json = NULL, *dump = NULL, *only = NULL, *peer = NULL, *plot = NULL;
-    int explain = 0, rc_peer = FBENCH_EXIT_OK;
+    int explain = 0, predict = 0, rc_peer = FBENCH_EXIT_OK;
     fb_placement placements[4] = {FB_PLACEMENT_CPU};
     int n_place = 1;
     if (argc < 2 || strcmp(argv[1], "ssb") != 0) {
@@ -584,6 +586,10 @@ int fbench_plan_main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--explain") == 0) {
             explain = 1;
+            continue;
+        }
+        if (strcmp(a, "--predict") == 0) {
+            predict = 1;
             continue;
         }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -702,8 +708,11 @@ int fbench_plan_main(int argc, char **argv)
     printf("fbench plan ssb: SF %g, lineorder %lld rows, %d threads, %s\n", sf,
            (long long)d.tables[SSB_LINEORDER].rows, fb_ctx_threads(ctx), model);
     printf("%-6s", "query");
-    for (int p = 0; p < n_place; p++)
+    for (int p = 0; p < n_place; p++) {
         printf(" | %-8s %9s %10s", fb_placement_name(placements[p]), "seconds", "rows/s");
+        if (predict)
+            printf(" %9s %6s", "predicted", "m/p");
+    }
     if (peer)
         printf(" | %-8s %9s %8s", "duckdb", "seconds", "fb/ddb");
     printf(" | rows\n");
@@ -747,6 +756,8 @@ int fbench_plan_main(int argc, char **argv)
                 fprintf(jf, "%s{\"placement\": \"%s\", ", p ? ", " : "", fb_placement_name(placements[p]));
             if (st != FB_OK) {
                 printf(" | %-8s %20s", fb_placement_name(placements[p]), "n/a");
+                if (predict)
+                    printf(" %9s %6s", "n/a", "");
                 fprintf(stderr, "fbench plan: %s under %s: %s: %s\n", queries[qi].name,
                         fb_placement_name(placements[p]), fb_status_name(st), fb_last_error(ctx));
                 if (jf) {
@@ -764,14 +775,28 @@ int fbench_plan_main(int argc, char **argv)
                    (double)d.tables[SSB_LINEORDER].rows / med);
             rows_out = res->rows;
             fb_s[qi][p] = med;
+            double pred = NAN;
+            if (predict) {
+                size_t n_pipes = 0;
+                if (fb_plan_predict(b.plan, root.id, placements[p], NULL, 0, &n_pipes, &pred) != FB_OK) {
+                    fprintf(stderr, "fbench plan: %s: no prediction: %s\n", queries[qi].name, fb_last_error(ctx));
+                    pred = NAN;
+                }
+                printf(" %9.4f %6.2f", pred, med / pred);
+            }
             if (explain) {
                 printf("\n");
                 fb_plan_explain(b.plan, root.id, placements[p], res, stdout);
             }
             if (jf) {
                 fprintf(jf, "\"ran_on\": \"%s\", \"seconds\": %.6f, \"best_seconds\": %.6f, \"pipelines\": %d, "
-                            "\"rows\": %lld, \"answer\": ",
+                            "\"rows\": %lld, ",
                         fb_placement_name(res->placement), med, times[0], res->pipelines, (long long)res->rows);
+                if (predict && !isnan(pred))
+                    fprintf(jf, "\"predicted_seconds\": %.6f, \"measured_over_predicted\": %.4f, \"answer\": ", pred,
+                            med / pred);
+                else
+                    fprintf(jf, "\"answer\": ");
                 write_answer(jf, &root, out_cols, n_out, res);
                 fprintf(jf, "}");
             }

@@ -66,6 +66,8 @@ struct fb_plan {
     fb_ctx *ctx;
     pnode *nodes;
     int n_nodes, cap;
+    fb_plan_calibration cal; /* the cost model's rates (has_cal), set or read from the default file */
+    int has_cal;
 };
 
 const char *fb_placement_name(fb_placement placement)
@@ -644,9 +646,19 @@ typedef struct limit_state {
     int64_t limit;
 } limit_state;
 
+/* Sinks, for the cost model. */
+enum { SINK_COLLECT, SINK_BUILD, SINK_AGG, SINK_SORT };
+
 typedef struct pipe_desc {
     char text[1024];
     char note[160]; /* what the run chose (e.g. the join algorithm), written at finalize */
+    /* what the cost model needs: the node whose output is the source (a scan or a breaker), the nodes
+     * of the operators, the sink and the node whose rows enter it */
+    int src_node;
+    int op_nodes[64];
+    int n_op_nodes;
+    int sink_kind, sink_node, sink_in;
+    int starts_with_run; /* depends on no other pipeline */
 } pipe_desc;
 
 struct run {
@@ -703,6 +715,8 @@ typedef struct stream {
     fb_pipeline *deps[64];
     int n_deps;
     char text[512];
+    int src_node;     /* the cost model's record (pipe_desc) */
+    int op_nodes[64];
 } stream;
 
 static void text_add(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -797,7 +811,7 @@ static fb_status stream_source(run *r, stream *s, fb_source *src)
 
 /* Adds the stream as a pipeline ending in `sink`. */
 static fb_status stream_finish(run *r, stream *s, const char *name, const fb_sink *sink, const char *sink_text,
-                               fb_pipeline **out)
+                               int sink_kind, int sink_node, int sink_in, fb_pipeline **out)
 {
     FB_RETURN_ERROR_IF(r->n_pipes == MAX_PIPES, r->ctx, FB_ERR_INVALID_ARG, "more than %d pipelines", MAX_PIPES);
     fb_source src;
@@ -808,8 +822,16 @@ static fb_status stream_finish(run *r, stream *s, const char *name, const fb_sin
         FB_FORWARD_IF_ERROR(fb_pipeline_depends_on(p, s->src_pipe));
     for (int i = 0; i < s->n_deps; i++)
         FB_FORWARD_IF_ERROR(fb_pipeline_depends_on(p, s->deps[i]));
-    r->pipes[r->n_pipes].text[0] = '\0';
-    text_add(r->pipes[r->n_pipes].text, sizeof r->pipes[0].text, "%s -> %s", s->text, sink_text);
+    pipe_desc *pd = &r->pipes[r->n_pipes];
+    pd->text[0] = '\0';
+    text_add(pd->text, sizeof pd->text, "%s -> %s", s->text, sink_text);
+    pd->src_node = s->src_node;
+    pd->n_op_nodes = (int)s->n_ops;
+    memcpy(pd->op_nodes, s->op_nodes, sizeof *pd->op_nodes * s->n_ops);
+    pd->sink_kind = sink_kind;
+    pd->sink_node = sink_node;
+    pd->sink_in = sink_in;
+    pd->starts_with_run = !s->src_pipe && s->n_deps == 0;
     r->n_pipes++;
     *out = p;
     return FB_OK;
@@ -1214,7 +1236,7 @@ static fb_status limit_execute(void *user, void *global, void *local, const fb_c
 }
 
 /* An operator whose user is a two-pointer block {run, state}. */
-static fb_status add_op(run *r, stream *s, const char *name, void *state,
+static fb_status add_op(run *r, stream *s, const char *name, int node, void *state,
                         fb_status (*execute)(void *, void *, void *, const fb_chunk *, fb_chunk *, fb_op_result *))
 {
     FB_RETURN_ERROR_IF(s->n_ops == 64, r->ctx, FB_ERR_INVALID_ARG, "more than 64 operators in one pipeline");
@@ -1222,6 +1244,7 @@ static fb_status add_op(run *r, stream *s, const char *name, void *state,
     FB_RETURN_ERROR_IF(!user, r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator");
     user[0] = r;
     user[1] = state;
+    s->op_nodes[s->n_ops] = node;
     fb_operator *op = &s->ops[s->n_ops++];
     memset(op, 0, sizeof *op);
     op->name = name;
@@ -1521,13 +1544,15 @@ static void free_sort_state(void *p)
 }
 
 /* Ends the stream in `sink` and makes `m` (which the sink fills) the stream's source. */
-static fb_status materialize(run *r, stream *s, const char *what, const fb_sink *sink, const char *sink_text, mat *m)
+static fb_status materialize(run *r, stream *s, const char *what, const fb_sink *sink, const char *sink_text, mat *m,
+                             int sink_kind, int node, int sink_in)
 {
     fb_pipeline *p = NULL;
-    FB_FORWARD_IF_ERROR(stream_finish(r, s, what, sink, sink_text, &p));
+    FB_FORWARD_IF_ERROR(stream_finish(r, s, what, sink, sink_text, sink_kind, node, sink_in, &p));
     memset(s, 0, sizeof *s);
     s->src = m;
     s->src_pipe = p;
+    s->src_node = node;
     snprintf(s->text, sizeof s->text, "scan %s", what);
     return FB_OK;
 }
@@ -1557,7 +1582,7 @@ static fb_status compile_sort(run *r, const pnode *n, int64_t limit, stream *s)
         snprintf(t, sizeof t, "top-%lld sort", (long long)limit);
     else
         snprintf(t, sizeof t, "sort");
-    return materialize(r, s, "sorted", &sink, t, m);
+    return materialize(r, s, "sorted", &sink, t, m, SINK_SORT, (int)(n - r->plan->nodes), n->input);
 }
 
 static fb_status compile(run *r, int id, stream *s)
@@ -1568,16 +1593,17 @@ static fb_status compile(run *r, int id, stream *s)
     case N_SCAN:
         memset(s, 0, sizeof *s);
         s->scan = n;
+        s->src_node = id;
         snprintf(s->text, sizeof s->text, "scan %s", n->table);
         return FB_OK;
     case N_FILTER:
         FB_FORWARD_IF_ERROR(compile(r, n->input, s));
         text_add(s->text, sizeof s->text, " -> filter");
-        return add_op(r, s, "filter", (void *)n, filter_execute_wrap);
+        return add_op(r, s, "filter", id, (void *)n, filter_execute_wrap);
     case N_PROJECT:
         FB_FORWARD_IF_ERROR(compile(r, n->input, s));
         text_add(s->text, sizeof s->text, " -> project %s", n->names[n->n_cols - 1]);
-        return add_op(r, s, "project", (void *)n, project_execute);
+        return add_op(r, s, "project", id, (void *)n, project_execute);
     case N_SORT:
         return compile_sort(r, n, n->limit, s);
     case N_LIMIT: {
@@ -1590,7 +1616,7 @@ static fb_status compile(run *r, int id, stream *s)
         atomic_init(&ls->taken, 0);
         ls->limit = n->limit;
         text_add(s->text, sizeof s->text, " -> limit %lld", (long long)n->limit);
-        return add_op(r, s, "limit", ls, limit_execute);
+        return add_op(r, s, "limit", id, ls, limit_execute);
     }
     case N_JOIN: {
         join_state *js = run_keep(r, calloc(1, sizeof *js), free_join_state);
@@ -1621,13 +1647,13 @@ static fb_status compile(run *r, int id, stream *s)
         fb_pipeline *bp = NULL;
         char t[96];
         snprintf(t, sizeof t, "join build [%s] (join %d)", bn->names[n->bkeys[0]], id);
-        FB_FORWARD_IF_ERROR(stream_finish(r, &b, "build", &sink, t, &bp));
+        FB_FORWARD_IF_ERROR(stream_finish(r, &b, "build", &sink, t, SINK_BUILD, id, n->build, &bp));
         FB_FORWARD_IF_ERROR(compile(r, n->input, s));
         FB_RETURN_ERROR_IF(s->n_deps == 64, ctx, FB_ERR_INVALID_ARG, "too many joins in one pipeline");
         s->deps[s->n_deps++] = bp;
         static const char *jt[] = {"inner", "left", "semi", "anti", "mark"};
         text_add(s->text, sizeof s->text, " -> %s join %d probe", jt[n->jtype], id);
-        return add_op(r, s, "join probe", js, probe_execute);
+        return add_op(r, s, "join probe", id, js, probe_execute);
     }
     case N_AGG: {
         FB_FORWARD_IF_ERROR(compile(r, n->input, s));
@@ -1657,7 +1683,7 @@ static fb_status compile(run *r, int id, stream *s)
                         .destroy_local = agg_destroy_local, .destroy_global = agg_destroy_global, .user = u};
         char t[64];
         snprintf(t, sizeof t, "aggregate (%zu keys, %zu aggregates)", n->n_akeys, n->n_aggs);
-        return materialize(r, s, "aggregated", &sink, t, m);
+        return materialize(r, s, "aggregated", &sink, t, m, SINK_AGG, id, n->input);
     }
     }
     return FB_ERROR(ctx, FB_ERR_INTERNAL, "unknown node kind %d", (int)n->kind);
@@ -1706,7 +1732,7 @@ static fb_status build_query(run *r, fb_plan_node root, mat **root_mat)
     fb_sink sink = {.name = "result", .init_local = collect_init_local, .sink = collect_sink,
                     .combine = collect_combine, .destroy_local = collect_destroy_local, .user = u};
     fb_pipeline *p;
-    FB_FORWARD_IF_ERROR(stream_finish(r, &s, "result", &sink, "result", &p));
+    FB_FORWARD_IF_ERROR(stream_finish(r, &s, "result", &sink, "result", SINK_COLLECT, root, root, &p));
     *root_mat = m;
     return FB_OK;
 }
@@ -1806,6 +1832,449 @@ void fb_plan_result_free(fb_plan_result *r)
     free(r);
 }
 
+/* ---- the cost model ------------------------------------------------------------------------------------ */
+
+#define SAMPLE_SLICES 8
+#define SAMPLE_ROWS 8192
+#define AGG_GROUPS_GUESS 4096.0
+
+/* Rows of the base table under a node (following inputs / probe sides down to a scan). */
+static double base_rows(const fb_plan *p, int id)
+{
+    while (p->nodes[id].kind != N_SCAN)
+        id = p->nodes[id].input;
+    return (double)p->nodes[id].scan_rows;
+}
+
+/* Fraction of a scan's rows a filter over it keeps: its predicates evaluated with the select kernels on
+ * SAMPLE_SLICES evenly spaced slices of SAMPLE_ROWS rows (all rows when the table is small). -1 when a
+ * kernel fails (the caller guesses then). */
+static double sample_selectivity(fb_ctx *ctx, const pnode *f, const pnode *scan)
+{
+    int64_t rows = scan->scan_rows;
+    if (rows == 0)
+        return 1.0;
+    int64_t slice = rows <= SAMPLE_SLICES * SAMPLE_ROWS ? rows : SAMPLE_ROWS;
+    int slices = rows <= SAMPLE_SLICES * SAMPLE_ROWS ? 1 : SAMPLE_SLICES;
+    uint32_t *sel[2] = {malloc(sizeof(uint32_t) * (size_t)slice), malloc(sizeof(uint32_t) * (size_t)slice)};
+    int64_t seen = 0, kept = 0;
+    int failed = !sel[0] || !sel[1];
+    for (int s = 0; s < slices && !failed; s++) {
+        int64_t begin = slices == 1 ? 0 : (rows - slice) * s / (slices - 1);
+        const uint32_t *cur = NULL;
+        int64_t n_cur = slice;
+        int which = 0;
+        for (size_t k = 0; k < f->n_preds && n_cur > 0; k++) {
+            const pred *pr = &f->preds[k];
+            fb_column col = scan->scan[pr->p.column];
+            col.offset += begin;
+            col.length = slice;
+            int64_t n_out = 0;
+            fb_status st;
+            if (pr->p.kind == FB_PLAN_PRED_CMP)
+                st = fb_select_cmp(ctx, &col, pr->p.op, pr->value, cur, n_cur, sel[which], slice, &n_out);
+            else if (pr->p.kind == FB_PLAN_PRED_BETWEEN)
+                st = fb_select_range(ctx, &col, pr->lo, pr->hi, cur, n_cur, sel[which], slice, &n_out);
+            else
+                st = fb_select_in(ctx, &col, pr->in, (int64_t)pr->p.n_in, cur, n_cur, sel[which], slice, &n_out);
+            if (st != FB_OK) {
+                failed = 1;
+                break;
+            }
+            cur = sel[which];
+            n_cur = n_out;
+            which ^= 1;
+        }
+        seen += slice;
+        kept += n_cur;
+    }
+    free(sel[0]);
+    free(sel[1]);
+    return failed ? -1.0 : (double)kept / (double)seen;
+}
+
+/* Follows column `c` of node `id` down to a base-table column; NULL when it is computed. */
+static const fb_column *base_column(const fb_plan *p, int id, size_t c, const pnode **filter)
+{
+    if (filter)
+        *filter = NULL;
+    for (;;) {
+        const pnode *n = &p->nodes[id];
+        switch (n->kind) {
+        case N_SCAN:
+            return &n->scan[c];
+        case N_FILTER:
+            if (filter && p->nodes[n->input].kind == N_SCAN)
+                *filter = n;
+            id = n->input;
+            break;
+        case N_SORT:
+        case N_LIMIT:
+            id = n->input;
+            break;
+        case N_PROJECT:
+            if (c + 1 >= (size_t)n->n_cols)
+                return NULL;
+            id = n->input;
+            break;
+        case N_JOIN: {
+            int probe_cols = p->nodes[n->input].n_cols;
+            if (c < (size_t)probe_cols) {
+                id = n->input;
+            } else {
+                c = n->payload[c - (size_t)probe_cols];
+                id = n->build;
+            }
+            break;
+        }
+        case N_AGG:
+            if (c >= n->n_akeys)
+                return NULL;
+            c = n->akeys[c];
+            id = n->input;
+            break;
+        }
+    }
+}
+
+/* Row i of an integer column (int8..uint64, date32) as 64 bits. */
+static uint64_t int_value(const fb_column *c, int64_t i)
+{
+    int64_t j = c->offset + i;
+    switch (c->type) {
+    case FB_TYPE_INT8:
+        return (uint64_t)(int64_t)((const int8_t *)c->data)[j];
+    case FB_TYPE_INT16:
+        return (uint64_t)(int64_t)((const int16_t *)c->data)[j];
+    case FB_TYPE_INT32:
+    case FB_TYPE_DATE32:
+        return (uint64_t)(int64_t)((const int32_t *)c->data)[j];
+    case FB_TYPE_UINT8:
+        return ((const uint8_t *)c->data)[j];
+    case FB_TYPE_UINT16:
+        return ((const uint16_t *)c->data)[j];
+    case FB_TYPE_UINT32:
+        return ((const uint32_t *)c->data)[j];
+    default:
+        return ((const uint64_t *)c->data)[j];
+    }
+}
+
+/* Most rows of a dimension table whose distinct keys the cost model counts. */
+#define DISTINCT_MAX_ROWS (1 << 20)
+
+/* Distinct values (a null counts as one) of column c of node `id` where it comes from a table of at most
+ * DISTINCT_MAX_ROWS rows, among the rows a filter directly over that table keeps: the groups a grouping
+ * key can form (a dimension attribute: d_year, c_city...). -1 when it is computed or the table is large. */
+static double key_distinct(const fb_plan *p, int id, size_t c)
+{
+    const pnode *f = NULL;
+    const fb_column *col = base_column(p, id, c, &f);
+    if (!col || col->length > DISTINCT_MAX_ROWS || !is_int_type(col->type))
+        return -1;
+    int64_t rows = col->length;
+    if (rows == 0)
+        return 1;
+    uint32_t *sel[2] = {NULL, NULL};
+    const uint32_t *cur = NULL;
+    int64_t n_cur = rows;
+    if (f) { /* the filter's rows: its predicates over the whole (small) table */
+        const pnode *scan = &p->nodes[f->input];
+        sel[0] = malloc(sizeof(uint32_t) * (size_t)rows);
+        sel[1] = malloc(sizeof(uint32_t) * (size_t)rows);
+        int which = 0;
+        for (size_t k = 0; sel[0] && sel[1] && k < f->n_preds && n_cur > 0; k++) {
+            const pred *pr = &f->preds[k];
+            const fb_column *pc = &scan->scan[pr->p.column];
+            int64_t n_out = 0;
+            fb_status st;
+            if (pr->p.kind == FB_PLAN_PRED_CMP)
+                st = fb_select_cmp(p->ctx, pc, pr->p.op, pr->value, cur, n_cur, sel[which], rows, &n_out);
+            else if (pr->p.kind == FB_PLAN_PRED_BETWEEN)
+                st = fb_select_range(p->ctx, pc, pr->lo, pr->hi, cur, n_cur, sel[which], rows, &n_out);
+            else
+                st = fb_select_in(p->ctx, pc, pr->in, (int64_t)pr->p.n_in, cur, n_cur, sel[which], rows, &n_out);
+            if (st != FB_OK) {
+                free(sel[0]);
+                free(sel[1]);
+                return -1;
+            }
+            cur = sel[which];
+            n_cur = n_out;
+            which ^= 1;
+        }
+        if (!sel[0] || !sel[1]) {
+            free(sel[0]);
+            free(sel[1]);
+            return -1;
+        }
+    }
+    /* an open-addressing set of the values (0 marks an empty slot; the value 0 is counted apart) */
+    uint64_t cap = 16;
+    while (cap < 2 * (uint64_t)n_cur)
+        cap *= 2;
+    uint64_t *set = calloc(cap, sizeof *set);
+    double distinct = -1;
+    if (set) {
+        int64_t found = 0;
+        int nulls = 0, zero = 0;
+        for (int64_t k = 0; k < n_cur; k++) {
+            int64_t i = cur ? cur[k] : k;
+            if (!fb_column_is_valid(col, i)) {
+                nulls = 1;
+                continue;
+            }
+            uint64_t v = int_value(col, i);
+            if (v == 0) {
+                zero = 1;
+                continue;
+            }
+            for (uint64_t slot = ((v * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);; slot = (slot + 1) & (cap - 1)) {
+                if (set[slot] == v)
+                    break;
+                if (set[slot] == 0) {
+                    set[slot] = v;
+                    found++;
+                    break;
+                }
+            }
+        }
+        distinct = (double)(found + nulls + zero);
+        if (distinct < 1)
+            distinct = 1;
+    }
+    free(set);
+    free(sel[0]);
+    free(sel[1]);
+    return distinct;
+}
+
+typedef struct estimate {
+    const fb_plan *plan;
+    double *rows; /* per node; < 0 not yet estimated */
+} estimate;
+
+static double est_rows(estimate *e, int id)
+{
+    if (e->rows[id] >= 0)
+        return e->rows[id];
+    const fb_plan *p = e->plan;
+    const pnode *n = &p->nodes[id];
+    double r = 0;
+    switch (n->kind) {
+    case N_SCAN:
+        r = (double)n->scan_rows;
+        break;
+    case N_FILTER: {
+        double in = est_rows(e, n->input), f = -1;
+        if (p->nodes[n->input].kind == N_SCAN)
+            f = sample_selectivity(p->ctx, n, &p->nodes[n->input]);
+        if (f < 0)
+            f = pow(0.5, (double)n->n_preds);
+        r = in * f;
+        break;
+    }
+    case N_PROJECT:
+        r = est_rows(e, n->input);
+        break;
+    case N_JOIN: {
+        double in = est_rows(e, n->input), base = base_rows(p, n->build);
+        double match = base > 0 ? est_rows(e, n->build) / base : 0;
+        match = match > 1 ? 1 : match;
+        r = n->jtype == FB_JOIN_LEFT ? in : n->jtype == FB_JOIN_ANTI ? in * (1 - match) : in * match;
+        break;
+    }
+    case N_AGG: {
+        double in = est_rows(e, n->input), groups = 1;
+        for (size_t k = 0; k < n->n_akeys && groups > 0; k++) {
+            double d = key_distinct(p, n->input, n->akeys[k]);
+            groups = d > 0 ? groups * d : -1;
+        }
+        if (groups < 0) /* a key that is computed or from a large table: a guess */
+            groups = AGG_GROUPS_GUESS;
+        r = n->n_akeys == 0 ? 1 : in < groups ? in : groups;
+        break;
+    }
+    case N_SORT:
+    case N_LIMIT: {
+        double in = est_rows(e, n->input);
+        r = n->limit >= 0 && (double)n->limit < in ? (double)n->limit : in;
+        break;
+    }
+    }
+    e->rows[id] = r;
+    return r;
+}
+
+/* Whether the run will probe this join through a perfect hash: one key whose base column has a dense
+ * range (as try_direct decides; uniqueness is assumed - the dimension tables of a star schema). */
+static int predict_direct(const fb_plan *p, const pnode *n)
+{
+    if (n->n_keys != 1)
+        return 0;
+    const fb_column *c = base_column(p, n->build, n->bkeys[0], NULL);
+    if (!c || c->length > (1 << 24))
+        return 0;
+    int64_t lo = INT64_MAX, hi = INT64_MIN, valid = 0;
+    for (int64_t i = 0; i < c->length; i++) {
+        int ok;
+        int64_t v = key_at(c, i, &ok);
+        if (!ok)
+            return 0;
+        if (!fb_column_is_valid(c, i))
+            continue;
+        valid++;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    if (!valid)
+        return 1;
+    uint64_t range = (uint64_t)hi - (uint64_t)lo + 1;
+    return range != 0 && range <= DIRECT_MAX_RANGE && (range <= 4 * (uint64_t)c->length + 1024 || range <= (1u << 18));
+}
+
+/* Predicted seconds of pipeline pd with rates `rt`. */
+static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates *rt, double sort_rows,
+                           double *sink_rows)
+{
+    const fb_plan *p = e->plan;
+    /* chunk: the rows of the chunks the operators see. Filters and perfect-hash probes narrow a selection
+     * over the source's chunk; a hash-table probe makes new chunks of its pairs. A projection computes
+     * every row of the chunk (the expression kernels are dense under a selection). */
+    double chunk = est_rows(e, pd->src_node);
+    double t = rt->pipeline_s + (pd->starts_with_run ? rt->start_s : 0) + chunk * rt->scan_row_s;
+    for (int k = 0; k < pd->n_op_nodes; k++) {
+        const pnode *n = &p->nodes[pd->op_nodes[k]];
+        double in = est_rows(e, n->input);
+        switch (n->kind) {
+        case N_FILTER:
+            t += in * (double)n->n_preds * rt->filter_row_s;
+            break;
+        case N_PROJECT: { /* one dense pass for the arithmetic and one per input widened to int64 first */
+            const pnode *in_node = &p->nodes[n->input];
+            double passes = 1 + (in_node->types[n->left] != FB_TYPE_INT64) +
+                            (!n->right_is_const && in_node->types[n->right] != FB_TYPE_INT64);
+            t += chunk * passes * rt->project_row_s;
+            break;
+        }
+        case N_JOIN:
+            if (predict_direct(p, n)) {
+                double base = base_rows(p, n->build), match = base > 0 ? est_rows(e, n->build) / base : 0;
+                t += in * (rt->probe_row_s + (match < 1 ? match : 1) * rt->probe_match_row_s);
+            } else {
+                t += in * rt->hash_probe_row_s;
+                if (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT)
+                    chunk = est_rows(e, pd->op_nodes[k]);
+            }
+            break;
+        default: /* limit: a counter */
+            break;
+        }
+    }
+    double rows = est_rows(e, pd->sink_in);
+    *sink_rows = rows;
+    switch (pd->sink_kind) {
+    case SINK_BUILD:
+        t += rows * rt->build_row_s;
+        break;
+    case SINK_AGG: /* an ungrouped count / sum is part of the base the scan rate was measured with */
+        if (p->nodes[pd->sink_node].n_akeys)
+            t += rows * rt->agg_row_s;
+        break;
+    case SINK_SORT: /* sort_row_s was measured sorting cal_rows / 4 rows: per row it grows as log n */
+        t += rows * rt->sort_row_s * log2(rows > 2 ? rows : 2) / log2(sort_rows > 2 ? sort_rows : 2);
+        break;
+    default:
+        t += rows * rt->collect_row_s;
+        break;
+    }
+    return t;
+}
+
+/* The plan's calibration: the one set, else the default file (read once it exists). */
+static fb_status plan_calibration(fb_plan *p, const char *where)
+{
+    if (p->has_cal)
+        return FB_OK;
+    char path[1024] = "";
+    fb_plan_calibration cal;
+    fb_status st = fb_plan_calibration_path(p->ctx, path, sizeof path);
+    if (st == FB_OK)
+        st = fb_plan_calibration_load(p->ctx, path, &cal);
+    if (st != FB_OK)
+        return fb_set_error(p->ctx, FB_ERR_IO, where,
+                            "no calibration for the cost model (%s: %s); run fbench calibrate, or set one with "
+                            "fb_plan_set_calibration()",
+                            path[0] ? path : "no default path", fb_last_error(p->ctx));
+    p->cal = cal;
+    p->has_cal = 1;
+    return FB_OK;
+}
+
+fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibration *cal)
+{
+    FB_RETURN_ERROR_IF(!plan, NULL, FB_ERR_INVALID_ARG, "plan must not be NULL");
+    plan->has_cal = cal != NULL;
+    if (cal)
+        plan->cal = *cal;
+    return FB_OK;
+}
+
+/* Predictions of every pipeline of a compiled run (seconds[r->n_pipes], sink_rows likewise, may be NULL). */
+static fb_status predict_run(const fb_plan *plan, const run *r, const fb_plan_rates *rt, double *seconds,
+                             double *sink_rows)
+{
+    double sort_rows = plan->cal.rows > 0 ? (double)plan->cal.rows / 4 : 1 << 20;
+    estimate e = {plan, malloc(sizeof(double) * (size_t)(plan->n_nodes ? plan->n_nodes : 1))};
+    FB_RETURN_ERROR_IF(!e.rows, plan->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for estimates");
+    for (int i = 0; i < plan->n_nodes; i++)
+        e.rows[i] = -1;
+    for (int k = 0; k < r->n_pipes; k++) {
+        double rows;
+        seconds[k] = predict_pipe(&e, &r->pipes[k], rt, sort_rows, &rows);
+        if (sink_rows)
+            sink_rows[k] = rows;
+    }
+    free(e.rows);
+    return FB_OK;
+}
+
+fb_status fb_plan_predict(fb_plan *plan, fb_plan_node root, fb_placement placement, double *seconds,
+                          size_t capacity, size_t *n, double *total)
+{
+    FB_RETURN_ERROR_IF(!plan || !n || (capacity && !seconds), plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG,
+                       "plan and n must not be NULL (seconds only with capacity 0)");
+    fb_ctx *ctx = plan->ctx;
+    FB_RETURN_ERROR_IF(!get_node(plan, root), ctx, FB_ERR_INVALID_ARG, "root node %d does not exist", (int)root);
+    FB_RETURN_ERROR_IF((unsigned)placement > FB_PLACEMENT_AUTO, ctx, FB_ERR_INVALID_ARG, "unknown placement %d",
+                       (int)placement);
+    FB_RETURN_ERROR_IF(placement == FB_PLACEMENT_GPU || placement == FB_PLACEMENT_HYBRID, ctx, FB_ERR_NO_DEVICE,
+                       "placement %s has no prediction: no OpenCL plan operators yet", fb_placement_name(placement));
+    FB_FORWARD_IF_ERROR(plan_calibration(plan, __func__));
+    run *r = calloc(1, sizeof *r);
+    FB_RETURN_ERROR_IF(!r, ctx, FB_ERR_OUT_OF_MEMORY, "no memory");
+    r->ctx = ctx;
+    r->plan = plan;
+    mat *m = NULL;
+    double sec[MAX_PIPES];
+    fb_status st = build_query(r, root, &m);
+    if (st == FB_OK)
+        st = predict_run(plan, r, &plan->cal.cpu, sec, NULL);
+    if (st == FB_OK) {
+        double sum = 0;
+        for (int k = 0; k < r->n_pipes; k++) {
+            sum += sec[k];
+            if ((size_t)k < capacity)
+                seconds[k] = sec[k];
+        }
+        *n = (size_t)r->n_pipes;
+        if (total)
+            *total = sum;
+    }
+    run_free(r);
+    return st;
+}
+
 /* ---- explain ----------------------------------------------------------------------------------------- */
 
 static void explain_node(const fb_plan *plan, int id, int depth, FILE *f)
@@ -1898,29 +2367,62 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
     r->plan = plan;
     mat *m = NULL;
     fb_status st = build_query(r, root, &m);
+    /* The predictions, when a calibration is set or in the default file (explain works without). */
+    double pr[MAX_PIPES], pred_rows[MAX_PIPES], pred_total = 0;
+    char no_cal[400] = "";
+    int have_pred = 0, has_opencl = 0;
+    if (st == FB_OK) {
+        if (plan_calibration((fb_plan *)plan, __func__) == FB_OK) {
+            has_opencl = plan->cal.opencl.has_opencl;
+            st = predict_run(plan, r, &plan->cal.cpu, pr, pred_rows);
+            have_pred = st == FB_OK;
+            for (int p = 0; have_pred && p < r->n_pipes; p++)
+                pred_total += pr[p];
+        } else {
+            snprintf(no_cal, sizeof no_cal, "%s", fb_last_error(ctx));
+        }
+    }
     if (st == FB_OK) {
         fprintf(out, "pipelines (placement %s", fb_placement_name(placement));
-        if (placement == FB_PLACEMENT_AUTO)
-            fprintf(out, ": chose cpu, the only placement with operators in this version; no cost model yet");
+        if (placement == FB_PLACEMENT_AUTO && have_pred)
+            fprintf(out, ": chose cpu, predicted %.4g s; gpu and hybrid cannot run: no OpenCL plan operators yet%s",
+                    pred_total,
+                    has_opencl ? " (the calibration has OpenCL rates, but no plan operator runs on OpenCL)" : "");
+        else if (placement == FB_PLACEMENT_AUTO)
+            fprintf(out, ": chose cpu, the only placement with plan operators in this version (no calibration)");
         else if (chosen != FB_PLACEMENT_CPU)
             fprintf(out, ": not available in this version");
         fprintf(out, "):\n");
+        if (!have_pred)
+            fprintf(out, "  predicted: none: %s\n", no_cal);
         for (int p = 0; p < r->n_pipes; p++) {
             fprintf(out, "  %d: %s\n", p, r->pipes[p].text);
+            if (have_pred)
+                fprintf(out, "     predicted: cpu %.3f ms (%.0f rows into the sink); gpu, hybrid: no OpenCL plan "
+                             "operators yet\n",
+                        pr[p] * 1e3, pred_rows[p]);
             if (analyzed && analyzed->priv && p < ((result_priv *)analyzed->priv)->n_pipes) {
                 const fb_stats *s = &((result_priv *)analyzed->priv)->stats[p];
                 fprintf(out, "     analyzed: %lld rows scanned, %lld rows into the sink, %lld morsels, %.2f ms wall, "
                              "%.2f ms busy\n",
                         (long long)s->rows, (long long)s->rows_out, (long long)s->morsels, s->wall_ns / 1e6,
                         s->busy_ns / 1e6);
+                if (have_pred)
+                    fprintf(out, "     measured %.3f ms, predicted %.3f ms: measured/predicted %.2f\n", s->wall_ns / 1e6,
+                            pr[p] * 1e3, pr[p] > 0 ? s->wall_ns / 1e9 / pr[p] : NAN);
                 const char *note = ((result_priv *)analyzed->priv)->pipes[p].note;
                 if (note[0])
                     fprintf(out, "     %s\n", note);
             }
         }
         if (analyzed)
-            fprintf(out, "result: %lld rows in %.4f s on %s\n", (long long)analyzed->rows, analyzed->seconds,
+            fprintf(out, "result: %lld rows in %.4f s on %s", (long long)analyzed->rows, analyzed->seconds,
                     fb_placement_name(analyzed->placement));
+        if (analyzed && have_pred)
+            fprintf(out, ", predicted %.4f s: measured/predicted %.2f", pred_total,
+                    pred_total > 0 ? analyzed->seconds / pred_total : NAN);
+        if (analyzed)
+            fprintf(out, "\n");
     }
     run_free(r);
     if (st != FB_OK)

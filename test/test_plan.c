@@ -7,8 +7,11 @@
 
 #include "fb/fb_plan.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static fb_ctx *ctx;
 static uint64_t rng;
@@ -384,6 +387,284 @@ static void test_errors(void **state)
     fb_plan_destroy(p);
 }
 
+/* ---- the cost model ---------------------------------------------------------------------------------- */
+
+static char cal_dir[64];
+
+static void cal_file(char *buf, size_t size, const char *name)
+{
+    if (!cal_dir[0]) {
+        snprintf(cal_dir, sizeof cal_dir, "/tmp/fb-test-plan-XXXXXX");
+        assert_non_null(mkdtemp(cal_dir));
+    }
+    snprintf(buf, size, "%s/%s", cal_dir, name);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static const double *rates_of(const fb_plan_rates *r, int i)
+{
+    const double *f[] = {&r->pipeline_s, &r->start_s, &r->scan_row_s,  &r->filter_row_s, &r->project_row_s, &r->probe_row_s, &r->probe_match_row_s,
+                         &r->hash_probe_row_s, &r->build_row_s, &r->agg_row_s, &r->collect_row_s, &r->sort_row_s};
+    return f[i];
+}
+#define N_RATE_FIELDS 12
+
+static void test_calibrate_save_load(void **state)
+{
+    (void)state;
+    fb_plan_calibration cal, back;
+    assert_fb_status(ctx, fb_plan_calibrate(ctx, 100, &cal), FB_ERR_INVALID_ARG);
+    assert_fb_ok(ctx, fb_plan_calibrate(ctx, 1 << 14, &cal));
+    for (int i = 0; i < N_RATE_FIELDS; i++) {
+        double v = *rates_of(&cal.cpu, i);
+        assert_true(isfinite(v) && v > 0);
+    }
+    assert_int_equal(cal.workers, fb_ctx_threads(ctx));
+    assert_int_equal(cal.rows, 1 << 14);
+    assert_int_equal(cal.opencl.has_opencl, 0);
+    /* save / load round trip, with OpenCL rates and a name that needs escaping */
+    cal.opencl.has_opencl = 1;
+    snprintf(cal.opencl.device, sizeof cal.opencl.device, "dev \"x\" \\ y");
+    for (int i = 0; i < N_RATE_FIELDS; i++)
+        *(double *)rates_of(&cal.opencl.rates, i) = (double)(i + 1) * 1.25e-9;
+    char path[128];
+    cal_file(path, sizeof path, "cal.json");
+    assert_fb_ok(ctx, fb_plan_calibration_save(ctx, &cal, path));
+    memset(&back, 0x5a, sizeof back);
+    assert_fb_ok(ctx, fb_plan_calibration_load(ctx, path, &back));
+    for (int i = 0; i < N_RATE_FIELDS; i++) {
+        assert_true(fabs(*rates_of(&back.cpu, i) - *rates_of(&cal.cpu, i)) <= 1e-8 * *rates_of(&cal.cpu, i));
+        assert_true(fabs(*rates_of(&back.opencl.rates, i) - *rates_of(&cal.opencl.rates, i)) <= 1e-17);
+    }
+    assert_int_equal(back.workers, cal.workers);
+    assert_int_equal(back.rows, cal.rows);
+    assert_int_equal(back.opencl.has_opencl, 1);
+    assert_string_equal(back.opencl.device, cal.opencl.device);
+    assert_string_equal(back.cpu_name, cal.cpu_name);
+    /* the default path: $FB_CALIBRATION, else $XDG_CONFIG_HOME/fb/..., and save makes its directories */
+    char def[256], xdg[128], want[256];
+    setenv("FB_CALIBRATION", path, 1);
+    assert_fb_ok(ctx, fb_plan_calibration_path(ctx, def, sizeof def));
+    assert_string_equal(def, path);
+    assert_fb_status(ctx, fb_plan_calibration_path(ctx, def, 4), FB_ERR_INVALID_ARG);
+    unsetenv("FB_CALIBRATION");
+    cal_file(xdg, sizeof xdg, "xdg");
+    setenv("XDG_CONFIG_HOME", xdg, 1);
+    assert_fb_ok(ctx, fb_plan_calibration_path(ctx, def, sizeof def));
+    snprintf(want, sizeof want, "%s/fb/calibration.json", xdg);
+    assert_string_equal(def, want);
+    assert_fb_ok(ctx, fb_plan_calibration_save(ctx, &cal, NULL));
+    assert_fb_ok(ctx, fb_plan_calibration_load(ctx, NULL, &back));
+    assert_true(back.cpu.sort_row_s > 0);
+    remove(want);
+    snprintf(want, sizeof want, "%s/fb", xdg);
+    rmdir(want);
+    rmdir(xdg);
+    unsetenv("XDG_CONFIG_HOME");
+    /* bad files: named errors that name the file (and the field) */
+    char bad[128];
+    cal_file(bad, sizeof bad, "bad.json");
+    write_text(bad, "this is not json");
+    assert_fb_status(ctx, fb_plan_calibration_load(ctx, bad, &back), FB_ERR_IO);
+    assert_non_null(strstr(fb_last_error(ctx), "bad.json"));
+    write_text(bad, "{\"fb_calibration\": 1, \"cpu\": {\"pipeline_s\": 1e-5, \"start_s\": 1e-4, \"scan_row_s\": 1e-10}}");
+    assert_fb_status(ctx, fb_plan_calibration_load(ctx, bad, &back), FB_ERR_IO);
+    assert_non_null(strstr(fb_last_error(ctx), "filter_row_s"));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char text[4096];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    char *at = strstr(text, "\"agg_row_s\": ");
+    assert_non_null(at);
+    at[13] = '-'; /* a negative rate */
+    write_text(bad, text);
+    assert_fb_status(ctx, fb_plan_calibration_load(ctx, bad, &back), FB_ERR_IO);
+    assert_non_null(strstr(fb_last_error(ctx), "agg_row_s"));
+    remove(bad);
+    assert_fb_status(ctx, fb_plan_calibration_load(ctx, bad, &back), FB_ERR_IO);
+    remove(path);
+    rmdir(cal_dir);
+    cal_dir[0] = '\0';
+}
+
+/* A calibration with round rates (no measuring: predictions are then exact arithmetic). */
+static fb_plan_calibration fixed_cal(void)
+{
+    fb_plan_calibration c;
+    memset(&c, 0, sizeof c);
+    for (int i = 0; i < N_RATE_FIELDS; i++)
+        *(double *)rates_of(&c.cpu, i) = i == 0 ? 1e-4 : 1e-9 * i;
+    c.workers = 2;
+    c.rows = 1 << 20;
+    return c;
+}
+
+/* F (the first `rows` rows) filtered, joined with U (perfect hash) and E, grouped by e. */
+static fb_plan_node star_plan(fb_plan *p, fb_table *t, fb_column *cols, int64_t rows)
+{
+    for (int c = 0; c < 5; c++) {
+        cols[c] = fcols[c];
+        cols[c].length = rows;
+    }
+    *t = (fb_table){5, cols, ft.names};
+    fb_plan_node s, f, u, j, e, j2, a;
+    assert_fb_ok(ctx, fb_plan_scan(p, t, "F", NULL, 0, &s));
+    fb_plan_pred pr = {.kind = FB_PLAN_PRED_BETWEEN, .column = 3, .lo = -30000, .hi = 40000};
+    assert_fb_ok(ctx, fb_plan_filter(p, s, &pr, 1, &f));
+    assert_fb_ok(ctx, fb_plan_scan(p, &ut, "U", NULL, 0, &u));
+    size_t pk = 0, bk = 0, pay = 1, pe = 1;
+    assert_fb_ok(ctx, fb_plan_join(p, f, u, &pk, &bk, 1, FB_JOIN_INNER, &pay, 1, &j));
+    assert_fb_ok(ctx, fb_plan_scan(p, &et, "E", NULL, 0, &e));
+    assert_fb_ok(ctx, fb_plan_join(p, j, e, &pe, &bk, 1, FB_JOIN_SEMI, NULL, 0, &j2));
+    size_t key = 1;
+    fb_plan_agg agg = {FB_AGG_SUM, 3};
+    assert_fb_ok(ctx, fb_plan_aggregate(p, j2, &key, 1, &agg, 1, &a));
+    return a;
+}
+
+static char *explain_text(fb_plan *p, fb_plan_node root, fb_placement pl, const fb_plan_result *r)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    assert_non_null(f);
+    assert_fb_ok(ctx, fb_plan_explain(p, root, pl, r, f));
+    fclose(f);
+    return buf;
+}
+
+static void test_predict(void **state)
+{
+    (void)state;
+    char missing[128];
+    cal_file(missing, sizeof missing, "none.json");
+    setenv("FB_CALIBRATION", missing, 1); /* no default file */
+    fb_plan *p;
+    assert_fb_ok(ctx, fb_plan_create(ctx, &p));
+    fb_table small_t, big_t;
+    fb_column small_c[5], big_c[5];
+    fb_plan_node small = star_plan(p, &small_t, small_c, NF / 4), big = star_plan(p, &big_t, big_c, NF);
+    double sec[16], total = 0;
+    size_t n = 0;
+    assert_fb_status(ctx, fb_plan_predict(p, big, FB_PLACEMENT_CPU, sec, 16, &n, &total), FB_ERR_IO);
+    assert_non_null(strstr(fb_last_error(ctx), "fbench calibrate"));
+    char *text = explain_text(p, big, FB_PLACEMENT_AUTO, NULL); /* explain still works */
+    assert_non_null(strstr(text, "no calibration"));
+    free(text);
+    fb_plan_calibration cal = fixed_cal();
+    assert_fb_ok(ctx, fb_plan_set_calibration(p, &cal));
+    assert_fb_status(ctx, fb_plan_predict(p, big, FB_PLACEMENT_GPU, sec, 16, &n, &total), FB_ERR_NO_DEVICE);
+    assert_fb_status(ctx, fb_plan_predict(p, 999, FB_PLACEMENT_CPU, sec, 16, &n, &total), FB_ERR_INVALID_ARG);
+    /* one entry per pipeline, each positive, summing to the total */
+    fb_plan_result *r = NULL;
+    assert_fb_ok(ctx, fb_plan_run(p, big, FB_PLACEMENT_CPU, &r));
+    assert_fb_ok(ctx, fb_plan_predict(p, big, FB_PLACEMENT_CPU, sec, 16, &n, &total));
+    assert_int_equal((int)n, r->pipelines);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(sec[i] > 0 && isfinite(sec[i]));
+        sum += sec[i];
+    }
+    assert_true(fabs(sum - total) <= 1e-12 * total);
+    /* capacity smaller than the pipelines: n says how many there are */
+    size_t n2 = 0;
+    assert_fb_ok(ctx, fb_plan_predict(p, big, FB_PLACEMENT_CPU, sec, 1, &n2, NULL));
+    assert_int_equal(n2, n);
+    /* more input rows, more time: the probe pipeline (the last) and the total */
+    double small_sec[16], small_total;
+    size_t sn;
+    assert_fb_ok(ctx, fb_plan_predict(p, small, FB_PLACEMENT_CPU, small_sec, 16, &sn, &small_total));
+    assert_int_equal(sn, n);
+    assert_true(small_sec[n - 1] < sec[n - 1]);
+    assert_true(small_total < total);
+    /* auto predicts what cpu does */
+    double auto_total;
+    assert_fb_ok(ctx, fb_plan_predict(p, big, FB_PLACEMENT_AUTO, NULL, 0, &n2, &auto_total));
+    assert_true(auto_total == total);
+    /* explain analyze: every pipeline predicted and compared */
+    text = explain_text(p, big, FB_PLACEMENT_CPU, r);
+    int predicted = 0, compared = 0;
+    for (const char *at = text; (at = strstr(at, "predicted: cpu")); at++)
+        predicted++;
+    for (const char *at = text; (at = strstr(at, "measured/predicted")); at++)
+        compared++;
+    assert_int_equal(predicted, r->pipelines);
+    assert_int_equal(compared, r->pipelines + 1); /* and the whole run */
+    free(text);
+    fb_plan_result_free(r);
+    /* the filter over a scan is estimated on a sample: F is small, so the sample is all of it - exact */
+    fb_plan_node s, f;
+    assert_fb_ok(ctx, fb_plan_scan(p, &ft, "F", NULL, 0, &s));
+    f = scan_filter_f(p);
+    int64_t pass = 0;
+    for (int i = 0; i < NF; i++)
+        pass += f_pass(i);
+    text = explain_text(p, f, FB_PLACEMENT_CPU, NULL);
+    char want[64];
+    snprintf(want, sizeof want, "(%lld rows into the sink)", (long long)pass);
+    assert_non_null(strstr(text, want));
+    free(text);
+    /* groups of an aggregation: the distinct values of its key in the rows of its (filtered) dimension */
+    fb_plan_node e, ef, j, a, so;
+    assert_fb_ok(ctx, fb_plan_scan(p, &et, "E", NULL, 0, &e));
+    fb_plan_pred lt = {.kind = FB_PLAN_PRED_CMP, .column = 0, .op = FB_CMP_LT, .value = 20};
+    assert_fb_ok(ctx, fb_plan_filter(p, e, &lt, 1, &ef));
+    size_t pk = 1, bk = 0, pay = 1, key = 5;
+    assert_fb_ok(ctx, fb_plan_join(p, s, ef, &pk, &bk, 1, FB_JOIN_INNER, &pay, 1, &j));
+    fb_plan_agg cnt = {FB_AGG_COUNT_STAR, 0};
+    assert_fb_ok(ctx, fb_plan_aggregate(p, j, &key, 1, &cnt, 1, &a));
+    fb_plan_sort_key sk = {0, 0, 0};
+    assert_fb_ok(ctx, fb_plan_sort(p, a, &sk, 1, -1, &so));
+    int seen[5] = {0}, distinct = 0;
+    for (int i = 0; i < NE; i++)
+        if (ek[i] < 20 && !seen[eb[i]]++)
+            distinct++;
+    text = explain_text(p, so, FB_PLACEMENT_CPU, NULL);
+    snprintf(want, sizeof want, "(%d rows into the sink)", distinct);
+    assert_non_null(strstr(strstr(text, "-> sort"), want));
+    free(text);
+    fb_plan_destroy(p);
+    unsetenv("FB_CALIBRATION");
+    rmdir(cal_dir);
+    cal_dir[0] = '\0';
+}
+
+static void test_auto_placement(void **state)
+{
+    (void)state;
+    fb_plan *p;
+    assert_fb_ok(ctx, fb_plan_create(ctx, &p));
+    fb_table t;
+    fb_column c[5];
+    fb_plan_node root = star_plan(p, &t, c, NF);
+    for (int faster = 0; faster < 2; faster++) {
+        fb_plan_calibration cal = fixed_cal();
+        cal.opencl.has_opencl = 1;
+        for (int i = 0; i < N_RATE_FIELDS; i++)
+            *(double *)rates_of(&cal.opencl.rates, i) = *rates_of(&cal.cpu, i) * (faster ? 0.01 : 100);
+        assert_fb_ok(ctx, fb_plan_set_calibration(p, &cal));
+        fb_plan_result *r = NULL;
+        assert_fb_ok(ctx, fb_plan_run(p, root, FB_PLACEMENT_AUTO, &r));
+        assert_int_equal(r->placement, FB_PLACEMENT_CPU);
+        char *text = explain_text(p, root, FB_PLACEMENT_AUTO, r);
+        assert_non_null(strstr(text, "chose cpu"));
+        assert_non_null(strstr(text, "no OpenCL plan operators yet"));
+        assert_non_null(strstr(text, "the calibration has OpenCL rates"));
+        free(text);
+        fb_plan_result_free(r);
+    }
+    fb_plan_destroy(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +672,8 @@ int main(void)
         cmocka_unit_test(test_semi),   cmocka_unit_test(test_anti),
         cmocka_unit_test(test_star_project_topn), cmocka_unit_test(test_overflow_limit_empty),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_calibrate_save_load), cmocka_unit_test(test_predict),
+        cmocka_unit_test(test_auto_placement),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -16,7 +16,8 @@
  * \endcode
  *
  * Placement: FB_PLACEMENT_CPU runs every pipeline on the CPU workers. FB_PLACEMENT_AUTO chooses per
- * plan and says what it chose in explain; GPU and hybrid placement come with the OpenCL operators
+ * plan the runnable placement with the smallest predicted time (fb_plan_predict(); cpu while there are no
+ * OpenCL plan operators) and says what it chose and why in explain; GPU and hybrid placement come with the OpenCL operators
  * (issue 8) and return FB_ERR_NO_DEVICE with a message saying so until then.
  *
  * Semantics are SQL's: a filter keeps rows whose every predicate is true (a null value is never
@@ -184,12 +185,99 @@ FB_API fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement plac
 /** \brief Frees a result. \param r may be NULL. */
 FB_API void fb_plan_result_free(fb_plan_result *r);
 
-/** \brief Writes the plan tree under `root`, its pipelines and the placement (and, with `analyzed`
- * from a run of the same plan and root, the measured rows, morsels and time per pipeline) as text.
+/** \brief Writes the plan tree under `root`, its pipelines, the placement and the predicted time of every
+ * pipeline per placement with rates (and, with `analyzed` from a run of the same plan and root, the
+ * measured rows, morsels and time per pipeline next to the prediction, with their ratio) as text. Without
+ * a calibration it says so (run fbench calibrate) and still succeeds.
  * \param analyzed NULL for plain explain.
  * \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_IO (writing failed). */
 FB_API fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement placement,
                                  const fb_plan_result *analyzed, FILE *out);
+
+
+/* ---- the cost model ------------------------------------------------------------------------------- */
+
+/** \brief Rates of the cost model for one device: seconds, with all of the context's workers, for the
+ * fixed cost of a pipeline and per row of each kind of stage. Measured by fb_plan_calibrate(). A
+ * pipeline is predicted as pipeline_s (+ start_s when it depends on no other) + source rows x scan_row_s
+ * + the sum over its operators of their input rows x their rate (filter: x predicates; a projection:
+ * the rows of its chunk, as the expression kernels compute densely, x (1 + inputs widened to int64))
+ * + the rows into its sink x the sink's rate (sort: scaled by log n / log of the rows it was measured
+ * with). */
+typedef struct fb_plan_rates {
+    double pipeline_s;       /**< fixed cost of a pipeline (set-up, scheduling, finalize) */
+    double start_s;          /**< fixed cost of starting a run (waking the workers), added to the
+                                  pipelines that start with the run (those that depend on none) */
+    double scan_row_s;       /**< per row a source produces (base table or intermediate) */
+    double filter_row_s;     /**< per predicate per input row of a filter */
+    double project_row_s;    /**< per input row of a projection */
+    double probe_row_s;      /**< per probe row of a join whose build side is a perfect hash (dense unique keys),
+                                  a row that finds no match */
+    double probe_match_row_s; /**< what a probe row that matches adds to probe_row_s (its output) */
+    double hash_probe_row_s; /**< per probe row of a join over a hash table */
+    double build_row_s;      /**< per build row of a join (materialize and build) */
+    double agg_row_s;        /**< per input row of a grouped aggregation */
+    double collect_row_s;    /**< per row materialized by the result sink */
+    double sort_row_s;       /**< per input row of a sort (or top-N) sink */
+} fb_plan_rates;
+
+/** \brief A machine's calibration, as fb_plan_calibrate() measures it and fb_plan_calibration_save()
+ * writes it. The file is JSON:
+ * \code
+ *   {"fb_calibration": 1, "fb_version": "0.1.0", "cpu_name": "AMD EPYC ...", "workers": 2, "rows": 4194304,
+ *    "cpu": {"pipeline_s": 4.2e-05, "start_s": 2.1e-04, "scan_row_s": 1.2e-10, ... every fb_plan_rates field ...},
+ *    "opencl": {"has_opencl": 0, "device": "", "rates": { ... the same fields ... }}}
+ * \endcode
+ * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. */
+typedef struct fb_plan_calibration {
+    fb_plan_rates cpu;   /**< the CPU workers' rates */
+    int workers;         /**< workers the CPU rates were measured with */
+    char cpu_name[128];  /**< the CPU's model name */
+    int64_t rows;        /**< rows of the synthetic tables measured */
+    struct {
+        int has_opencl;      /**< 1 when `rates` hold measured OpenCL rates */
+        char device[128];    /**< the OpenCL device's name */
+        fb_plan_rates rates; /**< its rates (filled once plans run on OpenCL devices) */
+    } opencl;            /**< the OpenCL device (GPU / hybrid placement) */
+} fb_plan_calibration;
+
+/** \brief Measures the CPU rates on this machine: small plans over synthetic tables of `rows` rows
+ * (1024..2^26) run through fb_plan_run() with the context's workers, best of 3 each; every rate is the
+ * difference against a base plan (filter = scan->filter->count minus scan->count), never below 1e-12.
+ * opencl.has_opencl is 0. \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_OUT_OF_MEMORY or a run's status. */
+FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out);
+
+/** \brief The default calibration file: $FB_CALIBRATION if set, else $XDG_CONFIG_HOME/fb/calibration.json,
+ * else $HOME/.config/fb/calibration.json. \return FB_OK, FB_ERR_INVALID_ARG (NULL or too small buffer, no
+ * HOME). */
+FB_API fb_status fb_plan_calibration_path(fb_ctx *ctx, char *buf, size_t size);
+
+/** \brief Writes a calibration as JSON (format: fb_plan_calibration) to `path` (NULL: the default path,
+ * its directories created). \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_IO. */
+FB_API fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, const char *path);
+
+/** \brief Reads a calibration file (NULL: the default path).
+ * \return FB_OK; FB_ERR_IO when the file cannot be read, is not a calibration, or a rate is missing or
+ * not a finite number >= 0 (the message names the file and the field; run fbench calibrate);
+ * FB_ERR_INVALID_ARG. */
+FB_API fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibration *out);
+
+/** \brief Uses `cal` (copied) for this plan's predictions; NULL forgets it (the default file is then read
+ * when first needed). \return FB_OK, FB_ERR_INVALID_ARG. */
+FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibration *cal);
+
+/** \brief Predicts the time of every pipeline of the plan under `root` (in the order explain lists them)
+ * from estimated rows and the calibration: scans exact; a filter over a scan by evaluating its predicates on
+ * a sample of the table, elsewhere 1/2 per predicate; joins under the foreign-key assumption (matches =
+ * build rows / rows of the build side's base table; anti 1 - that; left all); aggregations min(input,
+ * 4096) groups (1 ungrouped); sort and limit as their input, capped by the limit.
+ * \param placement FB_PLACEMENT_CPU, or FB_PLACEMENT_AUTO (predicts the placement auto picks).
+ * \param[out] seconds capacity entries, may be NULL with capacity 0; \param[out] n pipelines (may be more
+ * than capacity: then only capacity are written); \param[out] total their sum (may be NULL).
+ * \return FB_OK; FB_ERR_IO without any calibration (set none and no readable default file: run fbench
+ * calibrate); FB_ERR_NO_DEVICE for gpu / hybrid (no OpenCL plan operators yet); FB_ERR_INVALID_ARG. */
+FB_API fb_status fb_plan_predict(fb_plan *plan, fb_plan_node root, fb_placement placement, double *seconds,
+                                 size_t capacity, size_t *n, double *total);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,568 @@
+/* plan_cost.c - the cost model's calibration (fb_plan.h): measuring the CPU rates with small plans over
+ * synthetic tables (each rate the difference of two plans' best-of-3 times), and the calibration file
+ * (JSON, in the user's config directory). The predictions themselves are in plan.c, next to the compile
+ * whose pipelines they predict. */
+#include "fb/fb_plan.h"
+
+#include "fb_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define RATE_FLOOR 1e-12
+#define CAL_RUNS 3
+
+/* The rates, by name, in the order of fb_plan_rates. */
+static const char *const rate_names[] = {"pipeline_s",       "start_s", "scan_row_s",  "filter_row_s", "project_row_s",
+                                         "probe_row_s", "probe_match_row_s",      "hash_probe_row_s", "build_row_s", "agg_row_s",
+                                         "collect_row_s",    "sort_row_s"};
+#define N_RATES (sizeof rate_names / sizeof rate_names[0])
+
+static double *rate_at(fb_plan_rates *r, size_t i)
+{
+    double *f[N_RATES] = {&r->pipeline_s,       &r->start_s, &r->scan_row_s,  &r->filter_row_s, &r->project_row_s,
+                          &r->probe_row_s, &r->probe_match_row_s,      &r->hash_probe_row_s, &r->build_row_s, &r->agg_row_s,
+                          &r->collect_row_s,    &r->sort_row_s};
+    return f[i];
+}
+
+/* ---- measuring ------------------------------------------------------------------------------------------ */
+
+enum { F_A, F_K, F_K0, F_HK, F_G, F_V, F_ID, F_COLS };
+enum { D_K, D_HK, D_P, D_COLS };
+
+typedef struct cal_data {
+    int64_t rows, dim_rows;
+    int32_t *a, *k, *k0, *g, *id, *dk, *dp;
+    int64_t *hk, *v, *dhk;
+    int32_t one[1];
+    fb_column fcols[F_COLS], dcols[D_COLS], tcols[1];
+    fb_table fact, dim, tiny;
+} cal_data;
+
+static void cal_free(cal_data *d)
+{
+    free(d->a);
+    free(d->k);
+    free(d->k0);
+    free(d->g);
+    free(d->id);
+    free(d->dk);
+    free(d->dp);
+    free(d->hk);
+    free(d->v);
+    free(d->dhk);
+}
+
+static int cal_make(cal_data *d, int64_t rows)
+{
+    memset(d, 0, sizeof *d);
+    d->rows = rows;
+    d->dim_rows = rows / 16 < 65536 ? (rows / 16 > 64 ? rows / 16 : 64) : 65536;
+    size_t n = (size_t)rows, nd = (size_t)d->dim_rows;
+    d->a = malloc(4 * n);
+    d->k = malloc(4 * n);
+    d->k0 = malloc(4 * n);
+    d->g = malloc(4 * n);
+    d->id = malloc(4 * n);
+    d->hk = malloc(8 * n);
+    d->v = malloc(8 * n);
+    d->dk = malloc(4 * nd);
+    d->dp = malloc(4 * nd);
+    d->dhk = malloc(8 * nd);
+    if (!d->a || !d->k || !d->k0 || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk)
+        return -1;
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int64_t i = 0; i < rows; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        d->a[i] = (int32_t)(x % 1000);
+        /* the dimension's keys are the even numbers below 2 dim_rows: half of k match, none of k0 (but
+         * every lookup of both reads the perfect hash's array) */
+        d->k[i] = (int32_t)((x >> 16) % (uint64_t)(2 * d->dim_rows));
+        d->k0[i] = d->k[i] | 1;
+        d->hk[i] = (int64_t)(d->k[i] / 2 + (d->k[i] & 1) * d->dim_rows) * 1000003; /* half match */
+        d->g[i] = (int32_t)((x >> 32) % 1024);
+        d->v[i] = (int64_t)((x >> 40) % 100000);
+        d->id[i] = (int32_t)i;
+    }
+    for (int64_t i = 0; i < d->dim_rows; i++) {
+        d->dk[i] = (int32_t)(2 * i);
+        d->dp[i] = (int32_t)(i % 97);
+        d->dhk[i] = i * 1000003;
+    }
+    d->fcols[F_A] = fb_column_make(FB_TYPE_INT32, d->a, rows, NULL);
+    d->fcols[F_K] = fb_column_make(FB_TYPE_INT32, d->k, rows, NULL);
+    d->fcols[F_K0] = fb_column_make(FB_TYPE_INT32, d->k0, rows, NULL);
+    d->fcols[F_HK] = fb_column_make(FB_TYPE_INT64, d->hk, rows, NULL);
+    d->fcols[F_G] = fb_column_make(FB_TYPE_INT32, d->g, rows, NULL);
+    d->fcols[F_V] = fb_column_make(FB_TYPE_INT64, d->v, rows, NULL);
+    d->fcols[F_ID] = fb_column_make(FB_TYPE_INT32, d->id, rows, NULL);
+    d->dcols[D_K] = fb_column_make(FB_TYPE_INT32, d->dk, d->dim_rows, NULL);
+    d->dcols[D_HK] = fb_column_make(FB_TYPE_INT64, d->dhk, d->dim_rows, NULL);
+    d->dcols[D_P] = fb_column_make(FB_TYPE_INT32, d->dp, d->dim_rows, NULL);
+    d->tcols[0] = fb_column_make(FB_TYPE_INT32, d->one, 1, NULL);
+    d->fact = (fb_table){F_COLS, d->fcols, NULL};
+    d->dim = (fb_table){D_COLS, d->dcols, NULL};
+    d->tiny = (fb_table){1, d->tcols, NULL};
+    return 0;
+}
+
+/* The experiments: each builds one plan (returning its root). */
+typedef enum experiment {
+    X_FIXED,      /* tiny -> count */
+    X_FIXED2,     /* tiny semi join (build tiny) -> count: two pipelines */
+    X_COUNT_A,    /* fact[a] -> count */
+    X_COUNT_AG,   /* fact[a, g] -> count */
+    X_FILTER,     /* fact[a, g] -> a < 500 AND g < 512 -> count (the second predicate over a selection) */
+    X_COUNT_V,    /* fact[v] -> count */
+    X_PROJECT,    /* fact[v] -> v * 3 -> count */
+    X_BUILD,      /* tiny inner join (build fact[id]) -> count */
+    X_COUNT_K,    /* fact[k] -> count */
+    X_PROBE,      /* fact[k] inner join dim[k, p] (perfect hash, half the rows match) -> count */
+    X_COUNT_K0,   /* fact[k0] -> count */
+    X_PROBE0,     /* fact[k0] inner join dim[k, p] (perfect hash, no row matches) -> count */
+    X_COUNT_HK,   /* fact[hk] -> count */
+    X_HASH_PROBE, /* fact[hk] inner join dim[hk, p] (hash table) -> count */
+    X_COUNT_GV,   /* fact[g, v] -> count */
+    X_AGG,        /* fact[g, v] -> group by g sum(v) */
+    X_COLLECT,    /* fact[a] -> result */
+    X_COUNT_SV,   /* the first rows/4 of fact[v] -> count */
+    X_SORT,       /* the first rows/4 of fact[v] -> sort by v */
+    X_COUNT
+} experiment;
+
+static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan_node *root)
+{
+    static const fb_plan_agg count = {FB_AGG_COUNT_STAR, 0};
+    fb_plan_node s = -1, t = -1, b = -1;
+    size_t c0;
+    switch (x) {
+    case X_FIXED:
+    case X_FIXED2:
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->tiny, "tiny", NULL, 0, &s));
+        if (x == X_FIXED2) {
+            size_t k0 = 0;
+            FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->tiny, "tiny", NULL, 0, &b));
+            FB_FORWARD_IF_ERROR(fb_plan_join(p, s, b, &k0, &k0, 1, FB_JOIN_SEMI, NULL, 0, &t));
+            s = t;
+        }
+        break;
+    case X_COUNT_A:
+    case X_COLLECT:
+        c0 = F_A;
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->fact, "fact", &c0, 1, &s));
+        if (x == X_COLLECT) {
+            *root = s;
+            return FB_OK;
+        }
+        break;
+    case X_COUNT_AG:
+    case X_FILTER: {
+        size_t cols[2] = {F_A, F_G};
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->fact, "fact", cols, 2, &s));
+        if (x == X_FILTER) {
+            fb_plan_pred pr[2] = {{.kind = FB_PLAN_PRED_CMP, .column = 0, .op = FB_CMP_LT, .value = 500},
+                                  {.kind = FB_PLAN_PRED_CMP, .column = 1, .op = FB_CMP_LT, .value = 512}};
+            FB_FORWARD_IF_ERROR(fb_plan_filter(p, s, pr, 2, &t));
+            s = t;
+        }
+        break;
+    }
+    case X_COUNT_V:
+    case X_PROJECT:
+        c0 = F_V;
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->fact, "fact", &c0, 1, &s));
+        if (x == X_PROJECT) {
+            FB_FORWARD_IF_ERROR(fb_plan_project(p, s, FB_PLAN_MUL, 0, 0, 1, 3, &t));
+            s = t;
+        }
+        break;
+    case X_BUILD: {
+        c0 = F_ID;
+        size_t k0 = 0;
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->tiny, "tiny", NULL, 0, &s));
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->fact, "fact", &c0, 1, &b));
+        FB_FORWARD_IF_ERROR(fb_plan_join(p, s, b, &k0, &k0, 1, FB_JOIN_INNER, NULL, 0, &t));
+        s = t;
+        break;
+    }
+    case X_COUNT_K:
+    case X_PROBE:
+    case X_COUNT_K0:
+    case X_PROBE0:
+    case X_COUNT_HK:
+    case X_HASH_PROBE: {
+        int hash = x == X_COUNT_HK || x == X_HASH_PROBE;
+        c0 = hash ? F_HK : x == X_COUNT_K0 || x == X_PROBE0 ? F_K0 : F_K;
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->fact, "fact", &c0, 1, &s));
+        if (x == X_PROBE || x == X_PROBE0 || x == X_HASH_PROBE) {
+            size_t dc[2] = {hash ? D_HK : D_K, D_P}, k0 = 0, pay = 1;
+            FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->dim, "dim", dc, 2, &b));
+            FB_FORWARD_IF_ERROR(fb_plan_join(p, s, b, &k0, &k0, 1, FB_JOIN_INNER, &pay, 1, &t));
+            s = t;
+        }
+        break;
+    }
+    case X_COUNT_GV:
+    case X_AGG: {
+        size_t cols[2] = {F_G, F_V};
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->fact, "fact", cols, 2, &s));
+        if (x == X_AGG) {
+            size_t key = 0;
+            fb_plan_agg sum = {FB_AGG_SUM, 1};
+            return fb_plan_aggregate(p, s, &key, 1, &sum, 1, root);
+        }
+        break;
+    }
+    case X_COUNT_SV:
+    case X_SORT: {
+        fb_column v = d->fcols[F_V];
+        v.length = d->rows / 4;
+        fb_table quarter = {1, &v, NULL};
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &quarter, "fact", NULL, 0, &s));
+        if (x == X_SORT) {
+            fb_plan_sort_key key = {0, 0, 0};
+            return fb_plan_sort(p, s, &key, 1, -1, root);
+        }
+        break;
+    }
+    case X_COUNT:
+        break;
+    }
+    return fb_plan_aggregate(p, s, NULL, 0, &count, 1, root);
+}
+
+/* Best of CAL_RUNS runs of experiment x (after a warm-up). */
+static fb_status time_experiment(fb_ctx *ctx, cal_data *d, experiment x, double *best)
+{
+    fb_plan *p = NULL;
+    FB_FORWARD_IF_ERROR(fb_plan_create(ctx, &p));
+    fb_plan_node root;
+    fb_status st = build_experiment(p, d, x, &root);
+    *best = INFINITY;
+    /* The fixed costs are tens of microseconds: more runs for their best. */
+    int runs = x == X_FIXED || x == X_FIXED2 ? 5 * CAL_RUNS : CAL_RUNS;
+    for (int i = -1; i < runs && st == FB_OK; i++) {
+        fb_plan_result *res = NULL;
+        st = fb_plan_run(p, root, FB_PLACEMENT_CPU, &res);
+        if (st == FB_OK && i >= 0 && res->seconds < *best)
+            *best = res->seconds;
+        fb_plan_result_free(res);
+    }
+    fb_plan_destroy(p);
+    return st;
+}
+
+static double floor_rate(double r)
+{
+    return isfinite(r) && r > RATE_FLOOR ? r : RATE_FLOOR;
+}
+
+static void read_cpu_name(char *buf, size_t size)
+{
+    snprintf(buf, size, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) != 0 || !colon)
+            continue;
+        colon++;
+        while (*colon == ' ' || *colon == '\t')
+            colon++;
+        snprintf(buf, size, "%.*s", (int)strcspn(colon, "\n"), colon);
+        break;
+    }
+    fclose(f);
+}
+
+fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out)
+{
+    FB_RETURN_ERROR_IF(!ctx || !out, ctx, FB_ERR_INVALID_ARG, "ctx and out must not be NULL");
+    FB_RETURN_ERROR_IF(rows < 1024 || rows > ((int64_t)1 << 26), ctx, FB_ERR_INVALID_ARG,
+                       "calibration rows must be in 1024..2^26, not %lld", (long long)rows);
+    cal_data d;
+    if (cal_make(&d, rows) != 0) {
+        cal_free(&d);
+        return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for %lld calibration rows", (long long)rows);
+    }
+    double t[X_COUNT];
+    fb_status st = FB_OK;
+    for (int x = 0; x < X_COUNT && st == FB_OK; x++)
+        st = time_experiment(ctx, &d, (experiment)x, &t[x]);
+    if (st != FB_OK) {
+        cal_free(&d);
+        return st;
+    }
+    double n = (double)rows, nd = (double)d.dim_rows, ns = (double)(rows / 4);
+    fb_plan_calibration c;
+    memset(&c, 0, sizeof c);
+    fb_plan_rates *r = &c.cpu;
+    /* A pipeline's fixed cost: what a second (1-row) pipeline adds to a plan; the run's own fixed cost
+     * (t[X_FIXED] - pipeline_s) cancels in every difference below. */
+    r->pipeline_s = floor_rate(t[X_FIXED2] - t[X_FIXED]);
+    r->start_s = floor_rate(t[X_FIXED] - r->pipeline_s);
+    r->scan_row_s = floor_rate((t[X_COUNT_A] - t[X_FIXED]) / n);
+    r->filter_row_s = floor_rate((t[X_FILTER] - t[X_COUNT_AG]) / (2 * n)); /* two predicates */
+    r->project_row_s = floor_rate((t[X_PROJECT] - t[X_COUNT_V]) / n);
+    /* The build plan: two pipelines (the 1-row probe and the build) and n rows scanned and built. */
+    r->build_row_s = floor_rate((t[X_BUILD] - t[X_FIXED2]) / n - r->scan_row_s);
+    double dim_build = r->pipeline_s + nd * (r->scan_row_s + r->build_row_s);
+    r->probe_row_s = floor_rate((t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n);
+    r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / (n / 2));
+    r->hash_probe_row_s = floor_rate((t[X_HASH_PROBE] - t[X_COUNT_HK] - dim_build) / n);
+    r->agg_row_s = floor_rate((t[X_AGG] - t[X_COUNT_GV]) / n);
+    r->collect_row_s = floor_rate((t[X_COLLECT] - t[X_COUNT_A]) / n);
+    r->sort_row_s = floor_rate((t[X_SORT] - t[X_COUNT_SV]) / ns);
+    c.workers = fb_ctx_threads(ctx);
+    c.rows = rows;
+    read_cpu_name(c.cpu_name, sizeof c.cpu_name);
+    cal_free(&d);
+    *out = c;
+    return FB_OK;
+}
+
+/* ---- the file --------------------------------------------------------------------------------------------- */
+
+fb_status fb_plan_calibration_path(fb_ctx *ctx, char *buf, size_t size)
+{
+    FB_RETURN_ERROR_IF(!buf || size == 0, ctx, FB_ERR_INVALID_ARG, "buf must not be NULL or empty");
+    const char *env = getenv("FB_CALIBRATION"), *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    int n;
+    if (env && env[0])
+        n = snprintf(buf, size, "%s", env);
+    else if (xdg && xdg[0])
+        n = snprintf(buf, size, "%s/fb/calibration.json", xdg);
+    else if (home && home[0])
+        n = snprintf(buf, size, "%s/.config/fb/calibration.json", home);
+    else {
+        buf[0] = '\0';
+        return FB_ERROR(ctx, FB_ERR_INVALID_ARG, "no calibration path: FB_CALIBRATION, XDG_CONFIG_HOME and HOME are unset");
+    }
+    FB_RETURN_ERROR_IF(n < 0 || (size_t)n >= size, ctx, FB_ERR_INVALID_ARG, "the calibration path is longer than %zu",
+                       size);
+    return FB_OK;
+}
+
+/* mkdir -p of the directories above a file path. */
+static int make_parents(const char *path)
+{
+    char dir[1024];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return -1;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return 0;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", (unsigned)*s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void json_rates(FILE *f, const fb_plan_rates *r)
+{
+    fb_plan_rates c = *r;
+    fprintf(f, "{");
+    for (size_t i = 0; i < N_RATES; i++)
+        fprintf(f, "%s\"%s\": %.9g", i ? ", " : "", rate_names[i], *rate_at(&c, i));
+    fprintf(f, "}");
+}
+
+fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, const char *path)
+{
+    FB_RETURN_ERROR_IF(!cal, ctx, FB_ERR_INVALID_ARG, "cal must not be NULL");
+    char def[1024];
+    if (!path) {
+        FB_FORWARD_IF_ERROR(fb_plan_calibration_path(ctx, def, sizeof def));
+        path = def;
+        FB_RETURN_ERROR_IF(make_parents(path) != 0, ctx, FB_ERR_IO, "cannot make the directories of %s: %s", path,
+                           strerror(errno));
+    }
+    FILE *f = fopen(path, "w");
+    FB_RETURN_ERROR_IF(!f, ctx, FB_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    fprintf(f, "{\"fb_calibration\": 1, \"fb_version\": ");
+    json_str(f, fb_version_string());
+    fprintf(f, ", \"cpu_name\": ");
+    json_str(f, cal->cpu_name);
+    fprintf(f, ", \"workers\": %d, \"rows\": %lld,\n \"cpu\": ", cal->workers, (long long)cal->rows);
+    json_rates(f, &cal->cpu);
+    fprintf(f, ",\n \"opencl\": {\"has_opencl\": %d, \"device\": ", cal->opencl.has_opencl ? 1 : 0);
+    json_str(f, cal->opencl.device);
+    fprintf(f, ", \"rates\": ");
+    json_rates(f, &cal->opencl.rates);
+    fprintf(f, "}}\n");
+    int bad = ferror(f);
+    bad |= fclose(f) != 0;
+    FB_RETURN_ERROR_IF(bad, ctx, FB_ERR_IO, "writing %s failed", path);
+    return FB_OK;
+}
+
+/* The object that follows "key": in [begin, end) as [*ob, *oe); -1 when absent. */
+static int find_object(const char *begin, const char *end, const char *key, const char **ob, const char **oe)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    size_t pl = strlen(pat);
+    for (const char *p = begin; p + pl <= end; p++) {
+        if (memcmp(p, pat, pl) != 0)
+            continue;
+        const char *q = p + pl;
+        while (q < end && (*q == ' ' || *q == '\n' || *q == '\t' || *q == '\r' || *q == ':'))
+            q++;
+        if (q >= end || *q != '{')
+            return -1;
+        int depth = 0;
+        for (const char *r = q; r < end; r++) {
+            depth += *r == '{';
+            depth -= *r == '}';
+            if (depth == 0) {
+                *ob = q;
+                *oe = r + 1;
+                return 0;
+            }
+        }
+        return -1;
+    }
+    return -1;
+}
+
+/* The value text after "key": in [begin, end) (at top level of that range or deeper: keys are unique). */
+static const char *find_value(const char *begin, const char *end, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    size_t pl = strlen(pat);
+    for (const char *p = begin; p + pl <= end; p++) {
+        if (memcmp(p, pat, pl) != 0)
+            continue;
+        const char *q = p + pl;
+        while (q < end && (*q == ' ' || *q == '\n' || *q == '\t' || *q == '\r'))
+            q++;
+        if (q >= end || *q != ':')
+            continue;
+        q++;
+        while (q < end && (*q == ' ' || *q == '\n' || *q == '\t' || *q == '\r'))
+            q++;
+        return q < end ? q : NULL;
+    }
+    return NULL;
+}
+
+static int read_number(const char *begin, const char *end, const char *key, double *out)
+{
+    const char *v = find_value(begin, end, key);
+    if (!v)
+        return -1;
+    char *e = NULL;
+    errno = 0;
+    double d = strtod(v, &e);
+    if (e == v || errno || !isfinite(d) || e > end)
+        return -1;
+    *out = d;
+    return 0;
+}
+
+static void read_string(const char *begin, const char *end, const char *key, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    const char *v = find_value(begin, end, key);
+    if (!v || *v != '"')
+        return;
+    size_t n = 0;
+    for (v++; v < end && *v != '"' && n + 1 < size; v++) {
+        if (*v == '\\' && v + 1 < end)
+            v++;
+        buf[n++] = *v;
+    }
+    buf[n] = '\0';
+}
+
+static fb_status read_rates(fb_ctx *ctx, const char *path, const char *begin, const char *end, const char *section,
+                            fb_plan_rates *out)
+{
+    for (size_t i = 0; i < N_RATES; i++) {
+        double v;
+        FB_RETURN_ERROR_IF(read_number(begin, end, rate_names[i], &v) != 0 || v < 0, ctx, FB_ERR_IO,
+                           "%s: %s.%s is missing or not a finite number >= 0 (run fbench calibrate)", path, section,
+                           rate_names[i]);
+        *rate_at(out, i) = v;
+    }
+    return FB_OK;
+}
+
+fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibration *out)
+{
+    FB_RETURN_ERROR_IF(!out, ctx, FB_ERR_INVALID_ARG, "out must not be NULL");
+    char def[1024];
+    if (!path) {
+        FB_FORWARD_IF_ERROR(fb_plan_calibration_path(ctx, def, sizeof def));
+        path = def;
+    }
+    FILE *f = fopen(path, "rb");
+    FB_RETURN_ERROR_IF(!f, ctx, FB_ERR_IO, "cannot read the calibration %s: %s (run fbench calibrate)", path,
+                       strerror(errno));
+    char *text = malloc(1 << 16);
+    size_t len = text ? fread(text, 1, (1 << 16) - 1, f) : 0;
+    int rerr = ferror(f);
+    fclose(f);
+    FB_RETURN_ERROR_IF(!text, ctx, FB_ERR_OUT_OF_MEMORY, "no memory to read %s", path);
+    text[len] = '\0';
+    const char *end = text + len, *cb, *ce, *ob, *oe, *rb, *re;
+    fb_plan_calibration c;
+    memset(&c, 0, sizeof c);
+    double num;
+    fb_status st = FB_OK;
+    if (rerr)
+        st = FB_ERROR(ctx, FB_ERR_IO, "reading %s failed", path);
+    else if (read_number(text, end, "fb_calibration", &num) != 0 || num != 1)
+        st = FB_ERROR(ctx, FB_ERR_IO, "%s is not an fb calibration file (version 1; run fbench calibrate)", path);
+    else if (find_object(text, end, "cpu", &cb, &ce) != 0)
+        st = FB_ERROR(ctx, FB_ERR_IO, "%s has no \"cpu\" rates (run fbench calibrate)", path);
+    if (st == FB_OK)
+        st = read_rates(ctx, path, cb, ce, "cpu", &c.cpu);
+    if (st == FB_OK && find_object(text, end, "opencl", &ob, &oe) == 0) {
+        c.opencl.has_opencl = read_number(ob, oe, "has_opencl", &num) == 0 && num != 0;
+        read_string(ob, oe, "device", c.opencl.device, sizeof c.opencl.device);
+        if (c.opencl.has_opencl) {
+            if (find_object(ob, oe, "rates", &rb, &re) != 0)
+                st = FB_ERROR(ctx, FB_ERR_IO, "%s: opencl.has_opencl is set but opencl.rates is missing", path);
+            else
+                st = read_rates(ctx, path, rb, re, "opencl.rates", &c.opencl.rates);
+        }
+    }
+    if (st == FB_OK) {
+        if (read_number(text, end, "workers", &num) == 0)
+            c.workers = (int)num;
+        if (read_number(text, end, "rows", &num) == 0)
+            c.rows = (int64_t)num;
+        /* cpu_name is at the top level, before "cpu": search only there to not read another key */
+        read_string(text, cb, "cpu_name", c.cpu_name, sizeof c.cpu_name);
+    }
+    free(text);
+    if (st == FB_OK)
+        *out = c;
+    return st;
+}
