@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # results_all.sh - every figure the issues ask for, on this machine, in one run, into bench/results/:
 #   fbench hw (the ceilings), J1..J4, A1..A4, S1..S4 and scan-agg next to DuckDB on the same data
-#   (bench/peers/compare.py), and the 13 SSB queries next to DuckDB (fbench plan ssb --peer duckdb).
+#   (bench/peers/compare.py), the plan cost model's calibration, and the 13 SSB queries next to DuckDB and to
+#   the model's predictions (fbench plan ssb --peer duckdb --predict).
 # Usage: bench/results_all.sh [BUILD_DIR] [TAG] [SCALE] [THREADS]
 #   defaults: build/release, a tag from the CPU model and core count, scale 1, all cores.
 # Takes about 15 minutes at scale 1 on a 2-core machine and needs ~8 GiB of memory.
@@ -23,6 +24,8 @@ for w in J1 J2 J3 J4 A1 A2 A3 A4 S1 S2 S3 S4 scan-agg; do
     --hw "$R/hw-$TAG.json" --out "$OUT" | tee -a "$R/peers-$TAG.txt"
 done
 SF=$(python3 -c "print(max(0.01, float('$SCALE')))")
-"$B/fbench" plan ssb --sf "$SF" --threads "$THREADS" --repeat 3 --placement cpu,auto,gpu --peer duckdb \
+export FB_CALIBRATION="$R/calibration-$TAG.json"
+"$B/fbench" calibrate --threads "$THREADS" --out "$FB_CALIBRATION" | tee "$R/calibration-$TAG.txt"
+"$B/fbench" plan ssb --sf "$SF" --threads "$THREADS" --repeat 3 --placement cpu,auto,gpu --peer duckdb --predict \
   --json "$R/ssb-sf$SF-$TAG.json" --plot "$R/ssb-sf$SF-$TAG.svg" | tee "$R/ssb-sf$SF-$TAG.txt"
 echo "results_all: done; see $R/*-$TAG.*" >&2
