@@ -133,7 +133,7 @@ static int scan_agg_dump(const void *data, const char *dir, FILE *manifest)
 static const fbench_workload scan_workloads[] = {
     {"scan-agg", "scan -> filter (x BETWEEN -2^30 AND 2^30-1, ~50%) -> count and sum, 2^27 int64 values at scale 1",
      INT64_C(1) << 27, scan_agg_generate, scan_agg_destroy, scan_agg_reference, scan_agg_run, scan_agg_bytes,
-     scan_agg_dump, {"count", "sum"}, 0, NULL},
+     scan_agg_dump, {"count", "sum"}, 0, NULL, NULL},
 };
 
 /* Every workload: scan-agg here, the operators' workloads in fbench_wl_*.c. */
@@ -406,6 +406,8 @@ int fbench_run_main(int argc, char **argv)
         double t = fbench_now();
         st = o.cl_device >= 0 ? wl->run_cl(ctx, data, &got) : wl->run(ctx, data, o.morsel, &got, q);
         t = fbench_now() - t;
+        if (st == FB_OK && wl->finish)
+            wl->finish(ctx, data, &got);
         if (st != FB_OK) {
             fprintf(stderr, "fbench run: %s failed: %s\n", wl->name, fb_last_error(ctx));
             fb_query_destroy(q);

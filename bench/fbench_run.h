@@ -33,6 +33,10 @@ typedef struct fbench_workload {
     /* The same run on the context's OpenCL device (--device opencl:N), or NULL when the workload has
      * none; its data movement to and from the device is part of the time. */
     fb_status (*run_cl)(fb_ctx *ctx, const void *data, fbench_result *out);
+    /* Optional, untimed, after each run: checks the output the run left in `data` (e.g. a sort's order
+     * and an order-independent hash) and sets out's values. A run whose peer does no such check (DuckDB's
+     * CREATE TABLE AS ... ORDER BY) should not pay for it inside the timing. NULL: run sets the values. */
+    void (*finish)(fb_ctx *ctx, const void *data, fbench_result *out);
 } fbench_workload;
 
 /** \brief The join workloads (J1..J4). \param list set to the array. \return its length (0 = none yet). */

@@ -397,16 +397,16 @@ static int agg_dump(const void *data, const char *dir, FILE *m)
 static const fbench_workload agg_workloads[] = {
     {"A1", "GROUP BY k (int32, 2M distinct at scale 1, uniform): count(*), sum(v); 64M rows at scale 1", 64 * AGG_M,
      a1_generate, agg_destroy, agg_reference, agg_run, agg_bytes, agg_dump,
-     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(s)"}, 0, agg_run_cl},
+     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(s)"}, 0, agg_run_cl, NULL},
     {"A2", "GROUP BY k (int32, 100 distinct): count(*), sum, min, max, avg of v; 64M rows at scale 1", 64 * AGG_M,
      a2_generate, agg_destroy, agg_reference, agg_run, agg_bytes, agg_dump,
-     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(((mx-mn)%1000003)*(k%1021))"}, 0, agg_run_cl},
+     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(((mx-mn)%1000003)*(k%1021))"}, 0, agg_run_cl, NULL},
     {"A3", "GROUP BY k (int64, ~all distinct): count(*), sum(v); 64M rows at scale 1", 64 * AGG_M, a3_generate,
      agg_destroy, agg_reference, agg_run, agg_bytes, agg_dump,
-     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(s)"}, 0, agg_run_cl},
+     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(s)"}, 0, agg_run_cl, NULL},
     {"A4", "A1 with 10% null v and 1% null k: count(*), count(v), sum(v), avg(v); 64M rows at scale 1", 64 * AGG_M,
      a4_generate, agg_destroy, agg_reference, agg_run, agg_bytes, agg_dump,
-     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(cv*(k%1021))"}, 0, agg_run_cl},
+     {"groups", "sum(c*(k%1021))", "sum((s%1000003)*(k%1021))", "sum(cv*(k%1021))"}, 0, agg_run_cl, NULL},
 };
 
 size_t fbench_wl_agg(const fbench_workload **list)

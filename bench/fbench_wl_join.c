@@ -431,14 +431,14 @@ static fb_status join_run_cl(fb_ctx *ctx, const void *data, fbench_result *out)
 
 static const fbench_workload join_workloads[] = {
     {"J1", "inner join, R 16M unique keys, S 64M uniform over R: count(*), sum(r.v + s.v)", INT64_C(1) << 26,
-     j1_generate, join_destroy, join_reference, join_run, join_bytes, join_dump, {"count", "sum"}, 1, join_run_cl},
+     j1_generate, join_destroy, join_reference, join_run, join_bytes, join_dump, {"count", "sum"}, 1, join_run_cl, NULL},
     {"J2", "as J1 with S's keys Zipf(1.0) over R's keys", INT64_C(1) << 26, j2_generate, join_destroy, join_reference,
-     join_run, join_bytes, join_dump, {"count", "sum"}, 1, join_run_cl},
+     join_run, join_bytes, join_dump, {"count", "sum"}, 1, join_run_cl, NULL},
     {"J3", "R 1M unique keys (fits the LLC), S 64M, 50% match: count(*), sum(r.v + s.v)", INT64_C(1) << 26,
-     j3_generate, join_destroy, join_reference, join_run, join_bytes, join_dump, {"count", "sum"}, 1, join_run_cl},
+     j3_generate, join_destroy, join_reference, join_run, join_bytes, join_dump, {"count", "sum"}, 1, join_run_cl, NULL},
     {"J4", "N:M join, R 4M rows (each key 1-8 times), S 16M: pairs materialized, count(*), sum(r.v*7 + s.v)",
      INT64_C(1) << 24, j4_generate, join_destroy, join_reference, join_run, join_bytes, join_dump,
-     {"count", "checksum"}, 1, join_run_cl},
+     {"count", "checksum"}, 1, join_run_cl, NULL},
 };
 
 size_t fbench_wl_join(const fbench_workload **list)
