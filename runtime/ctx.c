@@ -351,7 +351,15 @@ fb_status fb_alloc(fb_ctx *ctx, size_t size, size_t alignment, void **out, const
     } else {
         atomic_fetch_add(&ctx->memory_used, size);
     }
-    void *p = ctx->alloc.alloc(ctx->alloc.user, size, alignment);
+    /* Large blocks of the default allocator go through the context's block cache (sched_numa.c). */
+    int cacheable = !ctx->alloc_custom && alignment <= 64 && size >= FB_CACHE_MIN_BYTES;
+    void *p = cacheable ? fb_cache_take(ctx, FB_CACHE_HEAP, size) : NULL;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(NDEBUG)
+    if (p)
+        memset(p, 0xA5, size); /* a reused block holds old data: let tests catch code that assumes zeros */
+#endif
+    if (!p)
+        p = ctx->alloc.alloc(ctx->alloc.user, size, cacheable ? 64 : alignment);
     if (!p) {
         atomic_fetch_sub(&ctx->memory_used, size);
         return fb_set_error(ctx, FB_ERR_OUT_OF_MEMORY, where, "cannot allocate %zu bytes", size);
@@ -364,8 +372,11 @@ void fb_free(fb_ctx *ctx, void *ptr, size_t size)
 {
     if (!ctx || !ptr)
         return;
-    ctx->alloc.free(ctx->alloc.user, ptr, size);
     atomic_fetch_sub(&ctx->memory_used, size);
+    if (!ctx->alloc_custom && size >= FB_CACHE_MIN_BYTES)
+        fb_cache_put_or_free(ctx, FB_CACHE_HEAP, ptr, size);
+    else
+        ctx->alloc.free(ctx->alloc.user, ptr, size);
 }
 
 fb_status fb_ctx_alloc(fb_ctx *ctx, size_t size, size_t alignment, void **out)

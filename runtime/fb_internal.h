@@ -52,6 +52,15 @@ struct fb_ctx {
 
 /* Frees the blocks the context's cache holds (runtime/sched_numa.c); called by fb_ctx_destroy(). */
 void fb_numa_cache_drain(fb_ctx *ctx);
+/* The cache's two sources: node ≥ 0 (or -1) for fb_numa_alloc's hwloc blocks, FB_CACHE_HEAP for
+ * fb_alloc's blocks from the default allocator (64-byte aligned). Blocks under FB_CACHE_MIN_BYTES
+ * are never cached. */
+#define FB_CACHE_HEAP (-2)
+#define FB_CACHE_MIN_BYTES ((size_t)1 << 20)
+/* A cached block of exactly `bytes` from `node`, or NULL (the caller accounts it as in use). */
+void *fb_cache_take(fb_ctx *ctx, int node, size_t bytes);
+/* Keeps a block no longer in use (already unaccounted) for the next allocation of its size, or releases it. */
+void fb_cache_put_or_free(fb_ctx *ctx, int node, void *ptr, size_t bytes);
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 

@@ -126,11 +126,21 @@ static size_t numa_hwloc_bytes(size_t size)
 
 /* ---- the block cache: large node-bound blocks kept between queries (struct fb_ctx) -------------- */
 
-/* Blocks at least this large are cached; smaller ones come and go through hwloc directly. */
-#define FB_CACHE_MIN_BYTES ((size_t)1 << 20)
+/* Blocks at least this large (FB_CACHE_MIN_BYTES, fb_internal.h) are cached; smaller ones come and go
+ * through hwloc or the allocator directly. */
+
+/* Gives a block back to where it came from: hwloc for node-bound blocks, the context's allocator for
+ * FB_CACHE_HEAP ones. */
+static void block_release(fb_ctx *ctx, int node, void *ptr, size_t bytes)
+{
+    if (node == FB_CACHE_HEAP)
+        ctx->alloc.free(ctx->alloc.user, ptr, bytes);
+    else
+        hwloc_free(fb_topology_hwloc(ctx), ptr, bytes);
+}
 
 /* A cached block of exactly `bytes` on `node`, or NULL. */
-static void *cache_take(fb_ctx *ctx, int node, size_t bytes)
+void *fb_cache_take(fb_ctx *ctx, int node, size_t bytes)
 {
     if (bytes < FB_CACHE_MIN_BYTES || !ctx->cache_cap)
         return NULL;
@@ -149,15 +159,17 @@ static void *cache_take(fb_ctx *ctx, int node, size_t bytes)
 
 /* Keeps a freed block for the next allocation of its size and node, or gives it back to the system
  * when it is small or the cache is full (then the oldest block goes first, to make room). */
-static void cache_put_or_free(fb_ctx *ctx, int node, void *ptr, size_t bytes)
+void fb_cache_put_or_free(fb_ctx *ctx, int node, void *ptr, size_t bytes)
 {
     void *evict[64];
     size_t evict_bytes[64];
+    int evict_node[64];
     int n_evict = 0, kept = 0;
     if (bytes >= FB_CACHE_MIN_BYTES && bytes <= ctx->cache_cap) {
         pthread_mutex_lock(&ctx->cache_lock);
         while (ctx->cache_n > 0 && (ctx->cache_n == 64 || ctx->cache_bytes + bytes > ctx->cache_cap)) {
             evict[n_evict] = ctx->cache[0].ptr;
+            evict_node[n_evict] = ctx->cache[0].node;
             evict_bytes[n_evict++] = ctx->cache[0].bytes;
             ctx->cache_bytes -= ctx->cache[0].bytes;
             memmove(&ctx->cache[0], &ctx->cache[1], sizeof ctx->cache[0] * (size_t)(--ctx->cache_n));
@@ -167,11 +179,10 @@ static void cache_put_or_free(fb_ctx *ctx, int node, void *ptr, size_t bytes)
         kept = 1;
         pthread_mutex_unlock(&ctx->cache_lock);
     }
-    hwloc_topology_t topo = fb_topology_hwloc(ctx);
     for (int i = 0; i < n_evict; i++)
-        hwloc_free(topo, evict[i], evict_bytes[i]);
+        block_release(ctx, evict_node[i], evict[i], evict_bytes[i]);
     if (!kept)
-        hwloc_free(topo, ptr, bytes);
+        block_release(ctx, node, ptr, bytes);
 }
 
 fb_status fb_numa_alloc(fb_ctx *ctx, int node, size_t size, void **out)
@@ -185,11 +196,11 @@ fb_status fb_numa_alloc(fb_ctx *ctx, int node, size_t size, void **out)
 
     size_t bytes = numa_hwloc_bytes(size);
     FB_RETURN_ERROR_IF(bytes == SIZE_MAX, ctx, FB_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes", size);
-    void *cached = cache_take(ctx, node, bytes);
+    void *cached = fb_cache_take(ctx, node, bytes);
     size_t used = atomic_fetch_add(&ctx->memory_used, bytes) + bytes;
     if (cached && (used < bytes || (ctx->memory_limit && used > ctx->memory_limit))) {
         atomic_fetch_sub(&ctx->memory_used, bytes);
-        cache_put_or_free(ctx, node, cached, bytes);
+        fb_cache_put_or_free(ctx, node, cached, bytes);
         cached = NULL;
         used = atomic_fetch_add(&ctx->memory_used, bytes) + bytes;
     }
@@ -235,14 +246,14 @@ void fb_numa_free(fb_ctx *ctx, int node, void *ptr, size_t size)
     }
     size_t bytes = numa_hwloc_bytes(size);
     atomic_fetch_sub(&ctx->memory_used, bytes);
-    cache_put_or_free(ctx, node, ptr, bytes);
+    fb_cache_put_or_free(ctx, node, ptr, bytes);
 }
 
 void fb_numa_cache_drain(fb_ctx *ctx)
 {
     pthread_mutex_lock(&ctx->cache_lock);
     for (int i = 0; i < ctx->cache_n; i++)
-        hwloc_free(fb_topology_hwloc(ctx), ctx->cache[i].ptr, ctx->cache[i].bytes);
+        block_release(ctx, ctx->cache[i].node, ctx->cache[i].ptr, ctx->cache[i].bytes);
     ctx->cache_n = 0;
     ctx->cache_bytes = 0;
     pthread_mutex_unlock(&ctx->cache_lock);
