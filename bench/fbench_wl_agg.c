@@ -192,15 +192,10 @@ static void agg_reference(const void *data, fbench_result *out)
 
 /* ---- the run through fb --------------------------------------------------------------------------- */
 
-static fb_status agg_run(fb_ctx *ctx, const void *data, long morsel, fbench_result *out, fb_query *stats_q)
+/* The aggregates of each workload: A1/A3: count(*), sum(v); A2: + min, max, avg; A4: count(*), count(v),
+ * sum(v), avg(v). \return how many. */
+static size_t agg_descs(const agg_data *d, fb_agg_desc *aggs)
 {
-    const agg_data *d = data;
-    fb_type kt = d->kind == 3 ? FB_TYPE_INT64 : FB_TYPE_INT32;
-    fb_column cols[2] = {fb_column_make(kt, d->k, d->rows, d->kvalid),
-                         fb_column_make(FB_TYPE_INT32, d->v, d->rows, d->vvalid)};
-    fb_table table = {2, cols, NULL};
-    /* A1/A3: count(*), sum(v); A2: + min, max, avg; A4: count(*), count(v), sum(v), avg(v) */
-    fb_agg_desc aggs[5];
     size_t n_aggs = 0;
     aggs[n_aggs++] = (fb_agg_desc){FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID};
     if (d->kind == 4)
@@ -212,6 +207,18 @@ static fb_status agg_run(fb_ctx *ctx, const void *data, long morsel, fbench_resu
     }
     if (d->kind == 2 || d->kind == 4)
         aggs[n_aggs++] = (fb_agg_desc){FB_AGG_AVG, 0, FB_TYPE_INT32};
+    return n_aggs;
+}
+
+static fb_status agg_run(fb_ctx *ctx, const void *data, long morsel, fbench_result *out, fb_query *stats_q)
+{
+    const agg_data *d = data;
+    fb_type kt = d->kind == 3 ? FB_TYPE_INT64 : FB_TYPE_INT32;
+    fb_column cols[2] = {fb_column_make(kt, d->k, d->rows, d->kvalid),
+                         fb_column_make(FB_TYPE_INT32, d->v, d->rows, d->vvalid)};
+    fb_table table = {2, cols, NULL};
+    fb_agg_desc aggs[5];
+    size_t n_aggs = agg_descs(d, aggs);
     const char *force = getenv("FBENCH_AGG_STRATEGY"); /* for experiments: direct, hash, partition */
     fb_agg_strategy strat = !force                          ? FB_AGG_STRATEGY_AUTO
                             : strcmp(force, "direct") == 0   ? FB_AGG_STRATEGY_DIRECT
@@ -277,17 +284,7 @@ static fb_status agg_run_cl(fb_ctx *ctx, const void *data, fbench_result *out)
     fb_column key = fb_column_make(kt, d->k, d->rows, d->kvalid);
     fb_column val = fb_column_make(FB_TYPE_INT32, d->v, d->rows, d->vvalid);
     fb_agg_desc aggs[5];
-    size_t n_aggs = 0;
-    aggs[n_aggs++] = (fb_agg_desc){FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID};
-    if (d->kind == 4)
-        aggs[n_aggs++] = (fb_agg_desc){FB_AGG_COUNT, 0, FB_TYPE_INT32};
-    aggs[n_aggs++] = (fb_agg_desc){FB_AGG_SUM, 0, FB_TYPE_INT32};
-    if (d->kind == 2) {
-        aggs[n_aggs++] = (fb_agg_desc){FB_AGG_MIN, 0, FB_TYPE_INT32};
-        aggs[n_aggs++] = (fb_agg_desc){FB_AGG_MAX, 0, FB_TYPE_INT32};
-    }
-    if (d->kind == 2 || d->kind == 4)
-        aggs[n_aggs++] = (fb_agg_desc){FB_AGG_AVG, 0, FB_TYPE_INT32};
+    size_t n_aggs = agg_descs(d, aggs);
     fb_agg_spec spec = {1, &kt, n_aggs, aggs, FB_AGG_STRATEGY_AUTO};
     /* Outputs with room for every row as its own group (A3). */
     int64_t cap = d->rows ? d->rows : 1;

@@ -169,4 +169,25 @@ static inline void fbt_close_variants(fb_ctx **ctx, int n)
         fb_ctx_destroy(ctx[i]);
 }
 
+/* The fixture most test files share: `rng` seeded from FB_TEST_SEED and one context per CPU variant this
+ * machine runs (variants[0 .. n_variants - 1]), opened by setup_variants and closed by teardown_variants.
+ * Use once per file, at file scope, after declaring `static uint64_t rng;`. */
+#define FBT_VARIANTS_FIXTURE                                                                          \
+    static fb_ctx *variants[FB_ISA_COUNT];                                                            \
+    static int n_variants;                                                                            \
+    static int setup_variants(void **state)                                                           \
+    {                                                                                                 \
+        (void)state;                                                                                  \
+        rng = fbt_seed();                                                                             \
+        n_variants = fbt_open_variants(variants);                                                     \
+        return n_variants < 0 ? -1 : 0;                                                               \
+    }                                                                                                 \
+    static int teardown_variants(void **state)                                                        \
+    {                                                                                                 \
+        (void)state;                                                                                  \
+        fbt_close_variants(variants, n_variants);                                                     \
+        n_variants = 0;                                                                               \
+        return 0;                                                                                     \
+    }
+
 #endif /* FB_TEST_H */

@@ -21,24 +21,7 @@ static uint64_t rng;
 
 /* ---- variants ------------------------------------------------------------------------------------ */
 
-static fb_ctx *variants[FB_ISA_COUNT];
-static int n_variants;
-
-static int setup_variants(void **state)
-{
-    (void)state;
-    rng = fbt_seed();
-    n_variants = fbt_open_variants(variants);
-    return n_variants < 0 ? -1 : 0;
-}
-
-static int teardown_variants(void **state)
-{
-    (void)state;
-    fbt_close_variants(variants, n_variants);
-    n_variants = 0;
-    return 0;
-}
+FBT_VARIANTS_FIXTURE
 
 /* ---- columns ------------------------------------------------------------------------------------- */
 

@@ -127,24 +127,7 @@ static fbt_col make_col(fb_type t, int64_t n, int with_nulls)
 
 /* ---- variants ------------------------------------------------------------------------------------ */
 
-static fb_ctx *variants[FB_ISA_COUNT];
-static int n_variants;
-
-static int setup_variants(void **state)
-{
-    (void)state;
-    rng = fbt_seed();
-    n_variants = fbt_open_variants(variants);
-    return n_variants < 0 ? -1 : 0;
-}
-
-static int teardown_variants(void **state)
-{
-    (void)state;
-    fbt_close_variants(variants, n_variants);
-    n_variants = 0;
-    return 0;
-}
+FBT_VARIANTS_FIXTURE
 
 static const int64_t lengths[] = {0, 1, 7, 1023, (1 << 20) + 3};
 #define N_LENGTHS (sizeof lengths / sizeof lengths[0])
