@@ -599,6 +599,7 @@ static int registry_add_cl(kernel_registry *r)
 
 static void registry_free(kernel_registry *r)
 {
+    join_builds_free(); /* their tables belong to the contexts: before those go */
     for (size_t i = 0; i < r->n_ctxs; i++)
         fb_ctx_destroy(r->ctxs[i]);
     for (size_t i = 0; i < r->n_strings; i++)
@@ -606,7 +607,6 @@ static void registry_free(kernel_registry *r)
     free(r->ctxs);
     free(r->strings);
     free(r->cases);
-    join_builds_free();
     for (size_t i = 0; i < KERNEL_N_SIZES; i++) {
         kernel_data_free(kernel_data_by_size[i]);
         kernel_data_by_size[i] = NULL;
