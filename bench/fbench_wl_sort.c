@@ -268,15 +268,16 @@ static void sort_reference(const void *data, fbench_result *out)
             top_k[j] = k;
             top_row[j] = i;
         }
-        int64_t sk = 0, rh = 0;
+        int64_t sk = 0;
+        uint64_t rh = 0; /* wraps: unsigned */
         for (int j = 0; j < size; j++) {
             sk += top_k[j];
-            rh += (int64_t)mix64((uint64_t)top_row[j] * (uint64_t)(j + 1));
+            rh += mix64((uint64_t)top_row[j] * (uint64_t)(j + 1));
         }
         out->values[0] = size;
         out->values[1] = sk;
         out->values[2] = size ? top_k[size - 1] : 0;
-        out->values[3] = rh;
+        out->values[3] = (int64_t)rh;
         out->n_values = 4;
         return;
     }
@@ -304,15 +305,16 @@ static fb_status sort_run_on(fb_ctx *ctx, const sort_data *d, fbench_result *out
                 : fb_sort_top_n_parallel(ctx, &key, 1, TOP_N, ids, TOP_N, &got);
         if (st != FB_OK)
             return st;
-        int64_t sk = 0, rh = 0;
+        int64_t sk = 0;
+        uint64_t rh = 0; /* wraps: unsigned */
         for (int64_t j = 0; j < got; j++) {
             sk += d->k32[ids[j]];
-            rh += (int64_t)mix64((uint64_t)ids[j] * (uint64_t)(j + 1));
+            rh += mix64((uint64_t)ids[j] * (uint64_t)(j + 1));
         }
         out->values[0] = got;
         out->values[1] = sk;
         out->values[2] = got ? d->k32[ids[got - 1]] : 0;
-        out->values[3] = rh;
+        out->values[3] = (int64_t)rh;
         out->n_values = 4;
         return FB_OK;
     }
