@@ -748,7 +748,21 @@ static void agg_destroy_local(void *user, void *global, void *local)
     fb_numa_free(ctx, l->node, l, sizeof *l);
 }
 
+static fb_status agg_init_local_parts(void *user, void *global, const fb_worker_info *w, void **local);
+
+/* The runtime does not destroy a local state whose init failed: free what was made here. */
 static fb_status agg_init_local(void *user, void *global, const fb_worker_info *w, void **local)
+{
+    *local = NULL;
+    fb_status st = agg_init_local_parts(user, global, w, local);
+    if (st != FB_OK) {
+        agg_destroy_local(user, global, *local);
+        *local = NULL;
+    }
+    return st;
+}
+
+static fb_status agg_init_local_parts(void *user, void *global, const fb_worker_info *w, void **local)
 {
     agg_user *u = user;
     fb_ctx *ctx = u->g->ctx;
@@ -1764,8 +1778,11 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
         g->shared_refs = 1;
         g->caller_ref = 1;
         st = FB_ALLOC(ctx, sizeof *u, &u);
-        if (st != FB_OK)
-            groups_unref(g, 0), g = NULL;
+        if (st != FB_OK) { /* no user holds g: drop the shared reference and the caller's */
+            groups_unref(g, 0);
+            groups_unref(g, 1);
+            g = NULL;
+        }
     }
     if (st == FB_OK) {
         memset(u, 0, sizeof *u);

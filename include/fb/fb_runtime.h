@@ -108,7 +108,8 @@ typedef struct fb_source {
      * *done = 1 when there are none left (out is then ignored, and next_morsel is not called again).
      * A source fed by an engine may block here until the engine has data. */
     fb_status (*next_morsel)(void *user, void *global, const fb_worker_info *w, fb_morsel *out, int *done);
-    /** Creates a worker's local state (typically scan buffers, allocated on w->numa_node). */
+    /** Creates a worker's local state (typically scan buffers, allocated on w->numa_node). On failure it
+     * frees what it made: destroy_local is not called for a failed init. */
     fb_status (*init_local)(void *user, void *global, const fb_worker_info *w, void **local);
     /** Required. Fills `out` with the chunk of morsel `m`; out->columns must stay valid until the next
      * scan on this local state or the morsel's release, whichever comes first. */
@@ -144,7 +145,7 @@ typedef struct fb_operator {
     const char *name; /**< for statistics and messages; NULL = "operator" */
     fb_status (*init_global)(void *user, fb_ctx *ctx, void **global); /**< creates the run's global state */
     fb_status (*init_local)(void *user, void *global, const fb_worker_info *w,
-                            void **local); /**< creates a worker's local state */
+                            void **local); /**< creates a worker's local state; on failure it frees what it made (destroy_local is not called for a failed init) */
     /** Required. Reads `in` (valid during the call) and fills `out`, whose columns may point to in's
      * columns (a filter only changes sel) or to buffers in the local state valid until the next
      * execute on it. `*result` is FB_OP_NEED_MORE_INPUT on entry. A chunk without live rows skips the
@@ -169,7 +170,7 @@ typedef struct fb_sink {
     const char *name; /**< for statistics and messages; NULL = "sink" */
     fb_status (*init_global)(void *user, fb_ctx *ctx, void **global); /**< creates the run's global state */
     fb_status (*init_local)(void *user, void *global, const fb_worker_info *w,
-                            void **local); /**< creates a worker's local state */
+                            void **local); /**< creates a worker's local state; on failure it frees what it made (destroy_local is not called for a failed init) */
     /** Required. Consumes a chunk into the local state (several workers at once). */
     fb_status (*sink)(void *user, void *global, void *local, const fb_chunk *chunk);
     /** Merges a worker's local state into the global one. The runtime never runs two combines of one
