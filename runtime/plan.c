@@ -496,6 +496,7 @@ int fb_plan_schema(const fb_plan *plan, fb_plan_node node, fb_type *types)
 /* ---- materialized intermediates ------------------------------------------------------------------------ */
 
 typedef struct mat {
+    fb_ctx *ctx; /* whose allocator the buffers come from */
     int n_cols;
     fb_type types[FB_PLAN_MAX_COLUMNS];
     void *data[FB_PLAN_MAX_COLUMNS];
@@ -504,9 +505,39 @@ typedef struct mat {
     int64_t rows, cap;
 } mat;
 
-static void mat_init(mat *m, int n_cols, const fb_type *types)
+/* Data-sized memory of plans (intermediates, operator buffers, perfect-hash arrays) comes from the
+ * context's allocator, so that its memory limit and allocator hooks apply; small bookkeeping uses malloc. */
+
+/* n blocks of sizes[i] bytes into outs[i], all or none (then an error is recorded for ctx). */
+static fb_status plan_alloc_n(fb_ctx *ctx, void **outs, const size_t *sizes, int n)
+{
+    for (int i = 0; i < n; i++) {
+        outs[i] = NULL;
+        fb_status st = fb_alloc(ctx, sizes[i] ? sizes[i] : 1, 64, &outs[i], "fb_plan_run");
+        if (st != FB_OK) {
+            for (int j = 0; j < i; j++)
+                fb_free(ctx, outs[j], sizes[j] ? sizes[j] : 1);
+            return fb_stage_error(ctx, st, "%s", fb_last_error(ctx));
+        }
+    }
+    return FB_OK;
+}
+
+static void plan_release(fb_ctx *ctx, void *p, size_t bytes)
+{
+    if (p)
+        fb_free(ctx, p, bytes ? bytes : 1);
+}
+
+static size_t bitmap_bytes(int64_t rows)
+{
+    return (size_t)(rows + 7) / 8 + 8;
+}
+
+static void mat_init(mat *m, fb_ctx *ctx, int n_cols, const fb_type *types)
 {
     memset(m, 0, sizeof *m);
+    m->ctx = ctx;
     m->n_cols = n_cols;
     memcpy(m->types, types, sizeof *types * (size_t)n_cols);
 }
@@ -514,8 +545,10 @@ static void mat_init(mat *m, int n_cols, const fb_type *types)
 static void mat_free(mat *m)
 {
     for (int c = 0; c < m->n_cols; c++) {
-        free(m->data[c]);
-        free(m->valid[c]);
+        if (m->cap) {
+            plan_release(m->ctx, m->data[c], (size_t)m->cap * fb_type_width(m->types[c]));
+            plan_release(m->ctx, m->valid[c], bitmap_bytes(m->cap));
+        }
         m->data[c] = NULL;
         m->valid[c] = NULL;
     }
@@ -529,15 +562,23 @@ static fb_status mat_reserve(fb_ctx *ctx, mat *m, int64_t rows)
     int64_t cap = m->cap ? m->cap : 1024;
     while (cap < rows)
         cap *= 2;
+    void *blocks[2 * FB_PLAN_MAX_COLUMNS] = {0};
+    size_t sizes[2 * FB_PLAN_MAX_COLUMNS] = {0};
     for (int c = 0; c < m->n_cols; c++) {
-        void *d = realloc(m->data[c], (size_t)cap * fb_type_width(m->types[c]));
-        if (d)
-            m->data[c] = d;
-        uint8_t *v = realloc(m->valid[c], (size_t)(cap + 7) / 8 + 8);
-        if (v)
-            m->valid[c] = v;
-        if (!d || !v)
-            return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for %lld intermediate rows", (long long)cap);
+        sizes[2 * c] = (size_t)cap * fb_type_width(m->types[c]);
+        sizes[2 * c + 1] = bitmap_bytes(cap);
+    }
+    if (plan_alloc_n(ctx, blocks, sizes, 2 * m->n_cols) != FB_OK)
+        return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for %lld intermediate rows", (long long)cap);
+    for (int c = 0; c < m->n_cols; c++) {
+        if (m->cap) {
+            memcpy(blocks[2 * c], m->data[c], (size_t)m->rows * fb_type_width(m->types[c]));
+            memcpy(blocks[2 * c + 1], m->valid[c], (size_t)(m->rows + 7) / 8);
+            plan_release(ctx, m->data[c], (size_t)m->cap * fb_type_width(m->types[c]));
+            plan_release(ctx, m->valid[c], bitmap_bytes(m->cap));
+        }
+        m->data[c] = blocks[2 * c];
+        m->valid[c] = blocks[2 * c + 1];
     }
     m->cap = cap;
     return FB_OK;
@@ -576,17 +617,16 @@ static fb_status mat_append(fb_ctx *ctx, mat *m, const fb_column *const *cols, i
             m->has_nulls[c] = 1;
         if (sel) {
             fb_column_out o = {.type = m->types[c], .capacity = n, .data = dst};
-            uint8_t *tmp = NULL;
+            void *tmp = NULL;
+            size_t tmp_bytes = bitmap_bytes(n);
             if (col->validity) {
-                tmp = malloc((size_t)(n + 7) / 8);
-                if (!tmp)
-                    return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a validity bitmap");
+                FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, &tmp, &tmp_bytes, 1));
                 o.validity = tmp;
             }
             fb_status st = fb_compact(ctx, col, sel, n, &o);
             if (st == FB_OK)
                 copy_bits(m->valid[c], m->rows, tmp, 0, n);
-            free(tmp);
+            plan_release(ctx, tmp, tmp_bytes);
             FB_FORWARD_IF_ERROR(st);
         } else {
             memcpy(dst, (const char *)col->data + (size_t)col->offset * w, (size_t)n * w);
@@ -620,6 +660,7 @@ typedef struct join_state { /* the build side of one join, filled by its sink's 
     mat rows;                /* key columns first, then the payload columns */
     fb_hash_table *ht;       /* the general case */
     int32_t *direct;         /* or a perfect hash: build row of key dmin + i, -1 for none */
+    fb_ctx *ctx;             /* whose allocator direct comes from */
     int64_t dmin;
     uint64_t drange;
 } join_state;
@@ -700,7 +741,7 @@ static mat *run_mat(run *r, int n_cols, const fb_type *types)
     mat *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    mat_init(m, n_cols, types);
+    mat_init(m, r->ctx, n_cols, types);
     r->mats[r->n_mats++] = m;
     return m;
 }
@@ -839,6 +880,8 @@ static fb_status stream_finish(run *r, stream *s, const char *name, const fb_sin
 
 /* ---- operators ------------------------------------------------------------------------------------- */
 
+#define PAIRS_CAP 65536 /* join pairs per probe step */
+
 typedef struct buf_local { /* growable per-worker buffers of an operator */
     uint32_t *sel[2];
     int64_t cap;
@@ -856,12 +899,17 @@ typedef struct buf_local { /* growable per-worker buffers of an operator */
     int pending;
     fb_column probe_keys[FB_JOIN_MAX_KEYS];
     const uint32_t *map; /* compacted key index -> chunk row, NULL = identity */
+    fb_ctx *ctx;         /* the buffers above come from its allocator */
 } buf_local;
 
 static fb_status op_init_local(void *user, void *global, const fb_worker_info *w, void **local)
 {
-    *local = calloc(1, sizeof(buf_local));
-    return *local ? FB_OK : fb_stage_error(w->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator state");
+    buf_local *l = calloc(1, sizeof(buf_local));
+    *local = l;
+    if (!l)
+        return fb_stage_error(w->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator state");
+    l->ctx = w->ctx;
+    return FB_OK;
 }
 
 static void op_destroy_local(void *user, void *global, void *local)
@@ -869,19 +917,20 @@ static void op_destroy_local(void *user, void *global, void *local)
     buf_local *l = local;
     if (!l)
         return;
-    free(l->sel[0]);
-    free(l->sel[1]);
+    fb_ctx *ctx = l->ctx;
+    for (int i = 0; i < 2; i++)
+        plan_release(ctx, l->sel[i], sizeof(uint32_t) * (size_t)l->cap);
     for (int c = 0; c < FB_PLAN_MAX_COLUMNS; c++) {
-        free(l->data[c]);
-        free(l->valid[c]);
+        plan_release(ctx, l->data[c], (size_t)l->data_cap * 8);
+        plan_release(ctx, l->valid[c], bitmap_bytes(l->data_cap));
     }
     for (int k = 0; k < FB_JOIN_MAX_KEYS; k++) {
-        free(l->keys[k]);
-        free(l->key_valid[k]);
+        plan_release(ctx, l->keys[k], (size_t)l->key_cap * 8);
+        plan_release(ctx, l->key_valid[k], bitmap_bytes(l->key_cap));
     }
-    free(l->build_ids);
-    free(l->probe_ids);
-    free(l->pair_sel);
+    plan_release(ctx, l->build_ids, 8 * PAIRS_CAP);
+    plan_release(ctx, l->probe_ids, 8 * PAIRS_CAP);
+    plan_release(ctx, l->pair_sel, 4 * PAIRS_CAP);
     free(l);
 }
 
@@ -889,11 +938,12 @@ static fb_status need_sel(fb_ctx *ctx, buf_local *l, int64_t rows)
 {
     if (rows <= l->cap)
         return FB_OK;
+    void *blocks[2];
+    size_t sizes[2] = {sizeof(uint32_t) * (size_t)rows, sizeof(uint32_t) * (size_t)rows};
+    FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 2));
     for (int i = 0; i < 2; i++) {
-        uint32_t *p = realloc(l->sel[i], sizeof *p * (size_t)(rows ? rows : 1));
-        if (!p)
-            return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a selection vector");
-        l->sel[i] = p;
+        plan_release(ctx, l->sel[i], sizeof(uint32_t) * (size_t)l->cap);
+        l->sel[i] = blocks[i];
     }
     l->cap = rows;
     return FB_OK;
@@ -904,15 +954,18 @@ static fb_status need_data(fb_ctx *ctx, buf_local *l, int n_cols, const fb_type 
 {
     if (rows <= l->data_cap)
         return FB_OK;
+    void *blocks[2 * FB_PLAN_MAX_COLUMNS] = {0};
+    size_t sizes[2 * FB_PLAN_MAX_COLUMNS] = {0};
     for (int c = 0; c < n_cols; c++) {
-        void *d = realloc(l->data[c], (size_t)(rows ? rows : 1) * 8);
-        if (d)
-            l->data[c] = d;
-        uint8_t *v = realloc(l->valid[c], (size_t)(rows + 7) / 8 + 8);
-        if (v)
-            l->valid[c] = v;
-        if (!d || !v)
-            return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for operator output");
+        sizes[2 * c] = (size_t)rows * 8;
+        sizes[2 * c + 1] = bitmap_bytes(rows);
+    }
+    FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 2 * n_cols));
+    for (int c = 0; c < n_cols; c++) { /* callers rewrite what they need: nothing is kept */
+        plan_release(ctx, l->data[c], (size_t)l->data_cap * 8);
+        plan_release(ctx, l->valid[c], bitmap_bytes(l->data_cap));
+        l->data[c] = blocks[2 * c];
+        l->valid[c] = blocks[2 * c + 1];
     }
     (void)types;
     l->data_cap = rows;
@@ -1010,7 +1063,6 @@ static fb_status project_execute(void *user, void *global, void *local, const fb
 }
 
 /* join probe */
-#define PAIRS_CAP 65536
 
 /* A key as int64 (0 with *ok = 0 for a uint64 above INT64_MAX). */
 static int64_t key_at(const fb_column *c, int64_t i, int *ok)
@@ -1126,15 +1178,18 @@ static fb_status probe_execute(void *user, void *global, void *local, const fb_c
         /* The live rows' keys, contiguous. */
         if (in->sel) {
             if (in->n_sel > l->key_cap) {
+                void *blocks[2 * FB_JOIN_MAX_KEYS] = {0};
+                size_t sizes[2 * FB_JOIN_MAX_KEYS] = {0};
                 for (size_t k = 0; k < n->n_keys; k++) {
-                    void *d = realloc(l->keys[k], (size_t)in->n_sel * 8);
-                    if (d)
-                        l->keys[k] = d;
-                    uint8_t *v = realloc(l->key_valid[k], (size_t)(in->n_sel + 7) / 8 + 8);
-                    if (v)
-                        l->key_valid[k] = v;
-                    if (!d || !v)
-                        return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for probe keys");
+                    sizes[2 * k] = (size_t)in->n_sel * 8;
+                    sizes[2 * k + 1] = bitmap_bytes(in->n_sel);
+                }
+                FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 2 * (int)n->n_keys));
+                for (size_t k = 0; k < n->n_keys; k++) {
+                    plan_release(ctx, l->keys[k], (size_t)l->key_cap * 8);
+                    plan_release(ctx, l->key_valid[k], bitmap_bytes(l->key_cap));
+                    l->keys[k] = blocks[2 * k];
+                    l->key_valid[k] = blocks[2 * k + 1];
                 }
                 l->key_cap = in->n_sel;
             }
@@ -1171,11 +1226,12 @@ static fb_status probe_execute(void *user, void *global, void *local, const fb_c
     }
     /* Inner / left: pairs in bounded chunks, then the output columns. */
     if (!l->build_ids) {
-        l->build_ids = malloc(sizeof *l->build_ids * PAIRS_CAP);
-        l->probe_ids = malloc(sizeof *l->probe_ids * PAIRS_CAP);
-        l->pair_sel = malloc(sizeof *l->pair_sel * PAIRS_CAP);
-        if (!l->build_ids || !l->probe_ids || !l->pair_sel)
-            return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for join pairs");
+        void *blocks[3];
+        size_t sizes[3] = {8 * PAIRS_CAP, 8 * PAIRS_CAP, 4 * PAIRS_CAP};
+        FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 3));
+        l->build_ids = blocks[0];
+        l->probe_ids = blocks[1];
+        l->pair_sel = blocks[2];
     }
     fb_join_pairs pairs = {l->build_ids, l->probe_ids, PAIRS_CAP, 0, 0};
     fb_status st = fb_hash_table_probe(ctx, js->ht, l->probe_keys, n->n_keys, n->jtype, 0, &l->cursor, &pairs);
@@ -1291,7 +1347,7 @@ static fb_status collect_init_local(void *user, void *global, const fb_worker_in
     mat_local_sink *l = calloc(1, sizeof *l);
     if (!l)
         return fb_stage_error(w->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a sink state");
-    mat_init(&l->m, u->target->n_cols, u->target->types);
+    mat_init(&l->m, u->r->ctx, u->target->n_cols, u->target->types);
     *local = l;
     return FB_OK;
 }
@@ -1346,11 +1402,11 @@ static int try_direct(join_state *js, const fb_column *keys)
     uint64_t range = valid ? (uint64_t)hi - (uint64_t)lo + 1 : 0;
     if (valid && (range == 0 || range > DIRECT_MAX_RANGE || (range > 4 * (uint64_t)rows + 1024 && range > (1u << 18))))
         return 0;
-    int32_t *d = malloc(sizeof *d * (size_t)(range ? range : 1));
-    if (!d || rows > INT32_MAX) {
-        free(d);
+    if (rows > INT32_MAX)
         return 0;
-    }
+    int32_t *d = NULL;
+    if (fb_alloc(js->ctx, sizeof *d * (size_t)(range ? range : 1), 64, (void **)&d, "fb_plan_run") != FB_OK)
+        return 0; /* no memory for the array: the hash table may still fit */
     memset(d, 0xff, sizeof *d * (size_t)(range ? range : 1));
     for (int64_t i = 0; i < rows; i++) {
         if (!fb_column_is_valid(keys, i))
@@ -1358,7 +1414,7 @@ static int try_direct(join_state *js, const fb_column *keys)
         int ok;
         uint64_t slot = (uint64_t)key_at(keys, i, &ok) - (uint64_t)lo;
         if (d[slot] >= 0) { /* a duplicate key: not a perfect hash */
-            free(d);
+            fb_free(js->ctx, d, sizeof *d * (size_t)(range ? range : 1));
             return 0;
         }
         d[slot] = (int32_t)i;
@@ -1417,9 +1473,10 @@ static fb_status sort_finalize(void *user, void *global)
         keys[k].descending = n->skeys[k].descending;
         keys[k].nulls_first = n->skeys[k].nulls_first;
     }
-    uint32_t *perm = malloc(sizeof *perm * (size_t)rows);
-    if (!perm)
-        return fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a sort permutation");
+    void *perm_block = NULL;
+    size_t perm_bytes = sizeof(uint32_t) * (size_t)rows;
+    FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, &perm_block, &perm_bytes, 1));
+    uint32_t *perm = perm_block;
     int64_t n_out = rows;
     fb_status st = ss->limit >= 0 ? fb_sort_top_n(ctx, keys, n->n_skeys, ss->limit, perm, rows, &n_out)
                                   : fb_sort_permutation(ctx, keys, n->n_skeys, perm, rows);
@@ -1434,7 +1491,7 @@ static fb_status sort_finalize(void *user, void *global)
     } else if (st != FB_OK) {
         st = fb_stage_error(ctx, st, "sort: %s", fb_last_error(ctx));
     }
-    free(perm);
+    plan_release(ctx, perm, perm_bytes);
     mat_free(in);
     return st;
 }
@@ -1530,7 +1587,8 @@ static sink_user *new_sink_user(run *r)
 static void free_join_state(void *p)
 {
     join_state *js = p;
-    free(js->direct);
+    if (js->direct)
+        fb_free(js->ctx, js->direct, sizeof(int32_t) * (size_t)(js->drange ? js->drange : 1));
     fb_hash_table_destroy(js->ht);
     mat_free(&js->rows);
     free(js);
@@ -1571,7 +1629,7 @@ static fb_status compile_sort(run *r, const pnode *n, int64_t limit, stream *s)
     ss->node = n;
     ss->limit = limit;
     ss->out = m;
-    mat_init(&ss->rows, n->n_cols, n->types);
+    mat_init(&ss->rows, r->ctx, n->n_cols, n->types);
     u->target = &ss->rows;
     u->sort = ss;
     fb_sink sink = {.name = "sort", .init_local = collect_init_local, .sink = collect_sink,
@@ -1634,7 +1692,8 @@ static fb_status compile(run *r, int id, stream *s)
             map->cols[map->n] = n->payload[k];
             types[map->n++] = bn->types[n->payload[k]];
         }
-        mat_init(&js->rows, map->n, types);
+        mat_init(&js->rows, r->ctx, map->n, types);
+        js->ctx = r->ctx;
         u->map = map;
         u->target = &js->rows;
         u->join = js;

@@ -6,8 +6,8 @@
  * accounting back to zero, every block of the test allocator freed), and the same call on the same
  * context must work again. To find the allocation behind a leak: FAULTS_TRACE=<size in bytes> prints a
  * backtrace of every allocation of that size (addr2line -f -e test_faults ADDR gives the functions).
- * Plans' own bookkeeping (runtime/plan.c) uses malloc, so only the runtime's and kernels' allocations of a
- * plan run are covered here. */
+ * Plans take their data-sized memory (intermediates, operator buffers) from the context too; only their
+ * small bookkeeping structs use malloc and are not covered here. */
 #include "fb_test.h"
 
 #include "fb_pipeline_join_internal.h"

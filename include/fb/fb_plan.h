@@ -177,12 +177,14 @@ typedef struct fb_plan_result {
 } fb_plan_result;
 
 /** \brief Runs the plan rooted at `root` (once or many times; each run is independent).
- * \param[out] out the result; free with fb_plan_result_free().
+ * Intermediates and results take their memory from the context's allocator, within its memory limit.
+ * \param[out] out the result; free with fb_plan_result_free() before the context is destroyed.
  * \return FB_OK or the status of the failing stage (message in fb_last_error(ctx)); FB_ERR_INVALID_ARG
  *         for a bad root; FB_ERR_NO_DEVICE for a placement that is not available. */
 FB_API fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, fb_plan_result **out);
 
-/** \brief Frees a result. \param r may be NULL. */
+/** \brief Frees a result. Its columns come from the context's allocator (and count against its memory
+ * limit while the result lives): free results before destroying the context. \param r may be NULL. */
 FB_API void fb_plan_result_free(fb_plan_result *r);
 
 /** \brief Writes the plan tree under `root`, its pipelines, the placement and the predicted time of every
