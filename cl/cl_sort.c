@@ -15,6 +15,7 @@
 #include "fb_cl_internal.h"
 #include "fb_kernel_table.h"
 #include "fb_kernels_common.h"
+#include "fb_sort_internal.h"
 
 #include <string.h>
 
@@ -25,29 +26,6 @@
 #define WORD_LOW 0
 #define WORD_HIGH 1
 #define WORD_NULL 2
-
-static fb_status check_keys(const fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t *rows,
-                            const char *where)
-{
-    if (!ctx)
-        return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "ctx must not be NULL");
-    if (!keys)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "keys must not be NULL");
-    if (n_keys == 0 || n_keys > FB_SORT_MAX_KEYS)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n_keys is %zu; a sort takes 1 to %d keys", n_keys,
-                            FB_SORT_MAX_KEYS);
-    for (size_t k = 0; k < n_keys; k++) {
-        FB_FORWARD_IF_ERROR(fb_check_column(ctx, &keys[k].column, where, "a key column"));
-        if (keys[k].column.length != keys[0].column.length)
-            return fb_set_error(ctx, FB_ERR_LENGTH_MISMATCH, where, "key %zu has %lld rows, key 0 has %lld", k,
-                                (long long)keys[k].column.length, (long long)keys[0].column.length);
-    }
-    if (keys[0].column.length > FB_MORSEL_MAX_ROWS)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%lld rows; a sort takes at most %lld (uint32 row ids)",
-                            (long long)keys[0].column.length, (long long)FB_MORSEL_MAX_ROWS);
-    *rows = keys[0].column.length;
-    return FB_OK;
-}
 
 /* The radix passes' geometry: `groups` work-groups, each walking `tpg` consecutive tiles. */
 typedef struct radix_plan {
@@ -389,7 +367,7 @@ fb_status fb_cl_sort_permutation(fb_ctx *ctx, const fb_sort_key *keys, size_t n_
                                  int64_t capacity)
 {
     int64_t n = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, __func__));
+    FB_FORWARD_IF_ERROR(fb_sort_check_keys(ctx, keys, n_keys, &n, __func__));
     FB_RETURN_ERROR_IF(n > 0 && !row_ids, ctx, FB_ERR_INVALID_ARG, "row_ids must not be NULL");
     FB_RETURN_ERROR_IF(capacity < n, ctx, FB_ERR_CAPACITY, "row_ids holds %lld entries, the keys have %lld rows",
                        (long long)capacity, (long long)n);
@@ -406,7 +384,7 @@ fb_status fb_cl_sort_top_n(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, 
                            int64_t capacity, int64_t *n_out)
 {
     int64_t rows = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &rows, __func__));
+    FB_FORWARD_IF_ERROR(fb_sort_check_keys(ctx, keys, n_keys, &rows, __func__));
     FB_RETURN_ERROR_IF(n < 0, ctx, FB_ERR_INVALID_ARG, "n is negative (%lld)", (long long)n);
     FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
     int64_t m = n < rows ? n : rows;
@@ -480,7 +458,7 @@ fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, 
                            size_t n_payload, fb_column_out *out)
 {
     int64_t n = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, __func__));
+    FB_FORWARD_IF_ERROR(fb_sort_check_keys(ctx, keys, n_keys, &n, __func__));
     FB_RETURN_ERROR_IF(!out, ctx, FB_ERR_INVALID_ARG, "out must not be NULL");
     size_t n_cols = n_keys + n_payload;
     reset_outs(out, n_cols);

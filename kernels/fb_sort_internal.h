@@ -103,4 +103,10 @@ static inline uint64_t fb_sort_encode_64(uint64_t raw, fb_key_kind kind, uint64_
     return (uint64_t)fb_key_64(raw, kind) ^ 0x8000000000000000ull ^ flip;
 }
 
+/* The argument checks every sort entry point shares, on the CPU and on OpenCL (kernels/sort.c): non-NULL
+ * ctx and keys, 1..FB_SORT_MAX_KEYS valid key columns of one length, at most FB_MORSEL_MAX_ROWS rows.
+ * \param[out] rows the keys' length. \param where the public function's name for the message. */
+fb_status fb_sort_check_keys(const fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t *rows,
+                             const char *where);
+
 #endif /* FB_SORT_INTERNAL_H */

@@ -322,8 +322,8 @@ static void msd_sort(uint64_t *x, uint64_t *y, int64_t n, const layout *L, int d
 
 /* ---- argument checks ----------------------------------------------------------------------------- */
 
-static fb_status check_keys(const fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t *rows,
-                            const char *where)
+fb_status fb_sort_check_keys(const fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, int64_t *rows,
+                             const char *where)
 {
     if (!ctx)
         return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "ctx must not be NULL");
@@ -856,7 +856,7 @@ fb_status fb_sort_permutation_with(fb_ctx *ctx, const fb_sort_key *keys, size_t 
                                    int64_t capacity, const fb_sort_runner *run, const char *where)
 {
     int64_t n = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, where));
+    FB_FORWARD_IF_ERROR(fb_sort_check_keys(ctx, keys, n_keys, &n, where));
     if (n > 0 && !row_ids)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "row_ids must not be NULL");
     if (capacity < n)
@@ -1079,7 +1079,7 @@ fb_status fb_sort_top_n_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys
                              int64_t capacity, int64_t *n_out, const fb_sort_runner *run, const char *where)
 {
     int64_t rows = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &rows, where));
+    FB_FORWARD_IF_ERROR(fb_sort_check_keys(ctx, keys, n_keys, &rows, where));
     if (n < 0)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n is negative (%lld)", (long long)n);
     if (!n_out)
@@ -1164,7 +1164,7 @@ fb_status fb_sort_table_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys
                              size_t n_payload, fb_column_out *out, const fb_sort_runner *run, const char *where)
 {
     int64_t n = 0;
-    FB_FORWARD_IF_ERROR(check_keys(ctx, keys, n_keys, &n, where));
+    FB_FORWARD_IF_ERROR(fb_sort_check_keys(ctx, keys, n_keys, &n, where));
     if (!out)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out must not be NULL");
     size_t n_cols = n_keys + n_payload;
