@@ -99,6 +99,19 @@ int main(int argc, char **argv)
 
 /* ---- shared helpers -------------------------------------------------------------------------- */
 
+int fbench_write_file(const char *dir, const char *name, const void *p, size_t bytes)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    int bad = !f || fwrite(p, 1, bytes, f) != bytes;
+    if (f && fclose(f) != 0)
+        bad = 1;
+    if (bad)
+        fprintf(stderr, "fbench: cannot write %s: %s\n", path, strerror(errno));
+    return bad ? -1 : 0;
+}
+
 double fbench_now(void)
 {
     struct timespec ts;

@@ -68,6 +68,10 @@ void fbench_cpu_model(char *buf, size_t size);
 /** \brief Writes `s` as a JSON string literal, quotes included. */
 void fbench_json_string(FILE *f, const char *s);
 
+/** \brief Writes `bytes` bytes at `p` to the file DIR/NAME (created or truncated), for --dump.
+ * \return 0, or -1 after printing why on stderr. */
+int fbench_write_file(const char *dir, const char *name, const void *p, size_t bytes);
+
 /** \brief Parses a whole decimal integer in [lo, hi]. \return 0, or -1 when `s` is not one. */
 int fbench_parse_int(const char *s, long lo, long hi, long *out);
 

@@ -115,13 +115,8 @@ static double scan_agg_bytes(const void *data)
 static int scan_agg_dump(const void *data, const char *dir, FILE *manifest)
 {
     const scan_agg_data *d = data;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/x.int64.bin", dir);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(d->x, 8, (size_t)d->rows, f) != (size_t)d->rows || fclose(f) != 0) {
-        fprintf(stderr, "fbench run: cannot write %s: %s\n", path, strerror(errno));
+    if (fbench_write_file(dir, "x.int64.bin", d->x, (size_t)d->rows * 8))
         return -1;
-    }
     fprintf(manifest,
             "  \"tables\": [{\"name\": \"t\", \"rows\": %lld, \"columns\": [{\"name\": \"x\", \"type\": \"int64\", "
             "\"file\": \"x.int64.bin\", \"validity\": null}]}],\n"

@@ -344,18 +344,6 @@ static double agg_bytes(const void *data)
     return (double)d->rows * (double)(key_width(d) + 4) + (d->kind == 4 ? (double)d->rows / 4.0 : 0.0);
 }
 
-static int write_file(const char *dir, const char *name, const void *p, size_t bytes)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(p, 1, bytes, f) != bytes || fclose(f) != 0) {
-        fprintf(stderr, "fbench run: cannot write %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 static const char *const agg_queries[5] = {
     NULL,
     "SELECT count(*), sum(c * (k % 1021)), sum((s % 1000003) * (k % 1021)), sum(s) FROM "
@@ -376,10 +364,10 @@ static int agg_dump(const void *data, const char *dir, FILE *m)
     char kfile[64];
     snprintf(kfile, sizeof kfile, "k.%s.bin", kt);
     size_t vb = (size_t)(d->rows + 7) / 8;
-    if (write_file(dir, kfile, d->k, (size_t)d->rows * key_width(d)) ||
-        write_file(dir, "v.int32.bin", d->v, (size_t)d->rows * 4) ||
-        (d->kvalid && write_file(dir, "k.validity.bin", d->kvalid, vb)) ||
-        (d->vvalid && write_file(dir, "v.validity.bin", d->vvalid, vb)))
+    if (fbench_write_file(dir, kfile, d->k, (size_t)d->rows * key_width(d)) ||
+        fbench_write_file(dir, "v.int32.bin", d->v, (size_t)d->rows * 4) ||
+        (d->kvalid && fbench_write_file(dir, "k.validity.bin", d->kvalid, vb)) ||
+        (d->vvalid && fbench_write_file(dir, "v.validity.bin", d->vvalid, vb)))
         return -1;
     fprintf(m,
             "  \"tables\": [{\"name\": \"t\", \"rows\": %lld, \"columns\": ["

@@ -364,23 +364,11 @@ static double join_bytes(const void *data)
     return b;
 }
 
-static int write_col(const char *dir, const char *name, const int32_t *v, int64_t n)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(v, 4, (size_t)n, f) != (size_t)n || fclose(f) != 0) {
-        fprintf(stderr, "fbench run: cannot write %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 static int join_dump(const void *data, const char *dir, FILE *m)
 {
     const join_data *d = data;
-    if (write_col(dir, "r_k.int32.bin", d->rk, d->nr) || write_col(dir, "r_v.int32.bin", d->rv, d->nr) ||
-        write_col(dir, "s_k.int32.bin", d->sk, d->ns) || write_col(dir, "s_v.int32.bin", d->sv, d->ns))
+    if (fbench_write_file(dir, "r_k.int32.bin", d->rk, (size_t)d->nr * 4) || fbench_write_file(dir, "r_v.int32.bin", d->rv, (size_t)d->nr * 4) ||
+        fbench_write_file(dir, "s_k.int32.bin", d->sk, (size_t)d->ns * 4) || fbench_write_file(dir, "s_v.int32.bin", d->sv, (size_t)d->ns * 4))
         return -1;
     fprintf(m,
             "  \"tables\": [\n"

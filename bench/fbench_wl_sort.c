@@ -379,18 +379,6 @@ static double sort_bytes(const void *data)
     return d->wl == 4 ? (double)d->rows * w : 2.0 * 2.0 * (double)d->rows * w;
 }
 
-static int write_file(const char *dir, const char *name, const void *p, size_t bytes)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(p, 1, bytes, f) != bytes || fclose(f) != 0) {
-        fprintf(stderr, "fbench run: cannot write %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 static int sort_dump(const void *data, const char *dir, FILE *m)
 {
     const sort_data *d = data;
@@ -398,7 +386,7 @@ static int sort_dump(const void *data, const char *dir, FILE *m)
     long long rows = (long long)d->rows;
     switch (d->wl) {
     case 1:
-        if (write_file(dir, "k.int32.bin", d->k32, n * 4) || write_file(dir, "v.int32.bin", d->v32, n * 4))
+        if (fbench_write_file(dir, "k.int32.bin", d->k32, n * 4) || fbench_write_file(dir, "v.int32.bin", d->v32, n * 4))
             return -1;
         fprintf(m, "  \"tables\": [{\"name\": \"t\", \"rows\": %lld, \"columns\": ["
                    "{\"name\": \"k\", \"type\": \"int32\", \"file\": \"k.int32.bin\", \"validity\": null}, "
@@ -406,15 +394,15 @@ static int sort_dump(const void *data, const char *dir, FILE *m)
                    "  \"query\": \"CREATE TABLE o AS SELECT k, v FROM t ORDER BY k\",\n", rows);
         return 0;
     case 2:
-        if (write_file(dir, "k.int64.bin", d->k64, n * 8))
+        if (fbench_write_file(dir, "k.int64.bin", d->k64, n * 8))
             return -1;
         fprintf(m, "  \"tables\": [{\"name\": \"t\", \"rows\": %lld, \"columns\": ["
                    "{\"name\": \"k\", \"type\": \"int64\", \"file\": \"k.int64.bin\", \"validity\": null}]}],\n"
                    "  \"query\": \"CREATE TABLE o AS SELECT k FROM t ORDER BY k\",\n", rows);
         return 0;
     case 3:
-        if (write_file(dir, "a.int32.bin", d->a, n * 4) || write_file(dir, "b.int64.bin", d->b, n * 8) ||
-            write_file(dir, "c.float64.bin", d->c, n * 8) || write_file(dir, "c.validity.bin", d->c_valid, (n + 7) / 8))
+        if (fbench_write_file(dir, "a.int32.bin", d->a, n * 4) || fbench_write_file(dir, "b.int64.bin", d->b, n * 8) ||
+            fbench_write_file(dir, "c.float64.bin", d->c, n * 8) || fbench_write_file(dir, "c.validity.bin", d->c_valid, (n + 7) / 8))
             return -1;
         fprintf(m, "  \"tables\": [{\"name\": \"t\", \"rows\": %lld, \"columns\": ["
                    "{\"name\": \"a\", \"type\": \"int32\", \"file\": \"a.int32.bin\", \"validity\": null}, "
@@ -424,7 +412,7 @@ static int sort_dump(const void *data, const char *dir, FILE *m)
                 rows);
         return 0;
     default:
-        if (write_file(dir, "k.int32.bin", d->k32, n * 4))
+        if (fbench_write_file(dir, "k.int32.bin", d->k32, n * 4))
             return -1;
         fprintf(m, "  \"tables\": [{\"name\": \"t\", \"rows\": %lld, \"columns\": ["
                    "{\"name\": \"k\", \"type\": \"int32\", \"file\": \"k.int32.bin\", \"validity\": null}]}],\n"

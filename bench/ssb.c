@@ -473,17 +473,14 @@ int ssb_dump(const ssb_data *d, const char *dir)
                 (long long)t->rows);
         for (int c = 0; c < t->n_columns && !bad; c++) {
             const ssb_column *col = &t->columns[c];
-            size_t w = fb_type_width(col->type);
-            snprintf(path, sizeof path, "%s/%s.%s.bin", dir, col->name, fb_type_name(col->type));
-            FILE *f = fopen(path, "wb");
-            bad = !f || fwrite(col->data, w, (size_t)t->rows, f) != (size_t)t->rows;
-            if (f && fclose(f) != 0)
-                bad = 1;
+            char name[160];
+            snprintf(name, sizeof name, "%s.%s.bin", col->name, fb_type_name(col->type));
+            bad = fbench_write_file(dir, name, col->data, (size_t)t->rows * fb_type_width(col->type)) != 0;
             fprintf(m, "%s\n      {\"name\": \"%s\", \"type\": \"%s\", \"file\": \"%s.%s.bin\", \"validity\": null",
                     c ? "," : "", col->name, fb_type_name(col->type), col->name, fb_type_name(col->type));
             if (col->dict && !bad) {
                 snprintf(path, sizeof path, "%s/%s.dict.txt", dir, col->name);
-                f = fopen(path, "w");
+                FILE *f = fopen(path, "w");
                 bad = !f;
                 for (int32_t k = 0; !bad && k < col->dict->n; k++)
                     bad = fprintf(f, "%s\n", col->dict->values[k]) < 0;
