@@ -667,7 +667,6 @@ typedef struct join_state { /* the build side of one join, filled by its sink's 
 
 typedef struct agg_state {
     const pnode *node;
-    const pnode *in;
     fb_agg_spec spec;
     fb_type key_types[FB_AGG_MAX_KEYS];
     fb_agg_desc descs[FB_PLAN_MAX_COLUMNS];
@@ -713,12 +712,6 @@ struct run {
     int n_owned;
     mat *mats[MAX_PIPES];
     int n_mats;
-    join_state *joins[MAX_PIPES];
-    int n_joins;
-    agg_state *aggs[MAX_PIPES];
-    int n_aggs;
-    sort_state *sorts[MAX_PIPES];
-    int n_sorts;
 };
 
 static void *run_keep(run *r, void *p, void (*fn)(void *))
@@ -949,8 +942,8 @@ static fb_status need_sel(fb_ctx *ctx, buf_local *l, int64_t rows)
     return FB_OK;
 }
 
-/* Output column buffers for `n_cols` columns of `types`, `rows` rows each. */
-static fb_status need_data(fb_ctx *ctx, buf_local *l, int n_cols, const fb_type *types, int64_t rows)
+/* Output column buffers (8 bytes a value, any type) for `n_cols` columns of `rows` rows each. */
+static fb_status need_data(fb_ctx *ctx, buf_local *l, int n_cols, int64_t rows)
 {
     if (rows <= l->data_cap)
         return FB_OK;
@@ -967,7 +960,6 @@ static fb_status need_data(fb_ctx *ctx, buf_local *l, int n_cols, const fb_type 
         l->data[c] = blocks[2 * c];
         l->valid[c] = blocks[2 * c + 1];
     }
-    (void)types;
     l->data_cap = rows;
     return FB_OK;
 }
@@ -1027,7 +1019,7 @@ static fb_status project_execute(void *user, void *global, void *local, const fb
     const pnode *n = ((const pnode **)user)[1];
     buf_local *l = local;
     fb_ctx *ctx = ((run *)global)->ctx;
-    FB_FORWARD_IF_ERROR(need_data(ctx, l, 3, NULL, in->rows));
+    FB_FORWARD_IF_ERROR(need_data(ctx, l, 3, in->rows));
     const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
     int nullable = a->validity || (b && b->validity);
     const uint32_t *sel = in->sel;
@@ -1096,7 +1088,7 @@ static fb_status probe_direct(join_state *js, buf_local *l, fb_ctx *ctx, const f
     int with_payload = n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT;
     FB_FORWARD_IF_ERROR(need_sel(ctx, l, in->rows));
     if (with_payload && n->n_payload) {
-        FB_FORWARD_IF_ERROR(need_data(ctx, l, (int)n->n_payload, NULL, in->rows));
+        FB_FORWARD_IF_ERROR(need_data(ctx, l, (int)n->n_payload, in->rows));
         if (n->jtype == FB_JOIN_LEFT || js->rows.n_cols > (int)n->n_keys)
             for (size_t c = 0; c < n->n_payload; c++)
                 memset(l->valid[c], 0, (size_t)(in->rows + 7) / 8);
@@ -1240,7 +1232,7 @@ static fb_status probe_execute(void *user, void *global, void *local, const fb_c
     l->pending = pairs.more;
     *result = pairs.more ? FB_OP_HAVE_MORE_OUTPUT : FB_OP_NEED_MORE_INPUT;
     int n_cols = n->n_cols;
-    FB_FORWARD_IF_ERROR(need_data(ctx, l, n_cols, n->types, PAIRS_CAP));
+    FB_FORWARD_IF_ERROR(need_data(ctx, l, n_cols, PAIRS_CAP));
     for (int64_t i = 0; i < pairs.length; i++)
         l->pair_sel[i] = l->map ? l->map[l->probe_ids[i]] : (uint32_t)l->probe_ids[i];
     size_t n_probe = in->n_columns;
@@ -1722,7 +1714,6 @@ static fb_status compile(run *r, int id, stream *s)
         sink_user *u = new_sink_user(r);
         FB_RETURN_ERROR_IF(!as || !m || !u, ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an aggregation");
         as->node = n;
-        as->in = in;
         for (size_t k = 0; k < n->n_akeys; k++)
             as->key_types[k] = in->types[n->akeys[k]];
         for (size_t a = 0; a < n->n_aggs; a++) {
