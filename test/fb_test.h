@@ -169,6 +169,19 @@ static inline void fbt_close_variants(fb_ctx **ctx, int n)
         fb_ctx_destroy(ctx[i]);
 }
 
+/* Runs `python3 SCRIPT DIR` (a DuckDB comparison over the files a test wrote to DIR), then removes DIR.
+ * \return the script's exit status as system() gives it (0 when the answers are equal). */
+static inline int fbt_run_check_script(const char *script, const char *dir)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "python3 '%s' '%s'", script, dir);
+    int rc = system(cmd);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return rc;
+}
+
 /* The fixture most test files share: `rng` seeded from FB_TEST_SEED and one context per CPU variant this
  * machine runs (variants[0 .. n_variants - 1]), opened by setup_variants and closed by teardown_variants.
  * Use once per file, at file scope, after declaring `static uint64_t rng;`. */

@@ -1052,12 +1052,7 @@ static void test_duckdb(void **state)
     duckdb_dataset(dir, "a1", 1 << 20, 1 << 15, 1, 0); /* A1: uniform, many groups, wide keys (hashing) */
     duckdb_dataset(dir, "a2", 1 << 20, 100, 0, 0);     /* A2: 100 groups (direct) */
     duckdb_dataset(dir, "a4", 1 << 20, 1 << 15, 1, 1); /* A4: nulls in k and v */
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "python3 '%s' '%s'", FB_AGG_DUCKDB_SCRIPT, dir);
-    int rc = system(cmd);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    int rc = fbt_run_check_script(FB_AGG_DUCKDB_SCRIPT, dir);
     if (rc != 0)
         fail_msg("agg_duckdb_check.py reported a difference (exit status %d)", rc);
 #endif

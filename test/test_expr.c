@@ -1067,12 +1067,7 @@ static void test_duckdb(void **state)
     write_file(dir, "q12_profit.i32", profit_sel, (size_t)k4 * 4);
     fprintf(stderr, "[ duckdb   ] %lld rows: q11 %lld rows, q12 %lld rows (fb, variant %s)\n", (long long)n,
             (long long)k3, (long long)k4, fb_isa_name(fb_ctx_isa(ctx)));
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "python3 '%s' '%s'", FB_EXPR_DUCKDB_SCRIPT, dir);
-    int rc = system(cmd);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    int rc = fbt_run_check_script(FB_EXPR_DUCKDB_SCRIPT, dir);
     bool_free(&b1), bool_free(&b2), bool_free(&b3), bool_free(&b4);
     free(qty), free(disc), free(price), free(year), free(cat), free(dvalid), free(dv1);
     free(lrev), free(cost), free(profit), free(profit_sel), free(pv);

@@ -770,12 +770,7 @@ static void test_duckdb(void **state)
     char dir[] = "/tmp/fb_sort_duckdb_XXXXXX";
     assert_non_null(mkdtemp(dir));
     duckdb_datasets(dir);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "python3 '%s' '%s'", FB_SORT_DUCKDB_SCRIPT, dir);
-    int rc = system(cmd);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    int rc = fbt_run_check_script(FB_SORT_DUCKDB_SCRIPT, dir);
     if (rc != 0)
         fail_msg("sort_duckdb_check.py reported a difference (exit status %d)", rc);
 #endif
