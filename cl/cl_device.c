@@ -307,7 +307,7 @@ typedef struct kernel_slot {
     int optional; /* absent when the device lacks an extension its file needs (e.g. 64-bit atomics) */
 } kernel_slot;
 
-#define N_KERNELS 33
+#define N_KERNELS 45
 
 static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
 {
@@ -345,6 +345,18 @@ static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
         {&cl->join_count, "fb_join_count", &cl->wg_group, 1},
         {&cl->join_write, "fb_join_write", &cl->wg_group, 1},
         {&cl->join_mark, "fb_join_mark", &cl->wg_group, 1},
+        {&cl->ex_sel_mask, "fb_expr_sel_mask", &cl->wg_expr, 0},
+        {&cl->ex_pred, "fb_expr_pred", &cl->wg_expr, 0},
+        {&cl->ex_cmp_cols, "fb_expr_cmp_cols", &cl->wg_expr, 0},
+        {&cl->ex_validity, "fb_expr_validity", &cl->wg_expr, 0},
+        {&cl->ex_logic, "fb_expr_logic", &cl->wg_expr, 0},
+        {&cl->ex_cols_flags, "fb_expr_cols_flags", &cl->wg_expr, 0},
+        {&cl->ex_bool_flags, "fb_expr_bool_flags", &cl->wg_expr, 0},
+        {&cl->ex_member_flags, "fb_expr_member_flags", &cl->wg_expr, 0},
+        {&cl->ex_scatter, "fb_expr_scatter", &cl->wg_expr, 0},
+        {&cl->ex_merge, "fb_expr_merge", &cl->wg_expr, 0},
+        {&cl->ex_arith, "fb_expr_arith", &cl->wg_expr, 1},
+        {&cl->ex_cast, "fb_expr_cast", &cl->wg_expr, 1},
     };
     memcpy(slots, table, sizeof table);
 }
@@ -370,7 +382,7 @@ static fb_status create_kernels(fb_ctx *ctx, struct fb_cl_state *cl, const char 
     if (err != CL_SUCCESS)
         return fb_cl_fail(ctx, where, "clGetDeviceInfo(CL_DEVICE_MAX_WORK_ITEM_SIZES)", err);
     cl->wg_hash = cl->wg_select = cl->wg_scan = cl->wg_move = item_sizes[0] ? item_sizes[0] : 1;
-    cl->wg_sort = cl->wg_radix = cl->wg_group = cl->wg_hash;
+    cl->wg_sort = cl->wg_radix = cl->wg_group = cl->wg_expr = cl->wg_hash;
     for (size_t i = 0; i < N_KERNELS; i++) {
         if (!table[i].name)
             continue;
@@ -399,6 +411,7 @@ static fb_status create_kernels(fb_ctx *ctx, struct fb_cl_state *cl, const char 
     cl->wg_sort = pow2_wg(cl->wg_sort);
     cl->wg_radix = pow2_wg(cl->wg_radix);
     cl->wg_group = pow2_wg(cl->wg_group);
+    cl->wg_expr = pow2_wg(cl->wg_expr);
     return FB_OK;
 }
 

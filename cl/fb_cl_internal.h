@@ -87,6 +87,19 @@ struct fb_cl_state {
     cl_kernel join_write;
     cl_kernel join_mark;
     size_t wg_group;
+    cl_kernel ex_sel_mask;     /* expr.cl: expression twins (cl_expr.c) */
+    cl_kernel ex_pred;
+    cl_kernel ex_cmp_cols;
+    cl_kernel ex_validity;
+    cl_kernel ex_logic;
+    cl_kernel ex_cols_flags;
+    cl_kernel ex_bool_flags;
+    cl_kernel ex_member_flags;
+    cl_kernel ex_scatter;
+    cl_kernel ex_merge;
+    cl_kernel ex_arith;        /* NULL when the device lacks cl_khr_fp64 */
+    cl_kernel ex_cast;         /* NULL when the device lacks cl_khr_fp64 */
+    size_t wg_expr;
     int last_chunks;   /* chunks the last operator call split its input into (tests) */
     fb_cl_stream_stats last_stream; /* the last streamed operator call's transfers (tests, fbench) */
     cl_mem dummy;       /* a small buffer bound where a kernel's input is absent (no validity, no sel_in) */

@@ -33,6 +33,7 @@
 #include "fb_sort.h"
 #include "fb_agg.h"
 #include "fb_join.h"
+#include "fb_expr.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -169,6 +170,56 @@ FB_API fb_status fb_cl_join_probe_select(fb_ctx *ctx, const fb_column *build_key
 /** \brief Mark join: as fb_hash_table_probe_mark() (EXISTS without out->validity, three-valued IN with it). */
 FB_API fb_status fb_cl_join_probe_mark(fb_ctx *ctx, const fb_column *build_key, const fb_column *probe_key,
                                        fb_column_out *out);
+/** @} */
+
+/** \name OpenCL twins of fb_expr.h
+ * Same parameters, statuses and results as the CPU functions of the same name without `cl_`
+ * (fb_expr.h's conventions: three-valued ::fb_bool outputs, row-aligned outputs under an input
+ * selection, SQL float order, FB_ERR_OVERFLOW naming the first failing row). Results are bitwise
+ * equal to the CPU's: booleans, selection vectors and integer results in every bit (arithmetic and
+ * cast outputs also in the value bits of NULL rows, as the scalar CPU variant writes them: wrapped
+ * integers, 0 for an out-of-range cast). Floats: + - * are one IEEE 754 operation each in
+ * round-to-nearest with contraction (FMA) off, and casts round as on the CPU (ties to even), so the
+ * bits are the CPU's on a device with IEEE single and double precision including subnormals
+ * (CL_FP_DENORM; NVIDIA GPUs and PoCL have it), except NaN payloads (any NaN stands for NaN, as
+ * fb_expr.h says for the CPU variants).
+ *
+ * Each call moves its inputs to the device and its outputs back (one morsel; nothing is streamed:
+ * the inputs and outputs must fit the device memory budget, else FB_ERR_DEVICE_MEMORY). Selection
+ * vectors come out by a flag, an exclusive scan and a scatter, so they are in candidate order.
+ * fb_cl_expr_arith, fb_cl_expr_arith_const and fb_cl_expr_cast need cl_khr_fp64 (FB_ERR_OPENCL
+ * without it). Statuses as the CPU functions, plus FB_ERR_DEVICE_MEMORY, FB_ERR_OPENCL and
+ * FB_ERR_NO_DEVICE.
+ * @{ */
+FB_API fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
+                                        const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t capacity,
+                                        int64_t *n_out);
+FB_API fb_status fb_cl_expr_cmp(fb_ctx *ctx, const fb_column *col, fb_cmp op, const void *value,
+                                const uint32_t *sel_in, int64_t n_in, fb_bool *out);
+FB_API fb_status fb_cl_expr_cmp_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
+                                     const uint32_t *sel_in, int64_t n_in, fb_bool *out);
+FB_API fb_status fb_cl_expr_between(fb_ctx *ctx, const fb_column *col, const void *lo, const void *hi,
+                                    const uint32_t *sel_in, int64_t n_in, fb_bool *out);
+FB_API fb_status fb_cl_expr_in(fb_ctx *ctx, const fb_column *col, const void *values, int64_t n_values,
+                               const uint32_t *sel_in, int64_t n_in, fb_bool *out);
+FB_API fb_status fb_cl_expr_and(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out);
+FB_API fb_status fb_cl_expr_or(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out);
+FB_API fb_status fb_cl_expr_not(fb_ctx *ctx, const fb_bool *a, fb_bool *out);
+FB_API fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
+                                        uint32_t *sel_out, int64_t capacity, int64_t *n_out);
+FB_API fb_status fb_cl_expr_sel_and(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
+                                    uint32_t *sel_out, int64_t capacity, int64_t *n_out);
+FB_API fb_status fb_cl_expr_sel_or(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
+                                   uint32_t *sel_out, int64_t capacity, int64_t *n_out);
+FB_API fb_status fb_cl_expr_sel_not(fb_ctx *ctx, const uint32_t *a, int64_t n_a, int64_t length,
+                                    const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t capacity,
+                                    int64_t *n_out);
+FB_API fb_status fb_cl_expr_arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b,
+                                  const uint32_t *sel_in, int64_t n_in, fb_column_out *out);
+FB_API fb_status fb_cl_expr_arith_const(fb_ctx *ctx, fb_arith op, const fb_column *col, const void *value,
+                                        int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out);
+FB_API fb_status fb_cl_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in,
+                                 fb_column_out *out);
 /** @} */
 
 #ifdef __cplusplus

@@ -1,0 +1,850 @@
+/* cl_expr.c - the OpenCL twins of fb_expr.h (fb_cl_expr_* in fb_cl.h): the same argument checks and
+ * statuses as kernels/expr.c, then upload, the kernels of expr.cl, and read back. Results are those
+ * of the CPU functions bit for bit (see expr.cl for floats). Each call is one job (cl_job.c): it
+ * holds ctx->cl_lock, leaves the queue drained and releases every buffer on every path. */
+#include "fb_cl_internal.h"
+#include "fb_expr_internal.h"
+#include "fb_kernels_common.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t nbytes(int64_t n) { return (n + 7) / 8; }
+
+/* ---- argument checks (as kernels/expr.c, whose checks are file-local) ----------------------------- */
+
+static fb_status check_ctx(const fb_ctx *ctx, const char *where)
+{
+    if (!ctx)
+        return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "ctx must not be NULL");
+    return FB_OK;
+}
+
+static fb_status check_sel(const fb_ctx *ctx, const uint32_t *sel_in, int64_t n_in, const char *where)
+{
+    if (sel_in && n_in < 0)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n_in is negative (%lld)", (long long)n_in);
+    return FB_OK;
+}
+
+static fb_status check_pair(const fb_ctx *ctx, const fb_column *a, const fb_column *b, const char *where)
+{
+    FB_FORWARD_IF_ERROR(fb_check_column(ctx, a, where, "a"));
+    FB_FORWARD_IF_ERROR(fb_check_column(ctx, b, where, "b"));
+    if (a->type != b->type)
+        return fb_set_error(ctx, FB_ERR_UNSUPPORTED_TYPE, where, "a has type %s, b has type %s (cast one first)",
+                            fb_type_name(a->type), fb_type_name(b->type));
+    if (a->length != b->length)
+        return fb_set_error(ctx, FB_ERR_LENGTH_MISMATCH, where, "a has %lld rows, b has %lld", (long long)a->length,
+                            (long long)b->length);
+    return FB_OK;
+}
+
+static fb_status check_bool_out(const fb_ctx *ctx, const fb_bool *out, int64_t rows, const char *where)
+{
+    if (!out)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out must not be NULL");
+    if (out->length != rows)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out has length %lld, the input has %lld rows",
+                            (long long)out->length, (long long)rows);
+    if (rows > 0 && (!out->bits || !out->validity))
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out needs both its bits and validity buffers");
+    return FB_OK;
+}
+
+static fb_status check_bool_in(const fb_ctx *ctx, const fb_bool *a, const char *what, const char *where)
+{
+    if (!a)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s must not be NULL", what);
+    if (a->length < 0 || a->length > FB_MORSEL_MAX_ROWS)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s has length %lld", what, (long long)a->length);
+    if (a->length > 0 && !a->bits)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s has no bits buffer", what);
+    return FB_OK;
+}
+
+static fb_status check_bool_args(fb_ctx *ctx, const fb_column *col, const uint32_t *sel_in, int64_t n_in,
+                                 const fb_bool *out, const char *where)
+{
+    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
+    FB_FORWARD_IF_ERROR(fb_check_column(ctx, col, where, "col"));
+    if (col->length > FB_MORSEL_MAX_ROWS)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "col has %lld rows; at most %lld per call",
+                            (long long)col->length, (long long)FB_MORSEL_MAX_ROWS);
+    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, where));
+    return check_bool_out(ctx, out, col->length, where);
+}
+
+static fb_status check_logic(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, const fb_bool *out, const char *where)
+{
+    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
+    FB_FORWARD_IF_ERROR(check_bool_in(ctx, a, "a", where));
+    if (b) {
+        FB_FORWARD_IF_ERROR(check_bool_in(ctx, b, "b", where));
+        if (a->length != b->length)
+            return fb_set_error(ctx, FB_ERR_LENGTH_MISMATCH, where, "a has %lld rows, b has %lld",
+                                (long long)a->length, (long long)b->length);
+    }
+    return check_bool_out(ctx, out, a->length, where);
+}
+
+static fb_status check_sorted(const fb_ctx *ctx, const uint32_t *s, int64_t n, const char *what, const char *where)
+{
+    if (n < 0)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s has a negative count (%lld)", what, (long long)n);
+    if (n > 0 && !s)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s must not be NULL", what);
+    for (int64_t j = 1; j < n; j++)
+        if (s[j] <= s[j - 1])
+            return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s is not strictly ascending at entry %lld", what,
+                                (long long)j);
+    return FB_OK;
+}
+
+static fb_status check_merge(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
+                             const uint32_t *sel_out, int64_t capacity, int64_t need, const int64_t *n_out,
+                             const char *where)
+{
+    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
+    FB_FORWARD_IF_ERROR(check_sorted(ctx, a, n_a, "a", where));
+    FB_FORWARD_IF_ERROR(check_sorted(ctx, b, n_b, "b", where));
+    if (!n_out)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n_out must not be NULL");
+    if (need > 0 && !sel_out)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "sel_out must not be NULL");
+    if (capacity < need)
+        return fb_set_error(ctx, FB_ERR_CAPACITY, where, "sel_out holds %lld entries, the result may need %lld",
+                            (long long)capacity, (long long)need);
+    return FB_OK;
+}
+
+/* ---- shared device steps --------------------------------------------------------------------------- */
+
+static size_t groups_for(const struct fb_cl_state *cl, uint64_t items) { return fb_cl_grid_groups(cl, items, cl->wg_expr); }
+
+static fb_status run(fb_cl_job *j, cl_kernel k, const char *name, const fb_cl_karg *args, cl_uint n_args,
+                     uint64_t items)
+{
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, k, name, args, n_args));
+    return fb_cl_job_run(j, k, name, groups_for(j->cl, items), j->cl->wg_expr);
+}
+
+/* The error flag of a call: one uint, 0 until a kernel finds an index out of range. */
+static fb_status err_flag(fb_cl_job *j, cl_mem *err)
+{
+    static const cl_uint zero = 0;
+    return fb_cl_job_buffer(j, CL_MEM_READ_WRITE, sizeof zero, &zero, err);
+}
+
+/* *mask = the bitmap (uint words) of the rows in sel_in, or the dummy buffer with *has_mask 0
+ * without a selection; an index ≥ length sets the error flag. */
+static fb_status sel_mask(fb_cl_job *j, const uint32_t *sel_in, int64_t n_in, int64_t length, cl_mem err,
+                          cl_mem *mask, cl_int *has_mask)
+{
+    *mask = j->cl->dummy;
+    *has_mask = 0;
+    if (!sel_in)
+        return FB_OK;
+    *has_mask = 1;
+    size_t words = (size_t)((length + 31) / 32);
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, words ? words * 4 : 4, NULL, mask));
+    FB_FORWARD_IF_ERROR(fb_cl_job_fill(j, *mask, 0u, words ? words * 4 : 4));
+    if (n_in == 0)
+        return FB_OK;
+    cl_mem sel;
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_ONLY, (size_t)n_in * sizeof *sel_in, sel_in, &sel));
+    cl_ulong n = (cl_ulong)n_in, len = (cl_ulong)length;
+    const fb_cl_karg args[] = {KARG(sel), KARG(n), KARG(len), KARG(*mask), KARG(err)};
+    return run(j, j->cl->ex_sel_mask, "fb_expr_sel_mask", args, 5, n);
+}
+
+/* flags[0..n) hold 0/1 (flags has n + 1 uints): *dev_out = the entries of src (or the indices) whose
+ * flag is 1, in order, and *count their number; *dev_out is NULL when there is none. */
+static fb_status compact_flags(fb_cl_job *j, cl_mem flags, uint64_t n, cl_mem src, cl_mem *dev_out, int64_t *count)
+{
+    *dev_out = NULL;
+    *count = 0;
+    FB_FORWARD_IF_ERROR(fb_cl_scan(j, flags, n));
+    cl_uint total = 0;
+    FB_FORWARD_IF_ERROR(fb_cl_job_read(j, flags, CL_TRUE, (size_t)n * sizeof(cl_uint), sizeof total, &total));
+    if (total > n)
+        return fb_set_error(j->ctx, FB_ERR_INTERNAL, j->where, "device selected %u of %llu candidates", total,
+                            (unsigned long long)n);
+    if (total == 0)
+        return FB_OK;
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)total * sizeof(cl_uint), NULL, dev_out));
+    cl_ulong n64 = n;
+    cl_int has_src = src != NULL;
+    cl_mem s = src ? src : j->cl->dummy;
+    const fb_cl_karg args[] = {KARG(flags), KARG(n64), KARG(s), KARG(has_src), KARG(*dev_out)};
+    FB_FORWARD_IF_ERROR(run(j, j->cl->ex_scatter, "fb_expr_scatter", args, 5, n));
+    *count = total;
+    return FB_OK;
+}
+
+/* The first entry of sel ≥ length, for the message of a call the device found one in. */
+static uint32_t first_bad(const uint32_t *sel, int64_t n, int64_t length)
+{
+    for (int64_t j = 0; j < n; j++)
+        if (sel[j] >= length)
+            return sel[j];
+    return 0;
+}
+
+static fb_status read_err(fb_cl_job *j, cl_mem err, cl_uint *flag)
+{
+    return fb_cl_job_read(j, err, CL_TRUE, 0, sizeof *flag, flag);
+}
+
+/* ---- comparisons, BETWEEN, IN ------------------------------------------------------------------------ */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Boolean of `a op b` (b non-NULL) or of the predicate p over a. Arguments already checked. */
+static fb_status run_bool(fb_ctx *ctx, const fb_column *a, const fb_column *b, fb_cmp op, const fb_pred *p,
+                          const uint32_t *sel_in, int64_t n_in, fb_bool *out, const char *where)
+{
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, where);
+    int64_t n = a->length;
+    if (st != FB_OK)
+        return fb_cl_job_close(&j, st);
+    if (n == 0) {
+        st = sel_in && n_in > 0 ? fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where,
+                                               "sel_in holds an index ≥ the column's 0 rows")
+                                : FB_OK;
+        return fb_cl_job_close(&j, st);
+    }
+    struct fb_cl_state *cl = j.cl;
+    size_t nb = (size_t)nbytes(n);
+    cl_mem err, mask, dbits, dvalid;
+    cl_int has_mask;
+    fb_cl_dev_column da, db;
+    int64_t set[FB_SELECT_IN_MAX]; /* uploaded without blocking: lives until the job is drained */
+    TRY(err_flag(&j, &err));
+    TRY(sel_mask(&j, sel_in, n_in, n, err, &mask, &has_mask));
+    TRY(fb_cl_upload_column(&j, a, &da));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, nb, NULL, &dbits));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, nb, NULL, &dvalid));
+    cl_ulong len = (cl_ulong)n;
+    if (b) {
+        TRY(fb_cl_upload_column(&j, b, &db));
+        cl_int cop = (cl_int)op;
+        const fb_cl_karg args[] = {KARG(da.data),  KARG(da.type), KARG(da.valid), KARG(da.has_valid),
+                                   KARG(da.voff),  KARG(db.data), KARG(db.valid), KARG(db.has_valid),
+                                   KARG(db.voff),  KARG(len),     KARG(cop),      KARG(mask),
+                                   KARG(has_mask), KARG(dbits),   KARG(dvalid)};
+        TRY(run(&j, cl->ex_cmp_cols, "fb_expr_cmp_cols", args, 15, nb));
+    } else {
+        /* the IN set sorted and without duplicates, for a binary search on the device */
+        cl_uint n_set = 0;
+        cl_mem dset = cl->dummy;
+        if (p->kind == FB_PRED_IN) {
+            memcpy(set, p->set, (size_t)p->n_set * sizeof *set);
+            qsort(set, (size_t)p->n_set, sizeof *set, cmp_i64);
+            for (int64_t i = 0; i < p->n_set; i++)
+                if (n_set == 0 || set[n_set - 1] != set[i])
+                    set[n_set++] = set[i];
+            TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, n_set * sizeof *set, set, &dset));
+        }
+        cl_int kind = (cl_int)p->kind, negate = p->negate != 0;
+        cl_long lo = p->lo, hi = p->hi;
+        const fb_cl_karg args[] = {KARG(da.data), KARG(da.type), KARG(da.valid), KARG(da.has_valid),
+                                   KARG(da.voff), KARG(len),     KARG(mask),     KARG(has_mask),
+                                   KARG(kind),    KARG(negate),  KARG(lo),       KARG(hi),
+                                   KARG(dset),    KARG(n_set),   KARG(dbits),    KARG(dvalid)};
+        TRY(run(&j, cl->ex_pred, "fb_expr_pred", args, 16, nb));
+    }
+    cl_uint bad = 0;
+    TRY(read_err(&j, err, &bad));
+    if (bad) {
+        memset(out->bits, 0, nb);
+        memset(out->validity, 0, nb);
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the column's %lld rows",
+                          (long long)n);
+        goto done;
+    }
+    TRY(fb_cl_job_read(&j, dbits, CL_FALSE, 0, nb, out->bits));
+    TRY(fb_cl_job_read(&j, dvalid, CL_FALSE, 0, nb, out->validity));
+    TRY(fb_cl_job_finish(&j));
+done:
+    return fb_cl_job_close(&j, st);
+}
+
+fb_status fb_cl_expr_cmp(fb_ctx *ctx, const fb_column *col, fb_cmp op, const void *value, const uint32_t *sel_in,
+                         int64_t n_in, fb_bool *out)
+{
+    FB_FORWARD_IF_ERROR(check_bool_args(ctx, col, sel_in, n_in, out, __func__));
+    fb_pred p;
+    FB_FORWARD_IF_ERROR(fb_pred_make_cmp(ctx, col->type, op, value, &p, __func__));
+    return run_bool(ctx, col, NULL, op, &p, sel_in, n_in, out, __func__);
+}
+
+fb_status fb_cl_expr_between(fb_ctx *ctx, const fb_column *col, const void *lo, const void *hi,
+                             const uint32_t *sel_in, int64_t n_in, fb_bool *out)
+{
+    FB_FORWARD_IF_ERROR(check_bool_args(ctx, col, sel_in, n_in, out, __func__));
+    fb_pred p;
+    FB_FORWARD_IF_ERROR(fb_pred_make_range(ctx, col->type, lo, hi, &p, __func__));
+    return run_bool(ctx, col, NULL, FB_CMP_EQ, &p, sel_in, n_in, out, __func__);
+}
+
+fb_status fb_cl_expr_in(fb_ctx *ctx, const fb_column *col, const void *values, int64_t n_values,
+                        const uint32_t *sel_in, int64_t n_in, fb_bool *out)
+{
+    FB_FORWARD_IF_ERROR(check_bool_args(ctx, col, sel_in, n_in, out, __func__));
+    int64_t keys[FB_SELECT_IN_MAX];
+    fb_pred p;
+    FB_FORWARD_IF_ERROR(fb_pred_make_in(ctx, col->type, values, n_values, keys, &p, __func__));
+    return run_bool(ctx, col, NULL, FB_CMP_EQ, &p, sel_in, n_in, out, __func__);
+}
+
+fb_status fb_cl_expr_cmp_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
+                              const uint32_t *sel_in, int64_t n_in, fb_bool *out)
+{
+    FB_FORWARD_IF_ERROR(check_bool_args(ctx, a, sel_in, n_in, out, __func__));
+    FB_FORWARD_IF_ERROR(check_pair(ctx, a, b, __func__));
+    FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
+    return run_bool(ctx, a, b, op, NULL, sel_in, n_in, out, __func__);
+}
+
+fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
+                                 const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t capacity,
+                                 int64_t *n_out)
+{
+    FB_FORWARD_IF_ERROR(fb_check_select_args(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
+    FB_FORWARD_IF_ERROR(check_pair(ctx, a, b, __func__));
+    FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    uint64_t n_cand = (uint64_t)(sel_in ? n_in : a->length);
+    if (st != FB_OK)
+        return fb_cl_job_close(&j, st);
+    if (n_cand == 0) {
+        *n_out = 0;
+        return fb_cl_job_close(&j, FB_OK);
+    }
+    struct fb_cl_state *cl = j.cl;
+    cl_mem err, sel = cl->dummy, flags, res;
+    fb_cl_dev_column da, db;
+    TRY(err_flag(&j, &err));
+    TRY(fb_cl_upload_column(&j, a, &da));
+    TRY(fb_cl_upload_column(&j, b, &db));
+    if (sel_in)
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, (size_t)n_in * sizeof *sel_in, sel_in, &sel));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)(n_cand + 1) * sizeof(cl_uint), NULL, &flags));
+    cl_int cop = (cl_int)op, has_sel = sel_in != NULL;
+    cl_ulong len = (cl_ulong)a->length, nc = n_cand;
+    const fb_cl_karg args[] = {KARG(da.data), KARG(da.type),      KARG(da.valid), KARG(da.has_valid),
+                               KARG(da.voff), KARG(db.data),      KARG(db.valid), KARG(db.has_valid),
+                               KARG(db.voff), KARG(len),          KARG(cop),      KARG(sel),
+                               KARG(has_sel), KARG(nc),           KARG(flags),    KARG(err)};
+    TRY(run(&j, cl->ex_cols_flags, "fb_expr_cols_flags", args, 16, n_cand));
+    cl_uint bad = 0;
+    TRY(read_err(&j, err, &bad));
+    if (bad) {
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds an index ≥ the columns' %lld rows",
+                          (long long)a->length);
+        goto done;
+    }
+    int64_t cnt;
+    TRY(compact_flags(&j, flags, n_cand, sel_in ? sel : NULL, &res, &cnt));
+    if (cnt > 0)
+        TRY(fb_cl_job_read(&j, res, CL_TRUE, 0, (size_t)cnt * sizeof *sel_out, sel_out));
+    *n_out = cnt;
+done:
+    return fb_cl_job_close(&j, st);
+}
+
+/* ---- logic -------------------------------------------------------------------------------------------- */
+
+static fb_status run_logic(fb_ctx *ctx, int op, const fb_bool *a, const fb_bool *b, fb_bool *out, const char *where)
+{
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, where);
+    int64_t n = a->length;
+    if (st != FB_OK || n == 0)
+        return fb_cl_job_close(&j, st);
+    struct fb_cl_state *cl = j.cl;
+    size_t nb = (size_t)nbytes(n);
+    cl_mem ta, va = cl->dummy, tb = cl->dummy, vb = cl->dummy, dbits, dvalid;
+    cl_int has_va = a->validity != NULL, has_vb = b && b->validity, cop = op;
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, nb, a->bits, &ta));
+    if (has_va)
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, nb, a->validity, &va));
+    if (b)
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, nb, b->bits, &tb));
+    if (has_vb)
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, nb, b->validity, &vb));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, nb, NULL, &dbits));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, nb, NULL, &dvalid));
+    cl_ulong len = (cl_ulong)n;
+    const fb_cl_karg args[] = {KARG(cop),    KARG(ta),  KARG(va),    KARG(has_va), KARG(tb),
+                               KARG(vb),     KARG(has_vb), KARG(len), KARG(dbits), KARG(dvalid)};
+    TRY(run(&j, cl->ex_logic, "fb_expr_logic", args, 10, nb));
+    /* out may alias a or b: the reads run after the uploads on the in-order queue */
+    TRY(fb_cl_job_read(&j, dbits, CL_FALSE, 0, nb, out->bits));
+    TRY(fb_cl_job_read(&j, dvalid, CL_FALSE, 0, nb, out->validity));
+    TRY(fb_cl_job_finish(&j));
+done:
+    return fb_cl_job_close(&j, st);
+}
+
+fb_status fb_cl_expr_and(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out)
+{
+    FB_FORWARD_IF_ERROR(check_logic(ctx, a, b, out, __func__));
+    return run_logic(ctx, 0, a, b, out, __func__);
+}
+
+fb_status fb_cl_expr_or(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out)
+{
+    FB_FORWARD_IF_ERROR(check_logic(ctx, a, b, out, __func__));
+    return run_logic(ctx, 1, a, b, out, __func__);
+}
+
+fb_status fb_cl_expr_not(fb_ctx *ctx, const fb_bool *a, fb_bool *out)
+{
+    FB_FORWARD_IF_ERROR(check_logic(ctx, a, NULL, out, __func__));
+    return run_logic(ctx, 2, a, NULL, out, __func__);
+}
+
+fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
+                                 uint32_t *sel_out, int64_t capacity, int64_t *n_out)
+{
+    FB_FORWARD_IF_ERROR(check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(check_bool_in(ctx, a, "a", __func__));
+    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, __func__));
+    FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
+    int64_t cand = sel_in ? n_in : a->length;
+    FB_RETURN_ERROR_IF(cand > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
+    FB_RETURN_ERROR_IF(capacity < cand, ctx, FB_ERR_CAPACITY, "sel_out holds %lld entries, there are %lld candidates",
+                       (long long)capacity, (long long)cand);
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    if (st != FB_OK)
+        return fb_cl_job_close(&j, st);
+    int64_t n = a->length;
+    if (cand == 0 || (n == 0 && !sel_in)) {
+        *n_out = 0;
+        return fb_cl_job_close(&j, FB_OK);
+    }
+    struct fb_cl_state *cl = j.cl;
+    size_t nb = (size_t)nbytes(n);
+    cl_mem err, bits = cl->dummy, valid = cl->dummy, sel = cl->dummy, flags, res;
+    cl_int has_valid = a->validity != NULL && n > 0, has_sel = sel_in != NULL;
+    TRY(err_flag(&j, &err));
+    if (n > 0)
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, nb, a->bits, &bits));
+    if (has_valid)
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, nb, a->validity, &valid));
+    if (sel_in)
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, (size_t)n_in * sizeof *sel_in, sel_in, &sel));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)(cand + 1) * sizeof(cl_uint), NULL, &flags));
+    cl_ulong len = (cl_ulong)n, nc = (cl_ulong)cand;
+    const fb_cl_karg args[] = {KARG(bits),    KARG(valid), KARG(has_valid), KARG(len), KARG(sel),
+                               KARG(has_sel), KARG(nc),    KARG(flags),     KARG(err)};
+    TRY(run(&j, cl->ex_bool_flags, "fb_expr_bool_flags", args, 9, nc));
+    cl_uint bad = 0;
+    TRY(read_err(&j, err, &bad));
+    if (bad) {
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds %u, a has %lld rows",
+                          first_bad(sel_in, n_in, n), (long long)n);
+        goto done;
+    }
+    int64_t cnt;
+    TRY(compact_flags(&j, flags, nc, sel_in ? sel : NULL, &res, &cnt));
+    if (cnt > 0)
+        TRY(fb_cl_job_read(&j, res, CL_TRUE, 0, (size_t)cnt * sizeof *sel_out, sel_out));
+    *n_out = cnt;
+done:
+    return fb_cl_job_close(&j, st);
+}
+
+/* ---- selection-vector logic ------------------------------------------------------------------------ */
+
+/* Entries of x (x_host[0..n_x), or 0..n_x-1 when NULL) whose membership in y equals `want`, left on
+ * the device in *res (NULL when none) with their number in *cnt; an entry ≥ length sets the flag err. */
+static fb_status member(fb_cl_job *j, cl_mem x, int has_x, uint64_t n_x, cl_mem y, uint64_t n_y, int want,
+                        uint64_t length, cl_mem err, cl_mem *res, int64_t *cnt)
+{
+    cl_mem flags;
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)(n_x + 1) * sizeof(cl_uint), NULL, &flags));
+    cl_int hx = has_x;
+    cl_ulong nx = n_x, ny = n_y, len = length;
+    cl_uint w = (cl_uint)want;
+    const fb_cl_karg args[] = {KARG(x), KARG(hx), KARG(nx), KARG(y), KARG(ny), KARG(w), KARG(len), KARG(flags), KARG(err)};
+    FB_FORWARD_IF_ERROR(run(j, j->cl->ex_member_flags, "fb_expr_member_flags", args, 9, n_x));
+    return compact_flags(j, flags, n_x, has_x ? x : NULL, res, cnt);
+}
+
+static fb_status upload_sel(fb_cl_job *j, const uint32_t *s, int64_t n, cl_mem *m)
+{
+    *m = j->cl->dummy;
+    if (n == 0)
+        return FB_OK;
+    return fb_cl_job_buffer(j, CL_MEM_READ_ONLY, (size_t)n * sizeof *s, s, m);
+}
+
+fb_status fb_cl_expr_sel_and(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
+                             uint32_t *sel_out, int64_t capacity, int64_t *n_out)
+{
+    FB_FORWARD_IF_ERROR(
+        check_merge(ctx, a, n_a, b, n_b, sel_out, capacity, n_a < n_b ? n_a : n_b, n_out, __func__));
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    if (st != FB_OK || n_a == 0 || n_b == 0) {
+        if (st == FB_OK)
+            *n_out = 0;
+        return fb_cl_job_close(&j, st);
+    }
+    cl_mem da, db, err, res;
+    int64_t cnt;
+    TRY(err_flag(&j, &err));
+    TRY(upload_sel(&j, a, n_a, &da));
+    TRY(upload_sel(&j, b, n_b, &db));
+    TRY(member(&j, da, 1, (uint64_t)n_a, db, (uint64_t)n_b, 1, UINT64_MAX, err, &res, &cnt));
+    if (cnt > 0)
+        TRY(fb_cl_job_read(&j, res, CL_TRUE, 0, (size_t)cnt * sizeof *sel_out, sel_out));
+    *n_out = cnt;
+done:
+    return fb_cl_job_close(&j, st);
+}
+
+fb_status fb_cl_expr_sel_or(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
+                            uint32_t *sel_out, int64_t capacity, int64_t *n_out)
+{
+    FB_FORWARD_IF_ERROR(check_merge(ctx, a, n_a, b, n_b, sel_out, capacity, n_a + n_b, n_out, __func__));
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    if (st != FB_OK || n_a + n_b == 0) {
+        if (st == FB_OK)
+            *n_out = 0;
+        return fb_cl_job_close(&j, st);
+    }
+    struct fb_cl_state *cl = j.cl;
+    cl_mem da, db, err, rest = cl->dummy, res;
+    int64_t n_rest = n_b;
+    TRY(err_flag(&j, &err));
+    TRY(upload_sel(&j, a, n_a, &da));
+    TRY(upload_sel(&j, b, n_b, &db));
+    if (n_a > 0 && n_b > 0) /* b's entries that a lacks: the two parts are then disjoint */
+        TRY(member(&j, db, 1, (uint64_t)n_b, da, (uint64_t)n_a, 0, UINT64_MAX, err, &rest, &n_rest));
+    else
+        rest = db;
+    if (!rest)
+        rest = cl->dummy;
+    uint64_t total = (uint64_t)(n_a + n_rest);
+    TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)total * sizeof(cl_uint), NULL, &res));
+    cl_ulong na = (cl_ulong)n_a, nr = (cl_ulong)n_rest;
+    const fb_cl_karg args[] = {KARG(da), KARG(na), KARG(rest), KARG(nr), KARG(res)};
+    TRY(run(&j, cl->ex_merge, "fb_expr_merge", args, 5, total));
+    TRY(fb_cl_job_read(&j, res, CL_TRUE, 0, (size_t)total * sizeof *sel_out, sel_out));
+    *n_out = (int64_t)total;
+done:
+    return fb_cl_job_close(&j, st);
+}
+
+fb_status fb_cl_expr_sel_not(fb_ctx *ctx, const uint32_t *a, int64_t n_a, int64_t length, const uint32_t *sel_in,
+                             int64_t n_in, uint32_t *sel_out, int64_t capacity, int64_t *n_out)
+{
+    FB_FORWARD_IF_ERROR(check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(check_sorted(ctx, a, n_a, "a", __func__));
+    FB_RETURN_ERROR_IF(length < 0 || length > FB_MORSEL_MAX_ROWS, ctx, FB_ERR_INVALID_ARG, "length is %lld",
+                       (long long)length);
+    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, __func__));
+    FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
+    int64_t dom = sel_in ? n_in : length;
+    FB_RETURN_ERROR_IF(dom > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
+    FB_RETURN_ERROR_IF(capacity < dom, ctx, FB_ERR_CAPACITY, "sel_out holds %lld entries, the domain has %lld rows",
+                       (long long)capacity, (long long)dom);
+    FB_RETURN_ERROR_IF(n_a > 0 && a[n_a - 1] >= length, ctx, FB_ERR_OUT_OF_RANGE,
+                       "a holds %u, the morsel has %lld rows", a[n_a - 1], (long long)length);
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    if (st != FB_OK || dom == 0) {
+        if (st == FB_OK)
+            *n_out = 0;
+        return fb_cl_job_close(&j, st);
+    }
+    cl_mem da, dsel, err, res;
+    int64_t cnt;
+    TRY(err_flag(&j, &err));
+    TRY(upload_sel(&j, a, n_a, &da));
+    TRY(upload_sel(&j, sel_in, sel_in ? n_in : 0, &dsel));
+    TRY(member(&j, dsel, sel_in != NULL, (uint64_t)dom, da, (uint64_t)n_a, 0, (uint64_t)length, err, &res, &cnt));
+    cl_uint bad = 0;
+    TRY(read_err(&j, err, &bad));
+    if (bad) {
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds %u, the morsel has %lld rows",
+                          first_bad(sel_in, n_in, length), (long long)length);
+        goto done;
+    }
+    if (cnt > 0)
+        TRY(fb_cl_job_read(&j, res, CL_TRUE, 0, (size_t)cnt * sizeof *sel_out, sel_out));
+    *n_out = cnt;
+done:
+    return fb_cl_job_close(&j, st);
+}
+
+/* ---- arithmetic and casts ------------------------------------------------------------------------- */
+
+static const char *arith_name(fb_arith op) { return op == FB_ARITH_ADD ? "+" : op == FB_ARITH_SUB ? "-" : "*"; }
+
+/* Uploads the validity bitmap of column c's n rows (from its offset), or binds the dummy. */
+static fb_status upload_validity(fb_cl_job *j, const fb_column *c, int64_t n, cl_mem *m, cl_int *has, cl_ulong *voff)
+{
+    *m = j->cl->dummy;
+    *has = 0;
+    *voff = 0;
+    if (!c || !c->validity)
+        return FB_OK;
+    *voff = (cl_ulong)(c->offset & 7);
+    *has = 1;
+    return fb_cl_job_buffer(j, CL_MEM_READ_ONLY, (size_t)((*voff + (uint64_t)n + 7) >> 3),
+                            c->validity + (size_t)(c->offset >> 3), m);
+}
+
+/* Computes the output validity (a's AND b's AND sel_in's) on the device into *dvalid (*has 1), or
+ * binds the dummy (*has 0) when out has no validity buffer (then every row is valid). */
+static fb_status out_validity(fb_cl_job *j, const fb_column *a, const fb_column *b, const uint32_t *sel_in,
+                              int64_t n_in, const fb_column_out *out, int64_t n, cl_mem err, cl_mem *dvalid,
+                              cl_int *has)
+{
+    *dvalid = j->cl->dummy;
+    *has = 0;
+    if (!out->validity)
+        return FB_OK;
+    cl_mem mask, va, vb;
+    cl_int has_mask, has_va, has_vb;
+    cl_ulong voa, vob;
+    FB_FORWARD_IF_ERROR(sel_mask(j, sel_in, n_in, n, err, &mask, &has_mask));
+    FB_FORWARD_IF_ERROR(upload_validity(j, a, n, &va, &has_va, &voa));
+    FB_FORWARD_IF_ERROR(upload_validity(j, b, n, &vb, &has_vb, &vob));
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)nbytes(n), NULL, dvalid));
+    cl_ulong len = (cl_ulong)n;
+    const fb_cl_karg args[] = {KARG(va),   KARG(has_va),   KARG(voa), KARG(vb), KARG(has_vb),
+                               KARG(vob),  KARG(mask),     KARG(has_mask), KARG(len), KARG(*dvalid)};
+    FB_FORWARD_IF_ERROR(run(j, j->cl->ex_validity, "fb_expr_validity", args, 10, (uint64_t)nbytes(n)));
+    *has = 1;
+    return FB_OK;
+}
+
+static int64_t count_nulls(const uint8_t *valid, int64_t n)
+{
+    int64_t ones = 0;
+    for (int64_t b = 0; b < nbytes(n); b++)
+        ones += __builtin_popcount(valid[b]);
+    return n - ones;
+}
+
+static fb_status need_fp64(fb_cl_job *j, cl_kernel k)
+{
+    if (k)
+        return FB_OK;
+    return fb_set_error(j->ctx, FB_ERR_OPENCL, j->where,
+                        "the OpenCL device lacks cl_khr_fp64, which the arithmetic and cast kernels need");
+}
+
+static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
+                       int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where)
+{
+    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
+    if (out) {
+        out->length = 0;
+        out->null_count = 0;
+    }
+    if (b)
+        FB_FORWARD_IF_ERROR(check_pair(ctx, a, b, where));
+    else
+        FB_FORWARD_IF_ERROR(fb_check_column(ctx, a, where, "col"));
+    if (!b && !value)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "value must not be NULL");
+    if ((unsigned)op > FB_ARITH_MUL)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "unknown arithmetic operator %d", (int)op);
+    fb_type t = a->type;
+    if (t != FB_TYPE_INT32 && t != FB_TYPE_INT64 && t != FB_TYPE_FLOAT32 && t != FB_TYPE_FLOAT64)
+        return fb_set_error(ctx, FB_ERR_UNSUPPORTED_TYPE, where,
+                            "arithmetic takes int32, int64, float32 and float64, not %s (cast first)", fb_type_name(t));
+    int64_t n = a->length;
+    if (n > FB_MORSEL_MAX_ROWS)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%lld rows; at most %lld per call", (long long)n,
+                            (long long)FB_MORSEL_MAX_ROWS);
+    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, where));
+    int nullable = a->validity || (b && b->validity) || sel_in;
+    FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, t, n, nullable, where));
+    if (n == 0 && sel_in && n_in > 0)
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds indices, the column has no rows");
+
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, where);
+    if (st != FB_OK || n == 0)
+        return fb_cl_job_close(&j, st);
+    struct fb_cl_state *cl = j.cl;
+    TRY(need_fp64(&j, cl->ex_arith));
+    size_t w = fb_type_width(t);
+    cl_mem err, dvalid, da, db = cl->dummy, dout, dbad;
+    cl_int has_valid;
+    static const cl_uint none = 0xFFFFFFFFu;
+    TRY(err_flag(&j, &err));
+    TRY(out_validity(&j, a, b, sel_in, n_in, out, n, err, &dvalid, &has_valid));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, (size_t)n * w, (const char *)a->data + (size_t)a->offset * w, &da));
+    if (b)
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, (size_t)n * w, (const char *)b->data + (size_t)b->offset * w, &db));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)n * w, NULL, &dout));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof none, &none, &dbad));
+    cl_ulong cval = 0;
+    if (!b)
+        memcpy(&cval, value, w);
+    cl_mem pa = da, pb = db;
+    cl_int a_const = 0, b_const = !b;
+    cl_ulong ca = 0, cb = cval;
+    if (!b && value_left) {
+        pa = cl->dummy;
+        pb = da;
+        a_const = 1;
+        b_const = 0;
+        ca = cval;
+        cb = 0;
+    } else if (!b) {
+        pb = cl->dummy;
+    }
+    cl_int cop = (cl_int)op, ct = (cl_int)t;
+    cl_ulong len = (cl_ulong)n;
+    const fb_cl_karg args[] = {KARG(cop), KARG(ct),        KARG(pa),  KARG(a_const), KARG(ca),   KARG(pb), KARG(b_const),
+                               KARG(cb),  KARG(dvalid),    KARG(has_valid), KARG(len), KARG(dout), KARG(dbad)};
+    TRY(run(&j, cl->ex_arith, "fb_expr_arith", args, 13, len));
+    cl_uint flag = 0, bad = 0;
+    TRY(fb_cl_job_read(&j, err, CL_FALSE, 0, sizeof flag, &flag));
+    TRY(fb_cl_job_read(&j, dbad, CL_FALSE, 0, sizeof bad, &bad));
+    TRY(fb_cl_job_read(&j, dout, CL_FALSE, 0, (size_t)n * w, out->data));
+    if (has_valid)
+        TRY(fb_cl_job_read(&j, dvalid, CL_FALSE, 0, (size_t)nbytes(n), out->validity));
+    TRY(fb_cl_job_finish(&j));
+    if (flag) {
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the column's %lld rows",
+                          (long long)n);
+        goto done;
+    }
+    if (bad != 0xFFFFFFFFu) {
+        int64_t x, y, r = bad;
+        const char *xa = a_const ? (const char *)value : (const char *)a->data + (size_t)(a->offset + r) * w;
+        const char *yb = b ? (const char *)b->data + (size_t)(b->offset + r) * w
+                       : a_const ? (const char *)a->data + (size_t)(a->offset + r) * w : (const char *)value;
+        if (t == FB_TYPE_INT32) {
+            int32_t x32, y32;
+            memcpy(&x32, xa, 4);
+            memcpy(&y32, yb, 4);
+            x = x32;
+            y = y32;
+        } else {
+            memcpy(&x, xa, 8);
+            memcpy(&y, yb, 8);
+        }
+        st = fb_set_error(ctx, FB_ERR_OVERFLOW, where, "%s overflows at row %lld: %" PRId64 " %s %" PRId64,
+                          fb_type_name(t), (long long)r, x, arith_name(op), y);
+        goto done;
+    }
+    out->null_count = has_valid ? count_nulls(out->validity, n) : 0;
+    out->length = n;
+done:
+    return fb_cl_job_close(&j, st);
+}
+
+fb_status fb_cl_expr_arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const uint32_t *sel_in,
+                           int64_t n_in, fb_column_out *out)
+{
+    if (!b)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, __func__, "b must not be NULL");
+    return arith(ctx, op, a, b, NULL, 0, sel_in, n_in, out, __func__);
+}
+
+fb_status fb_cl_expr_arith_const(fb_ctx *ctx, fb_arith op, const fb_column *col, const void *value, int value_left,
+                                 const uint32_t *sel_in, int64_t n_in, fb_column_out *out)
+{
+    return arith(ctx, op, col, NULL, value, value_left, sel_in, n_in, out, __func__);
+}
+
+/* Text of one value for an error message (as kernels/expr.c). */
+static void value_text(fb_type t, const void *p, char *buf, size_t size)
+{
+    double d;
+    int64_t s;
+    uint64_t u;
+    switch (t) {
+    case FB_TYPE_FLOAT32: { float f; memcpy(&f, p, 4); snprintf(buf, size, "%.9g", (double)f); return; }
+    case FB_TYPE_FLOAT64: memcpy(&d, p, 8); snprintf(buf, size, "%.17g", d); return;
+    case FB_TYPE_UINT64: memcpy(&u, p, 8); snprintf(buf, size, "%" PRIu64, u); return;
+    default:
+        fb_expr_cast_one(t, p, FB_TYPE_INT64, &s); /* every other type fits int64 */
+        snprintf(buf, size, "%" PRId64, s);
+    }
+}
+
+fb_status fb_cl_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in, fb_column_out *out)
+{
+    FB_FORWARD_IF_ERROR(check_ctx(ctx, __func__));
+    if (out) {
+        out->length = 0;
+        out->null_count = 0;
+    }
+    FB_FORWARD_IF_ERROR(fb_check_column(ctx, in, __func__, "in"));
+    FB_RETURN_ERROR_IF(!out, ctx, FB_ERR_INVALID_ARG, "out must not be NULL");
+    FB_RETURN_ERROR_IF(fb_type_width(out->type) == 0, ctx, FB_ERR_UNSUPPORTED_TYPE, "out has an unknown type (%d)",
+                       (int)out->type);
+    int64_t n = in->length;
+    FB_RETURN_ERROR_IF(n > FB_MORSEL_MAX_ROWS, ctx, FB_ERR_INVALID_ARG, "%lld rows; at most %lld per call",
+                       (long long)n, (long long)FB_MORSEL_MAX_ROWS);
+    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, __func__));
+    FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, out->type, n, in->validity || sel_in, __func__));
+    FB_RETURN_ERROR_IF(n == 0 && sel_in && n_in > 0, ctx, FB_ERR_OUT_OF_RANGE,
+                       "sel_in holds indices, the column has no rows");
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    if (st != FB_OK || n == 0)
+        return fb_cl_job_close(&j, st);
+    struct fb_cl_state *cl = j.cl;
+    TRY(need_fp64(&j, cl->ex_cast));
+    size_t wi = fb_type_width(in->type), wo = fb_type_width(out->type);
+    cl_mem err, dvalid, din, dout, dbad;
+    cl_int has_valid;
+    static const cl_uint none = 0xFFFFFFFFu;
+    TRY(err_flag(&j, &err));
+    TRY(out_validity(&j, in, NULL, sel_in, n_in, out, n, err, &dvalid, &has_valid));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, (size_t)n * wi, (const char *)in->data + (size_t)in->offset * wi, &din));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)n * wo, NULL, &dout));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof none, &none, &dbad));
+    cl_int from = (cl_int)in->type, to = (cl_int)out->type;
+    cl_ulong len = (cl_ulong)n;
+    const fb_cl_karg args[] = {KARG(din),       KARG(from), KARG(to),   KARG(dvalid),
+                               KARG(has_valid), KARG(len),  KARG(dout), KARG(dbad)};
+    TRY(run(&j, cl->ex_cast, "fb_expr_cast", args, 8, len));
+    cl_uint flag = 0, bad = 0;
+    TRY(fb_cl_job_read(&j, err, CL_FALSE, 0, sizeof flag, &flag));
+    TRY(fb_cl_job_read(&j, dbad, CL_FALSE, 0, sizeof bad, &bad));
+    TRY(fb_cl_job_read(&j, dout, CL_FALSE, 0, (size_t)n * wo, out->data));
+    if (has_valid)
+        TRY(fb_cl_job_read(&j, dvalid, CL_FALSE, 0, (size_t)nbytes(n), out->validity));
+    TRY(fb_cl_job_finish(&j));
+    if (flag) {
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds an index ≥ the column's %lld rows",
+                          (long long)n);
+        goto done;
+    }
+    if (bad != 0xFFFFFFFFu) {
+        char text[64];
+        value_text(in->type, (const char *)in->data + (size_t)(in->offset + (int64_t)bad) * wi, text, sizeof text);
+        st = fb_set_error(ctx, FB_ERR_OVERFLOW, __func__, "row %lld: %s value %s is out of range for %s",
+                          (long long)bad, fb_type_name(in->type), text, fb_type_name(out->type));
+        goto done;
+    }
+    out->null_count = has_valid ? count_nulls(out->validity, n) : 0;
+    out->length = n;
+done:
+    return fb_cl_job_close(&j, st);
+}
