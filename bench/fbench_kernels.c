@@ -35,7 +35,9 @@ typedef enum kernel_op {
     OP_JOIN_BUILD, /* fb_hash_table_create + build of 64Ki unique keys... of `rows` keys */
     OP_JOIN_PROBE, /* inner probe of `rows` keys into 64Ki unique build keys (about half match) */
     OP_EXPR_MUL,   /* fb_expr_arith: int64 * int64 with overflow checks */
-    OP_EXPR_CMP    /* fb_expr_cmp: int32 < 0 as a boolean column */
+    OP_EXPR_CMP,   /* fb_expr_cmp: int32 < 0 as a boolean column */
+    OP_EXPR_CAST,  /* fb_expr_cast: int64 (in -2^20..2^20) to int32, range-checked */
+    OP_EXPR_AND    /* fb_expr_and of two boolean columns (bits of i32a and i32b, validity of i64) */
 } kernel_op;
 
 /* What is benchmarked: the kernel, its key type and its name part ("int32", "2xint32"). */
@@ -67,6 +69,8 @@ static const kernel_kind kernel_kinds[] = {
     {OP_JOIN_PROBE, FB_TYPE_INT64, "join_probe", "int64"},
     {OP_EXPR_MUL, FB_TYPE_INT64, "expr_mul", "int64"},
     {OP_EXPR_CMP, FB_TYPE_INT32, "expr_cmp", "int32"},
+    {OP_EXPR_CAST, FB_TYPE_INT64, "expr_cast", "int64"},
+    {OP_EXPR_AND, FB_TYPE_INT32, "expr_and", "bool"},
 };
 #define KERNEL_N_KINDS (sizeof kernel_kinds / sizeof kernel_kinds[0])
 
@@ -239,8 +243,8 @@ static void join_builds_free(void)
     n_join_builds = 0;
 }
 
-/* The operator kernels (sort, aggregation, join, expressions) on the CPU; their OpenCL twins where fb
- * has them (no twin of the expression kernels, nor of a hash build alone: those report why they skip). */
+/* The operator kernels (sort, aggregation, join, expressions) on the CPU and their OpenCL twins (no twin
+ * of a hash build alone: that one reports why it skips). */
 static fb_status operator_call(const kernel_case *c, kernel_data *d, int64_t *items, int64_t *bytes)
 {
     fb_ctx *ctx = c->ctx;
@@ -323,22 +327,34 @@ static fb_status operator_call(const kernel_case *c, kernel_data *d, int64_t *it
         break;
     }
     case OP_EXPR_MUL: {
-        if (c->cl)
-            return fb_stage_error(ctx, FB_ERR_UNSUPPORTED_TYPE, "no OpenCL twin of the expression kernels yet");
         fb_column a = fb_column_make(FB_TYPE_INT64, d->mul64, n, NULL);
         fb_column_out out = {.type = FB_TYPE_INT64, .capacity = n, .data = d->out};
-        st = fb_expr_arith(ctx, FB_ARITH_MUL, &a, &a, NULL, 0, &out);
+        st = c->cl ? fb_cl_expr_arith(ctx, FB_ARITH_MUL, &a, &a, NULL, 0, &out)
+                   : fb_expr_arith(ctx, FB_ARITH_MUL, &a, &a, NULL, 0, &out);
         *bytes = n * 16;
         break;
     }
     case OP_EXPR_CMP: {
-        if (c->cl)
-            return fb_stage_error(ctx, FB_ERR_UNSUPPORTED_TYPE, "no OpenCL twin of the expression kernels yet");
         fb_column a = fb_column_make(FB_TYPE_INT32, d->i32a, n, NULL);
         fb_bool out = {n, (uint8_t *)d->out, (uint8_t *)d->hashes};
         int32_t zero = 0;
-        st = fb_expr_cmp(ctx, &a, FB_CMP_LT, &zero, NULL, 0, &out);
+        st = c->cl ? fb_cl_expr_cmp(ctx, &a, FB_CMP_LT, &zero, NULL, 0, &out)
+                   : fb_expr_cmp(ctx, &a, FB_CMP_LT, &zero, NULL, 0, &out);
         *bytes = n * 4 + n / 4;
+        break;
+    }
+    case OP_EXPR_CAST: {
+        fb_column a = fb_column_make(FB_TYPE_INT64, d->mul64, n, NULL);
+        fb_column_out out = {.type = FB_TYPE_INT32, .capacity = n, .data = d->out};
+        st = c->cl ? fb_cl_expr_cast(ctx, &a, NULL, 0, &out) : fb_expr_cast(ctx, &a, NULL, 0, &out);
+        *bytes = n * 12;
+        break;
+    }
+    case OP_EXPR_AND: {
+        fb_bool a = {n, (uint8_t *)d->i32a, (uint8_t *)d->i64}, b = {n, (uint8_t *)d->i32b, NULL};
+        fb_bool out = {n, (uint8_t *)d->out, (uint8_t *)d->hashes};
+        st = c->cl ? fb_cl_expr_and(ctx, &a, &b, &out) : fb_expr_and(ctx, &a, &b, &out);
+        *bytes = n / 2;
         break;
     }
     default:
