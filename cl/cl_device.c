@@ -307,7 +307,7 @@ typedef struct kernel_slot {
     int optional; /* absent when the device lacks an extension its file needs (e.g. 64-bit atomics) */
 } kernel_slot;
 
-#define N_KERNELS 45
+#define N_KERNELS 49
 
 static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
 {
@@ -357,6 +357,10 @@ static void kernel_slots(struct fb_cl_state *cl, kernel_slot slots[N_KERNELS])
         {&cl->ex_merge, "fb_expr_merge", &cl->wg_expr, 0},
         {&cl->ex_arith, "fb_expr_arith", &cl->wg_expr, 1},
         {&cl->ex_cast, "fb_expr_cast", &cl->wg_expr, 1},
+        {&cl->keys_pack, "fb_keys_pack", &cl->wg_group, 0},
+        {&cl->keys_insert, "fb_keys_insert", &cl->wg_group, 0},
+        {&cl->keys_first, "fb_keys_first", &cl->wg_group, 0},
+        {&cl->keys_lookup, "fb_keys_lookup", &cl->wg_group, 0},
     };
     memcpy(slots, table, sizeof table);
 }

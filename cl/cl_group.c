@@ -8,7 +8,10 @@
  * into per-group words, through local memory when the groups fit there (FB_CL_GROUP_LOCAL_MAX).
  *
  * Memory: the table stays on the device; the key and value columns go over in chunks sized to what
- * the device memory budget leaves (fb_cl_budget()), so the input may be larger than the device. */
+ * the device memory budget leaves (fb_cl_budget()), so the input may be larger than the device.
+ *
+ * Two or more key columns first become one int64 key per row (cl_keys.c: the row's tuple's first
+ * row), and each group's keys are copied from its first row at the end. */
 #include "fb/fb_agg.h"
 #include "fb/fb_cl.h"
 #include "fb_cl_internal.h"
@@ -64,25 +67,25 @@ static fb_status check_args(fb_ctx *ctx, const fb_agg_spec *spec, const fb_colum
     if (!ctx)
         return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "ctx must not be NULL");
     FB_RETURN_ERROR_IF(!spec || !n_groups, ctx, FB_ERR_INVALID_ARG, "spec and n_groups must not be NULL");
-    FB_RETURN_ERROR_IF(spec->n_keys > 1 || (spec->n_keys && (!spec->key_types || !keys || !out_keys)), ctx,
-                       FB_ERR_INVALID_ARG,
-                       "fb_cl_group_by groups by one key column or none (spec has %zu), with keys and out_keys",
-                       spec->n_keys);
+    FB_RETURN_ERROR_IF(spec->n_keys > FB_AGG_MAX_KEYS || (spec->n_keys && (!spec->key_types || !keys || !out_keys)),
+                       ctx, FB_ERR_INVALID_ARG,
+                       "fb_cl_group_by groups by 0..%d key columns (spec has %zu), with keys and out_keys",
+                       FB_AGG_MAX_KEYS, spec->n_keys);
     FB_RETURN_ERROR_IF(spec->n_aggs > FB_AGG_MAX_AGGS || (spec->n_aggs && (!spec->aggs || !out_aggs)), ctx,
                        FB_ERR_INVALID_ARG, "n_aggs is %zu (at most %d, with aggs and out_aggs)", spec->n_aggs,
                        FB_AGG_MAX_AGGS);
     /* slots (2 x rows, a power of two, plus 2) are numbered in 32 bits on the device */
     FB_RETURN_ERROR_IF(n_rows < 0 || n_rows > FB_CL_TABLE_MAX_ROWS, ctx, FB_ERR_INVALID_ARG,
                        "n_rows is %lld (0..%lld on the device)", (long long)n_rows, (long long)FB_CL_TABLE_MAX_ROWS);
-    if (spec->n_keys) {
-        FB_RETURN_ERROR_IF(!is_key_type(spec->key_types[0]), ctx, FB_ERR_UNSUPPORTED_TYPE,
-                           "a %s key; keys are integers or date32", fb_type_name(spec->key_types[0]));
-        FB_FORWARD_IF_ERROR(fb_check_column(ctx, keys, where, "the key column"));
-        FB_RETURN_ERROR_IF(keys->type != spec->key_types[0], ctx, FB_ERR_UNSUPPORTED_TYPE,
-                           "the key column is %s, the spec says %s", fb_type_name(keys->type),
-                           fb_type_name(spec->key_types[0]));
-        FB_RETURN_ERROR_IF(keys->length != n_rows, ctx, FB_ERR_LENGTH_MISMATCH,
-                           "the key column has %lld rows, not %lld", (long long)keys->length, (long long)n_rows);
+    for (size_t k = 0; k < spec->n_keys; k++) {
+        FB_RETURN_ERROR_IF(!is_key_type(spec->key_types[k]), ctx, FB_ERR_UNSUPPORTED_TYPE,
+                           "a %s key; keys are integers or date32", fb_type_name(spec->key_types[k]));
+        FB_FORWARD_IF_ERROR(fb_check_column(ctx, &keys[k], where, "a key column"));
+        FB_RETURN_ERROR_IF(keys[k].type != spec->key_types[k], ctx, FB_ERR_UNSUPPORTED_TYPE,
+                           "key column %zu is %s, the spec says %s", k, fb_type_name(keys[k].type),
+                           fb_type_name(spec->key_types[k]));
+        FB_RETURN_ERROR_IF(keys[k].length != n_rows, ctx, FB_ERR_LENGTH_MISMATCH,
+                           "key column %zu has %lld rows, not %lld", k, (long long)keys[k].length, (long long)n_rows);
     }
     for (size_t a = 0; a < spec->n_aggs; a++) {
         const fb_agg_desc *d = &spec->aggs[a];
@@ -354,13 +357,19 @@ done:
     return fb_cl_stream_close(&stream, st);
 }
 
+static fb_status group_by_composite(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *keys,
+                                    const fb_column *values, size_t n_values, int64_t n_rows, fb_column_out *out_keys,
+                                    fb_column_out *out_aggs, int64_t *n_groups);
+
 fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *keys, const fb_column *values,
                          size_t n_values, int64_t n_rows, fb_column_out *out_keys, fb_column_out *out_aggs,
                          int64_t *n_groups)
 {
     FB_FORWARD_IF_ERROR(check_args(ctx, spec, keys, values, n_values, n_rows, out_keys, out_aggs, n_groups, __func__));
-    if (spec->n_keys)
-        out_keys->length = out_keys->null_count = 0;
+    for (size_t k = 0; k < spec->n_keys; k++)
+        out_keys[k].length = out_keys[k].null_count = 0;
+    if (spec->n_keys > 1)
+        return group_by_composite(ctx, spec, keys, values, n_values, n_rows, out_keys, out_aggs, n_groups);
     for (size_t a = 0; a < spec->n_aggs; a++)
         out_aggs[a].length = out_aggs[a].null_count = 0;
     *n_groups = 0;
@@ -542,4 +551,60 @@ done:
     if (host)
         fb_free(ctx, host, host_bytes);
     return fb_cl_job_close(&j, st);
+}
+
+/* Two or more keys: each row's tuple becomes the index of its first row (cl_keys.c, nulls grouping
+ * together), the one-key group-by runs on that int64 key (groups still come in the order of their
+ * first row), and each group's keys are copied from its first row. */
+static fb_status group_by_composite(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *keys,
+                                    const fb_column *values, size_t n_values, int64_t n_rows, fb_column_out *out_keys,
+                                    fb_column_out *out_aggs, int64_t *n_groups)
+{
+    size_t bytes = (size_t)(n_rows > 0 ? n_rows : 1) * 16;
+    int64_t *mem = NULL;
+    FB_FORWARD_IF_ERROR(fb_alloc(ctx, bytes, 64, (void **)&mem, __func__));
+    int64_t *synth = mem, *firsts = mem + (n_rows > 0 ? n_rows : 1);
+    fb_status st = n_rows > 0 ? fb_cl_keys_group(ctx, keys, spec->n_keys, synth, __func__) : FB_OK;
+    int64_t G = 0;
+    if (st == FB_OK) {
+        fb_type kt = FB_TYPE_INT64;
+        fb_agg_spec one = *spec;
+        one.n_keys = 1;
+        one.key_types = &kt;
+        fb_column kc = {.type = FB_TYPE_INT64, .length = n_rows, .data = synth};
+        fb_column_out ko = {.type = FB_TYPE_INT64, .capacity = n_rows, .data = firsts};
+        st = fb_cl_group_by(ctx, &one, &kc, values, n_values, n_rows, &ko, out_aggs, &G);
+    }
+    for (size_t k = 0; k < spec->n_keys && st == FB_OK; k++) {
+        const fb_column *c = &keys[k];
+        int64_t nulls = 0;
+        for (int64_t g = 0; g < G; g++)
+            nulls += !fb_column_is_valid(c, firsts[g]);
+        st = fb_check_column_out(ctx, &out_keys[k], c->type, G, nulls > 0, "fb_cl_group_by");
+        if (st != FB_OK)
+            break;
+        size_t w = fb_type_width(c->type);
+        const char *src = (const char *)c->data + (size_t)c->offset * w;
+        if (out_keys[k].validity && G > 0)
+            memset(out_keys[k].validity, 0, (size_t)(G + 7) / 8);
+        for (int64_t g = 0; g < G; g++) {
+            memcpy((char *)out_keys[k].data + (size_t)g * w, src + (size_t)firsts[g] * w, w);
+            if (out_keys[k].validity)
+                set_bit(out_keys[k].validity, g, fb_column_is_valid(c, firsts[g]));
+        }
+        out_keys[k].null_count = nulls;
+    }
+    if (st == FB_OK) {
+        for (size_t k = 0; k < spec->n_keys; k++)
+            out_keys[k].length = G;
+        *n_groups = G;
+    } else {
+        for (size_t k = 0; k < spec->n_keys; k++)
+            out_keys[k].length = out_keys[k].null_count = 0;
+        for (size_t a = 0; a < spec->n_aggs; a++)
+            out_aggs[a].length = out_aggs[a].null_count = 0;
+        *n_groups = 0;
+    }
+    fb_free(ctx, mem, bytes);
+    return st;
 }

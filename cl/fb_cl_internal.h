@@ -100,7 +100,12 @@ struct fb_cl_state {
     cl_kernel ex_arith;        /* NULL when the device lacks cl_khr_fp64 */
     cl_kernel ex_cast;         /* NULL when the device lacks cl_khr_fp64 */
     size_t wg_expr;
+    cl_kernel keys_pack;       /* keys.cl: composite keys (cl_keys.c) */
+    cl_kernel keys_insert;
+    cl_kernel keys_first;
+    cl_kernel keys_lookup;
     int last_chunks;   /* chunks the last operator call split its input into (tests) */
+    int last_partitions; /* hash partitions the last join split its build side into; 0 = none (tests) */
     fb_cl_stream_stats last_stream; /* the last streamed operator call's transfers (tests, fbench) */
     cl_mem dummy;       /* a small buffer bound where a kernel's input is absent (no validity, no sel_in) */
 };
@@ -255,6 +260,17 @@ fb_status fb_cl_stream_release(fb_cl_stream *s);
 
 /* Waits for everything, records the stats in cl->last_stream and frees what the stream holds. */
 fb_status fb_cl_stream_close(fb_cl_stream *s, fb_status st);
+
+/* ---- composite keys (cl_keys.c) ------------------------------------------------------------------- */
+
+/* Group-by keys: key[i] = the first row whose tuple of keys[0..n_keys) (nulls included) equals row i's. */
+fb_status fb_cl_keys_group(fb_ctx *ctx, const fb_column *keys, size_t n_keys, int64_t *key, const char *where);
+
+/* Join keys: bkey[i] = the first build row with build row i's tuple, null (bvalid bit 0) when the tuple
+ * has a null; pkey[i] = the first build row with probe row i's tuple, or -1, null when it has a null.
+ * bvalid and pvalid are bitmaps of (rows + 7) / 8 bytes. */
+fb_status fb_cl_keys_join(fb_ctx *ctx, const fb_column *bkeys, const fb_column *pkeys, size_t n_keys, int64_t *bkey,
+                          uint8_t *bvalid, int64_t *pkey, uint8_t *pvalid, const char *where);
 
 /* ---- devices (cl_device.c) ----------------------------------------------------------------------- */
 

@@ -376,15 +376,16 @@ static void test_sort_timing(void **state)
 /* ---- grouped aggregation ---------------------------------------------------------------------------- */
 
 typedef struct agg_out {
-    fb_column_out keys;
+    fb_column_out keys[FB_AGG_MAX_KEYS];
     fb_column_out aggs[FB_AGG_MAX_AGGS];
 } agg_out;
 
 static void agg_out_make(agg_out *o, const fb_agg_spec *spec, int64_t cap)
 {
     memset(o, 0, sizeof *o);
-    o->keys = (fb_column_out){spec->n_keys ? spec->key_types[0] : FB_TYPE_INT64, cap, xmalloc((size_t)cap * 8),
-                              xmalloc((size_t)cap / 8 + 1), 0, 0};
+    for (size_t k = 0; k < FB_AGG_MAX_KEYS; k++)
+        o->keys[k] = (fb_column_out){k < spec->n_keys ? spec->key_types[k] : FB_TYPE_INT64, cap,
+                                     xmalloc((size_t)cap * 8), xmalloc((size_t)cap / 8 + 1), 0, 0};
     for (size_t a = 0; a < spec->n_aggs; a++) {
         fb_type rt;
         assert_int_equal(fb_agg_result_type(spec->aggs[a].kind,
@@ -397,8 +398,10 @@ static void agg_out_make(agg_out *o, const fb_agg_spec *spec, int64_t cap)
 
 static void agg_out_free(agg_out *o, size_t n_aggs)
 {
-    free(o->keys.data);
-    free(o->keys.validity);
+    for (size_t k = 0; k < FB_AGG_MAX_KEYS; k++) {
+        free(o->keys[k].data);
+        free(o->keys[k].validity);
+    }
     for (size_t a = 0; a < n_aggs; a++) {
         free(o->aggs[a].data);
         free(o->aggs[a].validity);
@@ -421,23 +424,26 @@ static int64_t agg_case(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *k
     assert_fb_ok(ctx, fb_agg_create(ctx, spec, &t));
     assert_fb_ok(ctx, fb_agg_update(t, key, values, n_values, n, NULL, 0));
     int has_key = spec->n_keys > 0;
-    fb_status cst = fb_agg_result(t, has_key ? &cpu.keys : NULL, cpu.aggs);
+    fb_status cst = fb_agg_result(t, has_key ? cpu.keys : NULL, cpu.aggs);
     int64_t G = -1;
-    fb_status dst = fb_cl_group_by(ctx, spec, key, values, n_values, n, has_key ? &dev.keys : NULL, dev.aggs, &G);
+    fb_status dst = fb_cl_group_by(ctx, spec, key, values, n_values, n, has_key ? dev.keys : NULL, dev.aggs, &G);
     if (cst != dst)
         fail_msg("cpu %s, opencl %s (%s)", fb_status_name(cst), fb_status_name(dst), fb_last_error(ctx));
     if (cst == FB_OK) {
         int64_t cg = 0;
         assert_fb_ok(ctx, fb_agg_group_count(t, &cg));
         assert_int_equal(cg, G);
-        assert_int_equal(dev.keys.length, has_key ? G : 0);
-        assert_int_equal(cpu.keys.null_count, dev.keys.null_count);
-        size_t kw = fb_type_width(dev.keys.type);
-        for (int64_t g = 0; g < G && has_key; g++) {
-            int cv = bit_at(cpu.keys.validity, g), dv = bit_at(dev.keys.validity, g);
-            assert_int_equal(cv, dv);
-            if (cv && memcmp((char *)cpu.keys.data + g * kw, (char *)dev.keys.data + g * kw, kw))
-                fail_msg("group %lld: keys differ", (long long)g);
+        assert_int_equal(dev.keys[0].length, has_key ? G : 0);
+        for (size_t k = 0; k < spec->n_keys; k++) {
+            assert_int_equal(dev.keys[k].length, G);
+            assert_int_equal(cpu.keys[k].null_count, dev.keys[k].null_count);
+            size_t kw = fb_type_width(dev.keys[k].type);
+            for (int64_t g = 0; g < G; g++) {
+                int cv = bit_at(cpu.keys[k].validity, g), dv = bit_at(dev.keys[k].validity, g);
+                assert_int_equal(cv, dv);
+                if (cv && memcmp((char *)cpu.keys[k].data + g * kw, (char *)dev.keys[k].data + g * kw, kw))
+                    fail_msg("group %lld: key %zu differs", (long long)g, k);
+            }
         }
         for (size_t a = 0; a < spec->n_aggs; a++) {
             fb_column_out *c = &cpu.aggs[a], *d = &dev.aggs[a];
@@ -467,7 +473,7 @@ static int64_t agg_case(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *k
             }
         }
     } else {
-        assert_int_equal(dev.keys.length, 0);
+        assert_int_equal(dev.keys[0].length, 0);
     }
     fb_agg_destroy(t);
     agg_out_free(&cpu, spec->n_aggs);
@@ -610,23 +616,23 @@ static void test_group_empty_and_bad(void **state)
     agg_out_make(&o, &spec, 4);
     int64_t G;
     key.length = val.length = 1;
-    fb_type two[2] = {FB_TYPE_INT32, FB_TYPE_INT32};
+    fb_type five[5] = {FB_TYPE_INT32, FB_TYPE_INT32, FB_TYPE_INT32, FB_TYPE_INT32, FB_TYPE_INT32};
     fb_agg_spec bad = spec;
-    bad.n_keys = 2;
-    bad.key_types = two;
-    assert_fb_status(ctx, fb_cl_group_by(ctx, &bad, &key, &val, 1, 1, &o.keys, o.aggs, &G), FB_ERR_INVALID_ARG);
+    bad.n_keys = 5;
+    bad.key_types = five;
+    assert_fb_status(ctx, fb_cl_group_by(ctx, &bad, &key, &val, 1, 1, o.keys, o.aggs, &G), FB_ERR_INVALID_ARG);
     fb_type ft = FB_TYPE_FLOAT64;
     bad = spec;
     bad.key_types = &ft;
-    assert_fb_status(ctx, fb_cl_group_by(ctx, &bad, &key, &val, 1, 1, &o.keys, o.aggs, &G), FB_ERR_UNSUPPORTED_TYPE);
-    assert_fb_status(ctx, fb_cl_group_by(ctx, &spec, &key, &val, 1, 2, &o.keys, o.aggs, &G), FB_ERR_LENGTH_MISMATCH);
-    assert_fb_status(ctx, fb_cl_group_by(ctx, &spec, &key, NULL, 0, 1, &o.keys, o.aggs, &G), FB_ERR_INVALID_ARG);
+    assert_fb_status(ctx, fb_cl_group_by(ctx, &bad, &key, &val, 1, 1, o.keys, o.aggs, &G), FB_ERR_UNSUPPORTED_TYPE);
+    assert_fb_status(ctx, fb_cl_group_by(ctx, &spec, &key, &val, 1, 2, o.keys, o.aggs, &G), FB_ERR_LENGTH_MISMATCH);
+    assert_fb_status(ctx, fb_cl_group_by(ctx, &spec, &key, NULL, 0, 1, o.keys, o.aggs, &G), FB_ERR_INVALID_ARG);
     o.aggs[1].type = FB_TYPE_INT32;
-    assert_fb_status(ctx, fb_cl_group_by(ctx, &spec, &key, &val, 1, 1, &o.keys, o.aggs, &G), FB_ERR_UNSUPPORTED_TYPE);
+    assert_fb_status(ctx, fb_cl_group_by(ctx, &spec, &key, &val, 1, 1, o.keys, o.aggs, &G), FB_ERR_UNSUPPORTED_TYPE);
     o.aggs[1].type = FB_TYPE_INT64;
     o.aggs[1].capacity = 0;
-    assert_fb_status(ctx, fb_cl_group_by(ctx, &spec, &key, &val, 1, 1, &o.keys, o.aggs, &G), FB_ERR_CAPACITY);
-    assert_int_equal(o.keys.length, 0);
+    assert_fb_status(ctx, fb_cl_group_by(ctx, &spec, &key, &val, 1, 1, o.keys, o.aggs, &G), FB_ERR_CAPACITY);
+    assert_int_equal(o.keys[0].length, 0);
     agg_out_free(&o, spec.n_aggs);
 }
 
@@ -655,10 +661,10 @@ static void test_group_budget(void **state)
     agg_out o;
     agg_out_make(&o, &spec, n);
     int64_t G;
-    fb_status st = fb_cl_group_by(ctx, &spec, &k.col, &v.col, 1, n, &o.keys, o.aggs, &G);
+    fb_status st = fb_cl_group_by(ctx, &spec, &k.col, &v.col, 1, n, o.keys, o.aggs, &G);
     unsetenv("FB_CL_MEM_BUDGET");
     assert_fb_status(ctx, st, FB_ERR_DEVICE_MEMORY);
-    assert_int_equal(o.keys.length, 0);
+    assert_int_equal(o.keys[0].length, 0);
     fprintf(stderr, "[ budget   ] 100000 rows in %d chunks\n", chunks);
     assert_true(chunks > 2);
     agg_out_free(&o, spec.n_aggs);
@@ -681,10 +687,10 @@ static void test_group_timing(void **state)
         double t0 = now_s();
         assert_fb_ok(ctx, fb_agg_create(ctx, &spec, &t));
         assert_fb_ok(ctx, fb_agg_update(t, &k.col, &v.col, 1, n, NULL, 0));
-        assert_fb_ok(ctx, fb_agg_result(t, &o.keys, o.aggs));
+        assert_fb_ok(ctx, fb_agg_result(t, o.keys, o.aggs));
         double t1 = now_s();
         int64_t G;
-        assert_fb_ok(ctx, fb_cl_group_by(ctx, &spec, &k.col, &v.col, 1, n, &o.keys, o.aggs, &G));
+        assert_fb_ok(ctx, fb_cl_group_by(ctx, &spec, &k.col, &v.col, 1, n, o.keys, o.aggs, &G));
         double t2 = now_s();
         fprintf(stderr, "[ timing   ] group by int32 (%lld groups), count + sum, 1Mi rows: cpu %.1f ms, opencl %.1f ms\n",
                 (long long)G, 1e3 * (t1 - t0), 1e3 * (t2 - t1));
@@ -697,13 +703,17 @@ static void test_group_timing(void **state)
 
 /* ---- hash join ---------------------------------------------------------------------------------------- */
 
-/* Every CPU result of a one-column join (inner, left, semi, anti, mark with and without validity)
- * against the OpenCL one: equal entry for entry, in order. */
-static void join_case(fb_ctx *ctx, const fb_column *b, const fb_column *p)
+/* Every CPU result of a join on nk key columns (inner, left, semi, anti, mark with and without
+ * validity) against the OpenCL one: equal entry for entry, in order. One column goes through the
+ * one-column functions, more through the _keys ones. */
+static void join_case_keys(fb_ctx *ctx, const fb_column *b, const fb_column *p, size_t nk)
 {
     fb_hash_table *t = NULL;
-    assert_fb_ok(ctx, fb_hash_table_create(ctx, &b->type, 1, b->length, &t));
-    assert_fb_ok(ctx, fb_hash_table_build(ctx, t, b, 1, 7));
+    fb_type types[FB_JOIN_MAX_KEYS];
+    for (size_t k = 0; k < nk; k++)
+        types[k] = b[k].type;
+    assert_fb_ok(ctx, fb_hash_table_create(ctx, types, nk, b->length, &t));
+    assert_fb_ok(ctx, fb_hash_table_build(ctx, t, b, nk, 7));
     int64_t np = p->length;
     for (fb_join_type jt = FB_JOIN_INNER; jt <= FB_JOIN_LEFT; jt++) {
         int64_t cap = 1 << 16, n = 0;
@@ -714,13 +724,14 @@ static void join_case(fb_ctx *ctx, const fb_column *b, const fb_column *p)
             cb = realloc(cb, (size_t)(n + cap) * 8);
             cp = realloc(cp, (size_t)(n + cap) * 8);
             fb_join_pairs o = {cb + n, cp + n, cap, 0, 0};
-            assert_fb_ok(ctx, fb_hash_table_probe(ctx, t, p, 1, jt, 11, &cur, &o));
+            assert_fb_ok(ctx, fb_hash_table_probe(ctx, t, p, nk, jt, 11, &cur, &o));
             n += o.length;
             more = o.more;
         }
         int64_t need = -1;
         fb_join_pairs small = {cb, cp, 0, 0, 0};
-        fb_status st = fb_cl_join_probe(ctx, b, 7, p, 11, jt, &small, &need);
+        fb_status st = nk == 1 ? fb_cl_join_probe(ctx, b, 7, p, 11, jt, &small, &need)
+                               : fb_cl_join_probe_keys(ctx, b, p, nk, 7, 11, jt, &small, &need);
         if (n > 0) {
             assert_fb_status(ctx, st, FB_ERR_CAPACITY);
         } else {
@@ -729,7 +740,8 @@ static void join_case(fb_ctx *ctx, const fb_column *b, const fb_column *p)
         assert_int_equal(need, n);
         int64_t *db = xmalloc((size_t)n * 8 + 8), *dp = xmalloc((size_t)n * 8 + 8);
         fb_join_pairs o = {db, dp, n, 0, 0};
-        assert_fb_ok(ctx, fb_cl_join_probe(ctx, b, 7, p, 11, jt, &o, &need));
+        assert_fb_ok(ctx, nk == 1 ? fb_cl_join_probe(ctx, b, 7, p, 11, jt, &o, &need)
+                                  : fb_cl_join_probe_keys(ctx, b, p, nk, 7, 11, jt, &o, &need));
         assert_int_equal(o.length, n);
         assert_int_equal(o.more, 0);
         for (int64_t i = 0; i < n; i++)
@@ -744,8 +756,9 @@ static void join_case(fb_ctx *ctx, const fb_column *b, const fb_column *p)
     uint32_t *cs = xmalloc((size_t)np * 4), *ds = xmalloc((size_t)np * 4);
     for (fb_join_type jt = FB_JOIN_SEMI; jt <= FB_JOIN_ANTI; jt++) {
         int64_t cn = -1, dn = -1;
-        assert_fb_ok(ctx, fb_hash_table_probe_select(ctx, t, p, 1, jt, cs, np, &cn));
-        assert_fb_ok(ctx, fb_cl_join_probe_select(ctx, b, p, jt, ds, np, &dn));
+        assert_fb_ok(ctx, fb_hash_table_probe_select(ctx, t, p, nk, jt, cs, np, &cn));
+        assert_fb_ok(ctx, nk == 1 ? fb_cl_join_probe_select(ctx, b, p, jt, ds, np, &dn)
+                                  : fb_cl_join_probe_select_keys(ctx, b, p, nk, jt, ds, np, &dn));
         assert_int_equal(cn, dn);
         if (cn > 0)
             assert_memory_equal(cs, ds, (size_t)cn * 4);
@@ -754,8 +767,8 @@ static void join_case(fb_ctx *ctx, const fb_column *b, const fb_column *p)
         uint8_t *cm = xmalloc((size_t)np), *dm = xmalloc((size_t)np);
         uint8_t *cv = three ? xmalloc((size_t)np / 8 + 1) : NULL, *dv = three ? xmalloc((size_t)np / 8 + 1) : NULL;
         fb_column_out co = {FB_TYPE_UINT8, np, cm, cv, 0, 0}, dout = {FB_TYPE_UINT8, np, dm, dv, 0, 0};
-        assert_fb_ok(ctx, fb_hash_table_probe_mark(ctx, t, p, 1, &co));
-        assert_fb_ok(ctx, fb_cl_join_probe_mark(ctx, b, p, &dout));
+        assert_fb_ok(ctx, fb_hash_table_probe_mark(ctx, t, p, nk, &co));
+        assert_fb_ok(ctx, nk == 1 ? fb_cl_join_probe_mark(ctx, b, p, &dout) : fb_cl_join_probe_mark_keys(ctx, b, p, nk, &dout));
         assert_int_equal(co.length, dout.length);
         assert_int_equal(co.null_count, dout.null_count);
         for (int64_t i = 0; i < np; i++) {
@@ -772,6 +785,89 @@ static void join_case(fb_ctx *ctx, const fb_column *b, const fb_column *p)
     free(cs);
     free(ds);
     fb_hash_table_destroy(t);
+}
+
+static void join_case(fb_ctx *ctx, const fb_column *b, const fb_column *p) { join_case_keys(ctx, b, p, 1); }
+
+/* nk key columns of build and probe rows: types cycling through int32, int64, date32, uint64, few
+ * distinct values per column (tuples repeat, N:M), nulls in some columns. */
+typedef struct key_set {
+    fbt_col b[FB_JOIN_MAX_KEYS], p[FB_JOIN_MAX_KEYS];
+    fb_column bc[FB_JOIN_MAX_KEYS], pc[FB_JOIN_MAX_KEYS];
+} key_set;
+
+static void key_set_make(key_set *ks, size_t nk, int64_t nb, int64_t np, int64_t distinct, int nulls)
+{
+    static const fb_type kts[4] = {FB_TYPE_INT32, FB_TYPE_INT64, FB_TYPE_DATE32, FB_TYPE_UINT64};
+    for (size_t k = 0; k < nk; k++) {
+        fb_type t = kts[(k + nk) % 4];
+        int64_t dk = k == 0 ? distinct : 3 + (int64_t)k;
+        ks->b[k] = key_col_skew(t, nb, dk, nulls && k == 1, 0);
+        ks->p[k] = key_col_skew(t, np, dk, nulls && k != 1, 0);
+        ks->bc[k] = ks->b[k].col;
+        ks->pc[k] = ks->p[k].col;
+    }
+}
+
+static void key_set_free(key_set *ks, size_t nk)
+{
+    for (size_t k = 0; k < nk; k++) {
+        fbt_col_free(&ks->b[k]);
+        fbt_col_free(&ks->p[k]);
+    }
+}
+
+static void test_join_composite(void **state)
+{
+    fb_ctx *ctx = *state;
+    static const int64_t sizes[][3] = {{0, 100, 5}, {100, 0, 5}, {1, 1, 1}, {1000, 3000, 50}, {20000, 30000, 2000}};
+    for (size_t nk = 2; nk <= FB_JOIN_MAX_KEYS; nk++)
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            key_set ks;
+            key_set_make(&ks, nk, sizes[s][0], sizes[s][1], sizes[s][2], s % 2 == 1);
+            join_case_keys(ctx, ks.bc, ks.pc, nk);
+            key_set_free(&ks, nk);
+        }
+    /* columns of one side that differ in length */
+    key_set ks;
+    key_set_make(&ks, 2, 10, 10, 5, 0);
+    ks.bc[1].length = 9;
+    uint32_t sel[10];
+    int64_t n;
+    assert_fb_status(ctx, fb_cl_join_probe_select_keys(ctx, ks.bc, ks.pc, 2, FB_JOIN_SEMI, sel, 10, &n),
+                     FB_ERR_LENGTH_MISMATCH);
+    assert_fb_status(ctx, fb_cl_join_probe_select_keys(ctx, ks.bc, ks.pc, 0, FB_JOIN_SEMI, sel, 10, &n),
+                     FB_ERR_INVALID_ARG);
+    key_set_free(&ks, 2);
+}
+
+/* Composite group-by keys: 2..4 columns with few distinct values each (tuples repeat), nulls in
+ * all but one column, against the CPU aggregation table. */
+static void test_group_composite(void **state)
+{
+    fb_ctx *ctx = *state;
+    static const int64_t ns[] = {0, 1, 5000, 60001};
+    for (size_t nk = 2; nk <= FB_AGG_MAX_KEYS; nk++)
+        for (size_t si = 0; si < sizeof ns / sizeof ns[0]; si++) {
+            int64_t n = ns[si];
+            key_set ks;
+            key_set_make(&ks, nk, n, 0, si == 3 ? 300 : 7, 1);
+            fb_type kt[FB_AGG_MAX_KEYS];
+            for (size_t k = 0; k < nk; k++)
+                kt[k] = ks.bc[k].type;
+            fbt_col v = rand_col(FB_TYPE_INT32, n, 3, 1), w = key_col(FB_TYPE_INT64, n, 1000000007, 1);
+            fb_column vals[2] = {v.col, w.col};
+            const fb_agg_desc d[] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, FB_TYPE_INT32},
+                                     {FB_AGG_MIN, 1, FB_TYPE_INT64},          {FB_AGG_MAX, 0, FB_TYPE_INT32},
+                                     {FB_AGG_AVG, 1, FB_TYPE_INT64},          {FB_AGG_COUNT, 1, FB_TYPE_INT64}};
+            fb_agg_spec spec = {nk, kt, sizeof d / sizeof d[0], d, FB_AGG_STRATEGY_AUTO};
+            int64_t G = agg_case(ctx, &spec, ks.bc, vals, 2, n, NULL);
+            if (si == 3)
+                fprintf(stderr, "[ groups   ] %zu keys, %lld rows: %lld groups\n", nk, (long long)n, (long long)G);
+            fbt_col_free(&v);
+            fbt_col_free(&w);
+            key_set_free(&ks, nk);
+        }
 }
 
 static void test_join(void **state)
@@ -793,8 +889,9 @@ static void test_join(void **state)
         }
 }
 
-/* Under a small budget the probe side goes over in chunks with the same results; a budget below the
- * build table fails with FB_ERR_DEVICE_MEMORY. */
+/* Under a small budget the probe side goes over in chunks with the same results; a build side over
+ * the budget is joined in hash partitions with the same results (one and two key columns); a build
+ * side whose one key alone passes the budget fails with FB_ERR_DEVICE_MEMORY. */
 static void test_join_budget(void **state)
 {
     fb_ctx *ctx = *state;
@@ -803,15 +900,28 @@ static void test_join_budget(void **state)
     setenv("FB_CL_MEM_BUDGET", "3M", 1);
     join_case(ctx, &b.col, &p.col);
     int chunks = ctx_cl_chunks(ctx);
+    assert_int_equal(ctx->cl->last_partitions, 0);
     setenv("FB_CL_MEM_BUDGET", "512k", 1);
+    join_case(ctx, &b.col, &p.col);
+    int parts = ctx->cl->last_partitions;
+    fprintf(stderr, "[ budget   ] join: 200000 probe rows in %d chunks; under 512k, %d partitions\n", chunks, parts);
+    assert_true(chunks > 1);
+    assert_true(parts > 1);
+    key_set ks;
+    key_set_make(&ks, 2, 30000, 50000, 20000, 1);
+    join_case_keys(ctx, ks.bc, ks.pc, 2);
+    assert_true(ctx->cl->last_partitions > 1);
+    key_set_free(&ks, 2);
+    /* one key 60000 times: no partitioning splits it */
+    fbt_col same = key_col_skew(FB_TYPE_INT32, 60000, 1, 0, 0);
     uint32_t *sel = xmalloc(200000 * 4);
     int64_t n = -1;
-    fb_status st = fb_cl_join_probe_select(ctx, &b.col, &p.col, FB_JOIN_SEMI, sel, 200000, &n);
+    setenv("FB_CL_MEM_BUDGET", "256k", 1);
+    fb_status st = fb_cl_join_probe_select(ctx, &same.col, &same.col, FB_JOIN_SEMI, sel, 200000, &n);
     unsetenv("FB_CL_MEM_BUDGET");
     assert_fb_status(ctx, st, FB_ERR_DEVICE_MEMORY);
-    fprintf(stderr, "[ budget   ] join: 200000 probe rows in %d chunks\n", chunks);
-    assert_true(chunks > 1);
     free(sel);
+    fbt_col_free(&same);
     fbt_col_free(&b);
     fbt_col_free(&p);
 }
@@ -902,6 +1012,7 @@ int main(void)
         cmocka_unit_test(test_group_low_cardinality), cmocka_unit_test(test_group_high_cardinality),
         cmocka_unit_test(test_group_empty_and_bad),   cmocka_unit_test(test_group_budget),
         cmocka_unit_test(test_group_timing),
+        cmocka_unit_test(test_group_composite), cmocka_unit_test(test_join_composite),
         cmocka_unit_test(test_join),          cmocka_unit_test(test_join_budget),
         cmocka_unit_test(test_join_bad_args), cmocka_unit_test(test_join_timing),
     };

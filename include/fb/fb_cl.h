@@ -21,8 +21,8 @@
  * by, join probes) keep their table on the device and stream the rest of the input through in
  * chunks sized to what the budget leaves: double-buffered, from pinned (CL_MEM_ALLOC_HOST_PTR)
  * staging buffers on a second command queue, so the copy of one chunk overlaps the kernels of the
- * previous one. What does not fit (a sort's 16 bytes per row, a group-by or join table) gives
- * FB_ERR_DEVICE_MEMORY, and the call frees everything it took.
+ * previous one. A join's build side that does not fit is processed in hash partitions; what else
+ * does not fit (a group-by table) gives FB_ERR_DEVICE_MEMORY, and the call frees everything it took.
  *
  * Threading: calls on one context are serialized on its device queue; they may come from any thread.
  */
@@ -125,20 +125,26 @@ FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n
 
 /** \brief OpenCL twin of a CPU aggregation table fed one whole input: the result of
  * fb_agg_create(spec), fb_agg_update(keys, values, n_values, n_rows, NULL, 0) and fb_agg_result()
- * in one call, for spec->n_keys == 1 (an integer or date32 key) or 0 (ungrouped: one result row,
- * keys and out_keys may be NULL) and any aggregates of fb_agg.h.
+ * in one call, for spec->n_keys of 1..FB_AGG_MAX_KEYS (integer or date32 keys) or 0 (ungrouped:
+ * one result row, keys and out_keys may be NULL) and any aggregates of fb_agg.h. Nulls in keys
+ * group together, as on the CPU (with several keys: rows with the same null pattern and equal
+ * non-null values).
  * Groups come out in the order of their first row, as on the CPU; counts, integer sums, min, max
  * and avg are bitwise equal to the CPU's, float sums differ by reassociation only (the device adds
  * rows in any order). Integer sums overflowing int64 give FB_ERR_OVERFLOW, as on the CPU.
  *
  * The device keeps a hash table of 2 x n_rows slots (about 20 bytes per row) and streams the
  * columns through in chunks that fit the device memory budget (FB_CL_MEM_BUDGET, else half the
- * device's memory). Needs 64-bit atomics (cl_khr_int64_base_atomics and _extended_atomics) and fp64.
- * \param out_keys one output of the key type; its validity is required when a key is null.
+ * device's memory). Several keys first become one int64 key per row on the device (each row's
+ * tuple is numbered by its first row: 8 x n_keys + 30 more bytes per row, all rows at once), which
+ * then comes back to the host and goes through the one-key path; each group's keys are copied from
+ * its first row. Needs 64-bit atomics (cl_khr_int64_base_atomics and _extended_atomics) and fp64.
+ * \param out_keys spec->n_keys outputs of the key types; a validity is required when that key has a
+ *        null group.
  * \param out_aggs spec->n_aggs outputs typed as fb_agg_result_type() says (validity as in
  *        fb_agg_result()); every capacity must be at least the number of groups (n_rows suffices).
  * \param[out] n_groups the number of groups written.
- * \return FB_OK; FB_ERR_INVALID_ARG (NULL pointers, n_keys above 1, bad counts or views, more
+ * \return FB_OK; FB_ERR_INVALID_ARG (NULL pointers, n_keys above FB_AGG_MAX_KEYS, bad counts or views, more
  *         than FB_CL_TABLE_MAX_ROWS rows);
  *         FB_ERR_UNSUPPORTED_TYPE; FB_ERR_LENGTH_MISMATCH; FB_ERR_CAPACITY; FB_ERR_OVERFLOW;
  *         FB_ERR_OUT_OF_MEMORY; FB_ERR_DEVICE_MEMORY (the table does not fit the budget);
@@ -148,26 +154,50 @@ FB_API fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_c
                                 const fb_column *values, size_t n_values, int64_t n_rows, fb_column_out *out_keys,
                                 fb_column_out *out_aggs, int64_t *n_groups);
 
-/** \name OpenCL twins of the fb_join.h probes, one key column, one call per join
- * Each call builds a device hash table from build_key (as one fb_hash_table_build() of the whole
- * column with first row build_first_row) and probes it with probe_key (same type: int32, int64,
- * date32, uint32 or uint64). Results equal the CPU table's entry for entry and in the same order
- * (probe rows ascending, then build rows in insertion order). The build side stays on the device
- * (about 28 bytes per build row); the probe side streams through in chunks under the device memory
- * budget (FB_CL_MEM_BUDGET, else half the device's memory). Needs cl_khr_int64_base_atomics.
+/** \name OpenCL twins of the fb_join.h probes, one call per join
+ * Each call builds a device hash table from the build key columns (as one fb_hash_table_build() of
+ * the whole columns with first row build_first_row) and probes it with the probe key columns (the
+ * same types, column by column: int32, int64, date32, uint32 or uint64). Results equal the CPU
+ * table's entry for entry and in the same order (probe rows ascending, then build rows in insertion
+ * order). The `_keys` forms take 1..FB_JOIN_MAX_KEYS key columns (a composite key: a row with a null
+ * in any key column matches nothing, and a mark join treats it as wholly null, as the CPU does); the
+ * others are their one-column shorthands.
+ *
+ * Device memory: the build side stays on the device (about 28 bytes per build row, plus 8 x n_keys
+ * + 30 per row for a composite key's tuples) and the probe side streams through in chunks under the
+ * device memory budget (FB_CL_MEM_BUDGET, else half the device's memory). A build side that does not
+ * fit is split, with the probe side, into 2^b partitions by the top b bits of fb_hash_columns() on
+ * the host (fb_radix_partition()), b as large as the budget needs (doubling the partitions while
+ * one still does not fit and the largest shrinks); each partition gets its own device table and the
+ * results are put back in the order above, so the answer does not depend on the budget. Only a
+ * build side whose equal keys alone pass the budget gives FB_ERR_DEVICE_MEMORY. Host memory for
+ * the partitions comes from ctx's allocator (about 24 bytes per row of both sides, plus the
+ * result). Needs cl_khr_int64_base_atomics.
  * Statuses as the CPU functions, plus FB_ERR_DEVICE_MEMORY, FB_ERR_OPENCL, FB_ERR_NO_DEVICE, and
- * FB_ERR_INVALID_ARG for a build side of more than FB_CL_TABLE_MAX_ROWS rows.
+ * FB_ERR_INVALID_ARG for a build side of more than FB_CL_TABLE_MAX_ROWS rows; FB_ERR_LENGTH_MISMATCH
+ * when the key columns of one side differ in length.
  * @{ */
 /** \brief Inner or left outer join: every pair at once into out (out->more is always 0).
  * \param[out] n_pairs the result's size, also when it exceeds out->capacity (then FB_ERR_CAPACITY,
  *             out->length 0: call again with room for n_pairs). */
+FB_API fb_status fb_cl_join_probe_keys(fb_ctx *ctx, const fb_column *build_keys, const fb_column *probe_keys,
+                                       size_t n_keys, int64_t build_first_row, int64_t probe_first_row,
+                                       fb_join_type type, fb_join_pairs *out, int64_t *n_pairs);
+/** \brief fb_cl_join_probe_keys() with one key column. */
 FB_API fb_status fb_cl_join_probe(fb_ctx *ctx, const fb_column *build_key, int64_t build_first_row,
                                   const fb_column *probe_key, int64_t probe_first_row, fb_join_type type,
                                   fb_join_pairs *out, int64_t *n_pairs);
 /** \brief Semi or anti join: as fb_hash_table_probe_select(). */
+FB_API fb_status fb_cl_join_probe_select_keys(fb_ctx *ctx, const fb_column *build_keys,
+                                              const fb_column *probe_keys, size_t n_keys, fb_join_type type,
+                                              uint32_t *sel_out, int64_t capacity, int64_t *n_out);
+/** \brief fb_cl_join_probe_select_keys() with one key column. */
 FB_API fb_status fb_cl_join_probe_select(fb_ctx *ctx, const fb_column *build_key, const fb_column *probe_key,
                                          fb_join_type type, uint32_t *sel_out, int64_t capacity, int64_t *n_out);
 /** \brief Mark join: as fb_hash_table_probe_mark() (EXISTS without out->validity, three-valued IN with it). */
+FB_API fb_status fb_cl_join_probe_mark_keys(fb_ctx *ctx, const fb_column *build_keys, const fb_column *probe_keys,
+                                            size_t n_keys, fb_column_out *out);
+/** \brief fb_cl_join_probe_mark_keys() with one key column. */
 FB_API fb_status fb_cl_join_probe_mark(fb_ctx *ctx, const fb_column *build_key, const fb_column *probe_key,
                                        fb_column_out *out);
 /** @} */
