@@ -668,6 +668,27 @@ static void test_bad_args(void **state)
     assert_int_equal(st, FB_ERR_UNSUPPORTED_TYPE);
 }
 
+/* A morsel larger than the device memory budget: FB_ERR_DEVICE_MEMORY, nothing written as valid, and
+ * the next call (with the budget back) works. */
+static void test_budget(void **state)
+{
+    (void)state;
+    int64_t n = 100000;
+    fbt_col c = rand_col(FB_TYPE_INT64, n, 0, 1, 1);
+    fb_column_out o = {.type = FB_TYPE_INT32, .capacity = n, .data = xmalloc((size_t)n * 4),
+                       .validity = xmalloc((size_t)nbytes(n))};
+    setenv("FB_CL_MEM_BUDGET", "64k", 1);
+    fb_status st = fb_cl_expr_cast(gpu, &c.col, NULL, 0, &o);
+    unsetenv("FB_CL_MEM_BUDGET");
+    assert_fb_status(gpu, st, FB_ERR_DEVICE_MEMORY);
+    assert_int_equal(o.length, 0);
+    assert_fb_ok(gpu, fb_cl_expr_cast(gpu, &c.col, NULL, 0, &o));
+    assert_int_equal(o.length, n);
+    free(o.data);
+    free(o.validity);
+    fbt_col_free(&c);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -699,7 +720,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_predicates), cmocka_unit_test(test_column_pairs), cmocka_unit_test(test_logic),
         cmocka_unit_test(test_selection_logic), cmocka_unit_test(test_arith), cmocka_unit_test(test_cast),
-        cmocka_unit_test(test_cast_edges), cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_cast_edges), cmocka_unit_test(test_bad_args), cmocka_unit_test(test_budget),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
