@@ -221,33 +221,48 @@ FB_API fb_status fb_cl_join_probe_mark(fb_ctx *ctx, const fb_column *build_key, 
  * without it). Statuses as the CPU functions, plus FB_ERR_DEVICE_MEMORY, FB_ERR_OPENCL and
  * FB_ERR_NO_DEVICE.
  * @{ */
+/** \brief Twin of fb_expr_select_cols(). */
 FB_API fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
                                         const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t capacity,
                                         int64_t *n_out);
+/** \brief Twin of fb_expr_cmp(). */
 FB_API fb_status fb_cl_expr_cmp(fb_ctx *ctx, const fb_column *col, fb_cmp op, const void *value,
                                 const uint32_t *sel_in, int64_t n_in, fb_bool *out);
+/** \brief Twin of fb_expr_cmp_cols(). */
 FB_API fb_status fb_cl_expr_cmp_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
                                      const uint32_t *sel_in, int64_t n_in, fb_bool *out);
+/** \brief Twin of fb_expr_between(). */
 FB_API fb_status fb_cl_expr_between(fb_ctx *ctx, const fb_column *col, const void *lo, const void *hi,
                                     const uint32_t *sel_in, int64_t n_in, fb_bool *out);
+/** \brief Twin of fb_expr_in(). */
 FB_API fb_status fb_cl_expr_in(fb_ctx *ctx, const fb_column *col, const void *values, int64_t n_values,
                                const uint32_t *sel_in, int64_t n_in, fb_bool *out);
+/** \brief Twin of fb_expr_and(). */
 FB_API fb_status fb_cl_expr_and(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out);
+/** \brief Twin of fb_expr_or(). */
 FB_API fb_status fb_cl_expr_or(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out);
+/** \brief Twin of fb_expr_not(). */
 FB_API fb_status fb_cl_expr_not(fb_ctx *ctx, const fb_bool *a, fb_bool *out);
+/** \brief Twin of fb_expr_bool_to_sel(). */
 FB_API fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
                                         uint32_t *sel_out, int64_t capacity, int64_t *n_out);
+/** \brief Twin of fb_expr_sel_and(). */
 FB_API fb_status fb_cl_expr_sel_and(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
                                     uint32_t *sel_out, int64_t capacity, int64_t *n_out);
+/** \brief Twin of fb_expr_sel_or(). */
 FB_API fb_status fb_cl_expr_sel_or(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
                                    uint32_t *sel_out, int64_t capacity, int64_t *n_out);
+/** \brief Twin of fb_expr_sel_not(). */
 FB_API fb_status fb_cl_expr_sel_not(fb_ctx *ctx, const uint32_t *a, int64_t n_a, int64_t length,
                                     const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t capacity,
                                     int64_t *n_out);
+/** \brief Twin of fb_expr_arith(). */
 FB_API fb_status fb_cl_expr_arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b,
                                   const uint32_t *sel_in, int64_t n_in, fb_column_out *out);
+/** \brief Twin of fb_expr_arith_const(). */
 FB_API fb_status fb_cl_expr_arith_const(fb_ctx *ctx, fb_arith op, const fb_column *col, const void *value,
                                         int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out);
+/** \brief Twin of fb_expr_cast(). */
 FB_API fb_status fb_cl_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in,
                                  fb_column_out *out);
 /** @} */
