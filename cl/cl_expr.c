@@ -13,112 +13,7 @@
 
 static int64_t nbytes(int64_t n) { return (n + 7) / 8; }
 
-/* ---- argument checks (as kernels/expr.c, whose checks are file-local) ----------------------------- */
-
-static fb_status check_ctx(const fb_ctx *ctx, const char *where)
-{
-    if (!ctx)
-        return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "ctx must not be NULL");
-    return FB_OK;
-}
-
-static fb_status check_sel(const fb_ctx *ctx, const uint32_t *sel_in, int64_t n_in, const char *where)
-{
-    if (sel_in && n_in < 0)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n_in is negative (%lld)", (long long)n_in);
-    return FB_OK;
-}
-
-static fb_status check_pair(const fb_ctx *ctx, const fb_column *a, const fb_column *b, const char *where)
-{
-    FB_FORWARD_IF_ERROR(fb_check_column(ctx, a, where, "a"));
-    FB_FORWARD_IF_ERROR(fb_check_column(ctx, b, where, "b"));
-    if (a->type != b->type)
-        return fb_set_error(ctx, FB_ERR_UNSUPPORTED_TYPE, where, "a has type %s, b has type %s (cast one first)",
-                            fb_type_name(a->type), fb_type_name(b->type));
-    if (a->length != b->length)
-        return fb_set_error(ctx, FB_ERR_LENGTH_MISMATCH, where, "a has %lld rows, b has %lld", (long long)a->length,
-                            (long long)b->length);
-    return FB_OK;
-}
-
-static fb_status check_bool_out(const fb_ctx *ctx, const fb_bool *out, int64_t rows, const char *where)
-{
-    if (!out)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out must not be NULL");
-    if (out->length != rows)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out has length %lld, the input has %lld rows",
-                            (long long)out->length, (long long)rows);
-    if (rows > 0 && (!out->bits || !out->validity))
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out needs both its bits and validity buffers");
-    return FB_OK;
-}
-
-static fb_status check_bool_in(const fb_ctx *ctx, const fb_bool *a, const char *what, const char *where)
-{
-    if (!a)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s must not be NULL", what);
-    if (a->length < 0 || a->length > FB_MORSEL_MAX_ROWS)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s has length %lld", what, (long long)a->length);
-    if (a->length > 0 && !a->bits)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s has no bits buffer", what);
-    return FB_OK;
-}
-
-static fb_status check_bool_args(fb_ctx *ctx, const fb_column *col, const uint32_t *sel_in, int64_t n_in,
-                                 const fb_bool *out, const char *where)
-{
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
-    FB_FORWARD_IF_ERROR(fb_check_column(ctx, col, where, "col"));
-    if (col->length > FB_MORSEL_MAX_ROWS)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "col has %lld rows; at most %lld per call",
-                            (long long)col->length, (long long)FB_MORSEL_MAX_ROWS);
-    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, where));
-    return check_bool_out(ctx, out, col->length, where);
-}
-
-static fb_status check_logic(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, const fb_bool *out, const char *where)
-{
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
-    FB_FORWARD_IF_ERROR(check_bool_in(ctx, a, "a", where));
-    if (b) {
-        FB_FORWARD_IF_ERROR(check_bool_in(ctx, b, "b", where));
-        if (a->length != b->length)
-            return fb_set_error(ctx, FB_ERR_LENGTH_MISMATCH, where, "a has %lld rows, b has %lld",
-                                (long long)a->length, (long long)b->length);
-    }
-    return check_bool_out(ctx, out, a->length, where);
-}
-
-static fb_status check_sorted(const fb_ctx *ctx, const uint32_t *s, int64_t n, const char *what, const char *where)
-{
-    if (n < 0)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s has a negative count (%lld)", what, (long long)n);
-    if (n > 0 && !s)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s must not be NULL", what);
-    for (int64_t j = 1; j < n; j++)
-        if (s[j] <= s[j - 1])
-            return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s is not strictly ascending at entry %lld", what,
-                                (long long)j);
-    return FB_OK;
-}
-
-static fb_status check_merge(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
-                             const uint32_t *sel_out, int64_t capacity, int64_t need, const int64_t *n_out,
-                             const char *where)
-{
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
-    FB_FORWARD_IF_ERROR(check_sorted(ctx, a, n_a, "a", where));
-    FB_FORWARD_IF_ERROR(check_sorted(ctx, b, n_b, "b", where));
-    if (!n_out)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n_out must not be NULL");
-    if (need > 0 && !sel_out)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "sel_out must not be NULL");
-    if (capacity < need)
-        return fb_set_error(ctx, FB_ERR_CAPACITY, where, "sel_out holds %lld entries, the result may need %lld",
-                            (long long)capacity, (long long)need);
-    return FB_OK;
-}
+/* Argument checks: fb_expr_check_* of kernels/expr.c (fb_expr_internal.h), shared with the CPU functions. */
 
 /* ---- shared device steps --------------------------------------------------------------------------- */
 
@@ -280,7 +175,7 @@ done:
 fb_status fb_cl_expr_cmp(fb_ctx *ctx, const fb_column *col, fb_cmp op, const void *value, const uint32_t *sel_in,
                          int64_t n_in, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_bool_args(ctx, col, sel_in, n_in, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_args(ctx, col, sel_in, n_in, out, __func__));
     fb_pred p;
     FB_FORWARD_IF_ERROR(fb_pred_make_cmp(ctx, col->type, op, value, &p, __func__));
     return run_bool(ctx, col, NULL, op, &p, sel_in, n_in, out, __func__);
@@ -289,7 +184,7 @@ fb_status fb_cl_expr_cmp(fb_ctx *ctx, const fb_column *col, fb_cmp op, const voi
 fb_status fb_cl_expr_between(fb_ctx *ctx, const fb_column *col, const void *lo, const void *hi,
                              const uint32_t *sel_in, int64_t n_in, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_bool_args(ctx, col, sel_in, n_in, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_args(ctx, col, sel_in, n_in, out, __func__));
     fb_pred p;
     FB_FORWARD_IF_ERROR(fb_pred_make_range(ctx, col->type, lo, hi, &p, __func__));
     return run_bool(ctx, col, NULL, FB_CMP_EQ, &p, sel_in, n_in, out, __func__);
@@ -298,7 +193,7 @@ fb_status fb_cl_expr_between(fb_ctx *ctx, const fb_column *col, const void *lo, 
 fb_status fb_cl_expr_in(fb_ctx *ctx, const fb_column *col, const void *values, int64_t n_values,
                         const uint32_t *sel_in, int64_t n_in, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_bool_args(ctx, col, sel_in, n_in, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_args(ctx, col, sel_in, n_in, out, __func__));
     int64_t keys[FB_SELECT_IN_MAX];
     fb_pred p;
     FB_FORWARD_IF_ERROR(fb_pred_make_in(ctx, col->type, values, n_values, keys, &p, __func__));
@@ -308,8 +203,8 @@ fb_status fb_cl_expr_in(fb_ctx *ctx, const fb_column *col, const void *values, i
 fb_status fb_cl_expr_cmp_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
                               const uint32_t *sel_in, int64_t n_in, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_bool_args(ctx, a, sel_in, n_in, out, __func__));
-    FB_FORWARD_IF_ERROR(check_pair(ctx, a, b, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_args(ctx, a, sel_in, n_in, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, __func__));
     FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
     return run_bool(ctx, a, b, op, NULL, sel_in, n_in, out, __func__);
 }
@@ -319,7 +214,7 @@ fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, con
                                  int64_t *n_out)
 {
     FB_FORWARD_IF_ERROR(fb_check_select_args(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
-    FB_FORWARD_IF_ERROR(check_pair(ctx, a, b, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, __func__));
     FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
     fb_cl_job j;
     fb_status st = fb_cl_job_open(&j, ctx, __func__);
@@ -398,28 +293,28 @@ done:
 
 fb_status fb_cl_expr_and(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_logic(ctx, a, b, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_logic(ctx, a, b, out, __func__));
     return run_logic(ctx, 0, a, b, out, __func__);
 }
 
 fb_status fb_cl_expr_or(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_logic(ctx, a, b, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_logic(ctx, a, b, out, __func__));
     return run_logic(ctx, 1, a, b, out, __func__);
 }
 
 fb_status fb_cl_expr_not(fb_ctx *ctx, const fb_bool *a, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_logic(ctx, a, NULL, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_logic(ctx, a, NULL, out, __func__));
     return run_logic(ctx, 2, a, NULL, out, __func__);
 }
 
 fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
                                  uint32_t *sel_out, int64_t capacity, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, __func__));
-    FB_FORWARD_IF_ERROR(check_bool_in(ctx, a, "a", __func__));
-    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, a, "a", __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
     FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
     int64_t cand = sel_in ? n_in : a->length;
     FB_RETURN_ERROR_IF(cand > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
@@ -495,7 +390,7 @@ fb_status fb_cl_expr_sel_and(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const 
                              uint32_t *sel_out, int64_t capacity, int64_t *n_out)
 {
     FB_FORWARD_IF_ERROR(
-        check_merge(ctx, a, n_a, b, n_b, sel_out, capacity, n_a < n_b ? n_a : n_b, n_out, __func__));
+        fb_expr_check_merge(ctx, a, n_a, b, n_b, sel_out, capacity, n_a < n_b ? n_a : n_b, n_out, __func__));
     fb_cl_job j;
     fb_status st = fb_cl_job_open(&j, ctx, __func__);
     if (st != FB_OK || n_a == 0 || n_b == 0) {
@@ -519,7 +414,7 @@ done:
 fb_status fb_cl_expr_sel_or(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
                             uint32_t *sel_out, int64_t capacity, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(check_merge(ctx, a, n_a, b, n_b, sel_out, capacity, n_a + n_b, n_out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_merge(ctx, a, n_a, b, n_b, sel_out, capacity, n_a + n_b, n_out, __func__));
     fb_cl_job j;
     fb_status st = fb_cl_job_open(&j, ctx, __func__);
     if (st != FB_OK || n_a + n_b == 0) {
@@ -553,11 +448,11 @@ done:
 fb_status fb_cl_expr_sel_not(fb_ctx *ctx, const uint32_t *a, int64_t n_a, int64_t length, const uint32_t *sel_in,
                              int64_t n_in, uint32_t *sel_out, int64_t capacity, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, __func__));
-    FB_FORWARD_IF_ERROR(check_sorted(ctx, a, n_a, "a", __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sorted(ctx, a, n_a, "a", __func__));
     FB_RETURN_ERROR_IF(length < 0 || length > FB_MORSEL_MAX_ROWS, ctx, FB_ERR_INVALID_ARG, "length is %lld",
                        (long long)length);
-    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
     FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
     int64_t dom = sel_in ? n_in : length;
     FB_RETURN_ERROR_IF(dom > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
@@ -594,7 +489,6 @@ done:
 
 /* ---- arithmetic and casts ------------------------------------------------------------------------- */
 
-static const char *arith_name(fb_arith op) { return op == FB_ARITH_ADD ? "+" : op == FB_ARITH_SUB ? "-" : "*"; }
 
 /* Uploads the validity bitmap of column c's n rows (from its offset), or binds the dummy. */
 static fb_status upload_validity(fb_cl_job *j, const fb_column *c, int64_t n, cl_mem *m, cl_int *has, cl_ulong *voff)
@@ -654,13 +548,13 @@ static fb_status need_fp64(fb_cl_job *j, cl_kernel k)
 static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
                        int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, where));
     if (out) {
         out->length = 0;
         out->null_count = 0;
     }
     if (b)
-        FB_FORWARD_IF_ERROR(check_pair(ctx, a, b, where));
+        FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, where));
     else
         FB_FORWARD_IF_ERROR(fb_check_column(ctx, a, where, "col"));
     if (!b && !value)
@@ -675,7 +569,7 @@ static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_co
     if (n > FB_MORSEL_MAX_ROWS)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%lld rows; at most %lld per call", (long long)n,
                             (long long)FB_MORSEL_MAX_ROWS);
-    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, where));
     int nullable = a->validity || (b && b->validity) || sel_in;
     FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, t, n, nullable, where));
     if (n == 0 && sel_in && n_in > 0)
@@ -747,7 +641,7 @@ static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_co
             memcpy(&y, yb, 8);
         }
         st = fb_set_error(ctx, FB_ERR_OVERFLOW, where, "%s overflows at row %lld: %" PRId64 " %s %" PRId64,
-                          fb_type_name(t), (long long)r, x, arith_name(op), y);
+                          fb_type_name(t), (long long)r, x, fb_expr_arith_name(op), y);
         goto done;
     }
     out->null_count = has_valid ? count_nulls(out->validity, n) : 0;
@@ -771,24 +665,10 @@ fb_status fb_cl_expr_arith_const(fb_ctx *ctx, fb_arith op, const fb_column *col,
 }
 
 /* Text of one value for an error message (as kernels/expr.c). */
-static void value_text(fb_type t, const void *p, char *buf, size_t size)
-{
-    double d;
-    int64_t s;
-    uint64_t u;
-    switch (t) {
-    case FB_TYPE_FLOAT32: { float f; memcpy(&f, p, 4); snprintf(buf, size, "%.9g", (double)f); return; }
-    case FB_TYPE_FLOAT64: memcpy(&d, p, 8); snprintf(buf, size, "%.17g", d); return;
-    case FB_TYPE_UINT64: memcpy(&u, p, 8); snprintf(buf, size, "%" PRIu64, u); return;
-    default:
-        fb_expr_cast_one(t, p, FB_TYPE_INT64, &s); /* every other type fits int64 */
-        snprintf(buf, size, "%" PRId64, s);
-    }
-}
 
 fb_status fb_cl_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in, fb_column_out *out)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
     if (out) {
         out->length = 0;
         out->null_count = 0;
@@ -800,7 +680,7 @@ fb_status fb_cl_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_
     int64_t n = in->length;
     FB_RETURN_ERROR_IF(n > FB_MORSEL_MAX_ROWS, ctx, FB_ERR_INVALID_ARG, "%lld rows; at most %lld per call",
                        (long long)n, (long long)FB_MORSEL_MAX_ROWS);
-    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
     FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, out->type, n, in->validity || sel_in, __func__));
     FB_RETURN_ERROR_IF(n == 0 && sel_in && n_in > 0, ctx, FB_ERR_OUT_OF_RANGE,
                        "sel_in holds indices, the column has no rows");
@@ -838,7 +718,7 @@ fb_status fb_cl_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_
     }
     if (bad != 0xFFFFFFFFu) {
         char text[64];
-        value_text(in->type, (const char *)in->data + (size_t)(in->offset + (int64_t)bad) * wi, text, sizeof text);
+        fb_expr_value_text(in->type, (const char *)in->data + (size_t)(in->offset + (int64_t)bad) * wi, text, sizeof text);
         st = fb_set_error(ctx, FB_ERR_OVERFLOW, __func__, "row %lld: %s value %s is out of range for %s",
                           (long long)bad, fb_type_name(in->type), text, fb_type_name(out->type));
         goto done;

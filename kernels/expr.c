@@ -99,21 +99,21 @@ static fb_bits col_bits(const fb_column *c) { return (fb_bits){c->validity, c->o
 
 /* ---- argument checks ---------------------------------------------------------------------------- */
 
-static fb_status check_ctx(const fb_ctx *ctx, const char *where)
+fb_status fb_expr_check_ctx(const fb_ctx *ctx, const char *where)
 {
     if (!ctx)
         return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "ctx must not be NULL");
     return FB_OK;
 }
 
-static fb_status check_sel(const fb_ctx *ctx, const uint32_t *sel_in, int64_t n_in, const char *where)
+fb_status fb_expr_check_sel(const fb_ctx *ctx, const uint32_t *sel_in, int64_t n_in, const char *where)
 {
     if (sel_in && n_in < 0)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n_in is negative (%lld)", (long long)n_in);
     return FB_OK;
 }
 
-static fb_status check_pair(const fb_ctx *ctx, const fb_column *a, const fb_column *b, const char *where)
+fb_status fb_expr_check_pair(const fb_ctx *ctx, const fb_column *a, const fb_column *b, const char *where)
 {
     FB_FORWARD_IF_ERROR(fb_check_column(ctx, a, where, "a"));
     FB_FORWARD_IF_ERROR(fb_check_column(ctx, b, where, "b"));
@@ -126,7 +126,7 @@ static fb_status check_pair(const fb_ctx *ctx, const fb_column *a, const fb_colu
     return FB_OK;
 }
 
-static fb_status check_bool_out(const fb_ctx *ctx, const fb_bool *out, int64_t rows, const char *where)
+fb_status fb_expr_check_bool_out(const fb_ctx *ctx, const fb_bool *out, int64_t rows, const char *where)
 {
     if (!out)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out must not be NULL");
@@ -138,7 +138,7 @@ static fb_status check_bool_out(const fb_ctx *ctx, const fb_bool *out, int64_t r
     return FB_OK;
 }
 
-static fb_status check_bool_in(const fb_ctx *ctx, const fb_bool *a, const char *what, const char *where)
+fb_status fb_expr_check_bool_in(const fb_ctx *ctx, const fb_bool *a, const char *what, const char *where)
 {
     if (!a)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s must not be NULL", what);
@@ -167,7 +167,7 @@ fb_status fb_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const 
                               int64_t n_in, uint32_t *sel_out, int64_t capacity, int64_t *n_out)
 {
     FB_FORWARD_IF_ERROR(fb_check_select_args(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
-    FB_FORWARD_IF_ERROR(check_pair(ctx, a, b, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, __func__));
     FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
     const fb_expr_kernels *k = fb_expr_kernels_get(fb_ctx_isa(ctx));
     fb_key_kind kind = fb_type_key_kind(a->type);
@@ -238,22 +238,22 @@ static fb_status bool_from_pred(fb_ctx *ctx, const fb_column *col, const fb_pred
     return finish_bool(ctx, col, NULL, sel_in, n_in, out, where);
 }
 
-static fb_status check_bool_args(fb_ctx *ctx, const fb_column *col, const uint32_t *sel_in, int64_t n_in,
+fb_status fb_expr_check_bool_args(fb_ctx *ctx, const fb_column *col, const uint32_t *sel_in, int64_t n_in,
                                  const fb_bool *out, const char *where)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, where));
     FB_FORWARD_IF_ERROR(fb_check_column(ctx, col, where, "col"));
     if (col->length > FB_MORSEL_MAX_ROWS)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "col has %lld rows; at most %lld per call",
                             (long long)col->length, (long long)FB_MORSEL_MAX_ROWS);
-    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, where));
-    return check_bool_out(ctx, out, col->length, where);
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, where));
+    return fb_expr_check_bool_out(ctx, out, col->length, where);
 }
 
 fb_status fb_expr_cmp(fb_ctx *ctx, const fb_column *col, fb_cmp op, const void *value, const uint32_t *sel_in,
                       int64_t n_in, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_bool_args(ctx, col, sel_in, n_in, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_args(ctx, col, sel_in, n_in, out, __func__));
     fb_pred p;
     FB_FORWARD_IF_ERROR(fb_pred_make_cmp(ctx, col->type, op, value, &p, __func__));
     return bool_from_pred(ctx, col, &p, sel_in, n_in, out, __func__);
@@ -262,7 +262,7 @@ fb_status fb_expr_cmp(fb_ctx *ctx, const fb_column *col, fb_cmp op, const void *
 fb_status fb_expr_between(fb_ctx *ctx, const fb_column *col, const void *lo, const void *hi, const uint32_t *sel_in,
                           int64_t n_in, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_bool_args(ctx, col, sel_in, n_in, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_args(ctx, col, sel_in, n_in, out, __func__));
     fb_pred p;
     FB_FORWARD_IF_ERROR(fb_pred_make_range(ctx, col->type, lo, hi, &p, __func__));
     return bool_from_pred(ctx, col, &p, sel_in, n_in, out, __func__);
@@ -271,7 +271,7 @@ fb_status fb_expr_between(fb_ctx *ctx, const fb_column *col, const void *lo, con
 fb_status fb_expr_in(fb_ctx *ctx, const fb_column *col, const void *values, int64_t n_values, const uint32_t *sel_in,
                      int64_t n_in, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_bool_args(ctx, col, sel_in, n_in, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_args(ctx, col, sel_in, n_in, out, __func__));
     int64_t keys[FB_SELECT_IN_MAX];
     fb_pred p;
     FB_FORWARD_IF_ERROR(fb_pred_make_in(ctx, col->type, values, n_values, keys, &p, __func__));
@@ -281,8 +281,8 @@ fb_status fb_expr_in(fb_ctx *ctx, const fb_column *col, const void *values, int6
 fb_status fb_expr_cmp_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b, const uint32_t *sel_in,
                            int64_t n_in, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_bool_args(ctx, a, sel_in, n_in, out, __func__));
-    FB_FORWARD_IF_ERROR(check_pair(ctx, a, b, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_args(ctx, a, sel_in, n_in, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, __func__));
     FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
     const fb_expr_kernels *k = fb_expr_kernels_get(fb_ctx_isa(ctx));
     fb_key_kind kind = fb_type_key_kind(a->type);
@@ -309,17 +309,17 @@ fb_status fb_expr_cmp_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_
 
 /* ---- logic -------------------------------------------------------------------------------------- */
 
-static fb_status check_logic(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, const fb_bool *out, const char *where)
+fb_status fb_expr_check_logic(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, const fb_bool *out, const char *where)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
-    FB_FORWARD_IF_ERROR(check_bool_in(ctx, a, "a", where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, a, "a", where));
     if (b) {
-        FB_FORWARD_IF_ERROR(check_bool_in(ctx, b, "b", where));
+        FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, b, "b", where));
         if (a->length != b->length)
             return fb_set_error(ctx, FB_ERR_LENGTH_MISMATCH, where, "a has %lld rows, b has %lld",
                                 (long long)a->length, (long long)b->length);
     }
-    return check_bool_out(ctx, out, a->length, where);
+    return fb_expr_check_bool_out(ctx, out, a->length, where);
 }
 
 /* Kleene logic on 64-bit words of t (TRUE rows) and k (known, non-NULL rows); op 0 AND, 1 OR, 2 NOT. */
@@ -389,21 +389,21 @@ static inline __attribute__((always_inline)) void logic(int op, const fb_bool *a
 
 fb_status fb_expr_and(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_logic(ctx, a, b, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_logic(ctx, a, b, out, __func__));
     logic(0, a, b, out);
     return FB_OK;
 }
 
 fb_status fb_expr_or(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_logic(ctx, a, b, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_logic(ctx, a, b, out, __func__));
     logic(1, a, b, out);
     return FB_OK;
 }
 
 fb_status fb_expr_not(fb_ctx *ctx, const fb_bool *a, fb_bool *out)
 {
-    FB_FORWARD_IF_ERROR(check_logic(ctx, a, NULL, out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_logic(ctx, a, NULL, out, __func__));
     logic(2, a, NULL, out);
     return FB_OK;
 }
@@ -411,9 +411,9 @@ fb_status fb_expr_not(fb_ctx *ctx, const fb_bool *a, fb_bool *out)
 fb_status fb_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out,
                               int64_t capacity, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, __func__));
-    FB_FORWARD_IF_ERROR(check_bool_in(ctx, a, "a", __func__));
-    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, a, "a", __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
     FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
     int64_t cand = sel_in ? n_in : a->length;
     FB_RETURN_ERROR_IF(cand > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
@@ -453,7 +453,7 @@ fb_status fb_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel
     return FB_OK;
 }
 
-static fb_status check_sorted(const fb_ctx *ctx, const uint32_t *s, int64_t n, const char *what, const char *where)
+fb_status fb_expr_check_sorted(const fb_ctx *ctx, const uint32_t *s, int64_t n, const char *what, const char *where)
 {
     if (n < 0)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%s has a negative count (%lld)", what, (long long)n);
@@ -466,13 +466,13 @@ static fb_status check_sorted(const fb_ctx *ctx, const uint32_t *s, int64_t n, c
     return FB_OK;
 }
 
-static fb_status check_merge(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
+fb_status fb_expr_check_merge(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
                              const uint32_t *sel_out, int64_t capacity, int64_t need, const int64_t *n_out,
                              const char *where)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
-    FB_FORWARD_IF_ERROR(check_sorted(ctx, a, n_a, "a", where));
-    FB_FORWARD_IF_ERROR(check_sorted(ctx, b, n_b, "b", where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sorted(ctx, a, n_a, "a", where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sorted(ctx, b, n_b, "b", where));
     if (!n_out)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n_out must not be NULL");
     if (need > 0 && !sel_out)
@@ -487,7 +487,7 @@ fb_status fb_expr_sel_and(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uin
                           uint32_t *sel_out, int64_t capacity, int64_t *n_out)
 {
     FB_FORWARD_IF_ERROR(
-        check_merge(ctx, a, n_a, b, n_b, sel_out, capacity, n_a < n_b ? n_a : n_b, n_out, __func__));
+        fb_expr_check_merge(ctx, a, n_a, b, n_b, sel_out, capacity, n_a < n_b ? n_a : n_b, n_out, __func__));
     int64_t i = 0, j = 0, k = 0;
     while (i < n_a && j < n_b) {
         uint32_t x = a[i], y = b[j];
@@ -503,7 +503,7 @@ fb_status fb_expr_sel_and(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uin
 fb_status fb_expr_sel_or(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
                          uint32_t *sel_out, int64_t capacity, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(check_merge(ctx, a, n_a, b, n_b, sel_out, capacity, n_a + n_b, n_out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_merge(ctx, a, n_a, b, n_b, sel_out, capacity, n_a + n_b, n_out, __func__));
     int64_t i = 0, j = 0, k = 0;
     while (i < n_a && j < n_b) {
         uint32_t x = a[i], y = b[j];
@@ -522,11 +522,11 @@ fb_status fb_expr_sel_or(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint
 fb_status fb_expr_sel_not(fb_ctx *ctx, const uint32_t *a, int64_t n_a, int64_t length, const uint32_t *sel_in,
                           int64_t n_in, uint32_t *sel_out, int64_t capacity, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, __func__));
-    FB_FORWARD_IF_ERROR(check_sorted(ctx, a, n_a, "a", __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sorted(ctx, a, n_a, "a", __func__));
     FB_RETURN_ERROR_IF(length < 0 || length > FB_MORSEL_MAX_ROWS, ctx, FB_ERR_INVALID_ARG, "length is %lld",
                        (long long)length);
-    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
     FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
     int64_t dom = sel_in ? n_in : length;
     FB_RETURN_ERROR_IF(dom > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
@@ -550,19 +550,19 @@ fb_status fb_expr_sel_not(fb_ctx *ctx, const uint32_t *a, int64_t n_a, int64_t l
 
 /* ---- arithmetic and casts ----------------------------------------------------------------------- */
 
-static const char *arith_name(fb_arith op) { return op == FB_ARITH_ADD ? "+" : op == FB_ARITH_SUB ? "-" : "*"; }
+const char *fb_expr_arith_name(fb_arith op) { return op == FB_ARITH_ADD ? "+" : op == FB_ARITH_SUB ? "-" : "*"; }
 
 /* a (or the constant at `value`, which then stands at the left when value_left) op b */
 static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
                        int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, where));
     if (out) {
         out->length = 0;
         out->null_count = 0;
     }
     if (b)
-        FB_FORWARD_IF_ERROR(check_pair(ctx, a, b, where));
+        FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, where));
     else
         FB_FORWARD_IF_ERROR(fb_check_column(ctx, a, where, "col"));
     if (!b && !value)
@@ -577,7 +577,7 @@ static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_co
     if (n > FB_MORSEL_MAX_ROWS)
         return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%lld rows; at most %lld per call", (long long)n,
                             (long long)FB_MORSEL_MAX_ROWS);
-    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, where));
     int nullable = a->validity || (b && b->validity) || sel_in;
     FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, t, n, nullable, where));
     fb_bits valid = no_nulls;
@@ -625,7 +625,7 @@ static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_co
                 y = ((const int64_t *)pb)[cb ? 0 : bad];
             }
             return fb_set_error(ctx, FB_ERR_OVERFLOW, where, "%s overflows at row %lld: %" PRId64 " %s %" PRId64,
-                                fb_type_name(t), (long long)bad, x, arith_name(op), y);
+                                fb_type_name(t), (long long)bad, x, fb_expr_arith_name(op), y);
         }
     }
     out->null_count = nulls;
@@ -648,7 +648,7 @@ fb_status fb_expr_arith_const(fb_ctx *ctx, fb_arith op, const fb_column *col, co
 }
 
 /* Text of one value for an error message. */
-static void value_text(fb_type t, const void *p, char *buf, size_t size)
+void fb_expr_value_text(fb_type t, const void *p, char *buf, size_t size)
 {
     double d;
     int64_t s;
@@ -665,7 +665,7 @@ static void value_text(fb_type t, const void *p, char *buf, size_t size)
 
 fb_status fb_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in, fb_column_out *out)
 {
-    FB_FORWARD_IF_ERROR(check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
     if (out) {
         out->length = 0;
         out->null_count = 0;
@@ -677,7 +677,7 @@ fb_status fb_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in,
     int64_t n = in->length;
     FB_RETURN_ERROR_IF(n > FB_MORSEL_MAX_ROWS, ctx, FB_ERR_INVALID_ARG, "%lld rows; at most %lld per call",
                        (long long)n, (long long)FB_MORSEL_MAX_ROWS);
-    FB_FORWARD_IF_ERROR(check_sel(ctx, sel_in, n_in, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
     FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, out->type, n, in->validity || sel_in, __func__));
     fb_bits valid = no_nulls;
     int64_t nulls = 0;
@@ -695,7 +695,7 @@ fb_status fb_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in,
         int64_t bad = fb_expr_kernels_get(fb_ctx_isa(ctx))->cast(in->type, src, out->type, out->data, valid, n);
         if (bad >= 0) {
             char text[64];
-            value_text(in->type, src + (size_t)bad * w, text, sizeof text);
+            fb_expr_value_text(in->type, src + (size_t)bad * w, text, sizeof text);
             return fb_set_error(ctx, FB_ERR_OVERFLOW, __func__, "row %lld: %s value %s is out of range for %s",
                                 (long long)bad, fb_type_name(in->type), text, fb_type_name(out->type));
         }

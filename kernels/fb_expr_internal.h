@@ -74,4 +74,26 @@ static inline int fb_expr_cmp_keys(fb_cmp op, int64_t x, int64_t y)
     }
 }
 
+
+/* Argument checks and message helpers of expr.c, shared with the OpenCL twins (cl/cl_expr.c) so both
+ * refuse the same inputs with the same statuses and messages. `where` is the public function's name. */
+fb_status fb_expr_check_ctx(const fb_ctx *ctx, const char *where);
+fb_status fb_expr_check_sel(const fb_ctx *ctx, const uint32_t *sel_in, int64_t n_in, const char *where);
+fb_status fb_expr_check_pair(const fb_ctx *ctx, const fb_column *a, const fb_column *b, const char *where);
+fb_status fb_expr_check_bool_out(const fb_ctx *ctx, const fb_bool *out, int64_t rows, const char *where);
+fb_status fb_expr_check_bool_in(const fb_ctx *ctx, const fb_bool *a, const char *what, const char *where);
+fb_status fb_expr_check_bool_args(fb_ctx *ctx, const fb_column *col, const uint32_t *sel_in, int64_t n_in,
+                                  const fb_bool *out, const char *where);
+fb_status fb_expr_check_logic(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, const fb_bool *out,
+                              const char *where);
+fb_status fb_expr_check_sorted(const fb_ctx *ctx, const uint32_t *s, int64_t n, const char *what,
+                               const char *where);
+fb_status fb_expr_check_merge(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const uint32_t *b, int64_t n_b,
+                              const uint32_t *sel_out, int64_t capacity, int64_t need, const int64_t *n_out,
+                              const char *where);
+/* "+", "-" or "*" */
+const char *fb_expr_arith_name(fb_arith op);
+/* Text of one value of type t at p for an error message. */
+void fb_expr_value_text(fb_type t, const void *p, char *buf, size_t size);
+
 #endif /* FB_EXPR_INTERNAL_H */
