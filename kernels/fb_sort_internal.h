@@ -38,6 +38,7 @@ typedef struct fb_rs_out {
 /* Rank sort up to this many records; top-level buckets of about FB_RS_BUCKET records (the
  * records of a bucket and its scratch stay in the core's L2); at most FB_RS_MAX_BITS bits a pass. */
 #define FB_RS_SMALL 32
+#define FB_RS_NET 64 /* the largest run the sorting networks of simd_sort.c take (rs_small) */
 #define FB_RS_BUCKET (1 << 15)
 #define FB_RS_MAX_BITS 12
 #define FB_RS_CHUNK 2048 /* rows encoded at a time into a worker's buffer */
@@ -58,6 +59,11 @@ typedef struct fb_sort_kernels {
     /* stable sort of a[0..n) by bits [lo, 64); t: n records of scratch. Returns a or t, whichever holds
      * the result. */
     uint64_t *(*rs_sort)(uint64_t *a, uint64_t *t, int64_t n, int lo);
+    /* stable sort of x[0..n) by bits [lo, 64) into y (distinct arrays), n <= FB_RS_NET, lo = 0 or 32:
+     * the rank sort (scalar) or a sorting network (simd_sort.c); the small MSD buckets' sort */
+    void (*rs_small)(const uint64_t *x, uint64_t *y, int64_t n, int lo);
+    /* merge of the ascending runs a[0..na) and b[0..nb) (whole 64-bit records, unsigned) into out */
+    void (*rs_merge)(const uint64_t *a, int64_t na, const uint64_t *b, int64_t nb, uint64_t *out);
     /* decodes n sorted records to rows [pos, pos + n) of out */
     void (*rs_emit)(const fb_rs_spec *s, const uint64_t *rec, int64_t n, int64_t pos, const fb_rs_out *out);
     /* out[i] = the ordered unsigned bits of v[i] (fb_key_32/fb_key_64 of kind, sign bit flipped, so

@@ -41,6 +41,8 @@ const fb_sort_kernels fb_sort_kernels_scalar = {
     .rs_scatter = rs_scatter_plain,
     .rs_flush = rs_flush_plain,
     .rs_sort = rs_sort_bucket,
+    .rs_small = rs_rank_sort,
+    .rs_merge = rs_merge_scalar,
     .rs_emit = rs_emit,
 };
 
