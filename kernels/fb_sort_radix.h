@@ -185,6 +185,9 @@ static inline void rs_merge_scalar(const uint64_t *a, int64_t na, const uint64_t
 #define RS_SMALL_MAX FB_RS_SMALL
 #define RS_MSD_PER 3
 #endif
+#ifndef RS_MSD_MAXB
+#define RS_MSD_MAXB 11
+#endif
 
 /* MSD radix sort of x[0..n) by bits [lo, 64), stable; the result ends in y when to_y, else in x (the
  * other array is scratch). Each level skips the bits all records share (from their key range), takes
@@ -202,12 +205,12 @@ static void rs_msd_range(uint64_t *x, uint64_t *y, int64_t n, int lo, int to_y, 
     }
     int hb = 64 - __builtin_clzll(mn ^ mx);
     int b = (64 - __builtin_clzll((unsigned long long)n)) - RS_MSD_PER;
-    b = b < 4 ? 4 : b > 11 ? 11 : b;
+    b = b < 4 ? 4 : b > RS_MSD_MAXB ? RS_MSD_MAXB : b;
     b = b > hb ? hb : b;
     int shift = lo + hb - b;
     uint64_t mask = (1ull << b) - 1;
-    uint32_t cnt[1 << 11];
-    uint32_t off[1 << 11];
+    uint32_t cnt[1 << RS_MSD_MAXB];
+    uint32_t off[1 << RS_MSD_MAXB];
     memset(cnt, 0, (size_t)(mask + 1) * sizeof cnt[0]);
     rs_histogram(x, n, shift, mask, cnt);
     uint32_t sum = 0;

@@ -27,9 +27,9 @@ typedef simde__m512i sn_v;
 #define SN_LW 3
 FB_INLINE sn_v sn_load(const uint64_t *p) { return simde_mm512_loadu_si512(p); }
 FB_INLINE void sn_store(uint64_t *p, sn_v v) { simde_mm512_storeu_si512(p, v); }
-FB_INLINE sn_v sn_flip(sn_v v) { return simde_mm512_xor_si512(v, simde_mm512_set1_epi64(INT64_MIN)); }
-FB_INLINE sn_v sn_min(sn_v a, sn_v b) { return simde_mm512_min_epi64(a, b); }
-FB_INLINE sn_v sn_max(sn_v a, sn_v b) { return simde_mm512_max_epi64(a, b); }
+FB_INLINE sn_v sn_flip(sn_v v) { return v; } /* AVX-512 has unsigned 64-bit min and max */
+FB_INLINE sn_v sn_min(sn_v a, sn_v b) { return simde_mm512_min_epu64(a, b); }
+FB_INLINE sn_v sn_max(sn_v a, sn_v b) { return simde_mm512_max_epu64(a, b); }
 /* lane l of the result = lane l ^ j of v */
 FB_INLINE sn_v sn_swap(sn_v v, int j)
 {
@@ -117,25 +117,73 @@ FB_INLINE void sn_sort_regs(sn_v *v, int R, int lr)
     sn_merge_regs(v, R, lr);
 }
 
-/* Sorts buf[0 .. R * SN_W) (unsigned) in place. */
-FB_INLINE void sn_sort_buf(uint64_t *buf, int R, int lr)
+/* Sorts x[0..n) (unsigned, SN_W <= n <= R * SN_W = 2^(lr + SN_LW), n > (R / 2) * SN_W) into y (may be
+ * x). Whole registers are loaded and stored in place. The last, partial register (c = n - b records,
+ * b = its first position) is loaded from x[n - SN_W .. n) (inside the run since n >= SN_W) and its lanes
+ * moved down, the other lanes all-ones records, which sort last; it is stored as x[n - SN_W .. n)
+ * again: the lanes before b come from the register before it, which was stored first with the same
+ * values. Registers wholly past n are all-ones records. */
+#if SN_W == 8
+FB_INLINE void sn_run(const uint64_t *x, uint64_t *y, int64_t n, int R, int lr)
 {
-    sn_v v[64 / SN_W];
+    sn_v v[64 / SN_W], ones = simde_mm512_set1_epi64(-1);
+    sn_v iota = simde_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    int64_t full = n / SN_W, c = n - full * SN_W;
 #pragma GCC unroll 16
-    for (int r = 0; r < R; r++)
-        v[r] = sn_flip(sn_load(buf + r * SN_W));
+    for (int r = 0; r < R; r++) {
+        if (r < full) {
+            v[r] = sn_load(x + r * SN_W);
+        } else if (r == full && c) {
+            sn_v w = sn_load(x + n - SN_W);
+            sn_v idx = simde_mm512_add_epi64(iota, simde_mm512_set1_epi64(SN_W - c));
+            v[r] = simde_mm512_mask_mov_epi64(ones, (simde__mmask8)((1u << c) - 1), simde_mm512_permutexvar_epi64(idx, w));
+        } else {
+            v[r] = ones;
+        }
+    }
     sn_sort_regs(v, R, lr);
 #pragma GCC unroll 16
-    for (int r = 0; r < R; r++)
-        sn_store(buf + r * SN_W, sn_flip(v[r]));
+    for (int r = 0; r < R; r++) {
+        if (r < full) {
+            sn_store(y + r * SN_W, v[r]);
+        } else if (r == full && c) {
+            /* lane l: l < SN_W - c: lane l + c of v[r - 1]; else lane l - (SN_W - c) of v[r] */
+            sn_v idx = simde_mm512_add_epi64(iota, simde_mm512_set1_epi64(c));
+            sn_store(y + n - SN_W, simde_mm512_permutex2var_epi64(v[r - 1], idx, v[r]));
+        }
+    }
 }
+#else
+FB_INLINE void sn_run(const uint64_t *x, uint64_t *y, int64_t n, int R, int lr)
+{
+    sn_v v[64 / SN_W];
+    uint64_t t[64] __attribute__((aligned(64)));
+    int64_t full = n / SN_W;
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+        sn_store(t + r * SN_W, simde_mm256_set1_epi64x(-1));
+    memcpy(t + full * SN_W, x + full * SN_W, (size_t)(n - full * SN_W) * 8);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+        v[r] = sn_flip(r < full ? sn_load(x + r * SN_W) : sn_load(t + r * SN_W));
+    sn_sort_regs(v, R, lr);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++) {
+        if (r < full)
+            sn_store(y + r * SN_W, sn_flip(v[r]));
+        else
+            sn_store(t + r * SN_W, sn_flip(v[r]));
+    }
+    memcpy(y + full * SN_W, t + full * SN_W, (size_t)(n - full * SN_W) * 8);
+}
+#endif
 
-static void sn_sort_8(uint64_t *b) { sn_sort_buf(b, 8 / SN_W, 3 - SN_LW); }
-static void sn_sort_16(uint64_t *b) { sn_sort_buf(b, 16 / SN_W, 4 - SN_LW); }
-static void sn_sort_32(uint64_t *b) { sn_sort_buf(b, 32 / SN_W, 5 - SN_LW); }
-static void sn_sort_64(uint64_t *b) { sn_sort_buf(b, 64 / SN_W, 6 - SN_LW); }
+static void sn_sort_8(const uint64_t *x, uint64_t *y, int64_t n) { sn_run(x, y, n, 8 / SN_W, 3 - SN_LW); }
+static void sn_sort_16(const uint64_t *x, uint64_t *y, int64_t n) { sn_run(x, y, n, 16 / SN_W, 4 - SN_LW); }
+static void sn_sort_32(const uint64_t *x, uint64_t *y, int64_t n) { sn_run(x, y, n, 32 / SN_W, 5 - SN_LW); }
+static void sn_sort_64(const uint64_t *x, uint64_t *y, int64_t n) { sn_run(x, y, n, 64 / SN_W, 6 - SN_LW); }
 
-/* Stable sort of x[0..n) by bits [lo, 64) into y, n <= FB_RS_NET, lo = 0 or lo >= 6. */
+/* Stable sort of x[0..n) by bits [lo, 64) into y (distinct arrays), n <= FB_RS_NET, lo = 0 or lo >= 6. */
 static void rs_net_sort(const uint64_t *x, uint64_t *y, int64_t n, int lo)
 {
     if (n <= 1) {
@@ -145,25 +193,31 @@ static void rs_net_sort(const uint64_t *x, uint64_t *y, int64_t n, int lo)
     }
     uint64_t buf[FB_RS_NET] __attribute__((aligned(64)));
     uint64_t low = lo ? ((1ull << lo) - 1) : 0;
-    int64_t N = n <= 8 ? 8 : n <= 16 ? 16 : n <= 32 ? 32 : 64;
-    if (lo)
+    const uint64_t *in = x;
+    uint64_t *out = y;
+    if (lo) {
         for (int64_t i = 0; i < n; i++)
             buf[i] = (x[i] & ~low) | (uint64_t)i;
-    else
-        memcpy(buf, x, (size_t)n * 8);
-    for (int64_t i = n; i < N; i++)
-        buf[i] = ~0ull;
-    switch (N) {
-    case 8: sn_sort_8(buf); break;
-    case 16: sn_sort_16(buf); break;
-    case 32: sn_sort_32(buf); break;
-    default: sn_sort_64(buf); break;
+        in = out = buf;
     }
+    if (n < SN_W) { /* fewer records than lanes: through a buffer of one register */
+        uint64_t t[SN_W] __attribute__((aligned(64)));
+        memcpy(t, in, (size_t)n * 8);
+        for (int64_t i = n; i < SN_W; i++)
+            t[i] = ~0ull;
+        sn_sort_8(t, t, SN_W);
+        memcpy(out, t, (size_t)n * 8);
+    } else if (n <= 8)
+        sn_sort_8(in, out, n);
+    else if (n <= 16)
+        sn_sort_16(in, out, n);
+    else if (n <= 32)
+        sn_sort_32(in, out, n);
+    else
+        sn_sort_64(in, out, n);
     if (lo)
         for (int64_t i = 0; i < n; i++)
             y[i] = x[buf[i] & low];
-    else
-        memcpy(y, buf, (size_t)n * 8);
 }
 
 /* Merge of two ascending runs a[0..na) and b[0..nb) (unsigned records, whole-record order; equal
