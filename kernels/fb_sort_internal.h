@@ -80,10 +80,23 @@ typedef struct fb_sort_kernels {
 typedef fb_status (*fb_sort_task_fn)(void *arg, int64_t task, int worker);
 typedef struct fb_sort_runner {
     int workers; /* tasks get worker indices 0..workers-1 */
-    /* runs task(arg, t, w) for every t in [0, n_tasks), each once; the first failure is returned */
-    fb_status (*run)(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg);
+    /* runs task(arg, t, w) for every t in [0, n_tasks), each once; the first failure is returned.
+     * task_node: NULL, or per task the NUMA node whose workers should run it (-1: any); a runner
+     * prefers a worker of that node and may let another one take it (work stealing). */
+    fb_status (*run)(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg,
+                     const int *task_node);
     void *self;
+    int nodes;          /* NUMA nodes of the context's topology (0 or 1: no placement) */
+    const int *node;    /* NULL, or [workers]: worker w's NUMA node, the node its scratch is allocated on */
+    int64_t *node_bytes;/* NULL, or [nodes]: the sort adds the bytes of worker scratch it allocates on each
+                           node (a diagnostic for tests) */
 } fb_sort_runner;
+
+/* The runtime's runner (runtime/sort_parallel.c) for ctx: fb_ctx_threads() workers placed as the
+ * scheduler places them (fb_numa_place_workers), so that node[w] is the node worker w runs on. Takes
+ * memory; fb_sort_parallel_runner_free() gives it back. */
+fb_status fb_sort_parallel_runner(fb_ctx *ctx, fb_sort_runner *out);
+void fb_sort_parallel_runner_free(fb_ctx *ctx, fb_sort_runner *r);
 
 /* The public sorts with a runner (sort.c); `where` names the public function for messages. */
 fb_status fb_sort_permutation_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, uint32_t *row_ids,

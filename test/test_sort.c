@@ -896,6 +896,97 @@ static void test_merge_kernels(void **state)
     free(r);
 }
 
+/* ---- NUMA-local partitions (a synthetic two-node topology) ----------------------------------------- */
+
+typedef struct numa_probe {
+    fb_sort_runner inner;   /* the runtime's runner */
+    int64_t placed_phases;  /* phases run with preferred nodes */
+    int64_t tasks_on_node[2];
+    int bad_order;          /* preferred nodes not in contiguous ascending groups */
+} numa_probe;
+
+static fb_status numa_probe_run(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg,
+                                const int *task_node)
+{
+    numa_probe *p = self;
+    if (task_node) {
+        p->placed_phases++;
+        for (int64_t t = 0; t < n_tasks; t++) {
+            assert_true(task_node[t] >= 0 && task_node[t] < 2);
+            p->tasks_on_node[task_node[t]]++;
+            if (t > 0 && task_node[t] < task_node[t - 1])
+                p->bad_order = 1;
+        }
+    }
+    return p->inner.run(p->inner.self, ctx, n_tasks, task, arg, task_node);
+}
+
+static void test_numa_partitions(void **state)
+{
+    (void)state;
+    fb_options *o = NULL;
+    fb_ctx *ctx = NULL;
+    assert_int_equal(fb_options_create(&o), FB_OK);
+    assert_int_equal(fb_options_set_topology(o, "pack:2 numa:1 l3:1(size=32MB) core:2 pu:1"), FB_OK);
+    assert_int_equal(fb_options_set_threads(o, 4), FB_OK);
+    assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+    fb_options_destroy(o);
+    fb_sort_runner r;
+    assert_int_equal(fb_sort_parallel_runner(ctx, &r), FB_OK);
+    assert_int_equal(r.workers, 4);
+    assert_int_equal(r.nodes, 2);
+    int on[2] = {0, 0};
+    for (int w = 0; w < r.workers; w++) {
+        assert_true(r.node[w] == 0 || r.node[w] == 1);
+        on[r.node[w]]++;
+    }
+    assert_true(on[0] > 0 && on[1] > 0);
+    /* int32 keys (few distinct: ties) with their row number as payload, and int64 keys alone */
+    const int64_t n = 300007;
+    for (int wide = 0; wide <= 1; wide++) {
+        int64_t node_bytes[2] = {0, 0};
+        numa_probe probe = {.inner = r};
+        fb_sort_runner pr = r;
+        pr.run = numa_probe_run;
+        pr.self = &probe;
+        pr.node_bytes = node_bytes;
+        int32_t *k32 = malloc((size_t)n * 4), *p32 = malloc((size_t)n * 4), *ok32 = malloc((size_t)n * 4),
+                *op32 = malloc((size_t)n * 4);
+        int64_t *k64 = malloc((size_t)n * 8), *ok64 = malloc((size_t)n * 8), *ref = malloc((size_t)n * 8);
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t x = fbt_next(&rng);
+            k32[i] = (int32_t)(x % 50000) - 25000;
+            p32[i] = (int32_t)i;
+            k64[i] = (int64_t)x;
+            ref[i] = wide ? k64[i] : (int64_t)k32[i] * (1ll << 32) + i; /* key, then row: the stable order */
+        }
+        fb_sort_key key = {wide ? fb_column_make(FB_TYPE_INT64, k64, n, NULL) : fb_column_make(FB_TYPE_INT32, k32, n, NULL),
+                           0, 0};
+        fb_column pay = fb_column_make(FB_TYPE_INT32, p32, n, NULL);
+        fb_column_out out[2] = {{.type = key.column.type, .capacity = n, .data = wide ? (void *)ok64 : (void *)ok32},
+                                {.type = FB_TYPE_INT32, .capacity = n, .data = op32}};
+        assert_int_equal(fb_sort_table_with(ctx, &key, 1, wide ? NULL : &pay, wide ? 0 : 1, out, &pr, "test"), FB_OK);
+        value_sort_type = FB_TYPE_INT64;
+        qsort(ref, (size_t)n, 8, value_sort_cmp);
+        for (int64_t i = 0; i < n; i++) {
+            if (wide)
+                assert_true(ok64[i] == ref[i]);
+            else
+                assert_true(ok32[i] == (int32_t)(ref[i] >> 32) && op32[i] == (int32_t)(ref[i] & 0xFFFFFFFF));
+        }
+        /* every worker's scratch on its own node: both nodes got some; partitions went out in one group per
+         * node, in order */
+        assert_true(node_bytes[0] > 0 && node_bytes[1] > 0);
+        assert_true(probe.placed_phases >= 1);
+        assert_true(probe.tasks_on_node[0] > 0 && probe.tasks_on_node[1] > 0);
+        assert_false(probe.bad_order);
+        free(k32), free(p32), free(ok32), free(op32), free(k64), free(ok64), free(ref);
+    }
+    fb_sort_parallel_runner_free(ctx, &r);
+    assert_int_equal(fb_ctx_memory_used(ctx), 0);
+    fb_ctx_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -903,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_float_order), cmocka_unit_test(test_sort_table), cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_memory_limit), cmocka_unit_test(test_large), cmocka_unit_test(test_sort_table_records),
         cmocka_unit_test(test_duckdb), cmocka_unit_test(test_small_run_kernels), cmocka_unit_test(test_merge_kernels),
+        cmocka_unit_test(test_numa_partitions),
     };
     return cmocka_run_group_tests(tests, setup_variants, teardown_variants);
 }
