@@ -30,14 +30,15 @@ FB_INLINE void sn_store(uint64_t *p, sn_v v) { simde_mm512_storeu_si512(p, v); }
 FB_INLINE sn_v sn_flip(sn_v v) { return v; } /* AVX-512 has unsigned 64-bit min and max */
 FB_INLINE sn_v sn_min(sn_v a, sn_v b) { return simde_mm512_min_epu64(a, b); }
 FB_INLINE sn_v sn_max(sn_v a, sn_v b) { return simde_mm512_max_epu64(a, b); }
-/* lane l of the result = lane l ^ j of v */
+/* lane l of the result = lane l ^ j of v (index vectors from a constant table: one load, where the
+ * compiler would assemble a set_epi64 of constants lane by lane) */
+static const uint64_t sn_rev_idx[16] __attribute__((aligned(64))) = {7, 6, 5, 4, 3, 2, 1, 0, 0, 1, 2, 3, 4, 5, 6, 7};
+static const uint64_t sn_xor_idx[2][8] __attribute__((aligned(64))) = {{1, 0, 3, 2, 5, 4, 7, 6}, {2, 3, 0, 1, 6, 7, 4, 5}};
 FB_INLINE sn_v sn_swap(sn_v v, int j)
 {
     if (j == 4)
         return simde_mm512_shuffle_i64x2(v, v, SIMDE_MM_SHUFFLE(1, 0, 3, 2));
-    if (j == 2)
-        return simde_mm512_permutexvar_epi64(simde_mm512_set_epi64(5, 4, 7, 6, 1, 0, 3, 2), v);
-    return simde_mm512_permutexvar_epi64(simde_mm512_set_epi64(6, 7, 4, 5, 2, 3, 0, 1), v);
+    return simde_mm512_permutexvar_epi64(simde_mm512_load_si512(sn_xor_idx[j == 2]), v);
 }
 /* lanes whose bit in m is set from a, the others from b */
 FB_INLINE sn_v sn_blend(unsigned m, sn_v a, sn_v b) { return simde_mm512_mask_mov_epi64(b, (simde__mmask8)m, a); }
@@ -56,11 +57,14 @@ FB_INLINE sn_v sn_swap(sn_v v, int j)
         return simde_mm256_permute4x64_epi64(v, SIMDE_MM_SHUFFLE(1, 0, 3, 2));
     return simde_mm256_shuffle_epi32(v, SIMDE_MM_SHUFFLE(1, 0, 3, 2));
 }
+/* the 16 lane masks of 4 lanes, all-ones lanes where bit l of the index is set */
+#define SN_M4(m) {-(int64_t)((m) & 1), -(int64_t)(((m) >> 1) & 1), -(int64_t)(((m) >> 2) & 1), -(int64_t)(((m) >> 3) & 1)}
+static const int64_t sn_lanes[16][4] __attribute__((aligned(32))) = {
+    SN_M4(0), SN_M4(1), SN_M4(2),  SN_M4(3),  SN_M4(4),  SN_M4(5),  SN_M4(6),  SN_M4(7),
+    SN_M4(8), SN_M4(9), SN_M4(10), SN_M4(11), SN_M4(12), SN_M4(13), SN_M4(14), SN_M4(15)};
 FB_INLINE sn_v sn_blend(unsigned m, sn_v a, sn_v b)
 {
-    sn_v mv = simde_mm256_set_epi64x(-(int64_t)((m >> 3) & 1), -(int64_t)((m >> 2) & 1), -(int64_t)((m >> 1) & 1),
-                                     -(int64_t)(m & 1));
-    return simde_mm256_blendv_epi8(b, a, mv);
+    return simde_mm256_blendv_epi8(b, a, simde_mm256_load_si256((const simde__m256i *)sn_lanes[m & 15]));
 }
 #endif
 
@@ -127,7 +131,7 @@ FB_INLINE void sn_sort_regs(sn_v *v, int R, int lr)
 FB_INLINE void sn_run(const uint64_t *x, uint64_t *y, int64_t n, int R, int lr)
 {
     sn_v v[64 / SN_W], ones = simde_mm512_set1_epi64(-1);
-    sn_v iota = simde_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    sn_v iota = simde_mm512_load_si512(sn_rev_idx + 8);
     int64_t full = n / SN_W, c = n - full * SN_W;
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++) {
@@ -257,7 +261,7 @@ FB_INLINE void sn_merge2(sn_v *v, sn_v *w)
 #pragma GCC unroll 4
     for (int r = SN_MR; r < 2 * SN_MR; r++) {
 #if SN_W == 8
-        u[r] = simde_mm512_permutexvar_epi64(simde_mm512_set_epi64(0, 1, 2, 3, 4, 5, 6, 7), u[r]);
+        u[r] = simde_mm512_permutexvar_epi64(simde_mm512_load_si512(sn_rev_idx), u[r]);
 #else
         u[r] = simde_mm256_permute4x64_epi64(u[r], SIMDE_MM_SHUFFLE(0, 1, 2, 3));
 #endif
