@@ -425,22 +425,31 @@ static void scatter_wc(const uint64_t *a, int64_t n, int shift, uint64_t mask, i
         uint64_t x = a[i], d = (x >> shift) & mask;
         int64_t o = off[d]++;
         uint64_t *buf = wc + d * 8;
-        buf[(o + ph) & 7] = x;
-        if (((o + ph) & 7) == 7) {
-            int64_t line = o - 7;
-            if (line >= start[d]) {
+        if (((o + ph) & 7) != 7) {
+            buf[(o + ph) & 7] = x;
+            continue;
+        }
+        int64_t line = o - 7;
+        if (line >= start[d]) {
+            /* the line's last record goes from the register into the stream, not through buf: a load of
+             * buf right after storing into it would wait for the store (no store-to-load forwarding
+             * into a wider load) */
 #if defined(FB_KERNEL_AVX2) || defined(FB_KERNEL_AVX512)
-                simde_mm256_stream_si256((simde__m256i *)(dst + line), simde_mm256_load_si256((const simde__m256i *)buf));
-                simde_mm256_stream_si256((simde__m256i *)(dst + line + 4),
-                                         simde_mm256_load_si256((const simde__m256i *)(buf + 4)));
+            simde__m256i hi = simde_mm256_blend_epi32(simde_mm256_load_si256((const simde__m256i *)(buf + 4)),
+                                                      simde_mm256_set1_epi64x((int64_t)x), 0xC0);
+            simde_mm256_stream_si256((simde__m256i *)(dst + line), simde_mm256_load_si256((const simde__m256i *)buf));
+            simde_mm256_stream_si256((simde__m256i *)(dst + line + 4), hi);
 #else
-                for (int j = 0; j < 8; j += 2)
-                    simde_mm_stream_si128((simde__m128i *)(dst + line + j), simde_mm_load_si128((const simde__m128i *)(buf + j)));
+            for (int j = 0; j < 6; j += 2)
+                simde_mm_stream_si128((simde__m128i *)(dst + line + j), simde_mm_load_si128((const simde__m128i *)(buf + j)));
+            simde_mm_stream_si128((simde__m128i *)(dst + line + 6),
+                                  simde_mm_unpacklo_epi64(simde_mm_load_si128((const simde__m128i *)(buf + 6)),
+                                                          simde_mm_cvtsi64_si128((int64_t)x)));
 #endif
-            } else {
-                for (int64_t j = start[d]; j <= o; j++)
-                    dst[j] = buf[(j + ph) & 7];
-            }
+        } else {
+            buf[7] = x;
+            for (int64_t j = start[d]; j <= o; j++)
+                dst[j] = buf[(j + ph) & 7];
         }
     }
 }
