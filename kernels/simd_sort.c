@@ -2,7 +2,11 @@
  * written once against simde and compiled once per target (FB_KERNEL_BASE, FB_KERNEL_AVX2,
  * FB_KERNEL_AVX512; see simd_kernels.c). The pass is a few bitwise operations per lane, so all
  * variants use 256-bit vectors (the AVX-512 build gets the VEX/EVEX forms of them); tails take the
- * scalar encoders of fb_sort_internal.h. Results are bitwise identical to sort.c's scalar variant. */
+ * scalar encoders of fb_sort_internal.h. Results are bitwise identical to sort.c's scalar variant.
+ * Also the record sort's SIMD parts: sorting networks and a merge network for small runs (512-bit
+ * registers on AVX-512, 256-bit elsewhere; the AVX2 and AVX-512 bucket sorts end in them, the base
+ * variant keeps the rank sort, faster there than 64-bit compares emulated on SSE2; rs_net_merge is
+ * tested but no sort path takes it yet) and the write-combining scatter. */
 #include "fb_sort_internal.h"
 
 #include <string.h>
