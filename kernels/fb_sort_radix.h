@@ -243,6 +243,19 @@ static void rs_msd(uint64_t *x, uint64_t *y, int64_t n, int lo, int to_y)
             memcpy(x, y, (size_t)n * 8);
         return;
     }
+#ifdef RS_MERGE
+    /* whole records as keys (lo = 0: equal records are identical, so any merge is stable): two small
+     * sorts and their merge beat an MSD level here (AVX-512, 96..128 records: ~0.3 against ~0.73 us) */
+    if (lo == 0 && n <= 2 * RS_SMALL_MAX) {
+        int64_t h = n / 2;
+        RS_SMALL_SORT(x, y, h, 0);
+        RS_SMALL_SORT(x + h, y + h, n - h, 0);
+        RS_MERGE(y, h, y + h, n - h, x);
+        if (to_y)
+            memcpy(y, x, (size_t)n * 8);
+        return;
+    }
+#endif
     uint64_t mn = ~0ull, mx = 0;
     for (int64_t i = 0; i < n; i++) {
         uint64_t k = x[i] >> lo;

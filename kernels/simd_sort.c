@@ -5,8 +5,8 @@
  * scalar encoders of fb_sort_internal.h. Results are bitwise identical to sort.c's scalar variant.
  * Also the record sort's SIMD parts: sorting networks and a merge network for small runs (512-bit
  * registers on AVX-512, 256-bit elsewhere; the AVX2 and AVX-512 bucket sorts end in them, the base
- * variant keeps the rank sort, faster there than 64-bit compares emulated on SSE2; rs_net_merge is
- * tested but no sort path takes it yet) and the write-combining scatter. */
+ * variant keeps the rank sort, faster there than 64-bit compares emulated on SSE2; and runs of
+ * 65..128 whole-record keys end in two networks and rs_net_merge) and the write-combining scatter. */
 #include "fb_sort_internal.h"
 
 #include <string.h>
@@ -154,7 +154,7 @@ FB_INLINE void sn_run(const uint64_t *x, uint64_t *y, int64_t n, int R, int lr)
     for (int r = 0; r < R; r++) {
         if (r < full) {
             sn_store(y + r * SN_W, v[r]);
-        } else if (r == full && c) {
+        } else if (r == full && c && r > 0) { /* r > 0: n >= SN_W */
             /* lane l: l < SN_W - c: lane l + c of v[r - 1]; else lane l - (SN_W - c) of v[r] */
             sn_v idx = simde_mm512_add_epi64(iota, simde_mm512_set1_epi64(c));
             sn_store(y + n - SN_W, simde_mm512_permutex2var_epi64(v[r - 1], idx, v[r]));
@@ -321,6 +321,7 @@ static void rs_net_merge(const uint64_t *a, int64_t na, const uint64_t *b, int64
 /* the small MSD buckets take the networks; an MSD level aims at about 2^RS_MSD_PER records a bucket */
 #if defined(FB_KERNEL_AVX2) || defined(FB_KERNEL_AVX512)
 #define RS_SMALL_SORT rs_net_sort
+#define RS_MERGE rs_net_merge
 #ifndef RS_SMALL_MAX
 #define RS_SMALL_MAX 64
 #endif

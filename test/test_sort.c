@@ -863,6 +863,43 @@ static void test_small_run_kernels(void **state)
                     }
 }
 
+/* The bucket sort kernel (rs_sort) on runs around the sizes where it changes method: networks, two
+ * networks and a merge (whole-record keys), MSD levels, two LSD passes. */
+static void test_bucket_kernels(void **state)
+{
+    (void)state;
+    const fb_sort_kernels *ks[FB_ISA_COUNT];
+    int nk = record_kernels(ks);
+    const int64_t sizes[] = {0, 1, 2, 31, 63, 64, 65, 96, 127, 128, 129, 255, 256, 257, 1000, 5003};
+    uint64_t *x = malloc(5003 * 8), *a = malloc(5003 * 8), *t = malloc(5003 * 8), *ref = malloc(2 * 5003 * 8);
+    for (int ki = 0; ki < nk; ki++)
+        for (int lo = 0; lo <= 32; lo += 32)
+            for (int shape = 0; shape < 6; shape++)
+                for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+                    int64_t n = sizes[si];
+                    small_records(x, n, shape, lo);
+                    if (shape == 0 && (si & 1)) /* keys that differ in few low bits: the LSD path */
+                        for (int64_t i = 0; i < n; i++)
+                            x[i] = lo ? (x[i] & 0x00FFFFFFFFFFFFFFull) | (0x5Aull << 56) : x[i] & 0xFFFFF;
+                    for (int64_t i = 0; i < n; i++) {
+                        ref[2 * i] = x[i];
+                        ref[2 * i + 1] = (uint64_t)i;
+                    }
+                    rec_lo = lo;
+                    qsort(ref, (size_t)n, 16, rec_pos_cmp);
+                    memcpy(a, x, (size_t)n * 8);
+                    const uint64_t *r = n ? ks[ki]->rs_sort(a, t, n, lo) : a;
+                    for (int64_t i = 0; i < n; i++)
+                        if (r[i] != ref[2 * i])
+                            fail_msg("rs_sort %s n=%lld lo=%d shape %d: record %lld differs from qsort",
+                                     fb_isa_name(ks[ki]->isa), (long long)n, lo, shape, (long long)i);
+                }
+    free(x);
+    free(a);
+    free(t);
+    free(ref);
+}
+
 static void test_merge_kernels(void **state)
 {
     (void)state;
@@ -994,6 +1031,7 @@ int main(void)
         cmocka_unit_test(test_float_order), cmocka_unit_test(test_sort_table), cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_memory_limit), cmocka_unit_test(test_large), cmocka_unit_test(test_sort_table_records),
         cmocka_unit_test(test_duckdb), cmocka_unit_test(test_small_run_kernels), cmocka_unit_test(test_merge_kernels),
+        cmocka_unit_test(test_bucket_kernels),
         cmocka_unit_test(test_numa_partitions),
     };
     return cmocka_run_group_tests(tests, setup_variants, teardown_variants);
