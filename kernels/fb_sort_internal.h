@@ -38,6 +38,7 @@ typedef struct fb_rs_out {
 /* Rank sort up to this many records; top-level buckets of about FB_RS_BUCKET records (the
  * records of a bucket and its scratch stay in the core's L2); at most FB_RS_MAX_BITS bits a pass. */
 #define FB_RS_SMALL 32
+#define FB_RS_NET 64 /* the largest run the sorting networks of simd_sort.c take (rs_small) */
 #define FB_RS_BUCKET (1 << 15)
 #define FB_RS_MAX_BITS 12
 #define FB_RS_CHUNK 2048 /* rows encoded at a time into a worker's buffer */
@@ -58,6 +59,11 @@ typedef struct fb_sort_kernels {
     /* stable sort of a[0..n) by bits [lo, 64); t: n records of scratch. Returns a or t, whichever holds
      * the result. */
     uint64_t *(*rs_sort)(uint64_t *a, uint64_t *t, int64_t n, int lo);
+    /* stable sort of x[0..n) by bits [lo, 64) into y (distinct arrays), n <= FB_RS_NET, lo = 0 or 32:
+     * the rank sort (scalar) or a sorting network (simd_sort.c); the small MSD buckets' sort */
+    void (*rs_small)(const uint64_t *x, uint64_t *y, int64_t n, int lo);
+    /* merge of the ascending runs a[0..na) and b[0..nb) (whole 64-bit records, unsigned) into out */
+    void (*rs_merge)(const uint64_t *a, int64_t na, const uint64_t *b, int64_t nb, uint64_t *out);
     /* decodes n sorted records to rows [pos, pos + n) of out */
     void (*rs_emit)(const fb_rs_spec *s, const uint64_t *rec, int64_t n, int64_t pos, const fb_rs_out *out);
     /* out[i] = the ordered unsigned bits of v[i] (fb_key_32/fb_key_64 of kind, sign bit flipped, so
@@ -74,10 +80,23 @@ typedef struct fb_sort_kernels {
 typedef fb_status (*fb_sort_task_fn)(void *arg, int64_t task, int worker);
 typedef struct fb_sort_runner {
     int workers; /* tasks get worker indices 0..workers-1 */
-    /* runs task(arg, t, w) for every t in [0, n_tasks), each once; the first failure is returned */
-    fb_status (*run)(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg);
+    /* runs task(arg, t, w) for every t in [0, n_tasks), each once; the first failure is returned.
+     * task_node: NULL, or per task the NUMA node whose workers should run it (-1: any); a runner
+     * prefers a worker of that node and may let another one take it (work stealing). */
+    fb_status (*run)(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg,
+                     const int *task_node);
     void *self;
+    int nodes;          /* NUMA nodes of the context's topology (0 or 1: no placement) */
+    const int *node;    /* NULL, or [workers]: worker w's NUMA node, the node its scratch is allocated on */
+    int64_t *node_bytes;/* NULL, or [nodes]: the sort adds the bytes of worker scratch it allocates on each
+                           node (a diagnostic for tests) */
 } fb_sort_runner;
+
+/* The runtime's runner (runtime/sort_parallel.c) for ctx: fb_ctx_threads() workers placed as the
+ * scheduler places them (fb_numa_place_workers), so that node[w] is the node worker w runs on. Takes
+ * memory; fb_sort_parallel_runner_free() gives it back. */
+fb_status fb_sort_parallel_runner(fb_ctx *ctx, fb_sort_runner *out);
+void fb_sort_parallel_runner_free(fb_ctx *ctx, fb_sort_runner *r);
 
 /* The public sorts with a runner (sort.c); `where` names the public function for messages. */
 fb_status fb_sort_permutation_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, uint32_t *row_ids,

@@ -41,6 +41,8 @@ const fb_sort_kernels fb_sort_kernels_scalar = {
     .rs_scatter = rs_scatter_plain,
     .rs_flush = rs_flush_plain,
     .rs_sort = rs_sort_bucket,
+    .rs_small = rs_rank_sort,
+    .rs_merge = rs_merge_scalar,
     .rs_emit = rs_emit,
 };
 
@@ -372,16 +374,18 @@ static void advise_huge(void *p, size_t bytes)
 
 /* ---- runners ------------------------------------------------------------------------------------ */
 
-static fb_status serial_run(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg)
+static fb_status serial_run(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg,
+                            const int *task_node)
 {
     (void)self;
     (void)ctx;
+    (void)task_node;
     for (int64_t t = 0; t < n_tasks; t++)
         FB_FORWARD_IF_ERROR(task(arg, t, 0));
     return FB_OK;
 }
 
-static const fb_sort_runner serial_runner = {1, serial_run, NULL};
+static const fb_sort_runner serial_runner = {1, serial_run, NULL, 1, NULL, NULL};
 
 #define PHASE_MORSEL (1 << 18) /* rows per task of the encode, histogram and scatter phases */
 
@@ -420,14 +424,65 @@ typedef struct rs_job {
     uint64_t mask;
     uint32_t *hist;       /* [morsels][mask + 1]: counts, then each morsel's first position per digit */
     int64_t *bstart;      /* [mask + 2]: bucket d is [bstart[d], bstart[d + 1]) */
-    uint64_t *chunks;     /* per worker FB_RS_CHUNK records */
+    uint64_t **chunks;    /* per worker FB_RS_CHUNK records, on the worker's NUMA node */
     int64_t cap;          /* records of each worker's bucket scratch */
-    uint64_t *wbuf;       /* per worker: cap records, wc (mask + 1) * 8 records, off and start (mask + 1) each */
+    uint64_t **wbuf;      /* per worker, on its node: cap records (where the worker sorts its buckets), wc
+                             (mask + 1) * 8 records, off and start (mask + 1) each */
     size_t wstride;       /* uint64 per worker in wbuf */
 } rs_job;
 
-static uint64_t *rs_worker(const rs_job *j, int w) { return j->wbuf + (size_t)w * j->wstride; }
-static uint64_t *rs_chunk(const rs_job *j, int w) { return j->chunks + (size_t)w * FB_RS_CHUNK; }
+static uint64_t *rs_worker(const rs_job *j, int w) { return j->wbuf[w]; }
+static uint64_t *rs_chunk(const rs_job *j, int w) { return j->chunks[w]; }
+
+/* ---- NUMA placement --------------------------------------------------------------------------------
+ * A worker's scratch (its chunk buffer, and the bucket scratch in which it sorts each partition it
+ * takes) is allocated on the worker's NUMA node (fb_numa_alloc; on one node, or a synthetic topology,
+ * from the context's allocator), and on a machine with several nodes the partitions (bucket tasks) are
+ * handed out in contiguous groups, group k preferably to the workers of node k. */
+static int worker_node(const fb_sort_runner *run, int w) { return run->node ? run->node[w] : -1; }
+
+/* One buffer of `bytes` per worker, each on its worker's node; *out is NULL or an array whose entries
+ * are NULL where nothing was allocated (worker_bufs_free frees either). */
+static fb_status worker_bufs(fb_ctx *ctx, const fb_sort_runner *run, size_t bytes, uint64_t ***out,
+                             const char *where)
+{
+    uint64_t **p = NULL;
+    *out = NULL;
+    FB_FORWARD_IF_ERROR(fb_alloc(ctx, (size_t)run->workers * sizeof *p, 64, (void **)&p, where));
+    memset(p, 0, (size_t)run->workers * sizeof *p);
+    *out = p;
+    for (int w = 0; w < run->workers; w++) {
+        int node = worker_node(run, w);
+        FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, node, bytes, (void **)&p[w]));
+        if (run->node_bytes && node >= 0)
+            run->node_bytes[node] += (int64_t)bytes;
+    }
+    return FB_OK;
+}
+
+static void worker_bufs_free(fb_ctx *ctx, const fb_sort_runner *run, size_t bytes, uint64_t **p)
+{
+    if (!p)
+        return;
+    for (int w = 0; w < run->workers; w++)
+        fb_numa_free(ctx, worker_node(run, w), p[w], bytes);
+    fb_free(ctx, p, (size_t)run->workers * sizeof *p);
+}
+
+/* The preferred node of each of n partition tasks (contiguous groups, one per node), or NULL when the
+ * runner has one node (then nothing is allocated). */
+static fb_status partition_nodes(fb_ctx *ctx, const fb_sort_runner *run, int64_t n, int **out, const char *where)
+{
+    *out = NULL;
+    if (run->nodes <= 1 || n <= 0)
+        return FB_OK;
+    int *t = NULL;
+    FB_FORWARD_IF_ERROR(fb_alloc(ctx, (size_t)n * sizeof *t, 64, (void **)&t, where));
+    for (int64_t d = 0; d < n; d++)
+        t[d] = (int)(d * run->nodes / n);
+    *out = t;
+    return FB_OK;
+}
 
 /* The key range of a morsel (records encoded into the worker's chunk buffer, not kept). */
 static fb_status rs_task_range(void *arg, int64_t m, int w)
@@ -545,7 +600,9 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
     j.morsels = n_morsels(n);
     int own_b = !(spec->lo == 0 && out->key); /* else b is the output column */
     size_t abytes = (size_t)n * 8, rbytes = (size_t)j.morsels * 16, hbytes = 0, bsbytes = 0, wbytes = 0;
-    size_t cbytes = (size_t)run->workers * FB_RS_CHUNK * 8;
+    size_t cbytes = FB_RS_CHUNK * 8;
+    int *tnode = NULL;
+    size_t tbytes = 0;
     /* The first pass also takes the histogram for keys that differ in their top bit (uniform keys over
      * the type's range): then it is the partition's, and the histogram pass is saved. */
     int key_bits = spec->lo ? 32 : 64;
@@ -555,11 +612,11 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
     hbytes = (size_t)j.morsels * (j.mask + 1) * 4;
     fb_status st = fb_alloc(ctx, rbytes, 64, (void **)&j.range, where);
     if (st == FB_OK)
-        st = fb_alloc(ctx, cbytes, 64, (void **)&j.chunks, where);
+        st = worker_bufs(ctx, run, cbytes, &j.chunks, where);
     if (st == FB_OK && bits)
         st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
     if (st == FB_OK)
-        st = run->run(run->self, ctx, j.morsels, rs_task_range, &j);
+        st = run->run(run->self, ctx, j.morsels, rs_task_range, &j, NULL);
     if (st != FB_OK)
         goto done;
     uint64_t kmin = ~0ull, kmax = 0;
@@ -568,7 +625,7 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
         kmax = j.range[2 * m + 1] > kmax ? j.range[2 * m + 1] : kmax;
     }
     if (kmin == kmax) {
-        st = run->run(run->self, ctx, j.morsels, rs_task_emit_input, &j);
+        st = run->run(run->self, ctx, j.morsels, rs_task_emit_input, &j, NULL);
         goto done;
     }
     int hb = 64 - __builtin_clzll(kmin ^ kmax);
@@ -600,7 +657,7 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
         j.bstart[1] = n;
     } else {
         if (!have_hist)
-            st = run->run(run->self, ctx, j.morsels, rs_task_hist, &j);
+            st = run->run(run->self, ctx, j.morsels, rs_task_hist, &j, NULL);
         if (st != FB_OK)
             goto done;
         /* hist[m][d] becomes morsel m's first position for digit d */
@@ -621,21 +678,25 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
     j.cap = biggest < 8 * FB_RS_BUCKET ? biggest : 8 * FB_RS_BUCKET;
     j.cap = (j.cap + 7) & ~(int64_t)7;
     j.wstride = (size_t)j.cap + (bits ? (size_t)nd * 8 + (size_t)nd * 2 : 0);
-    wbytes = j.wstride * 8 * (size_t)run->workers;
-    st = fb_alloc(ctx, wbytes, 64, (void **)&j.wbuf, where);
+    wbytes = j.wstride * 8;
+    st = worker_bufs(ctx, run, wbytes, &j.wbuf, where);
+    if (st == FB_OK)
+        st = partition_nodes(ctx, run, (int64_t)nd, &tnode, where);
+    tbytes = tnode ? (size_t)nd * sizeof *tnode : 0;
     if (st == FB_OK && biggest > j.cap) {
         st = fb_alloc(ctx, abytes, 64, (void **)&j.a, where);
         advise_huge(j.a, abytes);
     }
     if (st == FB_OK)
-        st = run->run(run->self, ctx, j.morsels, bits ? rs_task_scatter : rs_task_encode, &j);
+        st = run->run(run->self, ctx, j.morsels, bits ? rs_task_scatter : rs_task_encode, &j, NULL);
     if (st == FB_OK)
-        st = run->run(run->self, ctx, (int64_t)nd, rs_task_bucket, &j);
+        st = run->run(run->self, ctx, (int64_t)nd, rs_task_bucket, &j, tnode);
 done:
-    fb_free(ctx, j.wbuf, j.wbuf ? wbytes : 0);
+    fb_free(ctx, tnode, tbytes);
+    worker_bufs_free(ctx, run, wbytes, j.wbuf);
     fb_free(ctx, j.bstart, j.bstart ? bsbytes : 0);
     fb_free(ctx, j.hist, j.hist ? hbytes : 0);
-    fb_free(ctx, j.chunks, j.chunks ? cbytes : 0);
+    worker_bufs_free(ctx, run, cbytes, j.chunks);
     fb_free(ctx, j.range, j.range ? rbytes : 0);
     if (own_b)
         fb_free(ctx, j.b, j.b ? abytes : 0);
@@ -782,7 +843,8 @@ static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, i
     size_t bytes = rec_bytes(n, R);
     FB_RETURN_ERROR_IF(bytes == 0, ctx, FB_ERR_OUT_OF_MEMORY, "%lld records do not fit in memory", (long long)n);
     size_t rbytes = (size_t)j.morsels * 16;
-    size_t hbytes = 0, bsbytes = 0;
+    size_t hbytes = 0, bsbytes = 0, tbytes = 0;
+    int *tnode = NULL;
     fb_status st = fb_alloc(ctx, bytes, 64, (void **)&j.a, where);
     if (st == FB_OK && n > SMALL_SORT)
         st = fb_alloc(ctx, bytes, 64, (void **)&j.b, where);
@@ -793,7 +855,7 @@ static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, i
     if (st == FB_OK)
         st = fb_alloc(ctx, rbytes, 64, (void **)&j.range, where);
     if (st == FB_OK)
-        st = run->run(run->self, ctx, j.morsels, gen_task_fill, &j);
+        st = run->run(run->self, ctx, j.morsels, gen_task_fill, &j, NULL);
     if (st != FB_OK)
         goto done;
     if (n <= SMALL_SORT) {
@@ -817,6 +879,9 @@ static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, i
     st = fb_alloc(ctx, hbytes, 64, (void **)&j.hist, where);
     if (st == FB_OK)
         st = fb_alloc(ctx, bsbytes, 64, (void **)&j.bstart, where);
+    if (st == FB_OK)
+        st = partition_nodes(ctx, run, (int64_t)nd, &tnode, where);
+    tbytes = tnode ? (size_t)nd * sizeof *tnode : 0;
     if (st != FB_OK)
         goto done;
     if (bits == 0) {
@@ -826,7 +891,7 @@ static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, i
         j.bstart[0] = 0;
         j.bstart[1] = n;
     } else {
-        st = run->run(run->self, ctx, j.morsels, gen_task_hist, &j);
+        st = run->run(run->self, ctx, j.morsels, gen_task_hist, &j, NULL);
         if (st != FB_OK)
             goto done;
         int64_t pos = 0;
@@ -839,11 +904,12 @@ static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, i
             }
         }
         j.bstart[nd] = pos;
-        st = run->run(run->self, ctx, j.morsels, gen_task_scatter, &j);
+        st = run->run(run->self, ctx, j.morsels, gen_task_scatter, &j, NULL);
     }
     if (st == FB_OK)
-        st = run->run(run->self, ctx, (int64_t)nd, gen_task_bucket, &j);
+        st = run->run(run->self, ctx, (int64_t)nd, gen_task_bucket, &j, tnode);
 done:
+    fb_free(ctx, tnode, tbytes);
     fb_free(ctx, j.bstart, j.bstart ? bsbytes : 0);
     fb_free(ctx, j.hist, j.hist ? hbytes : 0);
     fb_free(ctx, j.range, j.range ? rbytes : 0);
@@ -1030,7 +1096,7 @@ static fb_status top_n_parallel(fb_ctx *ctx, const fb_sort_key *keys, size_t n_k
     top_job j = {ctx, keys, n_keys, rows, m, NULL, where};
     size_t cbytes = (size_t)morsels * (size_t)m * 4;
     FB_FORWARD_IF_ERROR(fb_alloc(ctx, cbytes, 64, (void **)&j.cand, where));
-    fb_status st = run->run(run->self, ctx, morsels, top_task, &j);
+    fb_status st = run->run(run->self, ctx, morsels, top_task, &j, NULL);
     /* pack the candidates (row order) */
     int64_t nc = 0;
     for (int64_t t = 0; t < morsels && st == FB_OK; t++) {
@@ -1220,7 +1286,7 @@ fb_status fb_sort_table_with(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys
         st = sort_all(ctx, keys, n_keys, n, perm, run, where);
     if (st == FB_OK) {
         move_job mj = {ctx, keys, n_keys, payload, out, n_cols, perm, n, nulls};
-        st = run->run(run->self, ctx, tasks, move_task, &mj);
+        st = run->run(run->self, ctx, tasks, move_task, &mj, NULL);
     }
     if (st == FB_OK) {
         for (size_t i = 0; i < n_cols; i++) {

@@ -6,6 +6,7 @@
  * extremes of every type; sizes 0, 1, 2, 31, 1000 and 1M+7; single and multi-column keys; plus the
  * bad-input statuses and the memory limit. */
 #include "fb_test.h"
+#include "fb_sort_internal.h"
 
 #include <math.h>
 
@@ -776,13 +777,262 @@ static void test_duckdb(void **state)
 #endif
 }
 
+/* ---- the small-run kernels: sorting networks and merges (every ISA variant) ----------------------- */
+
+/* The record kernels of every variant this CPU runs. */
+static int record_kernels(const fb_sort_kernels **k)
+{
+    int n = 0;
+    k[n++] = &fb_sort_kernels_scalar;
+    if (fb_isa_supported(FB_ISA_BASE))
+        k[n++] = &fb_sort_kernels_base;
+#if defined(__x86_64__) || defined(__i386__)
+    if (fb_isa_supported(FB_ISA_AVX2))
+        k[n++] = &fb_sort_kernels_avx2;
+    if (fb_isa_supported(FB_ISA_AVX512))
+        k[n++] = &fb_sort_kernels_avx512;
+#endif
+    return n;
+}
+
+/* records of the small-run tests: (key bits [lo, 64), original position) ordered as qsort sees them */
+static int rec_lo;
+static int rec_pos_cmp(const void *pa, const void *pb)
+{
+    const uint64_t *a = pa, *b = pb; /* [0] record, [1] position */
+    uint64_t ka = rec_lo ? a[0] >> rec_lo : a[0], kb = rec_lo ? b[0] >> rec_lo : b[0];
+    if (ka != kb)
+        return ka < kb ? -1 : 1;
+    return a[1] < b[1] ? -1 : a[1] > b[1];
+}
+
+static int u64_cmp(const void *pa, const void *pb)
+{
+    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+    return a < b ? -1 : a > b;
+}
+
+/* n records of a shape: random, sorted, reverse-sorted, all-equal, few-distinct keys, extremes only;
+ * for lo = 32 the low halves are random (a payload: equal keys must keep their order) */
+static void small_records(uint64_t *x, int64_t n, int shape, int lo)
+{
+    static const uint64_t ext[] = {0, 1, ~0ull, 0x8000000000000000ull, 0x7FFFFFFFFFFFFFFFull, 0xFFFFFFFF00000000ull,
+                                   0x00000000FFFFFFFFull};
+    uint64_t base = fbt_next(&rng);
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t r = fbt_next(&rng);
+        switch (shape) {
+        case 0: x[i] = r; break;
+        case 1: x[i] = base + (uint64_t)i * (r % 3 + 1) * (lo ? 1ull << 32 : 1); break;
+        case 2: x[i] = ~0ull - (uint64_t)i * (lo ? 1ull << 32 : 1); break;
+        case 3: x[i] = base; break;
+        case 4: x[i] = (base + (r % 3)) << (lo ? 32 : 0); break;
+        default: x[i] = ext[r % (sizeof ext / sizeof ext[0])]; break;
+        }
+        if (lo)
+            x[i] = (x[i] & ~0xFFFFFFFFull) | (fbt_next(&rng) & 0xFFFFFFFFull);
+    }
+}
+
+static void test_small_run_kernels(void **state)
+{
+    (void)state;
+    const fb_sort_kernels *ks[FB_ISA_COUNT];
+    int nk = record_kernels(ks);
+    uint64_t x[FB_RS_NET + 1], y[FB_RS_NET + 1], ref[2 * FB_RS_NET];
+    for (int ki = 0; ki < nk; ki++)
+        for (int lo = 0; lo <= 32; lo += 32)
+            for (int shape = 0; shape < 6; shape++)
+                for (int64_t n = 0; n <= FB_RS_NET; n++)
+                    for (int rep = 0; rep < 3; rep++) {
+                        small_records(x, n, shape, lo);
+                        for (int64_t i = 0; i < n; i++) {
+                            ref[2 * i] = x[i];
+                            ref[2 * i + 1] = (uint64_t)i;
+                        }
+                        rec_lo = lo;
+                        qsort(ref, (size_t)n, 16, rec_pos_cmp);
+                        y[n] = 0x5A5A5A5A5A5A5A5Aull; /* no write past n */
+                        ks[ki]->rs_small(x, y, n, lo);
+                        for (int64_t i = 0; i < n; i++)
+                            if (y[i] != ref[2 * i])
+                                fail_msg("rs_small %s n=%lld lo=%d shape %d: record %lld is %llx, qsort has %llx",
+                                         fb_isa_name(ks[ki]->isa), (long long)n, lo, shape, (long long)i,
+                                         (unsigned long long)y[i], (unsigned long long)ref[2 * i]);
+                        assert_true(y[n] == 0x5A5A5A5A5A5A5A5Aull);
+                    }
+}
+
+/* The bucket sort kernel (rs_sort) on runs around the sizes where it changes method: networks, two
+ * networks and a merge (whole-record keys), MSD levels, two LSD passes. */
+static void test_bucket_kernels(void **state)
+{
+    (void)state;
+    const fb_sort_kernels *ks[FB_ISA_COUNT];
+    int nk = record_kernels(ks);
+    const int64_t sizes[] = {0, 1, 2, 31, 63, 64, 65, 96, 127, 128, 129, 255, 256, 257, 1000, 5003};
+    uint64_t *x = malloc(5003 * 8), *a = malloc(5003 * 8), *t = malloc(5003 * 8), *ref = malloc(2 * 5003 * 8);
+    for (int ki = 0; ki < nk; ki++)
+        for (int lo = 0; lo <= 32; lo += 32)
+            for (int shape = 0; shape < 6; shape++)
+                for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+                    int64_t n = sizes[si];
+                    small_records(x, n, shape, lo);
+                    if (shape == 0 && (si & 1)) /* keys that differ in few low bits: the LSD path */
+                        for (int64_t i = 0; i < n; i++)
+                            x[i] = lo ? (x[i] & 0x00FFFFFFFFFFFFFFull) | (0x5Aull << 56) : x[i] & 0xFFFFF;
+                    for (int64_t i = 0; i < n; i++) {
+                        ref[2 * i] = x[i];
+                        ref[2 * i + 1] = (uint64_t)i;
+                    }
+                    rec_lo = lo;
+                    qsort(ref, (size_t)n, 16, rec_pos_cmp);
+                    memcpy(a, x, (size_t)n * 8);
+                    const uint64_t *r = n ? ks[ki]->rs_sort(a, t, n, lo) : a;
+                    for (int64_t i = 0; i < n; i++)
+                        if (r[i] != ref[2 * i])
+                            fail_msg("rs_sort %s n=%lld lo=%d shape %d: record %lld differs from qsort",
+                                     fb_isa_name(ks[ki]->isa), (long long)n, lo, shape, (long long)i);
+                }
+    free(x);
+    free(a);
+    free(t);
+    free(ref);
+}
+
+static void test_merge_kernels(void **state)
+{
+    (void)state;
+    const fb_sort_kernels *ks[FB_ISA_COUNT];
+    int nk = record_kernels(ks);
+    const int64_t sizes[] = {0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 100, 1007};
+    const int ns = (int)(sizeof sizes / sizeof sizes[0]);
+    uint64_t *a = malloc(1008 * 8), *b = malloc(1008 * 8), *o = malloc(2017 * 8), *r = malloc(2016 * 8);
+    for (int ki = 0; ki < nk; ki++)
+        for (int ia = 0; ia < ns; ia++)
+            for (int ib = 0; ib < ns; ib++)
+                for (int shape = 0; shape < 6; shape++) {
+                    int64_t na = sizes[ia], nb = sizes[ib];
+                    small_records(a, na, shape, 0);
+                    small_records(b, nb, (shape + ia) % 6, 0);
+                    qsort(a, (size_t)na, 8, u64_cmp);
+                    qsort(b, (size_t)nb, 8, u64_cmp);
+                    memcpy(r, a, (size_t)na * 8);
+                    memcpy(r + na, b, (size_t)nb * 8);
+                    qsort(r, (size_t)(na + nb), 8, u64_cmp);
+                    o[na + nb] = 0x5A5A5A5A5A5A5A5Aull;
+                    ks[ki]->rs_merge(a, na, b, nb, o);
+                    if (memcmp(o, r, (size_t)(na + nb) * 8) != 0)
+                        fail_msg("rs_merge %s %lld + %lld records, shape %d: differs from qsort",
+                                 fb_isa_name(ks[ki]->isa), (long long)na, (long long)nb, shape);
+                    assert_true(o[na + nb] == 0x5A5A5A5A5A5A5A5Aull);
+                }
+    free(a);
+    free(b);
+    free(o);
+    free(r);
+}
+
+/* ---- NUMA-local partitions (a synthetic two-node topology) ----------------------------------------- */
+
+typedef struct numa_probe {
+    fb_sort_runner inner;   /* the runtime's runner */
+    int64_t placed_phases;  /* phases run with preferred nodes */
+    int64_t tasks_on_node[2];
+    int bad_order;          /* preferred nodes not in contiguous ascending groups */
+} numa_probe;
+
+static fb_status numa_probe_run(void *self, fb_ctx *ctx, int64_t n_tasks, fb_sort_task_fn task, void *arg,
+                                const int *task_node)
+{
+    numa_probe *p = self;
+    if (task_node) {
+        p->placed_phases++;
+        for (int64_t t = 0; t < n_tasks; t++) {
+            assert_true(task_node[t] >= 0 && task_node[t] < 2);
+            p->tasks_on_node[task_node[t]]++;
+            if (t > 0 && task_node[t] < task_node[t - 1])
+                p->bad_order = 1;
+        }
+    }
+    return p->inner.run(p->inner.self, ctx, n_tasks, task, arg, task_node);
+}
+
+static void test_numa_partitions(void **state)
+{
+    (void)state;
+    fb_options *o = NULL;
+    fb_ctx *ctx = NULL;
+    assert_int_equal(fb_options_create(&o), FB_OK);
+    assert_int_equal(fb_options_set_topology(o, "pack:2 numa:1 l3:1(size=32MB) core:2 pu:1"), FB_OK);
+    assert_int_equal(fb_options_set_threads(o, 4), FB_OK);
+    assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+    fb_options_destroy(o);
+    fb_sort_runner r;
+    assert_int_equal(fb_sort_parallel_runner(ctx, &r), FB_OK);
+    assert_int_equal(r.workers, 4);
+    assert_int_equal(r.nodes, 2);
+    int on[2] = {0, 0};
+    for (int w = 0; w < r.workers; w++) {
+        assert_true(r.node[w] == 0 || r.node[w] == 1);
+        on[r.node[w]]++;
+    }
+    assert_true(on[0] > 0 && on[1] > 0);
+    /* int32 keys (few distinct: ties) with their row number as payload, and int64 keys alone */
+    const int64_t n = 300007;
+    for (int wide = 0; wide <= 1; wide++) {
+        int64_t node_bytes[2] = {0, 0};
+        numa_probe probe = {.inner = r};
+        fb_sort_runner pr = r;
+        pr.run = numa_probe_run;
+        pr.self = &probe;
+        pr.node_bytes = node_bytes;
+        int32_t *k32 = malloc((size_t)n * 4), *p32 = malloc((size_t)n * 4), *ok32 = malloc((size_t)n * 4),
+                *op32 = malloc((size_t)n * 4);
+        int64_t *k64 = malloc((size_t)n * 8), *ok64 = malloc((size_t)n * 8), *ref = malloc((size_t)n * 8);
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t x = fbt_next(&rng);
+            k32[i] = (int32_t)(x % 50000) - 25000;
+            p32[i] = (int32_t)i;
+            k64[i] = (int64_t)x;
+            ref[i] = wide ? k64[i] : (int64_t)k32[i] * (1ll << 32) + i; /* key, then row: the stable order */
+        }
+        fb_sort_key key = {wide ? fb_column_make(FB_TYPE_INT64, k64, n, NULL) : fb_column_make(FB_TYPE_INT32, k32, n, NULL),
+                           0, 0};
+        fb_column pay = fb_column_make(FB_TYPE_INT32, p32, n, NULL);
+        fb_column_out out[2] = {{.type = key.column.type, .capacity = n, .data = wide ? (void *)ok64 : (void *)ok32},
+                                {.type = FB_TYPE_INT32, .capacity = n, .data = op32}};
+        assert_int_equal(fb_sort_table_with(ctx, &key, 1, wide ? NULL : &pay, wide ? 0 : 1, out, &pr, "test"), FB_OK);
+        value_sort_type = FB_TYPE_INT64;
+        qsort(ref, (size_t)n, 8, value_sort_cmp);
+        for (int64_t i = 0; i < n; i++) {
+            if (wide)
+                assert_true(ok64[i] == ref[i]);
+            else
+                assert_true(ok32[i] == (int32_t)(ref[i] >> 32) && op32[i] == (int32_t)(ref[i] & 0xFFFFFFFF));
+        }
+        /* every worker's scratch on its own node: both nodes got some; partitions went out in one group per
+         * node, in order */
+        assert_true(node_bytes[0] > 0 && node_bytes[1] > 0);
+        assert_true(probe.placed_phases >= 1);
+        assert_true(probe.tasks_on_node[0] > 0 && probe.tasks_on_node[1] > 0);
+        assert_false(probe.bad_order);
+        free(k32), free(p32), free(ok32), free(op32), free(k64), free(ok64), free(ref);
+    }
+    fb_sort_parallel_runner_free(ctx, &r);
+    assert_int_equal(fb_ctx_memory_used(ctx), 0);
+    fb_ctx_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_key), cmocka_unit_test(test_multi_key),   cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_float_order), cmocka_unit_test(test_sort_table), cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_memory_limit), cmocka_unit_test(test_large), cmocka_unit_test(test_sort_table_records),
-        cmocka_unit_test(test_duckdb),
+        cmocka_unit_test(test_duckdb), cmocka_unit_test(test_small_run_kernels), cmocka_unit_test(test_merge_kernels),
+        cmocka_unit_test(test_bucket_kernels),
+        cmocka_unit_test(test_numa_partitions),
     };
     return cmocka_run_group_tests(tests, setup_variants, teardown_variants);
 }

@@ -91,8 +91,9 @@ FB_API fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_ke
  * partitioned stably by the top bits in which the keys differ into buckets of about 32Ki records
  * (per-morsel histograms, prefix sums, a scatter through write-combining buffers with streaming
  * stores), and each bucket is sorted by one worker inside its cache: an MSD radix sort that skips the
- * bits its keys share and ends in branch-free rank sorts of a few records (for several keys, nulls
- * and floats: the normalized records and their MSD sort described above). One key
+ * bits its keys share and ends in sorting networks of up to 64 records in SIMD registers (bitonic,
+ * through simde; the scalar and SSE2 variants: branch-free rank sorts; equal keys keep their order) (for
+ * several keys, nulls and floats: the normalized records and their MSD sort described above). One key
  * without nulls of at most 32 bits (not float for fb_sort_table_parallel) with at most one payload of at
  * most 32 bits without nulls, or one 64-bit integer key alone, is sorted as 8-byte records that carry
  * the values themselves (no permutation, no gather); fb_sort_permutation() and fb_sort_table() take the
@@ -101,6 +102,11 @@ FB_API fb_status fb_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n_ke
  *
  * Memory: as the single-threaded functions, plus per worker up to 2 MiB of bucket scratch and the
  * write-combining buffers (32 KiB per 512 buckets).
+ *
+ * NUMA: each worker's scratch (where it sorts the buckets it takes) is allocated on the worker's node
+ * (fb_numa_alloc()), and on a topology with several nodes the buckets are handed out in contiguous
+ * groups, group k preferably to the workers of node k (others may steal them). The partitioned records
+ * themselves and the outputs stay where the allocator (or the caller) put them.
  * @{ */
 
 /** \brief fb_sort_permutation() on the context's worker threads. \return as fb_sort_permutation(). */
