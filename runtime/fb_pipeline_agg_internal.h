@@ -14,6 +14,7 @@ typedef struct fb_agg_path_counts {
     int64_t generic_rows;    /* the fallback: one fb_agg_table per worker */
     int64_t spilled_records; /* partial aggregates written to the partitions (passed rows included) */
     int64_t flushes;         /* pre-aggregation tables emptied into the partitions */
+    int64_t compact_rows;    /* of passed_rows: sent as compact rows (key and value, 8 or 16 bytes) */
 } fb_agg_path_counts;
 
 /* The counts of g's run (all zero for NULL or an unfinished result). */

@@ -31,6 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 __extension__ typedef __int128 agg_i128;
 __extension__ typedef unsigned __int128 agg_u128;
@@ -42,7 +45,7 @@ __extension__ typedef unsigned __int128 agg_u128;
 #define AGG_FLUSH_ROWS (INT64_C(1) << 30) /* rows a table takes before it is flushed: narrow sums of
                                              32-bit values and the 31-bit packed counts cannot overflow */
 #define AGG_LOW31 UINT64_C(0x7FFFFFFF)
-#define AGG_SLAB_BYTES ((size_t)8 << 20)
+#define AGG_SLAB_BYTES ((size_t)32 << 20)
 #define AGG_BLOCK_BYTES ((size_t)16 << 10)
 #define AGG_MERGE_MIN 16384 /* records below which neighbouring partitions are merged together */
 #define AGG_NULL_FLAG (UINT64_C(1) << 63)
@@ -224,15 +227,25 @@ typedef struct agg_block {
 
 typedef struct agg_slab {
     struct agg_slab *next;
-    char pad[56];
+    size_t bytes;
+    char pad[48];
 } agg_slab;
 
+/* A worker's partitions. Two chains per partition: records of W words (partial aggregates), and
+ * compact rows (one input row each, AGG_ROW_BYTES: see compact_*), written through a
+ * software write-combining buffer of one cache line per partition and streamed out line by line. */
 typedef struct agg_parts {
     uint64_t *cur[AGG_NPART], *end[AGG_NPART];
     agg_block *head[AGG_NPART], *tail[AGG_NPART];
+    char *ccur[AGG_NPART], *cend[AGG_NPART];
+    agg_block *chead[AGG_NPART], *ctail[AGG_NPART];
+    uint8_t cfill[AGG_NPART]; /* bytes in the partition's write-combining line */
+    uint64_t *wc;             /* AGG_NPART lines of 64 bytes */
     agg_slab *slabs;
     char *slab_cur, *slab_end;
+    int n_slabs;
     int node;
+    int rs;                   /* compact row bytes: 8 or 16 */
     int64_t records;
 } agg_parts;
 
@@ -241,23 +254,41 @@ static void parts_free(fb_ctx *ctx, agg_parts *P)
     while (P->slabs) {
         agg_slab *s = P->slabs;
         P->slabs = s->next;
-        fb_numa_free(ctx, P->node, s, AGG_SLAB_BYTES);
+        fb_numa_free(ctx, P->node, s, s->bytes);
     }
+    fb_numa_free(ctx, P->node, P->wc, (size_t)AGG_NPART * 64);
+    P->wc = NULL;
+}
+
+/* A fresh block from the worker's slabs (slabs grow from 2 MiB to AGG_SLAB_BYTES: small runs stay
+ * small, large ones take few blocks of the context's cache). */
+static fb_status parts_block(fb_ctx *ctx, agg_parts *P, agg_block **out)
+{
+    if (P->slab_cur + AGG_BLOCK_BYTES > P->slab_end) {
+        agg_slab *s;
+        size_t bytes = ((size_t)2 << 20) << (P->n_slabs < 4 ? P->n_slabs : 4);
+        bytes = bytes < AGG_SLAB_BYTES ? bytes : AGG_SLAB_BYTES;
+        FB_FORWARD_IF_ERROR(agg_alloc(ctx, P->node, bytes, (void **)&s));
+        s->next = P->slabs;
+        s->bytes = bytes;
+        P->slabs = s;
+        P->n_slabs++;
+        P->slab_cur = (char *)s + sizeof *s;
+        P->slab_end = (char *)s + bytes;
+    }
+    agg_block *b = (agg_block *)P->slab_cur;
+    P->slab_cur += AGG_BLOCK_BYTES;
+    b->next = NULL;
+    b->n = 0;
+    *out = b;
+    return FB_OK;
 }
 
 /* Opens a new block for partition p. */
 static fb_status parts_new_block(fb_ctx *ctx, agg_parts *P, int p, int W)
 {
-    if (P->slab_cur + AGG_BLOCK_BYTES > P->slab_end) {
-        agg_slab *s;
-        FB_FORWARD_IF_ERROR(agg_alloc(ctx, P->node, AGG_SLAB_BYTES, (void **)&s));
-        s->next = P->slabs;
-        P->slabs = s;
-        P->slab_cur = (char *)s + sizeof *s;
-        P->slab_end = (char *)s + AGG_SLAB_BYTES;
-    }
-    agg_block *b = (agg_block *)P->slab_cur;
-    P->slab_cur += AGG_BLOCK_BYTES;
+    agg_block *b;
+    FB_FORWARD_IF_ERROR(parts_block(ctx, P, &b));
     b->next = NULL;
     b->n = 0;
     if (P->tail[p]) {
@@ -272,11 +303,130 @@ static fb_status parts_new_block(fb_ctx *ctx, agg_parts *P, int p, int W)
     return FB_OK;
 }
 
-static void parts_close(agg_parts *P, int W)
+/* Bytes of compact rows a block holds: whole lines. */
+#define AGG_CBLOCK_PAYLOAD ((AGG_BLOCK_BYTES - sizeof(agg_block)) / 64 * 64)
+
+/* Opens a new block of compact rows for partition p. */
+static fb_status compact_new_block(fb_ctx *ctx, agg_parts *P, int p)
+{
+    agg_block *b;
+    FB_FORWARD_IF_ERROR(parts_block(ctx, P, &b));
+    if (P->ctail[p]) {
+        P->ctail[p]->n = (P->ccur[p] - (char *)(P->ctail[p] + 1)) / P->rs;
+        P->ctail[p]->next = b;
+    } else {
+        P->chead[p] = b;
+    }
+    P->ctail[p] = b;
+    P->ccur[p] = (char *)(b + 1);
+    P->cend[p] = P->ccur[p] + AGG_CBLOCK_PAYLOAD;
+    return FB_OK;
+}
+
+/* Writes partition p's full write-combining line to its block, past the caches. */
+static fb_status compact_flush_line(fb_ctx *ctx, agg_parts *P, int p)
+{
+    if (__builtin_expect(P->ccur[p] == P->cend[p], 0))
+        FB_FORWARD_IF_ERROR(compact_new_block(ctx, P, p));
+    const uint64_t *src = P->wc + (size_t)p * 8;
+#if defined(__SSE2__)
+    __m128i *d = (__m128i *)(void *)P->ccur[p];
+    const __m128i *s = (const __m128i *)(const void *)src;
+    _mm_stream_si128(d, _mm_load_si128(s));
+    _mm_stream_si128(d + 1, _mm_load_si128(s + 1));
+    _mm_stream_si128(d + 2, _mm_load_si128(s + 2));
+    _mm_stream_si128(d + 3, _mm_load_si128(s + 3));
+#else
+    memcpy(P->ccur[p], src, 64);
+#endif
+    P->ccur[p] += 64;
+    return FB_OK;
+}
+
+/* Compact rows of one batch: keys and values as ordered int64 (vals NULL: no value column). rs 8:
+ * the key's low 32 bits and the value's in one word; rs 16: key and value words. */
+static fb_status compact_put(fb_ctx *ctx, agg_parts *P, const int64_t *keys, const int64_t *vals, int64_t m)
+{
+    uint64_t *wc = P->wc;
+    uint8_t *fill = P->cfill;
+    if (P->rs == 8) {
+        for (int64_t j = 0; j < m; j++) {
+            uint64_t k = (uint64_t)keys[j];
+            int p = (int)(fb_hash_u64(k) >> (64 - FB_AGG_PARTITION_BITS));
+            unsigned f = fill[p];
+            wc[(size_t)p * 8 + (f >> 3)] = (k & 0xFFFFFFFFu) | (vals ? (uint64_t)vals[j] << 32 : 0);
+            f += 8;
+            if (f == 64) {
+                FB_FORWARD_IF_ERROR(compact_flush_line(ctx, P, p));
+                f = 0;
+            }
+            fill[p] = (uint8_t)f;
+        }
+    } else {
+        for (int64_t j = 0; j < m; j++) {
+            uint64_t k = (uint64_t)keys[j];
+            int p = (int)(fb_hash_u64(k) >> (64 - FB_AGG_PARTITION_BITS));
+            unsigned f = fill[p];
+            uint64_t *d = wc + (size_t)p * 8 + (f >> 3);
+            d[0] = k;
+            d[1] = vals ? (uint64_t)vals[j] : 0;
+            f += 16;
+            if (f == 64) {
+                FB_FORWARD_IF_ERROR(compact_flush_line(ctx, P, p));
+                f = 0;
+            }
+            fill[p] = (uint8_t)f;
+        }
+    }
+    P->records += m;
+    return FB_OK;
+}
+
+/* compact_put with rs 8 for an int32 (date32) key column and an int32 value column (or none) read
+ * in place, rows base..base+m-1. */
+static fb_status compact_put_i32(fb_ctx *ctx, agg_parts *P, const int32_t *keys, const int32_t *vals, int64_t m)
+{
+    uint64_t *wc = P->wc;
+    uint8_t *fill = P->cfill;
+    for (int64_t j = 0; j < m; j++) {
+        uint32_t k = (uint32_t)keys[j];
+        int p = (int)(fb_hash_u64((uint64_t)(int64_t)keys[j]) >> (64 - FB_AGG_PARTITION_BITS));
+        unsigned f = fill[p];
+        wc[(size_t)p * 8 + (f >> 3)] = k | (vals ? (uint64_t)(uint32_t)vals[j] << 32 : 0);
+        f += 8;
+        if (f == 64) {
+            FB_FORWARD_IF_ERROR(compact_flush_line(ctx, P, p));
+            f = 0;
+        }
+        fill[p] = (uint8_t)f;
+    }
+    P->records += m;
+    return FB_OK;
+}
+
+/* Ends phase 1 for a worker's partitions: the partial lines go out, every block gets its count. */
+static fb_status parts_close(fb_ctx *ctx, agg_parts *P, int W)
 {
     for (int p = 0; p < AGG_NPART; p++)
         if (P->tail[p])
             P->tail[p]->n = (P->cur[p] - (uint64_t *)(P->tail[p] + 1)) / W;
+    if (!P->wc)
+        return FB_OK;
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+    for (int p = 0; p < AGG_NPART; p++) {
+        if (P->cfill[p]) {
+            if (P->ccur[p] == P->cend[p])
+                FB_FORWARD_IF_ERROR(compact_new_block(ctx, P, p));
+            memcpy(P->ccur[p], P->wc + (size_t)p * 8, P->cfill[p]);
+            P->ccur[p] += P->cfill[p];
+            P->cfill[p] = 0;
+        }
+        if (P->ctail[p])
+            P->ctail[p]->n = (P->ccur[p] - (char *)(P->ctail[p] + 1)) / P->rs;
+    }
+    return FB_OK;
 }
 
 /* Appends one record (W words) with hash h. */
@@ -654,6 +804,10 @@ typedef struct agg_user {
     int next_part;                       /* the merge source's cursor */
     int range[AGG_NPART + 1];            /* output partition i merges radix partitions range[i]..range[i+1]-1 */
     int direct_i32;                      /* int32/date32 key, every value read int32: fast_direct_i32() */
+    int compact_rs;                      /* passed rows go out as compact rows of this many bytes (0: as
+                                            records): one key, at most one value column read */
+    int compact_col;                     /* that value column, or -1 */
+    int compact_ksigned;                 /* rs 8: the key's 32 bits sign-extend (else zero-extend) */
 } agg_user;
 
 typedef struct agg_global {
@@ -801,6 +955,11 @@ static fb_status agg_init_local_parts(void *user, void *global, const fb_worker_
     FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, l->node, sizeof(agg_parts), (void **)&l->parts));
     memset(l->parts, 0, sizeof(agg_parts));
     l->parts->node = l->node;
+    l->parts->rs = u->compact_rs;
+    if (u->compact_rs) {
+        FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, l->node, (size_t)AGG_NPART * 64, (void **)&l->parts->wc));
+        memset(l->parts->cfill, 0, sizeof l->parts->cfill);
+    }
     return FB_OK;
 }
 
@@ -1248,16 +1407,30 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
     int64_t b = 0;
     if ((l->mode == MODE_NONE || l->mode == MODE_DIRECT) && u->direct_i32 && !sel)
         FB_FORWARD_IF_ERROR(fast_direct_i32(u, l, ch, &b));
+    const int vc = u->compact_col;
     for (; b < n; b += AGG_BATCH) {
         int64_t m = n - b < AGG_BATCH ? n - b : AGG_BATCH;
+        if (l->mode == MODE_PRE && (strat == FB_AGG_STRATEGY_PARTITION || l->pass_left > 0) && u->direct_i32 &&
+            u->compact_rs == 8 && !sel && !kc->validity &&
+            (vc < 0 || !ch->columns[u->value_col[vc]].validity)) {
+            /* passing int32 rows on: straight from the columns into the partitions */
+            const fb_column *vcol = vc >= 0 ? &ch->columns[u->value_col[vc]] : NULL;
+            FB_FORWARD_IF_ERROR(compact_put_i32(l->ctx, l->parts, (const int32_t *)kc->data + kc->offset + b,
+                                                vcol ? (const int32_t *)vcol->data + vcol->offset + b : NULL, m));
+            l->paths.spilled_records += m;
+            l->paths.passed_rows += m;
+            l->paths.compact_rows += m;
+            l->pass_left = l->pass_left > m ? l->pass_left - m : 0;
+            continue;
+        }
         const uint32_t *bs = sel ? sel + b : NULL;
         load_ordered(kc, bs, b, m, l->kv);
         int has_kvalid = load_valid(kc, bs, b, m, l->kvalid);
         for (size_t v = 0; v < u->n_values; v++)
             if (u->value_type[v] != FB_TYPE_INVALID) {
-                const fb_column *vc = &ch->columns[u->value_col[v]];
-                load_ordered(vc, bs, b, m, l->vv[v]);
-                has_vvalid[v] = load_valid(vc, bs, b, m, l->vvalid[v]);
+                const fb_column *vcol = &ch->columns[u->value_col[v]];
+                load_ordered(vcol, bs, b, m, l->vv[v]);
+                has_vvalid[v] = load_valid(vcol, bs, b, m, l->vvalid[v]);
             }
         if (l->mode == MODE_NONE || l->mode == MODE_DIRECT) {
             int64_t mn, mx;
@@ -1269,11 +1442,19 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
                 continue;
             }
         }
-        build_records(u, l, m, has_kvalid, has_vvalid);
         if (strat == FB_AGG_STRATEGY_PARTITION || l->pass_left > 0) {
-            FB_FORWARD_IF_ERROR(spill_batch(u, l, 0, m));
+            if (u->compact_rs && !has_kvalid && (vc < 0 || !has_vvalid[vc])) {
+                FB_FORWARD_IF_ERROR(compact_put(l->ctx, l->parts, l->kv, vc >= 0 ? l->vv[vc] : NULL, m));
+                l->paths.spilled_records += m;
+                l->paths.passed_rows += m;
+                l->paths.compact_rows += m;
+            } else {
+                build_records(u, l, m, has_kvalid, has_vvalid);
+                FB_FORWARD_IF_ERROR(spill_batch(u, l, 0, m));
+            }
             l->pass_left = l->pass_left > m ? l->pass_left - m : 0;
         } else {
+            build_records(u, l, m, has_kvalid, has_vvalid);
             FB_FORWARD_IF_ERROR(pre_batch(u, l, m));
         }
     }
@@ -1321,6 +1502,7 @@ static void add_paths(fb_agg_path_counts *a, const fb_agg_path_counts *b)
     a->generic_rows += b->generic_rows;
     a->spilled_records += b->spilled_records;
     a->flushes += b->flushes;
+    a->compact_rows += b->compact_rows;
 }
 
 static fb_status agg_combine(void *user, void *global, void *local)
@@ -1340,7 +1522,7 @@ static fb_status agg_combine(void *user, void *global, void *local)
             FB_FORWARD_IF_ERROR(direct_flush(u, l));
         if (l->pre.groups)
             FB_FORWARD_IF_ERROR(pre_flush(u, l));
-        parts_close(l->parts, u->L.W);
+        FB_FORWARD_IF_ERROR(parts_close(l->ctx, l->parts, u->L.W));
         G->parts[G->n_parts_in++] = l->parts;
         l->parts = NULL;
     }
@@ -1349,6 +1531,19 @@ static fb_status agg_combine(void *user, void *global, void *local)
 }
 
 /* ---- phase 2: partitions → groups ------------------------------------------------------------------ */
+
+/* Records and compact rows of radix partition p, over the workers. */
+static int64_t part_records(const agg_global *G, int p)
+{
+    int64_t n = 0;
+    for (int i = 0; i < G->n_parts_in; i++) {
+        for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
+            n += b->n;
+        for (const agg_block *b = G->parts[i]->chead[p]; b; b = b->next)
+            n += b->n;
+    }
+    return n;
+}
 
 static fb_status merge_src_init_global(void *user, fb_ctx *ctx, void **global)
 {
@@ -1366,9 +1561,7 @@ static fb_status merge_src_init_global(void *user, fb_ctx *ctx, void **global)
         int64_t acc = 0;
         g->n_parts = 0;
         for (int p = 0; p < AGG_NPART; p++) {
-            for (int i = 0; i < G->n_parts_in; i++)
-                for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
-                    acc += b->n;
+            acc += part_records(G, p);
             if (acc >= AGG_MERGE_MIN || p == AGG_NPART - 1) {
                 u->range[++g->n_parts] = p + 1;
                 acc = 0;
@@ -1412,6 +1605,7 @@ typedef struct merge_local {
     agg_table T;
     uint64_t *h;
     uint32_t *gid;
+    int64_t *keys, *vals; /* compact rows, decoded */
     int64_t last_groups; /* of the previous partition: hash partitions are alike, so it sizes the next table */
     agg_oslab *slabs;    /* output memory, handed to the result by combine */
     char *out_cur, *out_end;
@@ -1459,12 +1653,14 @@ static fb_status merge_init_local(void *user, void *global, const fb_worker_info
     merge_local *ml;
     (void)global;
     int node = agg_mem_node(u->g->ctx, w->numa_node);
-    FB_FORWARD_IF_ERROR(fb_numa_alloc(u->g->ctx, node, sizeof *ml + AGG_BATCH * 12, (void **)&ml));
+    FB_FORWARD_IF_ERROR(fb_numa_alloc(u->g->ctx, node, sizeof *ml + AGG_BATCH * 28, (void **)&ml));
     memset(ml, 0, sizeof *ml);
     ml->node = node;
     ml->T.node = node;
     ml->h = (uint64_t *)(ml + 1);
-    ml->gid = (uint32_t *)(ml->h + AGG_BATCH);
+    ml->keys = (int64_t *)(ml->h + AGG_BATCH);
+    ml->vals = ml->keys + AGG_BATCH;
+    ml->gid = (uint32_t *)(ml->vals + AGG_BATCH);
     *local = ml;
     return FB_OK;
 }
@@ -1479,7 +1675,7 @@ static void merge_destroy_local(void *user, void *global, void *local)
     fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * (size_t)u->L.WT * 8);
     fb_numa_free(u->g->ctx, ml->node, (void *)ml->ent, ml->ent_cap * sizeof *ml->ent);
     oslabs_free(u->g->ctx, ml->slabs);
-    fb_numa_free(u->g->ctx, ml->node, ml, sizeof *ml + AGG_BATCH * 12);
+    fb_numa_free(u->g->ctx, ml->node, ml, sizeof *ml + AGG_BATCH * 28);
 }
 
 /* A table of at least `slots` slots, emptied. */
@@ -1672,6 +1868,105 @@ static fb_status merge_generic(agg_user *u, merge_local *ml, agg_out *o)
     return st;
 }
 
+/* Aggregates m compact rows into the merge table (which has room for m more groups). */
+static void merge_compact(const agg_user *u, merge_local *ml, const char *rows, int64_t m)
+{
+    const agg_layout *L = &u->L;
+    const size_t TW = (size_t)L->WT, mask = ml->T.slots - 1;
+    int64_t *k = ml->keys, *v = ml->vals;
+    uint64_t *h = ml->h, *tbl = ml->T.e;
+    const uint64_t *w = (const uint64_t *)(const void *)rows;
+    if (u->compact_rs == 8) {
+        if (u->compact_ksigned)
+            for (int64_t j = 0; j < m; j++)
+                k[j] = (int32_t)(uint32_t)w[j], v[j] = (int32_t)(uint32_t)(w[j] >> 32);
+        else
+            for (int64_t j = 0; j < m; j++)
+                k[j] = (uint32_t)w[j], v[j] = (int32_t)(uint32_t)(w[j] >> 32);
+    } else {
+        for (int64_t j = 0; j < m; j++)
+            k[j] = (int64_t)w[2 * j], v[j] = (int64_t)w[2 * j + 1];
+    }
+    for (int64_t j = 0; j < m; j++)
+        h[j] = fb_hash_u64((uint64_t)k[j]);
+    uint32_t *gid = ml->gid;
+    int64_t groups = ml->T.groups;
+    if (L->W == 3 && L->packed && L->kind[2] == W_SUM) {
+        /* count(*) and the sum of one column (A1, A3): one pass finds the entry and updates it */
+        const size_t ts = L->tw[2];
+        for (int64_t j = 0; j < m; j++) {
+            uint64_t key = (uint64_t)k[j];
+            size_t p = h[j] & mask;
+            uint64_t *e;
+            for (;;) {
+                e = tbl + p * TW;
+                if (__builtin_expect(!(e[1] & AGG_USED_FLAG), 0)) {
+                    uint64_t r[2] = {key, 0};
+                    entry_init(L, 1, e, r);
+                    groups++;
+                    break;
+                }
+                if (e[0] == key && !(e[1] & AGG_NULL_FLAG))
+                    break;
+                p = (p + 1) & mask;
+            }
+            uint64_t x = (uint64_t)v[j], lo = e[ts] + x;
+            e[1]++;
+            e[ts + 1] += (uint64_t)((int64_t)x >> 63) + (lo < x);
+            e[ts] = lo;
+        }
+        ml->T.groups = groups;
+        return;
+    }
+    /* find or claim each row's entry */
+    for (int64_t j = 0; j < m; j++) {
+        uint64_t key = (uint64_t)k[j];
+        size_t p = h[j] & mask;
+        for (;;) {
+            uint64_t *e = tbl + p * TW;
+            if (!(e[1] & AGG_USED_FLAG)) {
+                uint64_t r[2] = {key, 0};
+                entry_init(L, 1, e, r);
+                groups++;
+                break;
+            }
+            if (e[0] == key && !(e[1] & AGG_NULL_FLAG))
+                break;
+            p = (p + 1) & mask;
+        }
+        gid[j] = (uint32_t)p;
+    }
+    ml->T.groups = groups;
+    for (int64_t j = 0; j < m; j++) /* the count of every entry */
+        tbl[(size_t)gid[j] * TW + 1]++;
+    for (int i = 2; i < L->W; i++) {
+        const size_t t = L->tw[i];
+        switch (L->kind[i]) {
+        case W_SUM:
+            for (int64_t j = 0; j < m; j++) {
+                uint64_t *e = tbl + (size_t)gid[j] * TW + t;
+                agg_u128 x = ((agg_u128)e[1] << 64 | e[0]) + (agg_u128)(agg_i128)v[j];
+                e[0] = (uint64_t)x, e[1] = (uint64_t)(x >> 64);
+            }
+            break;
+        case W_MIN:
+            for (int64_t j = 0; j < m; j++) {
+                int64_t *e = (int64_t *)tbl + (size_t)gid[j] * TW + t;
+                *e = v[j] < *e ? v[j] : *e;
+            }
+            break;
+        case W_MAX:
+            for (int64_t j = 0; j < m; j++) {
+                int64_t *e = (int64_t *)tbl + (size_t)gid[j] * TW + t;
+                *e = v[j] > *e ? v[j] : *e;
+            }
+            break;
+        default: /* W_NULLS, W_SUMHI: compact rows have no nulls; a wide sum is done with its W_SUM */
+            break;
+        }
+    }
+}
+
 static fb_status merge_sink(void *user, void *global, void *local, const fb_chunk *ch)
 {
     agg_user *u = user;
@@ -1685,9 +1980,7 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
     const int W = u->L.W;
     int64_t records = 0;
     for (int p = u->range[op]; p < u->range[op + 1]; p++)
-        for (int i = 0; i < G->n_parts_in; i++)
-            for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
-                records += b->n;
+        records += part_records(G, p);
     int64_t est = ml->last_groups ? ml->last_groups + ml->last_groups / 4 + 64 : records;
     est = est < records ? est : records;
     size_t slots = 64;
@@ -1709,6 +2002,15 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
                     merge_records(&u->L, 1, ml->T.e, ml->gid, r, m);
                 }
             }
+    for (int p = u->range[op]; p < u->range[op + 1]; p++)
+        for (int i = 0; i < G->n_parts_in; i++)
+            for (const agg_block *b = G->parts[i]->chead[p]; b; b = b->next)
+                for (int64_t j0 = 0; j0 < b->n; j0 += AGG_BATCH) {
+                    int64_t m = b->n - j0 < AGG_BATCH ? b->n - j0 : AGG_BATCH;
+                    while (ml->T.groups + m > (int64_t)(ml->T.slots / 2))
+                        FB_FORWARD_IF_ERROR(merge_table_grow(u, ml));
+                    merge_compact(u, ml, (const char *)(b + 1) + j0 * u->compact_rs, m);
+                }
     ml->last_groups = ml->T.groups;
     return merge_emit(u, ml, o);
 }
@@ -1809,6 +2111,19 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
             u->direct_i32 = spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32;
             for (size_t v = 0; v < input->n_values; v++)
                 u->direct_i32 &= u->value_type[v] == FB_TYPE_INVALID || u->value_type[v] == FB_TYPE_INT32;
+            int n_read = 0;
+            u->compact_col = -1;
+            for (size_t v = 0; v < input->n_values; v++)
+                if (u->value_type[v] != FB_TYPE_INVALID)
+                    n_read++, u->compact_col = (int)v;
+            if (n_read <= 1) {
+                fb_type kt = spec->key_types[0];
+                fb_type vt = u->compact_col >= 0 ? u->value_type[u->compact_col] : FB_TYPE_INT32;
+                int k32 = fb_type_width(kt) <= 4;
+                int v32 = fb_type_width(vt) <= 2 || vt == FB_TYPE_INT32 || vt == FB_TYPE_DATE32;
+                u->compact_rs = k32 && v32 ? 8 : 16;
+                u->compact_ksigned = !(kt == FB_TYPE_UINT8 || kt == FB_TYPE_UINT16 || kt == FB_TYPE_UINT32);
+            }
         }
     }
     if (st != FB_OK) {
