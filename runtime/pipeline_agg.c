@@ -47,6 +47,7 @@ __extension__ typedef unsigned __int128 agg_u128;
 #define AGG_LOW31 UINT64_C(0x7FFFFFFF)
 #define AGG_SLAB_BYTES ((size_t)32 << 20)
 #define AGG_BLOCK_BYTES ((size_t)16 << 10)
+#define AGG_MERGE_LIMIT(slots) ((int64_t)((slots) / 16 * 11)) /* a merge table's fill: about 0.69 */
 #define AGG_MERGE_MIN 16384 /* records below which neighbouring partitions are merged together */
 #define AGG_NULL_FLAG (UINT64_C(1) << 63)
 #define AGG_USED_FLAG (UINT64_C(1) << 62)
@@ -565,6 +566,7 @@ typedef struct agg_table {
     uint64_t *e;
     size_t slots; /* power of two */
     int64_t groups;
+    int64_t limit; /* groups it takes at most (a fraction of slots) */
     int node;
 } agg_table;
 
@@ -575,7 +577,7 @@ static int64_t table_probe(const agg_layout *L, int wide, agg_table *T, const ui
 {
     const int W = L->W, TW = wide ? L->WT : L->W;
     const size_t mask = T->slots - 1;
-    const int64_t limit = (int64_t)(T->slots / 2);
+    const int64_t limit = T->limit;
     for (int64_t j = 0; j < m; j++) {
         if (j + 8 < m)
             __builtin_prefetch(T->e + (h[j + 8] & mask) * TW, 1);
@@ -1276,6 +1278,7 @@ static fb_status pre_batch(const agg_user *u, agg_local *l, int64_t m)
     const int W = u->L.W;
     if (!l->pre.e) {
         l->pre.slots = AGG_PRE_SLOTS;
+        l->pre.limit = AGG_PRE_SLOTS / 2;
         FB_FORWARD_IF_ERROR(fb_numa_alloc(l->ctx, l->node, l->pre.slots * (size_t)W * 8, (void **)&l->pre.e));
         memset(l->pre.e, 0, l->pre.slots * (size_t)W * 8);
     }
@@ -1691,6 +1694,7 @@ static fb_status merge_table_reset(const agg_user *u, merge_local *ml, size_t sl
     }
     memset(ml->T.e, 0, ml->T.slots * TW * 8);
     ml->T.groups = 0;
+    ml->T.limit = AGG_MERGE_LIMIT(ml->T.slots);
     return FB_OK;
 }
 
@@ -1715,6 +1719,7 @@ static fb_status merge_table_grow(const agg_user *u, merge_local *ml)
     fb_numa_free(u->g->ctx, ml->node, old.e, old.slots * TW * 8);
     ml->T.e = e;
     ml->T.slots = slots;
+    ml->T.limit = AGG_MERGE_LIMIT(slots);
     return FB_OK;
 }
 
@@ -1868,14 +1873,17 @@ static fb_status merge_generic(agg_user *u, merge_local *ml, agg_out *o)
     return st;
 }
 
-/* Aggregates m compact rows into the merge table (which has room for m more groups). */
-static void merge_compact(const agg_user *u, merge_local *ml, const char *rows, int64_t m)
+/* Aggregates compact rows into the merge table; stops before the row that would take the table
+ * past its limit and returns how many rows it took. */
+static int64_t merge_compact(const agg_user *u, merge_local *ml, const char *rows, int64_t m)
 {
     const agg_layout *L = &u->L;
     const size_t TW = (size_t)L->WT, mask = ml->T.slots - 1;
     int64_t *k = ml->keys, *v = ml->vals;
     uint64_t *h = ml->h, *tbl = ml->T.e;
     const uint64_t *w = (const uint64_t *)(const void *)rows;
+    for (int64_t off = 0; off < m * u->compact_rs; off += 64) /* the rows come from memory: ask early */
+        __builtin_prefetch(rows + off + 4096);
     if (u->compact_rs == 8) {
         if (u->compact_ksigned)
             for (int64_t j = 0; j < m; j++)
@@ -1895,12 +1903,18 @@ static void merge_compact(const agg_user *u, merge_local *ml, const char *rows, 
         /* count(*) and the sum of one column (A1, A3): one pass finds the entry and updates it */
         const size_t ts = L->tw[2];
         for (int64_t j = 0; j < m; j++) {
+            if (j + 8 < m)
+                __builtin_prefetch(tbl + (h[j + 8] & mask) * TW, 1);
             uint64_t key = (uint64_t)k[j];
             size_t p = h[j] & mask;
             uint64_t *e;
             for (;;) {
                 e = tbl + p * TW;
                 if (__builtin_expect(!(e[1] & AGG_USED_FLAG), 0)) {
+                    if (groups >= ml->T.limit) {
+                        ml->T.groups = groups;
+                        return j;
+                    }
                     uint64_t r[2] = {key, 0};
                     entry_init(L, 1, e, r);
                     groups++;
@@ -1916,7 +1930,7 @@ static void merge_compact(const agg_user *u, merge_local *ml, const char *rows, 
             e[ts] = lo;
         }
         ml->T.groups = groups;
-        return;
+        return m;
     }
     /* find or claim each row's entry */
     for (int64_t j = 0; j < m; j++) {
@@ -1925,6 +1939,10 @@ static void merge_compact(const agg_user *u, merge_local *ml, const char *rows, 
         for (;;) {
             uint64_t *e = tbl + p * TW;
             if (!(e[1] & AGG_USED_FLAG)) {
+                if (groups >= ml->T.limit) {
+                    m = j;
+                    break;
+                }
                 uint64_t r[2] = {key, 0};
                 entry_init(L, 1, e, r);
                 groups++;
@@ -1965,6 +1983,7 @@ static void merge_compact(const agg_user *u, merge_local *ml, const char *rows, 
             break;
         }
     }
+    return m;
 }
 
 static fb_status merge_sink(void *user, void *global, void *local, const fb_chunk *ch)
@@ -1984,7 +2003,7 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
     int64_t est = ml->last_groups ? ml->last_groups + ml->last_groups / 4 + 64 : records;
     est = est < records ? est : records;
     size_t slots = 64;
-    while ((int64_t)slots < 2 * est && slots < ((size_t)1 << 20))
+    while (AGG_MERGE_LIMIT(slots) < est && slots < ((size_t)1 << 20))
         slots *= 2;
     FB_FORWARD_IF_ERROR(merge_table_reset(u, ml, slots));
     for (int p = u->range[op]; p < u->range[op + 1]; p++)
@@ -1994,12 +2013,16 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
                 for (int64_t j0 = 0; j0 < b->n; j0 += AGG_BATCH) {
                     int64_t m = b->n - j0 < AGG_BATCH ? b->n - j0 : AGG_BATCH;
                     const uint64_t *r = rec + j0 * W;
-                    while (ml->T.groups + m > (int64_t)(ml->T.slots / 2))
-                        FB_FORWARD_IF_ERROR(merge_table_grow(u, ml));
                     for (int64_t j = 0; j < m; j++)
                         ml->h[j] = rec_hash(r[j * W], r[j * W + 1]);
-                    table_probe(&u->L, 1, &ml->T, r, ml->h, m, ml->gid);
-                    merge_records(&u->L, 1, ml->T.e, ml->gid, r, m);
+                    for (int64_t done = 0;;) {
+                        int64_t k = table_probe(&u->L, 1, &ml->T, r + done * W, ml->h + done, m - done, ml->gid);
+                        merge_records(&u->L, 1, ml->T.e, ml->gid, r + done * W, k);
+                        done += k;
+                        if (done == m)
+                            break;
+                        FB_FORWARD_IF_ERROR(merge_table_grow(u, ml));
+                    }
                 }
             }
     for (int p = u->range[op]; p < u->range[op + 1]; p++)
@@ -2007,9 +2030,13 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
             for (const agg_block *b = G->parts[i]->chead[p]; b; b = b->next)
                 for (int64_t j0 = 0; j0 < b->n; j0 += AGG_BATCH) {
                     int64_t m = b->n - j0 < AGG_BATCH ? b->n - j0 : AGG_BATCH;
-                    while (ml->T.groups + m > (int64_t)(ml->T.slots / 2))
+                    const char *rows = (const char *)(b + 1) + j0 * u->compact_rs;
+                    for (int64_t done = 0;;) {
+                        done += merge_compact(u, ml, rows + done * u->compact_rs, m - done);
+                        if (done == m)
+                            break;
                         FB_FORWARD_IF_ERROR(merge_table_grow(u, ml));
-                    merge_compact(u, ml, (const char *)(b + 1) + j0 * u->compact_rs, m);
+                    }
                 }
     ml->last_groups = ml->T.groups;
     return merge_emit(u, ml, o);
@@ -2070,6 +2097,8 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
         memset(g, 0, sizeof *g);
         g->ctx = ctx;
         g->spec = *spec;
+        if (g->spec.strategy == FB_AGG_STRATEGY_AUTO) /* the context may force one */
+            g->spec.strategy = fb_ctx_agg_strategy(ctx);
         memcpy(g->key_types, spec->key_types, spec->n_keys * sizeof(fb_type));
         memcpy(g->aggs, spec->aggs, spec->n_aggs * sizeof(fb_agg_desc));
         g->spec.key_types = g->key_types;

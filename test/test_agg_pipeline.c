@@ -705,13 +705,118 @@ static void test_bad_input(void **state)
     assert_null(g);
 }
 
+/* fb_options_set_agg_strategy() and FB_AGG_STRATEGY: every forced strategy gives the oracle's groups
+ * and sends the rows down its path; an explicit strategy in the spec wins over the context's. Key and
+ * value types cover both compact row widths (8 bytes: 32-bit key and value; 16 bytes: wider ones). */
+static void test_forced_by_context(void **state)
+{
+    (void)state;
+    static const struct {
+        fb_type kt, vt;
+        int dist, nulls;
+    } shapes[] = {{FB_TYPE_INT32, FB_TYPE_INT32, D_RANDOM, 0},  {FB_TYPE_UINT32, FB_TYPE_INT16, D_RANDOM, 0},
+                  {FB_TYPE_INT64, FB_TYPE_INT64, D_ZIPF, 0},    {FB_TYPE_INT16, FB_TYPE_UINT32, D_RANDOM, 0},
+                  {FB_TYPE_DATE32, FB_TYPE_UINT8, D_DISTINCT, 0}, {FB_TYPE_INT32, FB_TYPE_INT32, D_RANDOM, 1},
+                  {FB_TYPE_UINT64, FB_TYPE_INT32, D_ZIPF, 0}};
+    for (size_t s = 0; s < 4; s++) {
+        fb_options *o = NULL;
+        fb_ctx *ctx = NULL;
+        assert_int_equal(fb_options_create(&o), FB_OK);
+        assert_int_equal(fb_options_set_threads(o, 2), FB_OK);
+        assert_int_equal(fb_options_set_agg_strategy(o, strategies[s]), FB_OK);
+        assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+        fb_options_destroy(o);
+        assert_int_equal(fb_ctx_agg_strategy(ctx), strategies[s]);
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int64_t n = 30000 + (int64_t)(fbt_next(&rng) % 30000);
+            uint64_t spread = shapes[i].dist == D_ZIPF ? 1 : 1000003;
+            fbt_col key = make_key(shapes[i].kt, n, shapes[i].dist, 4000, spread, shapes[i].nulls);
+            fbt_col v = make_val(shapes[i].vt, n, shapes[i].nulls, 0);
+            fb_type vt = shapes[i].vt;
+            fb_agg_desc aggs[6] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, vt},
+                                   {FB_AGG_COUNT, 0, vt}, {FB_AGG_MIN, 0, vt}, {FB_AGG_MAX, 0, vt},
+                                   {FB_AGG_AVG, 0, vt}};
+            agg_case c = {1, {shapes[i].kt, 0}, &key.col, 1, &v.col, 6, aggs, 0, 0};
+            int64_t n_ref;
+            group_ref *ref = oracle(&c, n, &n_ref);
+            char what[160];
+            snprintf(what, sizeof what, "context forces %s: %s key, %s value%s", strategy_names[s],
+                     fb_type_name(shapes[i].kt), fb_type_name(vt), shapes[i].nulls ? ", nulls" : "");
+            fb_agg_groups *g = NULL;
+            fb_status st = run_case(ctx, &c, n, 2048, FB_AGG_STRATEGY_AUTO, &g);
+            if (strategies[s] == FB_AGG_STRATEGY_DIRECT && st == FB_ERR_CAPACITY) {
+                if (shapes[i].dist == D_ZIPF)
+                    fail_msg("%s: a small key range did not fit the forced direct table", what);
+            } else {
+                if (st != FB_OK)
+                    fail_msg("%s: %s: %s", what, fb_status_name(st), fb_last_error(ctx));
+                check_groups(&c, g, ref, n_ref, what);
+                fb_agg_path_counts pc;
+                fb_agg_groups_paths(g, &pc);
+                int64_t want = strategies[s] == FB_AGG_STRATEGY_DIRECT  ? pc.direct_rows
+                               : strategies[s] == FB_AGG_STRATEGY_HASH  ? pc.preagg_rows
+                               : strategies[s] == FB_AGG_STRATEGY_PARTITION ? pc.passed_rows
+                                                                            : n;
+                if (want != n)
+                    fail_msg("%s: %lld rows took the forced path, expected %lld", what, (long long)want, (long long)n);
+                /* rows without nulls pass as compact rows */
+                if (strategies[s] == FB_AGG_STRATEGY_PARTITION && !shapes[i].nulls && pc.compact_rows != n)
+                    fail_msg("%s: %lld compact rows, expected %lld", what, (long long)pc.compact_rows, (long long)n);
+                if (shapes[i].nulls && pc.compact_rows != 0)
+                    fail_msg("%s: %lld compact rows with nulls", what, (long long)pc.compact_rows);
+                fb_agg_groups_destroy(g);
+            }
+            /* the spec's own strategy wins over the context's */
+            assert_fb_ok(ctx, run_case(ctx, &c, n, 2048, FB_AGG_STRATEGY_HASH, &g));
+            check_groups(&c, g, ref, n_ref, what);
+            fb_agg_path_counts pc;
+            fb_agg_groups_paths(g, &pc);
+            if (pc.preagg_rows != n)
+                fail_msg("%s: spec forces hash, %lld rows pre-aggregated of %lld", what, (long long)pc.preagg_rows,
+                         (long long)n);
+            fb_agg_groups_destroy(g);
+            free(ref);
+            fbt_col_free(&key);
+            fbt_col_free(&v);
+        }
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        fb_ctx_destroy(ctx);
+    }
+    /* the option's checks, and the environment variable */
+    fb_options *o = NULL;
+    assert_int_equal(fb_options_create(&o), FB_OK);
+    assert_int_equal(fb_options_set_agg_strategy(NULL, FB_AGG_STRATEGY_HASH), FB_ERR_INVALID_ARG);
+    assert_int_equal(fb_options_set_agg_strategy(o, (fb_agg_strategy)9), FB_ERR_INVALID_ARG);
+    assert_int_equal(fb_ctx_agg_strategy(NULL), FB_AGG_STRATEGY_AUTO);
+    fb_ctx *ctx = NULL;
+    assert_int_equal(setenv("FB_AGG_STRATEGY", "partition", 1), 0);
+    assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+    assert_int_equal(fb_ctx_agg_strategy(ctx), FB_AGG_STRATEGY_PARTITION);
+    fb_ctx_destroy(ctx);
+    assert_int_equal(fb_options_set_agg_strategy(o, FB_AGG_STRATEGY_HASH), FB_OK); /* the option wins */
+    assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+    assert_int_equal(fb_ctx_agg_strategy(ctx), FB_AGG_STRATEGY_HASH);
+    fb_ctx_destroy(ctx);
+    assert_int_equal(setenv("FB_AGG_STRATEGY", "sideways", 1), 0);
+    assert_int_equal(fb_ctx_create(NULL, &ctx), FB_ERR_INVALID_ARG);
+    assert_int_equal(setenv("FB_AGG_STRATEGY", "direct", 1), 0);
+    assert_int_equal(fb_ctx_create(NULL, &ctx), FB_OK);
+    assert_int_equal(fb_ctx_agg_strategy(ctx), FB_AGG_STRATEGY_DIRECT);
+    fb_ctx_destroy(ctx);
+    assert_int_equal(unsetenv("FB_AGG_STRATEGY"), 0);
+    assert_int_equal(fb_ctx_create(NULL, &ctx), FB_OK);
+    assert_int_equal(fb_ctx_agg_strategy(ctx), FB_AGG_STRATEGY_AUTO);
+    fb_ctx_destroy(ctx);
+    fb_options_destroy(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_differential),   cmocka_unit_test(test_auto_choice),
         cmocka_unit_test(test_filter_and_fallback), cmocka_unit_test(test_empty_and_all_null),
         cmocka_unit_test(test_overflow),       cmocka_unit_test(test_out_of_memory),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_bad_input),      cmocka_unit_test(test_forced_by_context),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -190,6 +190,18 @@ FB_API fb_agg_strategy fb_agg_table_strategy(const fb_agg_table *t);
  * copied into one set of columns (fb_agg_groups_result()).
  * @{ */
 
+/** \brief Forces the strategy of the context's runtime aggregations (fb_query_add_agg(), fb_agg_run(),
+ * plans): it applies to every aggregation whose fb_agg_spec::strategy is FB_AGG_STRATEGY_AUTO (an
+ * explicit strategy in the spec wins). Without it the FB_AGG_STRATEGY environment variable (auto, direct,
+ * hash, partition) is read by fb_ctx_create(); an explicit option wins over it. Aggregation tables of
+ * their own (fb_agg_create()) are not affected.
+ * \return FB_OK or FB_ERR_INVALID_ARG (NULL, unknown value). */
+FB_API fb_status fb_options_set_agg_strategy(fb_options *opts, fb_agg_strategy strategy);
+
+/** \brief The runtime aggregation strategy the context forces (FB_AGG_STRATEGY_AUTO: chosen per worker
+ * from what it sees). \return FB_AGG_STRATEGY_AUTO if ctx is NULL. */
+FB_API fb_agg_strategy fb_ctx_agg_strategy(const fb_ctx *ctx);
+
 /** log2 of the number of radix partitions of the runtime aggregation. */
 #define FB_AGG_PARTITION_BITS 10
 
