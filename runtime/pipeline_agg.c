@@ -40,6 +40,13 @@ __extension__ typedef unsigned __int128 agg_u128;
 
 #define AGG_BATCH 2048
 #define AGG_NPART (1 << FB_AGG_PARTITION_BITS)
+/* Compact rows go to fewer, coarser partitions (the top AGG_CBITS bits of the hash): their
+ * write-combining lines then stay in the L1 cache. Compact partition c holds the rows of radix
+ * partitions c << AGG_CSHIFT .. (c + 1) << AGG_CSHIFT - 1, which the merge takes together. */
+#ifndef AGG_CBITS
+#define AGG_CBITS 10
+#endif
+#define AGG_CSHIFT (FB_AGG_PARTITION_BITS - AGG_CBITS)
 #define AGG_PRE_SLOTS 8192              /* pre-aggregation table: slots (half of them used at most) */
 #define AGG_PASS_ROWS (INT64_C(1) << 20) /* rows sent past a table that did not reduce, before a retry */
 #define AGG_FLUSH_ROWS (INT64_C(1) << 30) /* rows a table takes before it is flushed: narrow sums of
@@ -346,14 +353,16 @@ static fb_status compact_flush_line(fb_ctx *ctx, agg_parts *P, int p)
 
 /* Compact rows of one batch: keys and values as ordered int64 (vals NULL: no value column). rs 8:
  * the key's low 32 bits and the value's in one word; rs 16: key and value words. */
-static fb_status compact_put(fb_ctx *ctx, agg_parts *P, const int64_t *keys, const int64_t *vals, int64_t m)
+static fb_status compact_put(fb_ctx *ctx, agg_parts *P, const int64_t *keys, const int64_t *vals, int64_t m,
+                             uint64_t *h)
 {
     uint64_t *wc = P->wc;
     uint8_t *fill = P->cfill;
+    ctx->kt->hash_64((const uint64_t *)keys, (fb_bits){NULL, 0}, m, h, 0); /* the CPU variant's vector hash */
     if (P->rs == 8) {
         for (int64_t j = 0; j < m; j++) {
             uint64_t k = (uint64_t)keys[j];
-            int p = (int)(fb_hash_u64(k) >> (64 - FB_AGG_PARTITION_BITS));
+            int p = (int)(h[j] >> (64 - AGG_CBITS));
             unsigned f = fill[p];
             wc[(size_t)p * 8 + (f >> 3)] = (k & 0xFFFFFFFFu) | (vals ? (uint64_t)vals[j] << 32 : 0);
             f += 8;
@@ -366,7 +375,7 @@ static fb_status compact_put(fb_ctx *ctx, agg_parts *P, const int64_t *keys, con
     } else {
         for (int64_t j = 0; j < m; j++) {
             uint64_t k = (uint64_t)keys[j];
-            int p = (int)(fb_hash_u64(k) >> (64 - FB_AGG_PARTITION_BITS));
+            int p = (int)(h[j] >> (64 - AGG_CBITS));
             unsigned f = fill[p];
             uint64_t *d = wc + (size_t)p * 8 + (f >> 3);
             d[0] = k;
@@ -385,13 +394,15 @@ static fb_status compact_put(fb_ctx *ctx, agg_parts *P, const int64_t *keys, con
 
 /* compact_put with rs 8 for an int32 (date32) key column and an int32 value column (or none) read
  * in place, rows base..base+m-1. */
-static fb_status compact_put_i32(fb_ctx *ctx, agg_parts *P, const int32_t *keys, const int32_t *vals, int64_t m)
+static fb_status compact_put_i32(fb_ctx *ctx, agg_parts *P, const int32_t *keys, const int32_t *vals, int64_t m,
+                                 uint64_t *h)
 {
     uint64_t *wc = P->wc;
     uint8_t *fill = P->cfill;
+    ctx->kt->hash_32((const uint32_t *)keys, 0, (fb_bits){NULL, 0}, m, h, 0);
     for (int64_t j = 0; j < m; j++) {
         uint32_t k = (uint32_t)keys[j];
-        int p = (int)(fb_hash_u64((uint64_t)(int64_t)keys[j]) >> (64 - FB_AGG_PARTITION_BITS));
+        int p = (int)(h[j] >> (64 - AGG_CBITS));
         unsigned f = fill[p];
         wc[(size_t)p * 8 + (f >> 3)] = k | (vals ? (uint64_t)(uint32_t)vals[j] << 32 : 0);
         f += 8;
@@ -1419,7 +1430,8 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
             /* passing int32 rows on: straight from the columns into the partitions */
             const fb_column *vcol = vc >= 0 ? &ch->columns[u->value_col[vc]] : NULL;
             FB_FORWARD_IF_ERROR(compact_put_i32(l->ctx, l->parts, (const int32_t *)kc->data + kc->offset + b,
-                                                vcol ? (const int32_t *)vcol->data + vcol->offset + b : NULL, m));
+                                                vcol ? (const int32_t *)vcol->data + vcol->offset + b : NULL, m,
+                                                l->h));
             l->paths.spilled_records += m;
             l->paths.passed_rows += m;
             l->paths.compact_rows += m;
@@ -1447,7 +1459,7 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
         }
         if (strat == FB_AGG_STRATEGY_PARTITION || l->pass_left > 0) {
             if (u->compact_rs && !has_kvalid && (vc < 0 || !has_vvalid[vc])) {
-                FB_FORWARD_IF_ERROR(compact_put(l->ctx, l->parts, l->kv, vc >= 0 ? l->vv[vc] : NULL, m));
+                FB_FORWARD_IF_ERROR(compact_put(l->ctx, l->parts, l->kv, vc >= 0 ? l->vv[vc] : NULL, m, l->h));
                 l->paths.spilled_records += m;
                 l->paths.passed_rows += m;
                 l->paths.compact_rows += m;
@@ -1542,8 +1554,9 @@ static int64_t part_records(const agg_global *G, int p)
     for (int i = 0; i < G->n_parts_in; i++) {
         for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
             n += b->n;
-        for (const agg_block *b = G->parts[i]->chead[p]; b; b = b->next)
-            n += b->n;
+        if (!(p & ((1 << AGG_CSHIFT) - 1))) /* compact rows count for their group's first partition */
+            for (const agg_block *b = G->parts[i]->chead[p >> AGG_CSHIFT]; b; b = b->next)
+                n += b->n;
     }
     return n;
 }
@@ -1565,7 +1578,7 @@ static fb_status merge_src_init_global(void *user, fb_ctx *ctx, void **global)
         g->n_parts = 0;
         for (int p = 0; p < AGG_NPART; p++) {
             acc += part_records(G, p);
-            if (acc >= AGG_MERGE_MIN || p == AGG_NPART - 1) {
+            if ((acc >= AGG_MERGE_MIN && !((p + 1) & ((1 << AGG_CSHIFT) - 1))) || p == AGG_NPART - 1) {
                 u->range[++g->n_parts] = p + 1;
                 acc = 0;
             }
@@ -1895,8 +1908,7 @@ static int64_t merge_compact(const agg_user *u, merge_local *ml, const char *row
         for (int64_t j = 0; j < m; j++)
             k[j] = (int64_t)w[2 * j], v[j] = (int64_t)w[2 * j + 1];
     }
-    for (int64_t j = 0; j < m; j++)
-        h[j] = fb_hash_u64((uint64_t)k[j]);
+    u->g->ctx->kt->hash_64((const uint64_t *)k, (fb_bits){NULL, 0}, m, h, 0);
     uint32_t *gid = ml->gid;
     int64_t groups = ml->T.groups;
     if (L->W == 3 && L->packed && L->kind[2] == W_SUM) {
@@ -2025,9 +2037,9 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
                     }
                 }
             }
-    for (int p = u->range[op]; p < u->range[op + 1]; p++)
+    for (int c = u->range[op] >> AGG_CSHIFT; c < u->range[op + 1] >> AGG_CSHIFT; c++)
         for (int i = 0; i < G->n_parts_in; i++)
-            for (const agg_block *b = G->parts[i]->chead[p]; b; b = b->next)
+            for (const agg_block *b = G->parts[i]->chead[c]; b; b = b->next)
                 for (int64_t j0 = 0; j0 < b->n; j0 += AGG_BATCH) {
                     int64_t m = b->n - j0 < AGG_BATCH ? b->n - j0 : AGG_BATCH;
                     const char *rows = (const char *)(b + 1) + j0 * u->compact_rs;
