@@ -821,6 +821,10 @@ typedef struct agg_user {
                                             records): one key, at most one value column read */
     int compact_col;                     /* that value column, or -1 */
     int compact_ksigned;                 /* rs 8: the key's 32 bits sign-extend (else zero-extend) */
+    int n_pack;                          /* 2..4 key columns packed into one 64-bit key (0: one key) */
+    uint8_t kshift[FB_AGG_MAX_KEYS];     /* key k's field: its value (biased to unsigned) in kbits[k]
+                                            bits from bit kshift[k], its null flag just above */
+    uint8_t kbits[FB_AGG_MAX_KEYS];
 } agg_user;
 
 typedef struct agg_global {
@@ -1411,6 +1415,39 @@ static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk
     return FB_OK;
 }
 
+/* The smallest value of an integer type of w bytes, as an ordered int64 (load_ordered). */
+static int64_t type_min(fb_type t)
+{
+    switch (t) {
+    case FB_TYPE_INT8: return INT8_MIN;
+    case FB_TYPE_INT16: return INT16_MIN;
+    case FB_TYPE_INT32:
+    case FB_TYPE_DATE32: return INT32_MIN;
+    default: return 0; /* unsigned types below 64 bits (64-bit keys are never packed) */
+    }
+}
+
+/* Several key columns as one packed key per row (fields: the value minus the type's smallest, and a
+ * null flag above it; a null key's value field is 0) into out; tmp: scratch of n int64. */
+static void load_packed(const agg_user *u, agg_local *l, const fb_chunk *ch, const uint32_t *sel, int64_t base,
+                        int64_t n, int64_t *out, int64_t *tmp)
+{
+    for (int64_t j = 0; j < n; j++)
+        out[j] = 0;
+    for (int k = 0; k < u->n_pack; k++) {
+        const fb_column *c = &ch->columns[u->key_col[k]];
+        const uint64_t lo = (uint64_t)type_min(c->type);
+        const int sh = u->kshift[k], nb = u->kbits[k];
+        load_ordered(c, sel, base, n, tmp);
+        if (load_valid(c, sel, base, n, l->kvalid))
+            for (int64_t j = 0; j < n; j++)
+                out[j] |= (int64_t)(l->kvalid[j] ? ((uint64_t)tmp[j] - lo) << sh : UINT64_C(1) << (sh + nb));
+        else
+            for (int64_t j = 0; j < n; j++)
+                out[j] |= (int64_t)(((uint64_t)tmp[j] - lo) << sh);
+    }
+}
+
 static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
 {
     const fb_column *kc = &ch->columns[u->key_col[0]];
@@ -1439,8 +1476,13 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
             continue;
         }
         const uint32_t *bs = sel ? sel + b : NULL;
-        load_ordered(kc, bs, b, m, l->kv);
-        int has_kvalid = load_valid(kc, bs, b, m, l->kvalid);
+        int has_kvalid = 0;
+        if (u->n_pack) {
+            load_packed(u, l, ch, bs, b, m, l->kv, (int64_t *)(void *)l->rec); /* rec is free until build_records */
+        } else {
+            load_ordered(kc, bs, b, m, l->kv);
+            has_kvalid = load_valid(kc, bs, b, m, l->kvalid);
+        }
         for (size_t v = 0; v < u->n_values; v++)
             if (u->value_type[v] != FB_TYPE_INVALID) {
                 const fb_column *vcol = &ch->columns[u->value_col[v]];
@@ -1767,7 +1809,8 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
     const agg_layout *L = &u->L;
     const size_t TW = (size_t)L->WT;
     const int64_t rows = ml->T.groups;
-    size_t doff[1 + FB_AGG_MAX_AGGS], voff[1 + FB_AGG_MAX_AGGS];
+    size_t doff[FB_AGG_MAX_KEYS + FB_AGG_MAX_AGGS], voff[FB_AGG_MAX_KEYS + FB_AGG_MAX_AGGS];
+    const size_t nk = g->spec.n_keys;
     size_t bytes = out_layout(g, rows, doff, voff);
     if ((size_t)rows + 1 > ml->ent_cap) {
         size_t cap = (size_t)rows + 1 > 2 * ml->ent_cap ? (size_t)rows + 1 : 2 * ml->ent_cap;
@@ -1787,19 +1830,37 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
         r += (ml->T.e[s * TW + 1] & AGG_USED_FLAG) != 0; /* ent has room for rows + 1 */
     }
     const size_t vbytes = round64(((size_t)rows + 7) / 8);
-    /* key: null flag into validity */
-    store_column(g->key_types[0], buf + doff[0], ent, 0, rows);
-    uint8_t *kv = (uint8_t *)buf + voff[0];
-    memset(kv, 0, vbytes);
-    for (r = 0; r < rows; r++) {
-        int kn = (ent[r][1] & AGG_NULL_FLAG) != 0;
-        kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
-        o->key_nulls |= (uint64_t)kn;
+    if (u->n_pack) { /* each key's field of the packed key */
+        for (int k = 0; k < u->n_pack; k++) {
+            const uint64_t lo = (uint64_t)type_min(g->key_types[k]), vm = (UINT64_C(1) << u->kbits[k]) - 1;
+            const int sh = u->kshift[k], nb = u->kbits[k];
+            char *d = buf + doff[k];
+            const size_t w = fb_type_width(g->key_types[k]);
+            uint8_t *kv = (uint8_t *)buf + voff[k];
+            memset(kv, 0, vbytes);
+            for (r = 0; r < rows; r++) {
+                uint64_t pk = ent[r][0];
+                int kn = (int)((pk >> (sh + nb)) & 1);
+                uint64_t x = kn ? 0 : ((pk >> sh) & vm) + lo; /* a null key's value: 0 */
+                memcpy(d + (size_t)r * w, &x, w);           /* little-endian: the low bytes */
+                kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
+                o->key_nulls |= (uint64_t)kn << k;
+            }
+        }
+    } else { /* key: null flag into validity */
+        store_column(g->key_types[0], buf + doff[0], ent, 0, rows);
+        uint8_t *kv = (uint8_t *)buf + voff[0];
+        memset(kv, 0, vbytes);
+        for (r = 0; r < rows; r++) {
+            int kn = (ent[r][1] & AGG_NULL_FLAG) != 0;
+            kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
+            o->key_nulls |= (uint64_t)kn;
+        }
     }
     for (size_t a = 0; a < g->spec.n_aggs; a++) {
         fb_agg_kind kd = g->aggs[a].kind;
-        char *d = buf + doff[1 + a];
-        uint8_t *vb = (uint8_t *)buf + voff[1 + a];
+        char *d = buf + doff[nk + a];
+        uint8_t *vb = (uint8_t *)buf + voff[nk + a];
         if (kd == FB_AGG_COUNT_STAR) {
             for (r = 0; r < rows; r++)
                 ((int64_t *)d)[r] = (int64_t)(ent[r][1] & AGG_CNT_MASK);
@@ -2136,7 +2197,18 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
             u->key_col[k] = input->key_columns[k];
         for (size_t v = 0; v < input->n_values; v++)
             u->value_col[v] = input->value_columns[v];
-        int fast = spec->n_keys == 1;
+        int fast = spec->n_keys == 1, bits = 0;
+        if (spec->n_keys >= 2) { /* several narrow keys: packed into one, when their fields fit 64 bits */
+            fast = 1;
+            for (size_t k = 0; k < spec->n_keys; k++) {
+                fast &= is_int_type(spec->key_types[k]) && fb_type_width(spec->key_types[k]) < 8;
+                u->kshift[k] = (uint8_t)bits;
+                u->kbits[k] = (uint8_t)(8 * fb_type_width(spec->key_types[k]));
+                bits += u->kbits[k] + 1;
+            }
+            fast &= bits <= 64;
+            u->n_pack = fast ? (int)spec->n_keys : 0;
+        }
         for (size_t a = 0; a < spec->n_aggs; a++) {
             const fb_agg_desc *d = &spec->aggs[a];
             if (d->kind == FB_AGG_COUNT_STAR)
@@ -2149,7 +2221,7 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
         u->fast = fast;
         if (fast) {
             layout_build(&u->L, &g->spec);
-            u->direct_i32 = spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32;
+            u->direct_i32 = !u->n_pack && (spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32);
             for (size_t v = 0; v < input->n_values; v++)
                 u->direct_i32 &= u->value_type[v] == FB_TYPE_INVALID || u->value_type[v] == FB_TYPE_INT32;
             int n_read = 0;
@@ -2160,10 +2232,10 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
             if (n_read <= 1) {
                 fb_type kt = spec->key_types[0];
                 fb_type vt = u->compact_col >= 0 ? u->value_type[u->compact_col] : FB_TYPE_INT32;
-                int k32 = fb_type_width(kt) <= 4;
+                int k32 = u->n_pack ? bits <= 32 : fb_type_width(kt) <= 4;
                 int v32 = fb_type_width(vt) <= 2 || vt == FB_TYPE_INT32 || vt == FB_TYPE_DATE32;
                 u->compact_rs = k32 && v32 ? 8 : 16;
-                u->compact_ksigned = !(kt == FB_TYPE_UINT8 || kt == FB_TYPE_UINT16 || kt == FB_TYPE_UINT32);
+                u->compact_ksigned = !u->n_pack && !(kt == FB_TYPE_UINT8 || kt == FB_TYPE_UINT16 || kt == FB_TYPE_UINT32);
             }
         }
     }

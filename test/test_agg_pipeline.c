@@ -810,6 +810,58 @@ static void test_forced_by_context(void **state)
     fb_options_destroy(o);
 }
 
+/* Two key columns whose fields fit one 64-bit word (each key's bits and a null flag) go through the
+ * fast paths as one packed key; wider pairs take the per-worker fallback. Every strategy, keys with
+ * nulls and the types' extremes, against the oracle. */
+static void test_packed_keys(void **state)
+{
+    (void)state;
+    static const struct {
+        fb_type k0, k1;
+        int packed;
+    } pairs[] = {{FB_TYPE_INT8, FB_TYPE_INT16, 1},   {FB_TYPE_INT16, FB_TYPE_UINT32, 1},
+                 {FB_TYPE_DATE32, FB_TYPE_UINT8, 1}, {FB_TYPE_UINT16, FB_TYPE_INT32, 1},
+                 {FB_TYPE_INT32, FB_TYPE_INT32, 0},  {FB_TYPE_INT64, FB_TYPE_INT8, 0}};
+    fb_ctx *ctx = ctxs[n_ctxs - 1];
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        for (int nulls = 0; nulls < 2; nulls++) {
+            int64_t n = 20000 + (int64_t)(fbt_next(&rng) % 20000);
+            fbt_col k0 = make_key(pairs[i].k0, n, D_RANDOM, 60, 1, nulls);
+            fbt_col k1 = make_key(pairs[i].k1, n, nulls ? D_ZIPF : D_RANDOM, 300, 7, nulls);
+            fbt_col v = make_val(FB_TYPE_INT32, n, nulls, 0);
+            fb_column keys[2] = {k0.col, k1.col};
+            fb_agg_desc aggs[5] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, FB_TYPE_INT32},
+                                   {FB_AGG_COUNT, 0, FB_TYPE_INT32},     {FB_AGG_MIN, 0, FB_TYPE_INT32},
+                                   {FB_AGG_AVG, 0, FB_TYPE_INT32}};
+            agg_case c = {2, {pairs[i].k0, pairs[i].k1}, keys, 1, &v.col, 5, aggs, 0, 0};
+            int64_t n_ref;
+            group_ref *ref = oracle(&c, n, &n_ref);
+            for (size_t s = 0; s < 4; s++) {
+                char what[160];
+                snprintf(what, sizeof what, "keys %s, %s%s, %s", fb_type_name(pairs[i].k0), fb_type_name(pairs[i].k1),
+                         nulls ? " with nulls" : "", strategy_names[s]);
+                fb_agg_groups *g = NULL;
+                fb_status st = run_case(ctx, &c, n, 1500, strategies[s], &g);
+                if (strategies[s] == FB_AGG_STRATEGY_DIRECT && st == FB_ERR_CAPACITY)
+                    continue; /* the packed keys span more than a forced direct table */
+                if (st != FB_OK)
+                    fail_msg("%s: %s: %s", what, fb_status_name(st), fb_last_error(ctx));
+                check_groups(&c, g, ref, n_ref, what);
+                fb_agg_path_counts pc;
+                fb_agg_groups_paths(g, &pc);
+                if (pc.generic_rows != (pairs[i].packed ? 0 : n))
+                    fail_msg("%s: %lld rows took the fallback", what, (long long)pc.generic_rows);
+                if (pairs[i].packed && strategies[s] == FB_AGG_STRATEGY_PARTITION && !nulls && pc.compact_rows != n)
+                    fail_msg("%s: %lld compact rows of %lld", what, (long long)pc.compact_rows, (long long)n);
+                fb_agg_groups_destroy(g);
+            }
+            free(ref);
+            fbt_col_free(&k0);
+            fbt_col_free(&k1);
+            fbt_col_free(&v);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -817,6 +869,7 @@ int main(void)
         cmocka_unit_test(test_filter_and_fallback), cmocka_unit_test(test_empty_and_all_null),
         cmocka_unit_test(test_overflow),       cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_bad_input),      cmocka_unit_test(test_forced_by_context),
+        cmocka_unit_test(test_packed_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
