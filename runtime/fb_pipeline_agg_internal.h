@@ -17,6 +17,11 @@ typedef struct fb_agg_path_counts {
     int64_t compact_rows;    /* of passed_rows: sent as compact rows (key and value, 8 or 16 bytes) */
 } fb_agg_path_counts;
 
+/* Runs of at most this many rows merge in tables of the narrow record layout (31-bit counts, one-word
+ * sums of 32-bit values), larger ones in the wide layout (64-bit counts, 128-bit sums). Tests lower it
+ * to check the wide layout on small inputs; nothing else writes it. */
+extern int64_t fb_agg_narrow_max_rows;
+
 /* The counts of g's run (all zero for NULL or an unfinished result). */
 void fb_agg_groups_paths(const fb_agg_groups *g, fb_agg_path_counts *out);
 

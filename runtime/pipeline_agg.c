@@ -822,6 +822,9 @@ typedef struct agg_user {
     int compact_col;                     /* that value column, or -1 */
     int compact_ksigned;                 /* rs 8: the key's 32 bits sign-extend (else zero-extend) */
     int n_pack;                          /* 2..4 key columns packed into one 64-bit key (0: one key) */
+    int narrow;                          /* this run's merge tables have the record layout (W words: the
+                                            run has under 2^31 rows, so 31-bit counts and one-word sums
+                                            of 32-bit values cannot overflow), else the wide one (WT) */
     uint8_t kshift[FB_AGG_MAX_KEYS];     /* key k's field: its value (biased to unsigned) in kbits[k]
                                             bits from bit kshift[k], its null flag just above */
     uint8_t kbits[FB_AGG_MAX_KEYS];
@@ -1589,6 +1592,8 @@ static fb_status agg_combine(void *user, void *global, void *local)
 
 /* ---- phase 2: partitions → groups ------------------------------------------------------------------ */
 
+int64_t fb_agg_narrow_max_rows = (INT64_C(1) << 31) - 2;
+
 /* Records and compact rows of radix partition p, over the workers. */
 static int64_t part_records(const agg_global *G, int p)
 {
@@ -1613,6 +1618,9 @@ static fb_status merge_src_init_global(void *user, fb_ctx *ctx, void **global)
     u->range[0] = 0;
     u->range[1] = 1;
     if (u->fast) {
+        const agg_global *G0 = u->G;
+        int64_t total = G0->paths.direct_rows + G0->paths.preagg_rows + G0->paths.passed_rows;
+        u->narrow = total <= fb_agg_narrow_max_rows;
         /* Neighbouring radix partitions share one merge (one table, one output) until they hold
          * AGG_MERGE_MIN records: few groups then cost no thousand tiny merges. */
         const agg_global *G = u->G;
@@ -1664,6 +1672,7 @@ typedef struct merge_local {
     uint64_t *h;
     uint32_t *gid;
     int64_t *keys, *vals; /* compact rows, decoded */
+    size_t TW;            /* words of the table's entries (agg_user::narrow) */
     int64_t last_groups; /* of the previous partition: hash partitions are alike, so it sizes the next table */
     agg_oslab *slabs;    /* output memory, handed to the result by combine */
     char *out_cur, *out_end;
@@ -1730,7 +1739,7 @@ static void merge_destroy_local(void *user, void *global, void *local)
     (void)global;
     if (!ml)
         return;
-    fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * (size_t)u->L.WT * 8);
+    fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * ml->TW * 8);
     fb_numa_free(u->g->ctx, ml->node, (void *)ml->ent, ml->ent_cap * sizeof *ml->ent);
     oslabs_free(u->g->ctx, ml->slabs);
     fb_numa_free(u->g->ctx, ml->node, ml, sizeof *ml + AGG_BATCH * 28);
@@ -1739,11 +1748,12 @@ static void merge_destroy_local(void *user, void *global, void *local)
 /* A table of at least `slots` slots, emptied. */
 static fb_status merge_table_reset(const agg_user *u, merge_local *ml, size_t slots)
 {
-    const size_t TW = (size_t)u->L.WT;
-    if (ml->T.slots < slots || ml->T.slots > 4 * slots) {
-        fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * TW * 8);
+    const size_t TW = (size_t)(u->narrow ? u->L.W : u->L.WT);
+    if (ml->T.slots < slots || ml->T.slots > 4 * slots || ml->TW != TW) {
+        fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * ml->TW * 8);
         ml->T.e = NULL;
         ml->T.slots = 0;
+        ml->TW = TW;
         FB_FORWARD_IF_ERROR(agg_alloc(u->g->ctx, ml->node, slots * TW * 8, (void **)&ml->T.e));
         ml->T.slots = slots;
     }
@@ -1756,7 +1766,7 @@ static fb_status merge_table_reset(const agg_user *u, merge_local *ml, size_t sl
 /* Doubles the merge table, moving its entries. */
 static fb_status merge_table_grow(const agg_user *u, merge_local *ml)
 {
-    const size_t TW = (size_t)u->L.WT;
+    const size_t TW = ml->TW;
     agg_table old = ml->T;
     size_t slots = old.slots * 2;
     uint64_t *e;
@@ -1807,7 +1817,9 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
 {
     fb_agg_groups *g = u->g;
     const agg_layout *L = &u->L;
-    const size_t TW = (size_t)L->WT;
+    const size_t TW = ml->TW;
+    const int nar = u->narrow;
+    const uint64_t cmask = nar ? AGG_LOW31 : AGG_CNT_MASK;
     const int64_t rows = ml->T.groups;
     size_t doff[FB_AGG_MAX_KEYS + FB_AGG_MAX_AGGS], voff[FB_AGG_MAX_KEYS + FB_AGG_MAX_AGGS];
     const size_t nk = g->spec.n_keys;
@@ -1863,22 +1875,28 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
         uint8_t *vb = (uint8_t *)buf + voff[nk + a];
         if (kd == FB_AGG_COUNT_STAR) {
             for (r = 0; r < rows; r++)
-                ((int64_t *)d)[r] = (int64_t)(ent[r][1] & AGG_CNT_MASK);
+                ((int64_t *)d)[r] = (int64_t)(ent[r][1] & cmask);
             memset(vb, 0xFF, vbytes);
             continue;
         }
-        const size_t nt = L->packed ? (size_t)L->pn_t : L->tw[L->nulls_w[a]];
+        /* the null count of the aggregate's column: a word, or bits 31..61 of the count word (narrow
+         * and packed) */
+        const int pn_in_cnt = nar && L->packed;
+        const size_t nt = pn_in_cnt ? 1 : L->packed ? (size_t)L->pn_t : nar ? (size_t)L->nulls_w[a] : L->tw[L->nulls_w[a]];
+#define AGG_NULLS(e) (pn_in_cnt ? ((e)[1] >> 31) & AGG_LOW31 : (e)[nt])
         if (kd == FB_AGG_COUNT) {
             for (r = 0; r < rows; r++)
-                ((int64_t *)d)[r] = (int64_t)(ent[r][1] & AGG_CNT_MASK) - (int64_t)ent[r][nt];
+                ((int64_t *)d)[r] = (int64_t)(ent[r][1] & cmask) - (int64_t)AGG_NULLS(ent[r]);
             memset(vb, 0xFF, vbytes);
             continue;
         }
-        const size_t t = L->tw[L->acc_w[a]];
+        const size_t t = nar ? (size_t)L->acc_w[a] : L->tw[L->acc_w[a]];
+        const int one_word = nar && L->kind[L->acc_w[a]] == W_SUM && !sum_is_wide(L, L->acc_w[a]);
+#define AGG_SUM128(e) (one_word ? (agg_i128)(int64_t)(e)[t] : (agg_i128)((agg_u128)(e)[t + 1] << 64 | (e)[t]))
         memset(vb, 0, vbytes);
         int64_t nulls = 0;
         for (r = 0; r < rows; r++) {
-            int valid = (ent[r][1] & AGG_CNT_MASK) != ent[r][nt];
+            int valid = (ent[r][1] & cmask) != AGG_NULLS(ent[r]);
             vb[r >> 3] |= (uint8_t)(valid << (r & 7));
             nulls += !valid;
         }
@@ -1887,7 +1905,7 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
         if (kd == FB_AGG_SUM) {
             int bad = 0;
             for (r = 0; r < rows; r++) {
-                agg_i128 x = (agg_i128)((agg_u128)ent[r][t + 1] << 64 | ent[r][t]); /* 0 for a null sum */
+                agg_i128 x = AGG_SUM128(ent[r]); /* 0 for a null sum */
                 bad |= x > INT64_MAX || x < INT64_MIN;
                 ((int64_t *)d)[r] = (int64_t)x;
             }
@@ -1896,8 +1914,8 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
                                       fb_type_name(g->aggs[a].type));
         } else if (kd == FB_AGG_AVG) {
             for (r = 0; r < rows; r++) {
-                int64_t nn = (int64_t)(ent[r][1] & AGG_CNT_MASK) - (int64_t)ent[r][nt];
-                agg_i128 x = (agg_i128)((agg_u128)ent[r][t + 1] << 64 | ent[r][t]);
+                int64_t nn = (int64_t)(ent[r][1] & cmask) - (int64_t)AGG_NULLS(ent[r]);
+                agg_i128 x = AGG_SUM128(ent[r]);
                 ((double *)d)[r] = nn ? (double)x / (double)nn : 0.0;
             }
         } else { /* min, max: a null one holds the identity; write 0 there */
@@ -1907,6 +1925,8 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
                     if (!((vb[r >> 3] >> (r & 7)) & 1))
                         memset(d + (size_t)r * fb_type_width(g->rtypes[a]), 0, fb_type_width(g->rtypes[a]));
         }
+#undef AGG_NULLS
+#undef AGG_SUM128
     }
     return FB_OK;
 }
@@ -1952,7 +1972,8 @@ static fb_status merge_generic(agg_user *u, merge_local *ml, agg_out *o)
 static int64_t merge_compact(const agg_user *u, merge_local *ml, const char *rows, int64_t m)
 {
     const agg_layout *L = &u->L;
-    const size_t TW = (size_t)L->WT, mask = ml->T.slots - 1;
+    const size_t TW = ml->TW, mask = ml->T.slots - 1;
+    const int nar = u->narrow;
     int64_t *k = ml->keys, *v = ml->vals;
     uint64_t *h = ml->h, *tbl = ml->T.e;
     const uint64_t *w = (const uint64_t *)(const void *)rows;
@@ -1974,7 +1995,7 @@ static int64_t merge_compact(const agg_user *u, merge_local *ml, const char *row
     int64_t groups = ml->T.groups;
     if (L->W == 3 && L->packed && L->kind[2] == W_SUM) {
         /* count(*) and the sum of one column (A1, A3): one pass finds the entry and updates it */
-        const size_t ts = L->tw[2];
+        const size_t ts = nar ? 2 : L->tw[2];
         for (int64_t j = 0; j < m; j++) {
             if (j + 8 < m)
                 __builtin_prefetch(tbl + (h[j + 8] & mask) * TW, 1);
@@ -1989,7 +2010,7 @@ static int64_t merge_compact(const agg_user *u, merge_local *ml, const char *row
                         return j;
                     }
                     uint64_t r[2] = {key, 0};
-                    entry_init(L, 1, e, r);
+                    entry_init(L, !nar, e, r);
                     groups++;
                     break;
                 }
@@ -1999,7 +2020,8 @@ static int64_t merge_compact(const agg_user *u, merge_local *ml, const char *row
             }
             uint64_t x = (uint64_t)v[j], lo = e[ts] + x;
             e[1]++;
-            e[ts + 1] += (uint64_t)((int64_t)x >> 63) + (lo < x);
+            if (!nar)
+                e[ts + 1] += (uint64_t)((int64_t)x >> 63) + (lo < x);
             e[ts] = lo;
         }
         ml->T.groups = groups;
@@ -2017,7 +2039,7 @@ static int64_t merge_compact(const agg_user *u, merge_local *ml, const char *row
                     break;
                 }
                 uint64_t r[2] = {key, 0};
-                entry_init(L, 1, e, r);
+                entry_init(L, !nar, e, r);
                 groups++;
                 break;
             }
@@ -2031,9 +2053,14 @@ static int64_t merge_compact(const agg_user *u, merge_local *ml, const char *row
     for (int64_t j = 0; j < m; j++) /* the count of every entry */
         tbl[(size_t)gid[j] * TW + 1]++;
     for (int i = 2; i < L->W; i++) {
-        const size_t t = L->tw[i];
+        const size_t t = nar ? (size_t)i : L->tw[i];
         switch (L->kind[i]) {
         case W_SUM:
+            if (nar && !sum_is_wide(L, i)) { /* one word: 32-bit values of under 2^31 rows */
+                for (int64_t j = 0; j < m; j++)
+                    tbl[(size_t)gid[j] * TW + t] += (uint64_t)v[j];
+                break;
+            }
             for (int64_t j = 0; j < m; j++) {
                 uint64_t *e = tbl + (size_t)gid[j] * TW + t;
                 agg_u128 x = ((agg_u128)e[1] << 64 | e[0]) + (agg_u128)(agg_i128)v[j];
@@ -2089,8 +2116,9 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
                     for (int64_t j = 0; j < m; j++)
                         ml->h[j] = rec_hash(r[j * W], r[j * W + 1]);
                     for (int64_t done = 0;;) {
-                        int64_t k = table_probe(&u->L, 1, &ml->T, r + done * W, ml->h + done, m - done, ml->gid);
-                        merge_records(&u->L, 1, ml->T.e, ml->gid, r + done * W, k);
+                        int64_t k = table_probe(&u->L, !u->narrow, &ml->T, r + done * W, ml->h + done, m - done,
+                                                ml->gid);
+                        merge_records(&u->L, !u->narrow, ml->T.e, ml->gid, r + done * W, k);
                         done += k;
                         if (done == m)
                             break;
