@@ -1996,8 +1996,9 @@ static int64_t merge_compact(const agg_user *u, merge_local *ml, const char *row
     if (L->W == 3 && L->packed && L->kind[2] == W_SUM) {
         /* count(*) and the sum of one column (A1, A3): one pass finds the entry and updates it */
         const size_t ts = nar ? 2 : L->tw[2];
+        const int64_t pf_end = ml->T.slots * TW * 8 > ((size_t)48 << 10) ? m - 8 : 0; /* beyond L1: prefetch */
         for (int64_t j = 0; j < m; j++) {
-            if (j + 8 < m)
+            if (j < pf_end)
                 __builtin_prefetch(tbl + (h[j + 8] & mask) * TW, 1);
             uint64_t key = (uint64_t)k[j];
             size_t p = h[j] & mask;
