@@ -1418,6 +1418,42 @@ static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk
     return FB_OK;
 }
 
+/* A passed batch with nulls: rows whose key and value are valid go out as compact rows, the others
+ * (a null key or value) as records. */
+static fb_status compact_split(const agg_user *u, agg_local *l, int64_t m, int has_kvalid, const int *has_vvalid)
+{
+    const int vc = u->compact_col;
+    const uint8_t *kok = has_kvalid ? l->kvalid : NULL, *vok = vc >= 0 && has_vvalid[vc] ? l->vvalid[vc] : NULL;
+    int64_t *ck = (int64_t *)(void *)l->rec, *cv = ck + AGG_BATCH; /* rec holds >= 2 words a row; free here */
+    int64_t *kv = l->kv, *vv = vc >= 0 ? l->vv[vc] : NULL;
+    uint8_t *kvalid = l->kvalid, *vvalid = vc >= 0 ? l->vvalid[vc] : NULL;
+    int64_t c = 0, nb = 0;
+    for (int64_t j = 0; j < m; j++) {
+        int ok = (!kok || kok[j]) && (!vok || vok[j]);
+        if (ok) {
+            ck[c] = kv[j];
+            cv[c] = vv ? vv[j] : 0;
+            c++;
+        } else { /* moved to the front, in order (nb <= j) */
+            kv[nb] = kv[j];
+            if (kok)
+                kvalid[nb] = kvalid[j];
+            if (vv) {
+                vv[nb] = vv[j];
+                if (vok)
+                    vvalid[nb] = vvalid[j];
+            }
+            nb++;
+        }
+    }
+    FB_FORWARD_IF_ERROR(compact_put(l->ctx, l->parts, ck, vv ? cv : NULL, c, l->h));
+    l->paths.spilled_records += c;
+    l->paths.passed_rows += c;
+    l->paths.compact_rows += c;
+    build_records(u, l, nb, has_kvalid, has_vvalid);
+    return spill_batch(u, l, 0, nb);
+}
+
 /* The smallest value of an integer type of w bytes, as an ordered int64 (load_ordered). */
 static int64_t type_min(fb_type t)
 {
@@ -1508,6 +1544,8 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
                 l->paths.spilled_records += m;
                 l->paths.passed_rows += m;
                 l->paths.compact_rows += m;
+            } else if (u->compact_rs) {
+                FB_FORWARD_IF_ERROR(compact_split(u, l, m, has_kvalid, has_vvalid));
             } else {
                 build_records(u, l, m, has_kvalid, has_vvalid);
                 FB_FORWARD_IF_ERROR(spill_batch(u, l, 0, m));
