@@ -12,14 +12,19 @@
  *     not wait on each other's stores;
  *   - a cache-sized open-addressing table of records (pre-aggregation), emptied into the partitions
  *     when half full; when a flush finds that the table hardly reduced the rows, the next
- *     FB_AGG_PASS_ROWS rows go to the partitions directly (one record per row).
+ *     AGG_PASS_ROWS rows go to the partitions directly: as compact rows (key and value as they come,
+ *     8 or 16 bytes, the count implicit) through a write-combining line per partition, when at most
+ *     one value column is read and the row has no null; else one record per row.
+ * Several narrow key columns are packed into one key word (agg_user::n_pack) and take the same paths.
  * Records land in 2^FB_AGG_PARTITION_BITS partitions by the top bits of the key's hash, in blocks
  * carved from slabs on the worker's NUMA node. The merge pipeline's source hands out partitions;
- * its sink aggregates a partition's records (every worker's blocks) into a table of wide records
- * (128-bit sums), grown as needed, and writes the groups as typed columns on its worker's node,
- * checking integer sums against int64.
+ * its sink aggregates a partition's records and compact rows (every worker's blocks) into a table,
+ * grown as needed -- of the record layout for runs under 2^31 rows, else of wide entries (64-bit
+ * counts, 128-bit sums) -- and writes the groups as typed columns on its worker's node, checking
+ * integer sums against int64.
  *
- * Other specs fall back to one fb_agg_table per worker, merged by combine (one partition).
+ * Other specs fall back to one fb_agg_table per worker, merged by combine (one partition). The
+ * context may force the strategy (fb_ctx_agg_strategy()) where the spec leaves it AUTO.
  */
 #include "fb_internal.h"
 #include "fb/fb_topology.h"

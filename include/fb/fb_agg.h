@@ -178,13 +178,17 @@ FB_API fb_agg_strategy fb_agg_table_strategy(const fb_agg_table *t);
  * interleaved copies. Otherwise rows go into a cache-sized hash table that pre-aggregates; when it is
  * full its groups leave as partial aggregates into 2^FB_AGG_PARTITION_BITS radix partitions (by hash
  * bits); when a flush shows that the table hardly reduced the rows (high cardinality), the next rows
- * skip it and go to the partitions directly, and it is tried again later. At the end every worker's
+ * skip it and go to the partitions directly (as compact rows of key and value, 8 or 16 bytes, when at
+ * most one value column is read and neither is null), and it is tried again later. At the end every worker's
  * table leaves into the partitions as well; the second pipeline then aggregates each partition in a
  * table of its own (mostly cache-resident) on the merging worker's NUMA node (neighbouring small
  * partitions together). On a machine with one NUMA node the memory comes from the context's
  * allocator, so that an engine's pool can hand it to the next query. fb_agg_spec::strategy
- * forces one path (DIRECT, HASH, or PARTITION for no pre-aggregation). Other specs (several keys, float
- * aggregates, no keys) use one fb_agg_table per worker merged at the end: correct, not fast.
+ * forces one path (DIRECT, HASH, or PARTITION for no pre-aggregation), and so does the context
+ * (fb_options_set_agg_strategy(), FB_AGG_STRATEGY) for specs that leave it AUTO. Two to four key
+ * columns take the same paths as one packed key when each key's bits plus a null flag fit 64 bits in
+ * all (e.g. int32 with int16, three int16). Other specs (wider key combinations, float aggregates, no
+ * keys) use one fb_agg_table per worker merged at the end: correct, not fast.
  *
  * Groups come out in no particular order, as partitions of column views (fb_agg_groups_partition()) or
  * copied into one set of columns (fb_agg_groups_result()).
