@@ -190,6 +190,34 @@ static fb_status choose_join_algo(const struct fb_options *o, fb_join_algorithm 
     return FB_OK;
 }
 
+fb_status fb_options_set_agg_strategy(fb_options *opts, fb_agg_strategy strategy)
+{
+    FB_RETURN_ERROR_IF(!opts, NULL, FB_ERR_INVALID_ARG, "opts must not be NULL");
+    FB_RETURN_ERROR_IF((unsigned)strategy > FB_AGG_STRATEGY_PARTITION, NULL, FB_ERR_INVALID_ARG,
+                       "unknown fb_agg_strategy value %d", (int)strategy);
+    opts->agg_strategy = strategy;
+    return FB_OK;
+}
+
+/* The forced aggregation strategy: the option, else FB_AGG_STRATEGY (auto, direct, hash, partition). */
+static fb_status choose_agg_strategy(const struct fb_options *o, fb_agg_strategy *out)
+{
+    static const char *const names[] = {"auto", "direct", "hash", "partition"};
+    *out = o->agg_strategy;
+    const char *env = getenv("FB_AGG_STRATEGY");
+    if (o->agg_strategy != FB_AGG_STRATEGY_AUTO || !env || !*env)
+        return FB_OK;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(env, names[i]) == 0) {
+            *out = (fb_agg_strategy)i;
+            return FB_OK;
+        }
+    return FB_ERROR(NULL, FB_ERR_INVALID_ARG,
+                    "environment variable FB_AGG_STRATEGY='%s' is not one of auto, direct, hash, partition", env);
+}
+
+fb_agg_strategy fb_ctx_agg_strategy(const fb_ctx *ctx) { return ctx ? ctx->agg_strategy : FB_AGG_STRATEGY_AUTO; }
+
 /* ---- context --------------------------------------------------------------------------------- */
 
 /* The variant to use: explicit option, else FB_ISA, else the best one. */
@@ -250,6 +278,8 @@ fb_status fb_ctx_create(const fb_options *opts, fb_ctx **out)
     FB_FORWARD_IF_ERROR(choose_cl_device(opts, &cl_device));
     fb_join_algorithm join_algo = FB_JOIN_ALGO_AUTO;
     FB_FORWARD_IF_ERROR(choose_join_algo(opts, &join_algo));
+    fb_agg_strategy agg_strategy = FB_AGG_STRATEGY_AUTO;
+    FB_FORWARD_IF_ERROR(choose_agg_strategy(opts, &agg_strategy));
 
     /* The context itself comes from the C library: the user's allocator may want a context to
      * account against, and the context is small and fixed. */
@@ -258,6 +288,7 @@ fb_status fb_ctx_create(const fb_options *opts, fb_ctx **out)
     ctx->isa = isa;
     ctx->kt = fb_kernel_table_get(isa);
     ctx->join_algo = join_algo;
+    ctx->agg_strategy = agg_strategy;
     ctx->alloc = opts->alloc;
     ctx->alloc_custom = opts->alloc.alloc != default_alloc;
     ctx->memory_limit = opts->memory_limit;

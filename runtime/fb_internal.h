@@ -23,6 +23,7 @@ struct fb_options {
     fb_allocator alloc;
     char *topology;           /* synthetic description or NULL */
     fb_join_algorithm join_algo; /* FB_JOIN_ALGO_AUTO = env FB_JOIN_ALGO or per join */
+    fb_agg_strategy agg_strategy; /* FB_AGG_STRATEGY_AUTO = env FB_AGG_STRATEGY or per aggregation */
 };
 
 struct fb_ctx {
@@ -30,6 +31,7 @@ struct fb_ctx {
     const struct fb_kernel_table *kt; /* CPU kernels of isa */
     int threads;
     fb_join_algorithm join_algo;      /* forced join algorithm, or FB_JOIN_ALGO_AUTO */
+    fb_agg_strategy agg_strategy;     /* forced runtime aggregation strategy, or FB_AGG_STRATEGY_AUTO */
     fb_allocator alloc;
     bool alloc_custom;                /* alloc came from fb_options_set_allocator(): NUMA memory uses it too */
     size_t memory_limit;

@@ -12,14 +12,19 @@
  *     not wait on each other's stores;
  *   - a cache-sized open-addressing table of records (pre-aggregation), emptied into the partitions
  *     when half full; when a flush finds that the table hardly reduced the rows, the next
- *     FB_AGG_PASS_ROWS rows go to the partitions directly (one record per row).
+ *     AGG_PASS_ROWS rows go to the partitions directly: as compact rows (key and value as they come,
+ *     8 or 16 bytes, the count implicit) through a write-combining line per partition, when at most
+ *     one value column is read and the row has no null; else one record per row.
+ * Several narrow key columns are packed into one key word (agg_user::n_pack) and take the same paths.
  * Records land in 2^FB_AGG_PARTITION_BITS partitions by the top bits of the key's hash, in blocks
  * carved from slabs on the worker's NUMA node. The merge pipeline's source hands out partitions;
- * its sink aggregates a partition's records (every worker's blocks) into a table of wide records
- * (128-bit sums), grown as needed, and writes the groups as typed columns on its worker's node,
- * checking integer sums against int64.
+ * its sink aggregates a partition's records and compact rows (every worker's blocks) into a table,
+ * grown as needed -- of the record layout for runs under 2^31 rows, else of wide entries (64-bit
+ * counts, 128-bit sums) -- and writes the groups as typed columns on its worker's node, checking
+ * integer sums against int64.
  *
- * Other specs fall back to one fb_agg_table per worker, merged by combine (one partition).
+ * Other specs fall back to one fb_agg_table per worker, merged by combine (one partition). The
+ * context may force the strategy (fb_ctx_agg_strategy()) where the spec leaves it AUTO.
  */
 #include "fb_internal.h"
 #include "fb/fb_topology.h"
@@ -31,19 +36,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 __extension__ typedef __int128 agg_i128;
 __extension__ typedef unsigned __int128 agg_u128;
 
 #define AGG_BATCH 2048
 #define AGG_NPART (1 << FB_AGG_PARTITION_BITS)
+/* Compact rows go to fewer, coarser partitions (the top AGG_CBITS bits of the hash): their
+ * write-combining lines then stay in the L1 cache. Compact partition c holds the rows of radix
+ * partitions c << AGG_CSHIFT .. (c + 1) << AGG_CSHIFT - 1, which the merge takes together. */
+#ifndef AGG_CBITS
+#define AGG_CBITS 10
+#endif
+#define AGG_CSHIFT (FB_AGG_PARTITION_BITS - AGG_CBITS)
 #define AGG_PRE_SLOTS 8192              /* pre-aggregation table: slots (half of them used at most) */
 #define AGG_PASS_ROWS (INT64_C(1) << 20) /* rows sent past a table that did not reduce, before a retry */
 #define AGG_FLUSH_ROWS (INT64_C(1) << 30) /* rows a table takes before it is flushed: narrow sums of
                                              32-bit values and the 31-bit packed counts cannot overflow */
 #define AGG_LOW31 UINT64_C(0x7FFFFFFF)
-#define AGG_SLAB_BYTES ((size_t)8 << 20)
+#define AGG_SLAB_BYTES ((size_t)32 << 20)
 #define AGG_BLOCK_BYTES ((size_t)16 << 10)
+#define AGG_MERGE_LIMIT(slots) ((int64_t)((slots) / 16 * 11)) /* a merge table's fill: about 0.69 */
 #define AGG_MERGE_MIN 16384 /* records below which neighbouring partitions are merged together */
 #define AGG_NULL_FLAG (UINT64_C(1) << 63)
 #define AGG_USED_FLAG (UINT64_C(1) << 62)
@@ -224,15 +240,25 @@ typedef struct agg_block {
 
 typedef struct agg_slab {
     struct agg_slab *next;
-    char pad[56];
+    size_t bytes;
+    char pad[48];
 } agg_slab;
 
+/* A worker's partitions. Two chains per partition: records of W words (partial aggregates), and
+ * compact rows (one input row each, AGG_ROW_BYTES: see compact_*), written through a
+ * software write-combining buffer of one cache line per partition and streamed out line by line. */
 typedef struct agg_parts {
     uint64_t *cur[AGG_NPART], *end[AGG_NPART];
     agg_block *head[AGG_NPART], *tail[AGG_NPART];
+    char *ccur[AGG_NPART], *cend[AGG_NPART];
+    agg_block *chead[AGG_NPART], *ctail[AGG_NPART];
+    uint8_t cfill[AGG_NPART]; /* bytes in the partition's write-combining line */
+    uint64_t *wc;             /* AGG_NPART lines of 64 bytes */
     agg_slab *slabs;
     char *slab_cur, *slab_end;
+    int n_slabs;
     int node;
+    int rs;                   /* compact row bytes: 8 or 16 */
     int64_t records;
 } agg_parts;
 
@@ -241,23 +267,41 @@ static void parts_free(fb_ctx *ctx, agg_parts *P)
     while (P->slabs) {
         agg_slab *s = P->slabs;
         P->slabs = s->next;
-        fb_numa_free(ctx, P->node, s, AGG_SLAB_BYTES);
+        fb_numa_free(ctx, P->node, s, s->bytes);
     }
+    fb_numa_free(ctx, P->node, P->wc, (size_t)AGG_NPART * 64);
+    P->wc = NULL;
+}
+
+/* A fresh block from the worker's slabs (slabs grow from 2 MiB to AGG_SLAB_BYTES: small runs stay
+ * small, large ones take few blocks of the context's cache). */
+static fb_status parts_block(fb_ctx *ctx, agg_parts *P, agg_block **out)
+{
+    if (P->slab_cur + AGG_BLOCK_BYTES > P->slab_end) {
+        agg_slab *s;
+        size_t bytes = ((size_t)2 << 20) << (P->n_slabs < 4 ? P->n_slabs : 4);
+        bytes = bytes < AGG_SLAB_BYTES ? bytes : AGG_SLAB_BYTES;
+        FB_FORWARD_IF_ERROR(agg_alloc(ctx, P->node, bytes, (void **)&s));
+        s->next = P->slabs;
+        s->bytes = bytes;
+        P->slabs = s;
+        P->n_slabs++;
+        P->slab_cur = (char *)s + sizeof *s;
+        P->slab_end = (char *)s + bytes;
+    }
+    agg_block *b = (agg_block *)P->slab_cur;
+    P->slab_cur += AGG_BLOCK_BYTES;
+    b->next = NULL;
+    b->n = 0;
+    *out = b;
+    return FB_OK;
 }
 
 /* Opens a new block for partition p. */
 static fb_status parts_new_block(fb_ctx *ctx, agg_parts *P, int p, int W)
 {
-    if (P->slab_cur + AGG_BLOCK_BYTES > P->slab_end) {
-        agg_slab *s;
-        FB_FORWARD_IF_ERROR(agg_alloc(ctx, P->node, AGG_SLAB_BYTES, (void **)&s));
-        s->next = P->slabs;
-        P->slabs = s;
-        P->slab_cur = (char *)s + sizeof *s;
-        P->slab_end = (char *)s + AGG_SLAB_BYTES;
-    }
-    agg_block *b = (agg_block *)P->slab_cur;
-    P->slab_cur += AGG_BLOCK_BYTES;
+    agg_block *b;
+    FB_FORWARD_IF_ERROR(parts_block(ctx, P, &b));
     b->next = NULL;
     b->n = 0;
     if (P->tail[p]) {
@@ -272,11 +316,134 @@ static fb_status parts_new_block(fb_ctx *ctx, agg_parts *P, int p, int W)
     return FB_OK;
 }
 
-static void parts_close(agg_parts *P, int W)
+/* Bytes of compact rows a block holds: whole lines. */
+#define AGG_CBLOCK_PAYLOAD ((AGG_BLOCK_BYTES - sizeof(agg_block)) / 64 * 64)
+
+/* Opens a new block of compact rows for partition p. */
+static fb_status compact_new_block(fb_ctx *ctx, agg_parts *P, int p)
+{
+    agg_block *b;
+    FB_FORWARD_IF_ERROR(parts_block(ctx, P, &b));
+    if (P->ctail[p]) {
+        P->ctail[p]->n = (P->ccur[p] - (char *)(P->ctail[p] + 1)) / P->rs;
+        P->ctail[p]->next = b;
+    } else {
+        P->chead[p] = b;
+    }
+    P->ctail[p] = b;
+    P->ccur[p] = (char *)(b + 1);
+    P->cend[p] = P->ccur[p] + AGG_CBLOCK_PAYLOAD;
+    return FB_OK;
+}
+
+/* Writes partition p's full write-combining line to its block, past the caches. */
+static fb_status compact_flush_line(fb_ctx *ctx, agg_parts *P, int p)
+{
+    if (__builtin_expect(P->ccur[p] == P->cend[p], 0))
+        FB_FORWARD_IF_ERROR(compact_new_block(ctx, P, p));
+    const uint64_t *src = P->wc + (size_t)p * 8;
+#if defined(__SSE2__)
+    __m128i *d = (__m128i *)(void *)P->ccur[p];
+    const __m128i *s = (const __m128i *)(const void *)src;
+    _mm_stream_si128(d, _mm_load_si128(s));
+    _mm_stream_si128(d + 1, _mm_load_si128(s + 1));
+    _mm_stream_si128(d + 2, _mm_load_si128(s + 2));
+    _mm_stream_si128(d + 3, _mm_load_si128(s + 3));
+#else
+    memcpy(P->ccur[p], src, 64);
+#endif
+    P->ccur[p] += 64;
+    return FB_OK;
+}
+
+/* Compact rows of one batch: keys and values as ordered int64 (vals NULL: no value column). rs 8:
+ * the key's low 32 bits and the value's in one word; rs 16: key and value words. */
+static fb_status compact_put(fb_ctx *ctx, agg_parts *P, const int64_t *keys, const int64_t *vals, int64_t m,
+                             uint64_t *h)
+{
+    uint64_t *wc = P->wc;
+    uint8_t *fill = P->cfill;
+    ctx->kt->hash_64((const uint64_t *)keys, (fb_bits){NULL, 0}, m, h, 0); /* the CPU variant's vector hash */
+    if (P->rs == 8) {
+        for (int64_t j = 0; j < m; j++) {
+            uint64_t k = (uint64_t)keys[j];
+            int p = (int)(h[j] >> (64 - AGG_CBITS));
+            unsigned f = fill[p];
+            wc[(size_t)p * 8 + (f >> 3)] = (k & 0xFFFFFFFFu) | (vals ? (uint64_t)vals[j] << 32 : 0);
+            f += 8;
+            if (f == 64) {
+                FB_FORWARD_IF_ERROR(compact_flush_line(ctx, P, p));
+                f = 0;
+            }
+            fill[p] = (uint8_t)f;
+        }
+    } else {
+        for (int64_t j = 0; j < m; j++) {
+            uint64_t k = (uint64_t)keys[j];
+            int p = (int)(h[j] >> (64 - AGG_CBITS));
+            unsigned f = fill[p];
+            uint64_t *d = wc + (size_t)p * 8 + (f >> 3);
+            d[0] = k;
+            d[1] = vals ? (uint64_t)vals[j] : 0;
+            f += 16;
+            if (f == 64) {
+                FB_FORWARD_IF_ERROR(compact_flush_line(ctx, P, p));
+                f = 0;
+            }
+            fill[p] = (uint8_t)f;
+        }
+    }
+    P->records += m;
+    return FB_OK;
+}
+
+/* compact_put with rs 8 for an int32 (date32) key column and an int32 value column (or none) read
+ * in place, rows base..base+m-1. */
+static fb_status compact_put_i32(fb_ctx *ctx, agg_parts *P, const int32_t *keys, const int32_t *vals, int64_t m,
+                                 uint64_t *h)
+{
+    uint64_t *wc = P->wc;
+    uint8_t *fill = P->cfill;
+    ctx->kt->hash_32((const uint32_t *)keys, 0, (fb_bits){NULL, 0}, m, h, 0);
+    for (int64_t j = 0; j < m; j++) {
+        uint32_t k = (uint32_t)keys[j];
+        int p = (int)(h[j] >> (64 - AGG_CBITS));
+        unsigned f = fill[p];
+        wc[(size_t)p * 8 + (f >> 3)] = k | (vals ? (uint64_t)(uint32_t)vals[j] << 32 : 0);
+        f += 8;
+        if (f == 64) {
+            FB_FORWARD_IF_ERROR(compact_flush_line(ctx, P, p));
+            f = 0;
+        }
+        fill[p] = (uint8_t)f;
+    }
+    P->records += m;
+    return FB_OK;
+}
+
+/* Ends phase 1 for a worker's partitions: the partial lines go out, every block gets its count. */
+static fb_status parts_close(fb_ctx *ctx, agg_parts *P, int W)
 {
     for (int p = 0; p < AGG_NPART; p++)
         if (P->tail[p])
             P->tail[p]->n = (P->cur[p] - (uint64_t *)(P->tail[p] + 1)) / W;
+    if (!P->wc)
+        return FB_OK;
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+    for (int p = 0; p < AGG_NPART; p++) {
+        if (P->cfill[p]) {
+            if (P->ccur[p] == P->cend[p])
+                FB_FORWARD_IF_ERROR(compact_new_block(ctx, P, p));
+            memcpy(P->ccur[p], P->wc + (size_t)p * 8, P->cfill[p]);
+            P->ccur[p] += P->cfill[p];
+            P->cfill[p] = 0;
+        }
+        if (P->ctail[p])
+            P->ctail[p]->n = (P->ccur[p] - (char *)(P->ctail[p] + 1)) / P->rs;
+    }
+    return FB_OK;
 }
 
 /* Appends one record (W words) with hash h. */
@@ -415,6 +582,7 @@ typedef struct agg_table {
     uint64_t *e;
     size_t slots; /* power of two */
     int64_t groups;
+    int64_t limit; /* groups it takes at most (a fraction of slots) */
     int node;
 } agg_table;
 
@@ -425,7 +593,7 @@ static int64_t table_probe(const agg_layout *L, int wide, agg_table *T, const ui
 {
     const int W = L->W, TW = wide ? L->WT : L->W;
     const size_t mask = T->slots - 1;
-    const int64_t limit = (int64_t)(T->slots / 2);
+    const int64_t limit = T->limit;
     for (int64_t j = 0; j < m; j++) {
         if (j + 8 < m)
             __builtin_prefetch(T->e + (h[j + 8] & mask) * TW, 1);
@@ -654,6 +822,17 @@ typedef struct agg_user {
     int next_part;                       /* the merge source's cursor */
     int range[AGG_NPART + 1];            /* output partition i merges radix partitions range[i]..range[i+1]-1 */
     int direct_i32;                      /* int32/date32 key, every value read int32: fast_direct_i32() */
+    int compact_rs;                      /* passed rows go out as compact rows of this many bytes (0: as
+                                            records): one key, at most one value column read */
+    int compact_col;                     /* that value column, or -1 */
+    int compact_ksigned;                 /* rs 8: the key's 32 bits sign-extend (else zero-extend) */
+    int n_pack;                          /* 2..4 key columns packed into one 64-bit key (0: one key) */
+    int narrow;                          /* this run's merge tables have the record layout (W words: the
+                                            run has under 2^31 rows, so 31-bit counts and one-word sums
+                                            of 32-bit values cannot overflow), else the wide one (WT) */
+    uint8_t kshift[FB_AGG_MAX_KEYS];     /* key k's field: its value (biased to unsigned) in kbits[k]
+                                            bits from bit kshift[k], its null flag just above */
+    uint8_t kbits[FB_AGG_MAX_KEYS];
 } agg_user;
 
 typedef struct agg_global {
@@ -801,6 +980,11 @@ static fb_status agg_init_local_parts(void *user, void *global, const fb_worker_
     FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, l->node, sizeof(agg_parts), (void **)&l->parts));
     memset(l->parts, 0, sizeof(agg_parts));
     l->parts->node = l->node;
+    l->parts->rs = u->compact_rs;
+    if (u->compact_rs) {
+        FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, l->node, (size_t)AGG_NPART * 64, (void **)&l->parts->wc));
+        memset(l->parts->cfill, 0, sizeof l->parts->cfill);
+    }
     return FB_OK;
 }
 
@@ -1117,6 +1301,7 @@ static fb_status pre_batch(const agg_user *u, agg_local *l, int64_t m)
     const int W = u->L.W;
     if (!l->pre.e) {
         l->pre.slots = AGG_PRE_SLOTS;
+        l->pre.limit = AGG_PRE_SLOTS / 2;
         FB_FORWARD_IF_ERROR(fb_numa_alloc(l->ctx, l->node, l->pre.slots * (size_t)W * 8, (void **)&l->pre.e));
         memset(l->pre.e, 0, l->pre.slots * (size_t)W * 8);
     }
@@ -1238,6 +1423,75 @@ static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk
     return FB_OK;
 }
 
+/* A passed batch with nulls: rows whose key and value are valid go out as compact rows, the others
+ * (a null key or value) as records. */
+static fb_status compact_split(const agg_user *u, agg_local *l, int64_t m, int has_kvalid, const int *has_vvalid)
+{
+    const int vc = u->compact_col;
+    const uint8_t *kok = has_kvalid ? l->kvalid : NULL, *vok = vc >= 0 && has_vvalid[vc] ? l->vvalid[vc] : NULL;
+    int64_t *ck = (int64_t *)(void *)l->rec, *cv = ck + AGG_BATCH; /* rec holds >= 2 words a row; free here */
+    int64_t *kv = l->kv, *vv = vc >= 0 ? l->vv[vc] : NULL;
+    uint8_t *kvalid = l->kvalid, *vvalid = vc >= 0 ? l->vvalid[vc] : NULL;
+    int64_t c = 0, nb = 0;
+    for (int64_t j = 0; j < m; j++) {
+        int ok = (!kok || kok[j]) && (!vok || vok[j]);
+        if (ok) {
+            ck[c] = kv[j];
+            cv[c] = vv ? vv[j] : 0;
+            c++;
+        } else { /* moved to the front, in order (nb <= j) */
+            kv[nb] = kv[j];
+            if (kok)
+                kvalid[nb] = kvalid[j];
+            if (vv) {
+                vv[nb] = vv[j];
+                if (vok)
+                    vvalid[nb] = vvalid[j];
+            }
+            nb++;
+        }
+    }
+    FB_FORWARD_IF_ERROR(compact_put(l->ctx, l->parts, ck, vv ? cv : NULL, c, l->h));
+    l->paths.spilled_records += c;
+    l->paths.passed_rows += c;
+    l->paths.compact_rows += c;
+    build_records(u, l, nb, has_kvalid, has_vvalid);
+    return spill_batch(u, l, 0, nb);
+}
+
+/* The smallest value of an integer type of w bytes, as an ordered int64 (load_ordered). */
+static int64_t type_min(fb_type t)
+{
+    switch (t) {
+    case FB_TYPE_INT8: return INT8_MIN;
+    case FB_TYPE_INT16: return INT16_MIN;
+    case FB_TYPE_INT32:
+    case FB_TYPE_DATE32: return INT32_MIN;
+    default: return 0; /* unsigned types below 64 bits (64-bit keys are never packed) */
+    }
+}
+
+/* Several key columns as one packed key per row (fields: the value minus the type's smallest, and a
+ * null flag above it; a null key's value field is 0) into out; tmp: scratch of n int64. */
+static void load_packed(const agg_user *u, agg_local *l, const fb_chunk *ch, const uint32_t *sel, int64_t base,
+                        int64_t n, int64_t *out, int64_t *tmp)
+{
+    for (int64_t j = 0; j < n; j++)
+        out[j] = 0;
+    for (int k = 0; k < u->n_pack; k++) {
+        const fb_column *c = &ch->columns[u->key_col[k]];
+        const uint64_t lo = (uint64_t)type_min(c->type);
+        const int sh = u->kshift[k], nb = u->kbits[k];
+        load_ordered(c, sel, base, n, tmp);
+        if (load_valid(c, sel, base, n, l->kvalid))
+            for (int64_t j = 0; j < n; j++)
+                out[j] |= (int64_t)(l->kvalid[j] ? ((uint64_t)tmp[j] - lo) << sh : UINT64_C(1) << (sh + nb));
+        else
+            for (int64_t j = 0; j < n; j++)
+                out[j] |= (int64_t)(((uint64_t)tmp[j] - lo) << sh);
+    }
+}
+
 static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
 {
     const fb_column *kc = &ch->columns[u->key_col[0]];
@@ -1248,16 +1502,36 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
     int64_t b = 0;
     if ((l->mode == MODE_NONE || l->mode == MODE_DIRECT) && u->direct_i32 && !sel)
         FB_FORWARD_IF_ERROR(fast_direct_i32(u, l, ch, &b));
+    const int vc = u->compact_col;
     for (; b < n; b += AGG_BATCH) {
         int64_t m = n - b < AGG_BATCH ? n - b : AGG_BATCH;
+        if (l->mode == MODE_PRE && (strat == FB_AGG_STRATEGY_PARTITION || l->pass_left > 0) && u->direct_i32 &&
+            u->compact_rs == 8 && !sel && !kc->validity &&
+            (vc < 0 || !ch->columns[u->value_col[vc]].validity)) {
+            /* passing int32 rows on: straight from the columns into the partitions */
+            const fb_column *vcol = vc >= 0 ? &ch->columns[u->value_col[vc]] : NULL;
+            FB_FORWARD_IF_ERROR(compact_put_i32(l->ctx, l->parts, (const int32_t *)kc->data + kc->offset + b,
+                                                vcol ? (const int32_t *)vcol->data + vcol->offset + b : NULL, m,
+                                                l->h));
+            l->paths.spilled_records += m;
+            l->paths.passed_rows += m;
+            l->paths.compact_rows += m;
+            l->pass_left = l->pass_left > m ? l->pass_left - m : 0;
+            continue;
+        }
         const uint32_t *bs = sel ? sel + b : NULL;
-        load_ordered(kc, bs, b, m, l->kv);
-        int has_kvalid = load_valid(kc, bs, b, m, l->kvalid);
+        int has_kvalid = 0;
+        if (u->n_pack) {
+            load_packed(u, l, ch, bs, b, m, l->kv, (int64_t *)(void *)l->rec); /* rec is free until build_records */
+        } else {
+            load_ordered(kc, bs, b, m, l->kv);
+            has_kvalid = load_valid(kc, bs, b, m, l->kvalid);
+        }
         for (size_t v = 0; v < u->n_values; v++)
             if (u->value_type[v] != FB_TYPE_INVALID) {
-                const fb_column *vc = &ch->columns[u->value_col[v]];
-                load_ordered(vc, bs, b, m, l->vv[v]);
-                has_vvalid[v] = load_valid(vc, bs, b, m, l->vvalid[v]);
+                const fb_column *vcol = &ch->columns[u->value_col[v]];
+                load_ordered(vcol, bs, b, m, l->vv[v]);
+                has_vvalid[v] = load_valid(vcol, bs, b, m, l->vvalid[v]);
             }
         if (l->mode == MODE_NONE || l->mode == MODE_DIRECT) {
             int64_t mn, mx;
@@ -1269,11 +1543,21 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
                 continue;
             }
         }
-        build_records(u, l, m, has_kvalid, has_vvalid);
         if (strat == FB_AGG_STRATEGY_PARTITION || l->pass_left > 0) {
-            FB_FORWARD_IF_ERROR(spill_batch(u, l, 0, m));
+            if (u->compact_rs && !has_kvalid && (vc < 0 || !has_vvalid[vc])) {
+                FB_FORWARD_IF_ERROR(compact_put(l->ctx, l->parts, l->kv, vc >= 0 ? l->vv[vc] : NULL, m, l->h));
+                l->paths.spilled_records += m;
+                l->paths.passed_rows += m;
+                l->paths.compact_rows += m;
+            } else if (u->compact_rs) {
+                FB_FORWARD_IF_ERROR(compact_split(u, l, m, has_kvalid, has_vvalid));
+            } else {
+                build_records(u, l, m, has_kvalid, has_vvalid);
+                FB_FORWARD_IF_ERROR(spill_batch(u, l, 0, m));
+            }
             l->pass_left = l->pass_left > m ? l->pass_left - m : 0;
         } else {
+            build_records(u, l, m, has_kvalid, has_vvalid);
             FB_FORWARD_IF_ERROR(pre_batch(u, l, m));
         }
     }
@@ -1321,6 +1605,7 @@ static void add_paths(fb_agg_path_counts *a, const fb_agg_path_counts *b)
     a->generic_rows += b->generic_rows;
     a->spilled_records += b->spilled_records;
     a->flushes += b->flushes;
+    a->compact_rows += b->compact_rows;
 }
 
 static fb_status agg_combine(void *user, void *global, void *local)
@@ -1340,7 +1625,7 @@ static fb_status agg_combine(void *user, void *global, void *local)
             FB_FORWARD_IF_ERROR(direct_flush(u, l));
         if (l->pre.groups)
             FB_FORWARD_IF_ERROR(pre_flush(u, l));
-        parts_close(l->parts, u->L.W);
+        FB_FORWARD_IF_ERROR(parts_close(l->ctx, l->parts, u->L.W));
         G->parts[G->n_parts_in++] = l->parts;
         l->parts = NULL;
     }
@@ -1349,6 +1634,22 @@ static fb_status agg_combine(void *user, void *global, void *local)
 }
 
 /* ---- phase 2: partitions → groups ------------------------------------------------------------------ */
+
+int64_t fb_agg_narrow_max_rows = (INT64_C(1) << 31) - 2;
+
+/* Records and compact rows of radix partition p, over the workers. */
+static int64_t part_records(const agg_global *G, int p)
+{
+    int64_t n = 0;
+    for (int i = 0; i < G->n_parts_in; i++) {
+        for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
+            n += b->n;
+        if (!(p & ((1 << AGG_CSHIFT) - 1))) /* compact rows count for their group's first partition */
+            for (const agg_block *b = G->parts[i]->chead[p >> AGG_CSHIFT]; b; b = b->next)
+                n += b->n;
+    }
+    return n;
+}
 
 static fb_status merge_src_init_global(void *user, fb_ctx *ctx, void **global)
 {
@@ -1360,16 +1661,17 @@ static fb_status merge_src_init_global(void *user, fb_ctx *ctx, void **global)
     u->range[0] = 0;
     u->range[1] = 1;
     if (u->fast) {
+        const agg_global *G0 = u->G;
+        int64_t total = G0->paths.direct_rows + G0->paths.preagg_rows + G0->paths.passed_rows;
+        u->narrow = total <= fb_agg_narrow_max_rows;
         /* Neighbouring radix partitions share one merge (one table, one output) until they hold
          * AGG_MERGE_MIN records: few groups then cost no thousand tiny merges. */
         const agg_global *G = u->G;
         int64_t acc = 0;
         g->n_parts = 0;
         for (int p = 0; p < AGG_NPART; p++) {
-            for (int i = 0; i < G->n_parts_in; i++)
-                for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
-                    acc += b->n;
-            if (acc >= AGG_MERGE_MIN || p == AGG_NPART - 1) {
+            acc += part_records(G, p);
+            if ((acc >= AGG_MERGE_MIN && !((p + 1) & ((1 << AGG_CSHIFT) - 1))) || p == AGG_NPART - 1) {
                 u->range[++g->n_parts] = p + 1;
                 acc = 0;
             }
@@ -1412,6 +1714,8 @@ typedef struct merge_local {
     agg_table T;
     uint64_t *h;
     uint32_t *gid;
+    int64_t *keys, *vals; /* compact rows, decoded */
+    size_t TW;            /* words of the table's entries (agg_user::narrow) */
     int64_t last_groups; /* of the previous partition: hash partitions are alike, so it sizes the next table */
     agg_oslab *slabs;    /* output memory, handed to the result by combine */
     char *out_cur, *out_end;
@@ -1459,12 +1763,14 @@ static fb_status merge_init_local(void *user, void *global, const fb_worker_info
     merge_local *ml;
     (void)global;
     int node = agg_mem_node(u->g->ctx, w->numa_node);
-    FB_FORWARD_IF_ERROR(fb_numa_alloc(u->g->ctx, node, sizeof *ml + AGG_BATCH * 12, (void **)&ml));
+    FB_FORWARD_IF_ERROR(fb_numa_alloc(u->g->ctx, node, sizeof *ml + AGG_BATCH * 28, (void **)&ml));
     memset(ml, 0, sizeof *ml);
     ml->node = node;
     ml->T.node = node;
     ml->h = (uint64_t *)(ml + 1);
-    ml->gid = (uint32_t *)(ml->h + AGG_BATCH);
+    ml->keys = (int64_t *)(ml->h + AGG_BATCH);
+    ml->vals = ml->keys + AGG_BATCH;
+    ml->gid = (uint32_t *)(ml->vals + AGG_BATCH);
     *local = ml;
     return FB_OK;
 }
@@ -1476,32 +1782,34 @@ static void merge_destroy_local(void *user, void *global, void *local)
     (void)global;
     if (!ml)
         return;
-    fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * (size_t)u->L.WT * 8);
+    fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * ml->TW * 8);
     fb_numa_free(u->g->ctx, ml->node, (void *)ml->ent, ml->ent_cap * sizeof *ml->ent);
     oslabs_free(u->g->ctx, ml->slabs);
-    fb_numa_free(u->g->ctx, ml->node, ml, sizeof *ml + AGG_BATCH * 12);
+    fb_numa_free(u->g->ctx, ml->node, ml, sizeof *ml + AGG_BATCH * 28);
 }
 
 /* A table of at least `slots` slots, emptied. */
 static fb_status merge_table_reset(const agg_user *u, merge_local *ml, size_t slots)
 {
-    const size_t TW = (size_t)u->L.WT;
-    if (ml->T.slots < slots || ml->T.slots > 4 * slots) {
-        fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * TW * 8);
+    const size_t TW = (size_t)(u->narrow ? u->L.W : u->L.WT);
+    if (ml->T.slots < slots || ml->T.slots > 4 * slots || ml->TW != TW) {
+        fb_numa_free(u->g->ctx, ml->node, ml->T.e, ml->T.slots * ml->TW * 8);
         ml->T.e = NULL;
         ml->T.slots = 0;
+        ml->TW = TW;
         FB_FORWARD_IF_ERROR(agg_alloc(u->g->ctx, ml->node, slots * TW * 8, (void **)&ml->T.e));
         ml->T.slots = slots;
     }
     memset(ml->T.e, 0, ml->T.slots * TW * 8);
     ml->T.groups = 0;
+    ml->T.limit = AGG_MERGE_LIMIT(ml->T.slots);
     return FB_OK;
 }
 
 /* Doubles the merge table, moving its entries. */
 static fb_status merge_table_grow(const agg_user *u, merge_local *ml)
 {
-    const size_t TW = (size_t)u->L.WT;
+    const size_t TW = ml->TW;
     agg_table old = ml->T;
     size_t slots = old.slots * 2;
     uint64_t *e;
@@ -1519,6 +1827,7 @@ static fb_status merge_table_grow(const agg_user *u, merge_local *ml)
     fb_numa_free(u->g->ctx, ml->node, old.e, old.slots * TW * 8);
     ml->T.e = e;
     ml->T.slots = slots;
+    ml->T.limit = AGG_MERGE_LIMIT(slots);
     return FB_OK;
 }
 
@@ -1551,9 +1860,12 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
 {
     fb_agg_groups *g = u->g;
     const agg_layout *L = &u->L;
-    const size_t TW = (size_t)L->WT;
+    const size_t TW = ml->TW;
+    const int nar = u->narrow;
+    const uint64_t cmask = nar ? AGG_LOW31 : AGG_CNT_MASK;
     const int64_t rows = ml->T.groups;
-    size_t doff[1 + FB_AGG_MAX_AGGS], voff[1 + FB_AGG_MAX_AGGS];
+    size_t doff[FB_AGG_MAX_KEYS + FB_AGG_MAX_AGGS], voff[FB_AGG_MAX_KEYS + FB_AGG_MAX_AGGS];
+    const size_t nk = g->spec.n_keys;
     size_t bytes = out_layout(g, rows, doff, voff);
     if ((size_t)rows + 1 > ml->ent_cap) {
         size_t cap = (size_t)rows + 1 > 2 * ml->ent_cap ? (size_t)rows + 1 : 2 * ml->ent_cap;
@@ -1573,37 +1885,61 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
         r += (ml->T.e[s * TW + 1] & AGG_USED_FLAG) != 0; /* ent has room for rows + 1 */
     }
     const size_t vbytes = round64(((size_t)rows + 7) / 8);
-    /* key: null flag into validity */
-    store_column(g->key_types[0], buf + doff[0], ent, 0, rows);
-    uint8_t *kv = (uint8_t *)buf + voff[0];
-    memset(kv, 0, vbytes);
-    for (r = 0; r < rows; r++) {
-        int kn = (ent[r][1] & AGG_NULL_FLAG) != 0;
-        kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
-        o->key_nulls |= (uint64_t)kn;
+    if (u->n_pack) { /* each key's field of the packed key */
+        for (int k = 0; k < u->n_pack; k++) {
+            const uint64_t lo = (uint64_t)type_min(g->key_types[k]), vm = (UINT64_C(1) << u->kbits[k]) - 1;
+            const int sh = u->kshift[k], nb = u->kbits[k];
+            char *d = buf + doff[k];
+            const size_t w = fb_type_width(g->key_types[k]);
+            uint8_t *kv = (uint8_t *)buf + voff[k];
+            memset(kv, 0, vbytes);
+            for (r = 0; r < rows; r++) {
+                uint64_t pk = ent[r][0];
+                int kn = (int)((pk >> (sh + nb)) & 1);
+                uint64_t x = kn ? 0 : ((pk >> sh) & vm) + lo; /* a null key's value: 0 */
+                memcpy(d + (size_t)r * w, &x, w);           /* little-endian: the low bytes */
+                kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
+                o->key_nulls |= (uint64_t)kn << k;
+            }
+        }
+    } else { /* key: null flag into validity */
+        store_column(g->key_types[0], buf + doff[0], ent, 0, rows);
+        uint8_t *kv = (uint8_t *)buf + voff[0];
+        memset(kv, 0, vbytes);
+        for (r = 0; r < rows; r++) {
+            int kn = (ent[r][1] & AGG_NULL_FLAG) != 0;
+            kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
+            o->key_nulls |= (uint64_t)kn;
+        }
     }
     for (size_t a = 0; a < g->spec.n_aggs; a++) {
         fb_agg_kind kd = g->aggs[a].kind;
-        char *d = buf + doff[1 + a];
-        uint8_t *vb = (uint8_t *)buf + voff[1 + a];
+        char *d = buf + doff[nk + a];
+        uint8_t *vb = (uint8_t *)buf + voff[nk + a];
         if (kd == FB_AGG_COUNT_STAR) {
             for (r = 0; r < rows; r++)
-                ((int64_t *)d)[r] = (int64_t)(ent[r][1] & AGG_CNT_MASK);
+                ((int64_t *)d)[r] = (int64_t)(ent[r][1] & cmask);
             memset(vb, 0xFF, vbytes);
             continue;
         }
-        const size_t nt = L->packed ? (size_t)L->pn_t : L->tw[L->nulls_w[a]];
+        /* the null count of the aggregate's column: a word, or bits 31..61 of the count word (narrow
+         * and packed) */
+        const int pn_in_cnt = nar && L->packed;
+        const size_t nt = pn_in_cnt ? 1 : L->packed ? (size_t)L->pn_t : nar ? (size_t)L->nulls_w[a] : L->tw[L->nulls_w[a]];
+#define AGG_NULLS(e) (pn_in_cnt ? ((e)[1] >> 31) & AGG_LOW31 : (e)[nt])
         if (kd == FB_AGG_COUNT) {
             for (r = 0; r < rows; r++)
-                ((int64_t *)d)[r] = (int64_t)(ent[r][1] & AGG_CNT_MASK) - (int64_t)ent[r][nt];
+                ((int64_t *)d)[r] = (int64_t)(ent[r][1] & cmask) - (int64_t)AGG_NULLS(ent[r]);
             memset(vb, 0xFF, vbytes);
             continue;
         }
-        const size_t t = L->tw[L->acc_w[a]];
+        const size_t t = nar ? (size_t)L->acc_w[a] : L->tw[L->acc_w[a]];
+        const int one_word = nar && L->kind[L->acc_w[a]] == W_SUM && !sum_is_wide(L, L->acc_w[a]);
+#define AGG_SUM128(e) (one_word ? (agg_i128)(int64_t)(e)[t] : (agg_i128)((agg_u128)(e)[t + 1] << 64 | (e)[t]))
         memset(vb, 0, vbytes);
         int64_t nulls = 0;
         for (r = 0; r < rows; r++) {
-            int valid = (ent[r][1] & AGG_CNT_MASK) != ent[r][nt];
+            int valid = (ent[r][1] & cmask) != AGG_NULLS(ent[r]);
             vb[r >> 3] |= (uint8_t)(valid << (r & 7));
             nulls += !valid;
         }
@@ -1612,7 +1948,7 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
         if (kd == FB_AGG_SUM) {
             int bad = 0;
             for (r = 0; r < rows; r++) {
-                agg_i128 x = (agg_i128)((agg_u128)ent[r][t + 1] << 64 | ent[r][t]); /* 0 for a null sum */
+                agg_i128 x = AGG_SUM128(ent[r]); /* 0 for a null sum */
                 bad |= x > INT64_MAX || x < INT64_MIN;
                 ((int64_t *)d)[r] = (int64_t)x;
             }
@@ -1621,8 +1957,8 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
                                       fb_type_name(g->aggs[a].type));
         } else if (kd == FB_AGG_AVG) {
             for (r = 0; r < rows; r++) {
-                int64_t nn = (int64_t)(ent[r][1] & AGG_CNT_MASK) - (int64_t)ent[r][nt];
-                agg_i128 x = (agg_i128)((agg_u128)ent[r][t + 1] << 64 | ent[r][t]);
+                int64_t nn = (int64_t)(ent[r][1] & cmask) - (int64_t)AGG_NULLS(ent[r]);
+                agg_i128 x = AGG_SUM128(ent[r]);
                 ((double *)d)[r] = nn ? (double)x / (double)nn : 0.0;
             }
         } else { /* min, max: a null one holds the identity; write 0 there */
@@ -1632,6 +1968,8 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
                     if (!((vb[r >> 3] >> (r & 7)) & 1))
                         memset(d + (size_t)r * fb_type_width(g->rtypes[a]), 0, fb_type_width(g->rtypes[a]));
         }
+#undef AGG_NULLS
+#undef AGG_SUM128
     }
     return FB_OK;
 }
@@ -1672,6 +2010,166 @@ static fb_status merge_generic(agg_user *u, merge_local *ml, agg_out *o)
     return st;
 }
 
+/* Aggregates compact rows into the merge table; stops before the row that would take the table
+ * past its limit and returns how many rows it took. pf: the rows that come next (the next block), or
+ * NULL: they are fetched from memory a line every few rows while these are merged. */
+static int64_t merge_compact(const agg_user *u, merge_local *ml, const char *rows, int64_t m, const char *pf)
+{
+    const agg_layout *L = &u->L;
+    const size_t TW = ml->TW, mask = ml->T.slots - 1;
+    const int nar = u->narrow;
+    int64_t *k = ml->keys, *v = ml->vals;
+    uint64_t *h = ml->h, *tbl = ml->T.e;
+    const uint64_t *w = (const uint64_t *)(const void *)rows;
+    const int rs = u->compact_rs, pf_every = 64 / rs - 1; /* one line of the next rows per 64 bytes merged */
+    const char *pf0 = pf ? pf : rows; /* (a NULL pf prefetches these rows again: harmless) */
+    if (u->compact_rs == 8) {
+        if (u->compact_ksigned)
+            for (int64_t j = 0; j < m; j++)
+                k[j] = (int32_t)(uint32_t)w[j], v[j] = (int32_t)(uint32_t)(w[j] >> 32);
+        else
+            for (int64_t j = 0; j < m; j++)
+                k[j] = (uint32_t)w[j], v[j] = (int32_t)(uint32_t)(w[j] >> 32);
+    } else {
+        for (int64_t j = 0; j < m; j++)
+            k[j] = (int64_t)w[2 * j], v[j] = (int64_t)w[2 * j + 1];
+    }
+    u->g->ctx->kt->hash_64((const uint64_t *)k, (fb_bits){NULL, 0}, m, h, 0);
+    uint32_t *gid = ml->gid;
+    int64_t groups = ml->T.groups;
+    if (L->W == 3 && L->packed && L->kind[2] == W_SUM && nar) {
+        /* count(*) and the sum of one 32-bit column (A1, A3), 3-word entries {key, count, sum}: one
+         * pass finds the entry and updates it */
+        const int pf_tbl = ml->T.slots * 24 > ((size_t)8 << 10); /* prefetch entries (rows and scratch stream through L1 too) */
+        const int64_t lim = ml->T.limit;
+        for (int64_t j = 0; j < m; j++) {
+            if (!(j & pf_every))
+                __builtin_prefetch(pf0 + j * rs);
+            if (pf_tbl && j + 8 < m)
+                __builtin_prefetch(tbl + (h[j + 8] & mask) * 3, 1);
+            const uint64_t key = (uint64_t)k[j];
+            size_t p = h[j] & mask;
+            uint64_t *e = tbl + p * 3;
+            for (;;) {
+                const uint64_t w1 = e[1];
+                if (__builtin_expect(!(w1 & AGG_USED_FLAG), 0)) {
+                    if (groups >= lim) {
+                        ml->T.groups = groups;
+                        return j;
+                    }
+                    e[0] = key, e[1] = AGG_USED_FLAG, e[2] = 0;
+                    groups++;
+                    break;
+                }
+                if (e[0] == key && !(w1 & AGG_NULL_FLAG))
+                    break;
+                p = (p + 1) & mask;
+                e = tbl + p * 3;
+            }
+            e[1]++;
+            e[2] += (uint64_t)v[j];
+        }
+        ml->T.groups = groups;
+        return m;
+    }
+    if (L->W == 3 && L->packed && L->kind[2] == W_SUM) {
+        /* the same with wide entries (128-bit sums) */
+        const size_t ts = nar ? 2 : L->tw[2];
+        const int64_t pf_end = ml->T.slots * TW * 8 > ((size_t)48 << 10) ? m - 8 : 0; /* beyond L1: prefetch */
+        for (int64_t j = 0; j < m; j++) {
+            if (!(j & pf_every))
+                __builtin_prefetch(pf0 + j * rs);
+            if (j < pf_end)
+                __builtin_prefetch(tbl + (h[j + 8] & mask) * TW, 1);
+            uint64_t key = (uint64_t)k[j];
+            size_t p = h[j] & mask;
+            uint64_t *e;
+            for (;;) {
+                e = tbl + p * TW;
+                if (__builtin_expect(!(e[1] & AGG_USED_FLAG), 0)) {
+                    if (groups >= ml->T.limit) {
+                        ml->T.groups = groups;
+                        return j;
+                    }
+                    uint64_t r[2] = {key, 0};
+                    entry_init(L, !nar, e, r);
+                    groups++;
+                    break;
+                }
+                if (e[0] == key && !(e[1] & AGG_NULL_FLAG))
+                    break;
+                p = (p + 1) & mask;
+            }
+            uint64_t x = (uint64_t)v[j], lo = e[ts] + x;
+            e[1]++;
+            if (!nar)
+                e[ts + 1] += (uint64_t)((int64_t)x >> 63) + (lo < x);
+            e[ts] = lo;
+        }
+        ml->T.groups = groups;
+        return m;
+    }
+    /* find or claim each row's entry */
+    for (int64_t j = 0; j < m; j++) {
+        if (!(j & pf_every))
+            __builtin_prefetch(pf0 + j * rs);
+        uint64_t key = (uint64_t)k[j];
+        size_t p = h[j] & mask;
+        for (;;) {
+            uint64_t *e = tbl + p * TW;
+            if (!(e[1] & AGG_USED_FLAG)) {
+                if (groups >= ml->T.limit) {
+                    m = j;
+                    break;
+                }
+                uint64_t r[2] = {key, 0};
+                entry_init(L, !nar, e, r);
+                groups++;
+                break;
+            }
+            if (e[0] == key && !(e[1] & AGG_NULL_FLAG))
+                break;
+            p = (p + 1) & mask;
+        }
+        gid[j] = (uint32_t)p;
+    }
+    ml->T.groups = groups;
+    for (int64_t j = 0; j < m; j++) /* the count of every entry */
+        tbl[(size_t)gid[j] * TW + 1]++;
+    for (int i = 2; i < L->W; i++) {
+        const size_t t = nar ? (size_t)i : L->tw[i];
+        switch (L->kind[i]) {
+        case W_SUM:
+            if (nar && !sum_is_wide(L, i)) { /* one word: 32-bit values of under 2^31 rows */
+                for (int64_t j = 0; j < m; j++)
+                    tbl[(size_t)gid[j] * TW + t] += (uint64_t)v[j];
+                break;
+            }
+            for (int64_t j = 0; j < m; j++) {
+                uint64_t *e = tbl + (size_t)gid[j] * TW + t;
+                agg_u128 x = ((agg_u128)e[1] << 64 | e[0]) + (agg_u128)(agg_i128)v[j];
+                e[0] = (uint64_t)x, e[1] = (uint64_t)(x >> 64);
+            }
+            break;
+        case W_MIN:
+            for (int64_t j = 0; j < m; j++) {
+                int64_t *e = (int64_t *)tbl + (size_t)gid[j] * TW + t;
+                *e = v[j] < *e ? v[j] : *e;
+            }
+            break;
+        case W_MAX:
+            for (int64_t j = 0; j < m; j++) {
+                int64_t *e = (int64_t *)tbl + (size_t)gid[j] * TW + t;
+                *e = v[j] > *e ? v[j] : *e;
+            }
+            break;
+        default: /* W_NULLS, W_SUMHI: compact rows have no nulls; a wide sum is done with its W_SUM */
+            break;
+        }
+    }
+    return m;
+}
+
 static fb_status merge_sink(void *user, void *global, void *local, const fb_chunk *ch)
 {
     agg_user *u = user;
@@ -1685,14 +2183,14 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
     const int W = u->L.W;
     int64_t records = 0;
     for (int p = u->range[op]; p < u->range[op + 1]; p++)
-        for (int i = 0; i < G->n_parts_in; i++)
-            for (const agg_block *b = G->parts[i]->head[p]; b; b = b->next)
-                records += b->n;
+        records += part_records(G, p);
     int64_t est = ml->last_groups ? ml->last_groups + ml->last_groups / 4 + 64 : records;
     est = est < records ? est : records;
     size_t slots = 64;
-    while ((int64_t)slots < 2 * est && slots < ((size_t)1 << 20))
+    while (AGG_MERGE_LIMIT(slots) < est && slots < ((size_t)1 << 20))
         slots *= 2;
+    if (slots * (size_t)(u->narrow ? W : u->L.WT) * 16 <= ((size_t)256 << 10))
+        slots *= 2; /* a small table at most a third full: fewer collisions (their mispredicted branches) */
     FB_FORWARD_IF_ERROR(merge_table_reset(u, ml, slots));
     for (int p = u->range[op]; p < u->range[op + 1]; p++)
         for (int i = 0; i < G->n_parts_in; i++)
@@ -1701,14 +2199,33 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
                 for (int64_t j0 = 0; j0 < b->n; j0 += AGG_BATCH) {
                     int64_t m = b->n - j0 < AGG_BATCH ? b->n - j0 : AGG_BATCH;
                     const uint64_t *r = rec + j0 * W;
-                    while (ml->T.groups + m > (int64_t)(ml->T.slots / 2))
-                        FB_FORWARD_IF_ERROR(merge_table_grow(u, ml));
                     for (int64_t j = 0; j < m; j++)
                         ml->h[j] = rec_hash(r[j * W], r[j * W + 1]);
-                    table_probe(&u->L, 1, &ml->T, r, ml->h, m, ml->gid);
-                    merge_records(&u->L, 1, ml->T.e, ml->gid, r, m);
+                    for (int64_t done = 0;;) {
+                        int64_t k = table_probe(&u->L, !u->narrow, &ml->T, r + done * W, ml->h + done, m - done,
+                                                ml->gid);
+                        merge_records(&u->L, !u->narrow, ml->T.e, ml->gid, r + done * W, k);
+                        done += k;
+                        if (done == m)
+                            break;
+                        FB_FORWARD_IF_ERROR(merge_table_grow(u, ml));
+                    }
                 }
             }
+    for (int c = u->range[op] >> AGG_CSHIFT; c < u->range[op + 1] >> AGG_CSHIFT; c++)
+        for (int i = 0; i < G->n_parts_in; i++)
+            for (const agg_block *b = G->parts[i]->chead[c]; b; b = b->next)
+                for (int64_t j0 = 0; j0 < b->n; j0 += AGG_BATCH) {
+                    int64_t m = b->n - j0 < AGG_BATCH ? b->n - j0 : AGG_BATCH;
+                    const char *rows = (const char *)(b + 1) + j0 * u->compact_rs;
+                    for (int64_t done = 0;;) {
+                        const char *pf = b->next ? (const char *)(b->next + 1) + j0 * u->compact_rs : NULL;
+                        done += merge_compact(u, ml, rows + done * u->compact_rs, m - done, pf);
+                        if (done == m)
+                            break;
+                        FB_FORWARD_IF_ERROR(merge_table_grow(u, ml));
+                    }
+                }
     ml->last_groups = ml->T.groups;
     return merge_emit(u, ml, o);
 }
@@ -1768,6 +2285,8 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
         memset(g, 0, sizeof *g);
         g->ctx = ctx;
         g->spec = *spec;
+        if (g->spec.strategy == FB_AGG_STRATEGY_AUTO) /* the context may force one */
+            g->spec.strategy = fb_ctx_agg_strategy(ctx);
         memcpy(g->key_types, spec->key_types, spec->n_keys * sizeof(fb_type));
         memcpy(g->aggs, spec->aggs, spec->n_aggs * sizeof(fb_agg_desc));
         g->spec.key_types = g->key_types;
@@ -1793,7 +2312,18 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
             u->key_col[k] = input->key_columns[k];
         for (size_t v = 0; v < input->n_values; v++)
             u->value_col[v] = input->value_columns[v];
-        int fast = spec->n_keys == 1;
+        int fast = spec->n_keys == 1, bits = 0;
+        if (spec->n_keys >= 2) { /* several narrow keys: packed into one, when their fields fit 64 bits */
+            fast = 1;
+            for (size_t k = 0; k < spec->n_keys; k++) {
+                fast &= is_int_type(spec->key_types[k]) && fb_type_width(spec->key_types[k]) < 8;
+                u->kshift[k] = (uint8_t)bits;
+                u->kbits[k] = (uint8_t)(8 * fb_type_width(spec->key_types[k]));
+                bits += u->kbits[k] + 1;
+            }
+            fast &= bits <= 64;
+            u->n_pack = fast ? (int)spec->n_keys : 0;
+        }
         for (size_t a = 0; a < spec->n_aggs; a++) {
             const fb_agg_desc *d = &spec->aggs[a];
             if (d->kind == FB_AGG_COUNT_STAR)
@@ -1806,9 +2336,22 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
         u->fast = fast;
         if (fast) {
             layout_build(&u->L, &g->spec);
-            u->direct_i32 = spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32;
+            u->direct_i32 = !u->n_pack && (spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32);
             for (size_t v = 0; v < input->n_values; v++)
                 u->direct_i32 &= u->value_type[v] == FB_TYPE_INVALID || u->value_type[v] == FB_TYPE_INT32;
+            int n_read = 0;
+            u->compact_col = -1;
+            for (size_t v = 0; v < input->n_values; v++)
+                if (u->value_type[v] != FB_TYPE_INVALID)
+                    n_read++, u->compact_col = (int)v;
+            if (n_read <= 1) {
+                fb_type kt = spec->key_types[0];
+                fb_type vt = u->compact_col >= 0 ? u->value_type[u->compact_col] : FB_TYPE_INT32;
+                int k32 = u->n_pack ? bits <= 32 : fb_type_width(kt) <= 4;
+                int v32 = fb_type_width(vt) <= 2 || vt == FB_TYPE_INT32 || vt == FB_TYPE_DATE32;
+                u->compact_rs = k32 && v32 ? 8 : 16;
+                u->compact_ksigned = !u->n_pack && !(kt == FB_TYPE_UINT8 || kt == FB_TYPE_UINT16 || kt == FB_TYPE_UINT32);
+            }
         }
     }
     if (st != FB_OK) {

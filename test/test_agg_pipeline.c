@@ -705,13 +705,185 @@ static void test_bad_input(void **state)
     assert_null(g);
 }
 
+/* fb_options_set_agg_strategy() and FB_AGG_STRATEGY: every forced strategy gives the oracle's groups
+ * and sends the rows down its path; an explicit strategy in the spec wins over the context's. Key and
+ * value types cover both compact row widths (8 bytes: 32-bit key and value; 16 bytes: wider ones). */
+static void test_forced_by_context(void **state)
+{
+    (void)state;
+    static const struct {
+        fb_type kt, vt;
+        int dist, nulls;
+    } shapes[] = {{FB_TYPE_INT32, FB_TYPE_INT32, D_RANDOM, 0},  {FB_TYPE_UINT32, FB_TYPE_INT16, D_RANDOM, 0},
+                  {FB_TYPE_INT64, FB_TYPE_INT64, D_ZIPF, 0},    {FB_TYPE_INT16, FB_TYPE_UINT32, D_RANDOM, 0},
+                  {FB_TYPE_DATE32, FB_TYPE_UINT8, D_DISTINCT, 0}, {FB_TYPE_INT32, FB_TYPE_INT32, D_RANDOM, 1},
+                  {FB_TYPE_UINT64, FB_TYPE_INT32, D_ZIPF, 0}};
+    for (size_t s = 0; s < 4; s++) {
+        fb_options *o = NULL;
+        fb_ctx *ctx = NULL;
+        assert_int_equal(fb_options_create(&o), FB_OK);
+        assert_int_equal(fb_options_set_threads(o, 2), FB_OK);
+        assert_int_equal(fb_options_set_agg_strategy(o, strategies[s]), FB_OK);
+        assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+        fb_options_destroy(o);
+        assert_int_equal(fb_ctx_agg_strategy(ctx), strategies[s]);
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int64_t n = 30000 + (int64_t)(fbt_next(&rng) % 30000);
+            uint64_t spread = shapes[i].dist == D_ZIPF ? 1 : 1000003;
+            fbt_col key = make_key(shapes[i].kt, n, shapes[i].dist, 4000, spread, shapes[i].nulls);
+            fbt_col v = make_val(shapes[i].vt, n, shapes[i].nulls, 0);
+            fb_type vt = shapes[i].vt;
+            fb_agg_desc aggs[6] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, vt},
+                                   {FB_AGG_COUNT, 0, vt}, {FB_AGG_MIN, 0, vt}, {FB_AGG_MAX, 0, vt},
+                                   {FB_AGG_AVG, 0, vt}};
+            agg_case c = {1, {shapes[i].kt, 0}, &key.col, 1, &v.col, 6, aggs, 0, 0};
+            int64_t n_ref;
+            group_ref *ref = oracle(&c, n, &n_ref);
+            char what[160];
+            snprintf(what, sizeof what, "context forces %s: %s key, %s value%s", strategy_names[s],
+                     fb_type_name(shapes[i].kt), fb_type_name(vt), shapes[i].nulls ? ", nulls" : "");
+            fb_agg_groups *g = NULL;
+            fb_status st = run_case(ctx, &c, n, 2048, FB_AGG_STRATEGY_AUTO, &g);
+            if (strategies[s] == FB_AGG_STRATEGY_DIRECT && st == FB_ERR_CAPACITY) {
+                if (shapes[i].dist == D_ZIPF)
+                    fail_msg("%s: a small key range did not fit the forced direct table", what);
+            } else {
+                if (st != FB_OK)
+                    fail_msg("%s: %s: %s", what, fb_status_name(st), fb_last_error(ctx));
+                check_groups(&c, g, ref, n_ref, what);
+                fb_agg_path_counts pc;
+                fb_agg_groups_paths(g, &pc);
+                int64_t want = strategies[s] == FB_AGG_STRATEGY_DIRECT  ? pc.direct_rows
+                               : strategies[s] == FB_AGG_STRATEGY_HASH  ? pc.preagg_rows
+                               : strategies[s] == FB_AGG_STRATEGY_PARTITION ? pc.passed_rows
+                                                                            : n;
+                if (want != n)
+                    fail_msg("%s: %lld rows took the forced path, expected %lld", what, (long long)want, (long long)n);
+                /* rows without a null key or value pass as compact rows, the others as records */
+                int64_t clean = 0;
+                for (int64_t r = 0; r < n; r++)
+                    clean += valid_at(&key.col, r) && valid_at(&v.col, r);
+                if (strategies[s] == FB_AGG_STRATEGY_PARTITION && pc.compact_rows != clean)
+                    fail_msg("%s: %lld compact rows, expected %lld", what, (long long)pc.compact_rows, (long long)clean);
+                fb_agg_groups_destroy(g);
+            }
+            /* the merge tables' wide layout (which runs of 2^31 rows take) gives the same groups */
+            fb_agg_narrow_max_rows = -1;
+            st = run_case(ctx, &c, n, 2048, FB_AGG_STRATEGY_AUTO, &g);
+            fb_agg_narrow_max_rows = (INT64_C(1) << 31) - 2;
+            if (st == FB_OK) {
+                check_groups(&c, g, ref, n_ref, what);
+                fb_agg_groups_destroy(g);
+            } else if (st != FB_ERR_CAPACITY || strategies[s] != FB_AGG_STRATEGY_DIRECT) {
+                fail_msg("%s, wide merge: %s: %s", what, fb_status_name(st), fb_last_error(ctx));
+            }
+            /* the spec's own strategy wins over the context's */
+            assert_fb_ok(ctx, run_case(ctx, &c, n, 2048, FB_AGG_STRATEGY_HASH, &g));
+            check_groups(&c, g, ref, n_ref, what);
+            fb_agg_path_counts pc;
+            fb_agg_groups_paths(g, &pc);
+            if (pc.preagg_rows != n)
+                fail_msg("%s: spec forces hash, %lld rows pre-aggregated of %lld", what, (long long)pc.preagg_rows,
+                         (long long)n);
+            fb_agg_groups_destroy(g);
+            free(ref);
+            fbt_col_free(&key);
+            fbt_col_free(&v);
+        }
+        assert_int_equal(fb_ctx_memory_used(ctx), 0);
+        fb_ctx_destroy(ctx);
+    }
+    /* the option's checks, and the environment variable */
+    fb_options *o = NULL;
+    assert_int_equal(fb_options_create(&o), FB_OK);
+    assert_int_equal(fb_options_set_agg_strategy(NULL, FB_AGG_STRATEGY_HASH), FB_ERR_INVALID_ARG);
+    assert_int_equal(fb_options_set_agg_strategy(o, (fb_agg_strategy)9), FB_ERR_INVALID_ARG);
+    assert_int_equal(fb_ctx_agg_strategy(NULL), FB_AGG_STRATEGY_AUTO);
+    fb_ctx *ctx = NULL;
+    assert_int_equal(setenv("FB_AGG_STRATEGY", "partition", 1), 0);
+    assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+    assert_int_equal(fb_ctx_agg_strategy(ctx), FB_AGG_STRATEGY_PARTITION);
+    fb_ctx_destroy(ctx);
+    assert_int_equal(fb_options_set_agg_strategy(o, FB_AGG_STRATEGY_HASH), FB_OK); /* the option wins */
+    assert_int_equal(fb_ctx_create(o, &ctx), FB_OK);
+    assert_int_equal(fb_ctx_agg_strategy(ctx), FB_AGG_STRATEGY_HASH);
+    fb_ctx_destroy(ctx);
+    assert_int_equal(setenv("FB_AGG_STRATEGY", "sideways", 1), 0);
+    assert_int_equal(fb_ctx_create(NULL, &ctx), FB_ERR_INVALID_ARG);
+    assert_int_equal(setenv("FB_AGG_STRATEGY", "direct", 1), 0);
+    assert_int_equal(fb_ctx_create(NULL, &ctx), FB_OK);
+    assert_int_equal(fb_ctx_agg_strategy(ctx), FB_AGG_STRATEGY_DIRECT);
+    fb_ctx_destroy(ctx);
+    assert_int_equal(unsetenv("FB_AGG_STRATEGY"), 0);
+    assert_int_equal(fb_ctx_create(NULL, &ctx), FB_OK);
+    assert_int_equal(fb_ctx_agg_strategy(ctx), FB_AGG_STRATEGY_AUTO);
+    fb_ctx_destroy(ctx);
+    fb_options_destroy(o);
+}
+
+/* Two key columns whose fields fit one 64-bit word (each key's bits and a null flag) go through the
+ * fast paths as one packed key; wider pairs take the per-worker fallback. Every strategy, keys with
+ * nulls and the types' extremes, against the oracle. */
+static void test_packed_keys(void **state)
+{
+    (void)state;
+    static const struct {
+        fb_type k0, k1;
+        int packed;
+    } pairs[] = {{FB_TYPE_INT8, FB_TYPE_INT16, 1},   {FB_TYPE_INT16, FB_TYPE_UINT32, 1},
+                 {FB_TYPE_DATE32, FB_TYPE_UINT8, 1}, {FB_TYPE_UINT16, FB_TYPE_INT32, 1},
+                 {FB_TYPE_INT32, FB_TYPE_INT32, 0},  {FB_TYPE_INT64, FB_TYPE_INT8, 0}};
+    fb_ctx *ctx = ctxs[n_ctxs - 1];
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        for (int nulls = 0; nulls < 2; nulls++) {
+            int64_t n = 20000 + (int64_t)(fbt_next(&rng) % 20000);
+            fbt_col k0 = make_key(pairs[i].k0, n, D_RANDOM, 60, 1, nulls);
+            fbt_col k1 = make_key(pairs[i].k1, n, nulls ? D_ZIPF : D_RANDOM, 300, 7, nulls);
+            fbt_col v = make_val(FB_TYPE_INT32, n, nulls, 0);
+            fb_column keys[2] = {k0.col, k1.col};
+            fb_agg_desc aggs[5] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, FB_TYPE_INT32},
+                                   {FB_AGG_COUNT, 0, FB_TYPE_INT32},     {FB_AGG_MIN, 0, FB_TYPE_INT32},
+                                   {FB_AGG_AVG, 0, FB_TYPE_INT32}};
+            agg_case c = {2, {pairs[i].k0, pairs[i].k1}, keys, 1, &v.col, 5, aggs, 0, 0};
+            int64_t n_ref;
+            group_ref *ref = oracle(&c, n, &n_ref);
+            for (size_t s = 0; s < 4; s++) {
+                char what[160];
+                snprintf(what, sizeof what, "keys %s, %s%s, %s", fb_type_name(pairs[i].k0), fb_type_name(pairs[i].k1),
+                         nulls ? " with nulls" : "", strategy_names[s]);
+                fb_agg_groups *g = NULL;
+                fb_status st = run_case(ctx, &c, n, 1500, strategies[s], &g);
+                if (strategies[s] == FB_AGG_STRATEGY_DIRECT && st == FB_ERR_CAPACITY)
+                    continue; /* the packed keys span more than a forced direct table */
+                if (st != FB_OK)
+                    fail_msg("%s: %s: %s", what, fb_status_name(st), fb_last_error(ctx));
+                check_groups(&c, g, ref, n_ref, what);
+                fb_agg_path_counts pc;
+                fb_agg_groups_paths(g, &pc);
+                if (pc.generic_rows != (pairs[i].packed ? 0 : n))
+                    fail_msg("%s: %lld rows took the fallback", what, (long long)pc.generic_rows);
+                int64_t clean = 0; /* packed keys carry their nulls: a null value alone makes a record */
+                for (int64_t r = 0; r < n; r++)
+                    clean += valid_at(&v.col, r);
+                if (pairs[i].packed && strategies[s] == FB_AGG_STRATEGY_PARTITION && pc.compact_rows != clean)
+                    fail_msg("%s: %lld compact rows, expected %lld", what, (long long)pc.compact_rows, (long long)clean);
+                fb_agg_groups_destroy(g);
+            }
+            free(ref);
+            fbt_col_free(&k0);
+            fbt_col_free(&k1);
+            fbt_col_free(&v);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_differential),   cmocka_unit_test(test_auto_choice),
         cmocka_unit_test(test_filter_and_fallback), cmocka_unit_test(test_empty_and_all_null),
         cmocka_unit_test(test_overflow),       cmocka_unit_test(test_out_of_memory),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_bad_input),      cmocka_unit_test(test_forced_by_context),
+        cmocka_unit_test(test_packed_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

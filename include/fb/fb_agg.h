@@ -178,17 +178,33 @@ FB_API fb_agg_strategy fb_agg_table_strategy(const fb_agg_table *t);
  * interleaved copies. Otherwise rows go into a cache-sized hash table that pre-aggregates; when it is
  * full its groups leave as partial aggregates into 2^FB_AGG_PARTITION_BITS radix partitions (by hash
  * bits); when a flush shows that the table hardly reduced the rows (high cardinality), the next rows
- * skip it and go to the partitions directly, and it is tried again later. At the end every worker's
+ * skip it and go to the partitions directly (as compact rows of key and value, 8 or 16 bytes, when at
+ * most one value column is read and neither is null), and it is tried again later. At the end every worker's
  * table leaves into the partitions as well; the second pipeline then aggregates each partition in a
  * table of its own (mostly cache-resident) on the merging worker's NUMA node (neighbouring small
  * partitions together). On a machine with one NUMA node the memory comes from the context's
  * allocator, so that an engine's pool can hand it to the next query. fb_agg_spec::strategy
- * forces one path (DIRECT, HASH, or PARTITION for no pre-aggregation). Other specs (several keys, float
- * aggregates, no keys) use one fb_agg_table per worker merged at the end: correct, not fast.
+ * forces one path (DIRECT, HASH, or PARTITION for no pre-aggregation), and so does the context
+ * (fb_options_set_agg_strategy(), FB_AGG_STRATEGY) for specs that leave it AUTO. Two to four key
+ * columns take the same paths as one packed key when each key's bits plus a null flag fit 64 bits in
+ * all (e.g. int32 with int16, three int16). Other specs (wider key combinations, float aggregates, no
+ * keys) use one fb_agg_table per worker merged at the end: correct, not fast.
  *
  * Groups come out in no particular order, as partitions of column views (fb_agg_groups_partition()) or
  * copied into one set of columns (fb_agg_groups_result()).
  * @{ */
+
+/** \brief Forces the strategy of the context's runtime aggregations (fb_query_add_agg(), fb_agg_run(),
+ * plans): it applies to every aggregation whose fb_agg_spec::strategy is FB_AGG_STRATEGY_AUTO (an
+ * explicit strategy in the spec wins). Without it the FB_AGG_STRATEGY environment variable (auto, direct,
+ * hash, partition) is read by fb_ctx_create(); an explicit option wins over it. Aggregation tables of
+ * their own (fb_agg_create()) are not affected.
+ * \return FB_OK or FB_ERR_INVALID_ARG (NULL, unknown value). */
+FB_API fb_status fb_options_set_agg_strategy(fb_options *opts, fb_agg_strategy strategy);
+
+/** \brief The runtime aggregation strategy the context forces (FB_AGG_STRATEGY_AUTO: chosen per worker
+ * from what it sees). \return FB_AGG_STRATEGY_AUTO if ctx is NULL. */
+FB_API fb_agg_strategy fb_ctx_agg_strategy(const fb_ctx *ctx);
 
 /** log2 of the number of radix partitions of the runtime aggregation. */
 #define FB_AGG_PARTITION_BITS 10
