@@ -650,6 +650,106 @@ static void test_numa_partitions(void **state)
     free_side(&p);
 }
 
+/* ---- DuckDB on the same data: left, semi, anti (NOT EXISTS), mark, inner ------------------------ */
+
+static void write_file(const char *dir, const char *name, const void *data, size_t bytes)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, bytes, f), bytes);
+    fclose(f);
+}
+
+static void test_duckdb(void **state)
+{
+    (void)state;
+#ifndef FB_JOIN_DUCKDB_SCRIPT
+    skip();
+#else
+    if (system("python3 -c 'import duckdb, numpy' >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "[ skipped  ] duckdb: python3 cannot import duckdb and numpy\n");
+        skip();
+    }
+    char dir[] = "/tmp/fb_join_duckdb_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    /* int64 keys: k0 with nulls (a validity bitmap), k1 from a small pool; 3000 x 5000 rows */
+    const int64_t n[2] = {3000, 5000};
+    int64_t *k[2][2];
+    uint8_t *bits[2], *bytes[2];
+    fb_column cols[2][2];
+    for (int sd = 0; sd < 2; sd++) {
+        bits[sd] = fbt_random_validity(&rng, n[sd]);
+        bytes[sd] = malloc((size_t)n[sd]);
+        for (int c = 0; c < 2; c++) {
+            k[sd][c] = malloc((size_t)n[sd] * 8);
+            for (int64_t i = 0; i < n[sd]; i++)
+                k[sd][c][i] = c == 0 ? (int64_t)(fbt_next(&rng) % 2000) - 1000 : (int64_t)(fbt_next(&rng) % 3);
+            if (c == 0)
+                k[sd][c][fbt_next(&rng) % (uint64_t)n[sd]] = INT64_MIN;
+            cols[sd][c] = fb_column_make(FB_TYPE_INT64, k[sd][c], n[sd], c == 0 ? bits[sd] : NULL);
+            char name[32];
+            snprintf(name, sizeof name, "%s_k%d.bin", sd ? "p" : "b", c);
+            write_file(dir, name, k[sd][c], (size_t)n[sd] * 8);
+        }
+        for (int64_t i = 0; i < n[sd]; i++)
+            bytes[sd][i] = (bits[sd][i >> 3] >> (i & 7)) & 1;
+        write_file(dir, sd ? "p_valid.bin" : "b_valid.bin", bytes[sd], (size_t)n[sd]);
+    }
+    static const char *names[] = {"inner", "left", "semi", "anti", "mark"};
+    char path[512];
+    snprintf(path, sizeof path, "%s/fb.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "[");
+    int first = 1;
+    /* the first variant (scalar) and the last (the widest) with both algorithms each */
+    int pick[4] = {0, 1, n_ctx - 2, n_ctx - 1};
+    for (int c = 0; c < 4; c++) {
+        int cc = pick[c];
+        if (cc < 0 || (c >= 2 && n_ctx <= 2))
+            break;
+        for (int nk = 1; nk <= 2; nk++)
+            for (int t = FB_JOIN_INNER; t <= FB_JOIN_MARK; t++) {
+                fb_join_spec s;
+                memset(&s, 0, sizeof s);
+                s.type = (fb_join_type)t;
+                s.n_keys = (size_t)nk;
+                s.build_keys = cols[0];
+                s.probe_keys = cols[1];
+                s.radix_bits = -1;
+                fb_join_result r;
+                assert_fb_ok(ctxs[cc], fb_join_run(ctxs[cc], &s, &r));
+                int64_t sb = 0, sp = 0;
+                for (int64_t bl = 0; bl < r.n_blocks; bl++)
+                    for (int64_t i = 0; i < r.blocks[bl].n; i++) {
+                        sp += r.blocks[bl].probe_ids[i];
+                        sb += r.blocks[bl].build_ids ? r.blocks[bl].build_ids[i]
+                                                     : (r.blocks[bl].marks ? r.blocks[bl].marks[i] : 0);
+                    }
+                fprintf(f, "%s{\"nk\": %d, \"type\": \"%s\", \"algo\": \"%s %s\", \"got\": [%lld, %lld, %lld]}",
+                        first ? "" : ",\n", nk, names[t], fb_isa_name(fb_ctx_isa(ctxs[cc])),
+                        r.algorithm == FB_JOIN_ALGO_RADIX ? "radix" : "shared", (long long)r.count, (long long)sb,
+                        (long long)sp);
+                first = 0;
+                fb_join_result_free(ctxs[cc], &r);
+            }
+    }
+    fprintf(f, "]\n");
+    fclose(f);
+    for (int sd = 0; sd < 2; sd++) {
+        free(bits[sd]);
+        free(bytes[sd]);
+        free(k[sd][0]);
+        free(k[sd][1]);
+    }
+    int rc = fbt_run_check_script(FB_JOIN_DUCKDB_SCRIPT, dir);
+    if (rc != 0)
+        fail_msg("join_duckdb_check.py reported a difference (exit status %d)", rc);
+#endif
+}
+
 /* ---- bad input -------------------------------------------------------------------------------------- */
 
 static void test_bad_input(void **state)
@@ -717,7 +817,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random),          cmocka_unit_test(test_heavy_and_zipf),
         cmocka_unit_test(test_sink_and_agg),    cmocka_unit_test(test_numa_partitions),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_duckdb),          cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
