@@ -365,7 +365,7 @@ static void test_random(void **state)
         const fb_type *types;
         int nk;
     } keys[] = {{k1[0], 1}, {k1[1], 1}, {k1[2], 1}, {k1[3], 1}, {k1[4], 1}, {k2, 2}, {k3, 3}, {k4, 4}};
-    static const int64_t sizes[][2] = {{0, 0}, {0, 300}, {300, 0}, {1, 1}, {700, 2000}, {5000, 3000}, {20000, 30000}};
+    static const int64_t sizes[][2] = {{0, 0}, {0, 300}, {300, 0}, {1, 1}, {700, 2000}, {5000, 3000}, {12000, 16000}};
     static const int bits[] = {-1, 0, 3, 7};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
         for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
@@ -425,8 +425,8 @@ static void test_heavy_and_zipf(void **state)
 
     /* Zipf probes over the build keys: time at n and 4n probe rows */
     side z1, z4;
-    zipf_side(&z1, t64, 50000, 20000);
-    zipf_side(&z4, t64, 200000, 20000);
+    zipf_side(&z1, t64, 40000, 20000);
+    zipf_side(&z4, t64, 160000, 20000);
     check_all(&b, &z1, -1, 0, "zipf probes");
     for (int c = 0; c < n_ctx; c++) {
         for (int t = FB_JOIN_INNER; t <= FB_JOIN_MARK; t++) {
@@ -512,14 +512,14 @@ static void test_sink_and_agg(void **state)
     static const fb_type kt[] = {FB_TYPE_INT32, FB_TYPE_INT64};
     for (int nk = 1; nk <= 2; nk++) {
         side b, p;
-        make_side(&b, kt, nk, 30000, 20000, 1);
-        make_side(&p, kt, nk, 40000, 20000, 1);
+        make_side(&b, kt, nk, 15000, 10000, 1);
+        make_side(&p, kt, nk, 20000, 10000, 1);
         plant_matches(&p, &b);
         for (int t = FB_JOIN_INNER; t <= FB_JOIN_LEFT; t++) {
             rows expect = {0};
             reference(&b, &p, (fb_join_type)t, &expect);
             int64_t want_b = 0, want_p = 0, want_m = 0, want_sel = 0;
-            const int64_t cut = 20000; /* the caller's operator keeps probe rows with id < cut */
+            const int64_t cut = 10000; /* the caller's operator keeps probe rows with id < cut */
             for (int64_t i = 0; i < expect.n; i++) {
                 want_b += expect.r[i].b >= 0 ? b.pay[expect.r[i].b] : 0;
                 want_p += p.pay[expect.r[i].p];
