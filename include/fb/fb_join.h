@@ -178,14 +178,16 @@ FB_API fb_status fb_radix_partition(fb_ctx *ctx, const uint64_t *hashes, int64_t
  * Two algorithms (fb_join_algorithm, forced with fb_options_set_join_algorithm() or chosen by the
  * build side's size against the L2 cache hwloc reports):
  * - non-partitioned: pipeline "join-build" (table source over the build keys → a sink inserting into
- *   one shared table; inserts of one 32-bit key go on every worker at once with atomic exchanges,
- *   other keys take turns on the table's lock) then "join-probe" (table source over the probe side →
- *   the probe operator → the downstream stages);
- * - radix: "join-partition-build" and "join-partition-probe" (both sides scattered by hash bits into
- *   partitions whose memory lies on the NUMA node of the worker that later joins them; they run at the
- *   same time), then "join-partitions" (a source of partitions, each handed to a worker of the node
- *   that holds it first → the operator that builds the partition's cache-sized table and probes it →
- *   the downstream stages).
+ *   one shared hash table (fb_hash_table_create()); the workers' morsels take turns on the table's lock,
+ *   except in fb_join_run()'s tuple join, where every worker inserts at once with atomic exchanges) then
+ *   "join-probe" (table source over the probe keys → the probe operator, read-only on the table and
+ *   run by every worker at once → the downstream stages);
+ * - radix: "join-partition-build" and "join-partition-probe" (both sides scattered by the low bits of
+ *   their key hashes into per-worker chunk lists; partition p's chunks are allocated on NUMA node
+ *   p mod nodes (fb_numa_alloc()); the two pipelines run at the same time), then "join-partitions" (a
+ *   source handing partition p first to a worker of node p mod nodes, the largest first, tagged with
+ *   that node so the runtime counts it as local or remote → the operator that builds the partition's
+ *   cache-sized table and probes it → the downstream stages).
  *
  * What the join stage hands downstream: chunks (row_begin 0, no selection) whose columns are
  *   0 build row id (int64; -1 where there is none: unmatched rows of a left join, every row of a
