@@ -268,7 +268,7 @@ static void *checksum_blocks(void *arg)
     checksum_task *t = arg;
     int64_t sum = 0;
     for (int64_t b = t->first; b < t->r->n_blocks; b += t->step) {
-        const fb_join_pair_block *blk = &t->r->blocks[b];
+        const fb_join_block *blk = &t->r->blocks[b];
         for (int64_t i = 0; i < blk->n; i++) {
             if (i + 16 < blk->n) { /* the gathers miss the caches: ask 16 pairs ahead */
                 __builtin_prefetch(&t->d->rv[blk->build_ids[i + 16]]);

@@ -1,7 +1,8 @@
 /* fb_pipeline_join_internal.h - the inner hash join of two tables run by the runtime's pipelines,
  * on a 32-bit key column per side, with either an aggregate sink fed directly by the join
  * (count(*) and sum(build.v + probe.v), no pairs materialized) or the (build row, probe row) pairs.
- * For fbench ("fbench run J1..J4") and the tests; not part of the public API. Symbols here are hidden.
+ * For fbench ("fbench run J1..J4") and the tests; the public runtime join (fb_query_add_join(),
+ * fb_join_run(), fb_join.h) runs on it for inner joins of one 32-bit key. Symbols here are hidden.
  *
  * Two algorithms (fb_join_algorithm, fb_core.h):
  * - radix: pipeline "join-partition-build" (table source over the build side → a sink that
@@ -19,6 +20,7 @@
 #ifndef FB_PIPELINE_JOIN_INTERNAL_H
 #define FB_PIPELINE_JOIN_INTERNAL_H
 
+#include "fb/fb_join.h"
 #include "fb_internal.h"
 
 /* What the join's sink produces. */
@@ -37,22 +39,8 @@ typedef struct fb_join_input {
     int radix_bits;      /* radix partition bits 0..14, or -1 = chosen from the caches */
 } fb_join_input;
 
-/* A block of PAIRS output: pair i = (build_ids[i], probe_ids[i]). */
-typedef struct fb_join_pair_block {
-    const int64_t *build_ids;
-    const int64_t *probe_ids;
-    int64_t n;
-} fb_join_pair_block;
-
-typedef struct fb_join_result {
-    int64_t count;               /* matching pairs */
-    int64_t sum;                 /* COUNT_SUM: sum(build.v + probe.v) over them (0 when count is 0) */
-    fb_join_pair_block *blocks;  /* PAIRS: the pairs in n_blocks blocks, as the workers wrote them (no */
-    int64_t n_blocks;            /*        copy into one array), in no particular order */
-    fb_join_algorithm algorithm; /* the algorithm that ran */
-    int radix_bits;              /* radix: the partition bits used */
-    void *owner;                 /* private: the blocks' memory */
-} fb_join_result;
+/* Blocks and results are the public ones (fb_join.h); a block of PAIRS output has marks NULL. */
+typedef fb_join_block fb_join_pair_block;
 
 /* Adds the join's pipelines to q (2 for the shared table, 3 for radix; the sides' buffers must stay
  * valid until the run ends). `result` is written by the last finalize; the run fails with
@@ -60,9 +48,6 @@ typedef struct fb_join_result {
  * Returns FB_OK, FB_ERR_INVALID_ARG, FB_ERR_UNSUPPORTED_TYPE, FB_ERR_LENGTH_MISMATCH, FB_ERR_CAPACITY
  * (a side of 2^32 rows or more), FB_ERR_OUT_OF_MEMORY. */
 fb_status fb_pipeline_add_join(fb_query *q, const fb_join_input *in, fb_join_result *result);
-
-/* Frees the pair arrays of a result (a zeroed or COUNT_SUM result is fine). */
-void fb_join_result_free(fb_ctx *ctx, fb_join_result *result);
 
 /* Creates a query with the join, runs it on ctx's workers and destroys it. result is zeroed first and
  * written on success only. */

@@ -3,7 +3,8 @@
 plain-C reference) and DuckDB on the same dumped data, and compares the answers; with --time it also
 times DuckDB's query on that data with the same thread count, next to fb's median.
 
-Usage: join_duckdb_check.py --fbench PATH [--scale X] [--threads N] [--repeat R] [--algo auto|shared|radix ...]
+Usage: join_duckdb_check.py DIR   (the runtime join's types, written by test_join_pipeline: see check_types)
+       join_duckdb_check.py --fbench PATH [--scale X] [--threads N] [--repeat R] [--algo auto|shared|radix ...]
                             [--workloads J1,J2,J3,J4] [--time] [--keep DIR]
 For each workload and each algorithm (FB_JOIN_ALGO) it runs
   fbench run Jn --scale X --threads N --repeat R --dump DIR --json DIR/fb.json --hw DIR/hw.json
@@ -89,7 +90,44 @@ def run_one(args, wl, algo, d):
     return ok
 
 
+# SQL of each join type over tables b(id, k0, k1) and p(id, k0, k1) (keys NULL where invalid); each gives
+# (rows, a build-side sum, sum(p.id)) as test_join_pipeline computes them from fb's output.
+TYPE_SQL = {
+    "inner": "SELECT count(*), sum(b.id), sum(p.id) FROM p JOIN b ON {on}",
+    "left": "SELECT count(*), sum(coalesce(b.id, -1)), sum(p.id) FROM p LEFT JOIN b ON {on}",
+    "semi": "SELECT count(*), 0, sum(p.id) FROM p WHERE EXISTS (SELECT 1 FROM b WHERE {on})",
+    "anti": "SELECT count(*), 0, sum(p.id) FROM p WHERE NOT EXISTS (SELECT 1 FROM b WHERE {on})",
+    "mark": "SELECT count(*), sum(CASE WHEN EXISTS (SELECT 1 FROM b WHERE {on}) THEN 1 ELSE 0 END), sum(p.id) FROM p",
+}
+
+
+def check_types(d):
+    """DIR holds {b,p}_k{0,1}.bin (int64), {b,p}_valid.bin (uint8 per row, 0 = null key) and fb.json:
+    [{"nk": 1|2, "type": name, "algo": name, "got": [rows, build sum, probe sum]}, ...]."""
+    con = duckdb.connect()
+    for side in ("b", "p"):
+        valid = np.fromfile(os.path.join(d, f"{side}_valid.bin"), dtype=np.uint8)
+        cols = {"id": np.arange(len(valid), dtype=np.int64), "valid": valid}
+        for k in range(2):
+            cols[f"k{k}"] = np.fromfile(os.path.join(d, f"{side}_k{k}.bin"), dtype="<i8")
+        con.register(side + "_np", cols)
+        con.execute(f"CREATE TABLE {side} AS SELECT id, CASE WHEN valid = 1 THEN k0 END AS k0, k1 FROM {side}_np")
+        con.unregister(side + "_np")
+    ok = True
+    for case in json.load(open(os.path.join(d, "fb.json"))):
+        on = "b.k0 = p.k0" + (" AND b.k1 = p.k1" if case["nk"] == 2 else "")
+        row = con.execute(TYPE_SQL[case["type"]].format(on=on)).fetchone()
+        want = [int(x) if x is not None else 0 for x in row]
+        good = want == case["got"]
+        ok &= good
+        print(f"{case['type']} join, {case['nk']} key(s), {case['algo']}: fb {case['got']}, duckdb {want}: "
+              f"{'OK' if good else 'MISMATCH'}", flush=True)
+    return ok
+
+
 def main():
+    if len(sys.argv) == 2 and os.path.isdir(sys.argv[1]):
+        sys.exit(0 if check_types(sys.argv[1]) else 1)
     ap = argparse.ArgumentParser()
     ap.add_argument("--fbench", required=True)
     ap.add_argument("--scale", type=float, default=0.01)

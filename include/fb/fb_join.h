@@ -27,7 +27,9 @@
 #ifndef FB_JOIN_H
 #define FB_JOIN_H
 
+#include "fb_agg.h"
 #include "fb_column.h"
+#include "fb_runtime.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -166,6 +168,114 @@ FB_API fb_status fb_hash_table_probe_mark(fb_ctx *ctx, const fb_hash_table *tabl
  *         FB_ERR_OUT_OF_MEMORY. */
 FB_API fb_status fb_radix_partition(fb_ctx *ctx, const uint64_t *hashes, int64_t n, int bits, int shift,
                                     int64_t *offsets, uint32_t *perm);
+
+/** \name Runtime join
+ * The hash join of two whole sides run by the runtime (fb_runtime.h) as pipelines on the context's
+ * workers: build pipeline(s) → probe pipeline → a sink (the caller's, an aggregation, or a collector
+ * of row ids). Every join type (fb_join_type), keys as for fb_hash_table_create() (1..FB_JOIN_MAX_KEYS
+ * columns; both sides with the same types, in order), nulls never match.
+ *
+ * Two algorithms (fb_join_algorithm, forced with fb_options_set_join_algorithm() or chosen by the
+ * build side's size against the L2 cache hwloc reports):
+ * - non-partitioned: pipeline "join-build" (table source over the build keys → a sink inserting into
+ *   one shared hash table (fb_hash_table_create()); the workers' morsels take turns on the table's lock,
+ *   except in fb_join_run()'s tuple join, where every worker inserts at once with atomic exchanges) then
+ *   "join-probe" (table source over the probe keys → the probe operator, read-only on the table and
+ *   run by every worker at once → the downstream stages);
+ * - radix: "join-partition-build" and "join-partition-probe" (both sides scattered by the low bits of
+ *   their key hashes into per-worker chunk lists; partition p's chunks are allocated on NUMA node
+ *   p mod nodes (fb_numa_alloc()); the two pipelines run at the same time), then "join-partitions" (a
+ *   source handing partition p first to a worker of node p mod nodes, the largest first, tagged with
+ *   that node so the runtime counts it as local or remote → the operator that builds the partition's
+ *   cache-sized table and probes it → the downstream stages).
+ *
+ * What the join stage hands downstream: chunks (row_begin 0, no selection) whose columns are
+ *   0 build row id (int64; -1 where there is none: unmatched rows of a left join, every row of a
+ *     semi, anti or mark join),
+ *   1 probe row id (int64),
+ *   2 mark (uint8: 1 when the probe row has a match; 1 for inner and semi rows, 0 for anti rows),
+ *   then the build payload columns gathered by build row id (null where it is -1), then the probe
+ *   payload columns gathered by probe row id (fb_gather()).
+ * Rows per join type: inner, every (build, probe) pair with equal keys; left, those plus (-1, p) for
+ * each probe row p without a match; semi, each probe row with a match once; anti, each probe row
+ * without one (SQL NOT EXISTS: a probe row with a null key is kept); mark, every probe row once.
+ * Row ids are positions in the sides (int64, no 2^31 limit). Chunks come in no particular order.
+ * @{ */
+
+/** \brief The two sides of a runtime join. Column buffers must stay valid and unchanged until the run
+ * ends (the spec itself is copied). */
+typedef struct fb_join_spec {
+    fb_join_type type;                 /**< any fb_join_type */
+    size_t n_keys;                     /**< key columns per side, 1..FB_JOIN_MAX_KEYS */
+    const fb_column *build_keys;       /**< n_keys columns of equal length: the build side */
+    const fb_column *probe_keys;       /**< n_keys columns of equal length and the build keys' types */
+    const fb_column *build_payload;    /**< n_build_payload columns as long as the build side (inner and
+                                            left joins only), gathered into the output */
+    size_t n_build_payload;            /**< 0..16 */
+    const fb_column *probe_payload;    /**< n_probe_payload columns as long as the probe side */
+    size_t n_probe_payload;            /**< 0..16 */
+    int64_t morsel_rows;               /**< rows per morsel of the sides' table sources, 0 = default */
+    int radix_bits;                    /**< radix partition bits 0..14, or -1 = chosen from the caches */
+} fb_join_spec;
+
+/** \brief One block of a collected join result: row i is (build_ids[i], probe_ids[i], marks[i]). */
+typedef struct fb_join_block {
+    const int64_t *build_ids; /**< n build row ids (-1: none), NULL for semi, anti and mark joins */
+    const int64_t *probe_ids; /**< n probe row ids */
+    const uint8_t *marks;     /**< n marks (mark joins), else NULL */
+    int64_t n;                /**< rows of the block */
+} fb_join_block;
+
+/** \brief What fb_join_run() collects, and what a run chose. Free with fb_join_result_free(). */
+typedef struct fb_join_result {
+    int64_t count;               /**< output rows (pairs, selected or marked probe rows) */
+    int64_t sum;                 /**< private (fbench's fused count/sum join); 0 here */
+    fb_join_block *blocks;       /**< the rows in n_blocks blocks, as the workers wrote them (no copy */
+    int64_t n_blocks;            /**< into one array), in no particular order */
+    fb_join_algorithm algorithm; /**< the algorithm that ran */
+    int radix_bits;              /**< radix: the partition bits used, else 0 */
+    int64_t partitions_local;    /**< radix: partitions joined by a worker of the NUMA node their memory is on */
+    int64_t partitions_remote;   /**< radix: partitions joined by a worker of another node (stolen work) */
+    void *owner;                 /**< private: the blocks' memory */
+} fb_join_result;
+
+/** \brief Adds a join to a query: its build (and partition) pipelines and the probe pipeline
+ * `join source → join operator → ops → sink`, which depends on them. The join's output chunks (see
+ * above) go through `ops` into `sink` (e.g. a caller's aggregation), never materialized as a whole.
+ * \param q a query that has not run. \param spec the join (copied; buffers as documented there).
+ * \param ops, n_ops operators after the join (NULL, 0 for none); \param sink required. The query owns
+ *        their `user` states from this call on, also when it fails (as fb_query_add_pipeline()).
+ * \param[out] info written by the run with the algorithm, radix bits and partition placement (count
+ *        and blocks stay 0), or NULL. It must stay valid until the run ends.
+ * \param[out] probe the probe pipeline (for later dependencies), or NULL.
+ * \return FB_OK; FB_ERR_INVALID_ARG (NULL pointers, n_keys, radix_bits or payload counts out of range,
+ *         build payload for a semi, anti or mark join, unknown type); FB_ERR_UNSUPPORTED_TYPE (a key
+ *         type the hash table does not take, different key types on the sides); FB_ERR_LENGTH_MISMATCH
+ *         (columns of one side of different lengths); FB_ERR_OUT_OF_MEMORY. */
+FB_API fb_status fb_query_add_join(fb_query *q, const fb_join_spec *spec, const fb_operator *ops, size_t n_ops,
+                                   const fb_sink *sink, fb_join_result *info, fb_pipeline **probe);
+
+/** \brief Adds a join feeding an aggregation directly: as fb_query_add_join() with the sink of
+ * fb_query_add_agg() (its `input` names columns of the join's output chunks: 0 build id, 1 probe id,
+ * 2 mark, then the payloads). E.g. count(*) and sum(b.v) + sum(p.v) of an inner join without
+ * materializing its pairs.
+ * \param[out] groups, merge as for fb_query_add_agg(). \param[out] info as for fb_query_add_join().
+ * \return as fb_query_add_join() and fb_query_add_agg(). */
+FB_API fb_status fb_query_add_join_agg(fb_query *q, const fb_join_spec *spec, const fb_agg_spec *agg,
+                                       const fb_agg_input *input, fb_join_result *info, fb_agg_groups **groups,
+                                       fb_pipeline **merge);
+
+/** \brief Runs a join on ctx's workers and collects its row ids in blocks (result->count rows).
+ * Payload columns of the spec are ignored (gather them with fb_gather() through the ids).
+ * An inner join on one 32-bit key (int32, uint32, date32) with sides of fewer than 2^32 rows takes the
+ * tuple join (8-byte key/row-id tuples; its blocks have marks NULL); every other join the general one.
+ * \param[out] result zeroed first, filled on success. \return as fb_query_add_join() and fb_query_run(). */
+FB_API fb_status fb_join_run(fb_ctx *ctx, const fb_join_spec *spec, fb_join_result *result);
+
+/** \brief Frees the blocks of a result (a zeroed result is fine). \param result may be NULL. */
+FB_API void fb_join_result_free(fb_ctx *ctx, fb_join_result *result);
+
+/** @} */
 
 #ifdef __cplusplus
 }
