@@ -154,7 +154,7 @@ static void sweep(const char *name, call_fn call, uint64_t want, int want_set)
                 fail_msg("%s: wrong answer after a %s fault at call %ld", name, kind_names[kind], k);
         }
     }
-    print_message("[ cl faults] %-28s buffers %3ld, kernels %3ld, reads %3ld, writes %3ld: %ld runs, %ld failed\n",
+    print_message("[ cl faults] %-30s buffers %3ld, kernels %3ld, reads %3ld, writes %3ld: %ld runs, %ld failed\n",
                   name, calls[0], calls[1], calls[2], calls[3], runs, failed);
     total_points += calls[0] + calls[1] + calls[2] + calls[3];
     total_runs += runs;
@@ -415,7 +415,7 @@ static void test_join(void **state)
 }
 
 /* A small device memory budget: the group-by and the probe stream their input in chunks (pinned
- * staging buffers, the copy queue, events), and the sort works in pieces. */
+ * staging buffers, the copy queue, events), and the sorts work in sorted runs. */
 static void test_streamed(void **state)
 {
     (void)state;
@@ -428,6 +428,12 @@ static void test_streamed(void **state)
     assert_fb_ok(ctx, call_join_probe(&h));
     assert_true(ctx->cl->last_chunks > 1 || ctx->cl->last_stream.chunks > 1);
     sweep("fb_cl_join_probe (streamed)", call_join_probe, 0, 0);
+    /* sorts larger than the budget: sorted runs merged on the host */
+    setenv("FB_CL_MEM_BUDGET", "2200k", 1);
+    assert_fb_ok(ctx, call_sort(&h));
+    assert_true(ctx->cl->last_chunks > 1);
+    sweep("fb_cl_sort_permutation (runs)", call_sort, 0, 0);
+    sweep("fb_cl_sort_table (runs)", call_sort_table, 0, 0);
     unsetenv("FB_CL_MEM_BUDGET");
     print_message("[ cl faults] %ld injection points, %ld faulted runs in all\n", total_points, total_runs);
 }
