@@ -386,8 +386,8 @@ static fb_status call_query_agg(uint64_t *check)
     fb_type kt[2] = {FB_TYPE_INT64, FB_TYPE_INT32};
     fb_agg_desc aggs[2] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_MIN, 0, FB_TYPE_INT32}};
     fb_agg_spec spec = {2, kt, 2, aggs, FB_AGG_STRATEGY_AUTO};
-    fb_column cols[3] = {fb_column_make(FB_TYPE_INT64, k64, N, NULL), fb_column_make(FB_TYPE_INT32, k32, N, kvalid),
-                         fb_column_make(FB_TYPE_INT32, v32, N, NULL)};
+    fb_column cols[3] = {fb_column_make(FB_TYPE_INT64, k64, N / 4, NULL),
+                         fb_column_make(FB_TYPE_INT32, k32, N / 4, kvalid), fb_column_make(FB_TYPE_INT32, v32, N / 4, NULL)};
     fb_table table = {3, cols, NULL};
     size_t kc[2] = {0, 1}, vc = 2;
     fb_agg_input in = {kc, &vc, 1};
@@ -398,7 +398,7 @@ static fb_status call_query_agg(uint64_t *check)
     int64_t lo = 100, hi = 7000;
     fb_status st = fb_query_create(ctx, &q);
     if (st == FB_OK)
-        st = fb_source_table(ctx, &table, 4096, &src);
+        st = fb_source_table(ctx, &table, 8192, &src);
     if (st == FB_OK) {
         st = fb_operator_select_range(ctx, 0, FB_TYPE_INT64, &lo, &hi, &op);
         if (st != FB_OK && src.destroy)
