@@ -14,9 +14,11 @@
  * Plans: placement auto never picks the device in this version (no OpenCL plan operator exists; gpu
  * and hybrid return FB_ERR_NO_DEVICE), so the test checks that auto with a device fault armed runs on
  * the CPU, right, without a single OpenCL call. The device fallback itself is left for when the plan
- * operators exist. Fails (does not skip) without an OpenCL device. */
+ * operators exist. Also: four threads calling operators on the one context at once. Fails (does not
+ * skip) without an OpenCL device. */
 #include "fb_test.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -440,6 +442,45 @@ static void test_streamed(void **state)
     print_message("[ cl faults] %ld injection points, %ld faulted runs in all\n", total_points, total_runs);
 }
 
+/* Several threads calling OpenCL operators on the one context at once (its device is shared under a
+ * lock): every answer equals the one-thread answer, and nothing is left. */
+typedef struct cl_caller {
+    call_fn call;
+    uint64_t want;
+    int bad;
+} cl_caller;
+
+static void *cl_caller_main(void *arg)
+{
+    cl_caller *c = arg;
+    for (int i = 0; i < 4; i++) {
+        uint64_t got = 0;
+        if (c->call(&got) != FB_OK || got != c->want)
+            c->bad++;
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    call_fn calls[4] = {call_sort, call_group_by, call_join_probe, call_hash};
+    cl_caller c[4];
+    pthread_t th[4];
+    size_t base_mem = fb_ctx_memory_used(ctx);
+    for (int i = 0; i < 4; i++) {
+        c[i] = (cl_caller){calls[i], 0, 0};
+        assert_fb_ok(ctx, calls[i](&c[i].want));
+    }
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, cl_caller_main, &c[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(c[i].bad, 0);
+    }
+    assert_int_equal(fb_ctx_memory_used(ctx), base_mem);
+}
+
 /* Plans under placement auto with every OpenCL call failing: auto runs on the CPU (the only placement
  * with plan operators in this version), right, and never touches the device. */
 static void test_plan_auto(void **state)
@@ -524,7 +565,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash),     cmocka_unit_test(test_select), cmocka_unit_test(test_move),
         cmocka_unit_test(test_sort),     cmocka_unit_test(test_group_by), cmocka_unit_test(test_join),
-        cmocka_unit_test(test_streamed), cmocka_unit_test(test_plan_auto),
+        cmocka_unit_test(test_streamed), cmocka_unit_test(test_threads), cmocka_unit_test(test_plan_auto),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
