@@ -106,8 +106,8 @@ cl_mem fb_cl_buffer(const fb_ctx *ctx, const struct fb_cl_state *cl, const char 
                            (unsigned long long)cl->max_alloc);
         return NULL;
     }
-    cl_int err = CL_SUCCESS;
-    cl_mem m = clCreateBuffer(cl->context, flags, bytes, NULL, &err);
+    cl_int err = fb_cl_fault(FB_CL_FAULT_BUFFER);
+    cl_mem m = err != CL_SUCCESS ? NULL : clCreateBuffer(cl->context, flags, bytes, NULL, &err);
     if (m && err == CL_SUCCESS) {
         *st = FB_OK;
         return m;

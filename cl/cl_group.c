@@ -548,8 +548,10 @@ fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *
         *n_groups = (int64_t)G;
 done:
     fb_cl_stream_close(&stream, st);
-    if (host)
+    if (host) {
+        clFinish(j.cl->queue); /* a read into host may still be queued when a later call failed */
         fb_free(ctx, host, host_bytes);
+    }
     return fb_cl_job_close(&j, st);
 }
 

@@ -4,6 +4,8 @@
 #include "fb_cl_internal.h"
 #include "fb_kernels_common.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,7 +53,9 @@ fb_status fb_cl_job_buffer(fb_cl_job *j, cl_mem_flags flags, size_t bytes, const
     if (j->bytes > j->peak)
         j->peak = j->bytes;
     if (src) {
-        cl_int err = clEnqueueWriteBuffer(j->cl->queue, m, CL_FALSE, 0, bytes, src, 0, NULL, NULL);
+        cl_int err = fb_cl_fault(FB_CL_FAULT_WRITE);
+        if (err == CL_SUCCESS)
+            err = clEnqueueWriteBuffer(j->cl->queue, m, CL_FALSE, 0, bytes, src, 0, NULL, NULL);
         if (err != CL_SUCCESS)
             return fb_cl_fail(j->ctx, j->where, "clEnqueueWriteBuffer", err);
     }
@@ -101,7 +105,9 @@ fb_status fb_cl_job_args(fb_cl_job *j, cl_kernel k, const char *name, const fb_c
 fb_status fb_cl_job_run(fb_cl_job *j, cl_kernel k, const char *name, size_t groups, size_t wg)
 {
     size_t global = groups * wg, local = wg;
-    cl_int err = clEnqueueNDRangeKernel(j->cl->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
+    cl_int err = fb_cl_fault(FB_CL_FAULT_KERNEL);
+    if (err == CL_SUCCESS)
+        err = clEnqueueNDRangeKernel(j->cl->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
     if (err != CL_SUCCESS) {
         fb_status st = fb_cl_fail(j->ctx, j->where, "clEnqueueNDRangeKernel", err);
         return fb_set_error(j->ctx, st, j->where, "clEnqueueNDRangeKernel(%s, %zu x %zu) failed: %d (%s)", name,
@@ -112,19 +118,25 @@ fb_status fb_cl_job_run(fb_cl_job *j, cl_kernel k, const char *name, size_t grou
 
 fb_status fb_cl_job_read(fb_cl_job *j, cl_mem m, cl_bool blocking, size_t offset, size_t bytes, void *dst)
 {
-    cl_int err = clEnqueueReadBuffer(j->cl->queue, m, blocking, offset, bytes, dst, 0, NULL, NULL);
+    cl_int err = fb_cl_fault(FB_CL_FAULT_READ);
+    if (err == CL_SUCCESS)
+        err = clEnqueueReadBuffer(j->cl->queue, m, blocking, offset, bytes, dst, 0, NULL, NULL);
     return err == CL_SUCCESS ? FB_OK : fb_cl_fail(j->ctx, j->where, "clEnqueueReadBuffer", err);
 }
 
 fb_status fb_cl_job_write(fb_cl_job *j, cl_mem m, size_t offset, size_t bytes, const void *src)
 {
-    cl_int err = clEnqueueWriteBuffer(j->cl->queue, m, CL_FALSE, offset, bytes, src, 0, NULL, NULL);
+    cl_int err = fb_cl_fault(FB_CL_FAULT_WRITE);
+    if (err == CL_SUCCESS)
+        err = clEnqueueWriteBuffer(j->cl->queue, m, CL_FALSE, offset, bytes, src, 0, NULL, NULL);
     return err == CL_SUCCESS ? FB_OK : fb_cl_fail(j->ctx, j->where, "clEnqueueWriteBuffer", err);
 }
 
 fb_status fb_cl_job_fill(fb_cl_job *j, cl_mem m, cl_uint pattern, size_t bytes)
 {
-    cl_int err = clEnqueueFillBuffer(j->cl->queue, m, &pattern, sizeof pattern, 0, bytes, 0, NULL, NULL);
+    cl_int err = fb_cl_fault(FB_CL_FAULT_WRITE);
+    if (err == CL_SUCCESS)
+        err = clEnqueueFillBuffer(j->cl->queue, m, &pattern, sizeof pattern, 0, bytes, 0, NULL, NULL);
     return err == CL_SUCCESS ? FB_OK : fb_cl_fail(j->ctx, j->where, "clEnqueueFillBuffer", err);
 }
 
@@ -211,10 +223,63 @@ fb_status fb_cl_scan(fb_cl_job *j, cl_mem aux, uint64_t n)
     const fb_cl_karg aargs[] = {KARG(aux), KARG(n64), KARG(tile), KARG(partial)};
     FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->scan_add, "fb_scan_add", aargs, 4));
     FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->scan_add, "fb_scan_add", fb_cl_grid_groups(cl, n, wg), wg));
-    cl_int err = clEnqueueCopyBuffer(cl->queue, partial, aux, (size_t)tiles * sizeof(cl_uint),
-                                     (size_t)n * sizeof(cl_uint), sizeof(cl_uint), 0, NULL, NULL);
+    cl_int err = fb_cl_fault(FB_CL_FAULT_WRITE);
+    if (err == CL_SUCCESS)
+        err = clEnqueueCopyBuffer(cl->queue, partial, aux, (size_t)tiles * sizeof(cl_uint),
+                                  (size_t)n * sizeof(cl_uint), sizeof(cl_uint), 0, NULL, NULL);
     if (err != CL_SUCCESS)
         return fb_cl_fail(j->ctx, j->where, "clEnqueueCopyBuffer", err);
     fb_cl_job_release(j, partial);
     return FB_OK;
 }
+
+/* ---- fault injection (tests; fb_cl_internal.h) -------------------------------------------------- */
+
+static atomic_int fault_on;                    /* counting (and maybe injecting) */
+static atomic_long fault_calls[FB_CL_FAULT_KINDS];
+static long fault_at = -1;                     /* the failing call of fault_kind, or -1 */
+static int fault_kind;
+static cl_int fault_code;
+static pthread_once_t fault_env_once = PTHREAD_ONCE_INIT;
+
+static void fault_env(void)
+{
+    const char *e = getenv("FB_CL_FAULT");
+    static const char *const names[FB_CL_FAULT_KINDS] = {"buffer", "kernel", "read", "write"};
+    if (!e || !*e)
+        return;
+    for (int k = 0; k < FB_CL_FAULT_KINDS; k++) {
+        size_t len = strlen(names[k]);
+        if (strncmp(e, names[k], len) != 0 || e[len] != ':')
+            continue;
+        char *end = NULL;
+        long at = strtol(e + len + 1, &end, 10);
+        long code = end && *end == ':' ? strtol(end + 1, NULL, 10) : CL_OUT_OF_RESOURCES;
+        fb_cl_fault_arm((fb_cl_fault_kind)k, at, (cl_int)code);
+        return;
+    }
+}
+
+cl_int fb_cl_fault(fb_cl_fault_kind kind)
+{
+    pthread_once(&fault_env_once, fault_env);
+    if (!atomic_load_explicit(&fault_on, memory_order_acquire))
+        return CL_SUCCESS;
+    long k = atomic_fetch_add(&fault_calls[kind], 1);
+    return (int)kind == fault_kind && k == fault_at ? fault_code : CL_SUCCESS;
+}
+
+void fb_cl_fault_arm(fb_cl_fault_kind kind, long k, cl_int code)
+{
+    atomic_store(&fault_on, 0);
+    for (int i = 0; i < FB_CL_FAULT_KINDS; i++)
+        atomic_store(&fault_calls[i], 0);
+    fault_kind = (int)kind;
+    fault_at = k;
+    fault_code = code;
+    atomic_store_explicit(&fault_on, 1, memory_order_release);
+}
+
+long fb_cl_fault_calls(fb_cl_fault_kind kind) { return atomic_load(&fault_calls[kind]); }
+
+void fb_cl_fault_off(void) { atomic_store(&fault_on, 0); }

@@ -109,8 +109,10 @@ static fb_status run_select(fb_ctx *ctx, const fb_column *col, const fb_pred *p,
     /* aux: per-tile counts, then offsets; [groups] the total; [groups + 1] the error flag */
     static const cl_uint zero = 0;
     TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)(groups + 2) * sizeof(cl_uint), NULL, &aux));
-    cl_int err = clEnqueueWriteBuffer(cl->queue, aux, CL_FALSE, (size_t)(groups + 1) * sizeof(cl_uint),
-                                      sizeof zero, &zero, 0, NULL, NULL);
+    cl_int err = fb_cl_fault(FB_CL_FAULT_WRITE);
+    if (err == CL_SUCCESS)
+        err = clEnqueueWriteBuffer(cl->queue, aux, CL_FALSE, (size_t)(groups + 1) * sizeof(cl_uint), sizeof zero,
+                                   &zero, 0, NULL, NULL);
     if (err != CL_SUCCESS)
         TRY(fb_cl_fail(ctx, where, "clEnqueueWriteBuffer", err));
     TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)n_cand * sizeof(cl_uint), NULL, &out));

@@ -157,7 +157,9 @@ fb_status fb_cl_sort_pairs(fb_cl_job *j, cl_mem keys, cl_mem vals, uint64_t n)
     FB_FORWARD_IF_ERROR(sort_passes(j, &b, n, 4, &moved));
     if (b.va != vals) { /* an odd number of passes: the result is in the scratch pair */
         size_t bytes = (size_t)n * sizeof(cl_uint);
-        cl_int err = clEnqueueCopyBuffer(j->cl->queue, b.ka, keys, 0, 0, bytes, 0, NULL, NULL);
+        cl_int err = fb_cl_fault(FB_CL_FAULT_WRITE);
+        if (err == CL_SUCCESS)
+            err = clEnqueueCopyBuffer(j->cl->queue, b.ka, keys, 0, 0, bytes, 0, NULL, NULL);
         if (err == CL_SUCCESS)
             err = clEnqueueCopyBuffer(j->cl->queue, b.va, vals, 0, 0, bytes, 0, NULL, NULL);
         if (err != CL_SUCCESS)

@@ -54,9 +54,10 @@ static fb_status upload(fb_cl_stream *s, int slot, int64_t r0, int64_t m)
         size_t w = fb_type_width(col->type), bytes = (size_t)m * w;
         int64_t first = col->offset + r0;
         memcpy(pin + off, (const char *)col->data + (size_t)first * w, bytes);
-        cl_int err = clEnqueueWriteBuffer(j->cl->copy_queue, s->dev_data[slot][c], CL_FALSE, 0, bytes, pin + off,
-                                          n_wait, n_wait ? &s->consumed[slot] : NULL,
-                                          &s->uploaded[slot][s->n_uploaded[slot]]);
+        cl_int err = fb_cl_fault(FB_CL_FAULT_WRITE);
+        if (err == CL_SUCCESS)
+            err = clEnqueueWriteBuffer(j->cl->copy_queue, s->dev_data[slot][c], CL_FALSE, 0, bytes, pin + off, n_wait,
+                                       n_wait ? &s->consumed[slot] : NULL, &s->uploaded[slot][s->n_uploaded[slot]]);
         if (err != CL_SUCCESS)
             return fb_cl_fail(j->ctx, j->where, "clEnqueueWriteBuffer", err);
         s->n_uploaded[slot]++;
@@ -65,8 +66,11 @@ static fb_status upload(fb_cl_stream *s, int slot, int64_t r0, int64_t m)
         if (col->validity) {
             size_t vb = (size_t)(((first & 7) + m + 7) >> 3);
             memcpy(pin + off, col->validity + (first >> 3), vb);
-            err = clEnqueueWriteBuffer(j->cl->copy_queue, s->dev_valid[slot][c], CL_FALSE, 0, vb, pin + off, n_wait,
-                                       n_wait ? &s->consumed[slot] : NULL, &s->uploaded[slot][s->n_uploaded[slot]]);
+            err = fb_cl_fault(FB_CL_FAULT_WRITE);
+            if (err == CL_SUCCESS)
+                err = clEnqueueWriteBuffer(j->cl->copy_queue, s->dev_valid[slot][c], CL_FALSE, 0, vb, pin + off,
+                                           n_wait, n_wait ? &s->consumed[slot] : NULL,
+                                           &s->uploaded[slot][s->n_uploaded[slot]]);
             if (err != CL_SUCCESS)
                 return fb_cl_fail(j->ctx, j->where, "clEnqueueWriteBuffer", err);
             s->n_uploaded[slot]++;
@@ -111,9 +115,10 @@ fb_status fb_cl_stream_open(fb_cl_stream *s, fb_cl_job *j, const fb_column *cons
         }
     }
     for (int slot = 0; slot < 2 && s->pin_bytes; slot++) {
-        cl_int err;
-        s->pin[slot] = clCreateBuffer(j->cl->context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, s->pin_bytes, NULL,
-                                      &err);
+        cl_int err = fb_cl_fault(FB_CL_FAULT_BUFFER);
+        s->pin[slot] = err != CL_SUCCESS ? NULL
+                                         : clCreateBuffer(j->cl->context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR,
+                                                          s->pin_bytes, NULL, &err);
         if (err != CL_SUCCESS || !s->pin[slot]) {
             s->pin[slot] = NULL;
             return fb_cl_fail(j->ctx, j->where, "clCreateBuffer(CL_MEM_ALLOC_HOST_PTR)", err);

@@ -309,6 +309,33 @@ fb_status fb_cl_program_status(fb_ctx *ctx, fb_cl_program_origin *origin, char *
  * FB_ERR_CL_BUILD with the build log in the message. Never cached. */
 fb_status fb_cl_test_build(fb_ctx *ctx, const char *source);
 
+/* OpenCL fault injection (tests): every device buffer creation, kernel enqueue, device -> host read
+ * and host -> device write (clEnqueueWriteBuffer, clEnqueueFillBuffer, clEnqueueCopyBuffer) of the
+ * operators asks fb_cl_fault() first; it returns CL_SUCCESS (make the call) or the injected error code
+ * (report it as if the call had returned it). Calls are counted per kind, process-wide, while counting
+ * is on. Armed by fb_cl_fault_arm() or by the environment: FB_CL_FAULT=kind:k:code (kind one of
+ * buffer, kernel, read, write; k the 0-based call of that kind counted from the first OpenCL call;
+ * code a negative OpenCL error code, e.g. buffer:3:-4). */
+typedef enum fb_cl_fault_kind {
+    FB_CL_FAULT_BUFFER = 0, /* clCreateBuffer */
+    FB_CL_FAULT_KERNEL = 1, /* clEnqueueNDRangeKernel */
+    FB_CL_FAULT_READ = 2,   /* clEnqueueReadBuffer */
+    FB_CL_FAULT_WRITE = 3,  /* clEnqueueWriteBuffer, clEnqueueFillBuffer, clEnqueueCopyBuffer */
+    FB_CL_FAULT_KINDS = 4
+} fb_cl_fault_kind;
+
+cl_int fb_cl_fault(fb_cl_fault_kind kind);
+
+/* Resets the counters and turns counting on; the k-th call (0-based) of `kind` then returns `code`
+ * (k < 0: none fails). */
+void fb_cl_fault_arm(fb_cl_fault_kind kind, long k, cl_int code);
+
+/* Calls of `kind` counted since the last fb_cl_fault_arm(). */
+long fb_cl_fault_calls(fb_cl_fault_kind kind);
+
+/* Turns counting and injection off. */
+void fb_cl_fault_off(void);
+
 /* Frees a state and everything it holds (any part may be missing). */
 void fb_cl_state_free(fb_ctx *ctx, struct fb_cl_state *cl);
 

@@ -203,4 +203,15 @@ static inline int fbt_run_check_script(const char *script, const char *dir)
         return 0;                                                                                     \
     }
 
+/* FBT_SMALL=1 (set by the valgrind runs, see FB_VALGRIND in test/CMakeLists.txt): tests shrink their
+ * large inputs with fbt_size() and skip what only makes sense at size (the DuckDB comparisons). */
+static inline int fbt_small(void)
+{
+    const char *e = getenv("FBT_SMALL");
+    return e && *e && *e != '0';
+}
+
+/* n itself, or under FBT_SMALL, sizes past 4096 cut to 4096 + n % 64 (odd tails stay odd). */
+static inline int64_t fbt_size(int64_t n) { return fbt_small() && n > 4096 ? 4096 + n % 64 : n; }
+
 #endif /* FB_TEST_H */

@@ -596,7 +596,7 @@ static void test_differential(void **state)
         for (int dist = 0; dist < 5; dist++) {
             if (ks->n == 0 && dist > 0)
                 continue;
-            int64_t n = dist == D_DISTINCT && w == 1 ? 200 : dist == D_DISTINCT && w == 2 ? 30000 : 20000;
+            int64_t n = fbt_size(dist == D_DISTINCT && w == 1 ? 200 : dist == D_DISTINCT && w == 2 ? 30000 : 20000);
             uint64_t card = w == 1 ? 50 : 3000;
             /* direct-sized (spread 1) and, for wide types, hash-sized (spread 2^20) key ranges */
             run_case(ks, dist, n, card, 1, 0, FB_AGG_STRATEGY_AUTO, 0);
@@ -1040,6 +1040,8 @@ static void duckdb_dataset(const char *dir, const char *name, int64_t n, uint32_
 static void test_duckdb(void **state)
 {
     (void)state;
+    if (fbt_small())
+        skip();
 #ifndef FB_AGG_DUCKDB_SCRIPT
     skip();
 #else

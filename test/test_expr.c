@@ -984,6 +984,8 @@ static void write_file(const char *dir, const char *name, const void *p, size_t 
 static void test_duckdb(void **state)
 {
     (void)state;
+    if (fbt_small())
+        skip();
 #ifndef FB_EXPR_DUCKDB_SCRIPT
     skip();
 #else

@@ -1,6 +1,8 @@
 /* test_faults.c - allocation fault injection: a context whose allocator fails its k-th allocation, for
  * every k up to the number of allocations a call makes (a strided subset past 160), for the sorts (serial
- * and parallel), the kernel-level and runtime aggregation, the hash table, the runtime join and plans.
+ * and parallel; permutation, top-N, table), the kernel-level and runtime aggregation (also behind a filter
+ * through fb_query_add_agg), the hash table (build, probe, probe-select, probe-mark), the runtime join
+ * and plans.
  * Each call must either succeed with the right answer (an allocation it could do without) or return
  * FB_ERR_OUT_OF_MEMORY with a message; afterwards nothing the context allocated may be left (its memory
  * accounting back to zero, every block of the test allocator freed), and the same call on the same
@@ -317,7 +319,123 @@ static fb_status call_plan(uint64_t *check)
     return st;
 }
 
+static fb_status call_top_n(uint64_t *check)
+{
+    fb_sort_key keys[2] = {{fb_column_make(FB_TYPE_INT32, k32, N, kvalid), 1, 0},
+                           {fb_column_make(FB_TYPE_INT64, k64, N, NULL), 0, 1}};
+    uint32_t *ids = malloc(sizeof *ids * N);
+    int64_t got = 0;
+    fb_status st = ids ? fb_sort_top_n(ctx, keys, 2, 5000, ids, N, &got) : FB_ERR_OUT_OF_MEMORY;
+    for (int64_t i = 0; st == FB_OK && i < got; i++)
+        *check = mix(*check, ids[i]);
+    if (st == FB_OK)
+        st = fb_sort_top_n_parallel(ctx, keys, 2, 777, ids, N, &got);
+    for (int64_t i = 0; st == FB_OK && i < got; i++)
+        *check = mix(*check, ids[i]);
+    free(ids);
+    return st;
+}
+
+static fb_status call_sort_table(uint64_t *check)
+{
+    fb_sort_key key = {fb_column_make(FB_TYPE_INT64, k64, N, NULL), 1, 0};
+    fb_column pay = fb_column_make(FB_TYPE_INT32, k32, N, kvalid);
+    int64_t *ok = malloc(8 * N);
+    int32_t *op = malloc(4 * N);
+    uint8_t *ov = malloc(N / 8 + 1);
+    fb_column_out out[2] = {{FB_TYPE_INT64, N, ok, NULL, 0, 0}, {FB_TYPE_INT32, N, op, ov, 0, 0}};
+    fb_status st = ok && op && ov ? fb_sort_table(ctx, &key, 1, &pay, 1, out) : FB_ERR_OUT_OF_MEMORY;
+    for (int64_t i = 0; st == FB_OK && i < N; i++)
+        *check = mix(mix(*check, (uint64_t)ok[i]), (ov[i >> 3] >> (i & 7)) & 1 ? (uint64_t)op[i] : 0x5555);
+    free(ok);
+    free(op);
+    free(ov);
+    return st;
+}
+
+static fb_status call_probe_select_mark(uint64_t *check)
+{
+    fb_type kt = FB_TYPE_INT32;
+    fb_hash_table *ht = NULL;
+    fb_status st = fb_hash_table_create(ctx, &kt, 1, 0, &ht);
+    fb_column bk = fb_column_make(FB_TYPE_INT32, k32, N / 4, kvalid), pk = fb_column_make(FB_TYPE_INT32, k32 + N / 2, 8192, kvalid);
+    if (st == FB_OK)
+        st = fb_hash_table_build(ctx, ht, &bk, 1, 0);
+    uint32_t *sel = malloc(4 * 8192);
+    uint8_t *m = malloc(8192), *mv = malloc(8192 / 8 + 1);
+    int64_t n = 0;
+    if (st == FB_OK)
+        st = sel && m && mv ? fb_hash_table_probe_select(ctx, ht, &pk, 1, FB_JOIN_ANTI, sel, 8192, &n) : FB_ERR_OUT_OF_MEMORY;
+    for (int64_t i = 0; st == FB_OK && i < n; i++)
+        *check = mix(*check, sel[i]);
+    fb_column_out mo = {FB_TYPE_UINT8, 8192, m, mv, 0, 0};
+    if (st == FB_OK)
+        st = fb_hash_table_probe_mark(ctx, ht, &pk, 1, &mo);
+    for (int64_t i = 0; st == FB_OK && i < mo.length; i++)
+        *check = mix(*check, (uint64_t)m[i] + 2 * (uint64_t)((mv[i >> 3] >> (i & 7)) & 1));
+    free(sel);
+    free(m);
+    free(mv);
+    fb_hash_table_destroy(ht);
+    return st;
+}
+
+/* fb_query_add_agg behind a filter operator, two keys (the generic per-worker tables) */
+static fb_status call_query_agg(uint64_t *check)
+{
+    fb_type kt[2] = {FB_TYPE_INT64, FB_TYPE_INT32};
+    fb_agg_desc aggs[2] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_MIN, 0, FB_TYPE_INT32}};
+    fb_agg_spec spec = {2, kt, 2, aggs, FB_AGG_STRATEGY_AUTO};
+    fb_column cols[3] = {fb_column_make(FB_TYPE_INT64, k64, N / 4, NULL),
+                         fb_column_make(FB_TYPE_INT32, k32, N / 4, kvalid), fb_column_make(FB_TYPE_INT32, v32, N / 4, NULL)};
+    fb_table table = {3, cols, NULL};
+    size_t kc[2] = {0, 1}, vc = 2;
+    fb_agg_input in = {kc, &vc, 1};
+    fb_agg_groups *g = NULL;
+    fb_query *q = NULL;
+    fb_source src;
+    fb_operator op;
+    int64_t lo = 100, hi = 7000;
+    fb_status st = fb_query_create(ctx, &q);
+    if (st == FB_OK)
+        st = fb_source_table(ctx, &table, 8192, &src);
+    if (st == FB_OK) {
+        st = fb_operator_select_range(ctx, 0, FB_TYPE_INT64, &lo, &hi, &op);
+        if (st != FB_OK && src.destroy)
+            src.destroy(src.user);
+    }
+    if (st == FB_OK)
+        st = fb_query_add_agg(q, "filtered", &src, &op, 1, &spec, &in, &g, NULL);
+    if (st == FB_OK)
+        st = fb_query_run(q);
+    int64_t groups = st == FB_OK ? fb_agg_groups_count(g) : 0;
+    int64_t *k0 = malloc(8 * (size_t)groups + 8), *c = malloc(8 * (size_t)groups + 8);
+    int32_t *k1 = malloc(4 * (size_t)groups + 4), *mn = malloc(4 * (size_t)groups + 4);
+    uint8_t *k1v = malloc((size_t)groups / 8 + 1);
+    fb_column_out ko[2] = {{FB_TYPE_INT64, groups, k0, NULL, 0, 0}, {FB_TYPE_INT32, groups, k1, k1v, 0, 0}};
+    fb_column_out ao[2] = {{FB_TYPE_INT64, groups, c, NULL, 0, 0}, {FB_TYPE_INT32, groups, mn, NULL, 0, 0}};
+    if (st == FB_OK)
+        st = k0 && c && k1 && mn && k1v ? fb_agg_groups_result(g, ko, ao) : FB_ERR_OUT_OF_MEMORY;
+    uint64_t h = 0; /* order-independent */
+    for (int64_t i = 0; st == FB_OK && i < groups; i++)
+        h += mix(mix(mix((uint64_t)k0[i], (k1v[i >> 3] >> (i & 7)) & 1 ? (uint64_t)k1[i] : 0x7777), (uint64_t)c[i]),
+                 (uint64_t)mn[i]);
+    *check = h;
+    free(k0);
+    free(c);
+    free(k1);
+    free(mn);
+    free(k1v);
+    fb_agg_groups_destroy(g);
+    fb_query_destroy(q);
+    return st;
+}
+
 static void test_sort(void **state) { (void)state; sweep("fb_sort_permutation", call_sort); }
+static void test_top_n(void **state) { (void)state; sweep("fb_sort_top_n (+parallel)", call_top_n); }
+static void test_sort_table(void **state) { (void)state; sweep("fb_sort_table", call_sort_table); }
+static void test_probe_select_mark(void **state) { (void)state; sweep("fb_hash_table_probe_select/mark", call_probe_select_mark); }
+static void test_query_agg(void **state) { (void)state; sweep("fb_query_add_agg + filter", call_query_agg); }
 static void test_sort_parallel(void **state) { (void)state; sweep("fb_sort_table_parallel", call_sort_parallel); }
 static void test_agg_kernel(void **state) { (void)state; sweep("fb_agg_update/result", call_agg_kernel); }
 static void test_agg_runtime(void **state) { (void)state; sweep("fb_agg_run", call_agg_runtime); }
@@ -339,7 +457,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sort),        cmocka_unit_test(test_sort_parallel), cmocka_unit_test(test_agg_kernel),
         cmocka_unit_test(test_agg_runtime), cmocka_unit_test(test_hash_join),     cmocka_unit_test(test_runtime_join),
-        cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_plan),        cmocka_unit_test(test_top_n),         cmocka_unit_test(test_sort_table),
+        cmocka_unit_test(test_probe_select_mark), cmocka_unit_test(test_query_agg),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -138,7 +138,7 @@ static void test_hash(void **state)
 {
     (void)state;
     for (size_t li = 0; li < N_LENGTHS; li++) {
-        int64_t n = lengths[li];
+        int64_t n = fbt_size(lengths[li]);
         uint64_t *expect = malloc((size_t)(n + 1) * 8), *got = malloc((size_t)(n + 1) * 8);
         for (size_t ti = 0; ti < N_TYPES; ti++) {
             fb_type t = all_types[ti];
@@ -235,7 +235,7 @@ static void test_select(void **state)
 {
     (void)state;
     for (size_t li = 0; li < N_LENGTHS; li++) {
-        int64_t n = lengths[li];
+        int64_t n = fbt_size(lengths[li]);
         uint32_t *expect = malloc((size_t)(n + 1) * 4), *got = malloc((size_t)(n + 1) * 4);
         uint32_t *sel_in = malloc((size_t)(n + 1) * 4);
         for (size_t ti = 0; ti < N_TYPES; ti++) {
@@ -364,7 +364,7 @@ static void test_compact_gather(void **state)
 {
     (void)state;
     for (size_t li = 0; li < N_LENGTHS; li++) {
-        int64_t n = lengths[li];
+        int64_t n = fbt_size(lengths[li]);
         for (size_t ti = 0; ti < N_TYPES; ti++) {
             fbt_col c = make_col(all_types[ti], n, (int)(fbt_next(&rng) % 3 != 0));
             /* a selection (ascending subset), then arbitrary order with repeats */

@@ -351,7 +351,7 @@ static void test_many_keys(void **state)
 static void test_large(void **state)
 {
     (void)state;
-    int64_t n = (1 << 20) + 7;
+    int64_t n = fbt_size((1 << 20) + 7);
     struct {
         fb_type t;
         pattern p;
@@ -518,7 +518,7 @@ static void test_sort_table_records(void **state)
     const fb_type narrow[] = {FB_TYPE_INT8, FB_TYPE_UINT16, FB_TYPE_INT32, FB_TYPE_UINT32, FB_TYPE_DATE32, FB_TYPE_FLOAT32};
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
         for (int p = 0; p < P_COUNT; p++) {
-            int64_t n = sizes[si];
+            int64_t n = fbt_size(sizes[si]);
             if (n > 1000 && p != P_RANDOM && p != P_FEW && p != P_ZIPF && p != P_NARROW)
                 continue;
             uint64_t r = fbt_next(&rng);
@@ -761,6 +761,8 @@ static void duckdb_datasets(const char *dir)
 static void test_duckdb(void **state)
 {
     (void)state;
+    if (fbt_small())
+        skip();
 #ifndef FB_SORT_DUCKDB_SCRIPT
     skip();
 #else
