@@ -2287,8 +2287,10 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
         g->spec = *spec;
         if (g->spec.strategy == FB_AGG_STRATEGY_AUTO) /* the context may force one */
             g->spec.strategy = fb_ctx_agg_strategy(ctx);
-        memcpy(g->key_types, spec->key_types, spec->n_keys * sizeof(fb_type));
-        memcpy(g->aggs, spec->aggs, spec->n_aggs * sizeof(fb_agg_desc));
+        if (spec->n_keys > 0) /* an ungrouped spec may have no key_types array */
+            memcpy(g->key_types, spec->key_types, spec->n_keys * sizeof(fb_type));
+        if (spec->n_aggs > 0)
+            memcpy(g->aggs, spec->aggs, spec->n_aggs * sizeof(fb_agg_desc));
         g->spec.key_types = g->key_types;
         g->spec.aggs = g->aggs;
         for (size_t a = 0; a < spec->n_aggs; a++)
