@@ -363,6 +363,116 @@ static fb_status call_join_mark(uint64_t *check)
     return st;
 }
 
+/* The expression twins (each against the CPU function's answer) and the composite-key probe. */
+static fb_status expr_cmp(int cl, uint64_t *check)
+{
+    fb_column c = key32();
+    int32_t v = 17;
+    uint8_t *bits = calloc(N / 8 + 1, 1), *valid = calloc(N / 8 + 1, 1);
+    fb_bool o = {N, bits, valid};
+    fb_status st = cl ? fb_cl_expr_cmp(ctx, &c, FB_CMP_GT, &v, sel, n_sel, &o)
+                      : fb_expr_cmp(ctx, &c, FB_CMP_GT, &v, sel, n_sel, &o);
+    if (st == FB_OK)
+        *check = digest(digest(0, bits, N / 8), valid, N / 8);
+    free(bits);
+    free(valid);
+    return st;
+}
+static fb_status call_expr_cmp(uint64_t *check) { return expr_cmp(1, check); }
+
+static fb_status expr_logic(int cl, uint64_t *check)
+{
+    uint8_t *ab = malloc(N / 8 + 1), *bb = malloc(N / 8 + 1), *bits = calloc(N / 8 + 1, 1),
+            *valid = calloc(N / 8 + 1, 1);
+    for (int64_t i = 0; i < N / 8 + 1; i++) {
+        ab[i] = (uint8_t)k32[i];
+        bb[i] = (uint8_t)v32[i];
+    }
+    fb_bool a = {N, ab, kvalid}, b = {N, bb, NULL}, o = {N, bits, valid};
+    fb_status st = cl ? fb_cl_expr_and(ctx, &a, &b, &o) : fb_expr_and(ctx, &a, &b, &o);
+    if (st == FB_OK)
+        *check = digest(digest(0, bits, N / 8), valid, N / 8);
+    free(ab);
+    free(bb);
+    free(bits);
+    free(valid);
+    return st;
+}
+static fb_status call_expr_logic(uint64_t *check) { return expr_logic(1, check); }
+
+static fb_status expr_arith(int cl, uint64_t *check)
+{
+    fb_column a = fb_column_make(FB_TYPE_INT64, k64, N, kvalid), b = fb_column_make(FB_TYPE_INT64, v64, N, NULL);
+    int64_t *v = malloc(8 * N);
+    uint8_t *valid = calloc(N / 8 + 1, 1);
+    fb_column_out o = {FB_TYPE_INT64, N, v, valid, 0, 0};
+    fb_status st = cl ? fb_cl_expr_arith(ctx, FB_ARITH_MUL, &a, &b, sel, n_sel, &o)
+                      : fb_expr_arith(ctx, FB_ARITH_MUL, &a, &b, sel, n_sel, &o);
+    if (st == FB_OK) {
+        uint64_t h = digest((uint64_t)o.null_count, valid, N / 8);
+        for (int64_t j = 0; j < n_sel; j++) /* rows outside the selection are unspecified */
+            if (valid[sel[j] >> 3] >> (sel[j] & 7) & 1)
+                h = digest(h, &v[sel[j]], 8);
+        *check = h;
+    }
+    free(v);
+    free(valid);
+    return st;
+}
+static fb_status call_expr_arith(uint64_t *check) { return expr_arith(1, check); }
+
+static fb_status expr_cast(int cl, uint64_t *check)
+{
+    fb_column a = fb_column_make(FB_TYPE_INT64, k64, N, kvalid);
+    double *v = malloc(8 * N);
+    uint8_t *valid = calloc(N / 8 + 1, 1);
+    fb_column_out o = {FB_TYPE_FLOAT64, N, v, valid, 0, 0};
+    fb_status st = cl ? fb_cl_expr_cast(ctx, &a, NULL, 0, &o) : fb_expr_cast(ctx, &a, NULL, 0, &o);
+    if (st == FB_OK) {
+        uint64_t h = digest((uint64_t)o.null_count, valid, N / 8);
+        for (int64_t i = 0; i < N; i++)
+            if (valid[i >> 3] >> (i & 7) & 1)
+                h = digest(h, &v[i], 8);
+        *check = h;
+    }
+    free(v);
+    free(valid);
+    return st;
+}
+static fb_status call_expr_cast(uint64_t *check) { return expr_cast(1, check); }
+
+static fb_status join_keys(int cl, uint64_t *check)
+{
+    fb_column b[2] = {fb_column_make(FB_TYPE_INT32, k32, NB, kvalid), fb_column_make(FB_TYPE_INT64, k64, NB, NULL)};
+    fb_column p[2] = {key32(), fb_column_make(FB_TYPE_INT64, k64, N, NULL)};
+    int64_t cap = 8 * N, n = -1;
+    int64_t *bi = malloc(8 * (size_t)cap), *pi = malloc(8 * (size_t)cap);
+    fb_join_pairs o = {bi, pi, cap, 0, 0};
+    fb_status st;
+    if (cl) {
+        st = fb_cl_join_probe_keys(ctx, b, p, 2, 0, 0, FB_JOIN_LEFT, &o, &n);
+    } else { /* the CPU kernel: a hash table over the build keys, one probe of the whole side */
+        fb_hash_table *t = NULL;
+        const fb_type types[2] = {FB_TYPE_INT32, FB_TYPE_INT64};
+        fb_join_cursor cur = FB_JOIN_CURSOR_INIT;
+        st = fb_hash_table_create(ctx, types, 2, NB, &t);
+        if (st == FB_OK)
+            st = fb_hash_table_build(ctx, t, b, 2, 0);
+        if (st == FB_OK)
+            st = fb_hash_table_probe(ctx, t, p, 2, FB_JOIN_LEFT, 0, &cur, &o);
+        if (st == FB_OK && o.more)
+            st = FB_ERR_CAPACITY;
+        n = o.length;
+        fb_hash_table_destroy(t);
+    }
+    if (st == FB_OK)
+        *check = digest(digest((uint64_t)n, bi, 8 * (size_t)o.length), pi, 8 * (size_t)o.length);
+    free(bi);
+    free(pi);
+    return st;
+}
+static fb_status call_join_keys(uint64_t *check) { return join_keys(1, check); }
+
 /* ---- tests --------------------------------------------------------------------------------------------- */
 
 static void test_hash(void **state)
@@ -416,6 +526,38 @@ static void test_join(void **state)
     sweep("fb_cl_join_probe", call_join_probe, 0, 0);
     sweep("fb_cl_join_probe_select", call_join_select, 0, 0);
     sweep("fb_cl_join_probe_mark", call_join_mark, 0, 0);
+}
+
+static void test_expr(void **state)
+{
+    (void)state;
+    struct {
+        const char *name;
+        fb_status (*both)(int, uint64_t *);
+        call_fn cl;
+    } t[] = {{"fb_cl_expr_cmp", expr_cmp, call_expr_cmp},
+             {"fb_cl_expr_and", expr_logic, call_expr_logic},
+             {"fb_cl_expr_arith", expr_arith, call_expr_arith},
+             {"fb_cl_expr_cast", expr_cast, call_expr_cast}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        uint64_t want = 0;
+        assert_fb_ok(ctx, t[i].both(0, &want));
+        sweep(t[i].name, t[i].cl, want, 1);
+    }
+}
+
+static void test_join_keys(void **state)
+{
+    (void)state;
+    uint64_t want = 0, h = 0;
+    assert_fb_ok(ctx, join_keys(0, &want));
+    sweep("fb_cl_join_probe_keys", call_join_keys, want, 1);
+    /* a build side over the budget: hash partitions, one device table each */
+    setenv("FB_CL_MEM_BUDGET", "256k", 1);
+    assert_fb_ok(ctx, call_join_keys(&h));
+    assert_int_equal(h, want);
+    sweep("fb_cl_join_probe_keys (partitioned)", call_join_keys, want, 1);
+    unsetenv("FB_CL_MEM_BUDGET");
 }
 
 /* A small device memory budget: the group-by and the probe stream their input in chunks (pinned
@@ -565,6 +707,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash),     cmocka_unit_test(test_select), cmocka_unit_test(test_move),
         cmocka_unit_test(test_sort),     cmocka_unit_test(test_group_by), cmocka_unit_test(test_join),
+        cmocka_unit_test(test_expr),     cmocka_unit_test(test_join_keys),
         cmocka_unit_test(test_streamed), cmocka_unit_test(test_threads), cmocka_unit_test(test_plan_auto),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
