@@ -5,7 +5,9 @@
  * probe morsel and the probe's chunk capacity. Every join type is checked against a nested loop over
  * the same rows: inner and left pairs in the documented order (probe rows ascending, build rows in
  * insertion order) across resumed chunks, semi/anti selections, the mark join with and without the
- * three-valued validity, the row and distinct counts, and that the context's memory returns to zero. */
+ * three-valued validity, the row and distinct counts, and that the context's memory returns to zero.
+ * The rest of the input drives fb_radix_partition(): hashes, bits (1..16) and shift, checked against a
+ * stable counting sort by the same hash bits. */
 #include "fuzz_common.h"
 
 #define MAX_ROWS 96
@@ -34,6 +36,45 @@ static int rows_equal(const side *a, int64_t i, const side *b, int64_t j, size_t
         if (fz_get_i64(a->views[k].type, fz_at(&a->views[k], i)) != fz_get_i64(b->views[k].type, fz_at(&b->views[k], j)))
             return 0;
     return 1;
+}
+
+/* fb_radix_partition() against a stable counting sort by the same bits. */
+static void radix(fz_in *in, int nctx)
+{
+    int64_t n = fz_pick(in, 301);
+    uint8_t o = fz_u8(in);
+    int bits = o == 0xFF ? 16 : 1 + (int)(o % 12);
+    int shift = (int)fz_pick(in, (uint32_t)(64 - bits + 1));
+    uint64_t *h = malloc(((size_t)n + 1) * sizeof *h);
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t m = fz_u8(in);
+        h[i] = m < 128 ? (uint64_t)m * 0x9E3779B97F4A7C15ull : fz_bytes(in, 8); /* repeats or any bits */
+    }
+    size_t np = (size_t)1 << bits;
+    uint64_t mask = np - 1;
+    int64_t *want_off = calloc(np + 1, sizeof *want_off), *off = malloc((np + 1) * sizeof *off);
+    uint32_t *want = malloc(((size_t)n + 1) * sizeof *want), *perm = malloc(((size_t)n + 1) * sizeof *perm);
+    for (int64_t i = 0; i < n; i++)
+        want_off[((h[i] >> shift) & mask) + 1]++;
+    for (size_t p = 0; p < np; p++)
+        want_off[p + 1] += want_off[p];
+    int64_t *pos = malloc((np + 1) * sizeof *pos);
+    memcpy(pos, want_off, (np + 1) * sizeof *pos);
+    for (int64_t i = 0; i < n; i++)
+        want[pos[(h[i] >> shift) & mask]++] = (uint32_t)i;
+    for (int v = 0; v < nctx; v++) {
+        fb_ctx *ctx = fz_ctx[v];
+        size_t mem0 = fb_ctx_memory_used(ctx);
+        FZ_OK(ctx, fb_radix_partition(ctx, h, n, bits, shift, off, perm));
+        for (size_t p = 0; p <= np; p++)
+            FZ_CHECK(off[p] == want_off[p], "radix bits %d shift %d: offset %zu is %lld, expected %lld [isa %s]", bits, shift,
+                     p, (long long)off[p], (long long)want_off[p], fb_isa_name(fb_ctx_isa(ctx)));
+        for (int64_t i = 0; i < n; i++)
+            FZ_CHECK(perm[i] == want[i], "radix bits %d shift %d: perm[%lld] = %u, expected %u [isa %s]", bits, shift,
+                     (long long)i, perm[i], want[i], fb_isa_name(fb_ctx_isa(ctx)));
+        FZ_NO_CTX_LEAK(ctx, mem0);
+    }
+    free(h), free(want_off), free(off), free(want), free(perm), free(pos);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -182,5 +223,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fz_col_free(&build[m].cols[k]);
     for (size_t k = 0; k < nk; k++)
         fz_col_free(&probe.cols[k]);
+    radix(&in, nctx);
     return 0;
 }
