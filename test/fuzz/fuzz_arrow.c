@@ -212,11 +212,25 @@ static void owner_release(void *owner)
     g_owner_releases++;
 }
 
+/* FZ_STATS=1 prints what the inputs reached. */
+static int64_t st_inputs, st_correct, st_imported, st_checked_cols, st_dict_cols, st_round_trips, st_wild;
+static void print_stats(void)
+{
+    fprintf(stderr, "fuzz_arrow: %lld inputs (%lld built correct, %lld wild), %lld imported, %lld columns checked "
+                    "(%lld dictionaries), %lld round trips\n", (long long)st_inputs, (long long)st_correct,
+            (long long)st_wild, (long long)st_imported, (long long)st_checked_cols, (long long)st_dict_cols,
+            (long long)st_round_trips);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_in in = {data, size};
     fz_open_variants(1);
     fb_ctx *ctx = fz_ctx[0];
+    static int stats_on = -1;
+    if (stats_on < 0 && (stats_on = getenv("FZ_STATS") != NULL))
+        atexit(print_stats);
+    st_inputs++;
     size_t mem0 = fb_ctx_memory_used(ctx);
     g_schema_releases = g_array_releases = g_owner_releases = g_top_schema = g_top_array = 0;
 
@@ -346,7 +360,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct ArrowSchema schema_copy = *schema;
     struct ArrowArray array_copy = *array;
     fb_arrow_table *t = NULL;
+    st_correct += ok;
+    st_wild += wild_children || (wild_bits & 0xF0) == 0xF0;
     fb_status st = fb_arrow_import_table(ctx, schema, array, &t);
+    st_imported += st == FB_OK;
     if (st != FB_OK) {
         FZ_CHECK(!ok, "a correct record batch was refused: %s (%s)", fb_status_name(st), fb_last_error(ctx));
         FZ_CHECK(t == NULL && fb_last_error(ctx)[0] != '\0', "refused without a message or with a table");
@@ -367,6 +384,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (wild_children || (wild_bits & 0xF0) == 0xF0)
                 continue; /* sizes that no buffer has: not read */
             check_view(&view->columns[i], exp[i].type, exp[i].array, array_copy.offset, array_copy.length, "table column");
+            st_checked_cols++;
+            st_dict_cols += ac->is_dictionary;
             FZ_CHECK(ac->is_dictionary == (exp[i].dict != NULL), "column %zu: is_dictionary %d", i, ac->is_dictionary);
             if (ac->is_dictionary && exp[i].dict_type)
                 check_view(&ac->dictionary, exp[i].dict_type, exp[i].dict, 0, exp[i].dict->length, "dictionary");
@@ -397,6 +416,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FZ_CHECK(g_owner_releases == 0, "owner released while the export lives");
                 fb_arrow_table_free(t2);
                 FZ_CHECK(g_owner_releases == 1, "owner released %lld times", (long long)g_owner_releases);
+                st_round_trips++;
             }
         }
         fb_arrow_table_free(t);
