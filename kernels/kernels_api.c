@@ -347,7 +347,7 @@ int64_t fb_move_validity(const fb_column *col, const uint32_t *sel, const int64_
 static int move_small(const fb_column *col, const uint32_t *sel, const int64_t *ids, int64_t n, void *out)
 {
     size_t w = fb_type_width(col->type);
-    const char *base = (const char *)col->data + (size_t)col->offset * w;
+    const char *base = col->data ? (const char *)col->data + (size_t)col->offset * w : NULL; /* NULL: no rows */
     for (int64_t j = 0; j < n; j++) {
         int64_t r = sel ? (int64_t)sel[j] : ids[j];
         if (r < -1 || r >= col->length || (sel && r < 0))
@@ -367,12 +367,12 @@ static fb_status run_move(fb_ctx *ctx, const fb_column *col, const uint32_t *sel
     int rc;
     switch (fb_type_width(col->type)) {
     case 4: {
-        const uint32_t *v = (const uint32_t *)col->data + col->offset;
+        const uint32_t *v = col->data ? (const uint32_t *)col->data + col->offset : NULL; /* no arithmetic on NULL */
         rc = sel ? kt->compact_32(v, col->length, sel, n, out->data) : kt->gather_32(v, col->length, ids, n, out->data);
         break;
     }
     case 8: {
-        const uint64_t *v = (const uint64_t *)col->data + col->offset;
+        const uint64_t *v = col->data ? (const uint64_t *)col->data + col->offset : NULL;
         rc = sel ? kt->compact_64(v, col->length, sel, n, out->data) : kt->gather_64(v, col->length, ids, n, out->data);
         break;
     }

@@ -491,8 +491,8 @@ static fb_status rs_task_range(void *arg, int64_t m, int w)
     int64_t b, e;
     morsel_range(j->n, m, &b, &e);
     uint64_t mn = ~0ull, mx = 0, cmn, cmx, *c = rs_chunk(j, w);
-    uint32_t *h = j->hist + (size_t)m * (j->mask + 1);
-    if (j->hist)
+    uint32_t *h = j->hist ? j->hist + (size_t)m * (j->mask + 1) : NULL; /* no arithmetic on NULL (UB) */
+    if (h)
         memset(h, 0, (size_t)(j->mask + 1) * sizeof *h);
     for (int64_t c0 = b; c0 < e; c0 += FB_RS_CHUNK) {
         int64_t c1 = c0 + FB_RS_CHUNK < e ? c0 + FB_RS_CHUNK : e;
