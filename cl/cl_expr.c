@@ -548,30 +548,9 @@ static fb_status need_fp64(fb_cl_job *j, cl_kernel k)
 static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
                        int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where)
 {
-    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, where));
-    if (out) {
-        out->length = 0;
-        out->null_count = 0;
-    }
-    if (b)
-        FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, where));
-    else
-        FB_FORWARD_IF_ERROR(fb_check_column(ctx, a, where, "col"));
-    if (!b && !value)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "value must not be NULL");
-    if ((unsigned)op > FB_ARITH_MUL)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "unknown arithmetic operator %d", (int)op);
-    fb_type t = a->type;
-    if (t != FB_TYPE_INT32 && t != FB_TYPE_INT64 && t != FB_TYPE_FLOAT32 && t != FB_TYPE_FLOAT64)
-        return fb_set_error(ctx, FB_ERR_UNSUPPORTED_TYPE, where,
-                            "arithmetic takes int32, int64, float32 and float64, not %s (cast first)", fb_type_name(t));
-    int64_t n = a->length;
-    if (n > FB_MORSEL_MAX_ROWS)
-        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%lld rows; at most %lld per call", (long long)n,
-                            (long long)FB_MORSEL_MAX_ROWS);
-    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, where));
-    int nullable = a->validity || (b && b->validity) || sel_in;
-    FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, t, n, nullable, where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_arith(ctx, op, a, b, value, sel_in, n_in, out, where));
+    const fb_type t = a->type;
+    const int64_t n = a->length;
     if (n == 0 && sel_in && n_in > 0)
         return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds indices, the column has no rows");
 

@@ -552,9 +552,9 @@ fb_status fb_expr_sel_not(fb_ctx *ctx, const uint32_t *a, int64_t n_a, int64_t l
 
 const char *fb_expr_arith_name(fb_arith op) { return op == FB_ARITH_ADD ? "+" : op == FB_ARITH_SUB ? "-" : "*"; }
 
-/* a (or the constant at `value`, which then stands at the left when value_left) op b */
-static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
-                       int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where)
+/* The argument checks of the arithmetic functions (and their OpenCL twins); clears out's counts. */
+fb_status fb_expr_check_arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
+                              const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where)
 {
     FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, where));
     if (out) {
@@ -580,6 +580,16 @@ static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_co
     FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, where));
     int nullable = a->validity || (b && b->validity) || sel_in;
     FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, t, n, nullable, where));
+    return FB_OK;
+}
+
+/* a (or the constant at `value`, which then stands at the left when value_left) op b */
+static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
+                       int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where)
+{
+    FB_FORWARD_IF_ERROR(fb_expr_check_arith(ctx, op, a, b, value, sel_in, n_in, out, where));
+    const fb_type t = a->type;
+    const int64_t n = a->length;
     fb_bits valid = no_nulls;
     int64_t nulls = 0;
     if (n == 0 && sel_in && n_in > 0)
