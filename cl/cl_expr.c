@@ -551,8 +551,6 @@ static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_co
     FB_FORWARD_IF_ERROR(fb_expr_check_arith(ctx, op, a, b, value, sel_in, n_in, out, where));
     const fb_type t = a->type;
     const int64_t n = a->length;
-    if (n == 0 && sel_in && n_in > 0)
-        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds indices, the column has no rows");
 
     fb_cl_job j;
     fb_status st = fb_cl_job_open(&j, ctx, where);
@@ -643,26 +641,10 @@ fb_status fb_cl_expr_arith_const(fb_ctx *ctx, fb_arith op, const fb_column *col,
     return arith(ctx, op, col, NULL, value, value_left, sel_in, n_in, out, __func__);
 }
 
-/* Text of one value for an error message (as kernels/expr.c). */
-
 fb_status fb_cl_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in, fb_column_out *out)
 {
-    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
-    if (out) {
-        out->length = 0;
-        out->null_count = 0;
-    }
-    FB_FORWARD_IF_ERROR(fb_check_column(ctx, in, __func__, "in"));
-    FB_RETURN_ERROR_IF(!out, ctx, FB_ERR_INVALID_ARG, "out must not be NULL");
-    FB_RETURN_ERROR_IF(fb_type_width(out->type) == 0, ctx, FB_ERR_UNSUPPORTED_TYPE, "out has an unknown type (%d)",
-                       (int)out->type);
-    int64_t n = in->length;
-    FB_RETURN_ERROR_IF(n > FB_MORSEL_MAX_ROWS, ctx, FB_ERR_INVALID_ARG, "%lld rows; at most %lld per call",
-                       (long long)n, (long long)FB_MORSEL_MAX_ROWS);
-    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
-    FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, out->type, n, in->validity || sel_in, __func__));
-    FB_RETURN_ERROR_IF(n == 0 && sel_in && n_in > 0, ctx, FB_ERR_OUT_OF_RANGE,
-                       "sel_in holds indices, the column has no rows");
+    FB_FORWARD_IF_ERROR(fb_expr_check_cast(ctx, in, sel_in, n_in, out, __func__));
+    const int64_t n = in->length;
     fb_cl_job j;
     fb_status st = fb_cl_job_open(&j, ctx, __func__);
     if (st != FB_OK || n == 0)

@@ -580,6 +580,8 @@ fb_status fb_expr_check_arith(fb_ctx *ctx, fb_arith op, const fb_column *a, cons
     FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, where));
     int nullable = a->validity || (b && b->validity) || sel_in;
     FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, t, n, nullable, where));
+    if (n == 0 && sel_in && n_in > 0)
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds indices, the column has no rows");
     return FB_OK;
 }
 
@@ -592,8 +594,6 @@ static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_co
     const int64_t n = a->length;
     fb_bits valid = no_nulls;
     int64_t nulls = 0;
-    if (n == 0 && sel_in && n_in > 0)
-        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds indices, the column has no rows");
     if (out->validity && n > 0) {
         nulls = validity_and(col_bits(a), b ? col_bits(b) : no_nulls, sel_in, n_in, n, out->validity);
         if (nulls < 0)
@@ -673,26 +673,37 @@ void fb_expr_value_text(fb_type t, const void *p, char *buf, size_t size)
     }
 }
 
-fb_status fb_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in, fb_column_out *out)
+/* The argument checks of fb_expr_cast() and its OpenCL twin; clears out's counts. */
+fb_status fb_expr_check_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in,
+                             fb_column_out *out, const char *where)
 {
-    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, where));
     if (out) {
         out->length = 0;
         out->null_count = 0;
     }
-    FB_FORWARD_IF_ERROR(fb_check_column(ctx, in, __func__, "in"));
-    FB_RETURN_ERROR_IF(!out, ctx, FB_ERR_INVALID_ARG, "out must not be NULL");
-    FB_RETURN_ERROR_IF(fb_type_width(out->type) == 0, ctx, FB_ERR_UNSUPPORTED_TYPE, "out has an unknown type (%d)",
-                       (int)out->type);
+    FB_FORWARD_IF_ERROR(fb_check_column(ctx, in, where, "in"));
+    if (!out)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "out must not be NULL");
+    if (fb_type_width(out->type) == 0)
+        return fb_set_error(ctx, FB_ERR_UNSUPPORTED_TYPE, where, "out has an unknown type (%d)", (int)out->type);
     int64_t n = in->length;
-    FB_RETURN_ERROR_IF(n > FB_MORSEL_MAX_ROWS, ctx, FB_ERR_INVALID_ARG, "%lld rows; at most %lld per call",
-                       (long long)n, (long long)FB_MORSEL_MAX_ROWS);
-    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
-    FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, out->type, n, in->validity || sel_in, __func__));
+    if (n > FB_MORSEL_MAX_ROWS)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "%lld rows; at most %lld per call", (long long)n,
+                            (long long)FB_MORSEL_MAX_ROWS);
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, where));
+    FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, out->type, n, in->validity || sel_in, where));
+    if (n == 0 && sel_in && n_in > 0)
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds indices, the column has no rows");
+    return FB_OK;
+}
+
+fb_status fb_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in, fb_column_out *out)
+{
+    FB_FORWARD_IF_ERROR(fb_expr_check_cast(ctx, in, sel_in, n_in, out, __func__));
+    const int64_t n = in->length;
     fb_bits valid = no_nulls;
     int64_t nulls = 0;
-    FB_RETURN_ERROR_IF(n == 0 && sel_in && n_in > 0, ctx, FB_ERR_OUT_OF_RANGE,
-                       "sel_in holds indices, the column has no rows");
     if (out->validity && n > 0) {
         nulls = validity_and(col_bits(in), no_nulls, sel_in, n_in, n, out->validity);
         FB_RETURN_ERROR_IF(nulls < 0, ctx, FB_ERR_OUT_OF_RANGE, "sel_in holds an index ≥ the column's %lld rows",

@@ -93,6 +93,8 @@ fb_status fb_expr_check_merge(fb_ctx *ctx, const uint32_t *a, int64_t n_a, const
                               const char *where);
 fb_status fb_expr_check_arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
                               const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where);
+fb_status fb_expr_check_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in,
+                             fb_column_out *out, const char *where);
 /* "+", "-" or "*" */
 const char *fb_expr_arith_name(fb_arith op);
 /* Text of one value of type t at p for an error message. */
