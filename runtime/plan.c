@@ -888,6 +888,8 @@ static fb_status stream_source(run *r, stream *s, fb_source *src)
     ms->pipe = r->n_pipes;
     ms->has_ops = s->n_ops > 0;
     ms->morsel = FB_MORSEL_DEFAULT_ROWS;
+    if (r->placement != FB_PLACEMENT_CPU && r->dev_morsel < ms->morsel)
+        ms->morsel = r->dev_morsel; /* hybrid: CPU morsels no larger than the device's */
     memset(src, 0, sizeof *src);
     src->name = s->scan ? "table" : "intermediate";
     src->init_global = mat_init_global;
