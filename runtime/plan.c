@@ -14,6 +14,7 @@
 
 #include "fb_cl_internal.h"
 #include "fb_internal.h"
+#include "fb_plan_cl_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -676,6 +677,7 @@ typedef struct join_state { /* the build side of one join, filled by its sink's 
     fb_ctx *ctx;             /* whose allocator direct comes from */
     int64_t dmin;
     uint64_t drange;
+    fb_cl_join_table *dev_table; /* OpenCL placements, one key column: the build side on the device */
 } join_state;
 
 typedef struct agg_state {
@@ -1385,10 +1387,15 @@ static fb_status probe_device(join_state *js, buf_local *l, fb_ctx *ctx, const f
         h2d += col_bytes(&bkeys[k], js->rows.rows) + col_bytes(&l->probe_keys[k], in->n_sel);
     }
     fb_status st;
+    if (js->dev_table) /* the build side is on the device already */
+        h2d = col_bytes(&l->probe_keys[0], in->n_sel);
     if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
         FB_FORWARD_IF_ERROR(need_sel(ctx, l, in->rows));
         int64_t n_out = 0;
-        st = fb_cl_join_probe_select_keys(ctx, bkeys, l->probe_keys, n->n_keys, n->jtype, l->sel[0], in->rows, &n_out);
+        st = js->dev_table ? fb_cl_join_table_select(js->dev_table, &l->probe_keys[0], n->jtype, l->sel[0], in->rows,
+                                                     &n_out)
+                           : fb_cl_join_probe_select_keys(ctx, bkeys, l->probe_keys, n->n_keys, n->jtype, l->sel[0],
+                                                          in->rows, &n_out);
         if (st != FB_OK)
             return st;
         if (l->map)
@@ -1411,7 +1418,9 @@ static fb_status probe_device(join_state *js, buf_local *l, fb_ctx *ctx, const f
             l->dpairs_cap = cap;
         }
         fb_join_pairs pairs = {l->dbuild, l->dprobe, l->dpairs_cap, 0, 0};
-        st = fb_cl_join_probe_keys(ctx, bkeys, l->probe_keys, n->n_keys, 0, 0, n->jtype, &pairs, &n_pairs);
+        st = js->dev_table ? fb_cl_join_table_probe(js->dev_table, &l->probe_keys[0], n->jtype, &pairs, &n_pairs)
+                           : fb_cl_join_probe_keys(ctx, bkeys, l->probe_keys, n->n_keys, 0, 0, n->jtype, &pairs,
+                                                   &n_pairs);
         if (st == FB_OK)
             break;
         if (st != FB_ERR_CAPACITY || attempt > 0 || n_pairs <= l->dpairs_cap)
@@ -1698,6 +1707,26 @@ static int try_direct(join_state *js, const fb_column *keys)
     return 1;
 }
 
+/* OpenCL placements: the build side of a one-key join goes to the device once, for every probe morsel
+ * (composite keys are numbered jointly with each probe morsel's keys: their probes build per call). A
+ * build side the device memory budget does not hold stays on the host (the per-call probe partitions it);
+ * another device failure falls back (hybrid, auto) or fails the run (gpu). */
+static fb_status build_device_table(run *r, join_state *js, const fb_column *key, int pipe)
+{
+    if (r->placement == FB_PLACEMENT_CPU || atomic_load(&r->dev_failed) || js->node->n_keys != 1)
+        return FB_OK;
+    fb_status st = fb_cl_join_table_create(r->ctx, key, &js->dev_table);
+    if (st == FB_OK) {
+        dev_moved(&r->dev[pipe], col_bytes(key, key->length), 0);
+        return FB_OK;
+    }
+    if (st == FB_ERR_DEVICE_MEMORY && !r->fallback)
+        return FB_OK;
+    if (device_fallback(r, st, "join build on the device"))
+        return FB_OK;
+    return fb_stage_error(r->ctx, st, "join build on the device: %s", fb_last_error(r->ctx));
+}
+
 static fb_status build_finalize(void *user, void *global)
 {
     sink_user *u = user;
@@ -1712,6 +1741,7 @@ static fb_status build_finalize(void *user, void *global)
     }
     char *note = u->r->pipes[u->pipe].note;
     size_t note_size = sizeof u->r->pipes[0].note;
+    FB_FORWARD_IF_ERROR(build_device_table(u->r, js, &keys[0], u->pipe));
     if (n->n_keys == 1 && try_direct(js, &keys[0])) {
         snprintf(note, note_size, "perfect hash: %lld build rows, key range %llu", (long long)js->rows.rows,
                  (unsigned long long)js->drange);
@@ -1863,6 +1893,7 @@ static void free_join_state(void *p)
     if (js->direct)
         fb_free(js->ctx, js->direct, sizeof(int32_t) * (size_t)(js->drange ? js->drange : 1));
     fb_hash_table_destroy(js->ht);
+    fb_cl_join_table_free(js->dev_table);
     mat_free(&js->rows);
     free(js);
 }
