@@ -797,6 +797,8 @@ typedef struct mat_source {
     run *r;
     int pipe, has_ops;     /* the pipeline, and whether it has operators (for the device counters) */
     int64_t next, morsel, rows;
+    int64_t dev_morsel;    /* rows of the device's morsels from this source */
+    int share;             /* hybrid: a device morsel is at most the device's share of the rows */
 } mat_source;
 
 typedef struct mat_local {
@@ -818,8 +820,14 @@ static fb_status mat_next(void *user, void *global, const fb_worker_info *w, fb_
      * is run wherever the worker that takes it from the queue says (use_device()), so its size only
      * balances the work; a large morsel on a CPU worker is just a long one. */
     int64_t size = s->morsel;
-    if (s->has_ops && use_device(s->r, w->worker))
-        size = s->r->dev_morsel;
+    if (s->has_ops && use_device(s->r, w->worker)) {
+        size = s->dev_morsel;
+        /* hybrid: one grab of the device at most 1 / (2 x workers) of the rows (not below a CPU morsel), so
+         * that the CPU workers get their share of a table smaller than a few device morsels */
+        int64_t share = rows / (2 * (w->workers > 0 ? w->workers : 1));
+        if (s->share && size > share)
+            size = share > s->morsel ? share : s->morsel;
+    }
     out->begin = s->next;
     out->end = rows - s->next > size ? s->next + size : rows;
     out->numa_node = -1;
@@ -892,6 +900,8 @@ static fb_status stream_source(run *r, stream *s, fb_source *src)
     ms->morsel = FB_MORSEL_DEFAULT_ROWS;
     if (r->placement != FB_PLACEMENT_CPU && r->dev_morsel < ms->morsel)
         ms->morsel = r->dev_morsel; /* hybrid: CPU morsels no larger than the device's */
+    ms->dev_morsel = r->dev_morsel;
+    ms->share = r->placement == FB_PLACEMENT_HYBRID && !getenv("FB_PLAN_DEVICE_MORSEL");
     memset(src, 0, sizeof *src);
     src->name = s->scan ? "table" : "intermediate";
     src->init_global = mat_init_global;
@@ -1161,13 +1171,13 @@ static fb_status global_is_run(void *user, fb_ctx *ctx, void **global)
     return FB_OK;
 }
 
-/* The projection's kernels (widen, then arithmetic) on the device or the CPU. */
-static fb_status project_kernels(fb_ctx *ctx, int dev, const pnode *n, buf_local *l, const fb_chunk *in,
+/* The projection's kernels (widen, then arithmetic) on the device or the CPU: a op b (b NULL: the constant)
+ * over `rows` rows (sel / n_sel: the live ones, NULL / 0 all) into l->data[out] / l->valid[out], with
+ * l->data[1..2] for the widened inputs. */
+static fb_status project_kernels(fb_ctx *ctx, int dev, const pnode *n, buf_local *l, const fb_column *a,
+                                 const fb_column *b, const uint32_t *sel, int64_t n_sel, int64_t rows, int out,
                                  int64_t *h2d, int64_t *d2h)
 {
-    const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
-    const uint32_t *sel = in->sel;
-    int64_t n_sel = in->sel ? in->n_sel : 0;
     fb_column a64 = *a, b64 = b ? *b : *a;
     fb_status st = FB_OK;
     /* The expression kernels compute in one type: widen int8..int32, uint8..uint32 and date32 first. */
@@ -1175,15 +1185,15 @@ static fb_status project_kernels(fb_ctx *ctx, int dev, const pnode *n, buf_local
         const fb_column *c = side ? b : a;
         if (!c || c->type == FB_TYPE_INT64)
             continue;
-        fb_column_out o = {.type = FB_TYPE_INT64, .capacity = in->rows, .data = l->data[1 + side],
+        fb_column_out o = {.type = FB_TYPE_INT64, .capacity = rows, .data = l->data[1 + side],
                            .validity = l->valid[1 + side]};
         st = dev ? fb_cl_expr_cast(ctx, c, sel, n_sel, &o) : fb_expr_cast(ctx, c, sel, n_sel, &o);
-        *h2d += col_bytes(c, in->rows) + 4 * n_sel;
-        *d2h += 8 * in->rows + (in->rows + 7) / 8;
+        *h2d += col_bytes(c, rows) + 4 * n_sel;
+        *d2h += 8 * rows + (rows + 7) / 8;
         *(side ? &b64 : &a64) =
-            fb_column_make(FB_TYPE_INT64, l->data[1 + side], in->rows, (c->validity || sel) ? l->valid[1 + side] : NULL);
+            fb_column_make(FB_TYPE_INT64, l->data[1 + side], rows, (c->validity || sel) ? l->valid[1 + side] : NULL);
     }
-    fb_column_out o = {.type = FB_TYPE_INT64, .capacity = in->rows, .data = l->data[0], .validity = l->valid[0]};
+    fb_column_out o = {.type = FB_TYPE_INT64, .capacity = rows, .data = l->data[out], .validity = l->valid[out]};
     static const fb_arith ops[] = {FB_ARITH_ADD, FB_ARITH_SUB, FB_ARITH_MUL};
     if (st == FB_OK && dev)
         st = b ? fb_cl_expr_arith(ctx, ops[n->op], &a64, &b64, sel, n_sel, &o)
@@ -1191,9 +1201,42 @@ static fb_status project_kernels(fb_ctx *ctx, int dev, const pnode *n, buf_local
     else if (st == FB_OK)
         st = b ? fb_expr_arith(ctx, ops[n->op], &a64, &b64, sel, n_sel, &o)
                : fb_expr_arith_const(ctx, ops[n->op], &a64, &n->right_value, 0, sel, n_sel, &o);
-    *h2d += col_bytes(&a64, in->rows) + (b ? col_bytes(&b64, in->rows) : 0) + 4 * n_sel;
-    *d2h += 8 * in->rows + (in->rows + 7) / 8;
+    *h2d += col_bytes(&a64, rows) + (b ? col_bytes(&b64, rows) : 0) + 4 * n_sel;
+    *d2h += 8 * rows + (rows + 7) / 8;
     return st;
+}
+
+/* The projection on the device over the live rows only: they are compacted on the host (the expression
+ * kernels compute densely), computed on the device, and put back at their rows. */
+static fb_status project_device(fb_ctx *ctx, const pnode *n, buf_local *l, const fb_chunk *in, int64_t *h2d,
+                                int64_t *d2h)
+{
+    const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
+    if (!in->sel)
+        return project_kernels(ctx, 1, n, l, a, b, NULL, 0, in->rows, 0, h2d, d2h);
+    int64_t m = in->n_sel;
+    fb_column dense[2];
+    for (int side = 0; side < 2; side++) {
+        const fb_column *c = side ? b : a;
+        if (!c)
+            continue;
+        fb_column_out o = {.type = c->type, .capacity = m, .data = l->data[3 + side],
+                           .validity = c->validity ? l->valid[3 + side] : NULL};
+        FB_FORWARD_IF_ERROR(fb_compact(ctx, c, in->sel, m, &o));
+        dense[side] = fb_column_make(c->type, l->data[3 + side], m, o.null_count ? l->valid[3 + side] : NULL);
+    }
+    FB_FORWARD_IF_ERROR(project_kernels(ctx, 1, n, l, &dense[0], b ? &dense[1] : NULL, NULL, 0, m, 5, h2d, d2h));
+    const int64_t *src = l->data[5];
+    int64_t *dst = l->data[0];
+    const uint8_t *sv = l->valid[5];
+    uint8_t *dv = l->valid[0];
+    for (int64_t i = 0; i < m; i++) {
+        uint32_t r = in->sel[i];
+        dst[r] = src[i];
+        unsigned bit = (sv[i >> 3] >> (i & 7)) & 1u;
+        dv[r >> 3] = (uint8_t)((dv[r >> 3] & ~(1u << (r & 7))) | (bit << (r & 7)));
+    }
+    return FB_OK;
 }
 
 /* project: int64 = left op right over the live rows, with the expression kernels */
@@ -1204,14 +1247,14 @@ static fb_status project_execute(void *user, void *global, void *local, const fb
     buf_local *l = local;
     run *r = global;
     fb_ctx *ctx = r->ctx;
-    FB_FORWARD_IF_ERROR(need_data(ctx, l, 3, in->rows));
+    int dev = use_device(r, l->worker);
+    FB_FORWARD_IF_ERROR(need_data(ctx, l, dev ? 6 : 3, in->rows));
     const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
     int nullable = a->validity || (b && b->validity);
     int64_t h2d = 0, d2h = 0;
     fb_status st = FB_OK;
-    int dev = use_device(r, l->worker);
     if (dev) {
-        st = project_kernels(ctx, 1, n, l, in, &h2d, &d2h);
+        st = project_device(ctx, n, l, in, &h2d, &d2h);
         if (st == FB_OK)
             dev_moved(op_dev(user), h2d, d2h);
         else if (device_fallback(r, st, "project"))
@@ -1221,7 +1264,7 @@ static fb_status project_execute(void *user, void *global, void *local, const fb
                                   fb_last_error(ctx));
     }
     if (!dev)
-        st = project_kernels(ctx, 0, n, l, in, &h2d, &d2h);
+        st = project_kernels(ctx, 0, n, l, a, b, in->sel, in->sel ? in->n_sel : 0, in->rows, 0, &h2d, &d2h);
     if (st != FB_OK)
         return fb_stage_error(ctx, st, "project %s: %s", n->names[n->n_cols - 1], fb_last_error(ctx));
     for (size_t c = 0; c < in->n_columns; c++)
