@@ -661,6 +661,9 @@ typedef struct run run;
 /* What the device did for one pipeline (explain analyze). */
 typedef struct dev_counters {
     atomic_llong dev_morsels, cpu_morsels; /* morsels whose operators ran on the device / on the CPU */
+    atomic_llong dev_rows, cpu_rows;       /* their rows */
+    atomic_llong dev_ns, cpu_ns;           /* time in the operators on the device's worker / the CPU workers
+                                              (hybrid: sizes the device's morsels) */
     atomic_llong h2d, d2h;                 /* bytes the device calls moved host -> device, device -> host */
 } dev_counters;
 
@@ -808,6 +811,26 @@ typedef struct mat_local {
 
 static int use_device(run *r, int worker);
 
+/* hybrid: the rows of the device's next morsel. Its first is a CPU-sized one; then, from the time per row the
+ * operators took on the device's worker and on the CPU workers so far in this pipeline, the device's share of
+ * the rows left (its speed / the speed of all workers together), halved so that the last grabs shrink and the
+ * device does not finish long after the CPU workers: between one CPU morsel and the device's largest. */
+static int64_t hybrid_device_morsel(const mat_source *s, int64_t left, int workers)
+{
+    const dev_counters *d = &s->r->dev[s->pipe];
+    long long dn = atomic_load(&d->dev_ns), dr = atomic_load(&d->dev_rows);
+    long long cn = atomic_load(&d->cpu_ns), cr = atomic_load(&d->cpu_rows);
+    if (dn <= 0 || dr <= 0 || cn <= 0 || cr <= 0)
+        return s->morsel;
+    double dev_speed = (double)dr / (double)dn, cpu_speed = (double)cr / (double)cn; /* rows per ns */
+    int cpus = workers > 1 ? workers - 1 : 1;
+    double share = dev_speed / (dev_speed + cpus * cpu_speed);
+    int64_t size = (int64_t)(0.5 * share * (double)left);
+    if (size > s->dev_morsel)
+        size = s->dev_morsel;
+    return size > s->morsel ? size : s->morsel;
+}
+
 static fb_status mat_next(void *user, void *global, const fb_worker_info *w, fb_morsel *out, int *done)
 {
     mat_source *s = user;
@@ -822,11 +845,8 @@ static fb_status mat_next(void *user, void *global, const fb_worker_info *w, fb_
     int64_t size = s->morsel;
     if (s->has_ops && use_device(s->r, w->worker)) {
         size = s->dev_morsel;
-        /* hybrid: one grab of the device at most 1 / (2 x workers) of the rows (not below a CPU morsel), so
-         * that the CPU workers get their share of a table smaller than a few device morsels */
-        int64_t share = rows / (2 * (w->workers > 0 ? w->workers : 1));
-        if (s->share && size > share)
-            size = share > s->morsel ? share : s->morsel;
+        if (s->share)
+            size = hybrid_device_morsel(s, rows - s->next, w->workers);
     }
     out->begin = s->next;
     out->end = rows - s->next > size ? s->next + size : rows;
@@ -870,10 +890,12 @@ static fb_status mat_scan(void *user, void *global, void *local, const fb_morsel
             l->cols[c].length = m->end - m->begin;
         }
     }
-    if (s->has_ops && s->r->placement != FB_PLACEMENT_CPU)
-        atomic_fetch_add(use_device(s->r, l->worker) ? &s->r->dev[s->pipe].dev_morsels
-                                                       : &s->r->dev[s->pipe].cpu_morsels,
-                         1);
+    if (s->has_ops && s->r->placement != FB_PLACEMENT_CPU) {
+        dev_counters *d = &s->r->dev[s->pipe];
+        int dev = use_device(s->r, l->worker);
+        atomic_fetch_add(dev ? &d->dev_morsels : &d->cpu_morsels, 1);
+        atomic_fetch_add(dev ? &d->dev_rows : &d->cpu_rows, (long long)(m->end - m->begin));
+    }
     out->rows = m->end - m->begin;
     out->n_columns = (size_t)n_cols;
     out->columns = l->cols;
@@ -1619,26 +1641,58 @@ static fb_status limit_execute(void *user, void *global, void *local, const fb_c
     return FB_OK;
 }
 
-/* An operator whose user is a two-pointer block {run, state}. */
+typedef fb_status (*exec_fn)(void *, void *, void *, const fb_chunk *, fb_chunk *, fb_op_result *);
+
+/* An operator's user block: {run, state, &pipeline index} (read as void *[3] by the operators), and the
+ * operator's own execute, which timed_execute() times for hybrid's morsel sizes. */
+typedef struct op_user {
+    void *run, *state, *pipe;
+    exec_fn execute;
+} op_user;
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static fb_status timed_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
+                               fb_op_result *result)
+{
+    op_user *u = user;
+    run *r = global;
+    if (r->placement != FB_PLACEMENT_HYBRID)
+        return u->execute(user, global, local, in, out, result);
+    int dev = use_device(r, ((buf_local *)local)->worker);
+    int64_t t0 = mono_ns();
+    fb_status st = u->execute(user, global, local, in, out, result);
+    dev_counters *d = op_dev(user);
+    atomic_fetch_add(dev ? &d->dev_ns : &d->cpu_ns, (long long)(mono_ns() - t0));
+    return st;
+}
+
+/* An operator whose user is an op_user block. */
 static fb_status add_op(run *r, stream *s, const char *name, int node, void *state,
                         fb_status (*execute)(void *, void *, void *, const fb_chunk *, fb_chunk *, fb_op_result *))
 {
     FB_RETURN_ERROR_IF(s->n_ops == 64, r->ctx, FB_ERR_INVALID_ARG, "more than 64 operators in one pipeline");
-    void **user = run_keep(r, calloc(3, sizeof(void *)), free);
+    op_user *user = run_keep(r, calloc(1, sizeof(op_user)), free);
     FB_RETURN_ERROR_IF(!user, r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator");
     if (!s->pipe_slot)
         s->pipe_slot = run_keep(r, calloc(1, sizeof(int)), free);
     FB_RETURN_ERROR_IF(!s->pipe_slot, r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator");
-    user[0] = r;
-    user[1] = state;
-    user[2] = s->pipe_slot; /* the index of the pipeline, set when the stream becomes one */
+    user->run = r;
+    user->state = state;
+    user->pipe = s->pipe_slot; /* the index of the pipeline, set when the stream becomes one */
+    user->execute = execute;
     s->op_nodes[s->n_ops] = node;
     fb_operator *op = &s->ops[s->n_ops++];
     memset(op, 0, sizeof *op);
     op->name = name;
     op->init_global = global_is_run;
     op->init_local = op_init_local;
-    op->execute = execute;
+    op->execute = timed_execute;
     op->destroy_local = op_destroy_local;
     op->user = user;
     return FB_OK;
@@ -2234,6 +2288,10 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
     r->fallback = placement != FB_PLACEMENT_GPU;
     atomic_init(&r->dev_failed, 0);
     for (int p = 0; p < MAX_PIPES; p++) {
+        atomic_init(&r->dev[p].dev_rows, 0);
+        atomic_init(&r->dev[p].cpu_rows, 0);
+        atomic_init(&r->dev[p].dev_ns, 0);
+        atomic_init(&r->dev[p].cpu_ns, 0);
         atomic_init(&r->dev[p].dev_morsels, 0);
         atomic_init(&r->dev[p].cpu_morsels, 0);
         atomic_init(&r->dev[p].h2d, 0);
