@@ -150,6 +150,13 @@ static void test_ssb(void **state)
         if (hyb != want)
             fail_msg("%s: hybrid answer (%lld rows) differs from cpu's (%lld rows)", queries[qi].name,
                      (long long)rows_dev, (long long)rows);
+        /* and with the device's morsels sized by the measured speeds (no FB_PLAN_DEVICE_MORSEL) */
+        unsetenv("FB_PLAN_DEVICE_MORSEL");
+        hyb = run_digest(b.plan, root.id, FB_PLACEMENT_HYBRID, 0, &rows_dev, queries[qi].name);
+        setenv("FB_PLAN_DEVICE_MORSEL", "4096", 1);
+        if (hyb != want)
+            fail_msg("%s: hybrid answer with measured morsel sizes (%lld rows) differs from cpu's (%lld rows)",
+                     queries[qi].name, (long long)rows_dev, (long long)rows);
         nonempty += rows > 0;
         fb_plan_destroy(b.plan);
         b.plan = NULL;
