@@ -20,9 +20,13 @@
  * (fb_options_set_cl_device(), FB_CL_DEVICE) through the fb_cl.h twins, over large morsels (the device
  * memory budget / 256 bytes a row, 64 Ki..4 Mi rows; FB_PLAN_DEVICE_MORSEL=rows overrides), while the
  * sinks (hash build, aggregation, sort, result) combine the device's output on the host.
- * FB_PLACEMENT_HYBRID does the same on one worker (the device's driver, with the large morsels) while the
- * other workers take normal morsels of the same pipelines from the same source and run them on the CPU;
- * the sinks combine both. FB_PLACEMENT_AUTO chooses per plan the runnable placement with the smallest
+ * FB_PLACEMENT_HYBRID does the same on one worker (worker 0, the device's driver) while the other workers
+ * take normal morsels of the same pipelines from the same source and run them on the CPU; the sinks combine
+ * both. The device's first morsel of a pipeline is a CPU-sized one; later ones are sized from the speeds
+ * measured so far (the device's share of the rows left, halved, up to the large morsel), so that a slow
+ * device takes little and a fast one much. A join's build side with one key column is copied to the
+ * device once per run (a device hash table probed by every morsel). explain analyze prints per pipeline
+ * the morsels each device ran and the bytes moved host->device and device->host. FB_PLACEMENT_AUTO chooses per plan the runnable placement with the smallest
  * predicted time (fb_plan_predict(); a placement without a prediction is no candidate, and gpu / hybrid
  * only when the device opens), and explain says what it chose and why. Results are the CPU placement's:
  * integers bitwise, float sums up to reassociation, rows in the same order where the plan orders them.
