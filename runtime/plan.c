@@ -2239,7 +2239,7 @@ static fb_placement auto_choose(fb_plan *plan, fb_plan_node root)
 }
 
 /* Rows of the device's morsels: FB_PLAN_DEVICE_MORSEL when set (1..FB_MORSEL_MAX_ROWS), else the device
- * memory budget / 256 bytes a row, within 64 Ki..4 Mi rows. */
+ * memory budget / 256 bytes a row, within 4 Ki..4 Mi rows (a small budget gives small morsels). */
 static int64_t device_morsel_rows(fb_ctx *ctx)
 {
     const char *e = getenv("FB_PLAN_DEVICE_MORSEL");
@@ -2250,7 +2250,7 @@ static int64_t device_morsel_rows(fb_ctx *ctx)
             return (int64_t)v;
     }
     int64_t rows = ctx->cl ? (int64_t)(fb_cl_budget(ctx->cl) / 256) : 0;
-    rows = rows < 65536 ? 65536 : rows > (4 << 20) ? (4 << 20) : rows;
+    rows = rows < 4096 ? 4096 : rows > (4 << 20) ? (4 << 20) : rows;
     return rows;
 }
 

@@ -18,7 +18,7 @@
  * Placement: FB_PLACEMENT_CPU runs every pipeline on the CPU workers. FB_PLACEMENT_GPU runs the streaming
  * operators of every pipeline (filter, projection, join probe) on the context's OpenCL device
  * (fb_options_set_cl_device(), FB_CL_DEVICE) through the fb_cl.h twins, over large morsels (the device
- * memory budget / 256 bytes a row, 64 Ki..4 Mi rows; FB_PLAN_DEVICE_MORSEL=rows overrides), while the
+ * memory budget / 256 bytes a row, 4 Ki..4 Mi rows; FB_PLAN_DEVICE_MORSEL=rows overrides), while the
  * sinks (hash build, aggregation, sort, result) combine the device's output on the host.
  * FB_PLACEMENT_HYBRID does the same on one worker (worker 0, the device's driver) while the other workers
  * take normal morsels of the same pipelines from the same source and run them on the CPU; the sinks combine
