@@ -547,6 +547,15 @@ static void test_no_device(void **state)
         fail_msg("expected one fallback line on stderr, got \"%s\"", text);
     assert_true(result_digest(r, ordered) == want);
     assert_non_null(strstr(fb_plan_result_note(r), "gpu failed (FB_ERR_NO_DEVICE"));
+    char *etext = NULL; /* explain analyze says so too */
+    size_t elen = 0;
+    FILE *ef = open_memstream(&etext, &elen);
+    assert_non_null(ef);
+    assert_fb_ok(ctx, fb_plan_explain(p, root, FB_PLACEMENT_HYBRID, r, ef));
+    fclose(ef);
+    if (!strstr(etext, "gpu failed (FB_ERR_NO_DEVICE") || !strstr(etext, "); ran on cpu"))
+        fail_msg("explain analyze of a hybrid run without a device lacks the fallback note:\n%s", etext);
+    free(etext);
     fb_plan_result_free(r);
     r = (fb_plan_result *)&r;
     assert_fb_status(ctx, fb_plan_run(p, root, FB_PLACEMENT_GPU, &r), FB_ERR_NO_DEVICE);
