@@ -665,9 +665,20 @@ static uint64_t direct_min_bytes(const fb_agg_spec *spec, int64_t n)
  * 24 bytes of words per aggregate; several keys need their tuples, null patterns and slots first. */
 static uint64_t direct_bytes(const fb_agg_spec *spec, uint64_t rows, double distinct)
 {
-    double one = 48.0 * (double)rows + (double)rows * distinct * (16.0 + 24.0 * (double)spec->n_aggs);
+    double slots = (double)pow2_at_least(2 * rows < 64 ? 64 : 2 * rows);
+    double one = 12.0 * slots + (double)rows * distinct * (16.0 + 24.0 * (double)spec->n_aggs);
     double comp = spec->n_keys > 1 ? (double)rows * (8.0 * (double)spec->n_keys + 46.0) : 0.0;
     return (uint64_t)(one > comp ? one : comp);
+}
+
+/* Device bytes a part leaves for the chunks of its columns: 1024 rows of the key (8 bytes at most)
+ * and every value column read, double-buffered, and their group numbers (chunk_rows()'s least). */
+static uint64_t stream_reserve(const fb_column *const *vcols, size_t n_v)
+{
+    uint64_t per_row = 2 * (8 + 1) + 4;
+    for (size_t v = 0; v < n_v; v++)
+        per_row += 2 * (fb_type_width(vcols[v]->type) + 1);
+    return 1024 * per_row;
 }
 
 /* The fraction of distinct hashes among n (linear counting over 2^20 bits of their low bits, 1 when
@@ -729,6 +740,7 @@ typedef struct part_state {
     size_t budget;
     char why[256]; /* the message of the last part that did not fit */
     double distinct; /* estimated groups per row */
+    uint64_t target; /* device bytes a part's table and groups should take: the budget less the chunks' */
 } part_state;
 
 static size_t align8(size_t b) { return (b + 7) & ~(size_t)7; }
@@ -901,7 +913,7 @@ static fb_status part_split(part_state *ps, const uint32_t *rows, int64_t m, int
         }
         uint64_t need = direct_bytes(ps->spec, (uint64_t)mq, ps->distinct);
         int b2 = 1;
-        while (b2 < FB_RADIX_MAX_BITS && b2 < 64 - u && need >> b2 > ps->budget / 2)
+        while (b2 < FB_RADIX_MAX_BITS && b2 < 64 - u && need >> b2 > ps->target)
             b2++;
         st = part_split(ps, perm + off[q], mq, u, b2);
     }
@@ -1032,10 +1044,12 @@ static fb_status group_partitioned(fb_ctx *ctx, const fb_agg_spec *spec, const f
     ps.hashes = hashes;
     if (st == FB_OK)
         st = distinct_fraction(ctx, hashes, n_rows, &ps.distinct);
-    /* half the budget per partition leaves the other half to the chunks of its columns */
+    /* the rest of the budget goes to the chunks of a part's columns (at least half of it) */
+    uint64_t reserve = stream_reserve(ps.vcols, ps.n_v);
+    ps.target = budget > 2 * reserve ? budget - reserve : budget / 2;
     uint64_t need = direct_bytes(spec, (uint64_t)n_rows, ps.distinct);
     int bits = 1;
-    while (bits < FB_RADIX_MAX_BITS && need >> bits > budget / 2)
+    while (bits < FB_RADIX_MAX_BITS && need >> bits > ps.target)
         bits++;
     if (st == FB_OK)
         st = part_split(&ps, NULL, n_rows, 0, bits);
