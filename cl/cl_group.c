@@ -8,7 +8,10 @@
  * into per-group words, through local memory when the groups fit there (FB_CL_GROUP_LOCAL_MAX).
  *
  * Memory: the table stays on the device; the key and value columns go over in chunks sized to what
- * the device memory budget leaves (fb_cl_budget()), so the input may be larger than the device.
+ * the device memory budget leaves (fb_cl_budget()), so the input may be larger than the device. An
+ * input whose table does not fit is split into hash partitions on the host (fb_hash_columns,
+ * fb_radix_partition; a part still too large is split by the next hash bits), each grouped on the
+ * device by itself; the groups' first rows put them back in order.
  *
  * Two or more key columns first become one int64 key per row (cl_keys.c: the row's tuple's first
  * row), and each group's keys are copied from its first row at the end. */
