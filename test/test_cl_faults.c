@@ -1,8 +1,10 @@
 /* test_cl_faults.c - OpenCL fault injection on PoCL: for every public OpenCL operator (hash, select,
  * compact, gather, the three sorts, group-by, the three join probes, the streamed group-by and probe
- * under a small device memory budget), the k-th device buffer creation, kernel enqueue, device -> host
- * read and host -> device write (fb_cl_fault() in cl/fb_cl_internal.h) returns an injected OpenCL error
- * code, for every k up to the number of such calls the operator makes (a strided subset past 48).
+ * under a small device memory budget, the group-by in hash partitions, the expression twins in
+ * chunks), the k-th device buffer creation, kernel enqueue, device -> host read and host -> device
+ * write (fb_cl_fault() in cl/fb_cl_internal.h) returns an injected OpenCL error code, for every k up
+ * to the number of such calls the operator makes (a strided subset past 48); for the partitioned
+ * group-by and the chunked expressions also every host allocation of the context in turn.
  * Each call must either succeed with the right answer or return the named status (FB_ERR_DEVICE_MEMORY
  * for CL_MEM_OBJECT_ALLOCATION_FAILURE, FB_ERR_OPENCL for the others) with the OpenCL code and its name
  * in the message; afterwards nothing may be left (the context's host memory accounting and the test
@@ -719,6 +721,16 @@ static void test_streamed(void **state)
     assert_fb_ok(ctx, call_join_probe(&h));
     assert_true(ctx->cl->last_chunks > 1 || ctx->cl->last_stream.chunks > 1);
     sweep("fb_cl_join_probe (streamed)", call_join_probe, 0, 0);
+    /* row-aligned expression twins over the budget: chunks of rows, one job each */
+    setenv("FB_CL_MEM_BUDGET", "64k", 1);
+    uint64_t want = 0;
+    assert_fb_ok(ctx, expr_arith(0, &want));
+    assert_fb_ok(ctx, call_expr_arith(&h));
+    assert_true(ctx->cl->last_chunks > 1);
+    sweep("fb_cl_expr_arith (chunks)", call_expr_arith, want, 1);
+    sweep_host("fb_cl_expr_arith (chunks, host)", call_expr_arith, want);
+    assert_fb_ok(ctx, expr_cmp(0, &want));
+    sweep("fb_cl_expr_cmp (chunks)", call_expr_cmp, want, 1);
     /* sorts larger than the budget: sorted runs merged on the host */
     setenv("FB_CL_MEM_BUDGET", "2200k", 1);
     assert_fb_ok(ctx, call_sort(&h));
