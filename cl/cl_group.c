@@ -652,9 +652,8 @@ static fb_status group_direct(fb_ctx *ctx, const fb_agg_spec *spec, const fb_col
 
 /* ---- inputs larger than the device memory budget: hash partitions on the host ----------------------- */
 
-/* Device bytes per row of the direct path at least (its first buffers: the table's keys and first rows,
- * 2 x rows slots or more; with several keys first the tuples, their null patterns and slots), and
- * about (every row its own group: dense numbers, group keys, sort pairs, the aggregates' words). */
+/* Device bytes of the direct path at least (its first buffers: the table's keys and first rows, 2 x
+ * rows slots or more; with several keys first the tuples, their null patterns and slots). */
 static uint64_t direct_min_bytes(const fb_agg_spec *spec, int64_t n)
 {
     uint64_t cap = pow2_at_least(2 * (uint64_t)n < 64 ? 64 : 2 * (uint64_t)n);
@@ -743,7 +742,8 @@ typedef struct part_state {
     size_t budget;
     char why[256]; /* the message of the last part that did not fit */
     double distinct; /* estimated groups per row */
-    uint64_t target; /* device bytes a part's table and groups should take: the budget less the chunks' */
+    uint64_t target;  /* device bytes a part's table and groups should take: the budget less the chunks' */
+    uint64_t reserve; /* device bytes of a part's chunks */
 } part_state;
 
 static size_t align8(size_t b) { return (b + 7) & ~(size_t)7; }
@@ -904,6 +904,14 @@ static fb_status part_split(part_state *ps, const uint32_t *rows, int64_t m, int
             if (st != FB_ERR_DEVICE_MEMORY)
                 continue;
             snprintf(ps->why, sizeof ps->why, "%s", fb_last_error(ctx));
+            if (2 * direct_bytes(ps->spec, (uint64_t)mq, 1.0) + ps->reserve < ps->budget) {
+                /* even every row its own group fits twice over: a smaller part would not help */
+                st = fb_set_error(ctx, FB_ERR_DEVICE_MEMORY, GB_WHERE,
+                                  "a part of %lld rows does not fit the device memory budget (%zu bytes, "
+                                  "FB_CL_MEM_BUDGET): %s",
+                                  (long long)mq, ps->budget, ps->why);
+                break;
+            }
         }
         /* over the budget (or not split by these bits): split it by more hash bits while there are any */
         int u = used + bits;
@@ -1049,6 +1057,7 @@ static fb_status group_partitioned(fb_ctx *ctx, const fb_agg_spec *spec, const f
         st = distinct_fraction(ctx, hashes, n_rows, &ps.distinct);
     /* the rest of the budget goes to the chunks of a part's columns (at least half of it) */
     uint64_t reserve = stream_reserve(ps.vcols, ps.n_v);
+    ps.reserve = reserve;
     ps.target = budget > 2 * reserve ? budget - reserve : budget / 2;
     uint64_t need = direct_bytes(spec, (uint64_t)n_rows, ps.distinct);
     int bits = 1;

@@ -774,6 +774,40 @@ static void test_group_partitioned_one_key(void **state)
     /* each group's table (32768 slots) fits 600k and 800k with its chunks, both groups' (65536) not */
     static const char *const two_budgets[] = {"600k", "800k"};
     part_suite_at(ctx, "int8, one value and nulls", &one.col, &kt, 1, n, two_budgets, 2, 2);
+    /* a budget below the chunks of 1024 rows of every value column: parts small enough to go over
+     * whole, or FB_ERR_DEVICE_MEMORY, soon either way */
+    {
+        fb_type t = FB_TYPE_INT32;
+        fbt_col k = key_col_skew(t, n, 12000, 0, 0), v[6];
+        suite_values(v, n);
+        fb_column vals[6];
+        for (int i = 0; i < 6; i++)
+            vals[i] = v[i].col;
+        fb_agg_spec spec = {1, &t, sizeof suite_aggs / sizeof suite_aggs[0], suite_aggs, FB_AGG_STRATEGY_AUTO};
+        double *fs = abs_sums_of(ctx, &spec, &k.col, &v[3], n), *abs_sums[FB_AGG_MAX_AGGS] = {0};
+        abs_sums[11] = abs_sums[12] = fs;
+        static const char *const tiny[] = {"64k", "96k"};
+        agg_out o;
+        agg_out_make(&o, &spec, n);
+        for (int b = 0; b < 2; b++) {
+            double t0 = now_s();
+            setenv("FB_CL_MEM_BUDGET", tiny[b], 1);
+            int64_t G = -1;
+            fb_status st = fb_cl_group_by(ctx, &spec, &k.col, vals, 6, n, o.keys, o.aggs, &G);
+            fprintf(stderr, "[ parts    ] under %s: %s, %d partitions (%.2f s)\n", tiny[b], fb_status_name(st),
+                    st == FB_OK ? ctx->cl->last_partitions : 0, now_s() - t0);
+            if (st == FB_OK)
+                agg_case(ctx, &spec, &k.col, vals, 6, n, abs_sums);
+            else
+                assert_fb_status(ctx, st, FB_ERR_DEVICE_MEMORY);
+        }
+        unsetenv("FB_CL_MEM_BUDGET");
+        agg_out_free(&o, spec.n_aggs);
+        free(fs);
+        fbt_col_free(&k);
+        for (int i = 0; i < 6; i++)
+            fbt_col_free(&v[i]);
+    }
     /* one value in every row: no partitioning splits it, so it fails where its table passes the budget */
     one.col.validity = NULL;
     fb_agg_spec spec = {1, &kt, 3, suite_aggs, FB_AGG_STRATEGY_AUTO};
