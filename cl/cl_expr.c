@@ -356,15 +356,13 @@ fb_status fb_cl_expr_cmp_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const 
     return run_bool(ctx, a, b, op, NULL, sel_in, n_in, out, __func__);
 }
 
-fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
-                                 const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t capacity,
-                                 int64_t *n_out)
+/* The selection of checked arguments in one job. */
+static fb_status select_cols_one(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
+                                 const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(fb_check_select_args(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, __func__));
-    FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
+    static const char where[] = "fb_cl_expr_select_cols";
     fb_cl_job j;
-    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    fb_status st = fb_cl_job_open(&j, ctx, where);
     uint64_t n_cand = (uint64_t)(sel_in ? n_in : a->length);
     if (st != FB_OK)
         return fb_cl_job_close(&j, st);
@@ -391,7 +389,7 @@ fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, con
     cl_uint bad = 0;
     TRY(read_err(&j, err, &bad));
     if (bad) {
-        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds an index ≥ the columns' %lld rows",
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the columns' %lld rows",
                           (long long)a->length);
         goto done;
     }
@@ -402,6 +400,53 @@ fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, con
     *n_out = cnt;
 done:
     return fb_cl_job_close(&j, st);
+}
+
+/* Adds r0 to sel[0..n). */
+static void rebase_out(uint32_t *sel, int64_t n, int64_t r0)
+{
+    for (int64_t j = 0; j < n; j++)
+        sel[j] += (uint32_t)r0;
+}
+
+fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
+                                 const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t capacity,
+                                 int64_t *n_out)
+{
+    FB_FORWARD_IF_ERROR(fb_check_select_args(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, __func__));
+    FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
+    int64_t n = a->length;
+    size_t per_row = 2 * fb_type_width(a->type) + 12 + 1;
+    expr_chunks c;
+    int bad = 0;
+    FB_FORWARD_IF_ERROR(chunks_plan(ctx, n, per_row, sel_in, sel_in ? n_in : 0, &c, &bad, __func__));
+    if (bad)
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds an index ≥ the columns' %lld rows",
+                            (long long)n);
+    if (c.chunk == 0)
+        return select_cols_one(ctx, a, op, b, sel_in, n_in, sel_out, n_out);
+    fb_status st = FB_OK;
+    int64_t k = chunks_count(&c), total = 0;
+    for (int64_t q = 0; q < k && st == FB_OK; q++) {
+        int64_t r0, m, ns, got = 0;
+        const uint32_t *sel;
+        chunk_at(&c, q, &r0, &m, &sel, &ns);
+        if (sel && ns == 0)
+            continue;
+        fb_column ca = col_rows(a, r0, m), cb = col_rows(b, r0, m);
+        st = select_cols_one(ctx, &ca, op, &cb, sel, ns, sel_out + total, &got);
+        if (st == FB_OK) {
+            rebase_out(sel_out + total, got, r0);
+            total += got;
+        }
+    }
+    chunks_free(&c);
+    if (st == FB_OK) {
+        *n_out = total;
+        note_chunks(ctx, k);
+    }
+    return st;
 }
 
 /* ---- logic -------------------------------------------------------------------------------------------- */
@@ -482,19 +527,14 @@ fb_status fb_cl_expr_not(fb_ctx *ctx, const fb_bool *a, fb_bool *out)
     return run_logic(ctx, 2, a, NULL, out, __func__);
 }
 
-fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
-                                 uint32_t *sel_out, int64_t capacity, int64_t *n_out)
+/* The selection of checked arguments in one job. */
+static fb_status bool_to_sel_one(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
+                                 uint32_t *sel_out, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, a, "a", __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
-    FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
+    static const char where[] = "fb_cl_expr_bool_to_sel";
     int64_t cand = sel_in ? n_in : a->length;
-    FB_RETURN_ERROR_IF(cand > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
-    FB_RETURN_ERROR_IF(capacity < cand, ctx, FB_ERR_CAPACITY, "sel_out holds %lld entries, there are %lld candidates",
-                       (long long)capacity, (long long)cand);
     fb_cl_job j;
-    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    fb_status st = fb_cl_job_open(&j, ctx, where);
     if (st != FB_OK)
         return fb_cl_job_close(&j, st);
     int64_t n = a->length;
@@ -521,7 +561,7 @@ fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *
     cl_uint bad = 0;
     TRY(read_err(&j, err, &bad));
     if (bad) {
-        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds %u, a has %lld rows",
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds %u, a has %lld rows",
                           first_bad(sel_in, n_in, n), (long long)n);
         goto done;
     }
@@ -532,6 +572,49 @@ fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *
     *n_out = cnt;
 done:
     return fb_cl_job_close(&j, st);
+}
+
+fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
+                                 uint32_t *sel_out, int64_t capacity, int64_t *n_out)
+{
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, a, "a", __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
+    FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
+    int64_t cand = sel_in ? n_in : a->length;
+    FB_RETURN_ERROR_IF(cand > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
+    FB_RETURN_ERROR_IF(capacity < cand, ctx, FB_ERR_CAPACITY, "sel_out holds %lld entries, there are %lld candidates",
+                       (long long)capacity, (long long)cand);
+    int64_t n = a->length;
+    expr_chunks c;
+    int bad = 0;
+    FB_FORWARD_IF_ERROR(chunks_plan(ctx, n, 13, sel_in, sel_in ? n_in : 0, &c, &bad, __func__));
+    if (bad)
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds %u, a has %lld rows",
+                            first_bad(sel_in, n_in, n), (long long)n);
+    if (c.chunk == 0)
+        return bool_to_sel_one(ctx, a, sel_in, n_in, sel_out, n_out);
+    fb_status st = FB_OK;
+    int64_t k = chunks_count(&c), total = 0;
+    for (int64_t q = 0; q < k && st == FB_OK; q++) {
+        int64_t r0, m, ns, got = 0;
+        const uint32_t *sel;
+        chunk_at(&c, q, &r0, &m, &sel, &ns);
+        if (sel && ns == 0)
+            continue;
+        fb_bool ca = {m, a->bits + r0 / 8, a->validity ? a->validity + r0 / 8 : NULL};
+        st = bool_to_sel_one(ctx, &ca, sel, ns, sel_out + total, &got);
+        if (st == FB_OK) {
+            rebase_out(sel_out + total, got, r0);
+            total += got;
+        }
+    }
+    chunks_free(&c);
+    if (st == FB_OK) {
+        *n_out = total;
+        note_chunks(ctx, k);
+    }
+    return st;
 }
 
 /* ---- selection-vector logic ------------------------------------------------------------------------ */

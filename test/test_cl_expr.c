@@ -673,10 +673,11 @@ static void test_bad_args(void **state)
 /* Chunks the last twin call on gpu split its rows into. */
 static int gpu_chunks(void) { return gpu->cl ? gpu->cl->last_chunks : -1; }
 
-/* A morsel larger than the device memory budget goes through in chunks of rows (row-aligned twins):
- * the same bits as the CPU with and without an input selection (nulls, a nonzero offset), an overflow
- * named at its row of the whole morsel, a bad sel_in index as on the CPU; a budget too small for
- * chunks of 1024 rows gives FB_ERR_DEVICE_MEMORY, and the next call with the budget back works. */
+/* A morsel larger than the device memory budget goes through in chunks of rows (the row-aligned twins,
+ * fb_cl_expr_bool_to_sel and fb_cl_expr_select_cols): the same bits as the CPU with and without an
+ * input selection (nulls, a nonzero offset), an overflow named at its row of the whole morsel, a bad
+ * sel_in index as on the CPU; a budget too small for chunks of 1024 rows gives FB_ERR_DEVICE_MEMORY,
+ * and the next call with the budget back works. */
 static void test_budget(void **state)
 {
     (void)state;
@@ -710,6 +711,24 @@ static void test_budget(void **state)
         BOTH(fb_expr_cmp_cols(cpu, &a.col, FB_CMP_GE, &b.col, s, ns, &p.a),
              fb_cl_expr_cmp_cols(gpu, &a.col, FB_CMP_GE, &b.col, s, ns, &p.b), what);
         same_bools(&p, what);
+        uint32_t *sa = xmalloc((size_t)n * 4), *sb = xmalloc((size_t)n * 4);
+        int64_t na = -1, nb2 = -2;
+        snprintf(what, sizeof what, "chunked bool_to_sel, sel %d", selm);
+        BOTH(fb_expr_bool_to_sel(cpu, &p.a, s, ns, sa, n, &na), fb_cl_expr_bool_to_sel(gpu, &p.b, s, ns, sb, n, &nb2),
+             what);
+        assert_int_equal(st, FB_OK);
+        assert_true(gpu_chunks() > 1);
+        assert_int_equal(na, nb2);
+        same_bytes(sa, sb, (size_t)na * 4, what);
+        snprintf(what, sizeof what, "chunked select_cols, sel %d", selm);
+        BOTH(fb_expr_select_cols(cpu, &a.col, FB_CMP_LT, &b.col, s, ns, sa, n, &na),
+             fb_cl_expr_select_cols(gpu, &a.col, FB_CMP_LT, &b.col, s, ns, sb, n, &nb2), what);
+        assert_int_equal(st, FB_OK);
+        assert_true(gpu_chunks() > 1);
+        assert_int_equal(na, nb2);
+        same_bytes(sa, sb, (size_t)na * 4, what);
+        free(sa);
+        free(sb);
         bool_pair q = bools(n); /* logic over the booleans just computed (their validity: nulls) */
         snprintf(what, sizeof what, "chunked or, sel %d", selm);
         BOTH(fb_expr_or(cpu, &p.a, &p.a, &q.a), fb_cl_expr_or(gpu, &p.b, &p.b, &q.b), what);
@@ -758,6 +777,17 @@ static void test_budget(void **state)
          "chunked cmp, bad sel_in");
     assert_int_equal(st, FB_ERR_OUT_OF_RANGE);
     same_bools(&p, "chunked cmp, bad sel_in");
+    uint32_t *sa = xmalloc((size_t)(n + 1) * 4), *sb = xmalloc((size_t)(n + 1) * 4);
+    int64_t na = -1, nb2 = -2;
+    BOTH(fb_expr_bool_to_sel(cpu, &p.a, bad, n_bad, sa, n + 1, &na),
+         fb_cl_expr_bool_to_sel(gpu, &p.b, bad, n_bad, sb, n + 1, &nb2), "chunked bool_to_sel, bad sel_in");
+    assert_int_equal(st, FB_ERR_OUT_OF_RANGE);
+    BOTH(fb_expr_select_cols(cpu, &a.col, FB_CMP_NE, &b.col, bad, n_bad, sa, n + 1, &na),
+         fb_cl_expr_select_cols(gpu, &a.col, FB_CMP_NE, &b.col, bad, n_bad, sb, n + 1, &nb2),
+         "chunked select_cols, bad sel_in");
+    assert_int_equal(st, FB_ERR_OUT_OF_RANGE);
+    free(sa);
+    free(sb);
     free_bools(&p);
     /* too small for chunks of 1024 rows */
     setenv("FB_CL_MEM_BUDGET", "16k", 1);

@@ -491,6 +491,20 @@ static fb_status expr_cast(int cl, uint64_t *check)
 }
 static fb_status call_expr_cast(uint64_t *check) { return expr_cast(1, check); }
 
+static fb_status expr_select_cols(int cl, uint64_t *check)
+{
+    fb_column a = key32(), b = fb_column_make(FB_TYPE_INT32, v32, N, NULL);
+    uint32_t *out = malloc(4 * N);
+    int64_t n = -1;
+    fb_status st = cl ? fb_cl_expr_select_cols(ctx, &a, FB_CMP_GT, &b, sel, n_sel, out, N, &n)
+                      : fb_expr_select_cols(ctx, &a, FB_CMP_GT, &b, sel, n_sel, out, N, &n);
+    if (st == FB_OK)
+        *check = digest((uint64_t)n, out, 4 * (size_t)n);
+    free(out);
+    return st;
+}
+static fb_status call_expr_select_cols(uint64_t *check) { return expr_select_cols(1, check); }
+
 static fb_status join_keys(int cl, uint64_t *check)
 {
     fb_column b[2] = {fb_column_make(FB_TYPE_INT32, k32, NB, kvalid), fb_column_make(FB_TYPE_INT64, k64, NB, NULL)};
@@ -731,6 +745,11 @@ static void test_streamed(void **state)
     sweep_host("fb_cl_expr_arith (chunks, host)", call_expr_arith, want);
     assert_fb_ok(ctx, expr_cmp(0, &want));
     sweep("fb_cl_expr_cmp (chunks)", call_expr_cmp, want, 1);
+    assert_fb_ok(ctx, expr_select_cols(0, &want));
+    assert_fb_ok(ctx, call_expr_select_cols(&h));
+    assert_true(ctx->cl->last_chunks > 1);
+    sweep("fb_cl_expr_select_cols (chunks)", call_expr_select_cols, want, 1);
+    sweep_host("fb_cl_expr_select_cols (host)", call_expr_select_cols, want);
     /* sorts larger than the budget: sorted runs merged on the host */
     setenv("FB_CL_MEM_BUDGET", "2200k", 1);
     assert_fb_ok(ctx, call_sort(&h));

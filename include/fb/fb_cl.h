@@ -226,13 +226,14 @@ FB_API fb_status fb_cl_join_probe_mark(fb_ctx *ctx, const fb_column *build_key, 
  * (CL_FP_DENORM; NVIDIA GPUs and PoCL have it), except NaN payloads (any NaN stands for NaN, as
  * fb_expr.h says for the CPU variants).
  *
- * Each call moves its inputs to the device and its outputs back. The row-aligned twins (comparisons,
- * BETWEEN, IN, AND/OR/NOT, arithmetic, casts) whose inputs and outputs do not fit the device memory
- * budget (FB_CL_MEM_BUDGET, else half the device's memory) run in chunks of rows, one after the
- * other, with the same results and statuses (an overflow names its row of the whole morsel; a sel_in
- * index past the column is found before any chunk); FB_ERR_DEVICE_MEMORY only when the budget cannot
- * hold a chunk of 1024 rows. The selection-vector twins (fb_cl_expr_select_cols, _bool_to_sel,
- * _sel_and, _sel_or, _sel_not) need their whole morsel within the budget, else FB_ERR_DEVICE_MEMORY.
+ * Each call moves its inputs to the device and its outputs back. The twins over columns or booleans
+ * (comparisons, BETWEEN, IN, AND/OR/NOT, arithmetic, casts, fb_cl_expr_select_cols and
+ * fb_cl_expr_bool_to_sel) whose inputs and outputs do not fit the device memory budget
+ * (FB_CL_MEM_BUDGET, else half the device's memory) run in chunks of rows, one after the other, with
+ * the same results and statuses (an overflow names its row of the whole morsel; a sel_in index past
+ * the column is found before any chunk); FB_ERR_DEVICE_MEMORY only when the budget cannot hold a
+ * chunk of 1024 rows. fb_cl_expr_sel_and, _sel_or and _sel_not need their selection vectors within
+ * the budget, else FB_ERR_DEVICE_MEMORY.
  * Selection vectors come out by a flag, an exclusive scan and a scatter, so they are in candidate
  * order.
  * fb_cl_expr_arith, fb_cl_expr_arith_const and fb_cl_expr_cast need cl_khr_fp64 (FB_ERR_OPENCL
