@@ -1,7 +1,8 @@
 /* cl_expr.c - the OpenCL twins of fb_expr.h (fb_cl_expr_* in fb_cl.h): the same argument checks and
  * statuses as kernels/expr.c, then upload, the kernels of expr.cl, and read back. Results are those
  * of the CPU functions bit for bit (see expr.cl for floats). Each call is one job (cl_job.c): it
- * holds ctx->cl_lock, leaves the queue drained and releases every buffer on every path. */
+ * holds ctx->cl_lock, leaves the queue drained and releases every buffer on every path. A row-aligned
+ * call over the device memory budget is one job per chunk of rows (expr_chunks). */
 #include "fb_cl_internal.h"
 #include "fb_expr_internal.h"
 #include "fb_kernels_common.h"
@@ -93,6 +94,119 @@ static fb_status read_err(fb_cl_job *j, cl_mem err, cl_uint *flag)
     return fb_cl_job_read(j, err, CL_TRUE, 0, sizeof *flag, flag);
 }
 
+/* ---- inputs over the device memory budget: row-aligned calls in chunks -------------------------------- */
+
+/* A row-aligned call (boolean, arithmetic and cast outputs) whose rows do not fit the device memory
+ * budget runs as several calls on chunks of rows (a multiple of 8, so every bitmap starts on a byte):
+ * column views from the chunk's first row, the chunk's slice of the outputs, and the entries of sel_in
+ * in the chunk, rebased to it. An entry of sel_in past the column fails the call before any chunk. */
+typedef struct expr_chunks {
+    int64_t n, chunk;     /* rows; rows per chunk, 0 when the call fits the budget whole */
+    uint32_t *sel;        /* sel_in's entries by chunk, rebased (from ctx), and each chunk's start in it */
+    int64_t *start;
+    size_t sel_bytes, start_bytes;
+    fb_ctx *ctx;
+} expr_chunks;
+
+/* Device bytes of the call's fixed buffers (flags, an IN set, bitmap rounding) kept out of the chunks. */
+#define EXPR_FIXED_BYTES (4096 + FB_SELECT_IN_MAX * 8)
+
+static void chunks_free(expr_chunks *c)
+{
+    if (c->sel)
+        fb_free(c->ctx, c->sel, c->sel_bytes);
+    if (c->start)
+        fb_free(c->ctx, c->start, c->start_bytes);
+    c->sel = NULL;
+    c->start = NULL;
+}
+
+/* Plans the chunks of n rows needing about per_row device bytes each (sel_in's entries, 4 bytes, count
+ * in per_row). *bad is set when sel_in holds an entry ≥ n (then no chunks are planned). */
+static fb_status chunks_plan(fb_ctx *ctx, int64_t n, size_t per_row, const uint32_t *sel_in, int64_t n_in,
+                             expr_chunks *c, int *bad, const char *where)
+{
+    memset(c, 0, sizeof *c);
+    c->ctx = ctx;
+    c->n = n;
+    *bad = 0;
+    pthread_mutex_lock(&ctx->cl_lock);
+    fb_status st = fb_cl_acquire(ctx, where);
+    size_t budget = st == FB_OK ? fb_cl_budget(ctx->cl) : 0;
+    if (st == FB_OK)
+        ctx->cl->last_chunks = 1;
+    pthread_mutex_unlock(&ctx->cl_lock);
+    FB_FORWARD_IF_ERROR(st);
+    uint64_t room = budget > EXPR_FIXED_BYTES ? budget - EXPR_FIXED_BYTES : 0;
+    if ((uint64_t)n * per_row <= room)
+        return FB_OK;
+    int64_t chunk = (int64_t)(room / per_row) & ~(int64_t)7;
+    if (chunk < 1024)
+        return fb_set_error(ctx, FB_ERR_DEVICE_MEMORY, where,
+                            "the device memory budget (%zu bytes, FB_CL_MEM_BUDGET) is too small for chunks of 1024 "
+                            "rows of %zu bytes",
+                            budget, per_row);
+    for (int64_t j = 0; j < n_in; j++)
+        if (sel_in[j] >= n) {
+            *bad = 1;
+            return FB_OK;
+        }
+    int64_t k = (n + chunk - 1) / chunk;
+    c->chunk = chunk;
+    if (!sel_in)
+        return FB_OK;
+    c->start_bytes = (size_t)(k + 1) * 8;
+    c->sel_bytes = (size_t)(n_in > 0 ? n_in : 1) * 4;
+    st = fb_alloc(ctx, c->start_bytes, 64, (void **)&c->start, where);
+    if (st == FB_OK)
+        st = fb_alloc(ctx, c->sel_bytes, 64, (void **)&c->sel, where);
+    if (st != FB_OK) {
+        chunks_free(c);
+        return st;
+    }
+    memset(c->start, 0, c->start_bytes); /* a counting sort of the entries by chunk, in their order */
+    for (int64_t j = 0; j < n_in; j++)
+        c->start[sel_in[j] / (uint64_t)chunk + 1]++;
+    for (int64_t q = 0; q < k; q++)
+        c->start[q + 1] += c->start[q];
+    for (int64_t j = 0; j < n_in; j++) {
+        int64_t q = (int64_t)(sel_in[j] / (uint64_t)chunk);
+        c->sel[c->start[q]++] = sel_in[j] - (uint32_t)(q * chunk);
+    }
+    for (int64_t q = k; q > 0; q--) /* start[q] ran to chunk q's end: back to its start */
+        c->start[q] = c->start[q - 1];
+    c->start[0] = 0;
+    return FB_OK;
+}
+
+/* Chunk q: its first row, rows and sel_in entries (sel NULL without sel_in). */
+static void chunk_at(const expr_chunks *c, int64_t q, int64_t *r0, int64_t *m, const uint32_t **sel, int64_t *n_sel)
+{
+    *r0 = q * c->chunk;
+    *m = c->n - *r0 < c->chunk ? c->n - *r0 : c->chunk;
+    *sel = c->sel ? c->sel + c->start[q] : NULL;
+    *n_sel = c->sel ? c->start[q + 1] - c->start[q] : 0;
+}
+
+static int64_t chunks_count(const expr_chunks *c) { return (c->n + c->chunk - 1) / c->chunk; }
+
+/* A column view of rows [r0, r0 + m) of col. */
+static fb_column col_rows(const fb_column *col, int64_t r0, int64_t m)
+{
+    fb_column v = *col;
+    v.offset += r0;
+    v.length = m;
+    return v;
+}
+
+static void note_chunks(fb_ctx *ctx, int64_t k)
+{
+    pthread_mutex_lock(&ctx->cl_lock);
+    if (ctx->cl)
+        ctx->cl->last_chunks = (int)k;
+    pthread_mutex_unlock(&ctx->cl_lock);
+}
+
 /* ---- comparisons, BETWEEN, IN ------------------------------------------------------------------------ */
 
 static int cmp_i64(const void *a, const void *b)
@@ -101,8 +215,8 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Boolean of `a op b` (b non-NULL) or of the predicate p over a. Arguments already checked. */
-static fb_status run_bool(fb_ctx *ctx, const fb_column *a, const fb_column *b, fb_cmp op, const fb_pred *p,
+/* Boolean of `a op b` (b non-NULL) or of the predicate p over a, in one job. Arguments already checked. */
+static fb_status run_bool_one(fb_ctx *ctx, const fb_column *a, const fb_column *b, fb_cmp op, const fb_pred *p,
                           const uint32_t *sel_in, int64_t n_in, fb_bool *out, const char *where)
 {
     fb_cl_job j;
@@ -172,6 +286,39 @@ done:
     return fb_cl_job_close(&j, st);
 }
 
+/* run_bool_one(), in chunks of rows when the call does not fit the device memory budget. */
+static fb_status run_bool(fb_ctx *ctx, const fb_column *a, const fb_column *b, fb_cmp op, const fb_pred *p,
+                          const uint32_t *sel_in, int64_t n_in, fb_bool *out, const char *where)
+{
+    int64_t n = a->length;
+    size_t w = fb_type_width(a->type), per_row = (b ? 2 : 1) * w + 4 + 1;
+    expr_chunks c;
+    int bad = 0;
+    FB_FORWARD_IF_ERROR(chunks_plan(ctx, n, per_row, sel_in, sel_in ? n_in : 0, &c, &bad, where));
+    if (bad) {
+        memset(out->bits, 0, (size_t)nbytes(n));
+        memset(out->validity, 0, (size_t)nbytes(n));
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the column's %lld rows",
+                            (long long)n);
+    }
+    if (c.chunk == 0)
+        return run_bool_one(ctx, a, b, op, p, sel_in, n_in, out, where);
+    fb_status st = FB_OK;
+    int64_t k = chunks_count(&c);
+    for (int64_t q = 0; q < k && st == FB_OK; q++) {
+        int64_t r0, m, ns;
+        const uint32_t *sel;
+        chunk_at(&c, q, &r0, &m, &sel, &ns);
+        fb_column ca = col_rows(a, r0, m), cb = b ? col_rows(b, r0, m) : ca;
+        fb_bool o = {m, out->bits + r0 / 8, out->validity + r0 / 8};
+        st = run_bool_one(ctx, &ca, b ? &cb : NULL, op, p, sel, ns, &o, where);
+    }
+    chunks_free(&c);
+    if (st == FB_OK)
+        note_chunks(ctx, k);
+    return st;
+}
+
 fb_status fb_cl_expr_cmp(fb_ctx *ctx, const fb_column *col, fb_cmp op, const void *value, const uint32_t *sel_in,
                          int64_t n_in, fb_bool *out)
 {
@@ -209,15 +356,13 @@ fb_status fb_cl_expr_cmp_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const 
     return run_bool(ctx, a, b, op, NULL, sel_in, n_in, out, __func__);
 }
 
-fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
-                                 const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t capacity,
-                                 int64_t *n_out)
+/* The selection of checked arguments in one job. */
+static fb_status select_cols_one(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
+                                 const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(fb_check_select_args(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, __func__));
-    FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
+    static const char where[] = "fb_cl_expr_select_cols";
     fb_cl_job j;
-    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    fb_status st = fb_cl_job_open(&j, ctx, where);
     uint64_t n_cand = (uint64_t)(sel_in ? n_in : a->length);
     if (st != FB_OK)
         return fb_cl_job_close(&j, st);
@@ -244,7 +389,7 @@ fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, con
     cl_uint bad = 0;
     TRY(read_err(&j, err, &bad));
     if (bad) {
-        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds an index ≥ the columns' %lld rows",
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the columns' %lld rows",
                           (long long)a->length);
         goto done;
     }
@@ -257,9 +402,57 @@ done:
     return fb_cl_job_close(&j, st);
 }
 
+/* Adds r0 to sel[0..n). */
+static void rebase_out(uint32_t *sel, int64_t n, int64_t r0)
+{
+    for (int64_t j = 0; j < n; j++)
+        sel[j] += (uint32_t)r0;
+}
+
+fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
+                                 const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t capacity,
+                                 int64_t *n_out)
+{
+    FB_FORWARD_IF_ERROR(fb_check_select_args(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, __func__));
+    FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
+    int64_t n = a->length;
+    size_t per_row = 2 * fb_type_width(a->type) + 12 + 1;
+    expr_chunks c;
+    int bad = 0;
+    FB_FORWARD_IF_ERROR(chunks_plan(ctx, n, per_row, sel_in, sel_in ? n_in : 0, &c, &bad, __func__));
+    if (bad)
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds an index ≥ the columns' %lld rows",
+                            (long long)n);
+    if (c.chunk == 0)
+        return select_cols_one(ctx, a, op, b, sel_in, n_in, sel_out, n_out);
+    fb_status st = FB_OK;
+    int64_t k = chunks_count(&c), total = 0;
+    for (int64_t q = 0; q < k && st == FB_OK; q++) {
+        int64_t r0, m, ns, got = 0;
+        const uint32_t *sel;
+        chunk_at(&c, q, &r0, &m, &sel, &ns);
+        if (sel && ns == 0)
+            continue;
+        fb_column ca = col_rows(a, r0, m), cb = col_rows(b, r0, m);
+        st = select_cols_one(ctx, &ca, op, &cb, sel, ns, sel_out + total, &got);
+        if (st == FB_OK) {
+            rebase_out(sel_out + total, got, r0);
+            total += got;
+        }
+    }
+    chunks_free(&c);
+    if (st == FB_OK) {
+        *n_out = total;
+        note_chunks(ctx, k);
+    }
+    return st;
+}
+
 /* ---- logic -------------------------------------------------------------------------------------------- */
 
-static fb_status run_logic(fb_ctx *ctx, int op, const fb_bool *a, const fb_bool *b, fb_bool *out, const char *where)
+static fb_status run_logic_one(fb_ctx *ctx, int op, const fb_bool *a, const fb_bool *b, fb_bool *out,
+                               const char *where)
 {
     fb_cl_job j;
     fb_status st = fb_cl_job_open(&j, ctx, where);
@@ -291,6 +484,31 @@ done:
     return fb_cl_job_close(&j, st);
 }
 
+/* run_logic_one(), in chunks of rows when the call does not fit the device memory budget. */
+static fb_status run_logic(fb_ctx *ctx, int op, const fb_bool *a, const fb_bool *b, fb_bool *out, const char *where)
+{
+    expr_chunks c;
+    int bad = 0;
+    FB_FORWARD_IF_ERROR(chunks_plan(ctx, a->length, 1, NULL, 0, &c, &bad, where));
+    if (c.chunk == 0)
+        return run_logic_one(ctx, op, a, b, out, where);
+    fb_status st = FB_OK;
+    int64_t k = chunks_count(&c);
+    for (int64_t q = 0; q < k && st == FB_OK; q++) {
+        int64_t r0, m, ns;
+        const uint32_t *sel;
+        chunk_at(&c, q, &r0, &m, &sel, &ns);
+        fb_bool ca = {m, a->bits + r0 / 8, a->validity ? a->validity + r0 / 8 : NULL};
+        fb_bool cb = b ? (fb_bool){m, b->bits + r0 / 8, b->validity ? b->validity + r0 / 8 : NULL} : ca;
+        fb_bool o = {m, out->bits + r0 / 8, out->validity + r0 / 8};
+        st = run_logic_one(ctx, op, &ca, b ? &cb : NULL, &o, where);
+    }
+    chunks_free(&c);
+    if (st == FB_OK)
+        note_chunks(ctx, k);
+    return st;
+}
+
 fb_status fb_cl_expr_and(fb_ctx *ctx, const fb_bool *a, const fb_bool *b, fb_bool *out)
 {
     FB_FORWARD_IF_ERROR(fb_expr_check_logic(ctx, a, b, out, __func__));
@@ -309,19 +527,14 @@ fb_status fb_cl_expr_not(fb_ctx *ctx, const fb_bool *a, fb_bool *out)
     return run_logic(ctx, 2, a, NULL, out, __func__);
 }
 
-fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
-                                 uint32_t *sel_out, int64_t capacity, int64_t *n_out)
+/* The selection of checked arguments in one job. */
+static fb_status bool_to_sel_one(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
+                                 uint32_t *sel_out, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, a, "a", __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
-    FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
+    static const char where[] = "fb_cl_expr_bool_to_sel";
     int64_t cand = sel_in ? n_in : a->length;
-    FB_RETURN_ERROR_IF(cand > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
-    FB_RETURN_ERROR_IF(capacity < cand, ctx, FB_ERR_CAPACITY, "sel_out holds %lld entries, there are %lld candidates",
-                       (long long)capacity, (long long)cand);
     fb_cl_job j;
-    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    fb_status st = fb_cl_job_open(&j, ctx, where);
     if (st != FB_OK)
         return fb_cl_job_close(&j, st);
     int64_t n = a->length;
@@ -348,7 +561,7 @@ fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *
     cl_uint bad = 0;
     TRY(read_err(&j, err, &bad));
     if (bad) {
-        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds %u, a has %lld rows",
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds %u, a has %lld rows",
                           first_bad(sel_in, n_in, n), (long long)n);
         goto done;
     }
@@ -359,6 +572,49 @@ fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *
     *n_out = cnt;
 done:
     return fb_cl_job_close(&j, st);
+}
+
+fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
+                                 uint32_t *sel_out, int64_t capacity, int64_t *n_out)
+{
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, a, "a", __func__));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
+    FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
+    int64_t cand = sel_in ? n_in : a->length;
+    FB_RETURN_ERROR_IF(cand > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
+    FB_RETURN_ERROR_IF(capacity < cand, ctx, FB_ERR_CAPACITY, "sel_out holds %lld entries, there are %lld candidates",
+                       (long long)capacity, (long long)cand);
+    int64_t n = a->length;
+    expr_chunks c;
+    int bad = 0;
+    FB_FORWARD_IF_ERROR(chunks_plan(ctx, n, 13, sel_in, sel_in ? n_in : 0, &c, &bad, __func__));
+    if (bad)
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds %u, a has %lld rows",
+                            first_bad(sel_in, n_in, n), (long long)n);
+    if (c.chunk == 0)
+        return bool_to_sel_one(ctx, a, sel_in, n_in, sel_out, n_out);
+    fb_status st = FB_OK;
+    int64_t k = chunks_count(&c), total = 0;
+    for (int64_t q = 0; q < k && st == FB_OK; q++) {
+        int64_t r0, m, ns, got = 0;
+        const uint32_t *sel;
+        chunk_at(&c, q, &r0, &m, &sel, &ns);
+        if (sel && ns == 0)
+            continue;
+        fb_bool ca = {m, a->bits + r0 / 8, a->validity ? a->validity + r0 / 8 : NULL};
+        st = bool_to_sel_one(ctx, &ca, sel, ns, sel_out + total, &got);
+        if (st == FB_OK) {
+            rebase_out(sel_out + total, got, r0);
+            total += got;
+        }
+    }
+    chunks_free(&c);
+    if (st == FB_OK) {
+        *n_out = total;
+        note_chunks(ctx, k);
+    }
+    return st;
 }
 
 /* ---- selection-vector logic ------------------------------------------------------------------------ */
@@ -545,10 +801,11 @@ static fb_status need_fp64(fb_cl_job *j, cl_kernel k)
                         "the OpenCL device lacks cl_khr_fp64, which the arithmetic and cast kernels need");
 }
 
-static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
-                       int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where)
+/* The arithmetic of checked arguments in one job; an overflow names row row_base + its row. */
+static fb_status arith_one(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
+                           int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out, int64_t row_base,
+                           const char *where)
 {
-    FB_FORWARD_IF_ERROR(fb_expr_check_arith(ctx, op, a, b, value, sel_in, n_in, out, where));
     const fb_type t = a->type;
     const int64_t n = a->length;
 
@@ -618,13 +875,56 @@ static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_co
             memcpy(&y, yb, 8);
         }
         st = fb_set_error(ctx, FB_ERR_OVERFLOW, where, "%s overflows at row %lld: %" PRId64 " %s %" PRId64,
-                          fb_type_name(t), (long long)r, x, fb_expr_arith_name(op), y);
+                          fb_type_name(t), (long long)(row_base + r), x, fb_expr_arith_name(op), y);
         goto done;
     }
     out->null_count = has_valid ? count_nulls(out->validity, n) : 0;
     out->length = n;
 done:
     return fb_cl_job_close(&j, st);
+}
+
+/* Rows [r0, r0 + m) of out as an output of m rows (r0 a multiple of 8). */
+static fb_column_out out_rows(const fb_column_out *out, int64_t r0, int64_t m)
+{
+    size_t w = fb_type_width(out->type);
+    fb_column_out o = {out->type, m, (char *)out->data + (size_t)r0 * w,
+                       out->validity ? out->validity + r0 / 8 : NULL, 0, 0};
+    return o;
+}
+
+static fb_status arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
+                       int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where)
+{
+    FB_FORWARD_IF_ERROR(fb_expr_check_arith(ctx, op, a, b, value, sel_in, n_in, out, where));
+    int64_t n = a->length;
+    size_t w = fb_type_width(a->type), per_row = (b ? 3 : 2) * w + 4 + 1;
+    expr_chunks c;
+    int bad = 0;
+    FB_FORWARD_IF_ERROR(chunks_plan(ctx, n, per_row, sel_in, sel_in ? n_in : 0, &c, &bad, where));
+    if (bad)
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the column's %lld rows",
+                            (long long)n);
+    if (c.chunk == 0)
+        return arith_one(ctx, op, a, b, value, value_left, sel_in, n_in, out, 0, where);
+    fb_status st = FB_OK;
+    int64_t k = chunks_count(&c), nulls = 0;
+    for (int64_t q = 0; q < k && st == FB_OK; q++) {
+        int64_t r0, m, ns;
+        const uint32_t *sel;
+        chunk_at(&c, q, &r0, &m, &sel, &ns);
+        fb_column ca = col_rows(a, r0, m), cb = b ? col_rows(b, r0, m) : ca;
+        fb_column_out o = out_rows(out, r0, m);
+        st = arith_one(ctx, op, &ca, b ? &cb : NULL, value, value_left, sel, ns, &o, r0, where);
+        nulls += o.null_count;
+    }
+    chunks_free(&c);
+    if (st == FB_OK) {
+        out->null_count = nulls;
+        out->length = n;
+        note_chunks(ctx, k);
+    }
+    return st;
 }
 
 fb_status fb_cl_expr_arith(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const uint32_t *sel_in,
@@ -641,12 +941,14 @@ fb_status fb_cl_expr_arith_const(fb_ctx *ctx, fb_arith op, const fb_column *col,
     return arith(ctx, op, col, NULL, value, value_left, sel_in, n_in, out, __func__);
 }
 
-fb_status fb_cl_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in, fb_column_out *out)
+/* The cast of checked arguments in one job; an out-of-range value names row row_base + its row. */
+static fb_status cast_one(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in, fb_column_out *out,
+                          int64_t row_base)
 {
-    FB_FORWARD_IF_ERROR(fb_expr_check_cast(ctx, in, sel_in, n_in, out, __func__));
+    static const char where[] = "fb_cl_expr_cast";
     const int64_t n = in->length;
     fb_cl_job j;
-    fb_status st = fb_cl_job_open(&j, ctx, __func__);
+    fb_status st = fb_cl_job_open(&j, ctx, where);
     if (st != FB_OK || n == 0)
         return fb_cl_job_close(&j, st);
     struct fb_cl_state *cl = j.cl;
@@ -673,19 +975,52 @@ fb_status fb_cl_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_
         TRY(fb_cl_job_read(&j, dvalid, CL_FALSE, 0, (size_t)nbytes(n), out->validity));
     TRY(fb_cl_job_finish(&j));
     if (flag) {
-        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds an index ≥ the column's %lld rows",
+        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the column's %lld rows",
                           (long long)n);
         goto done;
     }
     if (bad != 0xFFFFFFFFu) {
         char text[64];
         fb_expr_value_text(in->type, (const char *)in->data + (size_t)(in->offset + (int64_t)bad) * wi, text, sizeof text);
-        st = fb_set_error(ctx, FB_ERR_OVERFLOW, __func__, "row %lld: %s value %s is out of range for %s",
-                          (long long)bad, fb_type_name(in->type), text, fb_type_name(out->type));
+        st = fb_set_error(ctx, FB_ERR_OVERFLOW, where, "row %lld: %s value %s is out of range for %s",
+                          (long long)(row_base + (int64_t)bad), fb_type_name(in->type), text, fb_type_name(out->type));
         goto done;
     }
     out->null_count = has_valid ? count_nulls(out->validity, n) : 0;
     out->length = n;
 done:
     return fb_cl_job_close(&j, st);
+}
+
+fb_status fb_cl_expr_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in, fb_column_out *out)
+{
+    FB_FORWARD_IF_ERROR(fb_expr_check_cast(ctx, in, sel_in, n_in, out, __func__));
+    int64_t n = in->length;
+    size_t per_row = fb_type_width(in->type) + fb_type_width(out->type) + 4 + 1;
+    expr_chunks c;
+    int bad = 0;
+    FB_FORWARD_IF_ERROR(chunks_plan(ctx, n, per_row, sel_in, sel_in ? n_in : 0, &c, &bad, __func__));
+    if (bad)
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, __func__, "sel_in holds an index ≥ the column's %lld rows",
+                            (long long)n);
+    if (c.chunk == 0)
+        return cast_one(ctx, in, sel_in, n_in, out, 0);
+    fb_status st = FB_OK;
+    int64_t k = chunks_count(&c), nulls = 0;
+    for (int64_t q = 0; q < k && st == FB_OK; q++) {
+        int64_t r0, m, ns;
+        const uint32_t *sel;
+        chunk_at(&c, q, &r0, &m, &sel, &ns);
+        fb_column ci = col_rows(in, r0, m);
+        fb_column_out o = out_rows(out, r0, m);
+        st = cast_one(ctx, &ci, sel, ns, &o, r0);
+        nulls += o.null_count;
+    }
+    chunks_free(&c);
+    if (st == FB_OK) {
+        out->null_count = nulls;
+        out->length = n;
+        note_chunks(ctx, k);
+    }
+    return st;
 }

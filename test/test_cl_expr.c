@@ -6,10 +6,12 @@
  * NaN equals any NaN (fb_expr.h leaves payloads open). Random data of every type with nulls at odd
  * offsets, extremes, NaN, -0.0, inf, duplicates, input selections, empty input; overflow in
  * valid rows, in NULL rows only and in unselected rows only; ties of float-to-integer casts; bad
- * arguments. Fails (does not skip) without an OpenCL device. Sizes stay small: PoCL runs on the CPU. */
+ * arguments; a morsel over the device memory budget, in chunks. Fails (does not skip) without an
+ * OpenCL device. Sizes stay small: PoCL runs on the CPU. */
 #include "fb_test.h"
 
 #include "fb/fb_cl.h"
+#include "fb_cl_internal.h"
 
 static uint64_t rng;
 static fb_ctx *cpu; /* scalar CPU variant: the reference */
@@ -668,25 +670,147 @@ static void test_bad_args(void **state)
     assert_int_equal(st, FB_ERR_UNSUPPORTED_TYPE);
 }
 
-/* A morsel larger than the device memory budget: FB_ERR_DEVICE_MEMORY, nothing written as valid, and
- * the next call (with the budget back) works. */
+/* Chunks the last twin call on gpu split its rows into. */
+static int gpu_chunks(void) { return gpu->cl ? gpu->cl->last_chunks : -1; }
+
+/* A morsel larger than the device memory budget goes through in chunks of rows (the row-aligned twins,
+ * fb_cl_expr_bool_to_sel and fb_cl_expr_select_cols): the same bits as the CPU with and without an
+ * input selection (nulls, a nonzero offset), an overflow named at its row of the whole morsel, a bad
+ * sel_in index as on the CPU; a budget too small for chunks of 1024 rows gives FB_ERR_DEVICE_MEMORY,
+ * and the next call with the budget back works. */
 static void test_budget(void **state)
 {
     (void)state;
-    int64_t n = 100000;
-    fbt_col c = rand_col(FB_TYPE_INT64, n, 0, 1, 1);
-    fb_column_out o = {.type = FB_TYPE_INT32, .capacity = n, .data = xmalloc((size_t)n * 4),
-                       .validity = xmalloc((size_t)nbytes(n))};
+    int64_t n = 100003, n_sel = 0, n_bad = 0;
+    size_t nb = (size_t)nbytes(n);
+    fbt_col a = rand_col(FB_TYPE_INT64, n, 3, 1, 1), b = rand_col(FB_TYPE_INT64, n, 0, 1, 1);
+    uint32_t *sel = rand_sel(n, 50, 0, &n_sel), *bad = rand_sel(n, 20, 1, &n_bad);
+    fb_column_out oa = {.type = FB_TYPE_INT64, .capacity = n, .data = xmalloc((size_t)n * 8), .validity = xmalloc(nb)};
+    fb_column_out ob = {.type = FB_TYPE_INT64, .capacity = n, .data = xmalloc((size_t)n * 8), .validity = xmalloc(nb)};
+    fb_column_out ca = {.type = FB_TYPE_INT32, .capacity = n, .data = xmalloc((size_t)n * 4), .validity = xmalloc(nb)};
+    fb_column_out cb = {.type = FB_TYPE_INT32, .capacity = n, .data = xmalloc((size_t)n * 4), .validity = xmalloc(nb)};
+    fb_status st;
     setenv("FB_CL_MEM_BUDGET", "64k", 1);
-    fb_status st = fb_cl_expr_cast(gpu, &c.col, NULL, 0, &o);
+    int chunks = 0;
+    for (int selm = 0; selm < 2; selm++) {
+        const uint32_t *s = selm ? sel : NULL;
+        int64_t ns = selm ? n_sel : 0, v = 17, set[3] = {5, -7, 400};
+        char what[64];
+        bool_pair p = bools(n);
+        snprintf(what, sizeof what, "chunked cmp, sel %d", selm);
+        BOTH(fb_expr_cmp(cpu, &a.col, FB_CMP_LT, &v, s, ns, &p.a), fb_cl_expr_cmp(gpu, &a.col, FB_CMP_LT, &v, s, ns, &p.b),
+             what);
+        assert_int_equal(st, FB_OK);
+        same_bools(&p, what);
+        chunks = gpu_chunks();
+        assert_true(chunks > 1);
+        snprintf(what, sizeof what, "chunked in, sel %d", selm);
+        BOTH(fb_expr_in(cpu, &a.col, set, 3, s, ns, &p.a), fb_cl_expr_in(gpu, &a.col, set, 3, s, ns, &p.b), what);
+        same_bools(&p, what);
+        snprintf(what, sizeof what, "chunked cmp_cols, sel %d", selm);
+        BOTH(fb_expr_cmp_cols(cpu, &a.col, FB_CMP_GE, &b.col, s, ns, &p.a),
+             fb_cl_expr_cmp_cols(gpu, &a.col, FB_CMP_GE, &b.col, s, ns, &p.b), what);
+        same_bools(&p, what);
+        uint32_t *sa = xmalloc((size_t)n * 4), *sb = xmalloc((size_t)n * 4);
+        int64_t na = -1, nb2 = -2;
+        snprintf(what, sizeof what, "chunked bool_to_sel, sel %d", selm);
+        BOTH(fb_expr_bool_to_sel(cpu, &p.a, s, ns, sa, n, &na), fb_cl_expr_bool_to_sel(gpu, &p.b, s, ns, sb, n, &nb2),
+             what);
+        assert_int_equal(st, FB_OK);
+        assert_true(gpu_chunks() > 1);
+        assert_int_equal(na, nb2);
+        same_bytes(sa, sb, (size_t)na * 4, what);
+        snprintf(what, sizeof what, "chunked select_cols, sel %d", selm);
+        BOTH(fb_expr_select_cols(cpu, &a.col, FB_CMP_LT, &b.col, s, ns, sa, n, &na),
+             fb_cl_expr_select_cols(gpu, &a.col, FB_CMP_LT, &b.col, s, ns, sb, n, &nb2), what);
+        assert_int_equal(st, FB_OK);
+        assert_true(gpu_chunks() > 1);
+        assert_int_equal(na, nb2);
+        same_bytes(sa, sb, (size_t)na * 4, what);
+        free(sa);
+        free(sb);
+        bool_pair q = bools(n); /* logic over the booleans just computed (their validity: nulls) */
+        snprintf(what, sizeof what, "chunked or, sel %d", selm);
+        BOTH(fb_expr_or(cpu, &p.a, &p.a, &q.a), fb_cl_expr_or(gpu, &p.b, &p.b, &q.b), what);
+        same_bools(&q, what);
+        assert_true(gpu_chunks() > 1);
+        free_bools(&q);
+        free_bools(&p);
+        snprintf(what, sizeof what, "chunked arith, sel %d", selm);
+        BOTH(fb_expr_arith(cpu, FB_ARITH_MUL, &a.col, &b.col, s, ns, &oa),
+             fb_cl_expr_arith(gpu, FB_ARITH_MUL, &a.col, &b.col, s, ns, &ob), what);
+        assert_int_equal(st, FB_OK);
+        assert_true(gpu_chunks() > 1);
+        assert_int_equal(oa.length, ob.length);
+        assert_int_equal(oa.null_count, ob.null_count);
+        same_values(FB_TYPE_INT64, oa.data, ob.data, n, what);
+        same_bytes(oa.validity, ob.validity, nb, what);
+        snprintf(what, sizeof what, "chunked cast, sel %d", selm);
+        BOTH(fb_expr_cast(cpu, &a.col, s, ns, &ca), fb_cl_expr_cast(gpu, &a.col, s, ns, &cb), what);
+        assert_int_equal(st, FB_OK);
+        assert_true(gpu_chunks() > 1);
+        assert_int_equal(ca.null_count, cb.null_count);
+        same_values(FB_TYPE_INT32, ca.data, cb.data, n, what);
+        same_bytes(ca.validity, cb.validity, nb, what);
+    }
+    /* failures in a later chunk name their row of the whole morsel */
+    int64_t r = 3 * n / 4 + 5, big = INT64_MAX, wide = (int64_t)1 << 40, one = 1;
+    for (int64_t i = r; i < r + 2; i++) {
+        a.valid[(3 + i) >> 3] |= (uint8_t)(1u << ((3 + i) & 7));
+        b.valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+    }
+    memcpy((int64_t *)a.data + 3 + r, &big, 8);
+    memcpy((int64_t *)b.data + r, &one, 8);
+    memcpy((int64_t *)a.data + 3 + r + 1, &wide, 8);
+    BOTH(fb_expr_arith(cpu, FB_ARITH_ADD, &a.col, &b.col, NULL, 0, &oa),
+         fb_cl_expr_arith(gpu, FB_ARITH_ADD, &a.col, &b.col, NULL, 0, &ob), "chunked arith overflow");
+    assert_int_equal(st, FB_ERR_OVERFLOW);
+    assert_int_equal(ob.length, 0);
+    BOTH(fb_expr_cast(cpu, &a.col, NULL, 0, &ca), fb_cl_expr_cast(gpu, &a.col, NULL, 0, &cb), "chunked cast overflow");
+    assert_int_equal(st, FB_ERR_OVERFLOW);
+    BOTH(fb_expr_cast(cpu, &b.col, bad, n_bad, &ca), fb_cl_expr_cast(gpu, &b.col, bad, n_bad, &cb),
+         "chunked cast, bad sel_in");
+    assert_int_equal(st, FB_ERR_OUT_OF_RANGE);
+    bool_pair p = bools(n);
+    int64_t v = 0;
+    BOTH(fb_expr_cmp(cpu, &b.col, FB_CMP_EQ, &v, bad, n_bad, &p.a), fb_cl_expr_cmp(gpu, &b.col, FB_CMP_EQ, &v, bad, n_bad, &p.b),
+         "chunked cmp, bad sel_in");
+    assert_int_equal(st, FB_ERR_OUT_OF_RANGE);
+    same_bools(&p, "chunked cmp, bad sel_in");
+    uint32_t *sa = xmalloc((size_t)(n + 1) * 4), *sb = xmalloc((size_t)(n + 1) * 4);
+    int64_t na = -1, nb2 = -2;
+    BOTH(fb_expr_bool_to_sel(cpu, &p.a, bad, n_bad, sa, n + 1, &na),
+         fb_cl_expr_bool_to_sel(gpu, &p.b, bad, n_bad, sb, n + 1, &nb2), "chunked bool_to_sel, bad sel_in");
+    assert_int_equal(st, FB_ERR_OUT_OF_RANGE);
+    BOTH(fb_expr_select_cols(cpu, &a.col, FB_CMP_NE, &b.col, bad, n_bad, sa, n + 1, &na),
+         fb_cl_expr_select_cols(gpu, &a.col, FB_CMP_NE, &b.col, bad, n_bad, sb, n + 1, &nb2),
+         "chunked select_cols, bad sel_in");
+    assert_int_equal(st, FB_ERR_OUT_OF_RANGE);
+    free(sa);
+    free(sb);
+    free_bools(&p);
+    /* too small for chunks of 1024 rows */
+    setenv("FB_CL_MEM_BUDGET", "16k", 1);
+    st = fb_cl_expr_cast(gpu, &b.col, NULL, 0, &cb);
     unsetenv("FB_CL_MEM_BUDGET");
     assert_fb_status(gpu, st, FB_ERR_DEVICE_MEMORY);
-    assert_int_equal(o.length, 0);
-    assert_fb_ok(gpu, fb_cl_expr_cast(gpu, &c.col, NULL, 0, &o));
-    assert_int_equal(o.length, n);
-    free(o.data);
-    free(o.validity);
-    fbt_col_free(&c);
+    assert_int_equal(cb.length, 0);
+    assert_fb_ok(gpu, fb_cl_expr_cast(gpu, &b.col, NULL, 0, &cb));
+    assert_int_equal(cb.length, n);
+    assert_int_equal(gpu_chunks(), 1);
+    print_message("[ budget   ] %lld rows under 64k: %d chunks\n", (long long)n, chunks);
+    free(oa.data);
+    free(oa.validity);
+    free(ob.data);
+    free(ob.validity);
+    free(ca.data);
+    free(ca.validity);
+    free(cb.data);
+    free(cb.validity);
+    free(sel);
+    free(bad);
+    fbt_col_free(&a);
+    fbt_col_free(&b);
 }
 
 static int setup(void **state)

@@ -1,8 +1,10 @@
 /* test_cl_faults.c - OpenCL fault injection on PoCL: for every public OpenCL operator (hash, select,
  * compact, gather, the three sorts, group-by, the three join probes, the streamed group-by and probe
- * under a small device memory budget), the k-th device buffer creation, kernel enqueue, device -> host
- * read and host -> device write (fb_cl_fault() in cl/fb_cl_internal.h) returns an injected OpenCL error
- * code, for every k up to the number of such calls the operator makes (a strided subset past 48).
+ * under a small device memory budget, the group-by in hash partitions, the expression twins in
+ * chunks), the k-th device buffer creation, kernel enqueue, device -> host read and host -> device
+ * write (fb_cl_fault() in cl/fb_cl_internal.h) returns an injected OpenCL error code, for every k up
+ * to the number of such calls the operator makes (a strided subset past 48); for the partitioned
+ * group-by and the chunked expressions also every host allocation of the context in turn.
  * Each call must either succeed with the right answer or return the named status (FB_ERR_DEVICE_MEMORY
  * for CL_MEM_OBJECT_ALLOCATION_FAILURE, FB_ERR_OPENCL for the others) with the OpenCL code and its name
  * in the message; afterwards nothing may be left (the context's host memory accounting and the test
@@ -28,10 +30,13 @@
 /* ---- a counting allocator: the context's host memory must all come back ---------------------------- */
 
 static atomic_long live_blocks;
+static atomic_long alloc_calls, alloc_fail_at = -1; /* host allocation failure injection (-1: none) */
 
 static void *t_alloc(void *user, size_t size, size_t alignment)
 {
     (void)user;
+    if (atomic_fetch_add(&alloc_calls, 1) == atomic_load(&alloc_fail_at))
+        return NULL;
     void *p = NULL;
     if (posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment, size ? size : 1) != 0)
         return NULL;
@@ -72,6 +77,13 @@ static cl_uint cl_context_refs(const cl_uint *want)
         nanosleep(&ms, NULL);
     }
     return refs;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static uint64_t mix(uint64_t h, uint64_t x) { return (h ^ x) * 0x9E3779B97F4A7C15ull + (h >> 29); }
@@ -324,6 +336,44 @@ static fb_status call_group_by(uint64_t *check)
     return st;
 }
 
+/* A group-by of two key columns (the int32 keys with nulls and the int64 keys): composite tuples. */
+static fb_status call_group_by_keys(uint64_t *check)
+{
+    fb_type kt[2] = {FB_TYPE_INT32, FB_TYPE_INT64};
+    fb_agg_desc aggs[3] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, FB_TYPE_INT64},
+                           {FB_AGG_MAX, 1, FB_TYPE_INT32}};
+    fb_agg_spec spec = {2, kt, 3, aggs, FB_AGG_STRATEGY_AUTO};
+    fb_column keys[2] = {key32(), fb_column_make(FB_TYPE_INT64, k64, N, NULL)};
+    fb_column vals[2] = {fb_column_make(FB_TYPE_INT64, v64, N, NULL), fb_column_make(FB_TYPE_INT32, v32, N, NULL)};
+    int32_t *gk = malloc(4 * N), *mx = malloc(4 * N);
+    int64_t *gk2 = malloc(8 * N), *c = malloc(8 * N), *s = malloc(8 * N);
+    uint8_t *gv = malloc(N / 8 + 1), *gv2 = malloc(N / 8 + 1), *mv = malloc(N / 8 + 1);
+    fb_column_out ko[2] = {{FB_TYPE_INT32, N, gk, gv, 0, 0}, {FB_TYPE_INT64, N, gk2, gv2, 0, 0}};
+    fb_column_out ao[3] = {{FB_TYPE_INT64, N, c, NULL, 0, 0}, {FB_TYPE_INT64, N, s, NULL, 0, 0},
+                           {FB_TYPE_INT32, N, mx, mv, 0, 0}};
+    int64_t groups = -1;
+    fb_status st = fb_cl_group_by(ctx, &spec, keys, vals, 2, N, ko, ao, &groups);
+    if (st == FB_OK) { /* in group order: the order is part of the answer */
+        uint64_t h = (uint64_t)groups;
+        for (int64_t g = 0; g < groups; g++) {
+            int kn = (gv[g >> 3] >> (g & 7)) & 1;
+            h = mix(mix(mix(mix(mix(h, (uint64_t)(kn ? gk[g] : 0x7777)), (uint64_t)kn), (uint64_t)gk2[g]),
+                        (uint64_t)c[g]),
+                    (uint64_t)s[g]) + (uint64_t)mx[g];
+        }
+        *check = h;
+    }
+    free(gk);
+    free(mx);
+    free(gk2);
+    free(c);
+    free(s);
+    free(gv);
+    free(gv2);
+    free(mv);
+    return st;
+}
+
 static fb_status call_join_probe(uint64_t *check)
 {
     fb_column b = fb_column_make(FB_TYPE_INT32, k32, NB, kvalid), p = key32();
@@ -440,6 +490,20 @@ static fb_status expr_cast(int cl, uint64_t *check)
     return st;
 }
 static fb_status call_expr_cast(uint64_t *check) { return expr_cast(1, check); }
+
+static fb_status expr_select_cols(int cl, uint64_t *check)
+{
+    fb_column a = key32(), b = fb_column_make(FB_TYPE_INT32, v32, N, NULL);
+    uint32_t *out = malloc(4 * N);
+    int64_t n = -1;
+    fb_status st = cl ? fb_cl_expr_select_cols(ctx, &a, FB_CMP_GT, &b, sel, n_sel, out, N, &n)
+                      : fb_expr_select_cols(ctx, &a, FB_CMP_GT, &b, sel, n_sel, out, N, &n);
+    if (st == FB_OK)
+        *check = digest((uint64_t)n, out, 4 * (size_t)n);
+    free(out);
+    return st;
+}
+static fb_status call_expr_select_cols(uint64_t *check) { return expr_select_cols(1, check); }
 
 static fb_status join_keys(int cl, uint64_t *check)
 {
@@ -560,6 +624,103 @@ static void test_join_keys(void **state)
     unsetenv("FB_CL_MEM_BUDGET");
 }
 
+/* Host allocations (ctx's allocator) failing in turn: FB_ERR_OUT_OF_MEMORY or the right answer, nothing
+ * left, and the next call right. */
+static void sweep_host(const char *name, call_fn call, uint64_t want)
+{
+    uint64_t got = 0;
+    atomic_store(&alloc_fail_at, -1);
+    atomic_store(&alloc_calls, 0);
+    assert_fb_ok(ctx, call(&got));
+    assert_true(got == want);
+    long calls = atomic_load(&alloc_calls), failed = 0;
+    size_t base_mem = fb_ctx_memory_used(ctx);
+    long base_live = atomic_load(&live_blocks);
+    cl_uint base_refs = cl_context_refs(NULL);
+    for (long k = 0; k < calls; k++) {
+        atomic_store(&alloc_calls, 0);
+        atomic_store(&alloc_fail_at, k);
+        fb_status st = call(&got);
+        atomic_store(&alloc_fail_at, -1);
+        if (st == FB_OK && got != want)
+            fail_msg("%s, host allocation %ld failing: FB_OK with a different answer", name, k);
+        if (st != FB_OK && st != FB_ERR_OUT_OF_MEMORY)
+            fail_msg("%s, host allocation %ld failing: %s (%s)", name, k, fb_status_name(st), fb_last_error(ctx));
+        failed += st != FB_OK;
+        cl_uint refs = cl_context_refs(&base_refs);
+        if (refs < base_refs)
+            base_refs = refs;
+        if (fb_ctx_memory_used(ctx) != base_mem || atomic_load(&live_blocks) != base_live || refs != base_refs)
+            fail_msg("%s, host allocation %ld failing: %zu host bytes, %ld host blocks, %d device objects left", name, k,
+                     fb_ctx_memory_used(ctx) - base_mem, atomic_load(&live_blocks) - base_live, (int)(refs - base_refs));
+        assert_fb_ok(ctx, call(&got));
+        assert_true(got == want);
+    }
+    print_message("[ cl faults] %-30s host allocations %3ld: %ld failed\n", name, calls, failed);
+    assert_true(failed > 0);
+}
+
+/* A group-by over the device memory budget (one and two key columns): host hash partitions, one device
+ * group-by each; the same answer as the unpartitioned call under every fault, host allocation failure
+ * and a context memory limit. */
+static void test_group_partitioned(void **state)
+{
+    (void)state;
+    /* the table of 12000 rows (32768 slots x 12 bytes; the two keys' tuples 21 bytes a row more) and the
+     * groups' words do not fit: the whole input fails on the device, then two partitions */
+    struct {
+        const char *name, *host_name, *budget;
+        call_fn call;
+    } t[] = {{"fb_cl_group_by (partitioned)", "fb_cl_group_by (parts, host)", "450k", call_group_by},
+             {"fb_cl_group_by (2 keys, parts)", "fb_cl_group_by (2 keys, host)", "900k", call_group_by_keys}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        uint64_t want = 0, h = 0;
+        assert_fb_ok(ctx, t[i].call(&want));
+        assert_int_equal(ctx->cl->last_partitions, 0);
+        setenv("FB_CL_MEM_BUDGET", t[i].budget, 1);
+        double t0 = now_s();
+        assert_fb_ok(ctx, t[i].call(&h));
+        print_message("[ cl faults] %-30s %d partitions\n", t[i].name, ctx->cl->last_partitions);
+        assert_true(ctx->cl->last_partitions > 1);
+        assert_true(h == want);
+        sweep(t[i].name, t[i].call, want, 1);
+        sweep_host(t[i].host_name, t[i].call, want);
+        unsetenv("FB_CL_MEM_BUDGET");
+        print_message("[ cl faults] %-30s %.1f s\n", t[i].name, now_s() - t0);
+    }
+    /* a context whose host memory limit the partitioning passes: FB_ERR_OUT_OF_MEMORY, nothing left */
+    static const size_t limits[] = {200 << 10, 800 << 10, 3200 << 10};
+    setenv("FB_CL_MEM_BUDGET", "900k", 1);
+    int oom = 0;
+    for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++) {
+        fb_options *o = NULL;
+        fb_allocator a = {t_alloc, t_free, NULL};
+        fb_ctx *small = NULL;
+        assert_fb_ok(NULL, fb_options_create(&o));
+        assert_fb_ok(NULL, fb_options_set_allocator(o, &a));
+        assert_fb_ok(NULL, fb_options_set_memory_limit(o, limits[l]));
+        assert_fb_ok(NULL, fb_ctx_create(o, &small));
+        fb_options_destroy(o);
+        fb_ctx *keep = ctx;
+        ctx = small;
+        if (fb_cl_open(ctx, NULL) == FB_OK) {
+            size_t base = fb_ctx_memory_used(ctx);
+            uint64_t h = 0;
+            fb_status st = call_group_by_keys(&h);
+            if (st == FB_ERR_OUT_OF_MEMORY)
+                oom++;
+            else
+                assert_fb_ok(ctx, st);
+            assert_int_equal(fb_ctx_memory_used(ctx), base);
+            print_message("[ cl faults] memory limit %zu KiB: %s\n", limits[l] >> 10, fb_status_name(st));
+        }
+        ctx = keep;
+        fb_ctx_destroy(small);
+    }
+    unsetenv("FB_CL_MEM_BUDGET");
+    assert_true(oom > 0);
+}
+
 /* A small device memory budget: the group-by and the probe stream their input in chunks (pinned
  * staging buffers, the copy queue, events), and the sorts work in sorted runs. */
 static void test_streamed(void **state)
@@ -574,6 +735,21 @@ static void test_streamed(void **state)
     assert_fb_ok(ctx, call_join_probe(&h));
     assert_true(ctx->cl->last_chunks > 1 || ctx->cl->last_stream.chunks > 1);
     sweep("fb_cl_join_probe (streamed)", call_join_probe, 0, 0);
+    /* row-aligned expression twins over the budget: chunks of rows, one job each */
+    setenv("FB_CL_MEM_BUDGET", "64k", 1);
+    uint64_t want = 0;
+    assert_fb_ok(ctx, expr_arith(0, &want));
+    assert_fb_ok(ctx, call_expr_arith(&h));
+    assert_true(ctx->cl->last_chunks > 1);
+    sweep("fb_cl_expr_arith (chunks)", call_expr_arith, want, 1);
+    sweep_host("fb_cl_expr_arith (chunks, host)", call_expr_arith, want);
+    assert_fb_ok(ctx, expr_cmp(0, &want));
+    sweep("fb_cl_expr_cmp (chunks)", call_expr_cmp, want, 1);
+    assert_fb_ok(ctx, expr_select_cols(0, &want));
+    assert_fb_ok(ctx, call_expr_select_cols(&h));
+    assert_true(ctx->cl->last_chunks > 1);
+    sweep("fb_cl_expr_select_cols (chunks)", call_expr_select_cols, want, 1);
+    sweep_host("fb_cl_expr_select_cols (host)", call_expr_select_cols, want);
     /* sorts larger than the budget: sorted runs merged on the host */
     setenv("FB_CL_MEM_BUDGET", "2200k", 1);
     assert_fb_ok(ctx, call_sort(&h));
@@ -707,7 +883,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash),     cmocka_unit_test(test_select), cmocka_unit_test(test_move),
         cmocka_unit_test(test_sort),     cmocka_unit_test(test_group_by), cmocka_unit_test(test_join),
-        cmocka_unit_test(test_expr),     cmocka_unit_test(test_join_keys),
+        cmocka_unit_test(test_expr),     cmocka_unit_test(test_join_keys), cmocka_unit_test(test_group_partitioned),
         cmocka_unit_test(test_streamed), cmocka_unit_test(test_threads), cmocka_unit_test(test_plan_auto),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

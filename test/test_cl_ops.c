@@ -481,7 +481,7 @@ static int64_t agg_case(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *k
     return cst == FB_OK ? G : -1;
 }
 
-/* Per-group sums of |x| of a float64 column, in the CPU's group order. */
+/* Per-group sums of |x| of a float64 column (grouped by spec's keys), in the CPU's group order. */
 static double *abs_sums_of(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *key, const fbt_col *v, int64_t n)
 {
     int64_t all = n + v->col.offset;
@@ -490,21 +490,26 @@ static double *abs_sums_of(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column
         a[i] = fabs(((double *)v->data)[i]);
     fb_column col = {FB_TYPE_FLOAT64, n, v->col.offset, a, v->col.validity};
     fb_agg_desc d = {FB_AGG_SUM, 0, FB_TYPE_FLOAT64};
-    fb_agg_spec s = {1, spec->key_types, 1, &d, FB_AGG_STRATEGY_AUTO};
+    fb_agg_spec s = {spec->n_keys, spec->key_types, 1, &d, FB_AGG_STRATEGY_AUTO};
     fb_agg_table *t = NULL;
     assert_fb_ok(ctx, fb_agg_create(ctx, &s, &t));
     assert_fb_ok(ctx, fb_agg_update(t, key, &col, 1, n, NULL, 0));
     int64_t G;
     assert_fb_ok(ctx, fb_agg_group_count(t, &G));
     double *out = xmalloc((size_t)(G + 1) * sizeof *out);
-    fb_column_out ko = {spec->key_types[0], G + 1, xmalloc((size_t)(G + 1) * 8), xmalloc((size_t)G / 8 + 1), 0, 0};
+    fb_column_out ko[FB_AGG_MAX_KEYS];
+    for (size_t k = 0; k < spec->n_keys; k++)
+        ko[k] = (fb_column_out){spec->key_types[k], G + 1, xmalloc((size_t)(G + 1) * 8), xmalloc((size_t)G / 8 + 1),
+                                0, 0};
     fb_column_out so = {FB_TYPE_FLOAT64, G + 1, out, xmalloc((size_t)G / 8 + 1), 0, 0};
-    assert_fb_ok(ctx, fb_agg_result(t, &ko, &so));
+    assert_fb_ok(ctx, fb_agg_result(t, ko, &so));
     for (int64_t g = 0; g < G; g++)
         if (!bit_at(so.validity, g))
             out[g] = 0.0;
-    free(ko.data);
-    free(ko.validity);
+    for (size_t k = 0; k < spec->n_keys; k++) {
+        free(ko[k].data);
+        free(ko[k].validity);
+    }
     free(so.validity);
     fb_agg_destroy(t);
     free(a);
@@ -544,23 +549,37 @@ static fbt_col float_values(int64_t n)
     return c;
 }
 
+/* Every aggregate over the six value columns of suite_values(): count(*), count, sum, min, max, avg of
+ * int32 (nulls), int64 (large, nulls), float32, float64 (NaN), uint16 (no nulls), uint64 (nulls).
+ * Aggregates 11 and 12 are the float64 sum and average. */
+static const fb_agg_desc suite_aggs[] = {
+    {FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_COUNT, 0, FB_TYPE_INT32}, {FB_AGG_SUM, 0, FB_TYPE_INT32},
+    {FB_AGG_MIN, 0, FB_TYPE_INT32},          {FB_AGG_MAX, 0, FB_TYPE_INT32},   {FB_AGG_AVG, 0, FB_TYPE_INT32},
+    {FB_AGG_SUM, 1, FB_TYPE_INT64},          {FB_AGG_MIN, 1, FB_TYPE_INT64},   {FB_AGG_AVG, 1, FB_TYPE_INT64},
+    {FB_AGG_MIN, 2, FB_TYPE_FLOAT32},        {FB_AGG_MAX, 2, FB_TYPE_FLOAT32}, {FB_AGG_SUM, 3, FB_TYPE_FLOAT64},
+    {FB_AGG_AVG, 3, FB_TYPE_FLOAT64},        {FB_AGG_MAX, 3, FB_TYPE_FLOAT64}, {FB_AGG_SUM, 4, FB_TYPE_UINT16},
+    {FB_AGG_MAX, 5, FB_TYPE_UINT64},         {FB_AGG_MIN, 5, FB_TYPE_UINT64}};
+
+static void suite_values(fbt_col v[6], int64_t n)
+{
+    v[0] = rand_col(FB_TYPE_INT32, n, 3, 1);
+    v[1] = key_col(FB_TYPE_INT64, n, 1000000007, 1);
+    v[2] = rand_col(FB_TYPE_FLOAT32, n, 3, 1);
+    v[3] = float_values(n);
+    v[4] = rand_col(FB_TYPE_UINT16, n, 3, 0);
+    v[5] = rand_col(FB_TYPE_UINT64, n, 3, 1);
+}
+
 static void agg_suite(fb_ctx *ctx, fb_type kt, int64_t n, int64_t distinct)
 {
     fbt_col k = key_col(kt, n, distinct, 1);
-    fbt_col v[6] = {rand_col(FB_TYPE_INT32, n, 3, 1), key_col(FB_TYPE_INT64, n, 1000000007, 1),
-                    rand_col(FB_TYPE_FLOAT32, n, 3, 1), float_values(n), rand_col(FB_TYPE_UINT16, n, 3, 0),
-                    rand_col(FB_TYPE_UINT64, n, 3, 1)};
+    fbt_col v[6];
+    suite_values(v, n);
     fb_column vals[6];
     for (int i = 0; i < 6; i++)
         vals[i] = v[i].col;
-    const fb_agg_desc d[] = {
-        {FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_COUNT, 0, FB_TYPE_INT32}, {FB_AGG_SUM, 0, FB_TYPE_INT32},
-        {FB_AGG_MIN, 0, FB_TYPE_INT32},          {FB_AGG_MAX, 0, FB_TYPE_INT32},   {FB_AGG_AVG, 0, FB_TYPE_INT32},
-        {FB_AGG_SUM, 1, FB_TYPE_INT64},          {FB_AGG_MIN, 1, FB_TYPE_INT64},   {FB_AGG_AVG, 1, FB_TYPE_INT64},
-        {FB_AGG_MIN, 2, FB_TYPE_FLOAT32},        {FB_AGG_MAX, 2, FB_TYPE_FLOAT32}, {FB_AGG_SUM, 3, FB_TYPE_FLOAT64},
-        {FB_AGG_AVG, 3, FB_TYPE_FLOAT64},        {FB_AGG_MAX, 3, FB_TYPE_FLOAT64}, {FB_AGG_SUM, 4, FB_TYPE_UINT16},
-        {FB_AGG_MAX, 5, FB_TYPE_UINT64},         {FB_AGG_MIN, 5, FB_TYPE_UINT64}};
-    size_t n_aggs = sizeof d / sizeof d[0];
+    const fb_agg_desc *d = suite_aggs;
+    size_t n_aggs = sizeof suite_aggs / sizeof suite_aggs[0];
     fb_agg_spec spec = {1, &kt, n_aggs, d, FB_AGG_STRATEGY_AUTO};
     double *fs = abs_sums_of(ctx, &spec, &k.col, &v[3], n);
     double *abs_sums[FB_AGG_MAX_AGGS] = {0};
@@ -572,7 +591,7 @@ static void agg_suite(fb_ctx *ctx, fb_type kt, int64_t n, int64_t distinct)
     fb_agg_spec ospec = {1, &kt, 2, o, FB_AGG_STRATEGY_AUTO};
     agg_case(ctx, &ospec, &k.col, vals, 6, n, NULL);
     /* ungrouped: every aggregate but the float sums (one group of all rows) */
-    fb_agg_desc u[sizeof d / sizeof d[0]];
+    fb_agg_desc u[sizeof suite_aggs / sizeof suite_aggs[0]];
     size_t n_u = 0;
     for (size_t a = 0; a < n_aggs; a++)
         if (!(d[a].type == FB_TYPE_FLOAT64 && d[a].kind != FB_AGG_MAX))
@@ -657,6 +676,7 @@ static void test_group_budget(void **state)
             (unsigned long long)ss.chunks, (unsigned long long)ss.h2d_bytes, 1e-6 * (double)ss.h2d_ns);
     assert_int_equal(ss.chunks, (uint64_t)chunks);
     assert_true(ss.h2d_bytes >= (uint64_t)n * 12 && ss.h2d_bytes <= (uint64_t)n * 13);
+    /* 64k: a quarter of the rows share one key, and that key's table alone passes the budget */
     setenv("FB_CL_MEM_BUDGET", "64k", 1);
     agg_out o;
     agg_out_make(&o, &spec, n);
@@ -664,12 +684,177 @@ static void test_group_budget(void **state)
     fb_status st = fb_cl_group_by(ctx, &spec, &k.col, &v.col, 1, n, o.keys, o.aggs, &G);
     unsetenv("FB_CL_MEM_BUDGET");
     assert_fb_status(ctx, st, FB_ERR_DEVICE_MEMORY);
+    assert_non_null(strstr(fb_last_error(ctx), "equal keys"));
     assert_int_equal(o.keys[0].length, 0);
     fprintf(stderr, "[ budget   ] 100000 rows in %d chunks\n", chunks);
     assert_true(chunks > 2);
     agg_out_free(&o, spec.n_aggs);
     fbt_col_free(&k);
     fbt_col_free(&v);
+}
+
+/* Group-by over the budget: budgets below the direct path's table (2 x rows slots and more, 12 bytes
+ * each: 768 KiB for 30000 rows) or its aggregate words make the call split the rows into hash
+ * partitions, one device group-by each. The last one holds few groups whole. */
+static const char *const part_budgets[] = {"400k", "700k", "1200k"};
+
+/* Every aggregate of suite_aggs grouped by nk key columns against the CPU at each of n_b budgets (so
+ * the answer does not depend on the budget), split into more than one partition under the first
+ * n_split of them; the integer sums of random uint64 overflow on both sides. */
+static void part_suite_at(fb_ctx *ctx, const char *what, const fb_column *keys, const fb_type *kt, size_t nk,
+                          int64_t n, const char *const *budgets, size_t n_b, size_t n_split)
+{
+    fbt_col v[6];
+    suite_values(v, n);
+    fb_column vals[6];
+    for (int i = 0; i < 6; i++)
+        vals[i] = v[i].col;
+    size_t n_aggs = sizeof suite_aggs / sizeof suite_aggs[0];
+    fb_agg_spec spec = {nk, kt, n_aggs, suite_aggs, FB_AGG_STRATEGY_AUTO};
+    double *fs = abs_sums_of(ctx, &spec, keys, &v[3], n);
+    double *abs_sums[FB_AGG_MAX_AGGS] = {0};
+    abs_sums[11] = abs_sums[12] = fs;
+    int64_t G0 = -1;
+    char parts[128] = "";
+    double t0 = now_s();
+    for (size_t b = 0; b < n_b; b++) {
+        setenv("FB_CL_MEM_BUDGET", budgets[b], 1);
+        int64_t G = agg_case(ctx, &spec, keys, vals, 6, n, abs_sums);
+        int p = ctx->cl->last_partitions;
+        if (p < 2 && b < n_split)
+            fail_msg("%s under %s: %d partitions", what, budgets[b], p);
+        if (b > 0)
+            assert_int_equal(G, G0);
+        G0 = G;
+        snprintf(parts + strlen(parts), sizeof parts - strlen(parts), "%s%d under %s", b ? ", " : "", p, budgets[b]);
+    }
+    const fb_agg_desc o[] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 5, FB_TYPE_UINT64}};
+    fb_agg_spec ospec = {nk, kt, 2, o, FB_AGG_STRATEGY_AUTO};
+    setenv("FB_CL_MEM_BUDGET", budgets[0], 1);
+    agg_case(ctx, &ospec, keys, vals, 6, n, NULL);
+    unsetenv("FB_CL_MEM_BUDGET");
+    fprintf(stderr, "[ parts    ] %-30s %lld rows, %lld groups; partitions: %s (%.2f s)\n", what, (long long)n,
+            (long long)G0, parts, now_s() - t0);
+    free(fs);
+    for (int i = 0; i < 6; i++)
+        fbt_col_free(&v[i]);
+}
+
+static void part_suite(fb_ctx *ctx, const char *what, const fb_column *keys, const fb_type *kt, size_t nk, int64_t n)
+{
+    part_suite_at(ctx, what, keys, kt, nk, n, part_budgets, 3, 2);
+}
+
+static void test_group_partitioned_one_key(void **state)
+{
+    fb_ctx *ctx = *state;
+    int64_t n = 30000;
+    struct {
+        const char *what;
+        fb_type t;
+        int64_t distinct; /* 0: random bits, extremes included */
+        int skew;
+    } cases[] = {{"int32, random, skewed", FB_TYPE_INT32, 12000, 1}, {"int64, random bits", FB_TYPE_INT64, 0, 0},
+                 {"uint32, random", FB_TYPE_UINT32, 3000, 0},       {"date32, skewed", FB_TYPE_DATE32, 20000, 1},
+                 {"int16, few groups", FB_TYPE_INT16, 40, 0},       {"uint64, random bits", FB_TYPE_UINT64, 0, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        fbt_col k = key_col_skew(cases[c].t, n, cases[c].distinct, 1, cases[c].skew);
+        part_suite(ctx, cases[c].what, &k.col, &cases[c].t, 1, n);
+        fbt_col_free(&k);
+    }
+    /* one value in half the rows, null in the others: two groups, each in its own partition */
+    fb_type kt = FB_TYPE_INT8;
+    fbt_col one = key_col_skew(kt, n, 1, 0, 0);
+    one.valid = xmalloc((size_t)(n + 3) / 8 + 1);
+    memset(one.valid, 0, (size_t)(n + 3) / 8 + 1);
+    for (int64_t i = 0; i < n + 3; i++)
+        if (fbt_next(&rng) % 2)
+            one.valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+    one.col.validity = one.valid;
+    /* each group's table (32768 slots) fits 600k and 800k with its chunks, both groups' (65536) not */
+    static const char *const two_budgets[] = {"600k", "800k"};
+    part_suite_at(ctx, "int8, one value and nulls", &one.col, &kt, 1, n, two_budgets, 2, 2);
+    /* a budget below the chunks of 1024 rows of every value column: parts small enough to go over
+     * whole, or FB_ERR_DEVICE_MEMORY, soon either way */
+    {
+        fb_type t = FB_TYPE_INT32;
+        fbt_col k = key_col_skew(t, n, 12000, 0, 0), v[6];
+        suite_values(v, n);
+        fb_column vals[6];
+        for (int i = 0; i < 6; i++)
+            vals[i] = v[i].col;
+        fb_agg_spec spec = {1, &t, sizeof suite_aggs / sizeof suite_aggs[0], suite_aggs, FB_AGG_STRATEGY_AUTO};
+        double *fs = abs_sums_of(ctx, &spec, &k.col, &v[3], n), *abs_sums[FB_AGG_MAX_AGGS] = {0};
+        abs_sums[11] = abs_sums[12] = fs;
+        static const char *const tiny[] = {"64k", "96k"};
+        agg_out o;
+        agg_out_make(&o, &spec, n);
+        for (int b = 0; b < 2; b++) {
+            double t0 = now_s();
+            setenv("FB_CL_MEM_BUDGET", tiny[b], 1);
+            int64_t G = -1;
+            fb_status st = fb_cl_group_by(ctx, &spec, &k.col, vals, 6, n, o.keys, o.aggs, &G);
+            fprintf(stderr, "[ parts    ] under %s: %s, %d partitions (%.2f s)\n", tiny[b], fb_status_name(st),
+                    st == FB_OK ? ctx->cl->last_partitions : 0, now_s() - t0);
+            if (st == FB_OK)
+                agg_case(ctx, &spec, &k.col, vals, 6, n, abs_sums);
+            else
+                assert_fb_status(ctx, st, FB_ERR_DEVICE_MEMORY);
+        }
+        unsetenv("FB_CL_MEM_BUDGET");
+        agg_out_free(&o, spec.n_aggs);
+        free(fs);
+        fbt_col_free(&k);
+        for (int i = 0; i < 6; i++)
+            fbt_col_free(&v[i]);
+    }
+    /* one value in every row: no partitioning splits it, so it fails where its table passes the budget */
+    one.col.validity = NULL;
+    fb_agg_spec spec = {1, &kt, 3, suite_aggs, FB_AGG_STRATEGY_AUTO};
+    fbt_col v = rand_col(FB_TYPE_INT32, n, 3, 1);
+    setenv("FB_CL_MEM_BUDGET", "400k", 1);
+    agg_out o;
+    agg_out_make(&o, &spec, n);
+    int64_t G = -1;
+    fb_status st = fb_cl_group_by(ctx, &spec, &one.col, &v.col, 1, n, o.keys, o.aggs, &G);
+    assert_fb_status(ctx, st, FB_ERR_DEVICE_MEMORY);
+    assert_non_null(strstr(fb_last_error(ctx), "equal keys"));
+    assert_int_equal(o.keys[0].length, 0);
+    assert_int_equal(o.aggs[0].length, 0);
+    setenv("FB_CL_MEM_BUDGET", "2M", 1);
+    assert_int_equal(agg_case(ctx, &spec, &one.col, &v.col, 1, n, NULL), 1);
+    assert_int_equal(ctx->cl->last_partitions, 0);
+    unsetenv("FB_CL_MEM_BUDGET");
+    agg_out_free(&o, spec.n_aggs);
+    fbt_col_free(&v);
+    fbt_col_free(&one);
+}
+
+/* 2..4 key columns of mixed types (int8..int64, uint*, date32), few values each so tuples repeat,
+ * nulls in some columns. */
+static void test_group_partitioned_composite(void **state)
+{
+    fb_ctx *ctx = *state;
+    static const fb_type types[][FB_AGG_MAX_KEYS] = {
+        {FB_TYPE_INT8, FB_TYPE_UINT32}, {FB_TYPE_DATE32, FB_TYPE_INT16, FB_TYPE_UINT64},
+        {FB_TYPE_UINT8, FB_TYPE_INT64, FB_TYPE_UINT16, FB_TYPE_INT32}, {FB_TYPE_INT64, FB_TYPE_DATE32}};
+    static const int64_t distinct[][FB_AGG_MAX_KEYS] = {{200, 150}, {50, 40, 30}, {0, 30, 7, 3}, {0, 0}};
+    static const size_t nks[] = {2, 3, 4, 2};
+    static const char *const what[] = {"int8 x uint32", "date32 x int16 x uint64", "uint8 x int64 x uint16 x int32",
+                                       "int64 x date32, random bits"};
+    int64_t n = 30000;
+    for (size_t c = 0; c < sizeof nks / sizeof nks[0]; c++) {
+        size_t nk = nks[c];
+        fbt_col k[FB_AGG_MAX_KEYS];
+        fb_column kc[FB_AGG_MAX_KEYS];
+        for (size_t i = 0; i < nk; i++) {
+            k[i] = key_col_skew(types[c][i], n, distinct[c][i], i != 1, c == 1 && i == 0);
+            kc[i] = k[i].col;
+        }
+        part_suite(ctx, what[c], kc, types[c], nk, n);
+        for (size_t i = 0; i < nk; i++)
+            fbt_col_free(&k[i]);
+    }
 }
 
 static void test_group_timing(void **state)
@@ -1011,6 +1196,7 @@ int main(void)
         cmocka_unit_test(test_sort_budget),   cmocka_unit_test(test_sort_timing),
         cmocka_unit_test(test_group_low_cardinality), cmocka_unit_test(test_group_high_cardinality),
         cmocka_unit_test(test_group_empty_and_bad),   cmocka_unit_test(test_group_budget),
+        cmocka_unit_test(test_group_partitioned_one_key), cmocka_unit_test(test_group_partitioned_composite),
         cmocka_unit_test(test_group_timing),
         cmocka_unit_test(test_group_composite), cmocka_unit_test(test_join_composite),
         cmocka_unit_test(test_join),          cmocka_unit_test(test_join_budget),

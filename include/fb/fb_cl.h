@@ -21,8 +21,9 @@
  * by, join probes) keep their table on the device and stream the rest of the input through in
  * chunks sized to what the budget leaves: double-buffered, from pinned (CL_MEM_ALLOC_HOST_PTR)
  * staging buffers on a second command queue, so the copy of one chunk overlaps the kernels of the
- * previous one. A join's build side that does not fit is processed in hash partitions; what else
- * does not fit (a group-by table) gives FB_ERR_DEVICE_MEMORY, and the call frees everything it took.
+ * previous one. A join's build side or a group-by's table that does not fit is processed in hash
+ * partitions; only what no partitioning splits (equal keys alone over the budget) gives
+ * FB_ERR_DEVICE_MEMORY, and the call frees everything it took.
  *
  * Threading: calls on one context are serialized on its device queue; they may come from any thread.
  */
@@ -133,12 +134,23 @@ FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n
  * and avg are bitwise equal to the CPU's, float sums differ by reassociation only (the device adds
  * rows in any order). Integer sums overflowing int64 give FB_ERR_OVERFLOW, as on the CPU.
  *
- * The device keeps a hash table of 2 x n_rows slots (about 20 bytes per row) and streams the
- * columns through in chunks that fit the device memory budget (FB_CL_MEM_BUDGET, else half the
- * device's memory). Several keys first become one int64 key per row on the device (each row's
- * tuple is numbered by its first row: 8 x n_keys + 30 more bytes per row, all rows at once), which
- * then comes back to the host and goes through the one-key path; each group's keys are copied from
- * its first row. Needs 64-bit atomics (cl_khr_int64_base_atomics and _extended_atomics) and fp64.
+ * Device memory: the device keeps a hash table of 2 x n_rows slots or more (12 bytes each), and per
+ * group about 16 bytes plus 24 per aggregate, and streams the columns through in chunks that fit
+ * the device memory budget (FB_CL_MEM_BUDGET, else half the device's memory). Several keys first
+ * become one int64 key per row on the device (each row's tuple is numbered by its first row: 8 x
+ * n_keys + 30 more bytes per row, all rows at once), which then comes back to the host and goes
+ * through the one-key path; each group's keys are copied from its first row.
+ * An input whose table (or tuples, or groups) does not fit the budget is split on the host into 2^b
+ * hash partitions by the top b bits of fb_hash_columns() (fb_radix_partition()), b as large as the
+ * budget needs for the estimated groups (the distinct hashes, by linear counting); each partition is
+ * grouped on the device by itself, a partition that still does not fit is split again by the next
+ * hash bits (while that shrinks it), and the groups are put back in the order of their first rows,
+ * so the answer does not depend on the budget (float sums up to reassociation, as always). Only the
+ * rows of one key (or of keys with one 64-bit hash) whose table alone passes the budget give
+ * FB_ERR_DEVICE_MEMORY. Host memory for the partitions comes from ctx's allocator: about 12.25 bytes
+ * per row, 128 KiB, a copy of the largest partition's columns, and the groups' results until every
+ * partition is done (about the size of the outputs).
+ * Needs 64-bit atomics (cl_khr_int64_base_atomics and _extended_atomics) and fp64.
  * \param out_keys spec->n_keys outputs of the key types; a validity is required when that key has a
  *        null group.
  * \param out_aggs spec->n_aggs outputs typed as fb_agg_result_type() says (validity as in
@@ -147,7 +159,7 @@ FB_API fb_status fb_cl_sort_table(fb_ctx *ctx, const fb_sort_key *keys, size_t n
  * \return FB_OK; FB_ERR_INVALID_ARG (NULL pointers, n_keys above FB_AGG_MAX_KEYS, bad counts or views, more
  *         than FB_CL_TABLE_MAX_ROWS rows);
  *         FB_ERR_UNSUPPORTED_TYPE; FB_ERR_LENGTH_MISMATCH; FB_ERR_CAPACITY; FB_ERR_OVERFLOW;
- *         FB_ERR_OUT_OF_MEMORY; FB_ERR_DEVICE_MEMORY (the table does not fit the budget);
+ *         FB_ERR_OUT_OF_MEMORY; FB_ERR_DEVICE_MEMORY (one key's rows alone do not fit the budget);
  *         FB_ERR_OPENCL (also: the device lacks 64-bit atomics); FB_ERR_NO_DEVICE. On failure
  *         every output has length 0. */
 FB_API fb_status fb_cl_group_by(fb_ctx *ctx, const fb_agg_spec *spec, const fb_column *keys,
@@ -214,9 +226,16 @@ FB_API fb_status fb_cl_join_probe_mark(fb_ctx *ctx, const fb_column *build_key, 
  * (CL_FP_DENORM; NVIDIA GPUs and PoCL have it), except NaN payloads (any NaN stands for NaN, as
  * fb_expr.h says for the CPU variants).
  *
- * Each call moves its inputs to the device and its outputs back (one morsel; nothing is streamed:
- * the inputs and outputs must fit the device memory budget, else FB_ERR_DEVICE_MEMORY). Selection
- * vectors come out by a flag, an exclusive scan and a scatter, so they are in candidate order.
+ * Each call moves its inputs to the device and its outputs back. The twins over columns or booleans
+ * (comparisons, BETWEEN, IN, AND/OR/NOT, arithmetic, casts, fb_cl_expr_select_cols and
+ * fb_cl_expr_bool_to_sel) whose inputs and outputs do not fit the device memory budget
+ * (FB_CL_MEM_BUDGET, else half the device's memory) run in chunks of rows, one after the other, with
+ * the same results and statuses (an overflow names its row of the whole morsel; a sel_in index past
+ * the column is found before any chunk); FB_ERR_DEVICE_MEMORY only when the budget cannot hold a
+ * chunk of 1024 rows. fb_cl_expr_sel_and, _sel_or and _sel_not need their selection vectors within
+ * the budget, else FB_ERR_DEVICE_MEMORY.
+ * Selection vectors come out by a flag, an exclusive scan and a scatter, so they are in candidate
+ * order.
  * fb_cl_expr_arith, fb_cl_expr_arith_const and fb_cl_expr_cast need cl_khr_fp64 (FB_ERR_OPENCL
  * without it). Statuses as the CPU functions, plus FB_ERR_DEVICE_MEMORY, FB_ERR_OPENCL and
  * FB_ERR_NO_DEVICE.
