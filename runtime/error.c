@@ -43,15 +43,20 @@ static _Thread_local struct {
 
 fb_status fb_set_error(const fb_ctx *ctx, fb_status st, const char *where, const char *fmt, ...)
 {
-    int n = snprintf(last_error.message, sizeof last_error.message, "%s: %s: ", where, fb_status_name(st));
+    /* Formatted into a scratch buffer first: callers may pass fb_last_error() itself as an argument
+     * (adding context to an inner stage's message), and vsnprintf into the buffer it reads is undefined. */
+    static _Thread_local char scratch[FB_ERROR_MESSAGE_MAX];
+    int n = snprintf(scratch, sizeof scratch, "%s: %s: ", where, fb_status_name(st));
     if (n < 0)
         n = 0;
-    if ((size_t)n < sizeof last_error.message) {
+    if ((size_t)n < sizeof scratch) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(last_error.message + n, sizeof last_error.message - (size_t)n, fmt, ap);
+        vsnprintf(scratch + n, sizeof scratch - (size_t)n, fmt, ap);
         va_end(ap);
     }
+    memcpy(last_error.message, scratch, strnlen(scratch, sizeof scratch - 1) + 1);
+    last_error.message[sizeof last_error.message - 1] = '\0';
     last_error.ctx = ctx;
     return st;
 }
