@@ -863,7 +863,11 @@ typedef struct agg_local {
     int64_t pass_left;
     /* direct */
     int64_t dbase;      /* key of slot 1 (slot 0: null) */
-    int64_t dslots, C;  /* slots; interleaved copies */
+    int64_t dslots, C;  /* slots; interleaved copies (2^lc) */
+    int lc;
+    int64_t ds;         /* words of a slot copy's record: word i of copy e is dw[i][e * ds] */
+    int fused_rw;       /* the record is (count, sum[, min, max]) for fb_agg_kernels.direct_fused_i32: 2 or
+                           4 (its words), else 0 */
     uint64_t *dw[AGG_MAX_WORDS];
     size_t dbytes;
     void *dmem;
@@ -1011,17 +1015,29 @@ static fb_status pre_flush(const agg_user *u, agg_local *l)
     return FB_OK;
 }
 
+/* Every word of the direct table to its identity. */
+static void direct_reset(const agg_user *u, agg_local *l)
+{
+    uint64_t id[AGG_MAX_WORDS];
+    for (int i = 1; i < u->L.W; i++)
+        id[l->dw[i] - (uint64_t *)l->dmem] = word_identity(u->L.kind[i]);
+    uint64_t *t = l->dmem;
+    for (int64_t e = 0; e < l->dslots * l->C; e++, t += l->ds)
+        memcpy(t, id, (size_t)l->ds * 8);
+    l->drows = 0;
+}
+
 /* Empties the direct table into the partitions. */
 static fb_status direct_flush(const agg_user *u, agg_local *l)
 {
     const agg_layout *L = &u->L;
     const int W = L->W;
-    const int64_t C = l->C;
+    const int64_t C = l->C, ds = l->ds;
     uint64_t rec[AGG_MAX_WORDS];
     for (int64_t s = 0; s < l->dslots; s++) {
         uint64_t cnt = 0;
         for (int64_t c = 0; c < C; c++)
-            cnt += l->dw[1][s * C + c];
+            cnt += l->dw[1][(s * C + c) * ds];
         if (!(cnt & AGG_LOW31))
             continue;
         rec[0] = s ? (uint64_t)(l->dbase + s - 1) : 0;
@@ -1033,13 +1049,13 @@ static fb_status direct_flush(const agg_user *u, agg_local *l)
             if (kd == W_SUM && sum_is_wide(L, i)) {
                 agg_u128 x = 0;
                 for (int64_t c = 0; c < C; c++)
-                    x += (agg_u128)l->dw[i + 1][s * C + c] << 64 | l->dw[i][s * C + c];
+                    x += (agg_u128)l->dw[i + 1][(s * C + c) * ds] << 64 | l->dw[i][(s * C + c) * ds];
                 rec[i] = (uint64_t)x, rec[i + 1] = (uint64_t)(x >> 64);
                 continue;
             }
             uint64_t acc = word_identity(kd);
             for (int64_t c = 0; c < C; c++) {
-                uint64_t v = l->dw[i][s * C + c];
+                uint64_t v = l->dw[i][(s * C + c) * ds];
                 if (kd == W_MIN)
                     acc = (int64_t)v < (int64_t)acc ? v : acc;
                 else if (kd == W_MAX)
@@ -1052,13 +1068,36 @@ static fb_status direct_flush(const agg_user *u, agg_local *l)
         FB_FORWARD_IF_ERROR(parts_put(l->ctx, l->parts, rec, rec_hash(rec[0], rec[1]), W));
         l->paths.spilled_records++;
     }
-    for (int i = 1; i < W; i++) {
-        uint64_t id = word_identity(L->kind[i]);
-        for (int64_t s = 0; s < l->dslots * C; s++)
-            l->dw[i][s] = id;
-    }
-    l->drows = 0;
+    direct_reset(u, l);
     return FB_OK;
+}
+
+/* Where each record word lives in a slot copy's record of the direct table (off[1..W-1]): in record
+ * order, or -- for count(*)/count(v) with a sum and optionally a min and a max of one int32 column, the
+ * shape direct_fused_i32 takes -- count, sum, min, max. Returns the fused record's words (2 or 4), or 0. */
+static int direct_order(const agg_user *u, int *off)
+{
+    const agg_layout *L = &u->L;
+    int sum = -1, mn = -1, mx = -1, other = 0;
+    for (int i = 1; i < L->W; i++)
+        off[i] = i - 1;
+    for (int i = 2; i < L->W; i++) {
+        if (L->kind[i] == W_SUM && sum < 0 && !sum_is_wide(L, i))
+            sum = i;
+        else if (L->kind[i] == W_MIN && mn < 0)
+            mn = i;
+        else if (L->kind[i] == W_MAX && mx < 0)
+            mx = i;
+        else
+            other = 1;
+    }
+    if (!u->direct_i32 || !L->packed || other || sum < 0 || (mn < 0) != (mx < 0))
+        return 0;
+    off[1] = 0, off[sum] = 1;
+    if (mn < 0)
+        return 2;
+    off[mn] = 2, off[mx] = 3;
+    return 4;
 }
 
 /* Sets up (or re-bases) the direct table for keys in [mn, mx]. */
@@ -1068,8 +1107,9 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
     if (l->dmem)
         FB_FORWARD_IF_ERROR(direct_flush(u, l));
     int64_t slots = mx - mn + 2;
-    int64_t C = slots <= 1024 ? 4 : slots <= 8192 ? 2 : 1;
-    size_t per = round64((size_t)(slots * C) * 8), bytes = per * (size_t)W;
+    int lc = slots <= 1024 ? 2 : slots <= 8192 ? 1 : 0;
+    int64_t C = INT64_C(1) << lc, ds = W - 1;
+    size_t bytes = round64((size_t)(slots * C * ds) * 8);
     if (bytes > l->dbytes) {
         fb_numa_free(l->ctx, l->node, l->dmem, l->dbytes);
         l->dmem = NULL;
@@ -1080,12 +1120,13 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
     l->dbase = mn;
     l->dslots = slots;
     l->C = C;
-    for (int i = 1; i < W; i++) {
-        l->dw[i] = (uint64_t *)((char *)l->dmem + per * (size_t)i);
-        uint64_t id = word_identity(u->L.kind[i]);
-        for (int64_t s = 0; s < slots * C; s++)
-            l->dw[i][s] = id;
-    }
+    l->lc = lc;
+    l->ds = ds;
+    int off[AGG_MAX_WORDS];
+    l->fused_rw = direct_order(u, off);
+    for (int i = 1; i < W; i++)
+        l->dw[i] = (uint64_t *)l->dmem + off[i];
+    direct_reset(u, l);
     l->mode = MODE_DIRECT;
     return FB_OK;
 }
@@ -1099,6 +1140,7 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
     {                                                                                                      \
         const agg_layout *L = &u->L;                                                                       \
         const uint32_t *idx = l->gid;                                                                      \
+        const size_t ds = (size_t)l->ds;                                                                      \
         for (int i = 1; i < L->W; i++) {                                                                   \
             uint64_t *a = l->dw[i];                                                                        \
             int c = L->kind[i] == W_CNT ? 0 : L->col[i];                                                   \
@@ -1109,54 +1151,54 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
                 if (L->packed && oks[L->pn_col]) {                                                         \
                     const uint8_t *pok = oks[L->pn_col];                                                   \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j]] += 1 + ((uint64_t)!pok[j] << 31);                                        \
+                        a[idx[j] * ds] += 1 + ((uint64_t)!pok[j] << 31);                                        \
                 } else {                                                                                   \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j]]++;                                                                       \
+                        a[idx[j] * ds]++;                                                                       \
                 }                                                                                          \
                 break;                                                                                     \
             case W_NULLS:                                                                                  \
                 if (ok)                                                                                    \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j]] += !ok[j];                                                               \
+                        a[idx[j] * ds] += !ok[j];                                                               \
                 break;                                                                                     \
             case W_SUM:                                                                                    \
                 if (sum_is_wide(L, i)) {                                                                   \
                     uint64_t *hi = l->dw[i + 1];                                                           \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        uint64_t x = ok && !ok[j] ? 0 : (uint64_t)(int64_t)v[j], lo = a[idx[j]] + x;       \
-                        hi[idx[j]] += (uint64_t)((int64_t)x >> 63) + (lo < x);                             \
-                        a[idx[j]] = lo;                                                                    \
+                        uint64_t x = ok && !ok[j] ? 0 : (uint64_t)(int64_t)v[j], lo = a[idx[j] * ds] + x;       \
+                        hi[idx[j] * ds] += (uint64_t)((int64_t)x >> 63) + (lo < x);                             \
+                        a[idx[j] * ds] = lo;                                                                    \
                     }                                                                                      \
                 } else if (ok) {                                                                           \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j]] += ok[j] ? (uint64_t)(int64_t)v[j] : 0;                                  \
+                        a[idx[j] * ds] += ok[j] ? (uint64_t)(int64_t)v[j] : 0;                                  \
                 } else {                                                                                   \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j]] += (uint64_t)(int64_t)v[j];                                              \
+                        a[idx[j] * ds] += (uint64_t)(int64_t)v[j];                                              \
                 }                                                                                          \
                 break;                                                                                     \
             case W_MIN:                                                                                    \
                 if (ok)                                                                                    \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MAX, *e = (int64_t *)a + idx[j];         \
+                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MAX, *e = (int64_t *)a + idx[j] * ds;         \
                         *e = x < *e ? x : *e;                                                              \
                     }                                                                                      \
                 else                                                                                       \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j];                             \
+                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j] * ds;                             \
                         *e = x < *e ? x : *e;                                                              \
                     }                                                                                      \
                 break;                                                                                     \
             case W_MAX:                                                                                    \
                 if (ok)                                                                                    \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MIN, *e = (int64_t *)a + idx[j];         \
+                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MIN, *e = (int64_t *)a + idx[j] * ds;         \
                         *e = x > *e ? x : *e;                                                              \
                     }                                                                                      \
                 else                                                                                       \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j];                             \
+                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j] * ds;                             \
                         *e = x > *e ? x : *e;                                                              \
                     }                                                                                      \
                 break;                                                                                     \
@@ -1168,50 +1210,6 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
 AGG_DIRECT_WORDS(direct_words_i64, int64_t)
 AGG_DIRECT_WORDS(direct_words_i32, int32_t)
 #undef AGG_DIRECT_WORDS
-
-/* count(*) with sum, min and max of one int32 column without nulls (A2's shape, or a subset): one
- * pass that updates every word of a row's slot, instead of one pass per word. Returns 0 when the
- * batch has another shape. */
-static int direct_fused_i32(const agg_user *u, agg_local *l, int64_t m, const int32_t *const *vals,
-                            const uint8_t *const *oks)
-{
-    const agg_layout *L = &u->L;
-    uint64_t *cnt = l->dw[1], *sum = NULL;
-    int64_t *mn = NULL, *mx = NULL;
-    if (!L->packed || oks[L->pn_col])
-        return 0;
-    for (int i = 2; i < L->W; i++) {
-        if (L->kind[i] == W_SUM && !sum && !sum_is_wide(L, i))
-            sum = l->dw[i];
-        else if (L->kind[i] == W_MIN && !mn)
-            mn = (int64_t *)l->dw[i];
-        else if (L->kind[i] == W_MAX && !mx)
-            mx = (int64_t *)l->dw[i];
-        else
-            return 0;
-    }
-    if (!sum || (!mn) != (!mx))
-        return 0;
-    const int32_t *v = vals[L->pn_col];
-    const uint32_t *idx = l->gid;
-    if (mn) {
-        for (int64_t j = 0; j < m; j++) {
-            uint32_t i = idx[j];
-            int64_t x = v[j];
-            cnt[i]++;
-            sum[i] += (uint64_t)x;
-            mn[i] = x < mn[i] ? x : mn[i];
-            mx[i] = x > mx[i] ? x : mx[i];
-        }
-    } else {
-        for (int64_t j = 0; j < m; j++) {
-            uint32_t i = idx[j];
-            cnt[i]++;
-            sum[i] += (uint64_t)(int64_t)v[j];
-        }
-    }
-    return 1;
-}
 
 /* Direct update of one batch of loaded keys and values. */
 static void direct_update(const agg_user *u, agg_local *l, int64_t m, int has_kvalid, const int *has_vvalid)
@@ -1400,10 +1398,20 @@ static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk
         int64_t m = ch->rows - b < AGG_BATCH ? ch->rows - b : AGG_BATCH;
         fb_bits kb = {kc->validity, kc->offset + b};
         int64_t mn = INT64_MAX, mx = INT64_MIN;
-        int any = l->ak->minmax_i32(k + b, kb, m, &mn, &mx) > 0;
-        FB_FORWARD_IF_ERROR(direct_admit(u, l, any, mn, mx));
+        int64_t nk = l->ak->minmax_i32(k + b, kb, m, &mn, &mx);
+        FB_FORWARD_IF_ERROR(direct_admit(u, l, nk > 0, mn, mx));
         if (l->mode != MODE_DIRECT)
             return FB_OK;
+        if (l->fused_rw && nk == m) {
+            const fb_column *vc = &ch->columns[u->value_col[u->L.pn_col]];
+            if (!vc->validity) { /* no key or value is null */
+                l->ak->direct_fused_i32(k + b, (const int32_t *)vc->data + vc->offset + b, m, (int32_t)l->dbase, l->lc,
+                                        l->fused_rw, l->dmem);
+                FB_FORWARD_IF_ERROR(direct_done(u, l, m));
+                *taken = b + m;
+                continue;
+            }
+        }
         l->ak->direct_slots_i32(k + b, kb, m, (int32_t)l->dbase, l->gid);
         const uint32_t C = (uint32_t)l->C, cm = C - 1;
         for (int64_t j = 0; j < m; j++)
@@ -1415,8 +1423,7 @@ static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk
             vals[v] = (const int32_t *)vc->data + vc->offset + b;
             oks[v] = load_valid(vc, NULL, b, m, l->vvalid[v]) ? l->vvalid[v] : NULL;
         }
-        if (!direct_fused_i32(u, l, m, vals, oks))
-            direct_words_i32(u, l, m, vals, oks);
+        direct_words_i32(u, l, m, vals, oks);
         FB_FORWARD_IF_ERROR(direct_done(u, l, m));
         *taken = b + m;
     }
