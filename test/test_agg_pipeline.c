@@ -8,6 +8,7 @@
  * Everything is compared exactly (avg: 1e-12 relative, as it divides an exact sum once). */
 #include "fb_test.h"
 
+#include "fb_agg_internal.h"
 #include "fb_pipeline_agg_internal.h"
 
 #include <math.h>
@@ -876,6 +877,118 @@ static void test_packed_keys(void **state)
         }
 }
 
+/* The direct table's fused kernel (fb_agg_kernels.direct_fused_i32) of every variant against a
+ * row-at-a-time reference written here: records of 2 and 4 words in 1, 2, 4, 8 copies, bases from
+ * INT32_MIN up, uniform, single-key and skewed keys, values with the int32 extremes, lengths that are
+ * not multiples of the kernel's 8-row step, and records that start from earlier contents. */
+static void test_direct_fused_kernel(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 48; round++) {
+        const int lc = round % 4, rw = (round / 4) % 2 ? 4 : 2, dist = (round / 8) % 3;
+        const int64_t n = round % 5 == 0 ? (int64_t)(fbt_next(&rng) % 20) : 1000 + (int64_t)(fbt_next(&rng) % 5000);
+        const int64_t range = 1 + (int64_t)(fbt_next(&rng) % 300);
+        const int32_t base = round % 7 == 0 ? INT32_MIN : (int32_t)(fbt_next(&rng) % 2000) - 1000;
+        const int64_t C = INT64_C(1) << lc, words = (range + 1) * C * rw;
+        int32_t *k = malloc((size_t)(n + 1) * 4), *v = malloc((size_t)(n + 1) * 4);
+        uint64_t *init = malloc((size_t)words * 8), *want = malloc((size_t)words * 8), *got = malloc((size_t)words * 8);
+        assert_non_null(k), assert_non_null(v), assert_non_null(init), assert_non_null(want), assert_non_null(got);
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t r = fbt_next(&rng);
+            int64_t off = dist == 0 ? (int64_t)(r % (uint64_t)range) : dist == 1 ? range - 1
+                        : (int64_t)((r >> 40) * (r >> 40) % (uint64_t)range * ((r >> 40) % (uint64_t)range) % (uint64_t)range);
+            k[i] = (int32_t)((int64_t)base + off);
+            fbt_random_value(&rng, FB_TYPE_INT32, &v[i]);
+            if (fbt_next(&rng) % 64 == 0)
+                v[i] = fbt_next(&rng) & 1 ? INT32_MIN : INT32_MAX;
+        }
+        for (int64_t w = 0; w < words; w++) /* counts, sums, mins and maxes some rows have already made */
+            init[w] = w % rw < 2 ? fbt_next(&rng) % 1000 : (uint64_t)(int64_t)(int32_t)fbt_next(&rng);
+        memcpy(want, init, (size_t)words * 8);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t slot = (int64_t)k[i] - base + 1, copy = i % C;
+            uint64_t *r = want + (slot * C + copy) * rw;
+            r[0] += 1;
+            r[1] = (uint64_t)((int64_t)r[1] + v[i]);
+            if (rw == 4) {
+                if (v[i] < (int64_t)r[2])
+                    r[2] = (uint64_t)(int64_t)v[i];
+                if (v[i] > (int64_t)r[3])
+                    r[3] = (uint64_t)(int64_t)v[i];
+            }
+        }
+        for (int ci = 0; ci < n_ctxs; ci++) {
+            const fb_agg_kernels *ak = fb_agg_kernels_get(fb_ctx_isa(ctxs[ci]));
+            memcpy(got, init, (size_t)words * 8);
+            ak->direct_fused_i32(k, v, n, base, lc, rw, got);
+            for (int64_t w = 0; w < words; w++)
+                if (got[w] != want[w])
+                    fail_msg("round %d, %s: lc %d, rw %d, %lld rows, base %d: word %lld is %lld, expected %lld", round,
+                             fb_isa_name(ak->isa), lc, rw, (long long)n, base, (long long)w, (long long)got[w],
+                             (long long)want[w]);
+        }
+        free(k), free(v), free(init), free(want), free(got);
+    }
+}
+
+/* The shapes around the fused direct path through the runtime, against the oracle: count(*) and sum
+ * alone, count(v), sum, min, max and avg in any order, min and max without a sum (the word loops),
+ * key ranges of each copy count (100, 3000, 20000 slots), one key, keys that grow (re-based tables),
+ * values at the int32 extremes; every variant, automatic and forced direct. */
+static void test_direct_fused_shapes(void **state)
+{
+    (void)state;
+    static const fb_agg_desc shapes[][6] = {
+        {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, FB_TYPE_INT32}},
+        {{FB_AGG_SUM, 0, FB_TYPE_INT32}, {FB_AGG_AVG, 0, FB_TYPE_INT32}},
+        {{FB_AGG_MAX, 0, FB_TYPE_INT32}, {FB_AGG_COUNT, 0, FB_TYPE_INT32}, {FB_AGG_MIN, 0, FB_TYPE_INT32},
+         {FB_AGG_AVG, 0, FB_TYPE_INT32}, {FB_AGG_SUM, 0, FB_TYPE_INT32}, {FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}},
+        {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_MIN, 0, FB_TYPE_INT32}, {FB_AGG_MAX, 0, FB_TYPE_INT32}},
+        {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, FB_TYPE_INT32}, {FB_AGG_MIN, 0, FB_TYPE_INT32},
+         {FB_AGG_MAX, 0, FB_TYPE_INT32}, {FB_AGG_AVG, 0, FB_TYPE_INT32}},
+    };
+    static const size_t n_aggs[] = {2, 2, 6, 3, 5};
+    static const struct {
+        int dist;
+        uint64_t card;
+    } keys[] = {{D_RANDOM, 100}, {D_ZIPF, 3000}, {D_RANDOM, 20000}, {D_SINGLE, 1}, {D_GROWING, 0}};
+    for (size_t sh = 0; sh < sizeof n_aggs / sizeof n_aggs[0]; sh++)
+        for (size_t ki = 0; ki < sizeof keys / sizeof keys[0]; ki++) {
+            int64_t n = 30000 + (int64_t)(fbt_next(&rng) % 10000);
+            fbt_col key = make_key(FB_TYPE_INT32, n, keys[ki].dist, keys[ki].card, 1, 0);
+            if (keys[ki].dist == D_RANDOM) /* no extremes: the range must stay direct */
+                for (int64_t i = 0; i < n; i++)
+                    ((int32_t *)key.data)[i] = (int32_t)(fbt_next(&rng) % keys[ki].card) - 50;
+            fbt_col v = make_val(FB_TYPE_INT32, n, 0, 0);
+            for (int64_t i = 0; i < n; i += 97)
+                ((int32_t *)v.data)[i] = i % 2 ? INT32_MIN : INT32_MAX;
+            agg_case c = {1, {FB_TYPE_INT32, 0}, &key.col, 1, &v.col, n_aggs[sh], shapes[sh], 0, 0};
+            int64_t n_ref;
+            group_ref *ref = oracle(&c, n, &n_ref);
+            for (int ci = 0; ci < n_ctxs; ci++)
+                for (size_t s = 0; s < 2; s++) {
+                    fb_agg_groups *g = NULL;
+                    int64_t morsel = (fbt_next(&rng) & 1) ? 1000 + (int64_t)(fbt_next(&rng) % 5000) : 0;
+                    char what[256];
+                    snprintf(what, sizeof what, "shape %zu, %s keys (%llu), %s, ctx %d (%s), morsel %lld", sh,
+                             dist_names[keys[ki].dist], (unsigned long long)keys[ki].card, strategy_names[s], ci,
+                             fb_isa_name(fb_ctx_isa(ctxs[ci])), (long long)morsel);
+                    fb_status st = run_case(ctxs[ci], &c, n, morsel, strategies[s], &g);
+                    if (st != FB_OK)
+                        fail_msg("%s: %s: %s", what, fb_status_name(st), fb_last_error(ctxs[ci]));
+                    check_groups(&c, g, ref, n_ref, what);
+                    fb_agg_path_counts pc;
+                    fb_agg_groups_paths(g, &pc);
+                    if (pc.direct_rows != n)
+                        fail_msg("%s: %lld rows direct, expected %lld", what, (long long)pc.direct_rows, (long long)n);
+                    fb_agg_groups_destroy(g);
+                }
+            free(ref);
+            fbt_col_free(&key);
+            fbt_col_free(&v);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -884,6 +997,7 @@ int main(void)
         cmocka_unit_test(test_overflow),       cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_bad_input),      cmocka_unit_test(test_forced_by_context),
         cmocka_unit_test(test_packed_keys),
+        cmocka_unit_test(test_direct_fused_kernel), cmocka_unit_test(test_direct_fused_shapes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
