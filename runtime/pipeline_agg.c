@@ -65,9 +65,9 @@ __extension__ typedef unsigned __int128 agg_u128;
 #define AGG_USED_FLAG (UINT64_C(1) << 62)
 #define AGG_CNT_MASK (AGG_USED_FLAG - 1)
 #define AGG_NULL_HASH 0x2545F4914F6CDD1Dull
-#define AGG_MAX_WORDS (2 + 3 * FB_AGG_MAX_AGGS)
+#define AGG_MAX_WORDS (2 + 3 * FB_AGG_MAX_AGGS + FB_AGG_MAX_KEYS)
 
-enum { W_KEY, W_CNT, W_NULLS, W_SUM, W_SUMHI, W_MIN, W_MAX };
+enum { W_KEY, W_CNT, W_NULLS, W_SUM, W_SUMHI, W_MIN, W_MAX, W_KEYX };
 enum { MODE_NONE, MODE_DIRECT, MODE_PRE, MODE_GENERIC };
 
 /* ---- layout of records (narrow) and merge-table entries (wide) --------------------------------- */
@@ -83,9 +83,13 @@ typedef struct agg_layout {
                                      count word (record and pre-aggregation entries), which saves a word */
     int pn_col, pn_t;             /* that column, and its null count's word in the merge table */
     int acc_w[FB_AGG_MAX_AGGS];   /* per sum/avg/min/max: record word of its state */
+    int nx, xw;                   /* keys that do not pack into one word (agg_user::n_pack 0, 2..4 keys):
+                                     word 0 holds key 0, the nx words from xw on (W_KEYX, the last ones)
+                                     keys 1..nx-1 and the keys' null flags (bit k: key k); a null key's
+                                     word is 0. Else nx 0. */
 } agg_layout;
 
-static void layout_build(agg_layout *L, const fb_agg_spec *spec)
+static void layout_build(agg_layout *L, const fb_agg_spec *spec, int nx)
 {
     int w = 0, t = 0;
     int col_nulls[FB_AGG_MAX_AGGS];
@@ -138,6 +142,9 @@ static void layout_build(agg_layout *L, const fb_agg_spec *spec)
         }
         L->acc_w[a] = found;
     }
+    L->nx = nx, L->xw = w;
+    for (int i = 0; i < nx; i++)
+        L->kind[w] = W_KEYX, L->col[w] = (uint8_t)i, L->tw[w++] = (uint16_t)t++;
     L->W = w;
     L->WT = t;
 }
@@ -152,6 +159,20 @@ static uint64_t word_identity(int kind)
 static inline uint64_t rec_hash(uint64_t key, uint64_t w1)
 {
     return (w1 & AGG_NULL_FLAG) ? AGG_NULL_HASH : fb_hash_u64(key);
+}
+
+/* Word i of a record's extra key words, in a record (wide 0) or a merge-table entry (wide 1). */
+static inline size_t xword(const agg_layout *L, int wide, int i) { return wide ? L->tw[L->xw + i] : (size_t)(L->xw + i); }
+
+/* The hash of a record's (or an entry's) key: rec_hash, or over every key word. */
+static inline uint64_t key_hash(const agg_layout *L, int wide, const uint64_t *r)
+{
+    if (!L->nx)
+        return rec_hash(r[0], r[1]);
+    uint64_t h = r[0];
+    for (int i = 0; i < L->nx; i++)
+        h = fb_hash_u64(h) ^ r[xword(L, wide, i)];
+    return fb_hash_u64(h);
 }
 
 /* ---- typed columns <-> ordered int64 ------------------------------------------------------------ */
@@ -575,6 +596,17 @@ static void entry_init(const agg_layout *L, int wide, uint64_t *e, const uint64_
             e[wide ? L->tw[i] : i] = word_identity(L->kind[i]);
     e[0] = r[0];
     e[1] = (r[1] & AGG_NULL_FLAG) | AGG_USED_FLAG;
+    for (int i = 0; i < L->nx; i++)
+        e[xword(L, wide, i)] = r[L->xw + i];
+}
+
+/* Whether entry e holds the extra key words of record r. */
+static inline int xkeys_equal(const agg_layout *L, int wide, const uint64_t *e, const uint64_t *r)
+{
+    for (int i = 0; i < L->nx; i++)
+        if (e[xword(L, wide, i)] != r[L->xw + i])
+            return 0;
+    return 1;
 }
 
 /* An open-addressing table of entries (linear probing on the hash's low bits). */
@@ -609,7 +641,7 @@ static int64_t table_probe(const agg_layout *L, int wide, agg_table *T, const ui
                 T->groups++;
                 break;
             }
-            if (e[0] == key && (e[1] & AGG_NULL_FLAG) == nf)
+            if (e[0] == key && (e[1] & AGG_NULL_FLAG) == nf && (!L->nx || xkeys_equal(L, wide, e, r)))
                 break;
             p = (p + 1) & mask;
         }
@@ -850,6 +882,7 @@ typedef struct agg_local {
     int mode;
     /* scratch of one batch */
     int64_t *kv;
+    int64_t *kx[FB_AGG_MAX_KEYS]; /* agg_layout::nx: the extra key words of a batch */
     uint8_t *kvalid;
     int64_t *vv[FB_AGG_MAX_AGGS];
     uint8_t *vvalid[FB_AGG_MAX_AGGS];
@@ -966,11 +999,14 @@ static fb_status agg_init_local_parts(void *user, void *global, const fb_worker_
     size_t nv = 0;
     for (size_t v = 0; v < u->n_values; v++)
         nv += u->value_type[v] != FB_TYPE_INVALID;
-    l->scratch_bytes = AGG_BATCH * (8 + 1 + nv * 9 + (size_t)W * 8 + 8 + 4) + 64 * (nv * 2 + 6);
+    const size_t nx = (size_t)u->L.nx;
+    l->scratch_bytes = AGG_BATCH * (8 + 1 + nv * 9 + (size_t)W * 8 + 8 + 4 + nx * 8) + 64 * (nv * 2 + 6 + nx);
     FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, l->node, l->scratch_bytes, &l->scratch));
     char *p = l->scratch;
 #define AGG_CARVE(ptr, bytes) (ptr = (void *)p, p += round64(bytes))
     AGG_CARVE(l->kv, AGG_BATCH * 8);
+    for (size_t i = 0; i < nx; i++)
+        AGG_CARVE(l->kx[i], AGG_BATCH * 8);
     AGG_CARVE(l->kvalid, AGG_BATCH);
     for (size_t v = 0; v < u->n_values; v++)
         if (u->value_type[v] != FB_TYPE_INVALID) {
@@ -1002,7 +1038,7 @@ static fb_status pre_flush(const agg_user *u, agg_local *l)
         if (!(e[1] & AGG_USED_FLAG))
             continue;
         e[1] &= ~AGG_USED_FLAG;
-        FB_FORWARD_IF_ERROR(parts_put(l->ctx, l->parts, e, rec_hash(e[0], e[1]), W));
+        FB_FORWARD_IF_ERROR(parts_put(l->ctx, l->parts, e, key_hash(&u->L, 0, e), W));
         e[1] = 0;
         l->pre.groups--;
     }
@@ -1278,10 +1314,19 @@ static void build_records(const agg_user *u, agg_local *l, int64_t m, int has_kv
             for (int64_t j = 0; j < m; j++)
                 o[j * W] = ok && !ok[j] ? (uint64_t)INT64_MIN : (uint64_t)v[j];
             break;
+        case W_KEYX: {
+            const int64_t *x = l->kx[L->col[i]];
+            for (int64_t j = 0; j < m; j++)
+                o[j * W] = (uint64_t)x[j];
+            break;
+        }
         default:
             break;
         }
     }
+    if (L->nx)
+        for (int64_t j = 0; j < m; j++)
+            l->h[j] = key_hash(L, 0, r + j * W);
 }
 
 /* Records from..m-1 of the batch go to the partitions as they are. */
@@ -1499,6 +1544,26 @@ static void load_packed(const agg_user *u, agg_local *l, const fb_chunk *ch, con
     }
 }
 
+/* Keys that do not pack (agg_layout::nx): key 0 into l->kv, keys 1.. and the null flags into l->kx (a
+ * null key's word 0). */
+static void load_multi(const agg_user *u, agg_local *l, const fb_chunk *ch, const uint32_t *sel, int64_t base,
+                       int64_t n)
+{
+    const int nx = u->L.nx;
+    int64_t *fl = l->kx[nx - 1];
+    for (int64_t j = 0; j < n; j++)
+        fl[j] = 0;
+    for (int k = 0; k < nx; k++) {
+        const fb_column *c = &ch->columns[u->key_col[k]];
+        int64_t *out = k ? l->kx[k - 1] : l->kv;
+        load_ordered(c, sel, base, n, out);
+        if (load_valid(c, sel, base, n, l->kvalid))
+            for (int64_t j = 0; j < n; j++)
+                if (!l->kvalid[j])
+                    out[j] = 0, fl[j] |= INT64_C(1) << k;
+    }
+}
+
 static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
 {
     const fb_column *kc = &ch->columns[u->key_col[0]];
@@ -1507,6 +1572,12 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
     const fb_agg_strategy strat = u->g->spec.strategy;
     int has_vvalid[FB_AGG_MAX_AGGS] = {0};
     int64_t b = 0;
+    if (l->mode == MODE_NONE && u->L.nx) { /* no direct table over keys that do not pack */
+        if (strat == FB_AGG_STRATEGY_DIRECT)
+            return fb_stage_error(l->ctx, FB_ERR_CAPACITY,
+                                  "forced direct aggregation: the %d keys do not pack into one 64-bit word", u->L.nx);
+        l->mode = MODE_PRE;
+    }
     if ((l->mode == MODE_NONE || l->mode == MODE_DIRECT) && u->direct_i32 && !sel)
         FB_FORWARD_IF_ERROR(fast_direct_i32(u, l, ch, &b));
     const int vc = u->compact_col;
@@ -1530,6 +1601,8 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
         int has_kvalid = 0;
         if (u->n_pack) {
             load_packed(u, l, ch, bs, b, m, l->kv, (int64_t *)(void *)l->rec); /* rec is free until build_records */
+        } else if (u->L.nx) {
+            load_multi(u, l, ch, bs, b, m);
         } else {
             load_ordered(kc, bs, b, m, l->kv);
             has_kvalid = load_valid(kc, bs, b, m, l->kvalid);
@@ -1826,7 +1899,7 @@ static fb_status merge_table_grow(const agg_user *u, merge_local *ml)
         const uint64_t *o = old.e + s * TW;
         if (!(o[1] & AGG_USED_FLAG))
             continue;
-        size_t p = rec_hash(o[0], o[1]) & (slots - 1);
+        size_t p = key_hash(&u->L, !u->narrow, o) & (slots - 1);
         while (e[p * TW + 1] & AGG_USED_FLAG)
             p = (p + 1) & (slots - 1);
         memcpy(e + p * TW, o, TW * 8);
@@ -1905,6 +1978,22 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
                 int kn = (int)((pk >> (sh + nb)) & 1);
                 uint64_t x = kn ? 0 : ((pk >> sh) & vm) + lo; /* a null key's value: 0 */
                 memcpy(d + (size_t)r * w, &x, w);           /* little-endian: the low bytes */
+                kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
+                o->key_nulls |= (uint64_t)kn << k;
+            }
+        }
+    } else if (L->nx) { /* each key's word, its null flag in the flags word */
+        const size_t fo = xword(L, !nar, L->nx - 1);
+        for (int k = 0; k < L->nx; k++) {
+            const size_t w = fb_type_width(g->key_types[k]);
+            char *d = buf + doff[k];
+            store_column(g->key_types[k], d, ent, k ? xword(L, !nar, k - 1) : 0, rows);
+            uint8_t *kv = (uint8_t *)buf + voff[k];
+            memset(kv, 0, vbytes);
+            for (r = 0; r < rows; r++) {
+                int kn = (int)((ent[r][fo] >> k) & 1);
+                if (kn) /* a null key's value: 0 */
+                    memset(d + (size_t)r * w, 0, w);
                 kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
                 o->key_nulls |= (uint64_t)kn << k;
             }
@@ -2207,7 +2296,7 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
                     int64_t m = b->n - j0 < AGG_BATCH ? b->n - j0 : AGG_BATCH;
                     const uint64_t *r = rec + j0 * W;
                     for (int64_t j = 0; j < m; j++)
-                        ml->h[j] = rec_hash(r[j * W], r[j * W + 1]);
+                        ml->h[j] = key_hash(&u->L, 0, r + j * W);
                     for (int64_t done = 0;;) {
                         int64_t k = table_probe(&u->L, !u->narrow, &ml->T, r + done * W, ml->h + done, m - done,
                                                 ml->gid);
@@ -2321,7 +2410,7 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
             u->key_col[k] = input->key_columns[k];
         for (size_t v = 0; v < input->n_values; v++)
             u->value_col[v] = input->value_columns[v];
-        int fast = spec->n_keys == 1, bits = 0;
+        int fast = spec->n_keys == 1, bits = 0, nx = 0;
         if (spec->n_keys >= 2) { /* several narrow keys: packed into one, when their fields fit 64 bits */
             fast = 1;
             for (size_t k = 0; k < spec->n_keys; k++) {
@@ -2330,8 +2419,13 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
                 u->kbits[k] = (uint8_t)(8 * fb_type_width(spec->key_types[k]));
                 bits += u->kbits[k] + 1;
             }
-            fast &= bits <= 64;
-            u->n_pack = fast ? (int)spec->n_keys : 0;
+            u->n_pack = fast && bits <= 64 ? (int)spec->n_keys : 0;
+            if (!u->n_pack) { /* integer keys that do not pack: one word each (agg_layout::nx) */
+                fast = 1;
+                for (size_t k = 0; k < spec->n_keys; k++)
+                    fast &= is_int_type(spec->key_types[k]);
+                nx = (int)spec->n_keys;
+            }
         }
         for (size_t a = 0; a < spec->n_aggs; a++) {
             const fb_agg_desc *d = &spec->aggs[a];
@@ -2344,8 +2438,8 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
         }
         u->fast = fast;
         if (fast) {
-            layout_build(&u->L, &g->spec);
-            u->direct_i32 = !u->n_pack && (spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32);
+            layout_build(&u->L, &g->spec, nx);
+            u->direct_i32 = !u->n_pack && !nx && (spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32);
             for (size_t v = 0; v < input->n_values; v++)
                 u->direct_i32 &= u->value_type[v] == FB_TYPE_INVALID || u->value_type[v] == FB_TYPE_INT32;
             int n_read = 0;
@@ -2353,7 +2447,7 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
             for (size_t v = 0; v < input->n_values; v++)
                 if (u->value_type[v] != FB_TYPE_INVALID)
                     n_read++, u->compact_col = (int)v;
-            if (n_read <= 1) {
+            if (n_read <= 1 && !nx) {
                 fb_type kt = spec->key_types[0];
                 fb_type vt = u->compact_col >= 0 ? u->value_type[u->compact_col] : FB_TYPE_INT32;
                 int k32 = u->n_pack ? bits <= 32 : fb_type_width(kt) <= 4;
