@@ -164,15 +164,19 @@ static inline uint64_t rec_hash(uint64_t key, uint64_t w1)
 /* Word i of a record's extra key words, in a record (wide 0) or a merge-table entry (wide 1). */
 static inline size_t xword(const agg_layout *L, int wide, int i) { return wide ? L->tw[L->xw + i] : (size_t)(L->xw + i); }
 
-/* The hash of a record's (or an entry's) key: rec_hash, or over every key word. */
+/* The hash of a record's (or an entry's) key: rec_hash, or over every key word: each step (a
+ * multiply and a rotation) is a bijection of the words so far, so keys that differ in a later word only
+ * meet by chance, and one finalizer mixes the result. */
 static inline uint64_t key_hash(const agg_layout *L, int wide, const uint64_t *r)
 {
     if (!L->nx)
         return rec_hash(r[0], r[1]);
-    uint64_t h = r[0];
-    for (int i = 0; i < L->nx; i++)
-        h = fb_hash_u64(h) ^ r[xword(L, wide, i)];
-    return fb_hash_u64(h);
+    uint64_t x = r[0];
+    for (int i = 0; i < L->nx; i++) {
+        x *= UINT64_C(0x9E3779B97F4A7C15);
+        x = (x << 31 | x >> 33) ^ r[xword(L, wide, i)];
+    }
+    return fb_hash_u64(x);
 }
 
 /* ---- typed columns <-> ordered int64 ------------------------------------------------------------ */
@@ -1274,7 +1278,12 @@ static void build_records(const agg_user *u, agg_local *l, int64_t m, int has_kv
     const int W = L->W;
     uint64_t *r = l->rec;
     const uint8_t *pok = L->packed && has_vvalid[L->pn_col] ? l->vvalid[L->pn_col] : NULL;
-    if (!has_kvalid && !pok) {
+    if (L->nx) { /* the hash comes below, over every key word; no key null flag here */
+        for (int64_t j = 0; j < m; j++) {
+            r[j * W] = (uint64_t)l->kv[j];
+            r[j * W + 1] = 1 | (pok && !pok[j] ? UINT64_C(1) << 31 : 0);
+        }
+    } else if (!has_kvalid && !pok) {
         for (int64_t j = 0; j < m; j++) {
             r[j * W] = (uint64_t)l->kv[j];
             r[j * W + 1] = 1;
@@ -1324,9 +1333,20 @@ static void build_records(const agg_user *u, agg_local *l, int64_t m, int has_kv
             break;
         }
     }
-    if (L->nx)
+    if (L->nx) { /* key_hash, a key word at a time over the batch */
+        uint64_t *h = l->h;
         for (int64_t j = 0; j < m; j++)
-            l->h[j] = key_hash(L, 0, r + j * W);
+            h[j] = (uint64_t)l->kv[j];
+        for (int i = 0; i < L->nx; i++) {
+            const int64_t *x = l->kx[i];
+            for (int64_t j = 0; j < m; j++) {
+                uint64_t y = h[j] * UINT64_C(0x9E3779B97F4A7C15);
+                h[j] = (y << 31 | y >> 33) ^ (uint64_t)x[j];
+            }
+        }
+        for (int64_t j = 0; j < m; j++)
+            h[j] = fb_hash_u64(h[j]);
+    }
 }
 
 /* Records from..m-1 of the batch go to the partitions as they are. */
