@@ -7,15 +7,19 @@
  * flag in bit 63), a null count per value column read, and per aggregate state a sum (one word for
  * inputs of at most 32 bits, whose partial sums cannot leave int64 before a table is flushed, two for
  * 64-bit inputs), a min or a max. A worker keeps one of:
- *   - a direct-indexed table (small key range): one word array per record word, each slot in C
- *     interleaved copies (row j updates copy j % C), so that neighbouring rows of the same group do
- *     not wait on each other's stores;
+ *   - a direct-indexed table (small key range): each slot in C interleaved copies (row j updates copy
+ *     j % C), so that neighbouring rows of the same group do not wait on each other's stores, and a
+ *     copy's words side by side (one cache line a row); count(*) with a sum (and a min and a max) of one
+ *     int32 column without nulls -- A2's shape -- is one vector read-modify-write a row in the CPU
+ *     variant's kernel (fb_agg_kernels.direct_fused_i32), other shapes one loop per word;
  *   - a cache-sized open-addressing table of records (pre-aggregation), emptied into the partitions
  *     when half full; when a flush finds that the table hardly reduced the rows, the next
  *     AGG_PASS_ROWS rows go to the partitions directly: as compact rows (key and value as they come,
  *     8 or 16 bytes, the count implicit) through a write-combining line per partition, when at most
  *     one value column is read and the row has no null; else one record per row.
- * Several narrow key columns are packed into one key word (agg_user::n_pack) and take the same paths.
+ * Several narrow key columns are packed into one key word (agg_user::n_pack) and take the same paths;
+ * integer keys that do not pack (int32 with int32, two int64s ...) have one record word each and a word
+ * of their null flags (agg_layout::nx) and take the same paths but the direct table and compact rows.
  * Records land in 2^FB_AGG_PARTITION_BITS partitions by the top bits of the key's hash, in blocks
  * carved from slabs on the worker's NUMA node. The merge pipeline's source hands out partitions;
  * its sink aggregates a partition's records and compact rows (every worker's blocks) into a table,
@@ -23,8 +27,8 @@
  * counts, 128-bit sums) -- and writes the groups as typed columns on its worker's node, checking
  * integer sums against int64.
  *
- * Other specs fall back to one fb_agg_table per worker, merged by combine (one partition). The
- * context may force the strategy (fb_ctx_agg_strategy()) where the spec leaves it AUTO.
+ * Other specs (float aggregates, no keys) fall back to one fb_agg_table per worker, merged by combine
+ * (one partition). The context may force the strategy (fb_ctx_agg_strategy()) where the spec leaves it AUTO.
  */
 #include "fb_internal.h"
 #include "fb/fb_topology.h"
@@ -162,7 +166,10 @@ static inline uint64_t rec_hash(uint64_t key, uint64_t w1)
 }
 
 /* Word i of a record's extra key words, in a record (wide 0) or a merge-table entry (wide 1). */
-static inline size_t xword(const agg_layout *L, int wide, int i) { return wide ? L->tw[L->xw + i] : (size_t)(L->xw + i); }
+static inline size_t xword(const agg_layout *L, int wide, int i)
+{
+    return wide ? L->tw[L->xw + i] : (size_t)(L->xw + i);
+}
 
 /* The hash of a record's (or an entry's) key: rec_hash, or over every key word: each step (a
  * multiply and a rotation) is a bijection of the words so far, so keys that differ in a later word only
@@ -2459,7 +2466,8 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
         u->fast = fast;
         if (fast) {
             layout_build(&u->L, &g->spec, nx);
-            u->direct_i32 = !u->n_pack && !nx && (spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32);
+            u->direct_i32 = !u->n_pack && !nx &&
+                            (spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32);
             for (size_t v = 0; v < input->n_values; v++)
                 u->direct_i32 &= u->value_type[v] == FB_TYPE_INVALID || u->value_type[v] == FB_TYPE_INT32;
             int n_read = 0;
