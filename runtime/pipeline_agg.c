@@ -1457,8 +1457,8 @@ static fb_status direct_done(const agg_user *u, agg_local *l, int64_t m)
 }
 
 /* The direct table over an int32 key and int32 values without a selection: the CPU variant's
- * key-range and slot kernels, values read in place. Returns the rows it took (all, or 0 once the
- * table has been left). */
+ * key-range and slot kernels (or its fused kernel), values read in place. Sets *taken to the rows it
+ * took (all, or those before the batch where the table was left). */
 static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk *ch, int64_t *taken)
 {
     const fb_column *kc = &ch->columns[u->key_col[0]];
@@ -1466,23 +1466,33 @@ static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk
     const int32_t *vals[FB_AGG_MAX_AGGS];
     const uint8_t *oks[FB_AGG_MAX_AGGS];
     *taken = 0;
-    for (int64_t b = 0; b < ch->rows; b += AGG_BATCH) {
-        int64_t m = ch->rows - b < AGG_BATCH ? ch->rows - b : AGG_BATCH;
+    for (int64_t b0 = 0; b0 < ch->rows; b0 += AGG_BATCH) {
+        int64_t b = b0, m = ch->rows - b < AGG_BATCH ? ch->rows - b : AGG_BATCH; /* rows b..b+m-1 left */
         fb_bits kb = {kc->validity, kc->offset + b};
         int64_t mn = INT64_MAX, mx = INT64_MIN;
+        const fb_column *fc = l->fused_rw ? &ch->columns[u->value_col[u->L.pn_col]] : NULL;
+        if (l->mode == MODE_DIRECT && fc && !fc->validity && !kc->validity) {
+            /* no key or value is null: the fused kernel checks the key range itself, up to the first
+             * block of 8 rows with a key outside the table */
+            int64_t d = l->ak->direct_fused_i32(k + b, (const int32_t *)fc->data + fc->offset + b, m, (int32_t)l->dbase,
+                                                (uint32_t)(l->dslots - 1), l->lc, l->fused_rw, l->dmem);
+            FB_FORWARD_IF_ERROR(direct_done(u, l, d));
+            *taken = b + d;
+            if (d == m)
+                continue;
+            b += d, m -= d;
+            kb.off += d;
+        }
         int64_t nk = l->ak->minmax_i32(k + b, kb, m, &mn, &mx);
         FB_FORWARD_IF_ERROR(direct_admit(u, l, nk > 0, mn, mx));
         if (l->mode != MODE_DIRECT)
             return FB_OK;
-        if (l->fused_rw && nk == m) {
-            const fb_column *vc = &ch->columns[u->value_col[u->L.pn_col]];
-            if (!vc->validity) { /* no key or value is null */
-                l->ak->direct_fused_i32(k + b, (const int32_t *)vc->data + vc->offset + b, m, (int32_t)l->dbase, l->lc,
-                                        l->fused_rw, l->dmem);
-                FB_FORWARD_IF_ERROR(direct_done(u, l, m));
-                *taken = b + m;
-                continue;
-            }
+        if (fc && nk == m && !fc->validity) { /* after a re-base */
+            int64_t d = l->ak->direct_fused_i32(k + b, (const int32_t *)fc->data + fc->offset + b, m, (int32_t)l->dbase,
+                                                (uint32_t)(l->dslots - 1), l->lc, l->fused_rw, l->dmem);
+            FB_FORWARD_IF_ERROR(direct_done(u, l, d)); /* all: the table spans the batch's keys now */
+            *taken = b + d;
+            continue;
         }
         l->ak->direct_slots_i32(k + b, kb, m, (int32_t)l->dbase, l->gid);
         const uint32_t C = (uint32_t)l->C, cm = C - 1;
