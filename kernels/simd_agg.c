@@ -275,20 +275,20 @@ FB_INLINE int fused_in_range(const int32_t *k, simde__m256i base_flip, simde__m2
     return simde_mm256_movemask_epi8(simde_mm256_cmpgt_epi32(span_flip, d)) == -1;
 }
 
-#define FUSED_LOOP(LC, RW)                                                                                 \
-    do {                                                                                                   \
-        const uint32_t cm_ = (1u << (LC)) - 1u;                                                            \
-        for (; i_ + 8 <= n; i_ += 8) {                                                                     \
-            if (!fused_in_range(k + i_, base_flip, span_flip))                                             \
-                return i_;                                                                                 \
-            _Pragma("GCC unroll 8") for (int u_ = 0; u_ < 8; u_++)                                         \
-                fused_row##RW(tbl + RW * FUSED_SLOT(i_ + u_, (uint32_t)u_ & cm_, LC), v[i_ + u_]);        \
-        }                                                                                                  \
-        for (int64_t j_ = i_; j_ < n; j_++)                                                                \
-            if ((uint32_t)k[j_] - (uint32_t)base >= span)                                                  \
-                return i_;                                                                                 \
-        for (; i_ < n; i_++)                                                                               \
-            fused_row##RW(tbl + RW * FUSED_SLOT(i_, (uint32_t)i_ & cm_, LC), v[i_]);                      \
+#define FUSED_LOOP(LC, RW)                                                                         \
+    do {                                                                                           \
+        const uint32_t cm_ = (1u << (LC)) - 1u;                                                    \
+        for (; i_ + 8 <= n; i_ += 8) {                                                             \
+            if (!fused_in_range(k + i_, base_flip, span_flip))                                     \
+                return i_;                                                                         \
+            _Pragma("GCC unroll 8") for (int u_ = 0; u_ < 8; u_++)                                 \
+                fused_row##RW(tbl + RW * FUSED_SLOT(i_ + u_, (uint32_t)u_ & cm_, LC), v[i_ + u_]); \
+        }                                                                                          \
+        for (int64_t j_ = i_; j_ < n; j_++)                                                        \
+            if ((uint32_t)k[j_] - (uint32_t)base >= span)                                          \
+                return i_;                                                                         \
+        for (; i_ < n; i_++)                                                                       \
+            fused_row##RW(tbl + RW * FUSED_SLOT(i_, (uint32_t)i_ & cm_, LC), v[i_]);               \
     } while (0)
 
 static int64_t direct_fused_i32(const int32_t *k, const int32_t *v, int64_t n, int32_t base, uint32_t span, int lc,

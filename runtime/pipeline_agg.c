@@ -1187,7 +1187,7 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
     {                                                                                                      \
         const agg_layout *L = &u->L;                                                                       \
         const uint32_t *idx = l->gid;                                                                      \
-        const size_t ds = (size_t)l->ds;                                                                      \
+        const size_t ds = (size_t)l->ds;                                                                   \
         for (int i = 1; i < L->W; i++) {                                                                   \
             uint64_t *a = l->dw[i];                                                                        \
             int c = L->kind[i] == W_CNT ? 0 : L->col[i];                                                   \
@@ -1198,54 +1198,54 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
                 if (L->packed && oks[L->pn_col]) {                                                         \
                     const uint8_t *pok = oks[L->pn_col];                                                   \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j] * ds] += 1 + ((uint64_t)!pok[j] << 31);                                        \
+                        a[idx[j] * ds] += 1 + ((uint64_t)!pok[j] << 31);                                   \
                 } else {                                                                                   \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j] * ds]++;                                                                       \
+                        a[idx[j] * ds]++;                                                                  \
                 }                                                                                          \
                 break;                                                                                     \
             case W_NULLS:                                                                                  \
                 if (ok)                                                                                    \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j] * ds] += !ok[j];                                                               \
+                        a[idx[j] * ds] += !ok[j];                                                          \
                 break;                                                                                     \
             case W_SUM:                                                                                    \
                 if (sum_is_wide(L, i)) {                                                                   \
                     uint64_t *hi = l->dw[i + 1];                                                           \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        uint64_t x = ok && !ok[j] ? 0 : (uint64_t)(int64_t)v[j], lo = a[idx[j] * ds] + x;       \
-                        hi[idx[j] * ds] += (uint64_t)((int64_t)x >> 63) + (lo < x);                             \
-                        a[idx[j] * ds] = lo;                                                                    \
+                        uint64_t x = ok && !ok[j] ? 0 : (uint64_t)(int64_t)v[j], lo = a[idx[j] * ds] + x;  \
+                        hi[idx[j] * ds] += (uint64_t)((int64_t)x >> 63) + (lo < x);                        \
+                        a[idx[j] * ds] = lo;                                                               \
                     }                                                                                      \
                 } else if (ok) {                                                                           \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j] * ds] += ok[j] ? (uint64_t)(int64_t)v[j] : 0;                                  \
+                        a[idx[j] * ds] += ok[j] ? (uint64_t)(int64_t)v[j] : 0;                             \
                 } else {                                                                                   \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j] * ds] += (uint64_t)(int64_t)v[j];                                              \
+                        a[idx[j] * ds] += (uint64_t)(int64_t)v[j];                                         \
                 }                                                                                          \
                 break;                                                                                     \
             case W_MIN:                                                                                    \
                 if (ok)                                                                                    \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MAX, *e = (int64_t *)a + idx[j] * ds;         \
+                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MAX, *e = (int64_t *)a + idx[j] * ds;    \
                         *e = x < *e ? x : *e;                                                              \
                     }                                                                                      \
                 else                                                                                       \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j] * ds;                             \
+                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j] * ds;                        \
                         *e = x < *e ? x : *e;                                                              \
                     }                                                                                      \
                 break;                                                                                     \
             case W_MAX:                                                                                    \
                 if (ok)                                                                                    \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MIN, *e = (int64_t *)a + idx[j] * ds;         \
+                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MIN, *e = (int64_t *)a + idx[j] * ds;    \
                         *e = x > *e ? x : *e;                                                              \
                     }                                                                                      \
                 else                                                                                       \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j] * ds;                             \
+                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j] * ds;                        \
                         *e = x > *e ? x : *e;                                                              \
                     }                                                                                      \
                 break;                                                                                     \
