@@ -78,6 +78,27 @@ static void direct_slots_i32(const int32_t *v, fb_bits valid, int64_t n, int32_t
         slot[i] = fb_bit_get(valid, i) ? (uint32_t)v[i] - (uint32_t)base + 1 : 0;
 }
 
+int64_t fb_agg_direct_fused_i32_scalar(const int32_t *k, const int32_t *v, int64_t n, int32_t base, uint32_t span,
+                                       int lc, int rw, uint64_t *tbl)
+{
+    const uint32_t cm = (1u << lc) - 1u;
+    for (int64_t i = 0; i < n; i++) {
+        if (i % 8 == 0) /* the block of 8 rows must be in range */
+            for (int64_t j = i; j < n && j < i + 8; j++)
+                if ((uint32_t)k[j] - (uint32_t)base >= span)
+                    return i;
+        uint64_t *r = tbl + (size_t)rw * ((((size_t)((uint32_t)k[i] - (uint32_t)base) + 1) << lc) + ((uint32_t)i & cm));
+        int64_t x = v[i];
+        r[0]++;
+        r[1] += (uint64_t)x;
+        if (rw == 4) {
+            r[2] = x < (int64_t)r[2] ? (uint64_t)x : r[2];
+            r[3] = x > (int64_t)r[3] ? (uint64_t)x : r[3];
+        }
+    }
+    return n;
+}
+
 const fb_agg_kernels fb_agg_kernels_scalar = {
     .isa = FB_ISA_SCALAR,
     .sum_i32 = fb_agg_sum_i32_scalar,
@@ -86,4 +107,5 @@ const fb_agg_kernels fb_agg_kernels_scalar = {
     .minmax_i32 = fb_agg_minmax_i32_scalar,
     .minmax_i64 = fb_agg_minmax_i64_scalar,
     .direct_slots_i32 = direct_slots_i32,
+    .direct_fused_i32 = fb_agg_direct_fused_i32_scalar,
 };

@@ -29,6 +29,15 @@ typedef struct fb_agg_kernels {
     /* Direct-indexed slots of one 32-bit key column: slot[i] = (uint32)(v[i] - base) + 1 for a
      * valid row, 0 for a null one. The caller guarantees base <= v[i] < base + 2^32 - 1. */
     void (*direct_slots_i32)(const int32_t *v, fb_bits valid, int64_t n, int32_t base, uint32_t *slot);
+    /* The direct table's fused update of int32 keys and int32 values, none null: row i updates the
+     * record of rw words at tbl + rw * ((((uint32)(k[i] - base) + 1) << lc) + (i & (2^lc - 1))) (the key's
+     * slot, in 2^lc interleaved copies): word 0 (count) += 1, word 1 (sum) += v[i], and for rw 4 word 2
+     * (min) = min(word 2, v[i]), word 3 (max) = max(word 3, v[i]), as int64. rw is 2 or 4, lc 0..3.
+     * Only keys with (uint32)(k[i] - base) < span are taken: the kernel stops before the first 8-row
+     * block (counted from row 0) that holds another one and returns the rows it took (n when all were
+     * in range). The table has span + 1 slots. */
+    int64_t (*direct_fused_i32)(const int32_t *k, const int32_t *v, int64_t n, int32_t base, uint32_t span, int lc,
+                                int rw, uint64_t *tbl);
 } fb_agg_kernels;
 
 /* Scalar kernels the base (SSE2) variant uses as well: SSE2 lacks the 32->64-bit widening and the
@@ -37,6 +46,10 @@ typedef struct fb_agg_kernels {
 int64_t fb_agg_sum_i32_scalar(const int32_t *v, fb_bits valid, int64_t n, fb_agg_i128 *sum);
 int64_t fb_agg_minmax_i32_scalar(const int32_t *v, fb_bits valid, int64_t n, int64_t *mn, int64_t *mx);
 int64_t fb_agg_minmax_i64_scalar(const int64_t *v, fb_bits valid, int64_t n, int64_t *mn, int64_t *mx);
+/* The base variant's direct_fused_i32 as well: a row's record is one read-modify-write of scalar words
+ * there, which SSE2's emulated 64-bit min/max would only slow down. */
+int64_t fb_agg_direct_fused_i32_scalar(const int32_t *k, const int32_t *v, int64_t n, int32_t base, uint32_t span,
+                                       int lc, int rw, uint64_t *tbl);
 
 extern const fb_agg_kernels fb_agg_kernels_scalar;
 extern const fb_agg_kernels fb_agg_kernels_base;

@@ -240,6 +240,80 @@ static void direct_slots_i32(const int32_t *v, fb_bits valid, int64_t n, int32_t
         slot[i] = fb_bit_get(valid, i) ? (uint32_t)v[i] - (uint32_t)base + 1 : 0;
 }
 
+#if defined(FB_KERNEL_AVX2) || defined(FB_KERNEL_AVX512)
+/* direct_fused_i32: a row's record (count, sum, min, max) is one 256-bit read-modify-write (a (count,
+ * sum) record one 128-bit one) instead of one per word; rows are taken 8 at a time, so that a row's
+ * copy (i mod 2^lc) is a constant of its position. */
+FB_INLINE void fused_row4(uint64_t *r, int32_t v)
+{
+    simde__m256i rec = simde_mm256_loadu_si256((const simde__m256i *)(void *)r);
+    simde__m256i x = simde_mm256_set1_epi64x(v);
+    /* lanes 0, 1: count + 1, sum + v */
+    simde__m256i s = simde_mm256_add_epi64(rec, simde_mm256_blend_epi32(x, simde_mm256_setr_epi64x(1, 0, 0, 0), 0x03));
+#if defined(__AVX512VL__) /* the native 64-bit min/max (simde 0.7.4 has no 256-bit ones): lanes 2, 3 */
+    simde__m256i out = _mm256_mask_max_epi64(_mm256_mask_min_epi64(s, 0x4, rec, x), 0x8, rec, x);
+#else
+    /* lane 2 takes v where rec > v (min), lane 3 where !(rec > v) (max; equal: the same value) */
+    simde__m256i take = simde_mm256_xor_si256(simde_mm256_cmpgt_epi64(rec, x), simde_mm256_setr_epi64x(0, 0, 0, -1));
+    simde__m256i out = simde_mm256_blend_epi32(s, simde_mm256_blendv_epi8(rec, x, take), 0xF0);
+#endif
+    simde_mm256_storeu_si256((simde__m256i *)(void *)r, out);
+}
+
+FB_INLINE void fused_row2(uint64_t *r, int32_t v)
+{
+    simde__m128i rec = simde_mm_loadu_si128((const simde__m128i *)(void *)r);
+    simde_mm_storeu_si128((simde__m128i *)(void *)r, simde_mm_add_epi64(rec, simde_mm_set_epi64x(v, 1)));
+}
+
+#define FUSED_SLOT(i, c, LC) ((((size_t)((uint32_t)k[i] - (uint32_t)base) + 1) << (LC)) + (c))
+/* Whether the 8 keys at k are all in range: (uint32)(k - base) < span, compared signed after
+ * flipping the sign bits. */
+FB_INLINE int fused_in_range(const int32_t *k, simde__m256i base_flip, simde__m256i span_flip)
+{
+    simde__m256i d = simde_mm256_sub_epi32(simde_mm256_loadu_si256((const simde__m256i *)(const void *)k), base_flip);
+    return simde_mm256_movemask_epi8(simde_mm256_cmpgt_epi32(span_flip, d)) == -1;
+}
+
+#define FUSED_LOOP(LC, RW)                                                                         \
+    do {                                                                                           \
+        const uint32_t cm_ = (1u << (LC)) - 1u;                                                    \
+        for (; i_ + 8 <= n; i_ += 8) {                                                             \
+            if (!fused_in_range(k + i_, base_flip, span_flip))                                     \
+                return i_;                                                                         \
+            _Pragma("GCC unroll 8") for (int u_ = 0; u_ < 8; u_++)                                 \
+                fused_row##RW(tbl + RW * FUSED_SLOT(i_ + u_, (uint32_t)u_ & cm_, LC), v[i_ + u_]); \
+        }                                                                                          \
+        for (int64_t j_ = i_; j_ < n; j_++)                                                        \
+            if ((uint32_t)k[j_] - (uint32_t)base >= span)                                          \
+                return i_;                                                                         \
+        for (; i_ < n; i_++)                                                                       \
+            fused_row##RW(tbl + RW * FUSED_SLOT(i_, (uint32_t)i_ & cm_, LC), v[i_]);               \
+    } while (0)
+
+static int64_t direct_fused_i32(const int32_t *k, const int32_t *v, int64_t n, int32_t base, uint32_t span, int lc,
+                                int rw, uint64_t *tbl)
+{
+    /* k - (base + 2^31) = (k - base) ^ 2^31 in wrapping arithmetic */
+    const simde__m256i base_flip = simde_mm256_set1_epi32((int32_t)((uint32_t)base + 0x80000000u));
+    const simde__m256i span_flip = simde_mm256_set1_epi32((int32_t)(span ^ 0x80000000u));
+    int64_t i_ = 0;
+    switch (lc * 8 + rw) {
+    case 0 * 8 + 4: FUSED_LOOP(0, 4); break;
+    case 1 * 8 + 4: FUSED_LOOP(1, 4); break;
+    case 2 * 8 + 4: FUSED_LOOP(2, 4); break;
+    case 3 * 8 + 4: FUSED_LOOP(3, 4); break;
+    case 0 * 8 + 2: FUSED_LOOP(0, 2); break;
+    case 1 * 8 + 2: FUSED_LOOP(1, 2); break;
+    case 2 * 8 + 2: FUSED_LOOP(2, 2); break;
+    default: FUSED_LOOP(3, 2); break;
+    }
+    return n;
+}
+#undef FUSED_LOOP
+#undef FUSED_SLOT
+#endif
+
 #if defined(FB_KERNEL_AVX512)
 const fb_agg_kernels fb_agg_kernels_avx512 = {
     .isa = FB_ISA_AVX512,
@@ -254,10 +328,12 @@ const fb_agg_kernels fb_agg_kernels_base = {
     .sum_i32 = sum_i32,
     .minmax_i32 = minmax_i32,
     .minmax_i64 = minmax_i64,
+    .direct_fused_i32 = direct_fused_i32,
 #else /* SSE2: see fb_agg_internal.h */
     .sum_i32 = fb_agg_sum_i32_scalar,
     .minmax_i32 = fb_agg_minmax_i32_scalar,
     .minmax_i64 = fb_agg_minmax_i64_scalar,
+    .direct_fused_i32 = fb_agg_direct_fused_i32_scalar,
 #endif
     .sum_i64 = sum_i64,
     .sum_f64 = sum_f64,

@@ -7,15 +7,19 @@
  * flag in bit 63), a null count per value column read, and per aggregate state a sum (one word for
  * inputs of at most 32 bits, whose partial sums cannot leave int64 before a table is flushed, two for
  * 64-bit inputs), a min or a max. A worker keeps one of:
- *   - a direct-indexed table (small key range): one word array per record word, each slot in C
- *     interleaved copies (row j updates copy j % C), so that neighbouring rows of the same group do
- *     not wait on each other's stores;
+ *   - a direct-indexed table (small key range): each slot in C interleaved copies (row j updates copy
+ *     j % C), so that neighbouring rows of the same group do not wait on each other's stores, and a
+ *     copy's words side by side (one cache line a row); count(*) with a sum (and a min and a max) of one
+ *     int32 column without nulls -- A2's shape -- is one vector read-modify-write a row in the CPU
+ *     variant's kernel (fb_agg_kernels.direct_fused_i32), other shapes one loop per word;
  *   - a cache-sized open-addressing table of records (pre-aggregation), emptied into the partitions
  *     when half full; when a flush finds that the table hardly reduced the rows, the next
  *     AGG_PASS_ROWS rows go to the partitions directly: as compact rows (key and value as they come,
  *     8 or 16 bytes, the count implicit) through a write-combining line per partition, when at most
  *     one value column is read and the row has no null; else one record per row.
- * Several narrow key columns are packed into one key word (agg_user::n_pack) and take the same paths.
+ * Several narrow key columns are packed into one key word (agg_user::n_pack) and take the same paths;
+ * integer keys that do not pack (int32 with int32, two int64s ...) have one record word each and a word
+ * of their null flags (agg_layout::nx) and take the same paths but the direct table and compact rows.
  * Records land in 2^FB_AGG_PARTITION_BITS partitions by the top bits of the key's hash, in blocks
  * carved from slabs on the worker's NUMA node. The merge pipeline's source hands out partitions;
  * its sink aggregates a partition's records and compact rows (every worker's blocks) into a table,
@@ -23,8 +27,8 @@
  * counts, 128-bit sums) -- and writes the groups as typed columns on its worker's node, checking
  * integer sums against int64.
  *
- * Other specs fall back to one fb_agg_table per worker, merged by combine (one partition). The
- * context may force the strategy (fb_ctx_agg_strategy()) where the spec leaves it AUTO.
+ * Other specs (float aggregates, no keys) fall back to one fb_agg_table per worker, merged by combine
+ * (one partition). The context may force the strategy (fb_ctx_agg_strategy()) where the spec leaves it AUTO.
  */
 #include "fb_internal.h"
 #include "fb/fb_topology.h"
@@ -65,9 +69,9 @@ __extension__ typedef unsigned __int128 agg_u128;
 #define AGG_USED_FLAG (UINT64_C(1) << 62)
 #define AGG_CNT_MASK (AGG_USED_FLAG - 1)
 #define AGG_NULL_HASH 0x2545F4914F6CDD1Dull
-#define AGG_MAX_WORDS (2 + 3 * FB_AGG_MAX_AGGS)
+#define AGG_MAX_WORDS (2 + 3 * FB_AGG_MAX_AGGS + FB_AGG_MAX_KEYS)
 
-enum { W_KEY, W_CNT, W_NULLS, W_SUM, W_SUMHI, W_MIN, W_MAX };
+enum { W_KEY, W_CNT, W_NULLS, W_SUM, W_SUMHI, W_MIN, W_MAX, W_KEYX };
 enum { MODE_NONE, MODE_DIRECT, MODE_PRE, MODE_GENERIC };
 
 /* ---- layout of records (narrow) and merge-table entries (wide) --------------------------------- */
@@ -83,9 +87,13 @@ typedef struct agg_layout {
                                      count word (record and pre-aggregation entries), which saves a word */
     int pn_col, pn_t;             /* that column, and its null count's word in the merge table */
     int acc_w[FB_AGG_MAX_AGGS];   /* per sum/avg/min/max: record word of its state */
+    int nx, xw;                   /* keys that do not pack into one word (agg_user::n_pack 0, 2..4 keys):
+                                     word 0 holds key 0, the nx words from xw on (W_KEYX, the last ones)
+                                     keys 1..nx-1 and the keys' null flags (bit k: key k); a null key's
+                                     word is 0. Else nx 0. */
 } agg_layout;
 
-static void layout_build(agg_layout *L, const fb_agg_spec *spec)
+static void layout_build(agg_layout *L, const fb_agg_spec *spec, int nx)
 {
     int w = 0, t = 0;
     int col_nulls[FB_AGG_MAX_AGGS];
@@ -138,6 +146,9 @@ static void layout_build(agg_layout *L, const fb_agg_spec *spec)
         }
         L->acc_w[a] = found;
     }
+    L->nx = nx, L->xw = w;
+    for (int i = 0; i < nx; i++)
+        L->kind[w] = W_KEYX, L->col[w] = (uint8_t)i, L->tw[w++] = (uint16_t)t++;
     L->W = w;
     L->WT = t;
 }
@@ -152,6 +163,27 @@ static uint64_t word_identity(int kind)
 static inline uint64_t rec_hash(uint64_t key, uint64_t w1)
 {
     return (w1 & AGG_NULL_FLAG) ? AGG_NULL_HASH : fb_hash_u64(key);
+}
+
+/* Word i of a record's extra key words, in a record (wide 0) or a merge-table entry (wide 1). */
+static inline size_t xword(const agg_layout *L, int wide, int i)
+{
+    return wide ? L->tw[L->xw + i] : (size_t)(L->xw + i);
+}
+
+/* The hash of a record's (or an entry's) key: rec_hash, or over every key word: each step (a
+ * multiply and a rotation) is a bijection of the words so far, so keys that differ in a later word only
+ * meet by chance, and one finalizer mixes the result. */
+static inline uint64_t key_hash(const agg_layout *L, int wide, const uint64_t *r)
+{
+    if (!L->nx)
+        return rec_hash(r[0], r[1]);
+    uint64_t x = r[0];
+    for (int i = 0; i < L->nx; i++) {
+        x *= UINT64_C(0x9E3779B97F4A7C15);
+        x = (x << 31 | x >> 33) ^ r[xword(L, wide, i)];
+    }
+    return fb_hash_u64(x);
 }
 
 /* ---- typed columns <-> ordered int64 ------------------------------------------------------------ */
@@ -575,6 +607,17 @@ static void entry_init(const agg_layout *L, int wide, uint64_t *e, const uint64_
             e[wide ? L->tw[i] : i] = word_identity(L->kind[i]);
     e[0] = r[0];
     e[1] = (r[1] & AGG_NULL_FLAG) | AGG_USED_FLAG;
+    for (int i = 0; i < L->nx; i++)
+        e[xword(L, wide, i)] = r[L->xw + i];
+}
+
+/* Whether entry e holds the extra key words of record r. */
+static inline int xkeys_equal(const agg_layout *L, int wide, const uint64_t *e, const uint64_t *r)
+{
+    for (int i = 0; i < L->nx; i++)
+        if (e[xword(L, wide, i)] != r[L->xw + i])
+            return 0;
+    return 1;
 }
 
 /* An open-addressing table of entries (linear probing on the hash's low bits). */
@@ -609,7 +652,7 @@ static int64_t table_probe(const agg_layout *L, int wide, agg_table *T, const ui
                 T->groups++;
                 break;
             }
-            if (e[0] == key && (e[1] & AGG_NULL_FLAG) == nf)
+            if (e[0] == key && (e[1] & AGG_NULL_FLAG) == nf && (!L->nx || xkeys_equal(L, wide, e, r)))
                 break;
             p = (p + 1) & mask;
         }
@@ -850,6 +893,7 @@ typedef struct agg_local {
     int mode;
     /* scratch of one batch */
     int64_t *kv;
+    int64_t *kx[FB_AGG_MAX_KEYS]; /* agg_layout::nx: the extra key words of a batch */
     uint8_t *kvalid;
     int64_t *vv[FB_AGG_MAX_AGGS];
     uint8_t *vvalid[FB_AGG_MAX_AGGS];
@@ -863,7 +907,11 @@ typedef struct agg_local {
     int64_t pass_left;
     /* direct */
     int64_t dbase;      /* key of slot 1 (slot 0: null) */
-    int64_t dslots, C;  /* slots; interleaved copies */
+    int64_t dslots, C;  /* slots; interleaved copies (2^lc) */
+    int lc;
+    int64_t ds;         /* words of a slot copy's record: word i of copy e is dw[i][e * ds] */
+    int fused_rw;       /* the record is (count, sum[, min, max]) for fb_agg_kernels.direct_fused_i32: 2 or
+                           4 (its words), else 0 */
     uint64_t *dw[AGG_MAX_WORDS];
     size_t dbytes;
     void *dmem;
@@ -962,11 +1010,14 @@ static fb_status agg_init_local_parts(void *user, void *global, const fb_worker_
     size_t nv = 0;
     for (size_t v = 0; v < u->n_values; v++)
         nv += u->value_type[v] != FB_TYPE_INVALID;
-    l->scratch_bytes = AGG_BATCH * (8 + 1 + nv * 9 + (size_t)W * 8 + 8 + 4) + 64 * (nv * 2 + 6);
+    const size_t nx = (size_t)u->L.nx;
+    l->scratch_bytes = AGG_BATCH * (8 + 1 + nv * 9 + (size_t)W * 8 + 8 + 4 + nx * 8) + 64 * (nv * 2 + 6 + nx);
     FB_FORWARD_IF_ERROR(fb_numa_alloc(ctx, l->node, l->scratch_bytes, &l->scratch));
     char *p = l->scratch;
 #define AGG_CARVE(ptr, bytes) (ptr = (void *)p, p += round64(bytes))
     AGG_CARVE(l->kv, AGG_BATCH * 8);
+    for (size_t i = 0; i < nx; i++)
+        AGG_CARVE(l->kx[i], AGG_BATCH * 8);
     AGG_CARVE(l->kvalid, AGG_BATCH);
     for (size_t v = 0; v < u->n_values; v++)
         if (u->value_type[v] != FB_TYPE_INVALID) {
@@ -998,7 +1049,7 @@ static fb_status pre_flush(const agg_user *u, agg_local *l)
         if (!(e[1] & AGG_USED_FLAG))
             continue;
         e[1] &= ~AGG_USED_FLAG;
-        FB_FORWARD_IF_ERROR(parts_put(l->ctx, l->parts, e, rec_hash(e[0], e[1]), W));
+        FB_FORWARD_IF_ERROR(parts_put(l->ctx, l->parts, e, key_hash(&u->L, 0, e), W));
         e[1] = 0;
         l->pre.groups--;
     }
@@ -1011,17 +1062,29 @@ static fb_status pre_flush(const agg_user *u, agg_local *l)
     return FB_OK;
 }
 
+/* Every word of the direct table to its identity. */
+static void direct_reset(const agg_user *u, agg_local *l)
+{
+    uint64_t id[AGG_MAX_WORDS];
+    for (int i = 1; i < u->L.W; i++)
+        id[l->dw[i] - (uint64_t *)l->dmem] = word_identity(u->L.kind[i]);
+    uint64_t *t = l->dmem;
+    for (int64_t e = 0; e < l->dslots * l->C; e++, t += l->ds)
+        memcpy(t, id, (size_t)l->ds * 8);
+    l->drows = 0;
+}
+
 /* Empties the direct table into the partitions. */
 static fb_status direct_flush(const agg_user *u, agg_local *l)
 {
     const agg_layout *L = &u->L;
     const int W = L->W;
-    const int64_t C = l->C;
+    const int64_t C = l->C, ds = l->ds;
     uint64_t rec[AGG_MAX_WORDS];
     for (int64_t s = 0; s < l->dslots; s++) {
         uint64_t cnt = 0;
         for (int64_t c = 0; c < C; c++)
-            cnt += l->dw[1][s * C + c];
+            cnt += l->dw[1][(s * C + c) * ds];
         if (!(cnt & AGG_LOW31))
             continue;
         rec[0] = s ? (uint64_t)(l->dbase + s - 1) : 0;
@@ -1033,13 +1096,13 @@ static fb_status direct_flush(const agg_user *u, agg_local *l)
             if (kd == W_SUM && sum_is_wide(L, i)) {
                 agg_u128 x = 0;
                 for (int64_t c = 0; c < C; c++)
-                    x += (agg_u128)l->dw[i + 1][s * C + c] << 64 | l->dw[i][s * C + c];
+                    x += (agg_u128)l->dw[i + 1][(s * C + c) * ds] << 64 | l->dw[i][(s * C + c) * ds];
                 rec[i] = (uint64_t)x, rec[i + 1] = (uint64_t)(x >> 64);
                 continue;
             }
             uint64_t acc = word_identity(kd);
             for (int64_t c = 0; c < C; c++) {
-                uint64_t v = l->dw[i][s * C + c];
+                uint64_t v = l->dw[i][(s * C + c) * ds];
                 if (kd == W_MIN)
                     acc = (int64_t)v < (int64_t)acc ? v : acc;
                 else if (kd == W_MAX)
@@ -1052,13 +1115,36 @@ static fb_status direct_flush(const agg_user *u, agg_local *l)
         FB_FORWARD_IF_ERROR(parts_put(l->ctx, l->parts, rec, rec_hash(rec[0], rec[1]), W));
         l->paths.spilled_records++;
     }
-    for (int i = 1; i < W; i++) {
-        uint64_t id = word_identity(L->kind[i]);
-        for (int64_t s = 0; s < l->dslots * C; s++)
-            l->dw[i][s] = id;
-    }
-    l->drows = 0;
+    direct_reset(u, l);
     return FB_OK;
+}
+
+/* Where each record word lives in a slot copy's record of the direct table (off[1..W-1]): in record
+ * order, or -- for count(*)/count(v) with a sum and optionally a min and a max of one int32 column, the
+ * shape direct_fused_i32 takes -- count, sum, min, max. Returns the fused record's words (2 or 4), or 0. */
+static int direct_order(const agg_user *u, int *off)
+{
+    const agg_layout *L = &u->L;
+    int sum = -1, mn = -1, mx = -1, other = 0;
+    for (int i = 1; i < L->W; i++)
+        off[i] = i - 1;
+    for (int i = 2; i < L->W; i++) {
+        if (L->kind[i] == W_SUM && sum < 0 && !sum_is_wide(L, i))
+            sum = i;
+        else if (L->kind[i] == W_MIN && mn < 0)
+            mn = i;
+        else if (L->kind[i] == W_MAX && mx < 0)
+            mx = i;
+        else
+            other = 1;
+    }
+    if (!u->direct_i32 || !L->packed || other || sum < 0 || (mn < 0) != (mx < 0))
+        return 0;
+    off[1] = 0, off[sum] = 1;
+    if (mn < 0)
+        return 2;
+    off[mn] = 2, off[mx] = 3;
+    return 4;
 }
 
 /* Sets up (or re-bases) the direct table for keys in [mn, mx]. */
@@ -1068,8 +1154,9 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
     if (l->dmem)
         FB_FORWARD_IF_ERROR(direct_flush(u, l));
     int64_t slots = mx - mn + 2;
-    int64_t C = slots <= 1024 ? 4 : slots <= 8192 ? 2 : 1;
-    size_t per = round64((size_t)(slots * C) * 8), bytes = per * (size_t)W;
+    int lc = slots <= 1024 ? 2 : slots <= 8192 ? 1 : 0;
+    int64_t C = INT64_C(1) << lc, ds = W - 1;
+    size_t bytes = round64((size_t)(slots * C * ds) * 8);
     if (bytes > l->dbytes) {
         fb_numa_free(l->ctx, l->node, l->dmem, l->dbytes);
         l->dmem = NULL;
@@ -1080,12 +1167,13 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
     l->dbase = mn;
     l->dslots = slots;
     l->C = C;
-    for (int i = 1; i < W; i++) {
-        l->dw[i] = (uint64_t *)((char *)l->dmem + per * (size_t)i);
-        uint64_t id = word_identity(u->L.kind[i]);
-        for (int64_t s = 0; s < slots * C; s++)
-            l->dw[i][s] = id;
-    }
+    l->lc = lc;
+    l->ds = ds;
+    int off[AGG_MAX_WORDS];
+    l->fused_rw = direct_order(u, off);
+    for (int i = 1; i < W; i++)
+        l->dw[i] = (uint64_t *)l->dmem + off[i];
+    direct_reset(u, l);
     l->mode = MODE_DIRECT;
     return FB_OK;
 }
@@ -1099,6 +1187,7 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
     {                                                                                                      \
         const agg_layout *L = &u->L;                                                                       \
         const uint32_t *idx = l->gid;                                                                      \
+        const size_t ds = (size_t)l->ds;                                                                   \
         for (int i = 1; i < L->W; i++) {                                                                   \
             uint64_t *a = l->dw[i];                                                                        \
             int c = L->kind[i] == W_CNT ? 0 : L->col[i];                                                   \
@@ -1109,54 +1198,54 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
                 if (L->packed && oks[L->pn_col]) {                                                         \
                     const uint8_t *pok = oks[L->pn_col];                                                   \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j]] += 1 + ((uint64_t)!pok[j] << 31);                                        \
+                        a[idx[j] * ds] += 1 + ((uint64_t)!pok[j] << 31);                                   \
                 } else {                                                                                   \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j]]++;                                                                       \
+                        a[idx[j] * ds]++;                                                                  \
                 }                                                                                          \
                 break;                                                                                     \
             case W_NULLS:                                                                                  \
                 if (ok)                                                                                    \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j]] += !ok[j];                                                               \
+                        a[idx[j] * ds] += !ok[j];                                                          \
                 break;                                                                                     \
             case W_SUM:                                                                                    \
                 if (sum_is_wide(L, i)) {                                                                   \
                     uint64_t *hi = l->dw[i + 1];                                                           \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        uint64_t x = ok && !ok[j] ? 0 : (uint64_t)(int64_t)v[j], lo = a[idx[j]] + x;       \
-                        hi[idx[j]] += (uint64_t)((int64_t)x >> 63) + (lo < x);                             \
-                        a[idx[j]] = lo;                                                                    \
+                        uint64_t x = ok && !ok[j] ? 0 : (uint64_t)(int64_t)v[j], lo = a[idx[j] * ds] + x;  \
+                        hi[idx[j] * ds] += (uint64_t)((int64_t)x >> 63) + (lo < x);                        \
+                        a[idx[j] * ds] = lo;                                                               \
                     }                                                                                      \
                 } else if (ok) {                                                                           \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j]] += ok[j] ? (uint64_t)(int64_t)v[j] : 0;                                  \
+                        a[idx[j] * ds] += ok[j] ? (uint64_t)(int64_t)v[j] : 0;                             \
                 } else {                                                                                   \
                     for (int64_t j = 0; j < m; j++)                                                        \
-                        a[idx[j]] += (uint64_t)(int64_t)v[j];                                              \
+                        a[idx[j] * ds] += (uint64_t)(int64_t)v[j];                                         \
                 }                                                                                          \
                 break;                                                                                     \
             case W_MIN:                                                                                    \
                 if (ok)                                                                                    \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MAX, *e = (int64_t *)a + idx[j];         \
+                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MAX, *e = (int64_t *)a + idx[j] * ds;    \
                         *e = x < *e ? x : *e;                                                              \
                     }                                                                                      \
                 else                                                                                       \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j];                             \
+                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j] * ds;                        \
                         *e = x < *e ? x : *e;                                                              \
                     }                                                                                      \
                 break;                                                                                     \
             case W_MAX:                                                                                    \
                 if (ok)                                                                                    \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MIN, *e = (int64_t *)a + idx[j];         \
+                        int64_t x = ok[j] ? (int64_t)v[j] : INT64_MIN, *e = (int64_t *)a + idx[j] * ds;    \
                         *e = x > *e ? x : *e;                                                              \
                     }                                                                                      \
                 else                                                                                       \
                     for (int64_t j = 0; j < m; j++) {                                                      \
-                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j];                             \
+                        int64_t x = (int64_t)v[j], *e = (int64_t *)a + idx[j] * ds;                        \
                         *e = x > *e ? x : *e;                                                              \
                     }                                                                                      \
                 break;                                                                                     \
@@ -1168,50 +1257,6 @@ static fb_status direct_setup(const agg_user *u, agg_local *l, int64_t mn, int64
 AGG_DIRECT_WORDS(direct_words_i64, int64_t)
 AGG_DIRECT_WORDS(direct_words_i32, int32_t)
 #undef AGG_DIRECT_WORDS
-
-/* count(*) with sum, min and max of one int32 column without nulls (A2's shape, or a subset): one
- * pass that updates every word of a row's slot, instead of one pass per word. Returns 0 when the
- * batch has another shape. */
-static int direct_fused_i32(const agg_user *u, agg_local *l, int64_t m, const int32_t *const *vals,
-                            const uint8_t *const *oks)
-{
-    const agg_layout *L = &u->L;
-    uint64_t *cnt = l->dw[1], *sum = NULL;
-    int64_t *mn = NULL, *mx = NULL;
-    if (!L->packed || oks[L->pn_col])
-        return 0;
-    for (int i = 2; i < L->W; i++) {
-        if (L->kind[i] == W_SUM && !sum && !sum_is_wide(L, i))
-            sum = l->dw[i];
-        else if (L->kind[i] == W_MIN && !mn)
-            mn = (int64_t *)l->dw[i];
-        else if (L->kind[i] == W_MAX && !mx)
-            mx = (int64_t *)l->dw[i];
-        else
-            return 0;
-    }
-    if (!sum || (!mn) != (!mx))
-        return 0;
-    const int32_t *v = vals[L->pn_col];
-    const uint32_t *idx = l->gid;
-    if (mn) {
-        for (int64_t j = 0; j < m; j++) {
-            uint32_t i = idx[j];
-            int64_t x = v[j];
-            cnt[i]++;
-            sum[i] += (uint64_t)x;
-            mn[i] = x < mn[i] ? x : mn[i];
-            mx[i] = x > mx[i] ? x : mx[i];
-        }
-    } else {
-        for (int64_t j = 0; j < m; j++) {
-            uint32_t i = idx[j];
-            cnt[i]++;
-            sum[i] += (uint64_t)(int64_t)v[j];
-        }
-    }
-    return 1;
-}
 
 /* Direct update of one batch of loaded keys and values. */
 static void direct_update(const agg_user *u, agg_local *l, int64_t m, int has_kvalid, const int *has_vvalid)
@@ -1240,7 +1285,12 @@ static void build_records(const agg_user *u, agg_local *l, int64_t m, int has_kv
     const int W = L->W;
     uint64_t *r = l->rec;
     const uint8_t *pok = L->packed && has_vvalid[L->pn_col] ? l->vvalid[L->pn_col] : NULL;
-    if (!has_kvalid && !pok) {
+    if (L->nx) { /* the hash comes below, over every key word; no key null flag here */
+        for (int64_t j = 0; j < m; j++) {
+            r[j * W] = (uint64_t)l->kv[j];
+            r[j * W + 1] = 1 | (pok && !pok[j] ? UINT64_C(1) << 31 : 0);
+        }
+    } else if (!has_kvalid && !pok) {
         for (int64_t j = 0; j < m; j++) {
             r[j * W] = (uint64_t)l->kv[j];
             r[j * W + 1] = 1;
@@ -1280,9 +1330,29 @@ static void build_records(const agg_user *u, agg_local *l, int64_t m, int has_kv
             for (int64_t j = 0; j < m; j++)
                 o[j * W] = ok && !ok[j] ? (uint64_t)INT64_MIN : (uint64_t)v[j];
             break;
+        case W_KEYX: {
+            const int64_t *x = l->kx[L->col[i]];
+            for (int64_t j = 0; j < m; j++)
+                o[j * W] = (uint64_t)x[j];
+            break;
+        }
         default:
             break;
         }
+    }
+    if (L->nx) { /* key_hash, a key word at a time over the batch */
+        uint64_t *h = l->h;
+        for (int64_t j = 0; j < m; j++)
+            h[j] = (uint64_t)l->kv[j];
+        for (int i = 0; i < L->nx; i++) {
+            const int64_t *x = l->kx[i];
+            for (int64_t j = 0; j < m; j++) {
+                uint64_t y = h[j] * UINT64_C(0x9E3779B97F4A7C15);
+                h[j] = (y << 31 | y >> 33) ^ (uint64_t)x[j];
+            }
+        }
+        for (int64_t j = 0; j < m; j++)
+            h[j] = fb_hash_u64(h[j]);
     }
 }
 
@@ -1387,8 +1457,8 @@ static fb_status direct_done(const agg_user *u, agg_local *l, int64_t m)
 }
 
 /* The direct table over an int32 key and int32 values without a selection: the CPU variant's
- * key-range and slot kernels, values read in place. Returns the rows it took (all, or 0 once the
- * table has been left). */
+ * key-range and slot kernels (or its fused kernel), values read in place. Sets *taken to the rows it
+ * took (all, or those before the batch where the table was left). */
 static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk *ch, int64_t *taken)
 {
     const fb_column *kc = &ch->columns[u->key_col[0]];
@@ -1396,14 +1466,34 @@ static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk
     const int32_t *vals[FB_AGG_MAX_AGGS];
     const uint8_t *oks[FB_AGG_MAX_AGGS];
     *taken = 0;
-    for (int64_t b = 0; b < ch->rows; b += AGG_BATCH) {
-        int64_t m = ch->rows - b < AGG_BATCH ? ch->rows - b : AGG_BATCH;
+    for (int64_t b0 = 0; b0 < ch->rows; b0 += AGG_BATCH) {
+        int64_t b = b0, m = ch->rows - b < AGG_BATCH ? ch->rows - b : AGG_BATCH; /* rows b..b+m-1 left */
         fb_bits kb = {kc->validity, kc->offset + b};
         int64_t mn = INT64_MAX, mx = INT64_MIN;
-        int any = l->ak->minmax_i32(k + b, kb, m, &mn, &mx) > 0;
-        FB_FORWARD_IF_ERROR(direct_admit(u, l, any, mn, mx));
+        const fb_column *fc = l->fused_rw ? &ch->columns[u->value_col[u->L.pn_col]] : NULL;
+        if (l->mode == MODE_DIRECT && fc && !fc->validity && !kc->validity) {
+            /* no key or value is null: the fused kernel checks the key range itself, up to the first
+             * block of 8 rows with a key outside the table */
+            int64_t d = l->ak->direct_fused_i32(k + b, (const int32_t *)fc->data + fc->offset + b, m, (int32_t)l->dbase,
+                                                (uint32_t)(l->dslots - 1), l->lc, l->fused_rw, l->dmem);
+            FB_FORWARD_IF_ERROR(direct_done(u, l, d));
+            *taken = b + d;
+            if (d == m)
+                continue;
+            b += d, m -= d;
+            kb.off += d;
+        }
+        int64_t nk = l->ak->minmax_i32(k + b, kb, m, &mn, &mx);
+        FB_FORWARD_IF_ERROR(direct_admit(u, l, nk > 0, mn, mx));
         if (l->mode != MODE_DIRECT)
             return FB_OK;
+        if (fc && nk == m && !fc->validity) { /* after a re-base */
+            int64_t d = l->ak->direct_fused_i32(k + b, (const int32_t *)fc->data + fc->offset + b, m, (int32_t)l->dbase,
+                                                (uint32_t)(l->dslots - 1), l->lc, l->fused_rw, l->dmem);
+            FB_FORWARD_IF_ERROR(direct_done(u, l, d)); /* all: the table spans the batch's keys now */
+            *taken = b + d;
+            continue;
+        }
         l->ak->direct_slots_i32(k + b, kb, m, (int32_t)l->dbase, l->gid);
         const uint32_t C = (uint32_t)l->C, cm = C - 1;
         for (int64_t j = 0; j < m; j++)
@@ -1415,8 +1505,7 @@ static fb_status fast_direct_i32(const agg_user *u, agg_local *l, const fb_chunk
             vals[v] = (const int32_t *)vc->data + vc->offset + b;
             oks[v] = load_valid(vc, NULL, b, m, l->vvalid[v]) ? l->vvalid[v] : NULL;
         }
-        if (!direct_fused_i32(u, l, m, vals, oks))
-            direct_words_i32(u, l, m, vals, oks);
+        direct_words_i32(u, l, m, vals, oks);
         FB_FORWARD_IF_ERROR(direct_done(u, l, m));
         *taken = b + m;
     }
@@ -1492,6 +1581,26 @@ static void load_packed(const agg_user *u, agg_local *l, const fb_chunk *ch, con
     }
 }
 
+/* Keys that do not pack (agg_layout::nx): key 0 into l->kv, keys 1.. and the null flags into l->kx (a
+ * null key's word 0). */
+static void load_multi(const agg_user *u, agg_local *l, const fb_chunk *ch, const uint32_t *sel, int64_t base,
+                       int64_t n)
+{
+    const int nx = u->L.nx;
+    int64_t *fl = l->kx[nx - 1];
+    for (int64_t j = 0; j < n; j++)
+        fl[j] = 0;
+    for (int k = 0; k < nx; k++) {
+        const fb_column *c = &ch->columns[u->key_col[k]];
+        int64_t *out = k ? l->kx[k - 1] : l->kv;
+        load_ordered(c, sel, base, n, out);
+        if (load_valid(c, sel, base, n, l->kvalid))
+            for (int64_t j = 0; j < n; j++)
+                if (!l->kvalid[j])
+                    out[j] = 0, fl[j] |= INT64_C(1) << k;
+    }
+}
+
 static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
 {
     const fb_column *kc = &ch->columns[u->key_col[0]];
@@ -1500,6 +1609,12 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
     const fb_agg_strategy strat = u->g->spec.strategy;
     int has_vvalid[FB_AGG_MAX_AGGS] = {0};
     int64_t b = 0;
+    if (l->mode == MODE_NONE && u->L.nx) { /* no direct table over keys that do not pack */
+        if (strat == FB_AGG_STRATEGY_DIRECT)
+            return fb_stage_error(l->ctx, FB_ERR_CAPACITY,
+                                  "forced direct aggregation: the %d keys do not pack into one 64-bit word", u->L.nx);
+        l->mode = MODE_PRE;
+    }
     if ((l->mode == MODE_NONE || l->mode == MODE_DIRECT) && u->direct_i32 && !sel)
         FB_FORWARD_IF_ERROR(fast_direct_i32(u, l, ch, &b));
     const int vc = u->compact_col;
@@ -1523,6 +1638,8 @@ static fb_status fast_sink(const agg_user *u, agg_local *l, const fb_chunk *ch)
         int has_kvalid = 0;
         if (u->n_pack) {
             load_packed(u, l, ch, bs, b, m, l->kv, (int64_t *)(void *)l->rec); /* rec is free until build_records */
+        } else if (u->L.nx) {
+            load_multi(u, l, ch, bs, b, m);
         } else {
             load_ordered(kc, bs, b, m, l->kv);
             has_kvalid = load_valid(kc, bs, b, m, l->kvalid);
@@ -1819,7 +1936,7 @@ static fb_status merge_table_grow(const agg_user *u, merge_local *ml)
         const uint64_t *o = old.e + s * TW;
         if (!(o[1] & AGG_USED_FLAG))
             continue;
-        size_t p = rec_hash(o[0], o[1]) & (slots - 1);
+        size_t p = key_hash(&u->L, !u->narrow, o) & (slots - 1);
         while (e[p * TW + 1] & AGG_USED_FLAG)
             p = (p + 1) & (slots - 1);
         memcpy(e + p * TW, o, TW * 8);
@@ -1898,6 +2015,22 @@ static fb_status merge_emit(const agg_user *u, merge_local *ml, agg_out *o)
                 int kn = (int)((pk >> (sh + nb)) & 1);
                 uint64_t x = kn ? 0 : ((pk >> sh) & vm) + lo; /* a null key's value: 0 */
                 memcpy(d + (size_t)r * w, &x, w);           /* little-endian: the low bytes */
+                kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
+                o->key_nulls |= (uint64_t)kn << k;
+            }
+        }
+    } else if (L->nx) { /* each key's word, its null flag in the flags word */
+        const size_t fo = xword(L, !nar, L->nx - 1);
+        for (int k = 0; k < L->nx; k++) {
+            const size_t w = fb_type_width(g->key_types[k]);
+            char *d = buf + doff[k];
+            store_column(g->key_types[k], d, ent, k ? xword(L, !nar, k - 1) : 0, rows);
+            uint8_t *kv = (uint8_t *)buf + voff[k];
+            memset(kv, 0, vbytes);
+            for (r = 0; r < rows; r++) {
+                int kn = (int)((ent[r][fo] >> k) & 1);
+                if (kn) /* a null key's value: 0 */
+                    memset(d + (size_t)r * w, 0, w);
                 kv[r >> 3] |= (uint8_t)(!kn << (r & 7));
                 o->key_nulls |= (uint64_t)kn << k;
             }
@@ -2200,7 +2333,7 @@ static fb_status merge_sink(void *user, void *global, void *local, const fb_chun
                     int64_t m = b->n - j0 < AGG_BATCH ? b->n - j0 : AGG_BATCH;
                     const uint64_t *r = rec + j0 * W;
                     for (int64_t j = 0; j < m; j++)
-                        ml->h[j] = rec_hash(r[j * W], r[j * W + 1]);
+                        ml->h[j] = key_hash(&u->L, 0, r + j * W);
                     for (int64_t done = 0;;) {
                         int64_t k = table_probe(&u->L, !u->narrow, &ml->T, r + done * W, ml->h + done, m - done,
                                                 ml->gid);
@@ -2314,7 +2447,7 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
             u->key_col[k] = input->key_columns[k];
         for (size_t v = 0; v < input->n_values; v++)
             u->value_col[v] = input->value_columns[v];
-        int fast = spec->n_keys == 1, bits = 0;
+        int fast = spec->n_keys == 1, bits = 0, nx = 0;
         if (spec->n_keys >= 2) { /* several narrow keys: packed into one, when their fields fit 64 bits */
             fast = 1;
             for (size_t k = 0; k < spec->n_keys; k++) {
@@ -2323,8 +2456,13 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
                 u->kbits[k] = (uint8_t)(8 * fb_type_width(spec->key_types[k]));
                 bits += u->kbits[k] + 1;
             }
-            fast &= bits <= 64;
-            u->n_pack = fast ? (int)spec->n_keys : 0;
+            u->n_pack = fast && bits <= 64 ? (int)spec->n_keys : 0;
+            if (!u->n_pack) { /* integer keys that do not pack: one word each (agg_layout::nx) */
+                fast = 1;
+                for (size_t k = 0; k < spec->n_keys; k++)
+                    fast &= is_int_type(spec->key_types[k]);
+                nx = (int)spec->n_keys;
+            }
         }
         for (size_t a = 0; a < spec->n_aggs; a++) {
             const fb_agg_desc *d = &spec->aggs[a];
@@ -2337,8 +2475,9 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
         }
         u->fast = fast;
         if (fast) {
-            layout_build(&u->L, &g->spec);
-            u->direct_i32 = !u->n_pack && (spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32);
+            layout_build(&u->L, &g->spec, nx);
+            u->direct_i32 = !u->n_pack && !nx &&
+                            (spec->key_types[0] == FB_TYPE_INT32 || spec->key_types[0] == FB_TYPE_DATE32);
             for (size_t v = 0; v < input->n_values; v++)
                 u->direct_i32 &= u->value_type[v] == FB_TYPE_INVALID || u->value_type[v] == FB_TYPE_INT32;
             int n_read = 0;
@@ -2346,7 +2485,7 @@ fb_status fb_query_add_agg(fb_query *q, const char *name, const fb_source *sourc
             for (size_t v = 0; v < input->n_values; v++)
                 if (u->value_type[v] != FB_TYPE_INVALID)
                     n_read++, u->compact_col = (int)v;
-            if (n_read <= 1) {
+            if (n_read <= 1 && !nx) {
                 fb_type kt = spec->key_types[0];
                 fb_type vt = u->compact_col >= 0 ? u->value_type[u->compact_col] : FB_TYPE_INT32;
                 int k32 = u->n_pack ? bits <= 32 : fb_type_width(kt) <= 4;

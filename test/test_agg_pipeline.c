@@ -8,6 +8,7 @@
  * Everything is compared exactly (avg: 1e-12 relative, as it divides an exact sum once). */
 #include "fb_test.h"
 
+#include "fb_agg_internal.h"
 #include "fb_pipeline_agg_internal.h"
 
 #include <math.h>
@@ -181,7 +182,7 @@ static int cmp_group(const void *pa, const void *pb)
 
 typedef struct agg_case {
     size_t n_keys;
-    fb_type key_types[2];
+    fb_type key_types[FB_AGG_MAX_KEYS];
     const fb_column *keys;
     size_t n_vals;
     const fb_column *vals;
@@ -254,7 +255,7 @@ static fb_status run_case(fb_ctx *ctx, const agg_case *c, int64_t n, int64_t mor
                           fb_agg_groups **g)
 {
     fb_column cols[8];
-    size_t kc[2], vc[4];
+    size_t kc[FB_AGG_MAX_KEYS], vc[4];
     for (size_t k = 0; k < c->n_keys; k++)
         cols[k] = c->keys[k], kc[k] = k;
     for (size_t v = 0; v < c->n_vals; v++)
@@ -297,8 +298,8 @@ static void check_groups(const agg_case *c, const fb_agg_groups *g, const group_
     int64_t n = fb_agg_groups_count(g);
     if (n != n_ref)
         fail_msg("%s: %lld groups, expected %lld", what, (long long)n, (long long)n_ref);
-    fb_column_out ko[2], ao[8];
-    void *bufs[10];
+    fb_column_out ko[FB_AGG_MAX_KEYS], ao[8];
+    void *bufs[FB_AGG_MAX_KEYS + 8];
     int nb = 0;
     for (size_t k = 0; k < c->n_keys; k++) {
         ko[k] = (fb_column_out){c->key_types[k], n, bufs[nb++] = calloc((size_t)n + 1, 8),
@@ -822,8 +823,8 @@ static void test_forced_by_context(void **state)
 }
 
 /* Two key columns whose fields fit one 64-bit word (each key's bits and a null flag) go through the
- * fast paths as one packed key; wider pairs take the per-worker fallback. Every strategy, keys with
- * nulls and the types' extremes, against the oracle. */
+ * fast paths as one packed key; wider pairs as one word per key (test_wide_keys). Every strategy, keys
+ * with nulls and the types' extremes, against the oracle. */
 static void test_packed_keys(void **state)
 {
     (void)state;
@@ -860,7 +861,7 @@ static void test_packed_keys(void **state)
                 check_groups(&c, g, ref, n_ref, what);
                 fb_agg_path_counts pc;
                 fb_agg_groups_paths(g, &pc);
-                if (pc.generic_rows != (pairs[i].packed ? 0 : n))
+                if (pc.generic_rows != 0)
                     fail_msg("%s: %lld rows took the fallback", what, (long long)pc.generic_rows);
                 int64_t clean = 0; /* packed keys carry their nulls: a null value alone makes a record */
                 for (int64_t r = 0; r < n; r++)
@@ -876,6 +877,217 @@ static void test_packed_keys(void **state)
         }
 }
 
+/* The direct table's fused kernel (fb_agg_kernels.direct_fused_i32) of every variant against a
+ * row-at-a-time reference written here: records of 2 and 4 words in 1, 2, 4, 8 copies, bases from
+ * INT32_MIN up, uniform, single-key and skewed keys, values with the int32 extremes, lengths that are
+ * not multiples of the kernel's 8-row step, records that start from earlier contents, and a key
+ * outside the table (the kernel stops before its block of 8 rows). */
+static void test_direct_fused_kernel(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 48; round++) {
+        const int lc = round % 4, rw = (round / 4) % 2 ? 4 : 2, dist = (round / 8) % 3;
+        const int64_t n = round % 5 == 0 ? (int64_t)(fbt_next(&rng) % 20) : 1000 + (int64_t)(fbt_next(&rng) % 5000);
+        const int64_t range = 1 + (int64_t)(fbt_next(&rng) % 300);
+        const int32_t base = round % 7 == 0 ? INT32_MIN : (int32_t)(fbt_next(&rng) % 2000) - 1000;
+        const int64_t C = INT64_C(1) << lc, words = (range + 1) * C * rw;
+        int32_t *k = malloc((size_t)(n + 1) * 4), *v = malloc((size_t)(n + 1) * 4);
+        uint64_t *init = malloc((size_t)words * 8), *want = malloc((size_t)words * 8), *got = malloc((size_t)words * 8);
+        assert_non_null(k), assert_non_null(v), assert_non_null(init), assert_non_null(want), assert_non_null(got);
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t r = fbt_next(&rng);
+            uint64_t q = (r >> 40) % (uint64_t)range; /* skewed: q^2 / range piles on the low slots */
+            int64_t off = dist == 0 ? (int64_t)(r % (uint64_t)range) : dist == 1 ? range - 1 : (int64_t)(q * q / (uint64_t)range);
+            k[i] = (int32_t)((int64_t)base + off);
+            fbt_random_value(&rng, FB_TYPE_INT32, &v[i]);
+            if (fbt_next(&rng) % 64 == 0)
+                v[i] = fbt_next(&rng) & 1 ? INT32_MIN : INT32_MAX;
+        }
+        /* every third round a key outside the table (just above it, or just below base): the kernel
+         * stops before that row's block of 8 */
+        int64_t want_took = n;
+        if (round % 3 == 1 && n > 0) {
+            int64_t p = (int64_t)(fbt_next(&rng) % (uint64_t)n);
+            k[p] = (int32_t)((uint32_t)base + (fbt_next(&rng) & 1 ? (uint32_t)range : UINT32_MAX));
+            want_took = p / 8 * 8;
+        }
+        for (int64_t w = 0; w < words; w++) /* counts, sums, mins and maxes some rows have already made */
+            init[w] = w % rw < 2 ? fbt_next(&rng) % 1000 : (uint64_t)(int64_t)(int32_t)fbt_next(&rng);
+        memcpy(want, init, (size_t)words * 8);
+        for (int64_t i = 0; i < want_took; i++) {
+            int64_t slot = (int64_t)k[i] - base + 1, copy = i % C;
+            uint64_t *r = want + (slot * C + copy) * rw;
+            r[0] += 1;
+            r[1] = (uint64_t)((int64_t)r[1] + v[i]);
+            if (rw == 4) {
+                if (v[i] < (int64_t)r[2])
+                    r[2] = (uint64_t)(int64_t)v[i];
+                if (v[i] > (int64_t)r[3])
+                    r[3] = (uint64_t)(int64_t)v[i];
+            }
+        }
+        for (int ci = 0; ci < n_ctxs; ci++) {
+            const fb_agg_kernels *ak = fb_agg_kernels_get(fb_ctx_isa(ctxs[ci]));
+            memcpy(got, init, (size_t)words * 8);
+            int64_t took = ak->direct_fused_i32(k, v, n, base, (uint32_t)range, lc, rw, got);
+            if (took != want_took)
+                fail_msg("round %d, %s: took %lld rows of %lld, expected %lld", round, fb_isa_name(ak->isa),
+                         (long long)took, (long long)n, (long long)want_took);
+            for (int64_t w = 0; w < words; w++)
+                if (got[w] != want[w])
+                    fail_msg("round %d, %s: lc %d, rw %d, %lld rows, base %d: word %lld is %lld, expected %lld", round,
+                             fb_isa_name(ak->isa), lc, rw, (long long)n, base, (long long)w, (long long)got[w],
+                             (long long)want[w]);
+        }
+        free(k), free(v), free(init), free(want), free(got);
+    }
+}
+
+/* The shapes around the fused direct path through the runtime, against the oracle: count(*) and sum
+ * alone, count(v), sum, min, max and avg in any order, min and max without a sum (the word loops),
+ * key ranges of each copy count (100, 3000, 20000 slots), one key, keys that grow (re-based tables),
+ * values at the int32 extremes; every variant, automatic and forced direct. */
+static void test_direct_fused_shapes(void **state)
+{
+    (void)state;
+    static const fb_agg_desc shapes[][6] = {
+        {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, FB_TYPE_INT32}},
+        {{FB_AGG_SUM, 0, FB_TYPE_INT32}, {FB_AGG_AVG, 0, FB_TYPE_INT32}},
+        {{FB_AGG_MAX, 0, FB_TYPE_INT32}, {FB_AGG_COUNT, 0, FB_TYPE_INT32}, {FB_AGG_MIN, 0, FB_TYPE_INT32},
+         {FB_AGG_AVG, 0, FB_TYPE_INT32}, {FB_AGG_SUM, 0, FB_TYPE_INT32}, {FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}},
+        {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_MIN, 0, FB_TYPE_INT32}, {FB_AGG_MAX, 0, FB_TYPE_INT32}},
+        {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, FB_TYPE_INT32}, {FB_AGG_MIN, 0, FB_TYPE_INT32},
+         {FB_AGG_MAX, 0, FB_TYPE_INT32}, {FB_AGG_AVG, 0, FB_TYPE_INT32}},
+    };
+    static const size_t n_aggs[] = {2, 2, 6, 3, 5};
+    static const struct {
+        int dist;
+        uint64_t card;
+    } keys[] = {{D_RANDOM, 100}, {D_ZIPF, 3000}, {D_RANDOM, 20000}, {D_SINGLE, 1}, {D_GROWING, 0}, {D_DISTINCT, 0}};
+    for (size_t sh = 0; sh < sizeof n_aggs / sizeof n_aggs[0]; sh++)
+        for (size_t ki = 0; ki < sizeof keys / sizeof keys[0]; ki++) {
+            int64_t n = 30000 + (int64_t)(fbt_next(&rng) % 10000);
+            fbt_col key = make_key(FB_TYPE_INT32, n, keys[ki].dist, keys[ki].card, 1, 0);
+            if (keys[ki].dist == D_RANDOM) /* no extremes: the range must stay direct */
+                for (int64_t i = 0; i < n; i++)
+                    ((int32_t *)key.data)[i] = (int32_t)(fbt_next(&rng) % keys[ki].card) - 50;
+            const int leave = keys[ki].dist == D_DISTINCT; /* 3/4 of the rows direct, then keys too wide */
+            if (leave)
+                for (int64_t i = 0; i < n * 3 / 4; i++)
+                    ((int32_t *)key.data)[i] = (int32_t)(fbt_next(&rng) % 100);
+            fbt_col v = make_val(FB_TYPE_INT32, n, 0, 0);
+            for (int64_t i = 0; i < n; i += 97)
+                ((int32_t *)v.data)[i] = i % 2 ? INT32_MIN : INT32_MAX;
+            agg_case c = {1, {FB_TYPE_INT32, 0}, &key.col, 1, &v.col, n_aggs[sh], shapes[sh], 0, 0};
+            int64_t n_ref;
+            group_ref *ref = oracle(&c, n, &n_ref);
+            for (int ci = 0; ci < n_ctxs; ci++)
+                for (size_t s = 0; s < 2; s++) {
+                    fb_agg_groups *g = NULL;
+                    int64_t morsel = (fbt_next(&rng) & 1) ? 1000 + (int64_t)(fbt_next(&rng) % 5000) : 0;
+                    char what[256];
+                    snprintf(what, sizeof what, "shape %zu, %s keys (%llu), %s, ctx %d (%s), morsel %lld", sh,
+                             dist_names[keys[ki].dist], (unsigned long long)keys[ki].card, strategy_names[s], ci,
+                             fb_isa_name(fb_ctx_isa(ctxs[ci])), (long long)morsel);
+                    fb_status st = run_case(ctxs[ci], &c, n, morsel, strategies[s], &g);
+                    if (leave && strategies[s] == FB_AGG_STRATEGY_DIRECT) {
+                        if (st != FB_ERR_CAPACITY)
+                            fail_msg("%s: %s, expected FB_ERR_CAPACITY", what, fb_status_name(st));
+                        continue;
+                    }
+                    if (st != FB_OK)
+                        fail_msg("%s: %s: %s", what, fb_status_name(st), fb_last_error(ctxs[ci]));
+                    check_groups(&c, g, ref, n_ref, what);
+                    fb_agg_path_counts pc;
+                    fb_agg_groups_paths(g, &pc);
+                    if (leave ? pc.direct_rows < n / 2 || pc.direct_rows + pc.preagg_rows + pc.passed_rows != n
+                              : pc.direct_rows != n)
+                        fail_msg("%s: %lld rows direct, %lld pre-aggregated, %lld passed of %lld", what,
+                                 (long long)pc.direct_rows, (long long)pc.preagg_rows, (long long)pc.passed_rows,
+                                 (long long)n);
+                    fb_agg_groups_destroy(g);
+                }
+            free(ref);
+            fbt_col_free(&key);
+            fbt_col_free(&v);
+        }
+}
+
+/* Two to four integer key columns that do not pack into one 64-bit word (int32 with int32, int64 with
+ * int64, uint64 with int8 and int16, four int32s): one record word per key and a word of null flags,
+ * through pre-aggregation and the partitions. Every variant and strategy (a forced direct table fails
+ * with FB_ERR_CAPACITY), one and three workers, keys with nulls and the types' extremes, narrow and wide
+ * merge tables, against the oracle. */
+static void test_wide_keys(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t n;
+        fb_type t[FB_AGG_MAX_KEYS];
+    } sets[] = {{2, {FB_TYPE_INT32, FB_TYPE_INT32}},
+                {2, {FB_TYPE_INT64, FB_TYPE_INT64}},
+                {3, {FB_TYPE_UINT64, FB_TYPE_INT8, FB_TYPE_INT16}},
+                {4, {FB_TYPE_INT32, FB_TYPE_UINT32, FB_TYPE_DATE32, FB_TYPE_INT32}}};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        for (int nulls = 0; nulls < 2; nulls++) {
+            int64_t n = 20000 + (int64_t)(fbt_next(&rng) % 20000);
+            fbt_col k[FB_AGG_MAX_KEYS];
+            fb_column keys[FB_AGG_MAX_KEYS];
+            for (size_t j = 0; j < sets[i].n; j++) { /* few groups per key: the tables merge rows */
+                k[j] = make_key(sets[i].t[j], n, j % 2 ? D_ZIPF : D_RANDOM, j ? 12 : 40, j == 1 ? 1 : 1000003,
+                                nulls && j != 1);
+                keys[j] = k[j].col;
+            }
+            fbt_col v = make_val(i % 2 ? FB_TYPE_INT64 : FB_TYPE_INT32, n, nulls, 0);
+            fb_type vt = v.col.type;
+            fb_agg_desc aggs[6] = {{FB_AGG_COUNT_STAR, 0, FB_TYPE_INVALID}, {FB_AGG_SUM, 0, vt},
+                                   {FB_AGG_COUNT, 0, vt},                 {FB_AGG_MIN, 0, vt},
+                                   {FB_AGG_MAX, 0, vt},                   {FB_AGG_AVG, 0, vt}};
+            agg_case c = {sets[i].n, {FB_TYPE_INVALID}, keys, 1, &v.col, 6, aggs, 0, 0};
+            for (size_t j = 0; j < sets[i].n; j++)
+                c.key_types[j] = sets[i].t[j];
+            int64_t n_ref;
+            group_ref *ref = oracle(&c, n, &n_ref);
+            for (int ci = 0; ci < n_ctxs; ci++)
+                for (size_t s = 0; s < 4; s++)
+                    for (int wide = 0; wide < (ci == n_ctxs - 1 ? 2 : 1); wide++) { /* wide: 3 workers */
+                        char what[192];
+                        snprintf(what, sizeof what, "set %zu (%zu keys)%s, %s, ctx %d (%s), %s merge", i, sets[i].n,
+                                 nulls ? " with nulls" : "", strategy_names[s], ci, fb_isa_name(fb_ctx_isa(ctxs[ci])),
+                                 wide ? "wide" : "narrow");
+                        fb_agg_groups *g = NULL;
+                        if (wide)
+                            fb_agg_narrow_max_rows = -1;
+                        int64_t morsel = 1000 + (int64_t)(fbt_next(&rng) % 3000);
+                        fb_status st = run_case(ctxs[ci], &c, n, morsel, strategies[s], &g);
+                        fb_agg_narrow_max_rows = (INT64_C(1) << 31) - 2;
+                        if (strategies[s] == FB_AGG_STRATEGY_DIRECT) {
+                            if (st != FB_ERR_CAPACITY)
+                                fail_msg("%s: %s, expected FB_ERR_CAPACITY", what, fb_status_name(st));
+                            continue;
+                        }
+                        if (st != FB_OK)
+                            fail_msg("%s: %s: %s", what, fb_status_name(st), fb_last_error(ctxs[ci]));
+                        check_groups(&c, g, ref, n_ref, what);
+                        fb_agg_path_counts pc;
+                        fb_agg_groups_paths(g, &pc);
+                        if (pc.generic_rows != 0 || pc.direct_rows != 0 || pc.preagg_rows + pc.passed_rows != n)
+                            fail_msg("%s: %lld generic, %lld direct, %lld pre-aggregated, %lld passed rows of %lld",
+                                     what, (long long)pc.generic_rows, (long long)pc.direct_rows,
+                                     (long long)pc.preagg_rows, (long long)pc.passed_rows, (long long)n);
+                        if ((strategies[s] == FB_AGG_STRATEGY_PARTITION && pc.passed_rows != n) ||
+                            (strategies[s] == FB_AGG_STRATEGY_HASH && pc.preagg_rows != n))
+                            fail_msg("%s: the forced path took %lld pre-aggregated, %lld passed rows of %lld", what,
+                                     (long long)pc.preagg_rows, (long long)pc.passed_rows, (long long)n);
+                        fb_agg_groups_destroy(g);
+                    }
+            free(ref);
+            for (size_t j = 0; j < sets[i].n; j++)
+                fbt_col_free(&k[j]);
+            fbt_col_free(&v);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -884,6 +1096,8 @@ int main(void)
         cmocka_unit_test(test_overflow),       cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_bad_input),      cmocka_unit_test(test_forced_by_context),
         cmocka_unit_test(test_packed_keys),
+        cmocka_unit_test(test_direct_fused_kernel), cmocka_unit_test(test_direct_fused_shapes),
+        cmocka_unit_test(test_wide_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

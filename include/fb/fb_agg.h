@@ -187,8 +187,9 @@ FB_API fb_agg_strategy fb_agg_table_strategy(const fb_agg_table *t);
  * forces one path (DIRECT, HASH, or PARTITION for no pre-aggregation), and so does the context
  * (fb_options_set_agg_strategy(), FB_AGG_STRATEGY) for specs that leave it AUTO. Two to four key
  * columns take the same paths as one packed key when each key's bits plus a null flag fit 64 bits in
- * all (e.g. int32 with int16, three int16). Other specs (wider key combinations, float aggregates, no
- * keys) use one fb_agg_table per worker merged at the end: correct, not fast.
+ * all (e.g. int32 with int16, three int16); wider integer key combinations (two int32, two int64) take
+ * them with one word per key, except the direct table (forcing DIRECT fails with FB_ERR_CAPACITY). Other
+ * specs (float aggregates, no keys) use one fb_agg_table per worker merged at the end: correct, not fast.
  *
  * Groups come out in no particular order, as partitions of column views (fb_agg_groups_partition()) or
  * copied into one set of columns (fb_agg_groups_result()).
