@@ -12,6 +12,7 @@
 #include "fb/fb_expr.h"
 
 #include "fb_internal.h"
+#include "fb_plan_cost_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -2270,22 +2271,202 @@ fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibration *cal)
     return FB_OK;
 }
 
-/* Predictions of every pipeline of a compiled run (seconds[r->n_pipes], sink_rows likewise, may be NULL). */
-static fb_status predict_run(const fb_plan *plan, const run *r, const fb_plan_rates *rt, double *seconds,
+/* Bytes of one row of columns [from, to) of node n. */
+static double row_bytes(const pnode *n, int from, int to)
+{
+    double b = 0;
+    for (int c = from; c < to && c < n->n_cols; c++)
+        b += (double)fb_type_width(n->types[c]);
+    return b;
+}
+
+/* What the gpu placement adds to pipeline pd beyond rows x rates (fb_plan_predict()): device calls
+ * (launch_s each) per morsel, the source columns the operators read copied in, the rows into the sink
+ * copied back (a row id and the columns made on the device); *once: each join's build keys and payload
+ * copied in once. A pipeline without operators does not use the device: 0. */
+static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibration *cal, double *once)
+{
+    const fb_plan *p = e->plan;
+    *once = 0;
+    if (pd->n_op_nodes == 0)
+        return 0;
+    const pnode *src = &p->nodes[pd->src_node];
+    double src_rows = est_rows(e, pd->src_node);
+    double morsels = ceil(src_rows / (double)FB_PLAN_GPU_MORSEL_ROWS);
+    morsels = morsels < 1 ? 1 : morsels;
+    int used[FB_PLAN_MAX_COLUMNS] = {0}; /* source columns an operator reads */
+    double calls = 0, once_bytes = 0;
+    for (int k = 0; k < pd->n_op_nodes; k++) {
+        const pnode *n = &p->nodes[pd->op_nodes[k]];
+        switch (n->kind) {
+        case N_FILTER:
+            calls += (double)n->n_preds;
+            for (size_t i = 0; i < n->n_preds; i++)
+                if (n->preds[i].p.column < (size_t)src->n_cols)
+                    used[n->preds[i].p.column] = 1;
+            break;
+        case N_PROJECT:
+            calls += 1;
+            if (n->left < (size_t)src->n_cols)
+                used[n->left] = 1;
+            if (!n->right_is_const && n->right < (size_t)src->n_cols)
+                used[n->right] = 1;
+            break;
+        case N_JOIN: {
+            calls += 1;
+            const pnode *b = &p->nodes[n->build];
+            double kb = 0;
+            for (size_t i = 0; i < n->n_keys; i++) {
+                if (n->pkeys[i] < (size_t)src->n_cols)
+                    used[n->pkeys[i]] = 1;
+                kb += (double)fb_type_width(b->types[n->bkeys[i]]);
+            }
+            for (size_t i = 0; i < n->n_payload; i++)
+                kb += (double)fb_type_width(b->types[n->payload[i]]);
+            once_bytes += est_rows(e, n->build) * kb;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    double in_bytes = 0;
+    for (int c = 0; c < src->n_cols; c++)
+        if (used[c])
+            in_bytes += (double)fb_type_width(src->types[c]);
+    const pnode *sink_in = &p->nodes[pd->sink_in];
+    double out_bytes = 4 + row_bytes(sink_in, src->n_cols, sink_in->n_cols);
+    double h2d = cal->opencl.h2d_gbps * 1e9, d2h = cal->opencl.d2h_gbps * 1e9;
+    *once = h2d > 0 ? once_bytes / h2d : 0;
+    return morsels * calls * cal->opencl.launch_s + (h2d > 0 ? src_rows * in_bytes / h2d : 0) +
+           (d2h > 0 ? est_rows(e, pd->sink_in) * out_bytes / d2h : 0);
+}
+
+/* Predictions of every pipeline of a compiled run under placement cpu, gpu or hybrid (seconds[r->n_pipes],
+ * sink_rows likewise, may be NULL). */
+static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement placement, double *seconds,
                              double *sink_rows)
 {
-    double sort_rows = plan->cal.rows > 0 ? (double)plan->cal.rows / 4 : 1 << 20;
+    const fb_plan_calibration *cal = &plan->cal;
+    double sort_rows = cal->rows > 0 ? (double)cal->rows / 4 : 1 << 20;
     estimate e = {plan, malloc(sizeof(double) * (size_t)(plan->n_nodes ? plan->n_nodes : 1))};
     FB_RETURN_ERROR_IF(!e.rows, plan->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for estimates");
     for (int i = 0; i < plan->n_nodes; i++)
         e.rows[i] = -1;
     for (int k = 0; k < r->n_pipes; k++) {
-        double rows;
-        seconds[k] = predict_pipe(&e, &r->pipes[k], rt, sort_rows, &rows);
+        const pipe_desc *pd = &r->pipes[k];
+        double rows, once = 0;
+        double cpu = placement == FB_PLACEMENT_GPU ? 0 : predict_pipe(&e, pd, &cal->cpu, sort_rows, &rows);
+        double gpu = placement == FB_PLACEMENT_CPU
+                         ? 0
+                         : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows) + gpu_extra(&e, pd, cal, &once);
+        if (placement == FB_PLACEMENT_CPU) {
+            seconds[k] = cpu;
+        } else if (placement == FB_PLACEMENT_GPU) {
+            seconds[k] = gpu + once;
+        } else { /* hybrid: the per-row parts run at the sum of both throughputs */
+            double start = pd->starts_with_run;
+            double cpu_fixed = cal->cpu.pipeline_s + start * cal->cpu.start_s;
+            double gpu_fixed = cal->opencl.rates.pipeline_s + start * cal->opencl.rates.start_s;
+            double cv = cpu - cpu_fixed, gv = gpu - gpu_fixed;
+            double both = cv > 0 && gv > 0 ? 1 / (1 / cv + 1 / gv) : 0;
+            seconds[k] = (cpu_fixed > gpu_fixed ? cpu_fixed : gpu_fixed) + both + once;
+        }
         if (sink_rows)
             sink_rows[k] = rows;
     }
     free(e.rows);
+    return FB_OK;
+}
+
+fb_status fb_plan_gpu_extra(fb_plan *plan, fb_plan_node root, const fb_plan_calibration *cal, double *seconds)
+{
+    run *r = calloc(1, sizeof *r);
+    estimate e = {plan, malloc(sizeof(double) * (size_t)(plan->n_nodes ? plan->n_nodes : 1))};
+    if (!r || !e.rows) {
+        free(r);
+        free(e.rows);
+        return FB_ERROR(plan->ctx, FB_ERR_OUT_OF_MEMORY, "no memory");
+    }
+    for (int i = 0; i < plan->n_nodes; i++)
+        e.rows[i] = -1;
+    r->ctx = plan->ctx;
+    r->plan = plan;
+    mat *m = NULL;
+    fb_status st = build_query(r, root, &m);
+    double sum = 0;
+    for (int k = 0; st == FB_OK && k < r->n_pipes; k++) {
+        double once;
+        sum += gpu_extra(&e, &r->pipes[k], cal, &once) + once;
+    }
+    *seconds = sum;
+    free(e.rows);
+    run_free(r);
+    return st;
+}
+
+/* Whether gpu / hybrid can be predicted: OpenCL rates in the calibration and a device on the context.
+ * FB_ERR_NO_DEVICE with a message saying which is missing. */
+static fb_status device_predictable(fb_plan *plan, fb_placement placement, const char *where)
+{
+    FB_FORWARD_IF_ERROR(plan_calibration(plan, where));
+    if (!plan->cal.opencl.has_opencl)
+        return fb_set_error(plan->ctx, FB_ERR_NO_DEVICE, where,
+                            "placement %s has no prediction: the calibration has no OpenCL rates (run fbench "
+                            "calibrate on a machine with an OpenCL device)",
+                            fb_placement_name(placement));
+    if (fb_plan_cost_device(plan->ctx) != FB_OK)
+        return fb_set_error(plan->ctx, FB_ERR_NO_DEVICE, where, "placement %s has no prediction: no OpenCL device (%s)",
+                            fb_placement_name(placement), fb_last_error(plan->ctx));
+    return FB_OK;
+}
+
+/* The compiled run's predictions under one placement (pipelines into sec[MAX_PIPES]). */
+static fb_status predict_placement(fb_plan *plan, fb_plan_node root, fb_placement placement, double *sec, int *n_pipes,
+                                   double *total, const char *where)
+{
+    fb_ctx *ctx = plan->ctx;
+    FB_FORWARD_IF_ERROR(plan_calibration(plan, where));
+    if (placement != FB_PLACEMENT_CPU)
+        FB_FORWARD_IF_ERROR(device_predictable(plan, placement, where));
+    run *r = calloc(1, sizeof *r);
+    FB_RETURN_ERROR_IF(!r, ctx, FB_ERR_OUT_OF_MEMORY, "no memory");
+    r->ctx = ctx;
+    r->plan = plan;
+    mat *m = NULL;
+    fb_status st = build_query(r, root, &m);
+    if (st == FB_OK)
+        st = predict_run(plan, r, placement, sec, NULL);
+    if (st == FB_OK) {
+        double sum = 0;
+        for (int k = 0; k < r->n_pipes; k++)
+            sum += sec[k];
+        *n_pipes = r->n_pipes;
+        *total = sum;
+    }
+    run_free(r);
+    return st;
+}
+
+fb_status fb_plan_predict_choice(fb_plan *plan, fb_plan_node root, fb_placement *chosen, double *totals)
+{
+    FB_RETURN_ERROR_IF(!plan || !chosen, plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG,
+                       "plan and chosen must not be NULL");
+    FB_RETURN_ERROR_IF(!get_node(plan, root), plan->ctx, FB_ERR_INVALID_ARG, "root node %d does not exist", (int)root);
+    double sec[MAX_PIPES], t[3] = {NAN, NAN, NAN};
+    int n;
+    FB_FORWARD_IF_ERROR(predict_placement(plan, root, FB_PLACEMENT_CPU, sec, &n, &t[0], __func__));
+    *chosen = FB_PLACEMENT_CPU;
+    for (int pl = FB_PLACEMENT_GPU; pl <= FB_PLACEMENT_HYBRID; pl++) {
+        if (predict_placement(plan, root, (fb_placement)pl, sec, &n, &t[pl], __func__) != FB_OK) {
+            t[pl] = NAN;
+            continue;
+        }
+        if (t[pl] < t[*chosen])
+            *chosen = (fb_placement)pl;
+    }
+    if (totals)
+        memcpy(totals, t, sizeof t);
     return FB_OK;
 }
 
@@ -2298,31 +2479,17 @@ fb_status fb_plan_predict(fb_plan *plan, fb_plan_node root, fb_placement placeme
     FB_RETURN_ERROR_IF(!get_node(plan, root), ctx, FB_ERR_INVALID_ARG, "root node %d does not exist", (int)root);
     FB_RETURN_ERROR_IF((unsigned)placement > FB_PLACEMENT_AUTO, ctx, FB_ERR_INVALID_ARG, "unknown placement %d",
                        (int)placement);
-    FB_RETURN_ERROR_IF(placement == FB_PLACEMENT_GPU || placement == FB_PLACEMENT_HYBRID, ctx, FB_ERR_NO_DEVICE,
-                       "placement %s has no prediction: no OpenCL plan operators yet", fb_placement_name(placement));
-    FB_FORWARD_IF_ERROR(plan_calibration(plan, __func__));
-    run *r = calloc(1, sizeof *r);
-    FB_RETURN_ERROR_IF(!r, ctx, FB_ERR_OUT_OF_MEMORY, "no memory");
-    r->ctx = ctx;
-    r->plan = plan;
-    mat *m = NULL;
-    double sec[MAX_PIPES];
-    fb_status st = build_query(r, root, &m);
-    if (st == FB_OK)
-        st = predict_run(plan, r, &plan->cal.cpu, sec, NULL);
-    if (st == FB_OK) {
-        double sum = 0;
-        for (int k = 0; k < r->n_pipes; k++) {
-            sum += sec[k];
-            if ((size_t)k < capacity)
-                seconds[k] = sec[k];
-        }
-        *n = (size_t)r->n_pipes;
-        if (total)
-            *total = sum;
-    }
-    run_free(r);
-    return st;
+    if (placement == FB_PLACEMENT_AUTO)
+        FB_FORWARD_IF_ERROR(fb_plan_predict_choice(plan, root, &placement, NULL));
+    double sec[MAX_PIPES], sum = 0;
+    int n_pipes = 0;
+    FB_FORWARD_IF_ERROR(predict_placement(plan, root, placement, sec, &n_pipes, &sum, __func__));
+    for (int k = 0; k < n_pipes && (size_t)k < capacity; k++)
+        seconds[k] = sec[k];
+    *n = (size_t)n_pipes;
+    if (total)
+        *total = sum;
+    return FB_OK;
 }
 
 /* ---- explain ----------------------------------------------------------------------------------------- */
@@ -2406,8 +2573,7 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
     fb_ctx *ctx = plan->ctx;
     FB_RETURN_ERROR_IF(!get_node(plan, root), ctx, FB_ERR_INVALID_ARG, "root node %d does not exist", (int)root);
     fb_placement chosen;
-    if (check_placement(ctx, placement, &chosen, __func__) != FB_OK)
-        chosen = placement;
+    int runnable = check_placement(ctx, placement, &chosen, __func__) == FB_OK;
     fprintf(out, "plan:\n");
     explain_node(plan, root, 1, out);
     /* The pipelines, from a compile that is not run. */
@@ -2417,40 +2583,66 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
     r->plan = plan;
     mat *m = NULL;
     fb_status st = build_query(r, root, &m);
-    /* The predictions, when a calibration is set or in the default file (explain works without). */
-    double pr[MAX_PIPES], pred_rows[MAX_PIPES], pred_total = 0;
-    char no_cal[400] = "";
-    int have_pred = 0, has_opencl = 0;
+    /* The predictions, when a calibration is set or in the default file (explain works without): every
+     * placement that can be predicted (pr[placement][pipeline]), and what auto picks among them. */
+    double pr[3][MAX_PIPES], pred_rows[MAX_PIPES], pred_total[3] = {0, 0, 0};
+    char no_cal[400] = "", no_dev[400] = "";
+    int have_pred = 0, have[3] = {0, 0, 0};
+    fb_placement pick = FB_PLACEMENT_CPU;
     if (st == FB_OK) {
         if (plan_calibration((fb_plan *)plan, __func__) == FB_OK) {
-            has_opencl = plan->cal.opencl.has_opencl;
-            st = predict_run(plan, r, &plan->cal.cpu, pr, pred_rows);
-            have_pred = st == FB_OK;
-            for (int p = 0; have_pred && p < r->n_pipes; p++)
-                pred_total += pr[p];
+            st = predict_run(plan, r, FB_PLACEMENT_CPU, pr[0], pred_rows);
+            have[0] = have_pred = st == FB_OK;
+            if (have_pred && device_predictable((fb_plan *)plan, FB_PLACEMENT_GPU, __func__) == FB_OK) {
+                for (int pl = FB_PLACEMENT_GPU; pl <= FB_PLACEMENT_HYBRID && st == FB_OK; pl++) {
+                    st = predict_run(plan, r, (fb_placement)pl, pr[pl], NULL);
+                    have[pl] = st == FB_OK;
+                }
+            } else if (have_pred) {
+                snprintf(no_dev, sizeof no_dev, "%s", fb_last_error(ctx));
+            }
+            for (int pl = 0; pl < 3; pl++)
+                for (int p = 0; have[pl] && p < r->n_pipes; p++)
+                    pred_total[pl] += pr[pl][p];
+            for (int pl = FB_PLACEMENT_GPU; pl <= FB_PLACEMENT_HYBRID; pl++)
+                if (have[pl] && pred_total[pl] < pred_total[pick])
+                    pick = (fb_placement)pl;
         } else {
             snprintf(no_cal, sizeof no_cal, "%s", fb_last_error(ctx));
         }
     }
     if (st == FB_OK) {
         fprintf(out, "pipelines (placement %s", fb_placement_name(placement));
-        if (placement == FB_PLACEMENT_AUTO && have_pred)
-            fprintf(out, ": chose cpu, predicted %.4g s; gpu and hybrid cannot run: no OpenCL plan operators yet%s",
-                    pred_total,
-                    has_opencl ? " (the calibration has OpenCL rates, but no plan operator runs on OpenCL)" : "");
-        else if (placement == FB_PLACEMENT_AUTO)
-            fprintf(out, ": chose cpu, the only placement with plan operators in this version (no calibration)");
-        else if (chosen != FB_PLACEMENT_CPU)
+        if (placement == FB_PLACEMENT_AUTO && have_pred) {
+            fprintf(out, ": chose %s, predicted %.4g s", fb_placement_name(pick), pred_total[pick]);
+            if (have[FB_PLACEMENT_GPU])
+                fprintf(out, ", the smallest of cpu %.4g s, gpu %.4g s, hybrid %.4g s", pred_total[0], pred_total[1],
+                        pred_total[2]);
+            else
+                fprintf(out, "; gpu and hybrid cannot be predicted: %s", no_dev);
+        } else if (placement == FB_PLACEMENT_AUTO) {
+            fprintf(out, ": chose cpu: no calibration to predict with");
+        } else if (!runnable) {
             fprintf(out, ": not available in this version");
+        } else if (have_pred && have[placement]) {
+            fprintf(out, ": predicted %.4g s", pred_total[placement]);
+        }
         fprintf(out, "):\n");
         if (!have_pred)
             fprintf(out, "  predicted: none: %s\n", no_cal);
+        else if (!have[FB_PLACEMENT_GPU] && placement != FB_PLACEMENT_AUTO)
+            fprintf(out, "  gpu, hybrid: no prediction: %s\n", no_dev);
+        /* the measured run is compared with the prediction of where it ran */
+        int ran = analyzed && (unsigned)analyzed->placement < 3 && have[analyzed->placement] ? (int)analyzed->placement
+                                                                                              : 0;
         for (int p = 0; p < r->n_pipes; p++) {
             fprintf(out, "  %d: %s\n", p, r->pipes[p].text);
-            if (have_pred)
-                fprintf(out, "     predicted: cpu %.3f ms (%.0f rows into the sink); gpu, hybrid: no OpenCL plan "
-                             "operators yet\n",
-                        pr[p] * 1e3, pred_rows[p]);
+            if (have_pred) {
+                fprintf(out, "     predicted: cpu %.3f ms", pr[0][p] * 1e3);
+                if (have[FB_PLACEMENT_GPU])
+                    fprintf(out, ", gpu %.3f ms, hybrid %.3f ms", pr[1][p] * 1e3, pr[2][p] * 1e3);
+                fprintf(out, " (%.0f rows into the sink)\n", pred_rows[p]);
+            }
             if (analyzed && analyzed->priv && p < ((result_priv *)analyzed->priv)->n_pipes) {
                 const fb_stats *s = &((result_priv *)analyzed->priv)->stats[p];
                 fprintf(out, "     analyzed: %lld rows scanned, %lld rows into the sink, %lld morsels, %.2f ms wall, "
@@ -2458,8 +2650,9 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
                         (long long)s->rows, (long long)s->rows_out, (long long)s->morsels, s->wall_ns / 1e6,
                         s->busy_ns / 1e6);
                 if (have_pred)
-                    fprintf(out, "     measured %.3f ms, predicted %.3f ms: measured/predicted %.2f\n", s->wall_ns / 1e6,
-                            pr[p] * 1e3, pr[p] > 0 ? s->wall_ns / 1e9 / pr[p] : NAN);
+                    fprintf(out, "     measured %.3f ms, predicted %s %.3f ms: measured/predicted %.2f\n",
+                            s->wall_ns / 1e6, fb_placement_name((fb_placement)ran), pr[ran][p] * 1e3,
+                            pr[ran][p] > 0 ? s->wall_ns / 1e9 / pr[ran][p] : NAN);
                 const char *note = ((result_priv *)analyzed->priv)->pipes[p].note;
                 if (note[0])
                     fprintf(out, "     %s\n", note);
@@ -2469,8 +2662,8 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
             fprintf(out, "result: %lld rows in %.4f s on %s", (long long)analyzed->rows, analyzed->seconds,
                     fb_placement_name(analyzed->placement));
         if (analyzed && have_pred)
-            fprintf(out, ", predicted %.4f s: measured/predicted %.2f", pred_total,
-                    pred_total > 0 ? analyzed->seconds / pred_total : NAN);
+            fprintf(out, ", predicted %.4f s: measured/predicted %.2f", pred_total[ran],
+                    pred_total[ran] > 0 ? analyzed->seconds / pred_total[ran] : NAN);
         if (analyzed)
             fprintf(out, "\n");
     }

@@ -2,15 +2,18 @@
  * synthetic tables (each rate the difference of two plans' best-of-3 times), and the calibration file
  * (JSON, in the user's config directory). The predictions themselves are in plan.c, next to the compile
  * whose pipelines they predict. */
+#include "fb/fb_cl.h"
 #include "fb/fb_plan.h"
 
 #include "fb_internal.h"
+#include "fb_plan_cost_internal.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define RATE_FLOOR 1e-12
 #define CAL_RUNS 3
@@ -237,19 +240,23 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     return fb_plan_aggregate(p, s, NULL, 0, &count, 1, root);
 }
 
-/* Best of CAL_RUNS runs of experiment x (after a warm-up). */
-static fb_status time_experiment(fb_ctx *ctx, cal_data *d, experiment x, double *best)
+/* Best of CAL_RUNS runs of experiment x (after a warm-up) under `placement`; with extra_cal, *extra = the
+ * copies and launches the gpu prediction charges for the experiment's plan. */
+static fb_status time_experiment_on(fb_ctx *ctx, cal_data *d, experiment x, fb_placement placement,
+                                    const fb_plan_calibration *extra_cal, double *best, double *extra)
 {
     fb_plan *p = NULL;
     FB_FORWARD_IF_ERROR(fb_plan_create(ctx, &p));
     fb_plan_node root;
     fb_status st = build_experiment(p, d, x, &root);
+    if (st == FB_OK && extra_cal)
+        st = fb_plan_gpu_extra(p, root, extra_cal, extra);
     *best = INFINITY;
     /* The fixed costs are tens of microseconds: more runs for their best. */
     int runs = x == X_FIXED || x == X_FIXED2 ? 5 * CAL_RUNS : CAL_RUNS;
     for (int i = -1; i < runs && st == FB_OK; i++) {
         fb_plan_result *res = NULL;
-        st = fb_plan_run(p, root, FB_PLACEMENT_CPU, &res);
+        st = fb_plan_run(p, root, placement, &res);
         if (st == FB_OK && i >= 0 && res->seconds < *best)
             *best = res->seconds;
         fb_plan_result_free(res);
@@ -258,9 +265,36 @@ static fb_status time_experiment(fb_ctx *ctx, cal_data *d, experiment x, double 
     return st;
 }
 
+static fb_status time_experiment(fb_ctx *ctx, cal_data *d, experiment x, double *best)
+{
+    return time_experiment_on(ctx, d, x, FB_PLACEMENT_CPU, NULL, best, NULL);
+}
+
 static double floor_rate(double r)
 {
     return isfinite(r) && r > RATE_FLOOR ? r : RATE_FLOOR;
+}
+
+/* The rates from the experiments' times t[X_COUNT] (each rate the difference of two plans). */
+static void derive_rates(const double *t, const cal_data *d, fb_plan_rates *r)
+{
+    double n = (double)d->rows, nd = (double)d->dim_rows, ns = (double)(d->rows / 4);
+    /* A pipeline's fixed cost: what a second (1-row) pipeline adds to a plan; the run's own fixed cost
+     * (t[X_FIXED] - pipeline_s) cancels in every difference below. */
+    r->pipeline_s = floor_rate(t[X_FIXED2] - t[X_FIXED]);
+    r->start_s = floor_rate(t[X_FIXED] - r->pipeline_s);
+    r->scan_row_s = floor_rate((t[X_COUNT_A] - t[X_FIXED]) / n);
+    r->filter_row_s = floor_rate((t[X_FILTER] - t[X_COUNT_AG]) / (2 * n)); /* two predicates */
+    r->project_row_s = floor_rate((t[X_PROJECT] - t[X_COUNT_V]) / n);
+    /* The build plan: two pipelines (the 1-row probe and the build) and n rows scanned and built. */
+    r->build_row_s = floor_rate((t[X_BUILD] - t[X_FIXED2]) / n - r->scan_row_s);
+    double dim_build = r->pipeline_s + nd * (r->scan_row_s + r->build_row_s);
+    r->probe_row_s = floor_rate((t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n);
+    r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / (n / 2));
+    r->hash_probe_row_s = floor_rate((t[X_HASH_PROBE] - t[X_COUNT_HK] - dim_build) / n);
+    r->agg_row_s = floor_rate((t[X_AGG] - t[X_COUNT_GV]) / n);
+    r->collect_row_s = floor_rate((t[X_COLLECT] - t[X_COUNT_A]) / n);
+    r->sort_row_s = floor_rate((t[X_SORT] - t[X_COUNT_SV]) / ns);
 }
 
 static void read_cpu_name(char *buf, size_t size)
@@ -301,31 +335,214 @@ fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out)
         cal_free(&d);
         return st;
     }
-    double n = (double)rows, nd = (double)d.dim_rows, ns = (double)(rows / 4);
     fb_plan_calibration c;
     memset(&c, 0, sizeof c);
-    fb_plan_rates *r = &c.cpu;
-    /* A pipeline's fixed cost: what a second (1-row) pipeline adds to a plan; the run's own fixed cost
-     * (t[X_FIXED] - pipeline_s) cancels in every difference below. */
-    r->pipeline_s = floor_rate(t[X_FIXED2] - t[X_FIXED]);
-    r->start_s = floor_rate(t[X_FIXED] - r->pipeline_s);
-    r->scan_row_s = floor_rate((t[X_COUNT_A] - t[X_FIXED]) / n);
-    r->filter_row_s = floor_rate((t[X_FILTER] - t[X_COUNT_AG]) / (2 * n)); /* two predicates */
-    r->project_row_s = floor_rate((t[X_PROJECT] - t[X_COUNT_V]) / n);
-    /* The build plan: two pipelines (the 1-row probe and the build) and n rows scanned and built. */
-    r->build_row_s = floor_rate((t[X_BUILD] - t[X_FIXED2]) / n - r->scan_row_s);
-    double dim_build = r->pipeline_s + nd * (r->scan_row_s + r->build_row_s);
-    r->probe_row_s = floor_rate((t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n);
-    r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / (n / 2));
-    r->hash_probe_row_s = floor_rate((t[X_HASH_PROBE] - t[X_COUNT_HK] - dim_build) / n);
-    r->agg_row_s = floor_rate((t[X_AGG] - t[X_COUNT_GV]) / n);
-    r->collect_row_s = floor_rate((t[X_COLLECT] - t[X_COUNT_A]) / n);
-    r->sort_row_s = floor_rate((t[X_SORT] - t[X_COUNT_SV]) / ns);
+    derive_rates(t, &d, &c.cpu);
     c.workers = fb_ctx_threads(ctx);
     c.rows = rows;
     read_cpu_name(c.cpu_name, sizeof c.cpu_name);
     cal_free(&d);
     *out = c;
+    return FB_OK;
+}
+
+/* ---- measuring the OpenCL device ------------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Runs `call` (a statement setting st) once to warm up, then `runs` times; `best` is the fastest. */
+#define BEST_OF(runs, best, call)                                                                                   \
+    do {                                                                                                            \
+        (best) = INFINITY;                                                                                          \
+        for (int run_ = -1; run_ < (runs) && st == FB_OK; run_++) {                                                 \
+            double t0_ = now_s();                                                                                   \
+            call;                                                                                                   \
+            double t_ = now_s() - t0_;                                                                              \
+            if (st == FB_OK && run_ >= 0 && t_ < (best))                                                            \
+                (best) = t_;                                                                                        \
+        }                                                                                                           \
+    } while (0)
+
+/* Seconds to copy `bytes` at `gbps` (0: unknown, free). */
+static double copy_s(double bytes, double gbps)
+{
+    return gbps > 0 ? bytes / (gbps * 1e9) : 0;
+}
+
+typedef struct dev_bufs {
+    uint32_t *sel;
+    int64_t *out, *ids_b, *ids_p, *agg;
+    int32_t *gkeys;
+    uint8_t *valid, *gvalid, *avalid;
+    uint8_t *bools;
+} dev_bufs;
+
+static void dev_bufs_free(dev_bufs *b)
+{
+    free(b->sel);
+    free(b->out);
+    free(b->ids_b);
+    free(b->ids_p);
+    free(b->agg);
+    free(b->gkeys);
+    free(b->valid);
+    free(b->gvalid);
+    free(b->avalid);
+    free(b->bools);
+}
+
+/* The twins' rates (see fb_plan_calibrate_device()): each timing minus its copies and one launch. */
+static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *c)
+{
+    size_t n = (size_t)d->rows;
+    double dn = (double)n, ns = (double)(n / 4);
+    dev_bufs b = {0};
+    b.sel = malloc(4 * n);
+    b.out = malloc(8 * n);
+    b.ids_b = malloc(8 * n);
+    b.ids_p = malloc(8 * n);
+    b.valid = malloc(n / 8 + 1);
+    b.gkeys = malloc(4 * 1025);
+    b.agg = malloc(8 * 1025);
+    b.gvalid = malloc(1025 / 8 + 1);
+    b.avalid = malloc(1025 / 8 + 1);
+    b.bools = malloc(16);
+    if (!b.sel || !b.out || !b.ids_b || !b.ids_p || !b.valid || !b.gkeys || !b.agg || !b.gvalid || !b.avalid ||
+        !b.bools) {
+        dev_bufs_free(&b);
+        return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for the device calibration");
+    }
+    double h2d = c->opencl.h2d_gbps, d2h = c->opencl.d2h_gbps, t, launch;
+    fb_plan_rates *r = &c->opencl.rates;
+    const fb_plan_rates *cpu = &c->cpu;
+    fb_status st = FB_OK;
+    int64_t n_out = 0, pairs = 0;
+    int32_t c500 = 500;
+    /* launch: a 1-row comparison with its copies */
+    fb_column one = d->fcols[F_A];
+    one.length = 1;
+    fb_bool bo = {1, b.bools, b.bools + 8};
+    BEST_OF(5 * CAL_RUNS, launch, st = fb_cl_expr_cmp(ctx, &one, FB_CMP_LT, &c500, NULL, 1, &bo));
+    c->opencl.launch_s = floor_rate(launch);
+    /* filter: a < 500 over every row, the selection back */
+    BEST_OF(CAL_RUNS, t,
+            st = fb_cl_select_cmp(ctx, &d->fcols[F_A], FB_CMP_LT, &c500, NULL, (int64_t)n, b.sel, (int64_t)n, &n_out));
+    r->filter_row_s = floor_rate((t - launch - copy_s(4 * dn, h2d) - copy_s(4.0 * (double)n_out, d2h)) / dn);
+    /* project: v * 3 (int64) */
+    int64_t three = 3;
+    fb_column_out po = {FB_TYPE_INT64, (int64_t)n, b.out, b.valid, 0, 0};
+    BEST_OF(CAL_RUNS, t,
+            st = fb_cl_expr_arith_const(ctx, FB_ARITH_MUL, &d->fcols[F_V], &three, 0, NULL, (int64_t)n, &po));
+    r->project_row_s = floor_rate((t - launch - copy_s(8 * dn, h2d) - copy_s(8.125 * dn, d2h)) / dn);
+    /* build: the fact's ids built into a table, probed by one row */
+    fb_join_pairs jp = {b.ids_b, b.ids_p, (int64_t)n, 0, 0};
+    BEST_OF(CAL_RUNS, t,
+            st = fb_cl_join_probe(ctx, &d->fcols[F_ID], 0, &d->tcols[0], 0, FB_JOIN_INNER, &jp, &pairs));
+    r->build_row_s = floor_rate((t - launch - copy_s(4 * dn + 4, h2d) - copy_s(16, d2h)) / dn);
+    /* probes of the dimension's dense unique keys: none of k0 matches, half of k; each less the time of the
+     * same call with a 1-row probe side (the dimension's table built) */
+    double t0, dim_build;
+    BEST_OF(CAL_RUNS, dim_build,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->tcols[0], 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS, t0, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K0], 0, FB_JOIN_INNER, &jp, &pairs));
+    r->probe_row_s = floor_rate((t0 - dim_build - copy_s(4 * dn, h2d)) / dn);
+    BEST_OF(CAL_RUNS, t, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K], 0, FB_JOIN_INNER, &jp, &pairs));
+    double matches = pairs > 0 ? (double)pairs : 1;
+    r->probe_match_row_s = floor_rate((t - t0 - copy_s(16 * matches, d2h)) / matches);
+    /* a probe of int64 keys (half match) */
+    fb_column one_hk = d->fcols[F_HK];
+    one_hk.length = 1;
+    BEST_OF(CAL_RUNS, dim_build, st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &one_hk, 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS, t,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &d->fcols[F_HK], 0, FB_JOIN_INNER, &jp, &pairs));
+    r->hash_probe_row_s =
+        floor_rate((t - dim_build - copy_s(8 * dn, h2d) - copy_s(16.0 * (double)pairs, d2h)) / dn);
+    /* grouped aggregation: group by g (1024 groups) sum(v) */
+    fb_type kt = FB_TYPE_INT32;
+    fb_agg_desc sum = {FB_AGG_SUM, 0, FB_TYPE_INT64};
+    fb_agg_spec spec = {1, &kt, 1, &sum, FB_AGG_STRATEGY_AUTO};
+    fb_column_out gk = {FB_TYPE_INT32, 1025, b.gkeys, b.gvalid, 0, 0};
+    fb_type sum_type = FB_TYPE_INT64;
+    if (st == FB_OK)
+        st = fb_agg_result_type(FB_AGG_SUM, FB_TYPE_INT64, &sum_type);
+    fb_column_out ga = {sum_type, 1025, b.agg, b.avalid, 0, 0};
+    int64_t groups = 0;
+    BEST_OF(CAL_RUNS, t,
+            st = fb_cl_group_by(ctx, &spec, &d->fcols[F_G], &d->fcols[F_V], 1, (int64_t)n, &gk, &ga, &groups));
+    r->agg_row_s = floor_rate((t - launch - copy_s(12 * dn, h2d)) / dn);
+    /* sort: the first rows / 4 of v */
+    fb_sort_key sk = {d->fcols[F_V], 0, 0};
+    sk.column.length = (int64_t)(n / 4);
+    BEST_OF(CAL_RUNS, t, st = fb_cl_sort_permutation(ctx, &sk, 1, b.sel, (int64_t)n));
+    r->sort_row_s = floor_rate((t - launch - copy_s(8 * ns, h2d) - copy_s(4 * ns, d2h)) / ns);
+    /* what the host does under gpu placement: the source's morsels, the result, the fixed costs */
+    r->scan_row_s = floor_rate(cpu->scan_row_s);
+    r->collect_row_s = floor_rate(cpu->collect_row_s);
+    r->pipeline_s = floor_rate(cpu->pipeline_s + launch);
+    r->start_s = floor_rate(cpu->start_s);
+    dev_bufs_free(&b);
+    return st;
+}
+
+/* The rates from the calibration plans run with gpu placement, each time less the copies and launches the
+ * gpu prediction charges for its plan; FB_ERR_NO_DEVICE (with nothing measured) when gpu plans cannot run. */
+static fb_status calibrate_plans(fb_ctx *ctx, cal_data *d, fb_plan_calibration *c)
+{
+    double t[X_COUNT], extra[X_COUNT];
+    fb_status st = FB_OK;
+    for (int x = 0; x < X_COUNT && st == FB_OK; x++)
+        st = time_experiment_on(ctx, d, (experiment)x, FB_PLACEMENT_GPU, c, &t[x], &extra[x]);
+    if (st != FB_OK)
+        return st;
+    for (int x = 0; x < X_COUNT; x++)
+        t[x] -= extra[x];
+    derive_rates(t, d, &c->opencl.rates);
+    return FB_OK;
+}
+
+fb_status fb_plan_cost_device(fb_ctx *ctx)
+{
+    int index;
+    return fb_cl_open(ctx, &index);
+}
+
+fb_status fb_plan_calibrate_device(fb_ctx *ctx, int64_t rows, fb_plan_calibration *cal)
+{
+    FB_RETURN_ERROR_IF(!ctx || !cal, ctx, FB_ERR_INVALID_ARG, "ctx and cal must not be NULL");
+    FB_RETURN_ERROR_IF(rows < 1024 || rows > ((int64_t)1 << 26), ctx, FB_ERR_INVALID_ARG,
+                       "calibration rows must be in 1024..2^26, not %lld", (long long)rows);
+    int index = -1;
+    FB_FORWARD_IF_ERROR(fb_cl_open(ctx, &index));
+    fb_cl_device_info info;
+    FB_FORWARD_IF_ERROR(fb_cl_device_get_info(ctx, index, &info));
+    fb_plan_calibration c = *cal;
+    memset(&c.opencl, 0, sizeof c.opencl);
+    snprintf(c.opencl.device, sizeof c.opencl.device, "%.127s", info.name);
+    size_t bytes = (size_t)rows * 8;
+    bytes = bytes < ((size_t)1 << 20) ? (size_t)1 << 20 : bytes > ((size_t)64 << 20) ? (size_t)64 << 20 : bytes;
+    FB_FORWARD_IF_ERROR(fb_cl_measure_transfer(ctx, bytes, CAL_RUNS, &c.opencl.h2d_gbps, &c.opencl.d2h_gbps));
+    cal_data d;
+    if (cal_make(&d, rows) != 0) {
+        cal_free(&d);
+        return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for %lld calibration rows", (long long)rows);
+    }
+    fb_status st = calibrate_twins(ctx, &d, &c);
+    if (st == FB_OK) {
+        /* gpu plans, when this version runs them (a 1-row plan tells), replace the twins' rates */
+        double t_fixed, e_fixed;
+        if (time_experiment_on(ctx, &d, X_FIXED, FB_PLACEMENT_GPU, &c, &t_fixed, &e_fixed) == FB_OK)
+            c.opencl.from_plans = calibrate_plans(ctx, &d, &c) == FB_OK; /* else the twins' rates stay */
+    }
+    cal_free(&d);
+    if (st != FB_OK)
+        return st;
+    c.opencl.has_opencl = 1;
+    *cal = c;
     return FB_OK;
 }
 
@@ -411,7 +628,8 @@ fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, 
     json_rates(f, &cal->cpu);
     fprintf(f, ",\n \"opencl\": {\"has_opencl\": %d, \"device\": ", cal->opencl.has_opencl ? 1 : 0);
     json_str(f, cal->opencl.device);
-    fprintf(f, ", \"rates\": ");
+    fprintf(f, ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"from_plans\": %d,\n  \"rates\": ",
+            cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.from_plans ? 1 : 0);
     json_rates(f, &cal->opencl.rates);
     fprintf(f, "}}\n");
     int bad = ferror(f);
@@ -546,7 +764,18 @@ fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibr
     if (st == FB_OK && find_object(text, end, "opencl", &ob, &oe) == 0) {
         c.opencl.has_opencl = read_number(ob, oe, "has_opencl", &num) == 0 && num != 0;
         read_string(ob, oe, "device", c.opencl.device, sizeof c.opencl.device);
-        if (c.opencl.has_opencl) {
+        /* the device's copies and launch: absent from older files (then 0: unknown) */
+        const char *dev_names[3] = {"h2d_gbps", "d2h_gbps", "launch_s"};
+        double *dev_fields[3] = {&c.opencl.h2d_gbps, &c.opencl.d2h_gbps, &c.opencl.launch_s};
+        for (int i = 0; i < 3 && st == FB_OK; i++) {
+            if (!find_value(ob, oe, dev_names[i]))
+                continue;
+            if (read_number(ob, oe, dev_names[i], dev_fields[i]) != 0 || *dev_fields[i] < 0)
+                st = FB_ERROR(ctx, FB_ERR_IO, "%s: opencl.%s is not a finite number >= 0 (run fbench calibrate)", path,
+                              dev_names[i]);
+        }
+        c.opencl.from_plans = read_number(ob, oe, "from_plans", &num) == 0 && num != 0;
+        if (st == FB_OK && c.opencl.has_opencl) {
             if (find_object(ob, oe, "rates", &rb, &re) != 0)
                 st = FB_ERROR(ctx, FB_ERR_IO, "%s: opencl.has_opencl is set but opencl.rates is missing", path);
             else

@@ -223,23 +223,33 @@ typedef struct fb_plan_rates {
     double sort_row_s;       /**< per input row of a sort (or top-N) sink */
 } fb_plan_rates;
 
-/** \brief A machine's calibration, as fb_plan_calibrate() measures it and fb_plan_calibration_save()
- * writes it. The file is JSON:
+/** \brief A machine's calibration, as fb_plan_calibrate() and fb_plan_calibrate_device() measure it and
+ * fb_plan_calibration_save() writes it. The file is JSON:
  * \code
  *   {"fb_calibration": 1, "fb_version": "0.1.0", "cpu_name": "AMD EPYC ...", "workers": 2, "rows": 4194304,
  *    "cpu": {"pipeline_s": 4.2e-05, "start_s": 2.1e-04, "scan_row_s": 1.2e-10, ... every fb_plan_rates field ...},
- *    "opencl": {"has_opencl": 0, "device": "", "rates": { ... the same fields ... }}}
+ *    "opencl": {"has_opencl": 1, "device": "NVIDIA H100", "h2d_gbps": 24.1, "d2h_gbps": 25.3,
+ *               "launch_s": 1.2e-05, "from_plans": 1, "rates": { ... the same fields ... }}}
  * \endcode
- * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. */
+ * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. h2d_gbps, d2h_gbps,
+ * launch_s and from_plans may be absent (files written before they existed): they load as 0, and a
+ * bandwidth of 0 predicts copies from the device rates alone. The "opencl" section may be absent: no
+ * OpenCL rates. */
 typedef struct fb_plan_calibration {
     fb_plan_rates cpu;   /**< the CPU workers' rates */
     int workers;         /**< workers the CPU rates were measured with */
     char cpu_name[128];  /**< the CPU's model name */
     int64_t rows;        /**< rows of the synthetic tables measured */
     struct {
-        int has_opencl;      /**< 1 when `rates` hold measured OpenCL rates */
+        int has_opencl;      /**< 1 when `rates` hold measured OpenCL rates (fb_plan_calibrate_device()) */
         char device[128];    /**< the OpenCL device's name */
-        fb_plan_rates rates; /**< its rates (filled once plans run on OpenCL devices) */
+        fb_plan_rates rates; /**< its rates: per row of the device's work, without the copies (those are
+                                  h2d_gbps / d2h_gbps below) */
+        double h2d_gbps;     /**< host->device copy bandwidth, 10^9 bytes per second (0: unknown) */
+        double d2h_gbps;     /**< device->host copy bandwidth, 10^9 bytes per second (0: unknown) */
+        double launch_s;     /**< latency of one device call (a 1-row kernel with its tiny copies) */
+        int from_plans;      /**< 1: rates measured by running the calibration plans with gpu placement;
+                                  0: by timing the fb_cl_* twins the gpu placement calls */
     } opencl;            /**< the OpenCL device (GPU / hybrid placement) */
 } fb_plan_calibration;
 
@@ -248,6 +258,23 @@ typedef struct fb_plan_calibration {
  * difference against a base plan (filter = scan->filter->count minus scan->count), never below 1e-12.
  * opencl.has_opencl is 0. \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_OUT_OF_MEMORY or a run's status. */
 FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out);
+
+/** \brief Measures the context's OpenCL device into cal->opencl (the rest of `cal` is kept; call it after
+ * fb_plan_calibrate(), whose CPU rates it reads for the work the gpu placement leaves on the host):
+ * the device's name, host<->device bandwidth (fb_cl_measure_transfer() with pinned memory), the launch
+ * latency (best time of a 1-row fb_cl_expr_cmp()) and the fb_plan_rates per row of each kind of stage.
+ * When fb_plan_run() can run FB_PLACEMENT_GPU, the rates come from the same calibration plans as the
+ * CPU's, run with gpu placement, each the difference of two plans minus the copies and launches the
+ * model (fb_plan_predict()) charges for them (opencl.from_plans 1); else from the fb_cl_* twins the gpu
+ * placement calls, on synthetic columns of `rows` rows, best of 3, minus their copies and launch: filter =
+ * fb_cl_select_cmp, project = fb_cl_expr_arith_const, probes and build = fb_cl_join_probe (dense unique
+ * keys for probe_row_s / probe_match_row_s, int64 keys for hash_probe_row_s), agg = fb_cl_group_by, sort
+ * = fb_cl_sort_permutation; scan, collect and the fixed costs are the host's (the CPU rates; a pipeline
+ * adds launch_s). Every rate is at least 1e-12. Sets opencl.has_opencl on success.
+ * \param rows 1024..2^26 (PoCL: 2^16..2^20 take seconds).
+ * \return FB_OK; FB_ERR_NO_DEVICE (no device, or the context was made with FB_CL_DEVICE_NONE; `cal` is
+ *         then unchanged); FB_ERR_INVALID_ARG; FB_ERR_OUT_OF_MEMORY; a twin's or a run's status. */
+FB_API fb_status fb_plan_calibrate_device(fb_ctx *ctx, int64_t rows, fb_plan_calibration *cal);
 
 /** \brief The default calibration file: $FB_CALIBRATION if set, else $XDG_CONFIG_HOME/fb/calibration.json,
  * else $HOME/.config/fb/calibration.json. \return FB_OK, FB_ERR_INVALID_ARG (NULL or too small buffer, no
@@ -273,13 +300,36 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  * a sample of the table, elsewhere 1/2 per predicate; joins under the foreign-key assumption (matches =
  * build rows / rows of the build side's base table; anti 1 - that; left all); aggregations min(input,
  * 4096) groups (1 ungrouped); sort and limit as their input, capped by the limit.
- * \param placement FB_PLACEMENT_CPU, or FB_PLACEMENT_AUTO (predicts the placement auto picks).
+ *
+ * Per placement, a pipeline of S source rows is predicted as:
+ * - FB_PLACEMENT_CPU: with the CPU rates, as fb_plan_rates says.
+ * - FB_PLACEMENT_GPU: with the OpenCL rates the same way, plus launches x opencl.launch_s (one device
+ *   call per predicate, projection and join probe per morsel of FB_PLAN_GPU_MORSEL_ROWS source rows),
+ *   plus the copies at opencl.h2d_gbps / d2h_gbps: the source columns the operators read (S rows), each
+ *   join's build keys and payload once, and the rows into the sink back (a 4-byte row id each, plus the
+ *   columns the device computed).
+ * - FB_PLACEMENT_HYBRID: the CPU and the device take morsels of the same source, so their throughputs add:
+ *   max of the two fixed costs + S / (S / cpu's per-row part + S / gpu's per-row part) + the device's
+ *   once-only copies (the build sides).
+ * - FB_PLACEMENT_AUTO: the placement of smallest total among those that can run (gpu and hybrid only with
+ *   an OpenCL device and OpenCL rates in the calibration); fb_plan_predict_choice() says which.
  * \param[out] seconds capacity entries, may be NULL with capacity 0; \param[out] n pipelines (may be more
  * than capacity: then only capacity are written); \param[out] total their sum (may be NULL).
  * \return FB_OK; FB_ERR_IO without any calibration (set none and no readable default file: run fbench
- * calibrate); FB_ERR_NO_DEVICE for gpu / hybrid (no OpenCL plan operators yet); FB_ERR_INVALID_ARG. */
+ * calibrate); FB_ERR_NO_DEVICE for gpu / hybrid when the calibration has no OpenCL rates or the context has
+ * no OpenCL device (the message says which); FB_ERR_INVALID_ARG. */
 FB_API fb_status fb_plan_predict(fb_plan *plan, fb_plan_node root, fb_placement placement, double *seconds,
                                  size_t capacity, size_t *n, double *total);
+
+/** Source rows per device morsel that fb_plan_predict() assumes for gpu and hybrid placement. */
+#define FB_PLAN_GPU_MORSEL_ROWS ((int64_t)1 << 21)
+
+/** \brief What FB_PLACEMENT_AUTO picks for the plan under `root`: the placement with the smallest
+ * predicted total among cpu and (with an OpenCL device and OpenCL rates) gpu and hybrid.
+ * \param[out] chosen FB_PLACEMENT_CPU, _GPU or _HYBRID. \param[out] totals may be NULL, else 3 entries:
+ * the predicted totals of cpu, gpu and hybrid (NAN for one that cannot run).
+ * \return as fb_plan_predict() with FB_PLACEMENT_CPU. */
+FB_API fb_status fb_plan_predict_choice(fb_plan *plan, fb_plan_node root, fb_placement *chosen, double *totals);
 
 #ifdef __cplusplus
 }
