@@ -2370,6 +2370,8 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
             double gpu_fixed = cal->opencl.rates.pipeline_s + start * cal->opencl.rates.start_s;
             double cv = cpu - cpu_fixed, gv = gpu - gpu_fixed;
             double both = cv > 0 && gv > 0 ? 1 / (1 / cv + 1 / gv) : 0;
+            if (cal->opencl.shares_cores) /* one set of cores: each at half speed */
+                both *= 2;
             seconds[k] = (cpu_fixed > gpu_fixed ? cpu_fixed : gpu_fixed) + both + once;
         }
         if (sink_rows)

@@ -16,7 +16,8 @@
 #include <time.h>
 
 #define RATE_FLOOR 1e-12
-#define CAL_RUNS 3
+/* Runs per timing, the best kept: more for small tables, whose milliseconds a busy machine disturbs more. */
+#define CAL_RUNS(rows) ((rows) <= ((int64_t)1 << 16) ? 9 : (rows) <= ((int64_t)1 << 19) ? 5 : 3)
 
 /* The rates, by name, in the order of fb_plan_rates. */
 static const char *const rate_names[] = {"pipeline_s",       "start_s", "scan_row_s",  "filter_row_s", "project_row_s",
@@ -240,7 +241,7 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     return fb_plan_aggregate(p, s, NULL, 0, &count, 1, root);
 }
 
-/* Best of CAL_RUNS runs of experiment x (after a warm-up) under `placement`; with extra_cal, *extra = the
+/* Best of CAL_RUNS(rows) runs of experiment x (after a warm-up) under `placement`; with extra_cal, *extra = the
  * copies and launches the gpu prediction charges for the experiment's plan. */
 static fb_status time_experiment_on(fb_ctx *ctx, cal_data *d, experiment x, fb_placement placement,
                                     const fb_plan_calibration *extra_cal, double *best, double *extra)
@@ -253,7 +254,7 @@ static fb_status time_experiment_on(fb_ctx *ctx, cal_data *d, experiment x, fb_p
         st = fb_plan_gpu_extra(p, root, extra_cal, extra);
     *best = INFINITY;
     /* The fixed costs are tens of microseconds: more runs for their best. */
-    int runs = x == X_FIXED || x == X_FIXED2 ? 5 * CAL_RUNS : CAL_RUNS;
+    int runs = x == X_FIXED || x == X_FIXED2 ? 5 * CAL_RUNS(d->rows) : CAL_RUNS(d->rows);
     for (int i = -1; i < runs && st == FB_OK; i++) {
         fb_plan_result *res = NULL;
         st = fb_plan_run(p, root, placement, &res);
@@ -427,38 +428,38 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
     fb_column one = d->fcols[F_A];
     one.length = 1;
     fb_bool bo = {1, b.bools, b.bools + 8};
-    BEST_OF(5 * CAL_RUNS, launch, st = fb_cl_expr_cmp(ctx, &one, FB_CMP_LT, &c500, NULL, 1, &bo));
+    BEST_OF(5 * CAL_RUNS(d->rows), launch, st = fb_cl_expr_cmp(ctx, &one, FB_CMP_LT, &c500, NULL, 1, &bo));
     c->opencl.launch_s = floor_rate(launch);
     /* filter: a < 500 over every row, the selection back */
-    BEST_OF(CAL_RUNS, t,
+    BEST_OF(CAL_RUNS(d->rows), t,
             st = fb_cl_select_cmp(ctx, &d->fcols[F_A], FB_CMP_LT, &c500, NULL, (int64_t)n, b.sel, (int64_t)n, &n_out));
     r->filter_row_s = floor_rate((t - launch - copy_s(4 * dn, h2d) - copy_s(4.0 * (double)n_out, d2h)) / dn);
     /* project: v * 3 (int64) */
     int64_t three = 3;
     fb_column_out po = {FB_TYPE_INT64, (int64_t)n, b.out, b.valid, 0, 0};
-    BEST_OF(CAL_RUNS, t,
+    BEST_OF(CAL_RUNS(d->rows), t,
             st = fb_cl_expr_arith_const(ctx, FB_ARITH_MUL, &d->fcols[F_V], &three, 0, NULL, (int64_t)n, &po));
     r->project_row_s = floor_rate((t - launch - copy_s(8 * dn, h2d) - copy_s(8.125 * dn, d2h)) / dn);
     /* build: the fact's ids built into a table, probed by one row */
     fb_join_pairs jp = {b.ids_b, b.ids_p, (int64_t)n, 0, 0};
-    BEST_OF(CAL_RUNS, t,
+    BEST_OF(CAL_RUNS(d->rows), t,
             st = fb_cl_join_probe(ctx, &d->fcols[F_ID], 0, &d->tcols[0], 0, FB_JOIN_INNER, &jp, &pairs));
     r->build_row_s = floor_rate((t - launch - copy_s(4 * dn + 4, h2d) - copy_s(16, d2h)) / dn);
     /* probes of the dimension's dense unique keys: none of k0 matches, half of k; each less the time of the
      * same call with a 1-row probe side (the dimension's table built) */
     double t0, dim_build;
-    BEST_OF(CAL_RUNS, dim_build,
+    BEST_OF(CAL_RUNS(d->rows), dim_build,
             st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->tcols[0], 0, FB_JOIN_INNER, &jp, &pairs));
-    BEST_OF(CAL_RUNS, t0, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K0], 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS(d->rows), t0, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K0], 0, FB_JOIN_INNER, &jp, &pairs));
     r->probe_row_s = floor_rate((t0 - dim_build - copy_s(4 * dn, h2d)) / dn);
-    BEST_OF(CAL_RUNS, t, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K], 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS(d->rows), t, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K], 0, FB_JOIN_INNER, &jp, &pairs));
     double matches = pairs > 0 ? (double)pairs : 1;
     r->probe_match_row_s = floor_rate((t - t0 - copy_s(16 * matches, d2h)) / matches);
     /* a probe of int64 keys (half match) */
     fb_column one_hk = d->fcols[F_HK];
     one_hk.length = 1;
-    BEST_OF(CAL_RUNS, dim_build, st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &one_hk, 0, FB_JOIN_INNER, &jp, &pairs));
-    BEST_OF(CAL_RUNS, t,
+    BEST_OF(CAL_RUNS(d->rows), dim_build, st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &one_hk, 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS(d->rows), t,
             st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &d->fcols[F_HK], 0, FB_JOIN_INNER, &jp, &pairs));
     r->hash_probe_row_s =
         floor_rate((t - dim_build - copy_s(8 * dn, h2d) - copy_s(16.0 * (double)pairs, d2h)) / dn);
@@ -472,13 +473,13 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
         st = fb_agg_result_type(FB_AGG_SUM, FB_TYPE_INT64, &sum_type);
     fb_column_out ga = {sum_type, 1025, b.agg, b.avalid, 0, 0};
     int64_t groups = 0;
-    BEST_OF(CAL_RUNS, t,
+    BEST_OF(CAL_RUNS(d->rows), t,
             st = fb_cl_group_by(ctx, &spec, &d->fcols[F_G], &d->fcols[F_V], 1, (int64_t)n, &gk, &ga, &groups));
     r->agg_row_s = floor_rate((t - launch - copy_s(12 * dn, h2d)) / dn);
     /* sort: the first rows / 4 of v */
     fb_sort_key sk = {d->fcols[F_V], 0, 0};
     sk.column.length = (int64_t)(n / 4);
-    BEST_OF(CAL_RUNS, t, st = fb_cl_sort_permutation(ctx, &sk, 1, b.sel, (int64_t)n));
+    BEST_OF(CAL_RUNS(d->rows), t, st = fb_cl_sort_permutation(ctx, &sk, 1, b.sel, (int64_t)n));
     r->sort_row_s = floor_rate((t - launch - copy_s(8 * ns, h2d) - copy_s(4 * ns, d2h)) / ns);
     /* what the host does under gpu placement: the source's morsels, the result, the fixed costs */
     r->scan_row_s = floor_rate(cpu->scan_row_s);
@@ -523,9 +524,10 @@ fb_status fb_plan_calibrate_device(fb_ctx *ctx, int64_t rows, fb_plan_calibratio
     fb_plan_calibration c = *cal;
     memset(&c.opencl, 0, sizeof c.opencl);
     snprintf(c.opencl.device, sizeof c.opencl.device, "%.127s", info.name);
+    c.opencl.shares_cores = info.is_cpu != 0;
     size_t bytes = (size_t)rows * 8;
     bytes = bytes < ((size_t)1 << 20) ? (size_t)1 << 20 : bytes > ((size_t)64 << 20) ? (size_t)64 << 20 : bytes;
-    FB_FORWARD_IF_ERROR(fb_cl_measure_transfer(ctx, bytes, CAL_RUNS, &c.opencl.h2d_gbps, &c.opencl.d2h_gbps));
+    FB_FORWARD_IF_ERROR(fb_cl_measure_transfer(ctx, bytes, CAL_RUNS(rows), &c.opencl.h2d_gbps, &c.opencl.d2h_gbps));
     cal_data d;
     if (cal_make(&d, rows) != 0) {
         cal_free(&d);
@@ -628,8 +630,11 @@ fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, 
     json_rates(f, &cal->cpu);
     fprintf(f, ",\n \"opencl\": {\"has_opencl\": %d, \"device\": ", cal->opencl.has_opencl ? 1 : 0);
     json_str(f, cal->opencl.device);
-    fprintf(f, ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"from_plans\": %d,\n  \"rates\": ",
-            cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.from_plans ? 1 : 0);
+    fprintf(f,
+            ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"from_plans\": %d, \"shares_cores\": %d,\n"
+            "  \"rates\": ",
+            cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.from_plans ? 1 : 0,
+            cal->opencl.shares_cores ? 1 : 0);
     json_rates(f, &cal->opencl.rates);
     fprintf(f, "}}\n");
     int bad = ferror(f);
@@ -775,6 +780,7 @@ fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibr
                               dev_names[i]);
         }
         c.opencl.from_plans = read_number(ob, oe, "from_plans", &num) == 0 && num != 0;
+        c.opencl.shares_cores = read_number(ob, oe, "shares_cores", &num) == 0 && num != 0;
         if (st == FB_OK && c.opencl.has_opencl) {
             if (find_object(ob, oe, "rates", &rb, &re) != 0)
                 st = FB_ERROR(ctx, FB_ERR_IO, "%s: opencl.has_opencl is set but opencl.rates is missing", path);

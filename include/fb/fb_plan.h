@@ -229,10 +229,10 @@ typedef struct fb_plan_rates {
  *   {"fb_calibration": 1, "fb_version": "0.1.0", "cpu_name": "AMD EPYC ...", "workers": 2, "rows": 4194304,
  *    "cpu": {"pipeline_s": 4.2e-05, "start_s": 2.1e-04, "scan_row_s": 1.2e-10, ... every fb_plan_rates field ...},
  *    "opencl": {"has_opencl": 1, "device": "NVIDIA H100", "h2d_gbps": 24.1, "d2h_gbps": 25.3,
- *               "launch_s": 1.2e-05, "from_plans": 1, "rates": { ... the same fields ... }}}
+ *               "launch_s": 1.2e-05, "from_plans": 1, "shares_cores": 0, "rates": { ... the same fields ... }}}
  * \endcode
  * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. h2d_gbps, d2h_gbps,
- * launch_s and from_plans may be absent (files written before they existed): they load as 0, and a
+ * launch_s, from_plans and shares_cores may be absent (files written before they existed): they load as 0, and a
  * bandwidth of 0 predicts copies from the device rates alone. The "opencl" section may be absent: no
  * OpenCL rates. */
 typedef struct fb_plan_calibration {
@@ -250,11 +250,15 @@ typedef struct fb_plan_calibration {
         double launch_s;     /**< latency of one device call (a 1-row kernel with its tiny copies) */
         int from_plans;      /**< 1: rates measured by running the calibration plans with gpu placement;
                                   0: by timing the fb_cl_* twins the gpu placement calls */
+        int shares_cores;    /**< 1 when the device is the host's CPU (an OpenCL CPU device such as PoCL's):
+                                  under hybrid it and the workers share the cores, so their throughputs
+                                  do not add (each is predicted at half speed) */
     } opencl;            /**< the OpenCL device (GPU / hybrid placement) */
 } fb_plan_calibration;
 
 /** \brief Measures the CPU rates on this machine: small plans over synthetic tables of `rows` rows
- * (1024..2^26) run through fb_plan_run() with the context's workers, best of 3 each; every rate is the
+ * (1024..2^26) run through fb_plan_run() with the context's workers, best of 3 each (5 up to 2^19 rows,
+ * 9 up to 2^16: small timings are the more disturbed by a busy machine); every rate is the
  * difference against a base plan (filter = scan->filter->count minus scan->count), never below 1e-12.
  * opencl.has_opencl is 0. \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_OUT_OF_MEMORY or a run's status. */
 FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out);
@@ -266,7 +270,7 @@ FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibratio
  * When fb_plan_run() can run FB_PLACEMENT_GPU, the rates come from the same calibration plans as the
  * CPU's, run with gpu placement, each the difference of two plans minus the copies and launches the
  * model (fb_plan_predict()) charges for them (opencl.from_plans 1); else from the fb_cl_* twins the gpu
- * placement calls, on synthetic columns of `rows` rows, best of 3, minus their copies and launch: filter =
+ * placement calls, on synthetic columns of `rows` rows, best of 3 (or more, as fb_plan_calibrate()), minus their copies and launch: filter =
  * fb_cl_select_cmp, project = fb_cl_expr_arith_const, probes and build = fb_cl_join_probe (dense unique
  * keys for probe_row_s / probe_match_row_s, int64 keys for hash_probe_row_s), agg = fb_cl_group_by, sort
  * = fb_cl_sort_permutation; scan, collect and the fixed costs are the host's (the CPU rates; a pipeline
@@ -309,8 +313,9 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  *   join's build keys and payload once, and the rows into the sink back (a 4-byte row id each, plus the
  *   columns the device computed).
  * - FB_PLACEMENT_HYBRID: the CPU and the device take morsels of the same source, so their throughputs add:
- *   max of the two fixed costs + S / (S / cpu's per-row part + S / gpu's per-row part) + the device's
- *   once-only copies (the build sides).
+ *   max of the two fixed costs + 1 / (1 / cpu's per-row part + 1 / gpu's per-row part) + the device's
+ *   once-only copies (the build sides); with opencl.shares_cores each runs at half speed (twice that
+ *   per-row term: no faster than the faster of the two alone).
  * - FB_PLACEMENT_AUTO: the placement of smallest total among those that can run (gpu and hybrid only with
  *   an OpenCL device and OpenCL rates in the calibration); fb_plan_predict_choice() says which.
  * \param[out] seconds capacity entries, may be NULL with capacity 0; \param[out] n pipelines (may be more
