@@ -9,8 +9,10 @@
  * finalize) and its output becomes the source of the next pipeline, which depends on it. Intermediates
  * ("mats") are column buffers owned by the run. */
 #include "fb/fb_plan.h"
+#include "fb/fb_cl.h"
 #include "fb/fb_expr.h"
 
+#include "fb_cl_internal.h"
 #include "fb_internal.h"
 #include "fb_plan_cost_internal.h"
 
@@ -656,6 +658,17 @@ static fb_status mat_concat(fb_ctx *ctx, mat *dst, const mat *src)
 
 typedef struct run run;
 
+/* What the device did for one pipeline (explain analyze). */
+typedef struct dev_counters {
+    atomic_llong dev_morsels, cpu_morsels; /* morsels whose operators ran on the device / on the CPU */
+    atomic_llong h2d, d2h;                 /* bytes the device calls moved host -> device, device -> host */
+} dev_counters;
+
+/* The plain copy of dev_counters a result keeps. */
+typedef struct dev_figures {
+    long long dev_morsels, cpu_morsels, h2d, d2h;
+} dev_figures;
+
 typedef struct join_state { /* the build side of one join, filled by its sink's finalize */
     const pnode *node;
     mat rows;                /* key columns first, then the payload columns */
@@ -713,6 +726,14 @@ struct run {
     int n_owned;
     mat *mats[MAX_PIPES];
     int n_mats;
+    /* OpenCL placement (gpu, hybrid, or what auto chose): see the "device" section below */
+    fb_placement placement;   /* FB_PLACEMENT_CPU, _GPU or _HYBRID: where the operators run */
+    int fallback;             /* 1: a device failure moves the work to the CPU (auto, hybrid); 0: it is an error */
+    int64_t dev_morsel;       /* rows of the morsels the device takes */
+    atomic_int dev_failed;    /* set once by the first device failure (then every stage runs on the CPU) */
+    fb_status dev_status;     /* that failure, written by the thread that set dev_failed */
+    char dev_msg[320];
+    dev_counters dev[MAX_PIPES];
 };
 
 static void *run_keep(run *r, void *p, void (*fn)(void *))
@@ -752,6 +773,7 @@ typedef struct stream {
     char text[512];
     int src_node;     /* the cost model's record (pipe_desc) */
     int op_nodes[64];
+    int *pipe_slot;   /* the operators' pipeline index (set by stream_finish) */
 } stream;
 
 static void text_add(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -769,23 +791,36 @@ static void text_add(char *buf, size_t size, const char *fmt, ...)
 /* ---- the source over a mat ------------------------------------------------------------------------- */
 
 typedef struct mat_source {
-    mat *m;
-    int64_t next, morsel;
+    mat *m;                /* a materialized intermediate, or */
+    const pnode *scan;     /* a base table (OpenCL placements; cpu uses fb_source_table()) */
+    run *r;
+    int pipe, has_ops;     /* the pipeline, and whether it has operators (for the device counters) */
+    int64_t next, morsel, rows;
 } mat_source;
 
 typedef struct mat_local {
     fb_column cols[FB_PLAN_MAX_COLUMNS];
+    int worker;
 } mat_local;
+
+static int use_device(run *r, int worker);
 
 static fb_status mat_next(void *user, void *global, const fb_worker_info *w, fb_morsel *out, int *done)
 {
     mat_source *s = user;
-    if (s->next >= s->m->rows) {
+    int64_t rows = s->m ? s->m->rows : s->rows;
+    if (s->next >= rows) {
         *done = 1;
         return FB_OK;
     }
+    /* The device takes large morsels: all workers under gpu, the designated worker under hybrid. A morsel
+     * is run wherever the worker that takes it from the queue says (use_device()), so its size only
+     * balances the work; a large morsel on a CPU worker is just a long one. */
+    int64_t size = s->morsel;
+    if (s->has_ops && use_device(s->r, w->worker))
+        size = s->r->dev_morsel;
     out->begin = s->next;
-    out->end = s->next + s->morsel < s->m->rows ? s->next + s->morsel : s->m->rows;
+    out->end = rows - s->next > size ? s->next + size : rows;
     out->numa_node = -1;
     s->next = out->end;
     return FB_OK;
@@ -799,8 +834,12 @@ static fb_status mat_init_global(void *user, fb_ctx *ctx, void **global)
 
 static fb_status mat_init_local(void *user, void *global, const fb_worker_info *w, void **local)
 {
-    *local = calloc(1, sizeof(mat_local));
-    return *local ? FB_OK : fb_stage_error(w->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a scan state");
+    mat_local *l = calloc(1, sizeof(mat_local));
+    *local = l;
+    if (!l)
+        return fb_stage_error(w->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a scan state");
+    l->worker = w->worker;
+    return FB_OK;
 }
 
 static void free_local(void *user, void *global, void *local)
@@ -812,10 +851,22 @@ static fb_status mat_scan(void *user, void *global, void *local, const fb_morsel
 {
     mat_source *s = user;
     mat_local *l = local;
-    for (int c = 0; c < s->m->n_cols; c++)
-        l->cols[c] = mat_view(s->m, c, m->begin, m->end - m->begin);
+    int n_cols = s->m ? s->m->n_cols : s->scan->n_cols;
+    for (int c = 0; c < n_cols; c++) {
+        if (s->m) {
+            l->cols[c] = mat_view(s->m, c, m->begin, m->end - m->begin);
+        } else {
+            l->cols[c] = s->scan->scan[c];
+            l->cols[c].offset += m->begin;
+            l->cols[c].length = m->end - m->begin;
+        }
+    }
+    if (s->has_ops && s->r->placement != FB_PLACEMENT_CPU)
+        atomic_fetch_add(use_device(s->r, l->worker) ? &s->r->dev[s->pipe].dev_morsels
+                                                       : &s->r->dev[s->pipe].cpu_morsels,
+                         1);
     out->rows = m->end - m->begin;
-    out->n_columns = (size_t)s->m->n_cols;
+    out->n_columns = (size_t)n_cols;
     out->columns = l->cols;
     out->sel = NULL;
     out->n_sel = out->rows;
@@ -824,17 +875,24 @@ static fb_status mat_scan(void *user, void *global, void *local, const fb_morsel
 
 static fb_status stream_source(run *r, stream *s, fb_source *src)
 {
-    if (s->scan) {
+    if (s->scan && r->placement == FB_PLACEMENT_CPU) {
         fb_table t = {(size_t)s->scan->n_cols, s->scan->scan, NULL};
         return fb_source_table(r->ctx, &t, 0, src);
     }
     mat_source *ms = run_keep(r, calloc(1, sizeof *ms), free);
     if (!ms)
         return FB_ERROR(r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a source");
-    ms->m = s->src;
+    ms->m = s->scan ? NULL : s->src;
+    ms->scan = s->scan;
+    ms->rows = s->scan ? s->scan->scan_rows : 0;
+    ms->r = r;
+    ms->pipe = r->n_pipes;
+    ms->has_ops = s->n_ops > 0;
     ms->morsel = FB_MORSEL_DEFAULT_ROWS;
+    if (r->placement != FB_PLACEMENT_CPU && r->dev_morsel < ms->morsel)
+        ms->morsel = r->dev_morsel; /* hybrid: CPU morsels no larger than the device's */
     memset(src, 0, sizeof *src);
-    src->name = "intermediate";
+    src->name = s->scan ? "table" : "intermediate";
     src->init_global = mat_init_global;
     src->next_morsel = mat_next;
     src->init_local = mat_init_local;
@@ -867,6 +925,8 @@ static fb_status stream_finish(run *r, stream *s, const char *name, const fb_sin
     pd->sink_node = sink_node;
     pd->sink_in = sink_in;
     pd->starts_with_run = !s->src_pipe && s->n_deps == 0;
+    if (s->pipe_slot)
+        *s->pipe_slot = r->n_pipes;
     r->n_pipes++;
     *out = p;
     return FB_OK;
@@ -894,6 +954,10 @@ typedef struct buf_local { /* growable per-worker buffers of an operator */
     fb_column probe_keys[FB_JOIN_MAX_KEYS];
     const uint32_t *map; /* compacted key index -> chunk row, NULL = identity */
     fb_ctx *ctx;         /* the buffers above come from its allocator */
+    int data_cols;       /* columns of data / valid allocated (data_cap rows each) */
+    int worker;          /* the worker that owns this state (use_device()) */
+    int64_t *dbuild, *dprobe; /* the device probe's pairs (dpairs_cap each) */
+    int64_t dpairs_cap;
 } buf_local;
 
 static fb_status op_init_local(void *user, void *global, const fb_worker_info *w, void **local)
@@ -903,6 +967,7 @@ static fb_status op_init_local(void *user, void *global, const fb_worker_info *w
     if (!l)
         return fb_stage_error(w->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator state");
     l->ctx = w->ctx;
+    l->worker = w->worker;
     return FB_OK;
 }
 
@@ -925,6 +990,10 @@ static void op_destroy_local(void *user, void *global, void *local)
     plan_release(ctx, l->build_ids, 8 * PAIRS_CAP);
     plan_release(ctx, l->probe_ids, 8 * PAIRS_CAP);
     plan_release(ctx, l->pair_sel, 4 * PAIRS_CAP);
+    if (l->dpairs_cap) {
+        plan_release(ctx, l->dbuild, 8 * (size_t)l->dpairs_cap);
+        plan_release(ctx, l->dprobe, 8 * (size_t)l->dpairs_cap);
+    }
     free(l);
 }
 
@@ -946,8 +1015,11 @@ static fb_status need_sel(fb_ctx *ctx, buf_local *l, int64_t rows)
 /* Output column buffers (8 bytes a value, any type) for `n_cols` columns of `rows` rows each. */
 static fb_status need_data(fb_ctx *ctx, buf_local *l, int n_cols, int64_t rows)
 {
-    if (rows <= l->data_cap)
+    if (rows <= l->data_cap && n_cols <= l->data_cols)
         return FB_OK;
+    /* Every allocated column is reallocated (all of one size, as op_destroy_local frees them). */
+    n_cols = n_cols > l->data_cols ? n_cols : l->data_cols;
+    rows = rows > l->data_cap ? rows : l->data_cap;
     void *blocks[2 * FB_PLAN_MAX_COLUMNS] = {0};
     size_t sizes[2 * FB_PLAN_MAX_COLUMNS] = {0};
     for (int c = 0; c < n_cols; c++) {
@@ -962,24 +1034,83 @@ static fb_status need_data(fb_ctx *ctx, buf_local *l, int n_cols, int64_t rows)
         l->valid[c] = blocks[2 * c + 1];
     }
     l->data_cap = rows;
+    l->data_cols = n_cols;
     return FB_OK;
+}
+
+/* ---- the device (OpenCL placements) ------------------------------------------------------------------
+ *
+ * Under gpu placement every worker runs its morsels' operators (filter, projection, join probe) with the
+ * fb_cl_* twins on the context's OpenCL device, over large morsels (run.dev_morsel rows); under hybrid only
+ * worker 0 does (the device's driver), the other workers run the same pipeline's morsels on the CPU at the
+ * same time. The twins' results equal the CPU kernels' bit for bit, so the sinks (on the host) combine
+ * both. A device call that fails with a device status (FB_ERR_OPENCL, FB_ERR_DEVICE_MEMORY, FB_ERR_NO_DEVICE,
+ * FB_ERR_CL_BUILD) under hybrid or auto is redone by the CPU kernel on the same input (the chunk an
+ * operator got is untouched, and nothing was passed on), and every later stage of the run stays on the
+ * CPU; under gpu the status is the run's. */
+
+static int use_device(run *r, int worker)
+{
+    if (r->placement == FB_PLACEMENT_CPU || atomic_load(&r->dev_failed))
+        return 0;
+    return r->placement == FB_PLACEMENT_GPU || worker == 0;
+}
+
+static int is_device_status(fb_status st)
+{
+    return st == FB_ERR_OPENCL || st == FB_ERR_DEVICE_MEMORY || st == FB_ERR_NO_DEVICE || st == FB_ERR_CL_BUILD;
+}
+
+/* After a device call of `what` failed with st: 1 when the caller redoes the work on the CPU (and the
+ * run's first failure is recorded and reported once on stderr unless FB_QUIET is set), 0 when st is the
+ * caller's status. */
+static int device_fallback(run *r, fb_status st, const char *what)
+{
+    if (!r->fallback || !is_device_status(st))
+        return 0;
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&r->dev_failed, &expected, 1)) {
+        r->dev_status = st;
+        snprintf(r->dev_msg, sizeof r->dev_msg, "%s: %s", what, fb_last_error(r->ctx));
+        const char *quiet = getenv("FB_QUIET");
+        if (!quiet || !quiet[0] || strcmp(quiet, "0") == 0)
+            fprintf(stderr, "fb: gpu failed (%s: %s); ran on cpu\n", fb_status_name(st), r->dev_msg);
+    }
+    return 1;
+}
+
+/* The device counters of an operator's pipeline (user block {run, state, &pipe}). */
+static dev_counters *op_dev(void *user)
+{
+    void **u = user;
+    return &((run *)u[0])->dev[*(int *)u[2]];
+}
+
+static void dev_moved(dev_counters *d, int64_t h2d, int64_t d2h)
+{
+    atomic_fetch_add(&d->h2d, (long long)h2d);
+    atomic_fetch_add(&d->d2h, (long long)d2h);
+}
+
+/* Bytes of `rows` values of a column (with its validity). */
+static int64_t col_bytes(const fb_column *c, int64_t rows)
+{
+    return rows * (int64_t)fb_type_width(c->type) + (c->validity ? (rows + 7) / 8 : 0);
 }
 
 /* filter */
 static fb_status filter_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
                                 fb_op_result *result)
 {
-    const pnode *n = user;
+    const pnode *n = ((void **)user)[1];
     buf_local *l = local;
-    fb_ctx *ctx = NULL;
-    (void)global;
+    run *r = global;
+    fb_ctx *ctx = r->ctx; /* every stage shares the plan's context (the run is the operators' global) */
     *out = *in;
     if (in->n_sel == 0)
         return FB_OK;
-    /* The worker's context is not passed to execute: every stage shares the plan's, kept in the node's
-     * run via the global pointer. */
-    ctx = ((run *)global)->ctx;
     FB_FORWARD_IF_ERROR(need_sel(ctx, l, in->rows));
+    int dev = use_device(r, l->worker);
     const uint32_t *cur = in->sel;
     int64_t n_cur = in->n_sel;
     int which = 0;
@@ -988,15 +1119,31 @@ static fb_status filter_execute(void *user, void *global, void *local, const fb_
         const fb_column *col = &in->columns[p->p.column];
         uint32_t *dst = l->sel[which];
         int64_t n_out = 0;
-        fb_status st;
-        if (p->p.kind == FB_PLAN_PRED_CMP)
-            st = fb_select_cmp(ctx, col, p->p.op, p->value, cur, n_cur, dst, in->rows, &n_out);
-        else if (p->p.kind == FB_PLAN_PRED_BETWEEN)
-            st = fb_select_range(ctx, col, p->lo, p->hi, cur, n_cur, dst, in->rows, &n_out);
-        else
-            st = fb_select_in(ctx, col, p->in, (int64_t)p->p.n_in, cur, n_cur, dst, in->rows, &n_out);
-        if (st != FB_OK)
-            return fb_stage_error(ctx, st, "filter: %s", fb_last_error(ctx));
+        fb_status st = FB_OK;
+        if (dev) {
+            if (p->p.kind == FB_PLAN_PRED_CMP)
+                st = fb_cl_select_cmp(ctx, col, p->p.op, p->value, cur, n_cur, dst, in->rows, &n_out);
+            else if (p->p.kind == FB_PLAN_PRED_BETWEEN)
+                st = fb_cl_select_range(ctx, col, p->lo, p->hi, cur, n_cur, dst, in->rows, &n_out);
+            else
+                st = fb_cl_select_in(ctx, col, p->in, (int64_t)p->p.n_in, cur, n_cur, dst, in->rows, &n_out);
+            if (st == FB_OK)
+                dev_moved(op_dev(user), col_bytes(col, in->rows) + (cur ? 4 * n_cur : 0), 4 * n_out);
+            else if (device_fallback(r, st, "filter"))
+                dev = 0;
+            else
+                return fb_stage_error(ctx, st, "filter on the device: %s", fb_last_error(ctx));
+        }
+        if (!dev) {
+            if (p->p.kind == FB_PLAN_PRED_CMP)
+                st = fb_select_cmp(ctx, col, p->p.op, p->value, cur, n_cur, dst, in->rows, &n_out);
+            else if (p->p.kind == FB_PLAN_PRED_BETWEEN)
+                st = fb_select_range(ctx, col, p->lo, p->hi, cur, n_cur, dst, in->rows, &n_out);
+            else
+                st = fb_select_in(ctx, col, p->in, (int64_t)p->p.n_in, cur, n_cur, dst, in->rows, &n_out);
+            if (st != FB_OK)
+                return fb_stage_error(ctx, st, "filter: %s", fb_last_error(ctx));
+        }
         cur = dst;
         n_cur = n_out;
         which ^= 1;
@@ -1013,16 +1160,11 @@ static fb_status global_is_run(void *user, fb_ctx *ctx, void **global)
     return FB_OK;
 }
 
-/* project: int64 = left op right over the live rows, with the expression kernels */
-static fb_status project_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
-                                 fb_op_result *result)
+/* The projection's kernels (widen, then arithmetic) on the device or the CPU. */
+static fb_status project_kernels(fb_ctx *ctx, int dev, const pnode *n, buf_local *l, const fb_chunk *in,
+                                 int64_t *h2d, int64_t *d2h)
 {
-    const pnode *n = ((const pnode **)user)[1];
-    buf_local *l = local;
-    fb_ctx *ctx = ((run *)global)->ctx;
-    FB_FORWARD_IF_ERROR(need_data(ctx, l, 3, in->rows));
     const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
-    int nullable = a->validity || (b && b->validity);
     const uint32_t *sel = in->sel;
     int64_t n_sel = in->sel ? in->n_sel : 0;
     fb_column a64 = *a, b64 = b ? *b : *a;
@@ -1034,15 +1176,51 @@ static fb_status project_execute(void *user, void *global, void *local, const fb
             continue;
         fb_column_out o = {.type = FB_TYPE_INT64, .capacity = in->rows, .data = l->data[1 + side],
                            .validity = l->valid[1 + side]};
-        st = fb_expr_cast(ctx, c, sel, n_sel, &o);
+        st = dev ? fb_cl_expr_cast(ctx, c, sel, n_sel, &o) : fb_expr_cast(ctx, c, sel, n_sel, &o);
+        *h2d += col_bytes(c, in->rows) + 4 * n_sel;
+        *d2h += 8 * in->rows + (in->rows + 7) / 8;
         *(side ? &b64 : &a64) =
             fb_column_make(FB_TYPE_INT64, l->data[1 + side], in->rows, (c->validity || sel) ? l->valid[1 + side] : NULL);
     }
     fb_column_out o = {.type = FB_TYPE_INT64, .capacity = in->rows, .data = l->data[0], .validity = l->valid[0]};
     static const fb_arith ops[] = {FB_ARITH_ADD, FB_ARITH_SUB, FB_ARITH_MUL};
-    if (st == FB_OK)
+    if (st == FB_OK && dev)
+        st = b ? fb_cl_expr_arith(ctx, ops[n->op], &a64, &b64, sel, n_sel, &o)
+               : fb_cl_expr_arith_const(ctx, ops[n->op], &a64, &n->right_value, 0, sel, n_sel, &o);
+    else if (st == FB_OK)
         st = b ? fb_expr_arith(ctx, ops[n->op], &a64, &b64, sel, n_sel, &o)
                : fb_expr_arith_const(ctx, ops[n->op], &a64, &n->right_value, 0, sel, n_sel, &o);
+    *h2d += col_bytes(&a64, in->rows) + (b ? col_bytes(&b64, in->rows) : 0) + 4 * n_sel;
+    *d2h += 8 * in->rows + (in->rows + 7) / 8;
+    return st;
+}
+
+/* project: int64 = left op right over the live rows, with the expression kernels */
+static fb_status project_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
+                                 fb_op_result *result)
+{
+    const pnode *n = ((const pnode **)user)[1];
+    buf_local *l = local;
+    run *r = global;
+    fb_ctx *ctx = r->ctx;
+    FB_FORWARD_IF_ERROR(need_data(ctx, l, 3, in->rows));
+    const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
+    int nullable = a->validity || (b && b->validity);
+    int64_t h2d = 0, d2h = 0;
+    fb_status st = FB_OK;
+    int dev = use_device(r, l->worker);
+    if (dev) {
+        st = project_kernels(ctx, 1, n, l, in, &h2d, &d2h);
+        if (st == FB_OK)
+            dev_moved(op_dev(user), h2d, d2h);
+        else if (device_fallback(r, st, "project"))
+            dev = 0;
+        else
+            return fb_stage_error(ctx, st, "project %s on the device: %s", n->names[n->n_cols - 1],
+                                  fb_last_error(ctx));
+    }
+    if (!dev)
+        st = project_kernels(ctx, 0, n, l, in, &h2d, &d2h);
     if (st != FB_OK)
         return fb_stage_error(ctx, st, "project %s: %s", n->names[n->n_cols - 1], fb_last_error(ctx));
     for (size_t c = 0; c < in->n_columns; c++)
@@ -1155,52 +1333,158 @@ static fb_status probe_direct(join_state *js, buf_local *l, fb_ctx *ctx, const f
     return FB_OK;
 }
 
+/* The live rows' probe keys, contiguous, in l->probe_keys (l->map: compacted index -> chunk row). */
+static fb_status probe_keys_prepare(fb_ctx *ctx, const pnode *n, buf_local *l, const fb_chunk *in)
+{
+    if (!in->sel) {
+        for (size_t k = 0; k < n->n_keys; k++)
+            l->probe_keys[k] = in->columns[n->pkeys[k]];
+        l->map = NULL;
+        return FB_OK;
+    }
+    if (in->n_sel > l->key_cap) {
+        void *blocks[2 * FB_JOIN_MAX_KEYS] = {0};
+        size_t sizes[2 * FB_JOIN_MAX_KEYS] = {0};
+        for (size_t k = 0; k < n->n_keys; k++) {
+            sizes[2 * k] = (size_t)in->n_sel * 8;
+            sizes[2 * k + 1] = bitmap_bytes(in->n_sel);
+        }
+        FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 2 * (int)n->n_keys));
+        for (size_t k = 0; k < n->n_keys; k++) {
+            plan_release(ctx, l->keys[k], (size_t)l->key_cap * 8);
+            plan_release(ctx, l->key_valid[k], bitmap_bytes(l->key_cap));
+            l->keys[k] = blocks[2 * k];
+            l->key_valid[k] = blocks[2 * k + 1];
+        }
+        l->key_cap = in->n_sel;
+    }
+    for (size_t k = 0; k < n->n_keys; k++) {
+        const fb_column *c = &in->columns[n->pkeys[k]];
+        fb_column_out o = {.type = c->type, .capacity = in->n_sel, .data = l->keys[k],
+                           .validity = c->validity ? l->key_valid[k] : NULL};
+        fb_status st = fb_compact(ctx, c, in->sel, in->n_sel, &o);
+        if (st != FB_OK)
+            return fb_stage_error(ctx, st, "join probe: %s", fb_last_error(ctx));
+        l->probe_keys[k] = fb_column_make(c->type, l->keys[k], in->n_sel, o.null_count ? l->key_valid[k] : NULL);
+    }
+    l->map = in->sel;
+    return FB_OK;
+}
+
+/* The join probe on the device: fb_cl_join_probe*_keys() against the build side's key columns, then (inner,
+ * left) the output columns by fb_cl_compact() / fb_cl_gather(), every pair of the chunk at once. Any
+ * status comes back to the caller, which redoes the chunk on the CPU or fails. */
+static fb_status probe_device(join_state *js, buf_local *l, fb_ctx *ctx, const fb_chunk *in, fb_chunk *out,
+                              dev_counters *d)
+{
+    const pnode *n = js->node;
+    FB_FORWARD_IF_ERROR(probe_keys_prepare(ctx, n, l, in));
+    fb_column bkeys[FB_JOIN_MAX_KEYS];
+    int64_t h2d = 0, d2h = 0;
+    for (size_t k = 0; k < n->n_keys; k++) {
+        bkeys[k] = mat_view(&js->rows, (int)k, 0, js->rows.rows);
+        h2d += col_bytes(&bkeys[k], js->rows.rows) + col_bytes(&l->probe_keys[k], in->n_sel);
+    }
+    fb_status st;
+    if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
+        FB_FORWARD_IF_ERROR(need_sel(ctx, l, in->rows));
+        int64_t n_out = 0;
+        st = fb_cl_join_probe_select_keys(ctx, bkeys, l->probe_keys, n->n_keys, n->jtype, l->sel[0], in->rows, &n_out);
+        if (st != FB_OK)
+            return st;
+        if (l->map)
+            for (int64_t i = 0; i < n_out; i++)
+                l->sel[0][i] = l->map[l->sel[0][i]];
+        dev_moved(d, h2d, 4 * n_out);
+        out->sel = l->sel[0];
+        out->n_sel = n_out;
+        return FB_OK;
+    }
+    int64_t n_pairs = 0;
+    for (int attempt = 0;; attempt++) {
+        if (l->dpairs_cap == 0) {
+            int64_t cap = in->n_sel > 1024 ? in->n_sel : 1024;
+            void *blocks[2];
+            size_t sizes[2] = {8 * (size_t)cap, 8 * (size_t)cap};
+            FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 2));
+            l->dbuild = blocks[0];
+            l->dprobe = blocks[1];
+            l->dpairs_cap = cap;
+        }
+        fb_join_pairs pairs = {l->dbuild, l->dprobe, l->dpairs_cap, 0, 0};
+        st = fb_cl_join_probe_keys(ctx, bkeys, l->probe_keys, n->n_keys, 0, 0, n->jtype, &pairs, &n_pairs);
+        if (st == FB_OK)
+            break;
+        if (st != FB_ERR_CAPACITY || attempt > 0 || n_pairs <= l->dpairs_cap)
+            return st;
+        if (n_pairs > FB_MORSEL_MAX_ROWS)
+            return fb_stage_error(ctx, FB_ERR_CAPACITY, "join probe: %lld pairs from one morsel (at most %lld)",
+                                  (long long)n_pairs, (long long)FB_MORSEL_MAX_ROWS);
+        plan_release(ctx, l->dbuild, 8 * (size_t)l->dpairs_cap);
+        plan_release(ctx, l->dprobe, 8 * (size_t)l->dpairs_cap);
+        l->dbuild = l->dprobe = NULL;
+        l->dpairs_cap = 0;
+        void *blocks[2];
+        size_t sizes[2] = {8 * (size_t)n_pairs, 8 * (size_t)n_pairs};
+        FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 2));
+        l->dbuild = blocks[0];
+        l->dprobe = blocks[1];
+        l->dpairs_cap = n_pairs;
+    }
+    d2h += 16 * n_pairs;
+    int n_cols = n->n_cols;
+    FB_FORWARD_IF_ERROR(need_data(ctx, l, n_cols, n_pairs));
+    FB_FORWARD_IF_ERROR(need_sel(ctx, l, n_pairs));
+    for (int64_t i = 0; i < n_pairs; i++)
+        l->sel[0][i] = l->map ? l->map[l->dprobe[i]] : (uint32_t)l->dprobe[i];
+    size_t n_probe = in->n_columns;
+    for (int c = 0; c < n_cols; c++) {
+        fb_column_out o = {.type = n->types[c], .capacity = n_pairs, .data = l->data[c], .validity = l->valid[c]};
+        if ((size_t)c < n_probe) {
+            st = fb_cl_compact(ctx, &in->columns[c], l->sel[0], n_pairs, &o);
+            h2d += col_bytes(&in->columns[c], in->rows) + 4 * n_pairs;
+        } else {
+            fb_column b = mat_view(&js->rows, (int)(n->n_keys + (size_t)c - n_probe), 0, js->rows.rows);
+            st = fb_cl_gather(ctx, &b, l->dbuild, n_pairs, &o);
+            h2d += col_bytes(&b, js->rows.rows) + 8 * n_pairs;
+        }
+        if (st != FB_OK)
+            return st;
+        d2h += n_pairs * (int64_t)fb_type_width(n->types[c]) + (n_pairs + 7) / 8;
+        l->cols[c] = fb_column_make(n->types[c], l->data[c], n_pairs, o.null_count ? l->valid[c] : NULL);
+    }
+    dev_moved(d, h2d, d2h);
+    out->rows = n_pairs;
+    out->n_columns = (size_t)n_cols;
+    out->columns = l->cols;
+    out->sel = NULL;
+    out->n_sel = n_pairs;
+    return FB_OK;
+}
+
 static fb_status probe_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
                                fb_op_result *result)
 {
     join_state *js = ((join_state **)user)[1];
     const pnode *n = js->node;
     buf_local *l = local;
-    fb_ctx *ctx = ((run *)global)->ctx;
+    run *r = global;
+    fb_ctx *ctx = r->ctx;
     *out = *in;
+    if (!l->pending && in->n_sel > 0 && use_device(r, l->worker)) {
+        fb_status st = probe_device(js, l, ctx, in, out, op_dev(user));
+        if (st == FB_OK)
+            return FB_OK;
+        if (!device_fallback(r, st, "join probe"))
+            return fb_stage_error(ctx, st, "join probe on the device: %s", fb_last_error(ctx));
+        *out = *in; /* redo the chunk on the CPU */
+    }
     if (js->direct)
         return probe_direct(js, l, ctx, in, out);
     if (!l->pending) {
         if (in->n_sel == 0)
             return FB_OK;
-        /* The live rows' keys, contiguous. */
-        if (in->sel) {
-            if (in->n_sel > l->key_cap) {
-                void *blocks[2 * FB_JOIN_MAX_KEYS] = {0};
-                size_t sizes[2 * FB_JOIN_MAX_KEYS] = {0};
-                for (size_t k = 0; k < n->n_keys; k++) {
-                    sizes[2 * k] = (size_t)in->n_sel * 8;
-                    sizes[2 * k + 1] = bitmap_bytes(in->n_sel);
-                }
-                FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 2 * (int)n->n_keys));
-                for (size_t k = 0; k < n->n_keys; k++) {
-                    plan_release(ctx, l->keys[k], (size_t)l->key_cap * 8);
-                    plan_release(ctx, l->key_valid[k], bitmap_bytes(l->key_cap));
-                    l->keys[k] = blocks[2 * k];
-                    l->key_valid[k] = blocks[2 * k + 1];
-                }
-                l->key_cap = in->n_sel;
-            }
-            for (size_t k = 0; k < n->n_keys; k++) {
-                const fb_column *c = &in->columns[n->pkeys[k]];
-                fb_column_out o = {.type = c->type, .capacity = in->n_sel, .data = l->keys[k],
-                                   .validity = c->validity ? l->key_valid[k] : NULL};
-                fb_status st = fb_compact(ctx, c, in->sel, in->n_sel, &o);
-                if (st != FB_OK)
-                    return fb_stage_error(ctx, st, "join probe: %s", fb_last_error(ctx));
-                l->probe_keys[k] = fb_column_make(c->type, l->keys[k], in->n_sel, o.null_count ? l->key_valid[k] : NULL);
-            }
-            l->map = in->sel;
-        } else {
-            for (size_t k = 0; k < n->n_keys; k++)
-                l->probe_keys[k] = in->columns[n->pkeys[k]];
-            l->map = NULL;
-        }
+        FB_FORWARD_IF_ERROR(probe_keys_prepare(ctx, n, l, in));
         l->cursor = (fb_join_cursor)FB_JOIN_CURSOR_INIT;
     }
     if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
@@ -1289,10 +1573,14 @@ static fb_status add_op(run *r, stream *s, const char *name, int node, void *sta
                         fb_status (*execute)(void *, void *, void *, const fb_chunk *, fb_chunk *, fb_op_result *))
 {
     FB_RETURN_ERROR_IF(s->n_ops == 64, r->ctx, FB_ERR_INVALID_ARG, "more than 64 operators in one pipeline");
-    void **user = run_keep(r, calloc(2, sizeof(void *)), free);
+    void **user = run_keep(r, calloc(3, sizeof(void *)), free);
     FB_RETURN_ERROR_IF(!user, r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator");
+    if (!s->pipe_slot)
+        s->pipe_slot = run_keep(r, calloc(1, sizeof(int)), free);
+    FB_RETURN_ERROR_IF(!s->pipe_slot, r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator");
     user[0] = r;
     user[1] = state;
+    user[2] = s->pipe_slot; /* the index of the pipeline, set when the stream becomes one */
     s->op_nodes[s->n_ops] = node;
     fb_operator *op = &s->ops[s->n_ops++];
     memset(op, 0, sizeof *op);
@@ -1303,13 +1591,6 @@ static fb_status add_op(run *r, stream *s, const char *name, int node, void *sta
     op->destroy_local = op_destroy_local;
     op->user = user;
     return FB_OK;
-}
-
-/* filter_execute takes the node directly as user[1]; the others read user[1] too. */
-static fb_status filter_execute_wrap(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
-                                     fb_op_result *result)
-{
-    return filter_execute(((void **)user)[1], global, local, in, out, result);
 }
 
 /* ---- sinks ------------------------------------------------------------------------------------------- */
@@ -1650,7 +1931,7 @@ static fb_status compile(run *r, int id, stream *s)
     case N_FILTER:
         FB_FORWARD_IF_ERROR(compile(r, n->input, s));
         text_add(s->text, sizeof s->text, " -> filter");
-        return add_op(r, s, "filter", id, (void *)n, filter_execute_wrap);
+        return add_op(r, s, "filter", id, (void *)n, filter_execute);
     case N_PROJECT:
         FB_FORWARD_IF_ERROR(compile(r, n->input, s));
         text_add(s->text, sizeof s->text, " -> project %s", n->names[n->n_cols - 1]);
@@ -1751,6 +2032,10 @@ typedef struct result_priv {
     pipe_desc pipes[MAX_PIPES];
     fb_stats stats[MAX_PIPES];
     fb_placement asked;
+    int on_device;              /* the run's operators were placed on the OpenCL device (gpu / hybrid) */
+    dev_figures dev[MAX_PIPES]; /* per pipeline: morsels per device, bytes moved */
+    int64_t dev_morsel;         /* rows of the device's morsels */
+    char note[400];             /* "gpu failed (<status>: <message>); ran on cpu", or "" */
 } result_priv;
 
 static void run_free(run *r)
@@ -1788,6 +2073,8 @@ static fb_status build_query(run *r, fb_plan_node root, mat **root_mat)
     return FB_OK;
 }
 
+/* The placement a run compiles for: cpu and auto compile for the CPU (fb_plan_run() lets auto choose
+ * among the runnable placements); gpu and hybrid for themselves (the device is opened by the run). */
 static fb_status check_placement(fb_ctx *ctx, fb_placement placement, fb_placement *chosen, const char *where)
 {
     switch (placement) {
@@ -1797,12 +2084,47 @@ static fb_status check_placement(fb_ctx *ctx, fb_placement placement, fb_placeme
         return FB_OK;
     case FB_PLACEMENT_GPU:
     case FB_PLACEMENT_HYBRID:
-        return fb_set_error(ctx, FB_ERR_NO_DEVICE, where,
-                            "placement %s needs fb's OpenCL plan operators, which this version does not have yet; "
-                            "use cpu or auto",
-                            fb_placement_name(placement));
+        *chosen = placement;
+        return FB_OK;
     }
+    *chosen = FB_PLACEMENT_CPU;
     return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "unknown placement %d", (int)placement);
+}
+
+/* auto: the runnable placement with the smallest predicted time (fb_plan_predict()); a placement whose
+ * prediction fails is no candidate, and gpu / hybrid are candidates only when the device opens. */
+static fb_placement auto_choose(fb_plan *plan, fb_plan_node root)
+{
+    double best = 0, t = 0;
+    size_t n = 0;
+    if (fb_plan_predict(plan, root, FB_PLACEMENT_CPU, NULL, 0, &n, &best) != FB_OK)
+        return FB_PLACEMENT_CPU;
+    fb_placement pick = FB_PLACEMENT_CPU;
+    static const fb_placement cands[] = {FB_PLACEMENT_GPU, FB_PLACEMENT_HYBRID};
+    for (int i = 0; i < 2; i++)
+        if (fb_plan_predict(plan, root, cands[i], NULL, 0, &n, &t) == FB_OK && t < best) {
+            best = t;
+            pick = cands[i];
+        }
+    if (pick != FB_PLACEMENT_CPU && fb_cl_open(plan->ctx, NULL) != FB_OK)
+        pick = FB_PLACEMENT_CPU;
+    return pick;
+}
+
+/* Rows of the device's morsels: FB_PLAN_DEVICE_MORSEL when set (1..FB_MORSEL_MAX_ROWS), else the device
+ * memory budget / 256 bytes a row, within 64 Ki..4 Mi rows. */
+static int64_t device_morsel_rows(fb_ctx *ctx)
+{
+    const char *e = getenv("FB_PLAN_DEVICE_MORSEL");
+    if (e && e[0]) {
+        char *end = NULL;
+        long long v = strtoll(e, &end, 10);
+        if (end && !*end && v >= 1 && v <= FB_MORSEL_MAX_ROWS)
+            return (int64_t)v;
+    }
+    int64_t rows = ctx->cl ? (int64_t)(fb_cl_budget(ctx->cl) / 256) : 0;
+    rows = rows < 65536 ? 65536 : rows > (4 << 20) ? (4 << 20) : rows;
+    return rows;
 }
 
 static double now_s(void)
@@ -1820,6 +2142,10 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
     FB_RETURN_ERROR_IF(!get_node(plan, root), ctx, FB_ERR_INVALID_ARG, "root node %d does not exist", (int)root);
     fb_placement chosen;
     FB_FORWARD_IF_ERROR(check_placement(ctx, placement, &chosen, __func__));
+    if (placement == FB_PLACEMENT_AUTO)
+        chosen = auto_choose(plan, root);
+    if (chosen == FB_PLACEMENT_GPU)
+        FB_FORWARD_IF_ERROR(fb_cl_open(ctx, NULL)); /* no device: gpu placement is an error */
     run *r = calloc(1, sizeof *r);
     fb_plan_result *res = calloc(1, sizeof *res);
     result_priv *priv = calloc(1, sizeof *priv);
@@ -1831,7 +2157,22 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
     }
     r->ctx = ctx;
     r->plan = plan;
+    r->placement = chosen;
+    r->fallback = placement != FB_PLACEMENT_GPU;
+    atomic_init(&r->dev_failed, 0);
+    for (int p = 0; p < MAX_PIPES; p++) {
+        atomic_init(&r->dev[p].dev_morsels, 0);
+        atomic_init(&r->dev[p].cpu_morsels, 0);
+        atomic_init(&r->dev[p].h2d, 0);
+        atomic_init(&r->dev[p].d2h, 0);
+    }
     double t0 = now_s();
+    if (chosen == FB_PLACEMENT_HYBRID) {
+        fb_status ost = fb_cl_open(ctx, NULL); /* no device: hybrid runs on the CPU and says so */
+        if (ost != FB_OK)
+            device_fallback(r, ost, "opening the device");
+    }
+    r->dev_morsel = chosen != FB_PLACEMENT_CPU ? device_morsel_rows(ctx) : 0;
     mat *m = NULL;
     fb_status st = build_query(r, root, &m);
     if (st == FB_OK)
@@ -1853,6 +2194,17 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
     for (int p = 0; p < r->n_pipes; p++)
         fb_query_stats(r->q, p, -1, &priv->stats[p]);
     priv->asked = placement;
+    priv->on_device = chosen != FB_PLACEMENT_CPU;
+    priv->dev_morsel = r->dev_morsel;
+    for (int p = 0; p < r->n_pipes; p++) {
+        priv->dev[p].dev_morsels = atomic_load(&r->dev[p].dev_morsels);
+        priv->dev[p].cpu_morsels = atomic_load(&r->dev[p].cpu_morsels);
+        priv->dev[p].h2d = atomic_load(&r->dev[p].h2d);
+        priv->dev[p].d2h = atomic_load(&r->dev[p].d2h);
+    }
+    if (atomic_load(&r->dev_failed))
+        snprintf(priv->note, sizeof priv->note, "gpu failed (%s: %s); ran on cpu", fb_status_name(r->dev_status),
+                 r->dev_msg);
     for (int c = 0; c < n->n_cols; c++) {
         snprintf(priv->names[c], sizeof priv->names[c], "%s", n->names[c]);
         priv->name_ptrs[c] = priv->names[c];
@@ -1869,6 +2221,11 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
     run_free(r);
     *out = res;
     return FB_OK;
+}
+
+const char *fb_plan_result_note(const fb_plan_result *r)
+{
+    return r && r->priv ? ((const result_priv *)r->priv)->note : "";
 }
 
 void fb_plan_result_free(fb_plan_result *r)
@@ -2658,6 +3015,12 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
                 const char *note = ((result_priv *)analyzed->priv)->pipes[p].note;
                 if (note[0])
                     fprintf(out, "     %s\n", note);
+                const result_priv *ap = analyzed->priv; /* where the operators ran (gpu / hybrid) */
+                if (ap->on_device && r->pipes[p].n_op_nodes > 0)
+                    fprintf(out, "     ran on: device %lld morsels (of %lld rows), cpu %lld morsels; host->device %.2f MB, "
+                                 "device->host %.2f MB\n",
+                            ap->dev[p].dev_morsels, (long long)ap->dev_morsel, ap->dev[p].cpu_morsels,
+                            ap->dev[p].h2d / 1e6, ap->dev[p].d2h / 1e6);
             }
         }
         if (analyzed)
@@ -2668,6 +3031,8 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
                     pred_total[ran] > 0 ? analyzed->seconds / pred_total[ran] : NAN);
         if (analyzed)
             fprintf(out, "\n");
+        if (analyzed && analyzed->priv && ((result_priv *)analyzed->priv)->note[0])
+            fprintf(out, "%s\n", ((result_priv *)analyzed->priv)->note);
     }
     run_free(r);
     if (st != FB_OK)

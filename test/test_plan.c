@@ -375,10 +375,10 @@ static void test_errors(void **state)
     fb_plan_agg fsum = {FB_AGG_SUM, 7};
     assert_fb_status(ctx, fb_plan_aggregate(p, s, NULL, 0, &fsum, 1, &x), FB_ERR_INVALID_ARG);
     fb_plan_result *r = (fb_plan_result *)&r;
-    assert_fb_status(ctx, fb_plan_run(p, s, FB_PLACEMENT_GPU, &r), FB_ERR_NO_DEVICE);
+    /* gpu and hybrid placement: test_plan_cl */
+    assert_fb_status(ctx, fb_plan_run(p, s, (fb_placement)7, &r), FB_ERR_INVALID_ARG);
     assert_null(r);
-    assert_non_null(strstr(fb_last_error(ctx), "gpu"));
-    assert_fb_status(ctx, fb_plan_run(p, s, FB_PLACEMENT_HYBRID, &r), FB_ERR_NO_DEVICE);
+    assert_non_null(strstr(fb_last_error(ctx), "placement"));
     assert_fb_status(ctx, fb_plan_run(p, 1000, FB_PLACEMENT_CPU, &r), FB_ERR_INVALID_ARG);
     assert_string_equal(fb_placement_name(FB_PLACEMENT_HYBRID), "hybrid");
     fb_type types[FB_PLAN_MAX_COLUMNS];

@@ -15,10 +15,24 @@
  *   fb_plan_run(p, a, FB_PLACEMENT_CPU, &result);
  * \endcode
  *
- * Placement: FB_PLACEMENT_CPU runs every pipeline on the CPU workers. FB_PLACEMENT_AUTO chooses per
- * plan the runnable placement with the smallest predicted time (fb_plan_predict(); cpu while there are no
- * OpenCL plan operators) and says what it chose and why in explain; GPU and hybrid placement come with the OpenCL operators
- * (issue 8) and return FB_ERR_NO_DEVICE with a message saying so until then.
+ * Placement: FB_PLACEMENT_CPU runs every pipeline on the CPU workers. FB_PLACEMENT_GPU runs the streaming
+ * operators of every pipeline (filter, projection, join probe) on the context's OpenCL device
+ * (fb_options_set_cl_device(), FB_CL_DEVICE) through the fb_cl.h twins, over large morsels (the device
+ * memory budget / 256 bytes a row, 64 Ki..4 Mi rows; FB_PLAN_DEVICE_MORSEL=rows overrides), while the
+ * sinks (hash build, aggregation, sort, result) combine the device's output on the host.
+ * FB_PLACEMENT_HYBRID does the same on one worker (the device's driver, with the large morsels) while the
+ * other workers take normal morsels of the same pipelines from the same source and run them on the CPU;
+ * the sinks combine both. FB_PLACEMENT_AUTO chooses per plan the runnable placement with the smallest
+ * predicted time (fb_plan_predict(); a placement without a prediction is no candidate, and gpu / hybrid
+ * only when the device opens), and explain says what it chose and why. Results are the CPU placement's:
+ * integers bitwise, float sums up to reassociation, rows in the same order where the plan orders them.
+ *
+ * Device failures: under hybrid and auto, an OpenCL failure (FB_ERR_OPENCL, FB_ERR_DEVICE_MEMORY,
+ * FB_ERR_NO_DEVICE, FB_ERR_CL_BUILD) moves the work to the CPU: the failed operator call is redone by the
+ * CPU kernel on the same input (no row lost or duplicated), the rest of the run stays on the CPU, the result
+ * says so (fb_plan_result_note(): "gpu failed (<status>: <message>); ran on cpu", also in explain analyze)
+ * and one line goes to stderr unless FB_QUIET is set (to anything but "0"). Under gpu it is the run's
+ * error: that status with the OpenCL call and code in fb_last_error(), everything freed.
  *
  * Semantics are SQL's: a filter keeps rows whose every predicate is true (a null value is never
  * selected); join keys that are null never match; aggregates follow fb_agg.h (nulls skipped, null keys
@@ -53,8 +67,8 @@ typedef int32_t fb_plan_node;
 /** \brief Where a plan runs. Values are pinned. */
 typedef enum fb_placement {
     FB_PLACEMENT_CPU = 0,    /**< the CPU workers */
-    FB_PLACEMENT_GPU = 1,    /**< an OpenCL device (not available yet) */
-    FB_PLACEMENT_HYBRID = 2, /**< CPU workers and an OpenCL device on the same pipelines (not available yet) */
+    FB_PLACEMENT_GPU = 1,    /**< the operators on an OpenCL device, the sinks on the host */
+    FB_PLACEMENT_HYBRID = 2, /**< CPU workers and an OpenCL device on the same pipelines at once */
     FB_PLACEMENT_AUTO = 3    /**< fb chooses; explain says what and why */
 } fb_placement;
 
@@ -172,16 +186,23 @@ typedef struct fb_plan_result {
     int64_t rows;       /**< rows of the result */
     double seconds;     /**< wall time of the run */
     int pipelines;      /**< pipelines the plan was split into */
-    fb_placement placement; /**< where it ran */
+    fb_placement placement; /**< where it ran: cpu, gpu or hybrid (auto's choice); after a device failure
+                                 the work went to the CPU, as fb_plan_result_note() says */
     void *priv;         /**< private */
 } fb_plan_result;
 
 /** \brief Runs the plan rooted at `root` (once or many times; each run is independent).
  * Intermediates and results take their memory from the context's allocator, within its memory limit.
  * \param[out] out the result; free with fb_plan_result_free() before the context is destroyed.
+ * \param placement see the top of this file (device failures under gpu / hybrid / auto included).
  * \return FB_OK or the status of the failing stage (message in fb_last_error(ctx)); FB_ERR_INVALID_ARG
- *         for a bad root; FB_ERR_NO_DEVICE for a placement that is not available. */
+ *         for a bad root or placement; under gpu, FB_ERR_NO_DEVICE without an OpenCL device and
+ *         FB_ERR_OPENCL / FB_ERR_DEVICE_MEMORY / FB_ERR_CL_BUILD when the device fails. */
 FB_API fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, fb_plan_result **out);
+
+/** \brief What happened to the device during the run: "gpu failed (<status>: <message>); ran on cpu" after
+ * a fallback (hybrid, auto), else "". \param r may be NULL (""). The string lives as long as the result. */
+FB_API const char *fb_plan_result_note(const fb_plan_result *r);
 
 /** \brief Frees a result. Its columns come from the context's allocator (and count against its memory
  * limit while the result lives): free results before destroying the context. \param r may be NULL. */
