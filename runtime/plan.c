@@ -2541,9 +2541,21 @@ static int predict_direct(const fb_plan *p, const pnode *n)
     return range != 0 && range <= DIRECT_MAX_RANGE && (range <= 4 * (uint64_t)c->length + 1024 || range <= (1u << 18));
 }
 
-/* Predicted seconds of pipeline pd with rates `rt`. */
+/* What a device's probe rates are multiplied with for a join whose build side has `build` rows: from
+ * small_table_ratio at 2048 rows to 1 at the table_rows they were measured with, log-linear between. */
+static double device_probe_scale(const fb_plan_calibration *cal, double build)
+{
+    double lo = 2048, hi = cal->opencl.table_rows, r = cal->opencl.small_table_ratio;
+    if (!(r > 0 && r < 1) || !(hi > lo))
+        return 1;
+    double u = build <= lo ? 0 : build >= hi ? 1 : log(build / lo) / log(hi / lo);
+    return r + (1 - r) * u;
+}
+
+/* Predicted seconds of pipeline pd with rates `rt` (a device's with dev: its probe rates scaled by the
+ * build side's size). */
 static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates *rt, double sort_rows,
-                           double *sink_rows)
+                           double *sink_rows, const fb_plan_calibration *dev)
 {
     const fb_plan *p = e->plan;
     /* chunk: the rows of the chunks the operators see. Filters and perfect-hash probes narrow a selection
@@ -2565,16 +2577,18 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
             t += chunk * passes * rt->project_row_s;
             break;
         }
-        case N_JOIN:
+        case N_JOIN: {
+            double scale = dev ? device_probe_scale(dev, est_rows(e, n->build)) : 1;
             if (predict_direct(p, n)) {
                 double base = base_rows(p, n->build), match = base > 0 ? est_rows(e, n->build) / base : 0;
-                t += in * (rt->probe_row_s + (match < 1 ? match : 1) * rt->probe_match_row_s);
+                t += scale * in * (rt->probe_row_s + (match < 1 ? match : 1) * rt->probe_match_row_s);
             } else {
-                t += in * rt->hash_probe_row_s;
+                t += scale * in * rt->hash_probe_row_s;
                 if (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT)
                     chunk = est_rows(e, pd->op_nodes[k]);
             }
             break;
+        }
         default: /* limit: a counter */
             break;
         }
@@ -2628,75 +2642,99 @@ fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibration *cal)
     return FB_OK;
 }
 
-/* Bytes of one row of columns [from, to) of node n. */
-static double row_bytes(const pnode *n, int from, int to)
-{
-    double b = 0;
-    for (int c = from; c < to && c < n->n_cols; c++)
-        b += (double)fb_type_width(n->types[c]);
-    return b;
-}
-
-/* What the gpu placement adds to pipeline pd beyond rows x rates (fb_plan_predict()): device calls
- * (launch_s each) per morsel, the source columns the operators read copied in, the rows into the sink
- * copied back (a row id and the columns made on the device); *once: each join's build keys and payload
- * copied in once. A pipeline without operators does not use the device: 0. */
+/* What the gpu placement adds to pipeline pd beyond rows x rates (fb_plan_predict()), following what its
+ * operators do on the device (runtime/plan.c's device section): every fb_cl_* call (launch_s each) copies
+ * its inputs in and its outputs back - a filter's predicate its column (and the selection) in and the
+ * selection back, a projection its inputs (widened to int64 each by one more call) in and the int64 result
+ * back, a join probe its probe keys and the build side's keys in (the device builds its table again on
+ * every call: table_row_s per build row) and the pairs back, then one call per output column (compact /
+ * gather) - per device morsel of the pipeline. *once: the part that does not grow with the source's rows
+ * (the build sides, per morsel of one device). A pipeline without operators does not use the device: 0. */
 static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibration *cal, double *once)
 {
     const fb_plan *p = e->plan;
     *once = 0;
     if (pd->n_op_nodes == 0)
         return 0;
-    const pnode *src = &p->nodes[pd->src_node];
     double src_rows = est_rows(e, pd->src_node);
-    double morsels = ceil(src_rows / (double)FB_PLAN_GPU_MORSEL_ROWS);
+    double morsels = ceil(src_rows / (double)device_morsel_rows(p->ctx));
     morsels = morsels < 1 ? 1 : morsels;
-    int used[FB_PLAN_MAX_COLUMNS] = {0}; /* source columns an operator reads */
-    double calls = 0, once_bytes = 0;
+    double chunk = src_rows, sel = src_rows; /* rows of the chunk's columns; rows selected among them */
+    int selected = 0;                        /* a selection vector exists */
+    double calls = 0, h2d = 0, d2h = 0, per_morsel_h2d = 0, per_morsel_s = 0;
     for (int k = 0; k < pd->n_op_nodes; k++) {
         const pnode *n = &p->nodes[pd->op_nodes[k]];
+        const pnode *in = &p->nodes[n->input];
+        double out = est_rows(e, pd->op_nodes[k]);
         switch (n->kind) {
-        case N_FILTER:
-            calls += (double)n->n_preds;
-            for (size_t i = 0; i < n->n_preds; i++)
-                if (n->preds[i].p.column < (size_t)src->n_cols)
-                    used[n->preds[i].p.column] = 1;
-            break;
-        case N_PROJECT:
-            calls += 1;
-            if (n->left < (size_t)src->n_cols)
-                used[n->left] = 1;
-            if (!n->right_is_const && n->right < (size_t)src->n_cols)
-                used[n->right] = 1;
-            break;
-        case N_JOIN: {
-            calls += 1;
-            const pnode *b = &p->nodes[n->build];
-            double kb = 0;
-            for (size_t i = 0; i < n->n_keys; i++) {
-                if (n->pkeys[i] < (size_t)src->n_cols)
-                    used[n->pkeys[i]] = 1;
-                kb += (double)fb_type_width(b->types[n->bkeys[i]]);
+        case N_FILTER: { /* each predicate keeps the same share of what it sees */
+            double keep = sel > 0 ? pow(out / sel, 1.0 / (double)(n->n_preds ? n->n_preds : 1)) : 0;
+            for (size_t i = 0; i < n->n_preds; i++) {
+                double next = sel * keep;
+                calls += 1;
+                h2d += chunk * (double)fb_type_width(in->types[n->preds[i].p.column]) + (selected ? 4 * sel : 0);
+                d2h += 4 * next;
+                sel = next;
+                selected = 1;
             }
-            for (size_t i = 0; i < n->n_payload; i++)
-                kb += (double)fb_type_width(b->types[n->payload[i]]);
-            once_bytes += est_rows(e, n->build) * kb;
             break;
         }
-        default:
+        case N_PROJECT: {
+            int widen[2] = {in->types[n->left] != FB_TYPE_INT64,
+                            !n->right_is_const && in->types[n->right] != FB_TYPE_INT64};
+            for (int side = 0; side < 2; side++) {
+                if (!widen[side])
+                    continue;
+                calls += 1;
+                h2d += chunk * (double)fb_type_width(in->types[side ? n->right : n->left]) + (selected ? 4 * sel : 0);
+                d2h += chunk * 8.125;
+            }
+            calls += 1;
+            h2d += chunk * 8 * (n->right_is_const ? 1 : 2) + (selected ? 4 * sel : 0);
+            d2h += chunk * 8.125;
+            break;
+        }
+        case N_JOIN: {
+            const pnode *b = &p->nodes[n->build];
+            double build = est_rows(e, n->build), kb = 0;
+            for (size_t i = 0; i < n->n_keys; i++) {
+                kb += (double)fb_type_width(b->types[n->bkeys[i]]);
+                h2d += sel * (double)fb_type_width(in->types[n->pkeys[i]]);
+            }
+            calls += 1;
+            per_morsel_h2d += build * kb;
+            per_morsel_s += build * cal->opencl.table_row_s;
+            if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
+                d2h += 4 * out;
+                sel = out;
+                selected = 1;
+                break;
+            }
+            d2h += 16 * out;
+            for (int c = 0; c < n->n_cols; c++) { /* the output columns: compacted probe side, gathered payload */
+                double w = (double)fb_type_width(n->types[c]);
+                calls += 1;
+                if (c < in->n_cols) {
+                    h2d += chunk * w + 4 * out;
+                } else {
+                    h2d += 8 * out;
+                    per_morsel_h2d += build * w;
+                }
+                d2h += out * (w + 0.125);
+            }
+            chunk = sel = out;
+            selected = 0;
+            break;
+        }
+        default: /* limit: a counter on the host */
             break;
         }
     }
-    double in_bytes = 0;
-    for (int c = 0; c < src->n_cols; c++)
-        if (used[c])
-            in_bytes += (double)fb_type_width(src->types[c]);
-    const pnode *sink_in = &p->nodes[pd->sink_in];
-    double out_bytes = 4 + row_bytes(sink_in, src->n_cols, sink_in->n_cols);
-    double h2d = cal->opencl.h2d_gbps * 1e9, d2h = cal->opencl.d2h_gbps * 1e9;
-    *once = h2d > 0 ? once_bytes / h2d : 0;
-    return morsels * calls * cal->opencl.launch_s + (h2d > 0 ? src_rows * in_bytes / h2d : 0) +
-           (d2h > 0 ? est_rows(e, pd->sink_in) * out_bytes / d2h : 0);
+    double up = cal->opencl.h2d_gbps * 1e9, down = cal->opencl.d2h_gbps * 1e9;
+    double once_s = per_morsel_s + (up > 0 ? per_morsel_h2d / up : 0);
+    *once = once_s;
+    return morsels * calls * cal->opencl.launch_s + (morsels - 1) * once_s + (up > 0 ? h2d / up : 0) +
+           (down > 0 ? d2h / down : 0);
 }
 
 /* Predictions of every pipeline of a compiled run under placement cpu, gpu or hybrid (seconds[r->n_pipes],
@@ -2713,10 +2751,10 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
     for (int k = 0; k < r->n_pipes; k++) {
         const pipe_desc *pd = &r->pipes[k];
         double rows, once = 0;
-        double cpu = placement == FB_PLACEMENT_GPU ? 0 : predict_pipe(&e, pd, &cal->cpu, sort_rows, &rows);
-        double gpu = placement == FB_PLACEMENT_CPU
-                         ? 0
-                         : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows) + gpu_extra(&e, pd, cal, &once);
+        double cpu = placement == FB_PLACEMENT_GPU ? 0 : predict_pipe(&e, pd, &cal->cpu, sort_rows, &rows, NULL);
+        double gpu = placement == FB_PLACEMENT_CPU ? 0
+                                                   : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows, cal) +
+                                                         gpu_extra(&e, pd, cal, &once);
         if (placement == FB_PLACEMENT_CPU) {
             seconds[k] = cpu;
         } else if (placement == FB_PLACEMENT_GPU) {

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #define RATE_FLOOR 1e-12
+#define SMALL_TABLE_ROWS 2048 /* the small table of the device's probe-size measurement */
 /* Runs per timing, the best kept: more for small tables, whose milliseconds a busy machine disturbs more. */
 #define CAL_RUNS(rows) ((rows) <= ((int64_t)1 << 16) ? 9 : (rows) <= ((int64_t)1 << 19) ? 5 : 3)
 
@@ -241,34 +242,41 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     return fb_plan_aggregate(p, s, NULL, 0, &count, 1, root);
 }
 
-/* Best of CAL_RUNS(rows) runs of experiment x (after a warm-up) under `placement`; with extra_cal, *extra = the
- * copies and launches the gpu prediction charges for the experiment's plan. */
-static fb_status time_experiment_on(fb_ctx *ctx, cal_data *d, experiment x, fb_placement placement,
-                                    const fb_plan_calibration *extra_cal, double *best, double *extra)
+/* Every experiment's best time (t[X_COUNT]) of CAL_RUNS(rows) runs under `placement`, after a warm-up, in
+ * rounds that run each experiment once (a burst of other work on the machine then slows one run of many
+ * experiments rather than every run of one, whose difference to its base it would inflate); the fixed
+ * costs (tens of microseconds) run 5 times a round. With extra_cal, extra[X_COUNT] = the copies and
+ * launches the gpu prediction charges for each experiment's plan. */
+static fb_status time_experiments(fb_ctx *ctx, cal_data *d, fb_placement placement,
+                                  const fb_plan_calibration *extra_cal, double *t, double *extra)
 {
-    fb_plan *p = NULL;
-    FB_FORWARD_IF_ERROR(fb_plan_create(ctx, &p));
-    fb_plan_node root;
-    fb_status st = build_experiment(p, d, x, &root);
-    if (st == FB_OK && extra_cal)
-        st = fb_plan_gpu_extra(p, root, extra_cal, extra);
-    *best = INFINITY;
-    /* The fixed costs are tens of microseconds: more runs for their best. */
-    int runs = x == X_FIXED || x == X_FIXED2 ? 5 * CAL_RUNS(d->rows) : CAL_RUNS(d->rows);
-    for (int i = -1; i < runs && st == FB_OK; i++) {
-        fb_plan_result *res = NULL;
-        st = fb_plan_run(p, root, placement, &res);
-        if (st == FB_OK && i >= 0 && res->seconds < *best)
-            *best = res->seconds;
-        fb_plan_result_free(res);
+    fb_plan *plans[X_COUNT] = {0};
+    fb_plan_node roots[X_COUNT];
+    fb_status st = FB_OK;
+    for (int x = 0; x < X_COUNT && st == FB_OK; x++) {
+        t[x] = INFINITY;
+        st = fb_plan_create(ctx, &plans[x]);
+        if (st == FB_OK)
+            st = build_experiment(plans[x], d, (experiment)x, &roots[x]);
+        if (st == FB_OK && extra_cal)
+            st = fb_plan_gpu_extra(plans[x], roots[x], extra_cal, &extra[x]);
     }
-    fb_plan_destroy(p);
+    int rounds = CAL_RUNS(d->rows);
+    for (int i = -1; i < rounds && st == FB_OK; i++) {
+        for (int x = 0; x < X_COUNT && st == FB_OK; x++) {
+            int reps = x == X_FIXED || x == X_FIXED2 ? 5 : 1;
+            for (int k = 0; k < reps && st == FB_OK; k++) {
+                fb_plan_result *res = NULL;
+                st = fb_plan_run(plans[x], roots[x], placement, &res);
+                if (st == FB_OK && i >= 0 && res->seconds < t[x])
+                    t[x] = res->seconds;
+                fb_plan_result_free(res);
+            }
+        }
+    }
+    for (int x = 0; x < X_COUNT; x++)
+        fb_plan_destroy(plans[x]);
     return st;
-}
-
-static fb_status time_experiment(fb_ctx *ctx, cal_data *d, experiment x, double *best)
-{
-    return time_experiment_on(ctx, d, x, FB_PLACEMENT_CPU, NULL, best, NULL);
 }
 
 static double floor_rate(double r)
@@ -276,26 +284,32 @@ static double floor_rate(double r)
     return isfinite(r) && r > RATE_FLOOR ? r : RATE_FLOOR;
 }
 
-/* The rates from the experiments' times t[X_COUNT] (each rate the difference of two plans). */
-static void derive_rates(const double *t, const cal_data *d, fb_plan_rates *r)
+/* The rates from the experiments' times t[X_COUNT] (each rate the difference of two plans). With `host`, the
+ * host's rates (fixed costs, scan, the sinks) are taken from it and only the operators' are measured: under
+ * gpu placement a pipeline's source, sink and scheduling run on the CPU workers as under cpu. */
+static void derive_rates(const double *t, const cal_data *d, const fb_plan_rates *host, fb_plan_rates *r)
 {
     double n = (double)d->rows, nd = (double)d->dim_rows, ns = (double)(d->rows / 4);
-    /* A pipeline's fixed cost: what a second (1-row) pipeline adds to a plan; the run's own fixed cost
-     * (t[X_FIXED] - pipeline_s) cancels in every difference below. */
-    r->pipeline_s = floor_rate(t[X_FIXED2] - t[X_FIXED]);
-    r->start_s = floor_rate(t[X_FIXED] - r->pipeline_s);
-    r->scan_row_s = floor_rate((t[X_COUNT_A] - t[X_FIXED]) / n);
+    if (host) {
+        *r = *host;
+    } else {
+        /* A pipeline's fixed cost: what a second (1-row) pipeline adds to a plan; the run's own fixed cost
+         * (t[X_FIXED] - pipeline_s) cancels in every difference below. */
+        r->pipeline_s = floor_rate(t[X_FIXED2] - t[X_FIXED]);
+        r->start_s = floor_rate(t[X_FIXED] - r->pipeline_s);
+        r->scan_row_s = floor_rate((t[X_COUNT_A] - t[X_FIXED]) / n);
+        /* The build plan: two pipelines (the 1-row probe and the build) and n rows scanned and built. */
+        r->build_row_s = floor_rate((t[X_BUILD] - t[X_FIXED2]) / n - r->scan_row_s);
+        r->agg_row_s = floor_rate((t[X_AGG] - t[X_COUNT_GV]) / n);
+        r->collect_row_s = floor_rate((t[X_COLLECT] - t[X_COUNT_A]) / n);
+        r->sort_row_s = floor_rate((t[X_SORT] - t[X_COUNT_SV]) / ns);
+    }
     r->filter_row_s = floor_rate((t[X_FILTER] - t[X_COUNT_AG]) / (2 * n)); /* two predicates */
     r->project_row_s = floor_rate((t[X_PROJECT] - t[X_COUNT_V]) / n);
-    /* The build plan: two pipelines (the 1-row probe and the build) and n rows scanned and built. */
-    r->build_row_s = floor_rate((t[X_BUILD] - t[X_FIXED2]) / n - r->scan_row_s);
     double dim_build = r->pipeline_s + nd * (r->scan_row_s + r->build_row_s);
     r->probe_row_s = floor_rate((t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n);
     r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / (n / 2));
     r->hash_probe_row_s = floor_rate((t[X_HASH_PROBE] - t[X_COUNT_HK] - dim_build) / n);
-    r->agg_row_s = floor_rate((t[X_AGG] - t[X_COUNT_GV]) / n);
-    r->collect_row_s = floor_rate((t[X_COLLECT] - t[X_COUNT_A]) / n);
-    r->sort_row_s = floor_rate((t[X_SORT] - t[X_COUNT_SV]) / ns);
 }
 
 static void read_cpu_name(char *buf, size_t size)
@@ -329,16 +343,14 @@ fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out)
         return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for %lld calibration rows", (long long)rows);
     }
     double t[X_COUNT];
-    fb_status st = FB_OK;
-    for (int x = 0; x < X_COUNT && st == FB_OK; x++)
-        st = time_experiment(ctx, &d, (experiment)x, &t[x]);
+    fb_status st = time_experiments(ctx, &d, FB_PLACEMENT_CPU, NULL, t, NULL);
     if (st != FB_OK) {
         cal_free(&d);
         return st;
     }
     fb_plan_calibration c;
     memset(&c, 0, sizeof c);
-    derive_rates(t, &d, &c.cpu);
+    derive_rates(t, &d, NULL, &c.cpu);
     c.workers = fb_ctx_threads(ctx);
     c.rows = rows;
     read_cpu_name(c.cpu_name, sizeof c.cpu_name);
@@ -377,9 +389,9 @@ static double copy_s(double bytes, double gbps)
 
 typedef struct dev_bufs {
     uint32_t *sel;
-    int64_t *out, *ids_b, *ids_p, *agg;
-    int32_t *gkeys;
-    uint8_t *valid, *gvalid, *avalid;
+    int64_t *out, *ids_b, *ids_p;
+    int32_t *kp;
+    uint8_t *valid;
     uint8_t *bools;
 } dev_bufs;
 
@@ -389,11 +401,8 @@ static void dev_bufs_free(dev_bufs *b)
     free(b->out);
     free(b->ids_b);
     free(b->ids_p);
-    free(b->agg);
-    free(b->gkeys);
     free(b->valid);
-    free(b->gvalid);
-    free(b->avalid);
+    free(b->kp);
     free(b->bools);
 }
 
@@ -401,20 +410,16 @@ static void dev_bufs_free(dev_bufs *b)
 static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *c)
 {
     size_t n = (size_t)d->rows;
-    double dn = (double)n, ns = (double)(n / 4);
+    double dn = (double)n;
     dev_bufs b = {0};
     b.sel = malloc(4 * n);
     b.out = malloc(8 * n);
     b.ids_b = malloc(8 * n);
     b.ids_p = malloc(8 * n);
     b.valid = malloc(n / 8 + 1);
-    b.gkeys = malloc(4 * 1025);
-    b.agg = malloc(8 * 1025);
-    b.gvalid = malloc(1025 / 8 + 1);
-    b.avalid = malloc(1025 / 8 + 1);
+    b.kp = malloc(4 * n);
     b.bools = malloc(16);
-    if (!b.sel || !b.out || !b.ids_b || !b.ids_p || !b.valid || !b.gkeys || !b.agg || !b.gvalid || !b.avalid ||
-        !b.bools) {
+    if (!b.sel || !b.out || !b.ids_b || !b.ids_p || !b.valid || !b.kp || !b.bools) {
         dev_bufs_free(&b);
         return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for the device calibration");
     }
@@ -440,11 +445,7 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
     BEST_OF(CAL_RUNS(d->rows), t,
             st = fb_cl_expr_arith_const(ctx, FB_ARITH_MUL, &d->fcols[F_V], &three, 0, NULL, (int64_t)n, &po));
     r->project_row_s = floor_rate((t - launch - copy_s(8 * dn, h2d) - copy_s(8.125 * dn, d2h)) / dn);
-    /* build: the fact's ids built into a table, probed by one row */
     fb_join_pairs jp = {b.ids_b, b.ids_p, (int64_t)n, 0, 0};
-    BEST_OF(CAL_RUNS(d->rows), t,
-            st = fb_cl_join_probe(ctx, &d->fcols[F_ID], 0, &d->tcols[0], 0, FB_JOIN_INNER, &jp, &pairs));
-    r->build_row_s = floor_rate((t - launch - copy_s(4 * dn + 4, h2d) - copy_s(16, d2h)) / dn);
     /* probes of the dimension's dense unique keys: none of k0 matches, half of k; each less the time of the
      * same call with a 1-row probe side (the dimension's table built) */
     double t0, dim_build;
@@ -452,9 +453,29 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
             st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->tcols[0], 0, FB_JOIN_INNER, &jp, &pairs));
     BEST_OF(CAL_RUNS(d->rows), t0, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K0], 0, FB_JOIN_INNER, &jp, &pairs));
     r->probe_row_s = floor_rate((t0 - dim_build - copy_s(4 * dn, h2d)) / dn);
+    /* the device's table of a dimension-sized build side, built by every probe call */
+    c->opencl.table_row_s = floor_rate((dim_build - launch - copy_s(4 * (double)d->dim_rows + 4, h2d)) /
+                                       (double)d->dim_rows);
     BEST_OF(CAL_RUNS(d->rows), t, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K], 0, FB_JOIN_INNER, &jp, &pairs));
     double matches = pairs > 0 ? (double)pairs : 1;
     r->probe_match_row_s = floor_rate((t - t0 - copy_s(16 * matches, d2h)) / matches);
+    /* the same probe (half of the keys match) of a small table: what a probe row costs there, relative to
+     * the dimension's table (a device's probe slows down as its table outgrows the caches) */
+    if (d->dim_rows > SMALL_TABLE_ROWS) {
+        double big = (t - dim_build - copy_s(4 * dn, h2d) - copy_s(16 * matches, d2h)) / dn, small_build, small;
+        fb_column sd = d->dcols[D_K], sp = fb_column_make(FB_TYPE_INT32, b.kp, (int64_t)n, NULL);
+        sd.length = SMALL_TABLE_ROWS;
+        for (size_t i = 0; i < n; i++)
+            b.kp[i] = d->k[i] % (2 * SMALL_TABLE_ROWS);
+        BEST_OF(CAL_RUNS(d->rows), small_build,
+                st = fb_cl_join_probe(ctx, &sd, 0, &d->tcols[0], 0, FB_JOIN_INNER, &jp, &pairs));
+        BEST_OF(CAL_RUNS(d->rows), small, st = fb_cl_join_probe(ctx, &sd, 0, &sp, 0, FB_JOIN_INNER, &jp, &pairs));
+        small = (small - small_build - copy_s(4 * dn, h2d) - copy_s(16.0 * (double)pairs, d2h)) / dn;
+        if (st == FB_OK && big > 0 && small > 0) {
+            c->opencl.small_table_ratio = small / big < 1 ? small / big : 1;
+            c->opencl.table_rows = (double)d->dim_rows;
+        }
+    }
     /* a probe of int64 keys (half match) */
     fb_column one_hk = d->fcols[F_HK];
     one_hk.length = 1;
@@ -463,29 +484,14 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
             st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &d->fcols[F_HK], 0, FB_JOIN_INNER, &jp, &pairs));
     r->hash_probe_row_s =
         floor_rate((t - dim_build - copy_s(8 * dn, h2d) - copy_s(16.0 * (double)pairs, d2h)) / dn);
-    /* grouped aggregation: group by g (1024 groups) sum(v) */
-    fb_type kt = FB_TYPE_INT32;
-    fb_agg_desc sum = {FB_AGG_SUM, 0, FB_TYPE_INT64};
-    fb_agg_spec spec = {1, &kt, 1, &sum, FB_AGG_STRATEGY_AUTO};
-    fb_column_out gk = {FB_TYPE_INT32, 1025, b.gkeys, b.gvalid, 0, 0};
-    fb_type sum_type = FB_TYPE_INT64;
-    if (st == FB_OK)
-        st = fb_agg_result_type(FB_AGG_SUM, FB_TYPE_INT64, &sum_type);
-    fb_column_out ga = {sum_type, 1025, b.agg, b.avalid, 0, 0};
-    int64_t groups = 0;
-    BEST_OF(CAL_RUNS(d->rows), t,
-            st = fb_cl_group_by(ctx, &spec, &d->fcols[F_G], &d->fcols[F_V], 1, (int64_t)n, &gk, &ga, &groups));
-    r->agg_row_s = floor_rate((t - launch - copy_s(12 * dn, h2d)) / dn);
-    /* sort: the first rows / 4 of v */
-    fb_sort_key sk = {d->fcols[F_V], 0, 0};
-    sk.column.length = (int64_t)(n / 4);
-    BEST_OF(CAL_RUNS(d->rows), t, st = fb_cl_sort_permutation(ctx, &sk, 1, b.sel, (int64_t)n));
-    r->sort_row_s = floor_rate((t - launch - copy_s(8 * ns, h2d) - copy_s(4 * ns, d2h)) / ns);
-    /* what the host does under gpu placement: the source's morsels, the result, the fixed costs */
-    r->scan_row_s = floor_rate(cpu->scan_row_s);
-    r->collect_row_s = floor_rate(cpu->collect_row_s);
-    r->pipeline_s = floor_rate(cpu->pipeline_s + launch);
-    r->start_s = floor_rate(cpu->start_s);
+    /* what the host does under gpu placement (the source, the sinks, scheduling): the CPU's rates */
+    r->scan_row_s = cpu->scan_row_s;
+    r->collect_row_s = cpu->collect_row_s;
+    r->build_row_s = cpu->build_row_s;
+    r->agg_row_s = cpu->agg_row_s;
+    r->sort_row_s = cpu->sort_row_s;
+    r->pipeline_s = cpu->pipeline_s;
+    r->start_s = cpu->start_s;
     dev_bufs_free(&b);
     return st;
 }
@@ -495,14 +501,10 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
 static fb_status calibrate_plans(fb_ctx *ctx, cal_data *d, fb_plan_calibration *c)
 {
     double t[X_COUNT], extra[X_COUNT];
-    fb_status st = FB_OK;
-    for (int x = 0; x < X_COUNT && st == FB_OK; x++)
-        st = time_experiment_on(ctx, d, (experiment)x, FB_PLACEMENT_GPU, c, &t[x], &extra[x]);
-    if (st != FB_OK)
-        return st;
+    FB_FORWARD_IF_ERROR(time_experiments(ctx, d, FB_PLACEMENT_GPU, c, t, extra));
     for (int x = 0; x < X_COUNT; x++)
         t[x] -= extra[x];
-    derive_rates(t, d, &c->opencl.rates);
+    derive_rates(t, d, &c->cpu, &c->opencl.rates);
     return FB_OK;
 }
 
@@ -536,8 +538,17 @@ fb_status fb_plan_calibrate_device(fb_ctx *ctx, int64_t rows, fb_plan_calibratio
     fb_status st = calibrate_twins(ctx, &d, &c);
     if (st == FB_OK) {
         /* gpu plans, when this version runs them (a 1-row plan tells), replace the twins' rates */
-        double t_fixed, e_fixed;
-        if (time_experiment_on(ctx, &d, X_FIXED, FB_PLACEMENT_GPU, &c, &t_fixed, &e_fixed) == FB_OK)
+        fb_plan *p = NULL;
+        fb_plan_node root;
+        fb_plan_result *res = NULL;
+        fb_status gst = fb_plan_create(ctx, &p);
+        if (gst == FB_OK)
+            gst = build_experiment(p, &d, X_FIXED2, &root);
+        if (gst == FB_OK)
+            gst = fb_plan_run(p, root, FB_PLACEMENT_GPU, &res);
+        fb_plan_result_free(res);
+        fb_plan_destroy(p);
+        if (gst == FB_OK)
             c.opencl.from_plans = calibrate_plans(ctx, &d, &c) == FB_OK; /* else the twins' rates stay */
     }
     cal_free(&d);
@@ -631,9 +642,11 @@ fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, 
     fprintf(f, ",\n \"opencl\": {\"has_opencl\": %d, \"device\": ", cal->opencl.has_opencl ? 1 : 0);
     json_str(f, cal->opencl.device);
     fprintf(f,
-            ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"from_plans\": %d, \"shares_cores\": %d,\n"
-            "  \"rates\": ",
-            cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.from_plans ? 1 : 0,
+            ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"table_row_s\": %.9g,\n"
+            "  \"table_rows\": %.9g, \"small_table_ratio\": %.9g, \"from_plans\": %d, \"shares_cores\": %d, \"rates\": ",
+            cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.table_row_s,
+            cal->opencl.table_rows, cal->opencl.small_table_ratio,
+            cal->opencl.from_plans ? 1 : 0,
             cal->opencl.shares_cores ? 1 : 0);
     json_rates(f, &cal->opencl.rates);
     fprintf(f, "}}\n");
@@ -770,9 +783,10 @@ fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibr
         c.opencl.has_opencl = read_number(ob, oe, "has_opencl", &num) == 0 && num != 0;
         read_string(ob, oe, "device", c.opencl.device, sizeof c.opencl.device);
         /* the device's copies and launch: absent from older files (then 0: unknown) */
-        const char *dev_names[3] = {"h2d_gbps", "d2h_gbps", "launch_s"};
-        double *dev_fields[3] = {&c.opencl.h2d_gbps, &c.opencl.d2h_gbps, &c.opencl.launch_s};
-        for (int i = 0; i < 3 && st == FB_OK; i++) {
+        const char *dev_names[6] = {"h2d_gbps", "d2h_gbps", "launch_s", "table_row_s", "table_rows", "small_table_ratio"};
+        double *dev_fields[6] = {&c.opencl.h2d_gbps,    &c.opencl.d2h_gbps,   &c.opencl.launch_s,
+                                 &c.opencl.table_row_s, &c.opencl.table_rows, &c.opencl.small_table_ratio};
+        for (int i = 0; i < 6 && st == FB_OK; i++) {
             if (!find_value(ob, oe, dev_names[i]))
                 continue;
             if (read_number(ob, oe, dev_names[i], dev_fields[i]) != 0 || *dev_fields[i] < 0)

@@ -250,10 +250,11 @@ typedef struct fb_plan_rates {
  *   {"fb_calibration": 1, "fb_version": "0.1.0", "cpu_name": "AMD EPYC ...", "workers": 2, "rows": 4194304,
  *    "cpu": {"pipeline_s": 4.2e-05, "start_s": 2.1e-04, "scan_row_s": 1.2e-10, ... every fb_plan_rates field ...},
  *    "opencl": {"has_opencl": 1, "device": "NVIDIA H100", "h2d_gbps": 24.1, "d2h_gbps": 25.3,
- *               "launch_s": 1.2e-05, "from_plans": 1, "shares_cores": 0, "rates": { ... the same fields ... }}}
+ *               "launch_s": 1.2e-05, "table_row_s": 2.1e-09,
+ *               "table_rows": 65536, "small_table_ratio": 0.4, "from_plans": 1, "shares_cores": 0, "rates": { ... the same fields ... }}}
  * \endcode
  * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. h2d_gbps, d2h_gbps,
- * launch_s, from_plans and shares_cores may be absent (files written before they existed): they load as 0, and a
+ * launch_s, table_row_s, table_rows, small_table_ratio, from_plans and shares_cores may be absent (files written before they existed): they load as 0, and a
  * bandwidth of 0 predicts copies from the device rates alone. The "opencl" section may be absent: no
  * OpenCL rates. */
 typedef struct fb_plan_calibration {
@@ -271,6 +272,12 @@ typedef struct fb_plan_calibration {
         double launch_s;     /**< latency of one device call (a 1-row kernel with its tiny copies) */
         int from_plans;      /**< 1: rates measured by running the calibration plans with gpu placement;
                                   0: by timing the fb_cl_* twins the gpu placement calls */
+        double table_row_s;  /**< per build row, each time a join probe calls the device (it builds its
+                                  hash table of the build side's keys again on every call) */
+        double table_rows;   /**< build rows of the table the device's probe rates were measured with */
+        double small_table_ratio; /**< a probe row's cost against a table of 2048 rows over its cost against
+                                       table_rows (0..1; 0: unknown): the probe rates scale from this at 2048
+                                       build rows to 1 at table_rows (log-linear in the build rows, not beyond) */
         int shares_cores;    /**< 1 when the device is the host's CPU (an OpenCL CPU device such as PoCL's):
                                   under hybrid it and the workers share the cores, so their throughputs
                                   do not add (each is predicted at half speed) */
@@ -291,11 +298,16 @@ FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibratio
  * When fb_plan_run() can run FB_PLACEMENT_GPU, the rates come from the same calibration plans as the
  * CPU's, run with gpu placement, each the difference of two plans minus the copies and launches the
  * model (fb_plan_predict()) charges for them (opencl.from_plans 1); else from the fb_cl_* twins the gpu
- * placement calls, on synthetic columns of `rows` rows, best of 3 (or more, as fb_plan_calibrate()), minus their copies and launch: filter =
- * fb_cl_select_cmp, project = fb_cl_expr_arith_const, probes and build = fb_cl_join_probe (dense unique
- * keys for probe_row_s / probe_match_row_s, int64 keys for hash_probe_row_s), agg = fb_cl_group_by, sort
- * = fb_cl_sort_permutation; scan, collect and the fixed costs are the host's (the CPU rates; a pipeline
- * adds launch_s). Every rate is at least 1e-12. Sets opencl.has_opencl on success.
+ * placement calls, on synthetic columns of `rows` rows, best of 3 (or more, as fb_plan_calibrate()), minus
+ * their copies and launch: filter = fb_cl_select_cmp, project = fb_cl_expr_arith_const, probes =
+ * fb_cl_join_probe (dense unique keys for probe_row_s / probe_match_row_s, int64 keys for
+ * hash_probe_row_s, each less the same call with a 1-row probe side). Either way the host's rates (the
+ * fixed costs, scan, and the sinks: build, aggregation, sort, collect) are the CPU's: under gpu placement
+ * the sources, sinks and scheduling run on the CPU workers as under cpu, and only the operators (filter,
+ * projection, join probes) run on the device. opencl.table_row_s (the device's table, built by every probe call) is always
+ * from the twins: fb_cl_join_probe of a dimension-sized build side (rows / 16, 64..65536 rows) and one
+ * probe row. Every rate is at least 1e-12.
+ * Sets opencl.has_opencl on success.
  * \param rows 1024..2^26 (PoCL: 2^16..2^20 take seconds).
  * \return FB_OK; FB_ERR_NO_DEVICE (no device, or the context was made with FB_CL_DEVICE_NONE; `cal` is
  *         then unchanged); FB_ERR_INVALID_ARG; FB_ERR_OUT_OF_MEMORY; a twin's or a run's status. */
@@ -328,11 +340,13 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  *
  * Per placement, a pipeline of S source rows is predicted as:
  * - FB_PLACEMENT_CPU: with the CPU rates, as fb_plan_rates says.
- * - FB_PLACEMENT_GPU: with the OpenCL rates the same way, plus launches x opencl.launch_s (one device
- *   call per predicate, projection and join probe per morsel of FB_PLAN_GPU_MORSEL_ROWS source rows),
- *   plus the copies at opencl.h2d_gbps / d2h_gbps: the source columns the operators read (S rows), each
- *   join's build keys and payload once, and the rows into the sink back (a 4-byte row id each, plus the
- *   columns the device computed).
+ * - FB_PLACEMENT_GPU: with the OpenCL rates the same way, plus what the device calls cost as the gpu
+ *   placement makes them, per device morsel (FB_PLAN_DEVICE_MORSEL rows, else the device memory budget / 256,
+ *   64 Ki..4 Mi): opencl.launch_s per fb_cl_* call (one per predicate, per projection and per input it
+ *   widens, per join probe and per output column of an inner / left join), the bytes each call copies in at
+ *   opencl.h2d_gbps and back at d2h_gbps (the columns it reads, selections, join keys and pairs, its
+ *   results), and per morsel and join the build side's keys and payload copied in and its device table
+ *   built (opencl.table_row_s per build row).
  * - FB_PLACEMENT_HYBRID: the CPU and the device take morsels of the same source, so their throughputs add:
  *   max of the two fixed costs + 1 / (1 / cpu's per-row part + 1 / gpu's per-row part) + the device's
  *   once-only copies (the build sides); with opencl.shares_cores each runs at half speed (twice that
@@ -346,9 +360,6 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  * no OpenCL device (the message says which); FB_ERR_INVALID_ARG. */
 FB_API fb_status fb_plan_predict(fb_plan *plan, fb_plan_node root, fb_placement placement, double *seconds,
                                  size_t capacity, size_t *n, double *total);
-
-/** Source rows per device morsel that fb_plan_predict() assumes for gpu and hybrid placement. */
-#define FB_PLAN_GPU_MORSEL_ROWS ((int64_t)1 << 21)
 
 /** \brief What FB_PLACEMENT_AUTO picks for the plan under `root`: the placement with the smallest
  * predicted total among cpu and (with an OpenCL device and OpenCL rates) gpu and hybrid.
