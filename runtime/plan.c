@@ -2581,7 +2581,9 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
             double scale = dev ? device_probe_scale(dev, est_rows(e, n->build)) : 1;
             if (predict_direct(p, n)) {
                 double base = base_rows(p, n->build), match = base > 0 ? est_rows(e, n->build) / base : 0;
-                t += scale * in * (rt->probe_row_s + (match < 1 ? match : 1) * rt->probe_match_row_s);
+                match = match < 1 ? match : 1;
+                double mix = dev ? 4 * match * (1 - match) * dev->opencl.probe_mix_row_s : 0;
+                t += scale * in * (rt->probe_row_s + match * rt->probe_match_row_s + mix);
             } else {
                 t += scale * in * rt->hash_probe_row_s;
                 if (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT)
@@ -2737,6 +2739,49 @@ static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibrat
            (down > 0 ? d2h / down : 0);
 }
 
+/* The per-row part of a hybrid pipeline of S source rows, as the hybrid placement splits it: worker 0
+ * drives the device, taking morsels of M rows (g seconds a row); the other workers (CPU: c seconds a row
+ * with all W workers, so c W / (W - 1) with W - 1) take the rest from the same cursor in morsels of m0.
+ * Whoever asks first takes the first morsel: the mean of the device first and a CPU worker first. On
+ * shared cores (the device is the CPU) both run at half speed while both run. */
+static double hybrid_split(double S, double M, double m0, int W, double g, double c, int shares)
+{
+    if (S <= 0)
+        return 0;
+    if (W < 2) /* only the device's driver */
+        return S * g;
+    double cw = c * W / (W - 1);
+    if (shares) {
+        g *= 2;
+        cw *= 2;
+    }
+    double sum = 0;
+    for (int device_first = 0; device_first < 2; device_first++) {
+        double rem = S, t = 0, cpu_end = 0, dev_end = 0;
+        if (!device_first) { /* a CPU worker's first morsel, then the device's */
+            double take = rem < m0 ? rem : m0;
+            rem -= take;
+            cpu_end = take * cw;
+        }
+        while (rem > 0) { /* the device takes a morsel; the CPU workers work through the rest meanwhile */
+            double take = rem < M ? rem : M;
+            rem -= take;
+            dev_end = t + take * g;
+            double cpu_from = cpu_end > t ? cpu_end : t, cpu_rows = (dev_end - cpu_from) / cw;
+            if (cpu_rows >= rem) {
+                cpu_end = cpu_from + rem * cw;
+                rem = 0;
+            } else if (cpu_rows > 0) {
+                rem -= cpu_rows;
+                cpu_end = dev_end;
+            }
+            t = dev_end;
+        }
+        sum += dev_end > cpu_end ? dev_end : cpu_end;
+    }
+    return sum / 2;
+}
+
 /* Predictions of every pipeline of a compiled run under placement cpu, gpu or hybrid (seconds[r->n_pipes],
  * sink_rows likewise, may be NULL). */
 static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement placement, double *seconds,
@@ -2759,14 +2804,18 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
             seconds[k] = cpu;
         } else if (placement == FB_PLACEMENT_GPU) {
             seconds[k] = gpu + once;
-        } else { /* hybrid: the per-row parts run at the sum of both throughputs */
-            double start = pd->starts_with_run;
+        } else if (pd->n_op_nodes == 0) { /* hybrid: nothing for the device; the CPU workers run it */
+            seconds[k] = cpu;
+        } else { /* hybrid: the per-row parts split between the device and the CPU workers */
+            double start = pd->starts_with_run, src = est_rows(&e, pd->src_node);
             double cpu_fixed = cal->cpu.pipeline_s + start * cal->cpu.start_s;
             double gpu_fixed = cal->opencl.rates.pipeline_s + start * cal->opencl.rates.start_s;
             double cv = cpu - cpu_fixed, gv = gpu - gpu_fixed;
-            double both = cv > 0 && gv > 0 ? 1 / (1 / cv + 1 / gv) : 0;
-            if (cal->opencl.shares_cores) /* one set of cores: each at half speed */
-                both *= 2;
+            double dev_morsel = (double)device_morsel_rows(plan->ctx);
+            double m0 = dev_morsel < FB_MORSEL_DEFAULT_ROWS ? dev_morsel : FB_MORSEL_DEFAULT_ROWS;
+            double both = src > 0 ? hybrid_split(src, dev_morsel, m0, fb_ctx_threads(plan->ctx), gv / src, cv / src,
+                                                 cal->opencl.shares_cores)
+                                  : 0;
             seconds[k] = (cpu_fixed > gpu_fixed ? cpu_fixed : gpu_fixed) + both + once;
         }
         if (sink_rows)

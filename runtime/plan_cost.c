@@ -18,7 +18,7 @@
 #define RATE_FLOOR 1e-12
 #define SMALL_TABLE_ROWS 2048 /* the small table of the device's probe-size measurement */
 /* Runs per timing, the best kept: more for small tables, whose milliseconds a busy machine disturbs more. */
-#define CAL_RUNS(rows) ((rows) <= ((int64_t)1 << 16) ? 9 : (rows) <= ((int64_t)1 << 19) ? 5 : 3)
+#define CAL_RUNS(rows) ((rows) <= ((int64_t)1 << 16) ? 11 : (rows) <= ((int64_t)1 << 19) ? 9 : 5)
 
 /* The rates, by name, in the order of fb_plan_rates. */
 static const char *const rate_names[] = {"pipeline_s",       "start_s", "scan_row_s",  "filter_row_s", "project_row_s",
@@ -86,11 +86,13 @@ static int cal_make(cal_data *d, int64_t rows)
         x ^= x >> 7;
         x ^= x << 17;
         d->a[i] = (int32_t)(x % 1000);
-        /* the dimension's keys are the even numbers below 2 dim_rows: half of k match, none of k0 (but
-         * every lookup of both reads the perfect hash's array) */
-        d->k[i] = (int32_t)((x >> 16) % (uint64_t)(2 * d->dim_rows));
+        /* the dimension's keys are the even numbers below 2 dim_rows: every k matches, no k0 (but every
+         * lookup of both reads the perfect hash's array); the match rate is their difference (a half-matching
+         * probe would also measure what a mix of both costs, which varies: divergent device work-items) */
+        uint64_t half = (x >> 16) % (uint64_t)(2 * d->dim_rows);
+        d->k[i] = (int32_t)(half & ~(uint64_t)1);
         d->k0[i] = d->k[i] | 1;
-        d->hk[i] = (int64_t)(d->k[i] / 2 + (d->k[i] & 1) * d->dim_rows) * 1000003; /* half match */
+        d->hk[i] = (int64_t)(half / 2 + (half & 1) * (uint64_t)d->dim_rows) * 1000003; /* half match */
         d->g[i] = (int32_t)((x >> 32) % 1024);
         d->v[i] = (int64_t)((x >> 40) % 100000);
         d->id[i] = (int32_t)i;
@@ -128,7 +130,7 @@ typedef enum experiment {
     X_PROJECT,    /* fact[v] -> v * 3 -> count */
     X_BUILD,      /* tiny inner join (build fact[id]) -> count */
     X_COUNT_K,    /* fact[k] -> count */
-    X_PROBE,      /* fact[k] inner join dim[k, p] (perfect hash, half the rows match) -> count */
+    X_PROBE,      /* fact[k] inner join dim[k, p] (perfect hash, every row matches) -> count */
     X_COUNT_K0,   /* fact[k0] -> count */
     X_PROBE0,     /* fact[k0] inner join dim[k, p] (perfect hash, no row matches) -> count */
     X_COUNT_HK,   /* fact[hk] -> count */
@@ -308,7 +310,7 @@ static void derive_rates(const double *t, const cal_data *d, const fb_plan_rates
     r->project_row_s = floor_rate((t[X_PROJECT] - t[X_COUNT_V]) / n);
     double dim_build = r->pipeline_s + nd * (r->scan_row_s + r->build_row_s);
     r->probe_row_s = floor_rate((t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n);
-    r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / (n / 2));
+    r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / n);
     r->hash_probe_row_s = floor_rate((t[X_HASH_PROBE] - t[X_COUNT_HK] - dim_build) / n);
 }
 
@@ -446,7 +448,7 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
             st = fb_cl_expr_arith_const(ctx, FB_ARITH_MUL, &d->fcols[F_V], &three, 0, NULL, (int64_t)n, &po));
     r->project_row_s = floor_rate((t - launch - copy_s(8 * dn, h2d) - copy_s(8.125 * dn, d2h)) / dn);
     fb_join_pairs jp = {b.ids_b, b.ids_p, (int64_t)n, 0, 0};
-    /* probes of the dimension's dense unique keys: none of k0 matches, half of k; each less the time of the
+    /* probes of the dimension's dense unique keys: none of k0 matches, every k; each less the time of the
      * same call with a 1-row probe side (the dimension's table built) */
     double t0, dim_build;
     BEST_OF(CAL_RUNS(d->rows), dim_build,
@@ -459,7 +461,16 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
     BEST_OF(CAL_RUNS(d->rows), t, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K], 0, FB_JOIN_INNER, &jp, &pairs));
     double matches = pairs > 0 ? (double)pairs : 1;
     r->probe_match_row_s = floor_rate((t - t0 - copy_s(16 * matches, d2h)) / matches);
-    /* the same probe (half of the keys match) of a small table: what a probe row costs there, relative to
+    /* half of the keys matching (alternate rows of k and k0 by a hash): what that costs beyond the mean of
+     * none and all (work-items that diverge) */
+    for (size_t i = 0; i < n; i++)
+        b.kp[i] = (d->a[i] & 1) ? d->k[i] : d->k0[i];
+    fb_column kh = fb_column_make(FB_TYPE_INT32, b.kp, (int64_t)n, NULL);
+    double t_half;
+    BEST_OF(CAL_RUNS(d->rows), t_half, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &kh, 0, FB_JOIN_INNER, &jp, &pairs));
+    c->opencl.probe_mix_row_s =
+        floor_rate((t_half - copy_s(16.0 * (double)pairs, d2h) - (t0 + (t - copy_s(16 * matches, d2h))) / 2) / dn);
+    /* the same probe (every key matches) of a small table: what a probe row costs there, relative to
      * the dimension's table (a device's probe slows down as its table outgrows the caches) */
     if (d->dim_rows > SMALL_TABLE_ROWS) {
         double big = (t - dim_build - copy_s(4 * dn, h2d) - copy_s(16 * matches, d2h)) / dn, small_build, small;
@@ -643,9 +654,10 @@ fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, 
     json_str(f, cal->opencl.device);
     fprintf(f,
             ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"table_row_s\": %.9g,\n"
-            "  \"table_rows\": %.9g, \"small_table_ratio\": %.9g, \"from_plans\": %d, \"shares_cores\": %d, \"rates\": ",
+            "  \"table_rows\": %.9g, \"small_table_ratio\": %.9g, \"probe_mix_row_s\": %.9g, \"from_plans\": %d,\n"
+            "  \"shares_cores\": %d, \"rates\": ",
             cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.table_row_s,
-            cal->opencl.table_rows, cal->opencl.small_table_ratio,
+            cal->opencl.table_rows, cal->opencl.small_table_ratio, cal->opencl.probe_mix_row_s,
             cal->opencl.from_plans ? 1 : 0,
             cal->opencl.shares_cores ? 1 : 0);
     json_rates(f, &cal->opencl.rates);
@@ -783,10 +795,12 @@ fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibr
         c.opencl.has_opencl = read_number(ob, oe, "has_opencl", &num) == 0 && num != 0;
         read_string(ob, oe, "device", c.opencl.device, sizeof c.opencl.device);
         /* the device's copies and launch: absent from older files (then 0: unknown) */
-        const char *dev_names[6] = {"h2d_gbps", "d2h_gbps", "launch_s", "table_row_s", "table_rows", "small_table_ratio"};
-        double *dev_fields[6] = {&c.opencl.h2d_gbps,    &c.opencl.d2h_gbps,   &c.opencl.launch_s,
-                                 &c.opencl.table_row_s, &c.opencl.table_rows, &c.opencl.small_table_ratio};
-        for (int i = 0; i < 6 && st == FB_OK; i++) {
+        const char *dev_names[7] = {"h2d_gbps",   "d2h_gbps",          "launch_s",       "table_row_s",
+                                    "table_rows", "small_table_ratio", "probe_mix_row_s"};
+        double *dev_fields[7] = {&c.opencl.h2d_gbps,   &c.opencl.d2h_gbps,          &c.opencl.launch_s,
+                                 &c.opencl.table_row_s, &c.opencl.table_rows,       &c.opencl.small_table_ratio,
+                                 &c.opencl.probe_mix_row_s};
+        for (int i = 0; i < 7 && st == FB_OK; i++) {
             if (!find_value(ob, oe, dev_names[i]))
                 continue;
             if (read_number(ob, oe, dev_names[i], dev_fields[i]) != 0 || *dev_fields[i] < 0)

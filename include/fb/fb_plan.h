@@ -251,10 +251,12 @@ typedef struct fb_plan_rates {
  *    "cpu": {"pipeline_s": 4.2e-05, "start_s": 2.1e-04, "scan_row_s": 1.2e-10, ... every fb_plan_rates field ...},
  *    "opencl": {"has_opencl": 1, "device": "NVIDIA H100", "h2d_gbps": 24.1, "d2h_gbps": 25.3,
  *               "launch_s": 1.2e-05, "table_row_s": 2.1e-09,
- *               "table_rows": 65536, "small_table_ratio": 0.4, "from_plans": 1, "shares_cores": 0, "rates": { ... the same fields ... }}}
+ *               "table_rows": 65536, "small_table_ratio": 0.4,
+ *               "probe_mix_row_s": 3e-08, "from_plans": 1, "shares_cores": 0, "rates": { ... the same fields ... }}}
  * \endcode
  * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. h2d_gbps, d2h_gbps,
- * launch_s, table_row_s, table_rows, small_table_ratio, from_plans and shares_cores may be absent (files written before they existed): they load as 0, and a
+ * launch_s, table_row_s, table_rows, small_table_ratio, probe_mix_row_s, from_plans and shares_cores
+ * may be absent (files written before they existed): they load as 0, and a
  * bandwidth of 0 predicts copies from the device rates alone. The "opencl" section may be absent: no
  * OpenCL rates. */
 typedef struct fb_plan_calibration {
@@ -278,6 +280,9 @@ typedef struct fb_plan_calibration {
         double small_table_ratio; /**< a probe row's cost against a table of 2048 rows over its cost against
                                        table_rows (0..1; 0: unknown): the probe rates scale from this at 2048
                                        build rows to 1 at table_rows (log-linear in the build rows, not beyond) */
+        double probe_mix_row_s; /**< what a probe row of a dense-key join adds where its matches are a mix
+                                     (x 4 f (1 - f) at a match fraction f: most at half), beyond the straight
+                                     line between none and all (device work-items that diverge) */
         int shares_cores;    /**< 1 when the device is the host's CPU (an OpenCL CPU device such as PoCL's):
                                   under hybrid it and the workers share the cores, so their throughputs
                                   do not add (each is predicted at half speed) */
@@ -285,8 +290,8 @@ typedef struct fb_plan_calibration {
 } fb_plan_calibration;
 
 /** \brief Measures the CPU rates on this machine: small plans over synthetic tables of `rows` rows
- * (1024..2^26) run through fb_plan_run() with the context's workers, best of 3 each (5 up to 2^19 rows,
- * 9 up to 2^16: small timings are the more disturbed by a busy machine); every rate is the
+ * (1024..2^26) run through fb_plan_run() with the context's workers, best of 5 each (9 up to 2^19 rows,
+ * 11 up to 2^16: small timings are the more disturbed by a busy machine), the experiments interleaved; every rate is the
  * difference against a base plan (filter = scan->filter->count minus scan->count), never below 1e-12.
  * opencl.has_opencl is 0. \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_OUT_OF_MEMORY or a run's status. */
 FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out);
@@ -298,7 +303,7 @@ FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibratio
  * When fb_plan_run() can run FB_PLACEMENT_GPU, the rates come from the same calibration plans as the
  * CPU's, run with gpu placement, each the difference of two plans minus the copies and launches the
  * model (fb_plan_predict()) charges for them (opencl.from_plans 1); else from the fb_cl_* twins the gpu
- * placement calls, on synthetic columns of `rows` rows, best of 3 (or more, as fb_plan_calibrate()), minus
+ * placement calls, on synthetic columns of `rows` rows, best of 5 or more, as fb_plan_calibrate(), minus
  * their copies and launch: filter = fb_cl_select_cmp, project = fb_cl_expr_arith_const, probes =
  * fb_cl_join_probe (dense unique keys for probe_row_s / probe_match_row_s, int64 keys for
  * hash_probe_row_s, each less the same call with a 1-row probe side). Either way the host's rates (the
