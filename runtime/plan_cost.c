@@ -453,12 +453,14 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
     double t0, dim_build;
     BEST_OF(CAL_RUNS(d->rows), dim_build,
             st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->tcols[0], 0, FB_JOIN_INNER, &jp, &pairs));
-    BEST_OF(CAL_RUNS(d->rows), t0, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K0], 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS(d->rows), t0,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K0], 0, FB_JOIN_INNER, &jp, &pairs));
     r->probe_row_s = floor_rate((t0 - dim_build - copy_s(4 * dn, h2d)) / dn);
     /* the device's table of a dimension-sized build side, built by every probe call */
     c->opencl.table_row_s = floor_rate((dim_build - launch - copy_s(4 * (double)d->dim_rows + 4, h2d)) /
                                        (double)d->dim_rows);
-    BEST_OF(CAL_RUNS(d->rows), t, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K], 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS(d->rows), t,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K], 0, FB_JOIN_INNER, &jp, &pairs));
     double matches = pairs > 0 ? (double)pairs : 1;
     r->probe_match_row_s = floor_rate((t - t0 - copy_s(16 * matches, d2h)) / matches);
     /* half of the keys matching (alternate rows of k and k0 by a hash): what that costs beyond the mean of
@@ -467,7 +469,8 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
         b.kp[i] = (d->a[i] & 1) ? d->k[i] : d->k0[i];
     fb_column kh = fb_column_make(FB_TYPE_INT32, b.kp, (int64_t)n, NULL);
     double t_half;
-    BEST_OF(CAL_RUNS(d->rows), t_half, st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &kh, 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS(d->rows), t_half,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &kh, 0, FB_JOIN_INNER, &jp, &pairs));
     c->opencl.probe_mix_row_s =
         floor_rate((t_half - copy_s(16.0 * (double)pairs, d2h) - (t0 + (t - copy_s(16 * matches, d2h))) / 2) / dn);
     /* the same probe (every key matches) of a small table: what a probe row costs there, relative to
@@ -490,7 +493,8 @@ static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
     /* a probe of int64 keys (half match) */
     fb_column one_hk = d->fcols[F_HK];
     one_hk.length = 1;
-    BEST_OF(CAL_RUNS(d->rows), dim_build, st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &one_hk, 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS(d->rows), dim_build,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &one_hk, 0, FB_JOIN_INNER, &jp, &pairs));
     BEST_OF(CAL_RUNS(d->rows), t,
             st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &d->fcols[F_HK], 0, FB_JOIN_INNER, &jp, &pairs));
     r->hash_probe_row_s =

@@ -256,9 +256,8 @@ typedef struct fb_plan_rates {
  * \endcode
  * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. h2d_gbps, d2h_gbps,
  * launch_s, table_row_s, table_rows, small_table_ratio, probe_mix_row_s, from_plans and shares_cores
- * may be absent (files written before they existed): they load as 0, and a
- * bandwidth of 0 predicts copies from the device rates alone. The "opencl" section may be absent: no
- * OpenCL rates. */
+ * may be absent (files written before they existed): they load as 0 (a bandwidth of 0: copies are not
+ * charged). The "opencl" section may be absent: no OpenCL rates. */
 typedef struct fb_plan_calibration {
     fb_plan_rates cpu;   /**< the CPU workers' rates */
     int workers;         /**< workers the CPU rates were measured with */
@@ -267,8 +266,9 @@ typedef struct fb_plan_calibration {
     struct {
         int has_opencl;      /**< 1 when `rates` hold measured OpenCL rates (fb_plan_calibrate_device()) */
         char device[128];    /**< the OpenCL device's name */
-        fb_plan_rates rates; /**< its rates: per row of the device's work, without the copies (those are
-                                  h2d_gbps / d2h_gbps below) */
+        fb_plan_rates rates; /**< its rates: the operators' per row of the device's work, without the copies
+                                  (h2d_gbps / d2h_gbps below) and calls (launch_s); the host's parts (fixed
+                                  costs, scan, sinks) the CPU's */
         double h2d_gbps;     /**< host->device copy bandwidth, 10^9 bytes per second (0: unknown) */
         double d2h_gbps;     /**< device->host copy bandwidth, 10^9 bytes per second (0: unknown) */
         double launch_s;     /**< latency of one device call (a 1-row kernel with its tiny copies) */
@@ -291,8 +291,9 @@ typedef struct fb_plan_calibration {
 
 /** \brief Measures the CPU rates on this machine: small plans over synthetic tables of `rows` rows
  * (1024..2^26) run through fb_plan_run() with the context's workers, best of 5 each (9 up to 2^19 rows,
- * 11 up to 2^16: small timings are the more disturbed by a busy machine), the experiments interleaved; every rate is the
- * difference against a base plan (filter = scan->filter->count minus scan->count), never below 1e-12.
+ * 11 up to 2^16: small timings are the more disturbed by a busy machine), the experiments interleaved;
+ * every rate is the difference against a base plan (filter = scan->filter->count minus scan->count;
+ * probe_match_row_s = a probe where every row matches minus one where none does), never below 1e-12.
  * opencl.has_opencl is 0. \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_OUT_OF_MEMORY or a run's status. */
 FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out);
 
@@ -309,10 +310,11 @@ FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibratio
  * hash_probe_row_s, each less the same call with a 1-row probe side). Either way the host's rates (the
  * fixed costs, scan, and the sinks: build, aggregation, sort, collect) are the CPU's: under gpu placement
  * the sources, sinks and scheduling run on the CPU workers as under cpu, and only the operators (filter,
- * projection, join probes) run on the device. opencl.table_row_s (the device's table, built by every probe call) is always
- * from the twins: fb_cl_join_probe of a dimension-sized build side (rows / 16, 64..65536 rows) and one
- * probe row. Every rate is at least 1e-12.
- * Sets opencl.has_opencl on success.
+ * projection, join probes) run on the device. Always from the twins: opencl.table_row_s (the device's
+ * table, built by every probe call: fb_cl_join_probe of a dimension-sized build side, rows / 16 in
+ * 64..65536, and one probe row), small_table_ratio (the same probes against 2048 rows) and probe_mix_row_s
+ * (a probe where half the rows match against the mean of none and all). Every rate is at least 1e-12.
+ * Sets opencl.has_opencl and shares_cores (an OpenCL CPU device) on success.
  * \param rows 1024..2^26 (PoCL: 2^16..2^20 take seconds).
  * \return FB_OK; FB_ERR_NO_DEVICE (no device, or the context was made with FB_CL_DEVICE_NONE; `cal` is
  *         then unchanged); FB_ERR_INVALID_ARG; FB_ERR_OUT_OF_MEMORY; a twin's or a run's status. */
@@ -345,17 +347,21 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  *
  * Per placement, a pipeline of S source rows is predicted as:
  * - FB_PLACEMENT_CPU: with the CPU rates, as fb_plan_rates says.
- * - FB_PLACEMENT_GPU: with the OpenCL rates the same way, plus what the device calls cost as the gpu
+ * - FB_PLACEMENT_GPU: with the OpenCL rates the same way (a dense-key probe adds 4 f (1 - f) x
+ *   opencl.probe_mix_row_s per row at a match fraction f, and its rates scale with the build side's size as
+ *   small_table_ratio says), plus what the device calls cost as the gpu
  *   placement makes them, per device morsel (FB_PLAN_DEVICE_MORSEL rows, else the device memory budget / 256,
  *   64 Ki..4 Mi): opencl.launch_s per fb_cl_* call (one per predicate, per projection and per input it
  *   widens, per join probe and per output column of an inner / left join), the bytes each call copies in at
  *   opencl.h2d_gbps and back at d2h_gbps (the columns it reads, selections, join keys and pairs, its
  *   results), and per morsel and join the build side's keys and payload copied in and its device table
  *   built (opencl.table_row_s per build row).
- * - FB_PLACEMENT_HYBRID: the CPU and the device take morsels of the same source, so their throughputs add:
- *   max of the two fixed costs + 1 / (1 / cpu's per-row part + 1 / gpu's per-row part) + the device's
- *   once-only copies (the build sides); with opencl.shares_cores each runs at half speed (twice that
- *   per-row term: no faster than the faster of the two alone).
+ * - FB_PLACEMENT_HYBRID: a pipeline without operators as cpu; else max of the two fixed costs + the per-row
+ *   parts split as the placement splits the source: worker 0 drives the device, taking device morsels at
+ *   the gpu's per-row cost, while the other workers take the rest at the cpu's per-row cost x workers /
+ *   (workers - 1); whoever asks first takes the first morsel (the mean of the device first and a CPU worker
+ *   first: with a source of one device morsel or less the device may take it all); with
+ *   opencl.shares_cores each at half speed. Plus the device's build-side copies and table once.
  * - FB_PLACEMENT_AUTO: the placement of smallest total among those that can run (gpu and hybrid only with
  *   an OpenCL device and OpenCL rates in the calibration); fb_plan_predict_choice() says which.
  * \param[out] seconds capacity entries, may be NULL with capacity 0; \param[out] n pipelines (may be more
