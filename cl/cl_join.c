@@ -14,7 +14,9 @@
 #include "fb/fb_join.h"
 #include "fb_cl_internal.h"
 #include "fb_kernels_common.h"
+#include "fb_plan_cl_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define JOIN_EMPTY 0x8000000000000000ull
@@ -120,14 +122,31 @@ static fb_status chunk_rows(fb_cl_job *j, size_t per_row, int64_t n, int64_t *ro
 
 /* Inner/left pairs (out) or semi/anti selection (sel); *total receives the entries of the whole
  * probe side, written only while they fit `capacity`. */
+static fb_status probe_entries_table(fb_ctx *ctx, const build_table *pre, size_t pre_bytes, const fb_column *bkey,
+                                     int64_t build_first, const fb_column *pkey, int64_t probe_first, cl_int jtype,
+                                     int64_t *build_ids, int64_t *probe_ids, uint32_t *sel, int64_t capacity,
+                                     int64_t *total, const char *where);
+
 static fb_status probe_entries(fb_ctx *ctx, const fb_column *bkey, int64_t build_first, const fb_column *pkey,
                                int64_t probe_first, cl_int jtype, int64_t *build_ids, int64_t *probe_ids,
                                uint32_t *sel, int64_t capacity, int64_t *total, const char *where)
+{
+    return probe_entries_table(ctx, NULL, 0, bkey, build_first, pkey, probe_first, jtype, build_ids, probe_ids, sel,
+                               capacity, total, where);
+}
+
+/* probe_entries() against `pre`, a table built before (fb_cl_join_table: its pre_bytes count against this
+ * call's budget), or NULL: the table of bkey, built here. */
+static fb_status probe_entries_table(fb_ctx *ctx, const build_table *pre, size_t pre_bytes, const fb_column *bkey,
+                                     int64_t build_first, const fb_column *pkey, int64_t probe_first, cl_int jtype,
+                                     int64_t *build_ids, int64_t *probe_ids, uint32_t *sel, int64_t capacity,
+                                     int64_t *total, const char *where)
 {
     fb_cl_job j;
     fb_status st = fb_cl_job_open(&j, ctx, where);
     if (st != FB_OK)
         return fb_cl_job_close(&j, st);
+    j.bytes = pre_bytes; /* the persistent table's device memory (the job never releases it) */
     struct fb_cl_state *cl = j.cl;
     fb_cl_stream stream;
     memset(&stream, 0, sizeof stream);
@@ -137,7 +156,10 @@ static fb_status probe_entries(fb_ctx *ctx, const fb_column *bkey, int64_t build
         goto done;
     }
     build_table t;
-    TRY(build(&j, bkey, &t));
+    if (pre)
+        t = *pre;
+    else
+        TRY(build(&j, bkey, &t));
     int64_t n = pkey->length, chunk = 1, written = 0;
     int pairs = jtype == 0 || jtype == 1;
     size_t kw = fb_type_width(pkey->type);
@@ -743,4 +765,134 @@ fb_status fb_cl_join_probe_mark(fb_ctx *ctx, const fb_column *build_key, const f
                                 fb_column_out *out)
 {
     return join_mark(ctx, build_key, probe_key, 1, out, __func__);
+}
+
+/* ---- a device join table that lives across probe calls (fb_plan_cl_internal.h) ---------------------------- */
+
+struct fb_cl_join_table {
+    fb_ctx *ctx;
+    fb_type type;
+    build_table t;
+    cl_mem own[4]; /* t's buffers (t.rows may be the context's dummy, which is not ours) */
+    int n_own;
+    size_t bytes;
+};
+
+/* Takes buffer m out of job j (it stays alive) into tb. */
+static void detach(fb_cl_job *j, cl_mem m, fb_cl_join_table *tb)
+{
+    for (int i = 0; i < j->n_mems; i++) {
+        if (j->mems[i] != m)
+            continue;
+        tb->own[tb->n_own++] = m;
+        tb->bytes += j->sizes[i];
+        j->bytes -= j->sizes[i];
+        memmove(&j->mems[i], &j->mems[i + 1], (size_t)(j->n_mems - i - 1) * sizeof j->mems[0]);
+        memmove(&j->sizes[i], &j->sizes[i + 1], (size_t)(j->n_mems - i - 1) * sizeof j->sizes[0]);
+        j->n_mems--;
+        return;
+    }
+}
+
+void fb_cl_join_table_free(fb_cl_join_table *tb)
+{
+    if (!tb)
+        return;
+    for (int i = 0; i < tb->n_own; i++)
+        clReleaseMemObject(tb->own[i]);
+    free(tb);
+}
+
+fb_status fb_cl_join_table_create(fb_ctx *ctx, const fb_column *build_key, fb_cl_join_table **out)
+{
+    const char *where = __func__;
+    if (!ctx)
+        return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "ctx must not be NULL");
+    RETURN_ERROR_IF_AT(!build_key || !out, ctx, FB_ERR_INVALID_ARG, "build_key and out must not be NULL");
+    *out = NULL;
+    FB_FORWARD_IF_ERROR(check_keys(ctx, build_key, build_key, where));
+    fb_cl_join_table *tb = calloc(1, sizeof *tb);
+    RETURN_ERROR_IF_AT(!tb, ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a device join table");
+    tb->ctx = ctx;
+    tb->type = build_key->type;
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, where);
+    if (st != FB_OK)
+        goto done;
+    if (!j.cl->join_slots) {
+        st = fb_set_error(ctx, FB_ERR_OPENCL, where, "the device lacks cl_khr_int64_base_atomics");
+        goto done;
+    }
+    TRY(build(&j, build_key, &tb->t));
+    TRY(fb_cl_job_finish(&j));
+    detach(&j, tb->t.tkeys, tb);
+    detach(&j, tb->t.start, tb);
+    detach(&j, tb->t.end, tb);
+    if (tb->t.rows != j.cl->dummy)
+        detach(&j, tb->t.rows, tb);
+done:
+    st = fb_cl_job_close(&j, st);
+    if (st != FB_OK) {
+        fb_cl_join_table_free(tb);
+        return st;
+    }
+    *out = tb;
+    return FB_OK;
+}
+
+size_t fb_cl_join_table_bytes(const fb_cl_join_table *tb)
+{
+    return tb ? tb->bytes : 0;
+}
+
+fb_status fb_cl_join_table_probe(fb_cl_join_table *tb, const fb_column *probe_key, fb_join_type type,
+                                 fb_join_pairs *out, int64_t *n_pairs)
+{
+    const char *where = __func__;
+    if (!tb)
+        return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "the table must not be NULL");
+    fb_ctx *ctx = tb->ctx;
+    RETURN_ERROR_IF_AT(!probe_key || !out || !n_pairs || (out->capacity > 0 && (!out->build_ids || !out->probe_ids)),
+                       ctx, FB_ERR_INVALID_ARG, "probe_key, out (with its id arrays) and n_pairs must not be NULL");
+    RETURN_ERROR_IF_AT(probe_key->type != tb->type, ctx, FB_ERR_UNSUPPORTED_TYPE, "the probe key is %s, the table's %s",
+                       fb_type_name(probe_key->type), fb_type_name(tb->type));
+    RETURN_ERROR_IF_AT(type != FB_JOIN_INNER && type != FB_JOIN_LEFT && type != FB_JOIN_SEMI && type != FB_JOIN_ANTI,
+                       ctx, FB_ERR_INVALID_ARG, "join type %d: inner, left, semi or anti", (int)type);
+    RETURN_ERROR_IF_AT(probe_key->length > FB_MORSEL_MAX_ROWS, ctx, FB_ERR_INVALID_ARG, "%lld probe rows are too many",
+                       (long long)probe_key->length);
+    out->length = 0;
+    out->more = 0;
+    *n_pairs = 0;
+    int64_t total = 0;
+    fb_status st = probe_entries_table(ctx, &tb->t, tb->bytes, NULL, 0, probe_key, 0, (cl_int)type, out->build_ids,
+                                       out->probe_ids, NULL, out->capacity, &total, where);
+    *n_pairs = total;
+    if (st == FB_OK)
+        out->length = total;
+    return st;
+}
+
+fb_status fb_cl_join_table_select(fb_cl_join_table *tb, const fb_column *probe_key, fb_join_type type,
+                                  uint32_t *sel_out, int64_t capacity, int64_t *n_out)
+{
+    const char *where = __func__;
+    if (!tb)
+        return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "the table must not be NULL");
+    fb_ctx *ctx = tb->ctx;
+    RETURN_ERROR_IF_AT(!probe_key || !n_out || (probe_key->length > 0 && !sel_out), ctx, FB_ERR_INVALID_ARG,
+                       "probe_key, sel_out and n_out must not be NULL");
+    RETURN_ERROR_IF_AT(probe_key->type != tb->type, ctx, FB_ERR_UNSUPPORTED_TYPE, "the probe key is %s, the table's %s",
+                       fb_type_name(probe_key->type), fb_type_name(tb->type));
+    RETURN_ERROR_IF_AT(type != FB_JOIN_SEMI && type != FB_JOIN_ANTI, ctx, FB_ERR_INVALID_ARG,
+                       "join type %d: semi or anti", (int)type);
+    RETURN_ERROR_IF_AT(capacity < probe_key->length, ctx, FB_ERR_CAPACITY,
+                       "sel_out holds %lld entries, the probe side has %lld rows", (long long)capacity,
+                       (long long)probe_key->length);
+    *n_out = 0;
+    int64_t total = 0;
+    fb_status st = probe_entries_table(ctx, &tb->t, tb->bytes, NULL, 0, probe_key, 0, (cl_int)type, NULL, NULL,
+                                       sel_out, capacity, &total, where);
+    if (st == FB_OK)
+        *n_out = total;
+    return st;
 }

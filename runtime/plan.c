@@ -14,6 +14,7 @@
 
 #include "fb_cl_internal.h"
 #include "fb_internal.h"
+#include "fb_plan_cl_internal.h"
 #include "fb_plan_cost_internal.h"
 
 #include <math.h>
@@ -661,6 +662,9 @@ typedef struct run run;
 /* What the device did for one pipeline (explain analyze). */
 typedef struct dev_counters {
     atomic_llong dev_morsels, cpu_morsels; /* morsels whose operators ran on the device / on the CPU */
+    atomic_llong dev_rows, cpu_rows;       /* their rows */
+    atomic_llong dev_ns, cpu_ns;           /* time in the operators on the device's worker / the CPU workers
+                                              (hybrid: sizes the device's morsels) */
     atomic_llong h2d, d2h;                 /* bytes the device calls moved host -> device, device -> host */
 } dev_counters;
 
@@ -677,6 +681,7 @@ typedef struct join_state { /* the build side of one join, filled by its sink's 
     fb_ctx *ctx;             /* whose allocator direct comes from */
     int64_t dmin;
     uint64_t drange;
+    fb_cl_join_table *dev_table; /* OpenCL placements, one key column: the build side on the device */
 } join_state;
 
 typedef struct agg_state {
@@ -796,6 +801,8 @@ typedef struct mat_source {
     run *r;
     int pipe, has_ops;     /* the pipeline, and whether it has operators (for the device counters) */
     int64_t next, morsel, rows;
+    int64_t dev_morsel;    /* rows of the device's morsels from this source */
+    int share;             /* hybrid: a device morsel is at most the device's share of the rows */
 } mat_source;
 
 typedef struct mat_local {
@@ -804,6 +811,26 @@ typedef struct mat_local {
 } mat_local;
 
 static int use_device(run *r, int worker);
+
+/* hybrid: the rows of the device's next morsel. Its first is a CPU-sized one; then, from the time per row the
+ * operators took on the device's worker and on the CPU workers so far in this pipeline, the device's share of
+ * the rows left (its speed / the speed of all workers together), halved so that the last grabs shrink and the
+ * device does not finish long after the CPU workers: between one CPU morsel and the device's largest. */
+static int64_t hybrid_device_morsel(const mat_source *s, int64_t left, int workers)
+{
+    const dev_counters *d = &s->r->dev[s->pipe];
+    long long dn = atomic_load(&d->dev_ns), dr = atomic_load(&d->dev_rows);
+    long long cn = atomic_load(&d->cpu_ns), cr = atomic_load(&d->cpu_rows);
+    if (dn <= 0 || dr <= 0 || cn <= 0 || cr <= 0)
+        return s->morsel;
+    double dev_speed = (double)dr / (double)dn, cpu_speed = (double)cr / (double)cn; /* rows per ns */
+    int cpus = workers > 1 ? workers - 1 : 1;
+    double share = dev_speed / (dev_speed + cpus * cpu_speed);
+    int64_t size = (int64_t)(0.5 * share * (double)left);
+    if (size > s->dev_morsel)
+        size = s->dev_morsel;
+    return size > s->morsel ? size : s->morsel;
+}
 
 static fb_status mat_next(void *user, void *global, const fb_worker_info *w, fb_morsel *out, int *done)
 {
@@ -817,8 +844,11 @@ static fb_status mat_next(void *user, void *global, const fb_worker_info *w, fb_
      * is run wherever the worker that takes it from the queue says (use_device()), so its size only
      * balances the work; a large morsel on a CPU worker is just a long one. */
     int64_t size = s->morsel;
-    if (s->has_ops && use_device(s->r, w->worker))
-        size = s->r->dev_morsel;
+    if (s->has_ops && use_device(s->r, w->worker)) {
+        size = s->dev_morsel;
+        if (s->share)
+            size = hybrid_device_morsel(s, rows - s->next, w->workers);
+    }
     out->begin = s->next;
     out->end = rows - s->next > size ? s->next + size : rows;
     out->numa_node = -1;
@@ -861,10 +891,12 @@ static fb_status mat_scan(void *user, void *global, void *local, const fb_morsel
             l->cols[c].length = m->end - m->begin;
         }
     }
-    if (s->has_ops && s->r->placement != FB_PLACEMENT_CPU)
-        atomic_fetch_add(use_device(s->r, l->worker) ? &s->r->dev[s->pipe].dev_morsels
-                                                       : &s->r->dev[s->pipe].cpu_morsels,
-                         1);
+    if (s->has_ops && s->r->placement != FB_PLACEMENT_CPU) {
+        dev_counters *d = &s->r->dev[s->pipe];
+        int dev = use_device(s->r, l->worker);
+        atomic_fetch_add(dev ? &d->dev_morsels : &d->cpu_morsels, 1);
+        atomic_fetch_add(dev ? &d->dev_rows : &d->cpu_rows, (long long)(m->end - m->begin));
+    }
     out->rows = m->end - m->begin;
     out->n_columns = (size_t)n_cols;
     out->columns = l->cols;
@@ -891,6 +923,8 @@ static fb_status stream_source(run *r, stream *s, fb_source *src)
     ms->morsel = FB_MORSEL_DEFAULT_ROWS;
     if (r->placement != FB_PLACEMENT_CPU && r->dev_morsel < ms->morsel)
         ms->morsel = r->dev_morsel; /* hybrid: CPU morsels no larger than the device's */
+    ms->dev_morsel = r->dev_morsel;
+    ms->share = r->placement == FB_PLACEMENT_HYBRID && !getenv("FB_PLAN_DEVICE_MORSEL");
     memset(src, 0, sizeof *src);
     src->name = s->scan ? "table" : "intermediate";
     src->init_global = mat_init_global;
@@ -1160,13 +1194,13 @@ static fb_status global_is_run(void *user, fb_ctx *ctx, void **global)
     return FB_OK;
 }
 
-/* The projection's kernels (widen, then arithmetic) on the device or the CPU. */
-static fb_status project_kernels(fb_ctx *ctx, int dev, const pnode *n, buf_local *l, const fb_chunk *in,
+/* The projection's kernels (widen, then arithmetic) on the device or the CPU: a op b (b NULL: the constant)
+ * over `rows` rows (sel / n_sel: the live ones, NULL / 0 all) into l->data[out] / l->valid[out], with
+ * l->data[1..2] for the widened inputs. */
+static fb_status project_kernels(fb_ctx *ctx, int dev, const pnode *n, buf_local *l, const fb_column *a,
+                                 const fb_column *b, const uint32_t *sel, int64_t n_sel, int64_t rows, int out,
                                  int64_t *h2d, int64_t *d2h)
 {
-    const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
-    const uint32_t *sel = in->sel;
-    int64_t n_sel = in->sel ? in->n_sel : 0;
     fb_column a64 = *a, b64 = b ? *b : *a;
     fb_status st = FB_OK;
     /* The expression kernels compute in one type: widen int8..int32, uint8..uint32 and date32 first. */
@@ -1174,15 +1208,15 @@ static fb_status project_kernels(fb_ctx *ctx, int dev, const pnode *n, buf_local
         const fb_column *c = side ? b : a;
         if (!c || c->type == FB_TYPE_INT64)
             continue;
-        fb_column_out o = {.type = FB_TYPE_INT64, .capacity = in->rows, .data = l->data[1 + side],
+        fb_column_out o = {.type = FB_TYPE_INT64, .capacity = rows, .data = l->data[1 + side],
                            .validity = l->valid[1 + side]};
         st = dev ? fb_cl_expr_cast(ctx, c, sel, n_sel, &o) : fb_expr_cast(ctx, c, sel, n_sel, &o);
-        *h2d += col_bytes(c, in->rows) + 4 * n_sel;
-        *d2h += 8 * in->rows + (in->rows + 7) / 8;
+        *h2d += col_bytes(c, rows) + 4 * n_sel;
+        *d2h += 8 * rows + (rows + 7) / 8;
         *(side ? &b64 : &a64) =
-            fb_column_make(FB_TYPE_INT64, l->data[1 + side], in->rows, (c->validity || sel) ? l->valid[1 + side] : NULL);
+            fb_column_make(FB_TYPE_INT64, l->data[1 + side], rows, (c->validity || sel) ? l->valid[1 + side] : NULL);
     }
-    fb_column_out o = {.type = FB_TYPE_INT64, .capacity = in->rows, .data = l->data[0], .validity = l->valid[0]};
+    fb_column_out o = {.type = FB_TYPE_INT64, .capacity = rows, .data = l->data[out], .validity = l->valid[out]};
     static const fb_arith ops[] = {FB_ARITH_ADD, FB_ARITH_SUB, FB_ARITH_MUL};
     if (st == FB_OK && dev)
         st = b ? fb_cl_expr_arith(ctx, ops[n->op], &a64, &b64, sel, n_sel, &o)
@@ -1190,9 +1224,42 @@ static fb_status project_kernels(fb_ctx *ctx, int dev, const pnode *n, buf_local
     else if (st == FB_OK)
         st = b ? fb_expr_arith(ctx, ops[n->op], &a64, &b64, sel, n_sel, &o)
                : fb_expr_arith_const(ctx, ops[n->op], &a64, &n->right_value, 0, sel, n_sel, &o);
-    *h2d += col_bytes(&a64, in->rows) + (b ? col_bytes(&b64, in->rows) : 0) + 4 * n_sel;
-    *d2h += 8 * in->rows + (in->rows + 7) / 8;
+    *h2d += col_bytes(&a64, rows) + (b ? col_bytes(&b64, rows) : 0) + 4 * n_sel;
+    *d2h += 8 * rows + (rows + 7) / 8;
     return st;
+}
+
+/* The projection on the device over the live rows only: they are compacted on the host (the expression
+ * kernels compute densely), computed on the device, and put back at their rows. */
+static fb_status project_device(fb_ctx *ctx, const pnode *n, buf_local *l, const fb_chunk *in, int64_t *h2d,
+                                int64_t *d2h)
+{
+    const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
+    if (!in->sel)
+        return project_kernels(ctx, 1, n, l, a, b, NULL, 0, in->rows, 0, h2d, d2h);
+    int64_t m = in->n_sel;
+    fb_column dense[2];
+    for (int side = 0; side < 2; side++) {
+        const fb_column *c = side ? b : a;
+        if (!c)
+            continue;
+        fb_column_out o = {.type = c->type, .capacity = m, .data = l->data[3 + side],
+                           .validity = c->validity ? l->valid[3 + side] : NULL};
+        FB_FORWARD_IF_ERROR(fb_compact(ctx, c, in->sel, m, &o));
+        dense[side] = fb_column_make(c->type, l->data[3 + side], m, o.null_count ? l->valid[3 + side] : NULL);
+    }
+    FB_FORWARD_IF_ERROR(project_kernels(ctx, 1, n, l, &dense[0], b ? &dense[1] : NULL, NULL, 0, m, 5, h2d, d2h));
+    const int64_t *src = l->data[5];
+    int64_t *dst = l->data[0];
+    const uint8_t *sv = l->valid[5];
+    uint8_t *dv = l->valid[0];
+    for (int64_t i = 0; i < m; i++) {
+        uint32_t r = in->sel[i];
+        dst[r] = src[i];
+        unsigned bit = (sv[i >> 3] >> (i & 7)) & 1u;
+        dv[r >> 3] = (uint8_t)((dv[r >> 3] & ~(1u << (r & 7))) | (bit << (r & 7)));
+    }
+    return FB_OK;
 }
 
 /* project: int64 = left op right over the live rows, with the expression kernels */
@@ -1203,14 +1270,14 @@ static fb_status project_execute(void *user, void *global, void *local, const fb
     buf_local *l = local;
     run *r = global;
     fb_ctx *ctx = r->ctx;
-    FB_FORWARD_IF_ERROR(need_data(ctx, l, 3, in->rows));
+    int dev = use_device(r, l->worker);
+    FB_FORWARD_IF_ERROR(need_data(ctx, l, dev ? 6 : 3, in->rows));
     const fb_column *a = &in->columns[n->left], *b = n->right_is_const ? NULL : &in->columns[n->right];
     int nullable = a->validity || (b && b->validity);
     int64_t h2d = 0, d2h = 0;
     fb_status st = FB_OK;
-    int dev = use_device(r, l->worker);
     if (dev) {
-        st = project_kernels(ctx, 1, n, l, in, &h2d, &d2h);
+        st = project_device(ctx, n, l, in, &h2d, &d2h);
         if (st == FB_OK)
             dev_moved(op_dev(user), h2d, d2h);
         else if (device_fallback(r, st, "project"))
@@ -1220,7 +1287,7 @@ static fb_status project_execute(void *user, void *global, void *local, const fb
                                   fb_last_error(ctx));
     }
     if (!dev)
-        st = project_kernels(ctx, 0, n, l, in, &h2d, &d2h);
+        st = project_kernels(ctx, 0, n, l, a, b, in->sel, in->sel ? in->n_sel : 0, in->rows, 0, &h2d, &d2h);
     if (st != FB_OK)
         return fb_stage_error(ctx, st, "project %s: %s", n->names[n->n_cols - 1], fb_last_error(ctx));
     for (size_t c = 0; c < in->n_columns; c++)
@@ -1386,10 +1453,15 @@ static fb_status probe_device(join_state *js, buf_local *l, fb_ctx *ctx, const f
         h2d += col_bytes(&bkeys[k], js->rows.rows) + col_bytes(&l->probe_keys[k], in->n_sel);
     }
     fb_status st;
+    if (js->dev_table) /* the build side is on the device already */
+        h2d = col_bytes(&l->probe_keys[0], in->n_sel);
     if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
         FB_FORWARD_IF_ERROR(need_sel(ctx, l, in->rows));
         int64_t n_out = 0;
-        st = fb_cl_join_probe_select_keys(ctx, bkeys, l->probe_keys, n->n_keys, n->jtype, l->sel[0], in->rows, &n_out);
+        st = js->dev_table ? fb_cl_join_table_select(js->dev_table, &l->probe_keys[0], n->jtype, l->sel[0], in->rows,
+                                                     &n_out)
+                           : fb_cl_join_probe_select_keys(ctx, bkeys, l->probe_keys, n->n_keys, n->jtype, l->sel[0],
+                                                          in->rows, &n_out);
         if (st != FB_OK)
             return st;
         if (l->map)
@@ -1412,7 +1484,9 @@ static fb_status probe_device(join_state *js, buf_local *l, fb_ctx *ctx, const f
             l->dpairs_cap = cap;
         }
         fb_join_pairs pairs = {l->dbuild, l->dprobe, l->dpairs_cap, 0, 0};
-        st = fb_cl_join_probe_keys(ctx, bkeys, l->probe_keys, n->n_keys, 0, 0, n->jtype, &pairs, &n_pairs);
+        st = js->dev_table ? fb_cl_join_table_probe(js->dev_table, &l->probe_keys[0], n->jtype, &pairs, &n_pairs)
+                           : fb_cl_join_probe_keys(ctx, bkeys, l->probe_keys, n->n_keys, 0, 0, n->jtype, &pairs,
+                                                   &n_pairs);
         if (st == FB_OK)
             break;
         if (st != FB_ERR_CAPACITY || attempt > 0 || n_pairs <= l->dpairs_cap)
@@ -1568,26 +1642,58 @@ static fb_status limit_execute(void *user, void *global, void *local, const fb_c
     return FB_OK;
 }
 
-/* An operator whose user is a two-pointer block {run, state}. */
+typedef fb_status (*exec_fn)(void *, void *, void *, const fb_chunk *, fb_chunk *, fb_op_result *);
+
+/* An operator's user block: {run, state, &pipeline index} (read as void *[3] by the operators), and the
+ * operator's own execute, which timed_execute() times for hybrid's morsel sizes. */
+typedef struct op_user {
+    void *run, *state, *pipe;
+    exec_fn execute;
+} op_user;
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static fb_status timed_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
+                               fb_op_result *result)
+{
+    op_user *u = user;
+    run *r = global;
+    if (r->placement != FB_PLACEMENT_HYBRID)
+        return u->execute(user, global, local, in, out, result);
+    int dev = use_device(r, ((buf_local *)local)->worker);
+    int64_t t0 = mono_ns();
+    fb_status st = u->execute(user, global, local, in, out, result);
+    dev_counters *d = op_dev(user);
+    atomic_fetch_add(dev ? &d->dev_ns : &d->cpu_ns, (long long)(mono_ns() - t0));
+    return st;
+}
+
+/* An operator whose user is an op_user block. */
 static fb_status add_op(run *r, stream *s, const char *name, int node, void *state,
                         fb_status (*execute)(void *, void *, void *, const fb_chunk *, fb_chunk *, fb_op_result *))
 {
     FB_RETURN_ERROR_IF(s->n_ops == 64, r->ctx, FB_ERR_INVALID_ARG, "more than 64 operators in one pipeline");
-    void **user = run_keep(r, calloc(3, sizeof(void *)), free);
+    op_user *user = run_keep(r, calloc(1, sizeof(op_user)), free);
     FB_RETURN_ERROR_IF(!user, r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator");
     if (!s->pipe_slot)
         s->pipe_slot = run_keep(r, calloc(1, sizeof(int)), free);
     FB_RETURN_ERROR_IF(!s->pipe_slot, r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for an operator");
-    user[0] = r;
-    user[1] = state;
-    user[2] = s->pipe_slot; /* the index of the pipeline, set when the stream becomes one */
+    user->run = r;
+    user->state = state;
+    user->pipe = s->pipe_slot; /* the index of the pipeline, set when the stream becomes one */
+    user->execute = execute;
     s->op_nodes[s->n_ops] = node;
     fb_operator *op = &s->ops[s->n_ops++];
     memset(op, 0, sizeof *op);
     op->name = name;
     op->init_global = global_is_run;
     op->init_local = op_init_local;
-    op->execute = execute;
+    op->execute = timed_execute;
     op->destroy_local = op_destroy_local;
     op->user = user;
     return FB_OK;
@@ -1699,6 +1805,26 @@ static int try_direct(join_state *js, const fb_column *keys)
     return 1;
 }
 
+/* OpenCL placements: the build side of a one-key join goes to the device once, for every probe morsel
+ * (composite keys are numbered jointly with each probe morsel's keys: their probes build per call). A
+ * build side the device memory budget does not hold stays on the host (the per-call probe partitions it);
+ * another device failure falls back (hybrid, auto) or fails the run (gpu). */
+static fb_status build_device_table(run *r, join_state *js, const fb_column *key, int pipe)
+{
+    if (r->placement == FB_PLACEMENT_CPU || atomic_load(&r->dev_failed) || js->node->n_keys != 1)
+        return FB_OK;
+    fb_status st = fb_cl_join_table_create(r->ctx, key, &js->dev_table);
+    if (st == FB_OK) {
+        dev_moved(&r->dev[pipe], col_bytes(key, key->length), 0);
+        return FB_OK;
+    }
+    if (st == FB_ERR_DEVICE_MEMORY && !r->fallback)
+        return FB_OK;
+    if (device_fallback(r, st, "join build on the device"))
+        return FB_OK;
+    return fb_stage_error(r->ctx, st, "join build on the device: %s", fb_last_error(r->ctx));
+}
+
 static fb_status build_finalize(void *user, void *global)
 {
     sink_user *u = user;
@@ -1713,6 +1839,7 @@ static fb_status build_finalize(void *user, void *global)
     }
     char *note = u->r->pipes[u->pipe].note;
     size_t note_size = sizeof u->r->pipes[0].note;
+    FB_FORWARD_IF_ERROR(build_device_table(u->r, js, &keys[0], u->pipe));
     if (n->n_keys == 1 && try_direct(js, &keys[0])) {
         snprintf(note, note_size, "perfect hash: %lld build rows, key range %llu", (long long)js->rows.rows,
                  (unsigned long long)js->drange);
@@ -1864,6 +1991,7 @@ static void free_join_state(void *p)
     if (js->direct)
         fb_free(js->ctx, js->direct, sizeof(int32_t) * (size_t)(js->drange ? js->drange : 1));
     fb_hash_table_destroy(js->ht);
+    fb_cl_join_table_free(js->dev_table);
     mat_free(&js->rows);
     free(js);
 }
@@ -2112,7 +2240,7 @@ static fb_placement auto_choose(fb_plan *plan, fb_plan_node root)
 }
 
 /* Rows of the device's morsels: FB_PLAN_DEVICE_MORSEL when set (1..FB_MORSEL_MAX_ROWS), else the device
- * memory budget / 256 bytes a row, within 64 Ki..4 Mi rows. */
+ * memory budget / 256 bytes a row, within 4 Ki..4 Mi rows (a small budget gives small morsels). */
 static int64_t device_morsel_rows(fb_ctx *ctx)
 {
     const char *e = getenv("FB_PLAN_DEVICE_MORSEL");
@@ -2123,7 +2251,7 @@ static int64_t device_morsel_rows(fb_ctx *ctx)
             return (int64_t)v;
     }
     int64_t rows = ctx->cl ? (int64_t)(fb_cl_budget(ctx->cl) / 256) : 0;
-    rows = rows < 65536 ? 65536 : rows > (4 << 20) ? (4 << 20) : rows;
+    rows = rows < 4096 ? 4096 : rows > (4 << 20) ? (4 << 20) : rows;
     return rows;
 }
 
@@ -2161,6 +2289,10 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
     r->fallback = placement != FB_PLACEMENT_GPU;
     atomic_init(&r->dev_failed, 0);
     for (int p = 0; p < MAX_PIPES; p++) {
+        atomic_init(&r->dev[p].dev_rows, 0);
+        atomic_init(&r->dev[p].cpu_rows, 0);
+        atomic_init(&r->dev[p].dev_ns, 0);
+        atomic_init(&r->dev[p].cpu_ns, 0);
         atomic_init(&r->dev[p].dev_morsels, 0);
         atomic_init(&r->dev[p].cpu_morsels, 0);
         atomic_init(&r->dev[p].h2d, 0);
@@ -2648,14 +2780,25 @@ fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibration *cal)
  * operators do on the device (runtime/plan.c's device section): every fb_cl_* call (launch_s each) copies
  * its inputs in and its outputs back - a filter's predicate its column (and the selection) in and the
  * selection back, a projection its inputs (widened to int64 each by one more call) in and the int64 result
- * back, a join probe its probe keys and the build side's keys in (the device builds its table again on
- * every call: table_row_s per build row) and the pairs back, then one call per output column (compact /
- * gather) - per device morsel of the pipeline. *once: the part that does not grow with the source's rows
- * (the build sides, per morsel of one device). A pipeline without operators does not use the device: 0. */
+ * back, a join probe its probe keys in (a composite key also the build side's keys, whose table the device
+ * builds on every call: table_row_s per build row) and the pairs back, then one call per output column
+ * (compact; gather, with the payload column in) - per device morsel of the pipeline. *once: what does not
+ * grow with the source's rows: those build sides per morsel of one device, and for a build pipeline of a
+ * one-key join the device table made once when it finishes (keys in, table_row_s per row). A pipeline
+ * without operators does not use the device otherwise: 0. */
 static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibration *cal, double *once)
 {
     const fb_plan *p = e->plan;
-    *once = 0;
+    double up = cal->opencl.h2d_gbps * 1e9, down = cal->opencl.d2h_gbps * 1e9;
+    /* a one-key join's build side goes to the device once, when its build pipeline finishes */
+    double table_s = 0;
+    if (pd->sink_kind == SINK_BUILD && p->nodes[pd->sink_node].n_keys == 1) {
+        const pnode *j = &p->nodes[pd->sink_node], *b = &p->nodes[pd->sink_in];
+        double rows = est_rows(e, pd->sink_in);
+        table_s = cal->opencl.launch_s + rows * cal->opencl.table_row_s +
+                  (up > 0 ? rows * (double)fb_type_width(b->types[j->bkeys[0]]) / up : 0);
+    }
+    *once = table_s;
     if (pd->n_op_nodes == 0)
         return 0;
     double src_rows = est_rows(e, pd->src_node);
@@ -2704,8 +2847,10 @@ static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibrat
                 h2d += sel * (double)fb_type_width(in->types[n->pkeys[i]]);
             }
             calls += 1;
-            per_morsel_h2d += build * kb;
-            per_morsel_s += build * cal->opencl.table_row_s;
+            if (n->n_keys != 1) { /* composite keys: the device builds the table on every call */
+                per_morsel_h2d += build * kb;
+                per_morsel_s += build * cal->opencl.table_row_s;
+            }
             if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
                 d2h += 4 * out;
                 sel = out;
@@ -2732,54 +2877,27 @@ static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibrat
             break;
         }
     }
-    double up = cal->opencl.h2d_gbps * 1e9, down = cal->opencl.d2h_gbps * 1e9;
     double once_s = per_morsel_s + (up > 0 ? per_morsel_h2d / up : 0);
-    *once = once_s;
+    *once = once_s + table_s;
     return morsels * calls * cal->opencl.launch_s + (morsels - 1) * once_s + (up > 0 ? h2d / up : 0) +
            (down > 0 ? d2h / down : 0);
 }
 
-/* The per-row part of a hybrid pipeline of S source rows, as the hybrid placement splits it: worker 0
- * drives the device, taking morsels of M rows (g seconds a row); the other workers (CPU: c seconds a row
- * with all W workers, so c W / (W - 1) with W - 1) take the rest from the same cursor in morsels of m0.
- * Whoever asks first takes the first morsel: the mean of the device first and a CPU worker first. On
- * shared cores (the device is the CPU) both run at half speed while both run. */
-static double hybrid_split(double S, double M, double m0, int W, double g, double c, int shares)
+/* The per-row part of a hybrid pipeline of S source rows: worker 0 drives the device (g seconds a row) and
+ * the other workers run CPU morsels (c seconds a row with all W workers, so c W / (W - 1) with W - 1); the
+ * placement sizes the device's morsels from the speeds it measures (its share of the rows left), so both
+ * finish about together: their throughputs add. On shared cores (the device is the CPU) each at half
+ * speed. */
+static double hybrid_split(double S, int W, double g, double c, int shares)
 {
     if (S <= 0)
         return 0;
     if (W < 2) /* only the device's driver */
         return S * g;
     double cw = c * W / (W - 1);
-    if (shares) {
-        g *= 2;
-        cw *= 2;
-    }
-    double sum = 0;
-    for (int device_first = 0; device_first < 2; device_first++) {
-        double rem = S, t = 0, cpu_end = 0, dev_end = 0;
-        if (!device_first) { /* a CPU worker's first morsel, then the device's */
-            double take = rem < m0 ? rem : m0;
-            rem -= take;
-            cpu_end = take * cw;
-        }
-        while (rem > 0) { /* the device takes a morsel; the CPU workers work through the rest meanwhile */
-            double take = rem < M ? rem : M;
-            rem -= take;
-            dev_end = t + take * g;
-            double cpu_from = cpu_end > t ? cpu_end : t, cpu_rows = (dev_end - cpu_from) / cw;
-            if (cpu_rows >= rem) {
-                cpu_end = cpu_from + rem * cw;
-                rem = 0;
-            } else if (cpu_rows > 0) {
-                rem -= cpu_rows;
-                cpu_end = dev_end;
-            }
-            t = dev_end;
-        }
-        sum += dev_end > cpu_end ? dev_end : cpu_end;
-    }
-    return sum / 2;
+    if (!(g > 0) || !(cw > 0))
+        return 0;
+    return (shares ? 2 : 1) * S / (1 / g + 1 / cw);
 }
 
 /* Predictions of every pipeline of a compiled run under placement cpu, gpu or hybrid (seconds[r->n_pipes],
@@ -2804,16 +2922,14 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
             seconds[k] = cpu;
         } else if (placement == FB_PLACEMENT_GPU) {
             seconds[k] = gpu + once;
-        } else if (pd->n_op_nodes == 0) { /* hybrid: nothing for the device; the CPU workers run it */
-            seconds[k] = cpu;
+        } else if (pd->n_op_nodes == 0) { /* hybrid: the CPU workers run it (and a build makes its device table) */
+            seconds[k] = cpu + once;
         } else { /* hybrid: the per-row parts split between the device and the CPU workers */
             double start = pd->starts_with_run, src = est_rows(&e, pd->src_node);
             double cpu_fixed = cal->cpu.pipeline_s + start * cal->cpu.start_s;
             double gpu_fixed = cal->opencl.rates.pipeline_s + start * cal->opencl.rates.start_s;
             double cv = cpu - cpu_fixed, gv = gpu - gpu_fixed;
-            double dev_morsel = (double)device_morsel_rows(plan->ctx);
-            double m0 = dev_morsel < FB_MORSEL_DEFAULT_ROWS ? dev_morsel : FB_MORSEL_DEFAULT_ROWS;
-            double both = src > 0 ? hybrid_split(src, dev_morsel, m0, fb_ctx_threads(plan->ctx), gv / src, cv / src,
+            double both = src > 0 ? hybrid_split(src, fb_ctx_threads(plan->ctx), gv / src, cv / src,
                                                  cal->opencl.shares_cores)
                                   : 0;
             seconds[k] = (cpu_fixed > gpu_fixed ? cpu_fixed : gpu_fixed) + both + once;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fb/fb_cl.h"
 #include "fb/fb_plan.h"
@@ -149,6 +150,13 @@ static void test_ssb(void **state)
         if (hyb != want)
             fail_msg("%s: hybrid answer (%lld rows) differs from cpu's (%lld rows)", queries[qi].name,
                      (long long)rows_dev, (long long)rows);
+        /* and with the device's morsels sized by the measured speeds (no FB_PLAN_DEVICE_MORSEL) */
+        unsetenv("FB_PLAN_DEVICE_MORSEL");
+        hyb = run_digest(b.plan, root.id, FB_PLACEMENT_HYBRID, 0, &rows_dev, queries[qi].name);
+        setenv("FB_PLAN_DEVICE_MORSEL", "4096", 1);
+        if (hyb != want)
+            fail_msg("%s: hybrid answer with measured morsel sizes (%lld rows) differs from cpu's (%lld rows)",
+                     queries[qi].name, (long long)rows_dev, (long long)rows);
         nonempty += rows > 0;
         fb_plan_destroy(b.plan);
         b.plan = NULL;
@@ -516,9 +524,38 @@ static void test_no_device(void **state)
     fb_plan_node root = random_plan(p, &rng, 1, &ordered);
     uint64_t want = run_digest(p, root, FB_PLACEMENT_CPU, ordered, NULL, "no device");
     fb_plan_result *r = NULL;
-    assert_fb_ok(ctx, fb_plan_run(p, root, FB_PLACEMENT_HYBRID, &r));
+    /* without FB_QUIET the fallback says so on stderr, once */
+    unsetenv("FB_QUIET");
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    assert_true(saved >= 0 && dup2(fileno(tmp), 2) >= 0);
+    fb_status st = fb_plan_run(p, root, FB_PLACEMENT_HYBRID, &r);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    setenv("FB_QUIET", "1", 1);
+    char text[2048] = "";
+    rewind(tmp);
+    size_t got = fread(text, 1, sizeof text - 1, tmp);
+    text[got] = '\0';
+    fclose(tmp);
+    assert_fb_ok(ctx, st);
+    const char *line = strstr(text, "fb: gpu failed (FB_ERR_NO_DEVICE");
+    if (!line || strstr(line + 1, "fb: gpu failed"))
+        fail_msg("expected one fallback line on stderr, got \"%s\"", text);
     assert_true(result_digest(r, ordered) == want);
     assert_non_null(strstr(fb_plan_result_note(r), "gpu failed (FB_ERR_NO_DEVICE"));
+    char *etext = NULL; /* explain analyze says so too */
+    size_t elen = 0;
+    FILE *ef = open_memstream(&etext, &elen);
+    assert_non_null(ef);
+    assert_fb_ok(ctx, fb_plan_explain(p, root, FB_PLACEMENT_HYBRID, r, ef));
+    fclose(ef);
+    if (!strstr(etext, "gpu failed (FB_ERR_NO_DEVICE") || !strstr(etext, "); ran on cpu"))
+        fail_msg("explain analyze of a hybrid run without a device lacks the fallback note:\n%s", etext);
+    free(etext);
     fb_plan_result_free(r);
     r = (fb_plan_result *)&r;
     assert_fb_status(ctx, fb_plan_run(p, root, FB_PLACEMENT_GPU, &r), FB_ERR_NO_DEVICE);

@@ -290,17 +290,16 @@ static void test_formulas(void **state)
                           pass * g->collect_row_s + 2 * c.opencl.launch_s + (rows * 8 + 4 * s1) / 1e9 +
                           (4 * s1 + 4 * pass) / 1e9;
         assert_true(fabs(gpu - want_gpu) <= 1e-9 * want_gpu);
-        /* hybrid: the table (65536 rows) is one morsel of either side: the device's (when it asks first) or a
-         * CPU worker's, which the other W - 1 workers' share is not - the mean of the two */
+        /* hybrid: the device (worker 0) and the other W - 1 workers split the rows so that both finish together:
+         * their throughputs add (each at half speed on shared cores) */
         double cv = want_cpu - r->pipeline_s - r->start_s, gv = want_gpu - g->pipeline_s - g->start_s;
         int W = fb_ctx_threads(ctx);
-        double split = W < 2 ? gv : (gv + cv * W / (W - 1)) / 2 * (shares ? 2 : 1);
+        double split = W < 2 ? gv : (shares ? 2 : 1) / (1 / gv + 1 / (cv * W / (W - 1)));
         double want_hyb = fmax(r->pipeline_s + r->start_s, g->pipeline_s + g->start_s) + split;
         assert_true(fabs(hyb - want_hyb) <= 1e-9 * want_hyb);
     }
-    /* with device morsels of 8192 rows the device and the CPU workers share the rows: on apart cores faster
-     * than either alone; on shared cores not faster than the faster */
-    setenv("FB_PLAN_DEVICE_MORSEL", "8192", 1);
+    /* a device 5x faster: on apart cores hybrid is faster than either alone; on shared cores not faster
+     * than the faster */
     for (int shares = 0; shares < 2 && fb_ctx_threads(ctx) >= 2; shares++) {
         fb_plan_calibration c = round_cal(0.2, shares);
         assert_fb_ok(ctx, fb_plan_set_calibration(p, &c));
@@ -313,7 +312,6 @@ static void test_formulas(void **state)
         else
             assert_true(t[2] < t[0] && t[2] < t[1]);
     }
-    unsetenv("FB_PLAN_DEVICE_MORSEL");
     /* a device 100x faster wins auto (gpu: its fixed costs are smaller too); auto predicts its choice */
     fb_plan_calibration fast = round_cal(0.01, 0);
     assert_fb_ok(ctx, fb_plan_set_calibration(p, &fast));

@@ -18,11 +18,15 @@
  * Placement: FB_PLACEMENT_CPU runs every pipeline on the CPU workers. FB_PLACEMENT_GPU runs the streaming
  * operators of every pipeline (filter, projection, join probe) on the context's OpenCL device
  * (fb_options_set_cl_device(), FB_CL_DEVICE) through the fb_cl.h twins, over large morsels (the device
- * memory budget / 256 bytes a row, 64 Ki..4 Mi rows; FB_PLAN_DEVICE_MORSEL=rows overrides), while the
+ * memory budget / 256 bytes a row, 4 Ki..4 Mi rows; FB_PLAN_DEVICE_MORSEL=rows overrides), while the
  * sinks (hash build, aggregation, sort, result) combine the device's output on the host.
- * FB_PLACEMENT_HYBRID does the same on one worker (the device's driver, with the large morsels) while the
- * other workers take normal morsels of the same pipelines from the same source and run them on the CPU;
- * the sinks combine both. FB_PLACEMENT_AUTO chooses per plan the runnable placement with the smallest
+ * FB_PLACEMENT_HYBRID does the same on one worker (worker 0, the device's driver) while the other workers
+ * take normal morsels of the same pipelines from the same source and run them on the CPU; the sinks combine
+ * both. The device's first morsel of a pipeline is a CPU-sized one; later ones are sized from the speeds
+ * measured so far (the device's share of the rows left, halved, up to the large morsel), so that a slow
+ * device takes little and a fast one much. A join's build side with one key column is copied to the
+ * device once per run (a device hash table probed by every morsel). explain analyze prints per pipeline
+ * the morsels each device ran and the bytes moved host->device and device->host. FB_PLACEMENT_AUTO chooses per plan the runnable placement with the smallest
  * predicted time (fb_plan_predict(); a placement without a prediction is no candidate, and gpu / hybrid
  * only when the device opens), and explain says what it chose and why. Results are the CPU placement's:
  * integers bitwise, float sums up to reassociation, rows in the same order where the plan orders them.
@@ -274,8 +278,8 @@ typedef struct fb_plan_calibration {
         double launch_s;     /**< latency of one device call (a 1-row kernel with its tiny copies) */
         int from_plans;      /**< 1: rates measured by running the calibration plans with gpu placement;
                                   0: by timing the fb_cl_* twins the gpu placement calls */
-        double table_row_s;  /**< per build row, each time a join probe calls the device (it builds its
-                                  hash table of the build side's keys again on every call) */
+        double table_row_s;  /**< per build row of a device join table (made once for a one-key join, on
+                                  every probe call for a composite key) */
         double table_rows;   /**< build rows of the table the device's probe rates were measured with */
         double small_table_ratio; /**< a probe row's cost against a table of 2048 rows over its cost against
                                        table_rows (0..1; 0: unknown): the probe rates scale from this at 2048
@@ -354,14 +358,14 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  *   64 Ki..4 Mi): opencl.launch_s per fb_cl_* call (one per predicate, per projection and per input it
  *   widens, per join probe and per output column of an inner / left join), the bytes each call copies in at
  *   opencl.h2d_gbps and back at d2h_gbps (the columns it reads, selections, join keys and pairs, its
- *   results), and per morsel and join the build side's keys and payload copied in and its device table
- *   built (opencl.table_row_s per build row).
+ *   results, the payload columns it gathers from); the device table of a one-key join's build side is
+ *   made once, charged to its build pipeline (keys in, opencl.table_row_s per build row), a composite
+ *   key's on every probe call (per morsel).
  * - FB_PLACEMENT_HYBRID: a pipeline without operators as cpu; else max of the two fixed costs + the per-row
- *   parts split as the placement splits the source: worker 0 drives the device, taking device morsels at
- *   the gpu's per-row cost, while the other workers take the rest at the cpu's per-row cost x workers /
- *   (workers - 1); whoever asks first takes the first morsel (the mean of the device first and a CPU worker
- *   first: with a source of one device morsel or less the device may take it all); with
- *   opencl.shares_cores each at half speed. Plus the device's build-side copies and table once.
+ *   parts at the sum of both throughputs: worker 0 drives the device at the gpu's per-row cost, the other
+ *   workers run at the cpu's per-row cost x workers / (workers - 1), and the placement sizes the device's
+ *   morsels so that both finish together; with opencl.shares_cores each at half speed. Plus the device
+ *   join tables as under gpu.
  * - FB_PLACEMENT_AUTO: the placement of smallest total among those that can run (gpu and hybrid only with
  *   an OpenCL device and OpenCL rates in the calibration); fb_plan_predict_choice() says which.
  * \param[out] seconds capacity entries, may be NULL with capacity 0; \param[out] n pipelines (may be more

@@ -1,0 +1,36 @@
+/* fb_plan_cl_internal.h - what plans on an OpenCL device (runtime/plan.c) use beyond fb_cl.h: a device join
+ * table that is built once and probed by many calls (cl/cl_join.c), so that a join's build side goes to the
+ * device once per run rather than once per morsel. */
+#ifndef FB_PLAN_CL_INTERNAL_H
+#define FB_PLAN_CL_INTERNAL_H
+
+#include "fb/fb_join.h"
+
+#include <stddef.h>
+
+/* A device hash table over one build key column (int32, int64, date32, uint32 or uint64), as
+ * fb_cl_join_probe() builds it, kept on the context's device until fb_cl_join_table_free(). Its device
+ * memory (about 28 bytes a build row) counts against the budget of every probe call. */
+typedef struct fb_cl_join_table fb_cl_join_table;
+
+/* Builds the table (first build row 0). \return FB_OK, or as fb_cl_join_probe() (FB_ERR_DEVICE_MEMORY when it
+ * does not fit the budget: no partitioning here), everything freed on failure. */
+fb_status fb_cl_join_table_create(fb_ctx *ctx, const fb_column *build_key, fb_cl_join_table **out);
+
+/* Inner / left pairs (as fb_cl_join_probe() with first rows 0; FB_ERR_CAPACITY with *n_pairs set when out is
+ * too small), or for semi / anti the matching probe rows as pairs' probe ids are not made: use
+ * fb_cl_join_table_select(). Calls may come from several threads at once. */
+fb_status fb_cl_join_table_probe(fb_cl_join_table *tb, const fb_column *probe_key, fb_join_type type,
+                                 fb_join_pairs *out, int64_t *n_pairs);
+
+/* Semi / anti: as fb_cl_join_probe_select(). */
+fb_status fb_cl_join_table_select(fb_cl_join_table *tb, const fb_column *probe_key, fb_join_type type,
+                                  uint32_t *sel_out, int64_t capacity, int64_t *n_out);
+
+/* Device bytes the table holds. */
+size_t fb_cl_join_table_bytes(const fb_cl_join_table *tb);
+
+/* Frees the table (may be NULL). */
+void fb_cl_join_table_free(fb_cl_join_table *tb);
+
+#endif /* FB_PLAN_CL_INTERNAL_H */
