@@ -2706,7 +2706,8 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
             const pnode *in_node = &p->nodes[n->input];
             double passes = 1 + (in_node->types[n->left] != FB_TYPE_INT64) +
                             (!n->right_is_const && in_node->types[n->right] != FB_TYPE_INT64);
-            t += chunk * passes * rt->project_row_s;
+            /* the device's kernels compute the selected rows only (their copies are whole columns: gpu_extra) */
+            t += (dev ? in : chunk) * passes * rt->project_row_s;
             break;
         }
         case N_JOIN: {

@@ -351,7 +351,8 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  *
  * Per placement, a pipeline of S source rows is predicted as:
  * - FB_PLACEMENT_CPU: with the CPU rates, as fb_plan_rates says.
- * - FB_PLACEMENT_GPU: with the OpenCL rates the same way (a dense-key probe adds 4 f (1 - f) x
+ * - FB_PLACEMENT_GPU: with the OpenCL rates the same way (a projection per selected row; a dense-key probe
+ *   adds 4 f (1 - f) x
  *   opencl.probe_mix_row_s per row at a match fraction f, and its rates scale with the build side's size as
  *   small_table_ratio says), plus what the device calls cost as the gpu
  *   placement makes them, per device morsel (FB_PLAN_DEVICE_MORSEL rows, else the device memory budget / 256,
