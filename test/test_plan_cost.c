@@ -15,6 +15,20 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Under AddressSanitizer the host code runs 2-3x slower but PoCL's kernels (compiled by PoCL, without it)
+ * do not: "the device is slower than the CPU kernels" need not hold there, and auto may rightly pick it.
+ * The auto tests then check that auto picks the smallest prediction. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FBT_HOST_SLOWED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FBT_HOST_SLOWED 1
+#endif
+#endif
+#ifndef FBT_HOST_SLOWED
+#define FBT_HOST_SLOWED 0
+#endif
+
 static fb_ctx *ctx;
 static uint64_t rng;
 static fb_plan_calibration real; /* measured once, at small rows */
@@ -443,6 +457,12 @@ static void test_auto_on_this_machine(void **state)
         fb_placement pick;
         double totals[3];
         assert_fb_ok(ctx, fb_plan_predict_choice(p, root, &pick, totals));
+        assert_true(totals[pick] <= totals[0] && (isnan(totals[1]) || totals[pick] <= totals[1]) &&
+                    (isnan(totals[2]) || totals[pick] <= totals[2]));
+        if (FBT_HOST_SLOWED) {
+            fb_plan_destroy(p);
+            continue;
+        }
         if (pick != FB_PLACEMENT_CPU || !shown) {
             char *buf = NULL;
             size_t size = 0;
@@ -486,7 +506,8 @@ static void test_auto_ssb(void **state)
         const char *v = at + strlen("\"auto_choice\": \"");
         if (strncmp(v, "cpu\"", 4) != 0)
             fprintf(stderr, "SSB query %d: auto picks %.80s\n", queries, v);
-        assert_int_equal(strncmp(v, "cpu\"", 4), 0);
+        if (!FBT_HOST_SLOWED)
+            assert_int_equal(strncmp(v, "cpu\"", 4), 0);
         const char *pr = strstr(at, "\"predicted\": {");
         assert_non_null(pr);
         static const char *names[] = {"\"cpu\": ", "\"gpu\": ", "\"hybrid\": "};
