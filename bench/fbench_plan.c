@@ -493,7 +493,7 @@ static void remove_dump(const char *dir)
 
 /* A grouped bar chart: per query, one bar per placement that ran and one for DuckDB. */
 static int write_plot(const char *path, double sf, const char *model, const fb_placement *pl, int n_pl,
-                      double fb_s[][4], const double *peer_s)
+                      double fb_s[][4], const double *peer_s, const int *auto_pick)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -537,12 +537,17 @@ static int write_plot(const char *path, double sf, const char *model, const fb_p
         }
         fprintf(f, "<text x='%.1f' y='%d' text-anchor='middle'>%s</text>\n", x0 + group_w * 0.4, top + plot_h + 18,
                 queries[q].name);
+        if (auto_pick && auto_pick[q] >= 0) /* what auto placement picked (the cost model) */
+            fprintf(f, "<text x='%.1f' y='%d' text-anchor='middle' font-size='10' fill='#555'>auto: %s</text>\n",
+                    x0 + group_w * 0.4, top + plot_h + 32, fb_placement_name((fb_placement)auto_pick[q]));
     }
     for (int sidx = 0; sidx < series; sidx++) { /* legend */
-        int x = left + 140 * sidx;
-        fprintf(f, "<rect x='%d' y='%d' width='12' height='12' fill='%s'/><text x='%d' y='%d'>%s</text>\n", x,
+        int x = left + 160 * sidx, ran = 0;
+        for (size_t q = 0; q < N_QUERIES; q++)
+            ran |= sidx < n_pl ? !isnan(fb_s[q][sidx]) : !isnan(peer_s[q]);
+        fprintf(f, "<rect x='%d' y='%d' width='12' height='12' fill='%s'/><text x='%d' y='%d'>%s%s</text>\n", x,
                 H - 22, colors[sidx % 5], x + 16, H - 12,
-                sidx < n_pl ? fb_placement_name(pl[sidx]) : "DuckDB (same data, same run)");
+                sidx < n_pl ? fb_placement_name(pl[sidx]) : "DuckDB (same data, same run)", ran ? "" : " (did not run)");
     }
     fprintf(f, "</svg>\n");
     if (fclose(f) != 0) {
@@ -561,7 +566,8 @@ static void plan_usage(FILE *f)
                "  query x placement (median seconds, lineorder rows/s). --explain prints each plan, its\n"
                "  pipelines and, after the run, the measured rows and times per pipeline (explain analyze),\n"
                "  next to the cost model's predictions. --predict adds the predicted seconds and the ratio\n"
-               "  measured/predicted per query (needs a calibration: fbench calibrate).\n"
+               "  measured/predicted per query (needs a calibration: fbench calibrate), also for a placement\n"
+               "  that cannot run, and the placement auto picks by the cost model (column \"auto\").\n"
                "  --json writes the times and the decoded answers; --dump writes the tables for DuckDB\n"
                "  (bench/peers/duckdb_peer.py DIR --sql bench/peers/ssb.sql).\n");
 }
@@ -713,8 +719,16 @@ int fbench_plan_main(int argc, char **argv)
         if (predict)
             printf(" %9s %6s", "predicted", "m/p");
     }
+    int show_pick = predict;
+    for (int p = 0; p < n_place; p++)
+        show_pick |= placements[p] == FB_PLACEMENT_AUTO;
+    int auto_pick[N_QUERIES];
+    for (size_t q = 0; q < N_QUERIES; q++)
+        auto_pick[q] = -1;
     if (peer)
         printf(" | %-8s %9s %8s", "duckdb", "seconds", "fb/ddb");
+    if (show_pick)
+        printf(" | %-6s", "auto");
     printf(" | rows\n");
     int rc = rc_peer, first = 1;
     for (size_t qi = 0; qi < N_QUERIES; qi++) {
@@ -755,14 +769,22 @@ int fbench_plan_main(int argc, char **argv)
             if (jf)
                 fprintf(jf, "%s{\"placement\": \"%s\", ", p ? ", " : "", fb_placement_name(placements[p]));
             if (st != FB_OK) {
+                char err[600];
+                snprintf(err, sizeof err, "%s: %s", fb_status_name(st), fb_last_error(ctx));
                 printf(" | %-8s %20s", fb_placement_name(placements[p]), "n/a");
+                double pred = NAN;
+                size_t n_pipes = 0;
+                if (predict && fb_plan_predict(b.plan, root.id, placements[p], NULL, 0, &n_pipes, &pred) != FB_OK)
+                    pred = NAN;
                 if (predict)
-                    printf(" %9s %6s", "n/a", "");
-                fprintf(stderr, "fbench plan: %s under %s: %s: %s\n", queries[qi].name,
-                        fb_placement_name(placements[p]), fb_status_name(st), fb_last_error(ctx));
+                    printf(" %9.4f %6s", pred, "");
+                fprintf(stderr, "fbench plan: %s under %s: %s\n", queries[qi].name, fb_placement_name(placements[p]),
+                        err);
                 if (jf) {
+                    if (!isnan(pred))
+                        fprintf(jf, "\"predicted_seconds\": %.6f, ", pred);
                     fprintf(jf, "\"error\": ");
-                    fbench_json_string(jf, fb_last_error(ctx));
+                    fbench_json_string(jf, err);
                     fprintf(jf, "}");
                 }
                 if (placements[p] == FB_PLACEMENT_CPU || placements[p] == FB_PLACEMENT_AUTO)
@@ -804,6 +826,28 @@ int fbench_plan_main(int argc, char **argv)
         }
         if (jf)
             fprintf(jf, "]");
+        if (show_pick) { /* what auto placement picks: the cost model's choice */
+            fb_placement pick;
+            double totals[3];
+            if (fb_plan_predict_choice(b.plan, root.id, &pick, totals) == FB_OK) {
+                auto_pick[qi] = (int)pick;
+                if (jf) {
+                    fprintf(jf, ", \"auto_choice\": \"%s\", \"predicted\": {", fb_placement_name(pick));
+                    for (int pl = 0; pl < 3; pl++) {
+                        fprintf(jf, "%s\"%s\": ", pl ? ", " : "", fb_placement_name((fb_placement)pl));
+                        if (isnan(totals[pl]))
+                            fprintf(jf, "null");
+                        else
+                            fprintf(jf, "%.6f", totals[pl]);
+                    }
+                    fprintf(jf, "}");
+                }
+            } else {
+                for (int p = 0; p < n_place; p++) /* no calibration: where the auto run went */
+                    if (placements[p] == FB_PLACEMENT_AUTO)
+                        auto_pick[qi] = (int)FB_PLACEMENT_CPU;
+            }
+        }
         if (peer) {
             double best = NAN;
             for (int p = 0; p < n_place; p++)
@@ -813,6 +857,8 @@ int fbench_plan_main(int argc, char **argv)
             if (jf && !isnan(peer_s[qi]))
                 fprintf(jf, ", \"duckdb_seconds\": %.6f", peer_s[qi]);
         }
+        if (show_pick)
+            printf(" | %-6s", auto_pick[qi] >= 0 ? fb_placement_name((fb_placement)auto_pick[qi]) : "n/a");
         printf(" | %lld\n", (long long)rows_out);
         if (jf)
             fprintf(jf, "}");
@@ -826,7 +872,7 @@ int fbench_plan_main(int argc, char **argv)
             rc = FBENCH_EXIT_FAILURE;
         }
     }
-    if (plot && write_plot(plot, sf, model, placements, n_place, fb_s, peer ? peer_s : NULL) != 0)
+    if (plot && write_plot(plot, sf, model, placements, n_place, fb_s, peer ? peer_s : NULL, show_pick ? auto_pick : NULL) != 0)
         rc = FBENCH_EXIT_FAILURE;
     ssb_free(&d);
     fb_ctx_destroy(ctx);

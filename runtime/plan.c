@@ -15,6 +15,7 @@
 #include "fb_cl_internal.h"
 #include "fb_internal.h"
 #include "fb_plan_cl_internal.h"
+#include "fb_plan_cost_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -2672,9 +2673,21 @@ static int predict_direct(const fb_plan *p, const pnode *n)
     return range != 0 && range <= DIRECT_MAX_RANGE && (range <= 4 * (uint64_t)c->length + 1024 || range <= (1u << 18));
 }
 
-/* Predicted seconds of pipeline pd with rates `rt`. */
+/* What a device's probe rates are multiplied with for a join whose build side has `build` rows: from
+ * small_table_ratio at 2048 rows to 1 at the table_rows they were measured with, log-linear between. */
+static double device_probe_scale(const fb_plan_calibration *cal, double build)
+{
+    double lo = 2048, hi = cal->opencl.table_rows, r = cal->opencl.small_table_ratio;
+    if (!(r > 0 && r < 1) || !(hi > lo))
+        return 1;
+    double u = build <= lo ? 0 : build >= hi ? 1 : log(build / lo) / log(hi / lo);
+    return r + (1 - r) * u;
+}
+
+/* Predicted seconds of pipeline pd with rates `rt` (a device's with dev: its probe rates scaled by the
+ * build side's size). */
 static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates *rt, double sort_rows,
-                           double *sink_rows)
+                           double *sink_rows, const fb_plan_calibration *dev)
 {
     const fb_plan *p = e->plan;
     /* chunk: the rows of the chunks the operators see. Filters and perfect-hash probes narrow a selection
@@ -2693,19 +2706,24 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
             const pnode *in_node = &p->nodes[n->input];
             double passes = 1 + (in_node->types[n->left] != FB_TYPE_INT64) +
                             (!n->right_is_const && in_node->types[n->right] != FB_TYPE_INT64);
-            t += chunk * passes * rt->project_row_s;
+            /* the device's kernels compute the selected rows only (their copies are whole columns: gpu_extra) */
+            t += (dev ? in : chunk) * passes * rt->project_row_s;
             break;
         }
-        case N_JOIN:
+        case N_JOIN: {
+            double scale = dev ? device_probe_scale(dev, est_rows(e, n->build)) : 1;
             if (predict_direct(p, n)) {
                 double base = base_rows(p, n->build), match = base > 0 ? est_rows(e, n->build) / base : 0;
-                t += in * (rt->probe_row_s + (match < 1 ? match : 1) * rt->probe_match_row_s);
+                match = match < 1 ? match : 1;
+                double mix = dev ? 4 * match * (1 - match) * dev->opencl.probe_mix_row_s : 0;
+                t += scale * in * (rt->probe_row_s + match * rt->probe_match_row_s + mix);
             } else {
-                t += in * rt->hash_probe_row_s;
+                t += scale * in * rt->hash_probe_row_s;
                 if (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT)
                     chunk = est_rows(e, pd->op_nodes[k]);
             }
             break;
+        }
         default: /* limit: a counter */
             break;
         }
@@ -2759,22 +2777,259 @@ fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibration *cal)
     return FB_OK;
 }
 
-/* Predictions of every pipeline of a compiled run (seconds[r->n_pipes], sink_rows likewise, may be NULL). */
-static fb_status predict_run(const fb_plan *plan, const run *r, const fb_plan_rates *rt, double *seconds,
+/* What the gpu placement adds to pipeline pd beyond rows x rates (fb_plan_predict()), following what its
+ * operators do on the device (runtime/plan.c's device section): every fb_cl_* call (launch_s each) copies
+ * its inputs in and its outputs back - a filter's predicate its column (and the selection) in and the
+ * selection back, a projection its inputs (widened to int64 each by one more call) in and the int64 result
+ * back, a join probe its probe keys in (a composite key also the build side's keys, whose table the device
+ * builds on every call: table_row_s per build row) and the pairs back, then one call per output column
+ * (compact; gather, with the payload column in) - per device morsel of the pipeline. *once: what does not
+ * grow with the source's rows: those build sides per morsel of one device, and for a build pipeline of a
+ * one-key join the device table made once when it finishes (keys in, table_row_s per row). A pipeline
+ * without operators does not use the device otherwise: 0. */
+static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibration *cal, double *once)
+{
+    const fb_plan *p = e->plan;
+    double up = cal->opencl.h2d_gbps * 1e9, down = cal->opencl.d2h_gbps * 1e9;
+    /* a one-key join's build side goes to the device once, when its build pipeline finishes */
+    double table_s = 0;
+    if (pd->sink_kind == SINK_BUILD && p->nodes[pd->sink_node].n_keys == 1) {
+        const pnode *j = &p->nodes[pd->sink_node], *b = &p->nodes[pd->sink_in];
+        double rows = est_rows(e, pd->sink_in);
+        table_s = cal->opencl.launch_s + rows * cal->opencl.table_row_s +
+                  (up > 0 ? rows * (double)fb_type_width(b->types[j->bkeys[0]]) / up : 0);
+    }
+    *once = table_s;
+    if (pd->n_op_nodes == 0)
+        return 0;
+    double src_rows = est_rows(e, pd->src_node);
+    double morsels = ceil(src_rows / (double)device_morsel_rows(p->ctx));
+    morsels = morsels < 1 ? 1 : morsels;
+    double chunk = src_rows, sel = src_rows; /* rows of the chunk's columns; rows selected among them */
+    int selected = 0;                        /* a selection vector exists */
+    double calls = 0, h2d = 0, d2h = 0, per_morsel_h2d = 0, per_morsel_s = 0;
+    for (int k = 0; k < pd->n_op_nodes; k++) {
+        const pnode *n = &p->nodes[pd->op_nodes[k]];
+        const pnode *in = &p->nodes[n->input];
+        double out = est_rows(e, pd->op_nodes[k]);
+        switch (n->kind) {
+        case N_FILTER: { /* each predicate keeps the same share of what it sees */
+            double keep = sel > 0 ? pow(out / sel, 1.0 / (double)(n->n_preds ? n->n_preds : 1)) : 0;
+            for (size_t i = 0; i < n->n_preds; i++) {
+                double next = sel * keep;
+                calls += 1;
+                h2d += chunk * (double)fb_type_width(in->types[n->preds[i].p.column]) + (selected ? 4 * sel : 0);
+                d2h += 4 * next;
+                sel = next;
+                selected = 1;
+            }
+            break;
+        }
+        case N_PROJECT: {
+            int widen[2] = {in->types[n->left] != FB_TYPE_INT64,
+                            !n->right_is_const && in->types[n->right] != FB_TYPE_INT64};
+            for (int side = 0; side < 2; side++) {
+                if (!widen[side])
+                    continue;
+                calls += 1;
+                h2d += chunk * (double)fb_type_width(in->types[side ? n->right : n->left]) + (selected ? 4 * sel : 0);
+                d2h += chunk * 8.125;
+            }
+            calls += 1;
+            h2d += chunk * 8 * (n->right_is_const ? 1 : 2) + (selected ? 4 * sel : 0);
+            d2h += chunk * 8.125;
+            break;
+        }
+        case N_JOIN: {
+            const pnode *b = &p->nodes[n->build];
+            double build = est_rows(e, n->build), kb = 0;
+            for (size_t i = 0; i < n->n_keys; i++) {
+                kb += (double)fb_type_width(b->types[n->bkeys[i]]);
+                h2d += sel * (double)fb_type_width(in->types[n->pkeys[i]]);
+            }
+            calls += 1;
+            if (n->n_keys != 1) { /* composite keys: the device builds the table on every call */
+                per_morsel_h2d += build * kb;
+                per_morsel_s += build * cal->opencl.table_row_s;
+            }
+            if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
+                d2h += 4 * out;
+                sel = out;
+                selected = 1;
+                break;
+            }
+            d2h += 16 * out;
+            for (int c = 0; c < n->n_cols; c++) { /* the output columns: compacted probe side, gathered payload */
+                double w = (double)fb_type_width(n->types[c]);
+                calls += 1;
+                if (c < in->n_cols) {
+                    h2d += chunk * w + 4 * out;
+                } else {
+                    h2d += 8 * out;
+                    per_morsel_h2d += build * w;
+                }
+                d2h += out * (w + 0.125);
+            }
+            chunk = sel = out;
+            selected = 0;
+            break;
+        }
+        default: /* limit: a counter on the host */
+            break;
+        }
+    }
+    double once_s = per_morsel_s + (up > 0 ? per_morsel_h2d / up : 0);
+    *once = once_s + table_s;
+    return morsels * calls * cal->opencl.launch_s + (morsels - 1) * once_s + (up > 0 ? h2d / up : 0) +
+           (down > 0 ? d2h / down : 0);
+}
+
+/* The per-row part of a hybrid pipeline of S source rows: worker 0 drives the device (g seconds a row) and
+ * the other workers run CPU morsels (c seconds a row with all W workers, so c W / (W - 1) with W - 1); the
+ * placement sizes the device's morsels from the speeds it measures (its share of the rows left), so both
+ * finish about together: their throughputs add. On shared cores (the device is the CPU) each at half
+ * speed. */
+static double hybrid_split(double S, int W, double g, double c, int shares)
+{
+    if (S <= 0)
+        return 0;
+    if (W < 2) /* only the device's driver */
+        return S * g;
+    double cw = c * W / (W - 1);
+    if (!(g > 0) || !(cw > 0))
+        return 0;
+    return (shares ? 2 : 1) * S / (1 / g + 1 / cw);
+}
+
+/* Predictions of every pipeline of a compiled run under placement cpu, gpu or hybrid (seconds[r->n_pipes],
+ * sink_rows likewise, may be NULL). */
+static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement placement, double *seconds,
                              double *sink_rows)
 {
-    double sort_rows = plan->cal.rows > 0 ? (double)plan->cal.rows / 4 : 1 << 20;
+    const fb_plan_calibration *cal = &plan->cal;
+    double sort_rows = cal->rows > 0 ? (double)cal->rows / 4 : 1 << 20;
     estimate e = {plan, malloc(sizeof(double) * (size_t)(plan->n_nodes ? plan->n_nodes : 1))};
     FB_RETURN_ERROR_IF(!e.rows, plan->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for estimates");
     for (int i = 0; i < plan->n_nodes; i++)
         e.rows[i] = -1;
     for (int k = 0; k < r->n_pipes; k++) {
-        double rows;
-        seconds[k] = predict_pipe(&e, &r->pipes[k], rt, sort_rows, &rows);
+        const pipe_desc *pd = &r->pipes[k];
+        double rows, once = 0;
+        double cpu = placement == FB_PLACEMENT_GPU ? 0 : predict_pipe(&e, pd, &cal->cpu, sort_rows, &rows, NULL);
+        double gpu = placement == FB_PLACEMENT_CPU ? 0
+                                                   : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows, cal) +
+                                                         gpu_extra(&e, pd, cal, &once);
+        if (placement == FB_PLACEMENT_CPU) {
+            seconds[k] = cpu;
+        } else if (placement == FB_PLACEMENT_GPU) {
+            seconds[k] = gpu + once;
+        } else if (pd->n_op_nodes == 0) { /* hybrid: the CPU workers run it (and a build makes its device table) */
+            seconds[k] = cpu + once;
+        } else { /* hybrid: the per-row parts split between the device and the CPU workers */
+            double start = pd->starts_with_run, src = est_rows(&e, pd->src_node);
+            double cpu_fixed = cal->cpu.pipeline_s + start * cal->cpu.start_s;
+            double gpu_fixed = cal->opencl.rates.pipeline_s + start * cal->opencl.rates.start_s;
+            double cv = cpu - cpu_fixed, gv = gpu - gpu_fixed;
+            double both = src > 0 ? hybrid_split(src, fb_ctx_threads(plan->ctx), gv / src, cv / src,
+                                                 cal->opencl.shares_cores)
+                                  : 0;
+            seconds[k] = (cpu_fixed > gpu_fixed ? cpu_fixed : gpu_fixed) + both + once;
+        }
         if (sink_rows)
             sink_rows[k] = rows;
     }
     free(e.rows);
+    return FB_OK;
+}
+
+fb_status fb_plan_gpu_extra(fb_plan *plan, fb_plan_node root, const fb_plan_calibration *cal, double *seconds)
+{
+    run *r = calloc(1, sizeof *r);
+    estimate e = {plan, malloc(sizeof(double) * (size_t)(plan->n_nodes ? plan->n_nodes : 1))};
+    if (!r || !e.rows) {
+        free(r);
+        free(e.rows);
+        return FB_ERROR(plan->ctx, FB_ERR_OUT_OF_MEMORY, "no memory");
+    }
+    for (int i = 0; i < plan->n_nodes; i++)
+        e.rows[i] = -1;
+    r->ctx = plan->ctx;
+    r->plan = plan;
+    mat *m = NULL;
+    fb_status st = build_query(r, root, &m);
+    double sum = 0;
+    for (int k = 0; st == FB_OK && k < r->n_pipes; k++) {
+        double once;
+        sum += gpu_extra(&e, &r->pipes[k], cal, &once) + once;
+    }
+    *seconds = sum;
+    free(e.rows);
+    run_free(r);
+    return st;
+}
+
+/* Whether gpu / hybrid can be predicted: OpenCL rates in the calibration and a device on the context.
+ * FB_ERR_NO_DEVICE with a message saying which is missing. */
+static fb_status device_predictable(fb_plan *plan, fb_placement placement, const char *where)
+{
+    FB_FORWARD_IF_ERROR(plan_calibration(plan, where));
+    if (!plan->cal.opencl.has_opencl)
+        return fb_set_error(plan->ctx, FB_ERR_NO_DEVICE, where,
+                            "placement %s has no prediction: the calibration has no OpenCL rates (run fbench "
+                            "calibrate on a machine with an OpenCL device)",
+                            fb_placement_name(placement));
+    if (fb_plan_cost_device(plan->ctx) != FB_OK)
+        return fb_set_error(plan->ctx, FB_ERR_NO_DEVICE, where, "placement %s has no prediction: no OpenCL device (%s)",
+                            fb_placement_name(placement), fb_last_error(plan->ctx));
+    return FB_OK;
+}
+
+/* The compiled run's predictions under one placement (pipelines into sec[MAX_PIPES]). */
+static fb_status predict_placement(fb_plan *plan, fb_plan_node root, fb_placement placement, double *sec, int *n_pipes,
+                                   double *total, const char *where)
+{
+    fb_ctx *ctx = plan->ctx;
+    FB_FORWARD_IF_ERROR(plan_calibration(plan, where));
+    if (placement != FB_PLACEMENT_CPU)
+        FB_FORWARD_IF_ERROR(device_predictable(plan, placement, where));
+    run *r = calloc(1, sizeof *r);
+    FB_RETURN_ERROR_IF(!r, ctx, FB_ERR_OUT_OF_MEMORY, "no memory");
+    r->ctx = ctx;
+    r->plan = plan;
+    mat *m = NULL;
+    fb_status st = build_query(r, root, &m);
+    if (st == FB_OK)
+        st = predict_run(plan, r, placement, sec, NULL);
+    if (st == FB_OK) {
+        double sum = 0;
+        for (int k = 0; k < r->n_pipes; k++)
+            sum += sec[k];
+        *n_pipes = r->n_pipes;
+        *total = sum;
+    }
+    run_free(r);
+    return st;
+}
+
+fb_status fb_plan_predict_choice(fb_plan *plan, fb_plan_node root, fb_placement *chosen, double *totals)
+{
+    FB_RETURN_ERROR_IF(!plan || !chosen, plan ? plan->ctx : NULL, FB_ERR_INVALID_ARG,
+                       "plan and chosen must not be NULL");
+    FB_RETURN_ERROR_IF(!get_node(plan, root), plan->ctx, FB_ERR_INVALID_ARG, "root node %d does not exist", (int)root);
+    double sec[MAX_PIPES], t[3] = {NAN, NAN, NAN};
+    int n;
+    FB_FORWARD_IF_ERROR(predict_placement(plan, root, FB_PLACEMENT_CPU, sec, &n, &t[0], __func__));
+    *chosen = FB_PLACEMENT_CPU;
+    for (int pl = FB_PLACEMENT_GPU; pl <= FB_PLACEMENT_HYBRID; pl++) {
+        if (predict_placement(plan, root, (fb_placement)pl, sec, &n, &t[pl], __func__) != FB_OK) {
+            t[pl] = NAN;
+            continue;
+        }
+        if (t[pl] < t[*chosen])
+            *chosen = (fb_placement)pl;
+    }
+    if (totals)
+        memcpy(totals, t, sizeof t);
     return FB_OK;
 }
 
@@ -2787,31 +3042,17 @@ fb_status fb_plan_predict(fb_plan *plan, fb_plan_node root, fb_placement placeme
     FB_RETURN_ERROR_IF(!get_node(plan, root), ctx, FB_ERR_INVALID_ARG, "root node %d does not exist", (int)root);
     FB_RETURN_ERROR_IF((unsigned)placement > FB_PLACEMENT_AUTO, ctx, FB_ERR_INVALID_ARG, "unknown placement %d",
                        (int)placement);
-    FB_RETURN_ERROR_IF(placement == FB_PLACEMENT_GPU || placement == FB_PLACEMENT_HYBRID, ctx, FB_ERR_NO_DEVICE,
-                       "placement %s has no prediction: no OpenCL plan operators yet", fb_placement_name(placement));
-    FB_FORWARD_IF_ERROR(plan_calibration(plan, __func__));
-    run *r = calloc(1, sizeof *r);
-    FB_RETURN_ERROR_IF(!r, ctx, FB_ERR_OUT_OF_MEMORY, "no memory");
-    r->ctx = ctx;
-    r->plan = plan;
-    mat *m = NULL;
-    double sec[MAX_PIPES];
-    fb_status st = build_query(r, root, &m);
-    if (st == FB_OK)
-        st = predict_run(plan, r, &plan->cal.cpu, sec, NULL);
-    if (st == FB_OK) {
-        double sum = 0;
-        for (int k = 0; k < r->n_pipes; k++) {
-            sum += sec[k];
-            if ((size_t)k < capacity)
-                seconds[k] = sec[k];
-        }
-        *n = (size_t)r->n_pipes;
-        if (total)
-            *total = sum;
-    }
-    run_free(r);
-    return st;
+    if (placement == FB_PLACEMENT_AUTO)
+        FB_FORWARD_IF_ERROR(fb_plan_predict_choice(plan, root, &placement, NULL));
+    double sec[MAX_PIPES], sum = 0;
+    int n_pipes = 0;
+    FB_FORWARD_IF_ERROR(predict_placement(plan, root, placement, sec, &n_pipes, &sum, __func__));
+    for (int k = 0; k < n_pipes && (size_t)k < capacity; k++)
+        seconds[k] = sec[k];
+    *n = (size_t)n_pipes;
+    if (total)
+        *total = sum;
+    return FB_OK;
 }
 
 /* ---- explain ----------------------------------------------------------------------------------------- */
@@ -2895,8 +3136,7 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
     fb_ctx *ctx = plan->ctx;
     FB_RETURN_ERROR_IF(!get_node(plan, root), ctx, FB_ERR_INVALID_ARG, "root node %d does not exist", (int)root);
     fb_placement chosen;
-    if (check_placement(ctx, placement, &chosen, __func__) != FB_OK)
-        chosen = placement;
+    int runnable = check_placement(ctx, placement, &chosen, __func__) == FB_OK;
     fprintf(out, "plan:\n");
     explain_node(plan, root, 1, out);
     /* The pipelines, from a compile that is not run. */
@@ -2906,40 +3146,66 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
     r->plan = plan;
     mat *m = NULL;
     fb_status st = build_query(r, root, &m);
-    /* The predictions, when a calibration is set or in the default file (explain works without). */
-    double pr[MAX_PIPES], pred_rows[MAX_PIPES], pred_total = 0;
-    char no_cal[400] = "";
-    int have_pred = 0, has_opencl = 0;
+    /* The predictions, when a calibration is set or in the default file (explain works without): every
+     * placement that can be predicted (pr[placement][pipeline]), and what auto picks among them. */
+    double pr[3][MAX_PIPES], pred_rows[MAX_PIPES], pred_total[3] = {0, 0, 0};
+    char no_cal[400] = "", no_dev[400] = "";
+    int have_pred = 0, have[3] = {0, 0, 0};
+    fb_placement pick = FB_PLACEMENT_CPU;
     if (st == FB_OK) {
         if (plan_calibration((fb_plan *)plan, __func__) == FB_OK) {
-            has_opencl = plan->cal.opencl.has_opencl;
-            st = predict_run(plan, r, &plan->cal.cpu, pr, pred_rows);
-            have_pred = st == FB_OK;
-            for (int p = 0; have_pred && p < r->n_pipes; p++)
-                pred_total += pr[p];
+            st = predict_run(plan, r, FB_PLACEMENT_CPU, pr[0], pred_rows);
+            have[0] = have_pred = st == FB_OK;
+            if (have_pred && device_predictable((fb_plan *)plan, FB_PLACEMENT_GPU, __func__) == FB_OK) {
+                for (int pl = FB_PLACEMENT_GPU; pl <= FB_PLACEMENT_HYBRID && st == FB_OK; pl++) {
+                    st = predict_run(plan, r, (fb_placement)pl, pr[pl], NULL);
+                    have[pl] = st == FB_OK;
+                }
+            } else if (have_pred) {
+                snprintf(no_dev, sizeof no_dev, "%s", fb_last_error(ctx));
+            }
+            for (int pl = 0; pl < 3; pl++)
+                for (int p = 0; have[pl] && p < r->n_pipes; p++)
+                    pred_total[pl] += pr[pl][p];
+            for (int pl = FB_PLACEMENT_GPU; pl <= FB_PLACEMENT_HYBRID; pl++)
+                if (have[pl] && pred_total[pl] < pred_total[pick])
+                    pick = (fb_placement)pl;
         } else {
             snprintf(no_cal, sizeof no_cal, "%s", fb_last_error(ctx));
         }
     }
     if (st == FB_OK) {
         fprintf(out, "pipelines (placement %s", fb_placement_name(placement));
-        if (placement == FB_PLACEMENT_AUTO && have_pred)
-            fprintf(out, ": chose cpu, predicted %.4g s; gpu and hybrid cannot run: no OpenCL plan operators yet%s",
-                    pred_total,
-                    has_opencl ? " (the calibration has OpenCL rates, but no plan operator runs on OpenCL)" : "");
-        else if (placement == FB_PLACEMENT_AUTO)
-            fprintf(out, ": chose cpu, the only placement with plan operators in this version (no calibration)");
-        else if (chosen != FB_PLACEMENT_CPU)
+        if (placement == FB_PLACEMENT_AUTO && have_pred) {
+            fprintf(out, ": chose %s, predicted %.4g s", fb_placement_name(pick), pred_total[pick]);
+            if (have[FB_PLACEMENT_GPU])
+                fprintf(out, ", the smallest of cpu %.4g s, gpu %.4g s, hybrid %.4g s", pred_total[0], pred_total[1],
+                        pred_total[2]);
+            else
+                fprintf(out, "; gpu and hybrid cannot be predicted: %s", no_dev);
+        } else if (placement == FB_PLACEMENT_AUTO) {
+            fprintf(out, ": chose cpu: no calibration to predict with");
+        } else if (!runnable) {
             fprintf(out, ": not available in this version");
+        } else if (have_pred && have[placement]) {
+            fprintf(out, ": predicted %.4g s", pred_total[placement]);
+        }
         fprintf(out, "):\n");
         if (!have_pred)
             fprintf(out, "  predicted: none: %s\n", no_cal);
+        else if (!have[FB_PLACEMENT_GPU] && placement != FB_PLACEMENT_AUTO)
+            fprintf(out, "  gpu, hybrid: no prediction: %s\n", no_dev);
+        /* the measured run is compared with the prediction of where it ran */
+        int ran = analyzed && (unsigned)analyzed->placement < 3 && have[analyzed->placement] ? (int)analyzed->placement
+                                                                                              : 0;
         for (int p = 0; p < r->n_pipes; p++) {
             fprintf(out, "  %d: %s\n", p, r->pipes[p].text);
-            if (have_pred)
-                fprintf(out, "     predicted: cpu %.3f ms (%.0f rows into the sink); gpu, hybrid: no OpenCL plan "
-                             "operators yet\n",
-                        pr[p] * 1e3, pred_rows[p]);
+            if (have_pred) {
+                fprintf(out, "     predicted: cpu %.3f ms", pr[0][p] * 1e3);
+                if (have[FB_PLACEMENT_GPU])
+                    fprintf(out, ", gpu %.3f ms, hybrid %.3f ms", pr[1][p] * 1e3, pr[2][p] * 1e3);
+                fprintf(out, " (%.0f rows into the sink)\n", pred_rows[p]);
+            }
             if (analyzed && analyzed->priv && p < ((result_priv *)analyzed->priv)->n_pipes) {
                 const fb_stats *s = &((result_priv *)analyzed->priv)->stats[p];
                 fprintf(out, "     analyzed: %lld rows scanned, %lld rows into the sink, %lld morsels, %.2f ms wall, "
@@ -2947,8 +3213,9 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
                         (long long)s->rows, (long long)s->rows_out, (long long)s->morsels, s->wall_ns / 1e6,
                         s->busy_ns / 1e6);
                 if (have_pred)
-                    fprintf(out, "     measured %.3f ms, predicted %.3f ms: measured/predicted %.2f\n", s->wall_ns / 1e6,
-                            pr[p] * 1e3, pr[p] > 0 ? s->wall_ns / 1e9 / pr[p] : NAN);
+                    fprintf(out, "     measured %.3f ms, predicted %s %.3f ms: measured/predicted %.2f\n",
+                            s->wall_ns / 1e6, fb_placement_name((fb_placement)ran), pr[ran][p] * 1e3,
+                            pr[ran][p] > 0 ? s->wall_ns / 1e9 / pr[ran][p] : NAN);
                 const char *note = ((result_priv *)analyzed->priv)->pipes[p].note;
                 if (note[0])
                     fprintf(out, "     %s\n", note);
@@ -2964,8 +3231,8 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
             fprintf(out, "result: %lld rows in %.4f s on %s", (long long)analyzed->rows, analyzed->seconds,
                     fb_placement_name(analyzed->placement));
         if (analyzed && have_pred)
-            fprintf(out, ", predicted %.4f s: measured/predicted %.2f", pred_total,
-                    pred_total > 0 ? analyzed->seconds / pred_total : NAN);
+            fprintf(out, ", predicted %.4f s: measured/predicted %.2f", pred_total[ran],
+                    pred_total[ran] > 0 ? analyzed->seconds / pred_total[ran] : NAN);
         if (analyzed)
             fprintf(out, "\n");
         if (analyzed && analyzed->priv && ((result_priv *)analyzed->priv)->note[0])

@@ -2,18 +2,23 @@
  * synthetic tables (each rate the difference of two plans' best-of-3 times), and the calibration file
  * (JSON, in the user's config directory). The predictions themselves are in plan.c, next to the compile
  * whose pipelines they predict. */
+#include "fb/fb_cl.h"
 #include "fb/fb_plan.h"
 
 #include "fb_internal.h"
+#include "fb_plan_cost_internal.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define RATE_FLOOR 1e-12
-#define CAL_RUNS 3
+#define SMALL_TABLE_ROWS 2048 /* the small table of the device's probe-size measurement */
+/* Runs per timing, the best kept: more for small tables, whose milliseconds a busy machine disturbs more. */
+#define CAL_RUNS(rows) ((rows) <= ((int64_t)1 << 16) ? 11 : (rows) <= ((int64_t)1 << 19) ? 9 : 5)
 
 /* The rates, by name, in the order of fb_plan_rates. */
 static const char *const rate_names[] = {"pipeline_s",       "start_s", "scan_row_s",  "filter_row_s", "project_row_s",
@@ -81,11 +86,13 @@ static int cal_make(cal_data *d, int64_t rows)
         x ^= x >> 7;
         x ^= x << 17;
         d->a[i] = (int32_t)(x % 1000);
-        /* the dimension's keys are the even numbers below 2 dim_rows: half of k match, none of k0 (but
-         * every lookup of both reads the perfect hash's array) */
-        d->k[i] = (int32_t)((x >> 16) % (uint64_t)(2 * d->dim_rows));
+        /* the dimension's keys are the even numbers below 2 dim_rows: every k matches, no k0 (but every
+         * lookup of both reads the perfect hash's array); the match rate is their difference (a half-matching
+         * probe would also measure what a mix of both costs, which varies: divergent device work-items) */
+        uint64_t half = (x >> 16) % (uint64_t)(2 * d->dim_rows);
+        d->k[i] = (int32_t)(half & ~(uint64_t)1);
         d->k0[i] = d->k[i] | 1;
-        d->hk[i] = (int64_t)(d->k[i] / 2 + (d->k[i] & 1) * d->dim_rows) * 1000003; /* half match */
+        d->hk[i] = (int64_t)(half / 2 + (half & 1) * (uint64_t)d->dim_rows) * 1000003; /* half match */
         d->g[i] = (int32_t)((x >> 32) % 1024);
         d->v[i] = (int64_t)((x >> 40) % 100000);
         d->id[i] = (int32_t)i;
@@ -123,7 +130,7 @@ typedef enum experiment {
     X_PROJECT,    /* fact[v] -> v * 3 -> count */
     X_BUILD,      /* tiny inner join (build fact[id]) -> count */
     X_COUNT_K,    /* fact[k] -> count */
-    X_PROBE,      /* fact[k] inner join dim[k, p] (perfect hash, half the rows match) -> count */
+    X_PROBE,      /* fact[k] inner join dim[k, p] (perfect hash, every row matches) -> count */
     X_COUNT_K0,   /* fact[k0] -> count */
     X_PROBE0,     /* fact[k0] inner join dim[k, p] (perfect hash, no row matches) -> count */
     X_COUNT_HK,   /* fact[hk] -> count */
@@ -237,30 +244,74 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     return fb_plan_aggregate(p, s, NULL, 0, &count, 1, root);
 }
 
-/* Best of CAL_RUNS runs of experiment x (after a warm-up). */
-static fb_status time_experiment(fb_ctx *ctx, cal_data *d, experiment x, double *best)
+/* Every experiment's best time (t[X_COUNT]) of CAL_RUNS(rows) runs under `placement`, after a warm-up, in
+ * rounds that run each experiment once (a burst of other work on the machine then slows one run of many
+ * experiments rather than every run of one, whose difference to its base it would inflate); the fixed
+ * costs (tens of microseconds) run 5 times a round. With extra_cal, extra[X_COUNT] = the copies and
+ * launches the gpu prediction charges for each experiment's plan. */
+static fb_status time_experiments(fb_ctx *ctx, cal_data *d, fb_placement placement,
+                                  const fb_plan_calibration *extra_cal, double *t, double *extra)
 {
-    fb_plan *p = NULL;
-    FB_FORWARD_IF_ERROR(fb_plan_create(ctx, &p));
-    fb_plan_node root;
-    fb_status st = build_experiment(p, d, x, &root);
-    *best = INFINITY;
-    /* The fixed costs are tens of microseconds: more runs for their best. */
-    int runs = x == X_FIXED || x == X_FIXED2 ? 5 * CAL_RUNS : CAL_RUNS;
-    for (int i = -1; i < runs && st == FB_OK; i++) {
-        fb_plan_result *res = NULL;
-        st = fb_plan_run(p, root, FB_PLACEMENT_CPU, &res);
-        if (st == FB_OK && i >= 0 && res->seconds < *best)
-            *best = res->seconds;
-        fb_plan_result_free(res);
+    fb_plan *plans[X_COUNT] = {0};
+    fb_plan_node roots[X_COUNT];
+    fb_status st = FB_OK;
+    for (int x = 0; x < X_COUNT && st == FB_OK; x++) {
+        t[x] = INFINITY;
+        st = fb_plan_create(ctx, &plans[x]);
+        if (st == FB_OK)
+            st = build_experiment(plans[x], d, (experiment)x, &roots[x]);
+        if (st == FB_OK && extra_cal)
+            st = fb_plan_gpu_extra(plans[x], roots[x], extra_cal, &extra[x]);
     }
-    fb_plan_destroy(p);
+    int rounds = CAL_RUNS(d->rows);
+    for (int i = -1; i < rounds && st == FB_OK; i++) {
+        for (int x = 0; x < X_COUNT && st == FB_OK; x++) {
+            int reps = x == X_FIXED || x == X_FIXED2 ? 5 : 1;
+            for (int k = 0; k < reps && st == FB_OK; k++) {
+                fb_plan_result *res = NULL;
+                st = fb_plan_run(plans[x], roots[x], placement, &res);
+                if (st == FB_OK && i >= 0 && res->seconds < t[x])
+                    t[x] = res->seconds;
+                fb_plan_result_free(res);
+            }
+        }
+    }
+    for (int x = 0; x < X_COUNT; x++)
+        fb_plan_destroy(plans[x]);
     return st;
 }
 
 static double floor_rate(double r)
 {
     return isfinite(r) && r > RATE_FLOOR ? r : RATE_FLOOR;
+}
+
+/* The rates from the experiments' times t[X_COUNT] (each rate the difference of two plans). With `host`, the
+ * host's rates (fixed costs, scan, the sinks) are taken from it and only the operators' are measured: under
+ * gpu placement a pipeline's source, sink and scheduling run on the CPU workers as under cpu. */
+static void derive_rates(const double *t, const cal_data *d, const fb_plan_rates *host, fb_plan_rates *r)
+{
+    double n = (double)d->rows, nd = (double)d->dim_rows, ns = (double)(d->rows / 4);
+    if (host) {
+        *r = *host;
+    } else {
+        /* A pipeline's fixed cost: what a second (1-row) pipeline adds to a plan; the run's own fixed cost
+         * (t[X_FIXED] - pipeline_s) cancels in every difference below. */
+        r->pipeline_s = floor_rate(t[X_FIXED2] - t[X_FIXED]);
+        r->start_s = floor_rate(t[X_FIXED] - r->pipeline_s);
+        r->scan_row_s = floor_rate((t[X_COUNT_A] - t[X_FIXED]) / n);
+        /* The build plan: two pipelines (the 1-row probe and the build) and n rows scanned and built. */
+        r->build_row_s = floor_rate((t[X_BUILD] - t[X_FIXED2]) / n - r->scan_row_s);
+        r->agg_row_s = floor_rate((t[X_AGG] - t[X_COUNT_GV]) / n);
+        r->collect_row_s = floor_rate((t[X_COLLECT] - t[X_COUNT_A]) / n);
+        r->sort_row_s = floor_rate((t[X_SORT] - t[X_COUNT_SV]) / ns);
+    }
+    r->filter_row_s = floor_rate((t[X_FILTER] - t[X_COUNT_AG]) / (2 * n)); /* two predicates */
+    r->project_row_s = floor_rate((t[X_PROJECT] - t[X_COUNT_V]) / n);
+    double dim_build = r->pipeline_s + nd * (r->scan_row_s + r->build_row_s);
+    r->probe_row_s = floor_rate((t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n);
+    r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / n);
+    r->hash_probe_row_s = floor_rate((t[X_HASH_PROBE] - t[X_COUNT_HK] - dim_build) / n);
 }
 
 static void read_cpu_name(char *buf, size_t size)
@@ -294,38 +345,232 @@ fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out)
         return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for %lld calibration rows", (long long)rows);
     }
     double t[X_COUNT];
-    fb_status st = FB_OK;
-    for (int x = 0; x < X_COUNT && st == FB_OK; x++)
-        st = time_experiment(ctx, &d, (experiment)x, &t[x]);
+    fb_status st = time_experiments(ctx, &d, FB_PLACEMENT_CPU, NULL, t, NULL);
     if (st != FB_OK) {
         cal_free(&d);
         return st;
     }
-    double n = (double)rows, nd = (double)d.dim_rows, ns = (double)(rows / 4);
     fb_plan_calibration c;
     memset(&c, 0, sizeof c);
-    fb_plan_rates *r = &c.cpu;
-    /* A pipeline's fixed cost: what a second (1-row) pipeline adds to a plan; the run's own fixed cost
-     * (t[X_FIXED] - pipeline_s) cancels in every difference below. */
-    r->pipeline_s = floor_rate(t[X_FIXED2] - t[X_FIXED]);
-    r->start_s = floor_rate(t[X_FIXED] - r->pipeline_s);
-    r->scan_row_s = floor_rate((t[X_COUNT_A] - t[X_FIXED]) / n);
-    r->filter_row_s = floor_rate((t[X_FILTER] - t[X_COUNT_AG]) / (2 * n)); /* two predicates */
-    r->project_row_s = floor_rate((t[X_PROJECT] - t[X_COUNT_V]) / n);
-    /* The build plan: two pipelines (the 1-row probe and the build) and n rows scanned and built. */
-    r->build_row_s = floor_rate((t[X_BUILD] - t[X_FIXED2]) / n - r->scan_row_s);
-    double dim_build = r->pipeline_s + nd * (r->scan_row_s + r->build_row_s);
-    r->probe_row_s = floor_rate((t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n);
-    r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / (n / 2));
-    r->hash_probe_row_s = floor_rate((t[X_HASH_PROBE] - t[X_COUNT_HK] - dim_build) / n);
-    r->agg_row_s = floor_rate((t[X_AGG] - t[X_COUNT_GV]) / n);
-    r->collect_row_s = floor_rate((t[X_COLLECT] - t[X_COUNT_A]) / n);
-    r->sort_row_s = floor_rate((t[X_SORT] - t[X_COUNT_SV]) / ns);
+    derive_rates(t, &d, NULL, &c.cpu);
     c.workers = fb_ctx_threads(ctx);
     c.rows = rows;
     read_cpu_name(c.cpu_name, sizeof c.cpu_name);
     cal_free(&d);
     *out = c;
+    return FB_OK;
+}
+
+/* ---- measuring the OpenCL device ------------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Runs `call` (a statement setting st) once to warm up, then `runs` times; `best` is the fastest. */
+#define BEST_OF(runs, best, call)                                                                                   \
+    do {                                                                                                            \
+        (best) = INFINITY;                                                                                          \
+        for (int run_ = -1; run_ < (runs) && st == FB_OK; run_++) {                                                 \
+            double t0_ = now_s();                                                                                   \
+            call;                                                                                                   \
+            double t_ = now_s() - t0_;                                                                              \
+            if (st == FB_OK && run_ >= 0 && t_ < (best))                                                            \
+                (best) = t_;                                                                                        \
+        }                                                                                                           \
+    } while (0)
+
+/* Seconds to copy `bytes` at `gbps` (0: unknown, free). */
+static double copy_s(double bytes, double gbps)
+{
+    return gbps > 0 ? bytes / (gbps * 1e9) : 0;
+}
+
+typedef struct dev_bufs {
+    uint32_t *sel;
+    int64_t *out, *ids_b, *ids_p;
+    int32_t *kp;
+    uint8_t *valid;
+    uint8_t *bools;
+} dev_bufs;
+
+static void dev_bufs_free(dev_bufs *b)
+{
+    free(b->sel);
+    free(b->out);
+    free(b->ids_b);
+    free(b->ids_p);
+    free(b->valid);
+    free(b->kp);
+    free(b->bools);
+}
+
+/* The twins' rates (see fb_plan_calibrate_device()): each timing minus its copies and one launch. */
+static fb_status calibrate_twins(fb_ctx *ctx, cal_data *d, fb_plan_calibration *c)
+{
+    size_t n = (size_t)d->rows;
+    double dn = (double)n;
+    dev_bufs b = {0};
+    b.sel = malloc(4 * n);
+    b.out = malloc(8 * n);
+    b.ids_b = malloc(8 * n);
+    b.ids_p = malloc(8 * n);
+    b.valid = malloc(n / 8 + 1);
+    b.kp = malloc(4 * n);
+    b.bools = malloc(16);
+    if (!b.sel || !b.out || !b.ids_b || !b.ids_p || !b.valid || !b.kp || !b.bools) {
+        dev_bufs_free(&b);
+        return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for the device calibration");
+    }
+    double h2d = c->opencl.h2d_gbps, d2h = c->opencl.d2h_gbps, t, launch;
+    fb_plan_rates *r = &c->opencl.rates;
+    const fb_plan_rates *cpu = &c->cpu;
+    fb_status st = FB_OK;
+    int64_t n_out = 0, pairs = 0;
+    int32_t c500 = 500;
+    /* launch: a 1-row comparison with its copies */
+    fb_column one = d->fcols[F_A];
+    one.length = 1;
+    fb_bool bo = {1, b.bools, b.bools + 8};
+    BEST_OF(5 * CAL_RUNS(d->rows), launch, st = fb_cl_expr_cmp(ctx, &one, FB_CMP_LT, &c500, NULL, 1, &bo));
+    c->opencl.launch_s = floor_rate(launch);
+    /* filter: a < 500 over every row, the selection back */
+    BEST_OF(CAL_RUNS(d->rows), t,
+            st = fb_cl_select_cmp(ctx, &d->fcols[F_A], FB_CMP_LT, &c500, NULL, (int64_t)n, b.sel, (int64_t)n, &n_out));
+    r->filter_row_s = floor_rate((t - launch - copy_s(4 * dn, h2d) - copy_s(4.0 * (double)n_out, d2h)) / dn);
+    /* project: v * 3 (int64) */
+    int64_t three = 3;
+    fb_column_out po = {FB_TYPE_INT64, (int64_t)n, b.out, b.valid, 0, 0};
+    BEST_OF(CAL_RUNS(d->rows), t,
+            st = fb_cl_expr_arith_const(ctx, FB_ARITH_MUL, &d->fcols[F_V], &three, 0, NULL, (int64_t)n, &po));
+    r->project_row_s = floor_rate((t - launch - copy_s(8 * dn, h2d) - copy_s(8.125 * dn, d2h)) / dn);
+    fb_join_pairs jp = {b.ids_b, b.ids_p, (int64_t)n, 0, 0};
+    /* probes of the dimension's dense unique keys: none of k0 matches, every k; each less the time of the
+     * same call with a 1-row probe side (the dimension's table built) */
+    double t0, dim_build;
+    BEST_OF(CAL_RUNS(d->rows), dim_build,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->tcols[0], 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS(d->rows), t0,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K0], 0, FB_JOIN_INNER, &jp, &pairs));
+    r->probe_row_s = floor_rate((t0 - dim_build - copy_s(4 * dn, h2d)) / dn);
+    /* the device's table of a dimension-sized build side, built by every probe call */
+    c->opencl.table_row_s = floor_rate((dim_build - launch - copy_s(4 * (double)d->dim_rows + 4, h2d)) /
+                                       (double)d->dim_rows);
+    BEST_OF(CAL_RUNS(d->rows), t,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &d->fcols[F_K], 0, FB_JOIN_INNER, &jp, &pairs));
+    double matches = pairs > 0 ? (double)pairs : 1;
+    r->probe_match_row_s = floor_rate((t - t0 - copy_s(16 * matches, d2h)) / matches);
+    /* half of the keys matching (alternate rows of k and k0 by a hash): what that costs beyond the mean of
+     * none and all (work-items that diverge) */
+    for (size_t i = 0; i < n; i++)
+        b.kp[i] = (d->a[i] & 1) ? d->k[i] : d->k0[i];
+    fb_column kh = fb_column_make(FB_TYPE_INT32, b.kp, (int64_t)n, NULL);
+    double t_half;
+    BEST_OF(CAL_RUNS(d->rows), t_half,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_K], 0, &kh, 0, FB_JOIN_INNER, &jp, &pairs));
+    c->opencl.probe_mix_row_s =
+        floor_rate((t_half - copy_s(16.0 * (double)pairs, d2h) - (t0 + (t - copy_s(16 * matches, d2h))) / 2) / dn);
+    /* the same probe (every key matches) of a small table: what a probe row costs there, relative to
+     * the dimension's table (a device's probe slows down as its table outgrows the caches) */
+    if (d->dim_rows > SMALL_TABLE_ROWS) {
+        double big = (t - dim_build - copy_s(4 * dn, h2d) - copy_s(16 * matches, d2h)) / dn, small_build, small;
+        fb_column sd = d->dcols[D_K], sp = fb_column_make(FB_TYPE_INT32, b.kp, (int64_t)n, NULL);
+        sd.length = SMALL_TABLE_ROWS;
+        for (size_t i = 0; i < n; i++)
+            b.kp[i] = d->k[i] % (2 * SMALL_TABLE_ROWS);
+        BEST_OF(CAL_RUNS(d->rows), small_build,
+                st = fb_cl_join_probe(ctx, &sd, 0, &d->tcols[0], 0, FB_JOIN_INNER, &jp, &pairs));
+        BEST_OF(CAL_RUNS(d->rows), small, st = fb_cl_join_probe(ctx, &sd, 0, &sp, 0, FB_JOIN_INNER, &jp, &pairs));
+        small = (small - small_build - copy_s(4 * dn, h2d) - copy_s(16.0 * (double)pairs, d2h)) / dn;
+        if (st == FB_OK && big > 0 && small > 0) {
+            c->opencl.small_table_ratio = small / big < 1 ? small / big : 1;
+            c->opencl.table_rows = (double)d->dim_rows;
+        }
+    }
+    /* a probe of int64 keys (half match) */
+    fb_column one_hk = d->fcols[F_HK];
+    one_hk.length = 1;
+    BEST_OF(CAL_RUNS(d->rows), dim_build,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &one_hk, 0, FB_JOIN_INNER, &jp, &pairs));
+    BEST_OF(CAL_RUNS(d->rows), t,
+            st = fb_cl_join_probe(ctx, &d->dcols[D_HK], 0, &d->fcols[F_HK], 0, FB_JOIN_INNER, &jp, &pairs));
+    r->hash_probe_row_s =
+        floor_rate((t - dim_build - copy_s(8 * dn, h2d) - copy_s(16.0 * (double)pairs, d2h)) / dn);
+    /* what the host does under gpu placement (the source, the sinks, scheduling): the CPU's rates */
+    r->scan_row_s = cpu->scan_row_s;
+    r->collect_row_s = cpu->collect_row_s;
+    r->build_row_s = cpu->build_row_s;
+    r->agg_row_s = cpu->agg_row_s;
+    r->sort_row_s = cpu->sort_row_s;
+    r->pipeline_s = cpu->pipeline_s;
+    r->start_s = cpu->start_s;
+    dev_bufs_free(&b);
+    return st;
+}
+
+/* The rates from the calibration plans run with gpu placement, each time less the copies and launches the
+ * gpu prediction charges for its plan; FB_ERR_NO_DEVICE (with nothing measured) when gpu plans cannot run. */
+static fb_status calibrate_plans(fb_ctx *ctx, cal_data *d, fb_plan_calibration *c)
+{
+    double t[X_COUNT], extra[X_COUNT];
+    FB_FORWARD_IF_ERROR(time_experiments(ctx, d, FB_PLACEMENT_GPU, c, t, extra));
+    for (int x = 0; x < X_COUNT; x++)
+        t[x] -= extra[x];
+    derive_rates(t, d, &c->cpu, &c->opencl.rates);
+    return FB_OK;
+}
+
+fb_status fb_plan_cost_device(fb_ctx *ctx)
+{
+    int index;
+    return fb_cl_open(ctx, &index);
+}
+
+fb_status fb_plan_calibrate_device(fb_ctx *ctx, int64_t rows, fb_plan_calibration *cal)
+{
+    FB_RETURN_ERROR_IF(!ctx || !cal, ctx, FB_ERR_INVALID_ARG, "ctx and cal must not be NULL");
+    FB_RETURN_ERROR_IF(rows < 1024 || rows > ((int64_t)1 << 26), ctx, FB_ERR_INVALID_ARG,
+                       "calibration rows must be in 1024..2^26, not %lld", (long long)rows);
+    int index = -1;
+    FB_FORWARD_IF_ERROR(fb_cl_open(ctx, &index));
+    fb_cl_device_info info;
+    FB_FORWARD_IF_ERROR(fb_cl_device_get_info(ctx, index, &info));
+    fb_plan_calibration c = *cal;
+    memset(&c.opencl, 0, sizeof c.opencl);
+    snprintf(c.opencl.device, sizeof c.opencl.device, "%.127s", info.name);
+    c.opencl.shares_cores = info.is_cpu != 0;
+    size_t bytes = (size_t)rows * 8;
+    bytes = bytes < ((size_t)1 << 20) ? (size_t)1 << 20 : bytes > ((size_t)64 << 20) ? (size_t)64 << 20 : bytes;
+    FB_FORWARD_IF_ERROR(fb_cl_measure_transfer(ctx, bytes, CAL_RUNS(rows), &c.opencl.h2d_gbps, &c.opencl.d2h_gbps));
+    cal_data d;
+    if (cal_make(&d, rows) != 0) {
+        cal_free(&d);
+        return FB_ERROR(ctx, FB_ERR_OUT_OF_MEMORY, "no memory for %lld calibration rows", (long long)rows);
+    }
+    fb_status st = calibrate_twins(ctx, &d, &c);
+    if (st == FB_OK) {
+        /* gpu plans, when this version runs them (a 1-row plan tells), replace the twins' rates */
+        fb_plan *p = NULL;
+        fb_plan_node root;
+        fb_plan_result *res = NULL;
+        fb_status gst = fb_plan_create(ctx, &p);
+        if (gst == FB_OK)
+            gst = build_experiment(p, &d, X_FIXED2, &root);
+        if (gst == FB_OK)
+            gst = fb_plan_run(p, root, FB_PLACEMENT_GPU, &res);
+        fb_plan_result_free(res);
+        fb_plan_destroy(p);
+        if (gst == FB_OK)
+            c.opencl.from_plans = calibrate_plans(ctx, &d, &c) == FB_OK; /* else the twins' rates stay */
+    }
+    cal_free(&d);
+    if (st != FB_OK)
+        return st;
+    c.opencl.has_opencl = 1;
+    *cal = c;
     return FB_OK;
 }
 
@@ -411,7 +656,14 @@ fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, 
     json_rates(f, &cal->cpu);
     fprintf(f, ",\n \"opencl\": {\"has_opencl\": %d, \"device\": ", cal->opencl.has_opencl ? 1 : 0);
     json_str(f, cal->opencl.device);
-    fprintf(f, ", \"rates\": ");
+    fprintf(f,
+            ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"table_row_s\": %.9g,\n"
+            "  \"table_rows\": %.9g, \"small_table_ratio\": %.9g, \"probe_mix_row_s\": %.9g, \"from_plans\": %d,\n"
+            "  \"shares_cores\": %d, \"rates\": ",
+            cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.table_row_s,
+            cal->opencl.table_rows, cal->opencl.small_table_ratio, cal->opencl.probe_mix_row_s,
+            cal->opencl.from_plans ? 1 : 0,
+            cal->opencl.shares_cores ? 1 : 0);
     json_rates(f, &cal->opencl.rates);
     fprintf(f, "}}\n");
     int bad = ferror(f);
@@ -546,7 +798,22 @@ fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibr
     if (st == FB_OK && find_object(text, end, "opencl", &ob, &oe) == 0) {
         c.opencl.has_opencl = read_number(ob, oe, "has_opencl", &num) == 0 && num != 0;
         read_string(ob, oe, "device", c.opencl.device, sizeof c.opencl.device);
-        if (c.opencl.has_opencl) {
+        /* the device's copies and launch: absent from older files (then 0: unknown) */
+        const char *dev_names[7] = {"h2d_gbps",   "d2h_gbps",          "launch_s",       "table_row_s",
+                                    "table_rows", "small_table_ratio", "probe_mix_row_s"};
+        double *dev_fields[7] = {&c.opencl.h2d_gbps,   &c.opencl.d2h_gbps,          &c.opencl.launch_s,
+                                 &c.opencl.table_row_s, &c.opencl.table_rows,       &c.opencl.small_table_ratio,
+                                 &c.opencl.probe_mix_row_s};
+        for (int i = 0; i < 7 && st == FB_OK; i++) {
+            if (!find_value(ob, oe, dev_names[i]))
+                continue;
+            if (read_number(ob, oe, dev_names[i], dev_fields[i]) != 0 || *dev_fields[i] < 0)
+                st = FB_ERROR(ctx, FB_ERR_IO, "%s: opencl.%s is not a finite number >= 0 (run fbench calibrate)", path,
+                              dev_names[i]);
+        }
+        c.opencl.from_plans = read_number(ob, oe, "from_plans", &num) == 0 && num != 0;
+        c.opencl.shares_cores = read_number(ob, oe, "shares_cores", &num) == 0 && num != 0;
+        if (st == FB_OK && c.opencl.has_opencl) {
             if (find_object(ob, oe, "rates", &rb, &re) != 0)
                 st = FB_ERROR(ctx, FB_ERR_IO, "%s: opencl.has_opencl is set but opencl.rates is missing", path);
             else

@@ -248,31 +248,81 @@ typedef struct fb_plan_rates {
     double sort_row_s;       /**< per input row of a sort (or top-N) sink */
 } fb_plan_rates;
 
-/** \brief A machine's calibration, as fb_plan_calibrate() measures it and fb_plan_calibration_save()
- * writes it. The file is JSON:
+/** \brief A machine's calibration, as fb_plan_calibrate() and fb_plan_calibrate_device() measure it and
+ * fb_plan_calibration_save() writes it. The file is JSON:
  * \code
  *   {"fb_calibration": 1, "fb_version": "0.1.0", "cpu_name": "AMD EPYC ...", "workers": 2, "rows": 4194304,
  *    "cpu": {"pipeline_s": 4.2e-05, "start_s": 2.1e-04, "scan_row_s": 1.2e-10, ... every fb_plan_rates field ...},
- *    "opencl": {"has_opencl": 0, "device": "", "rates": { ... the same fields ... }}}
+ *    "opencl": {"has_opencl": 1, "device": "NVIDIA H100", "h2d_gbps": 24.1, "d2h_gbps": 25.3,
+ *               "launch_s": 1.2e-05, "table_row_s": 2.1e-09,
+ *               "table_rows": 65536, "small_table_ratio": 0.4,
+ *               "probe_mix_row_s": 3e-08, "from_plans": 1, "shares_cores": 0, "rates": { ... the same fields ... }}}
  * \endcode
- * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. */
+ * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. h2d_gbps, d2h_gbps,
+ * launch_s, table_row_s, table_rows, small_table_ratio, probe_mix_row_s, from_plans and shares_cores
+ * may be absent (files written before they existed): they load as 0 (a bandwidth of 0: copies are not
+ * charged). The "opencl" section may be absent: no OpenCL rates. */
 typedef struct fb_plan_calibration {
     fb_plan_rates cpu;   /**< the CPU workers' rates */
     int workers;         /**< workers the CPU rates were measured with */
     char cpu_name[128];  /**< the CPU's model name */
     int64_t rows;        /**< rows of the synthetic tables measured */
     struct {
-        int has_opencl;      /**< 1 when `rates` hold measured OpenCL rates */
+        int has_opencl;      /**< 1 when `rates` hold measured OpenCL rates (fb_plan_calibrate_device()) */
         char device[128];    /**< the OpenCL device's name */
-        fb_plan_rates rates; /**< its rates (filled once plans run on OpenCL devices) */
+        fb_plan_rates rates; /**< its rates: the operators' per row of the device's work, without the copies
+                                  (h2d_gbps / d2h_gbps below) and calls (launch_s); the host's parts (fixed
+                                  costs, scan, sinks) the CPU's */
+        double h2d_gbps;     /**< host->device copy bandwidth, 10^9 bytes per second (0: unknown) */
+        double d2h_gbps;     /**< device->host copy bandwidth, 10^9 bytes per second (0: unknown) */
+        double launch_s;     /**< latency of one device call (a 1-row kernel with its tiny copies) */
+        int from_plans;      /**< 1: rates measured by running the calibration plans with gpu placement;
+                                  0: by timing the fb_cl_* twins the gpu placement calls */
+        double table_row_s;  /**< per build row of a device join table (made once for a one-key join, on
+                                  every probe call for a composite key) */
+        double table_rows;   /**< build rows of the table the device's probe rates were measured with */
+        double small_table_ratio; /**< a probe row's cost against a table of 2048 rows over its cost against
+                                       table_rows (0..1; 0: unknown): the probe rates scale from this at 2048
+                                       build rows to 1 at table_rows (log-linear in the build rows, not beyond) */
+        double probe_mix_row_s; /**< what a probe row of a dense-key join adds where its matches are a mix
+                                     (x 4 f (1 - f) at a match fraction f: most at half), beyond the straight
+                                     line between none and all (device work-items that diverge) */
+        int shares_cores;    /**< 1 when the device is the host's CPU (an OpenCL CPU device such as PoCL's):
+                                  under hybrid it and the workers share the cores, so their throughputs
+                                  do not add (each is predicted at half speed) */
     } opencl;            /**< the OpenCL device (GPU / hybrid placement) */
 } fb_plan_calibration;
 
 /** \brief Measures the CPU rates on this machine: small plans over synthetic tables of `rows` rows
- * (1024..2^26) run through fb_plan_run() with the context's workers, best of 3 each; every rate is the
- * difference against a base plan (filter = scan->filter->count minus scan->count), never below 1e-12.
+ * (1024..2^26) run through fb_plan_run() with the context's workers, best of 5 each (9 up to 2^19 rows,
+ * 11 up to 2^16: small timings are the more disturbed by a busy machine), the experiments interleaved;
+ * every rate is the difference against a base plan (filter = scan->filter->count minus scan->count;
+ * probe_match_row_s = a probe where every row matches minus one where none does), never below 1e-12.
  * opencl.has_opencl is 0. \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_OUT_OF_MEMORY or a run's status. */
 FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out);
+
+/** \brief Measures the context's OpenCL device into cal->opencl (the rest of `cal` is kept; call it after
+ * fb_plan_calibrate(), whose CPU rates it reads for the work the gpu placement leaves on the host):
+ * the device's name, host<->device bandwidth (fb_cl_measure_transfer() with pinned memory), the launch
+ * latency (best time of a 1-row fb_cl_expr_cmp()) and the fb_plan_rates per row of each kind of stage.
+ * When fb_plan_run() can run FB_PLACEMENT_GPU, the rates come from the same calibration plans as the
+ * CPU's, run with gpu placement, each the difference of two plans minus the copies and launches the
+ * model (fb_plan_predict()) charges for them (opencl.from_plans 1); else from the fb_cl_* twins the gpu
+ * placement calls, on synthetic columns of `rows` rows, best of 5 or more, as fb_plan_calibrate(), minus
+ * their copies and launch: filter = fb_cl_select_cmp, project = fb_cl_expr_arith_const, probes =
+ * fb_cl_join_probe (dense unique keys for probe_row_s / probe_match_row_s, int64 keys for
+ * hash_probe_row_s, each less the same call with a 1-row probe side). Either way the host's rates (the
+ * fixed costs, scan, and the sinks: build, aggregation, sort, collect) are the CPU's: under gpu placement
+ * the sources, sinks and scheduling run on the CPU workers as under cpu, and only the operators (filter,
+ * projection, join probes) run on the device. Always from the twins: opencl.table_row_s (the device's
+ * table, built by every probe call: fb_cl_join_probe of a dimension-sized build side, rows / 16 in
+ * 64..65536, and one probe row), small_table_ratio (the same probes against 2048 rows) and probe_mix_row_s
+ * (a probe where half the rows match against the mean of none and all). Every rate is at least 1e-12.
+ * Sets opencl.has_opencl and shares_cores (an OpenCL CPU device) on success.
+ * \param rows 1024..2^26 (PoCL: 2^16..2^20 take seconds).
+ * \return FB_OK; FB_ERR_NO_DEVICE (no device, or the context was made with FB_CL_DEVICE_NONE; `cal` is
+ *         then unchanged); FB_ERR_INVALID_ARG; FB_ERR_OUT_OF_MEMORY; a twin's or a run's status. */
+FB_API fb_status fb_plan_calibrate_device(fb_ctx *ctx, int64_t rows, fb_plan_calibration *cal);
 
 /** \brief The default calibration file: $FB_CALIBRATION if set, else $XDG_CONFIG_HOME/fb/calibration.json,
  * else $HOME/.config/fb/calibration.json. \return FB_OK, FB_ERR_INVALID_ARG (NULL or too small buffer, no
@@ -298,13 +348,41 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  * a sample of the table, elsewhere 1/2 per predicate; joins under the foreign-key assumption (matches =
  * build rows / rows of the build side's base table; anti 1 - that; left all); aggregations min(input,
  * 4096) groups (1 ungrouped); sort and limit as their input, capped by the limit.
- * \param placement FB_PLACEMENT_CPU, or FB_PLACEMENT_AUTO (predicts the placement auto picks).
+ *
+ * Per placement, a pipeline of S source rows is predicted as:
+ * - FB_PLACEMENT_CPU: with the CPU rates, as fb_plan_rates says.
+ * - FB_PLACEMENT_GPU: with the OpenCL rates the same way (a projection per selected row; a dense-key probe
+ *   adds 4 f (1 - f) x
+ *   opencl.probe_mix_row_s per row at a match fraction f, and its rates scale with the build side's size as
+ *   small_table_ratio says), plus what the device calls cost as the gpu
+ *   placement makes them, per device morsel (FB_PLAN_DEVICE_MORSEL rows, else the device memory budget / 256,
+ *   64 Ki..4 Mi): opencl.launch_s per fb_cl_* call (one per predicate, per projection and per input it
+ *   widens, per join probe and per output column of an inner / left join), the bytes each call copies in at
+ *   opencl.h2d_gbps and back at d2h_gbps (the columns it reads, selections, join keys and pairs, its
+ *   results, the payload columns it gathers from); the device table of a one-key join's build side is
+ *   made once, charged to its build pipeline (keys in, opencl.table_row_s per build row), a composite
+ *   key's on every probe call (per morsel).
+ * - FB_PLACEMENT_HYBRID: a pipeline without operators as cpu; else max of the two fixed costs + the per-row
+ *   parts at the sum of both throughputs: worker 0 drives the device at the gpu's per-row cost, the other
+ *   workers run at the cpu's per-row cost x workers / (workers - 1), and the placement sizes the device's
+ *   morsels so that both finish together; with opencl.shares_cores each at half speed. Plus the device
+ *   join tables as under gpu.
+ * - FB_PLACEMENT_AUTO: the placement of smallest total among those that can run (gpu and hybrid only with
+ *   an OpenCL device and OpenCL rates in the calibration); fb_plan_predict_choice() says which.
  * \param[out] seconds capacity entries, may be NULL with capacity 0; \param[out] n pipelines (may be more
  * than capacity: then only capacity are written); \param[out] total their sum (may be NULL).
  * \return FB_OK; FB_ERR_IO without any calibration (set none and no readable default file: run fbench
- * calibrate); FB_ERR_NO_DEVICE for gpu / hybrid (no OpenCL plan operators yet); FB_ERR_INVALID_ARG. */
+ * calibrate); FB_ERR_NO_DEVICE for gpu / hybrid when the calibration has no OpenCL rates or the context has
+ * no OpenCL device (the message says which); FB_ERR_INVALID_ARG. */
 FB_API fb_status fb_plan_predict(fb_plan *plan, fb_plan_node root, fb_placement placement, double *seconds,
                                  size_t capacity, size_t *n, double *total);
+
+/** \brief What FB_PLACEMENT_AUTO picks for the plan under `root`: the placement with the smallest
+ * predicted total among cpu and (with an OpenCL device and OpenCL rates) gpu and hybrid.
+ * \param[out] chosen FB_PLACEMENT_CPU, _GPU or _HYBRID. \param[out] totals may be NULL, else 3 entries:
+ * the predicted totals of cpu, gpu and hybrid (NAN for one that cannot run).
+ * \return as fb_plan_predict() with FB_PLACEMENT_CPU. */
+FB_API fb_status fb_plan_predict_choice(fb_plan *plan, fb_plan_node root, fb_placement *chosen, double *totals);
 
 #ifdef __cplusplus
 }
