@@ -434,13 +434,8 @@ static void sweep(fb_placement pl)
         if (pl == FB_PLACEMENT_AUTO)
             break;
     }
-    if (pl == FB_PLACEMENT_AUTO && ran == FB_PLACEMENT_CPU) {
-        /* auto chose the CPU (no gpu / hybrid prediction in this build): not one OpenCL call */
-        assert_int_equal(calls[0] + calls[1] + calls[2] + calls[3], 0);
-        print_message("[ plan cl ] auto chose cpu (fb_plan_predict has no gpu/hybrid prediction): no device call\n");
-        fb_plan_destroy(p);
-        return;
-    }
+    if (pl == FB_PLACEMENT_AUTO && ran == FB_PLACEMENT_CPU) /* the calibration above makes the device faster */
+        fail_msg("auto chose cpu with a calibration in which the device is 1000x faster");
     assert_true(calls[FB_CL_FAULT_BUFFER] > 0 && calls[FB_CL_FAULT_KERNEL] > 0);
     size_t base_mem = fb_ctx_memory_used(ctx);
     long runs = 0, fell_back = 0, failed = 0;
