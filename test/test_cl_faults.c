@@ -13,10 +13,10 @@
  * same context must give the right answer again. The right answer: the CPU twin's for the hash and
  * the sort permutation (equal by definition), the fault-free run's digest for the others (their
  * correctness against the CPU is test_cl_ops's subject).
- * Plans: placement auto never picks the device in this version (no OpenCL plan operator exists; gpu
- * and hybrid return FB_ERR_NO_DEVICE), so the test checks that auto with a device fault armed runs on
- * the CPU, right, without a single OpenCL call. The device fallback itself is left for when the plan
- * operators exist. Also: four threads calling operators on the one context at once. Fails (does not
+ * Plans: placement auto without a calibration runs on the CPU, so with a device fault armed it must be
+ * right without a single OpenCL call (FB_CALIBRATION points nowhere here). The device fallback of plans
+ * under auto and hybrid, with faults swept through gpu runs, is test_plan_cl's subject. Also: four threads
+ * calling operators on the one context at once. Fails (does not
  * skip) without an OpenCL device. */
 #include "fb_test.h"
 
@@ -799,8 +799,8 @@ static void test_threads(void **state)
     assert_int_equal(fb_ctx_memory_used(ctx), base_mem);
 }
 
-/* Plans under placement auto with every OpenCL call failing: auto runs on the CPU (the only placement
- * with plan operators in this version), right, and never touches the device. */
+/* Plans under placement auto with every OpenCL call failing: without a calibration auto runs on the CPU,
+ * right, and never touches the device. */
 static void test_plan_auto(void **state)
 {
     (void)state;
@@ -840,6 +840,7 @@ static int setup(void **state)
     (void)state;
     fb_options *o = NULL;
     fb_allocator a = {t_alloc, t_free, NULL};
+    setenv("FB_CALIBRATION", "/nonexistent/fb-calibration.json", 1); /* no calibration: auto = cpu */
     if (fb_options_create(&o) != FB_OK || fb_options_set_allocator(o, &a) != FB_OK)
         return -1;
     fb_status st = fb_ctx_create(o, &ctx);
