@@ -77,14 +77,12 @@ typedef struct fb_join_kernels {
 
     /* Radix scatter of tuples (keys[i], pay ? pay[i] : pay_base + i) for rows i = *row .. n-1 whose key
      * is valid (bit voff + i of valid; valid NULL = all) into partition fb_jr_hash(key) >> (32 - bits)
-     * (bits 0..FB_JR_MAX_BITS; 0 = one partition), through write-combining lines wc (8 tuples per
-     * partition, wcnt[p] of them filled) flushed as whole 64-byte lines to cur[p] (64-byte aligned,
-     * advanced). Stops after a flush that makes cur[p] reach end[p]: sets *full = p and *row to the
-     * next row, returns 1 (the caller gives partition p new room and calls again); returns 0 when all
-     * rows are done (*row = n). Lines that are not full stay in wc. */
+     * (bits 0..FB_JR_MAX_BITS; 0 = one partition): each tuple is stored at cur[p], which advances. Stops
+     * after a store that makes cur[p] reach end[p]: sets *full = p and *row to the next row, returns 1
+     * (the caller gives partition p new room and calls again); returns 0 when all rows are done
+     * (*row = n). */
     int (*jr_scatter)(const uint32_t *keys, const uint32_t *pay, uint32_t pay_base, const uint8_t *valid, int64_t voff,
-                      int64_t *row, int64_t n, int bits, uint64_t *wc, uint8_t *wcnt, uint64_t **cur,
-                      uint64_t *const *end, uint32_t *full);
+                      int64_t *row, int64_t n, int bits, uint64_t **cur, uint64_t *const *end, uint32_t *full);
 
     /* Inner join of n probe tuples against a partition's table: *count += matches, *sum += the sum of
      * (int32 build payload + int32 probe payload) over them. */

@@ -322,9 +322,7 @@ static fb_status out_finalize(void *user, void *global)
 
 typedef struct fb_jpart_local {
     int node;
-    uint64_t *wc;   /* parts lines of 8 tuples */
-    uint8_t *wcnt;  /* parts */
-    uint64_t **cur, **end;
+    uint64_t **cur, **end; /* parts each: where partition p's next tuple goes, the end of its chunk */
     fb_jchunk **first, **last; /* parts each */
     fb_jslab *slabs;
     char *slab_at[FB_JMAX_NODES], *slab_end[FB_JMAX_NODES]; /* per node: the slab chunks are cut from */
@@ -415,8 +413,6 @@ static void part_destroy_local(void *user, void *global, void *local)
         return;
     fb_ctx *ctx = js->ctx;
     size_t parts = (size_t)js->parts;
-    fb_free(ctx, l->wc, parts * 64);
-    fb_free(ctx, l->wcnt, parts);
     fb_free(ctx, l->cur, parts * sizeof *l->cur);
     fb_free(ctx, l->end, parts * sizeof *l->end);
     fb_free(ctx, l->first, parts * sizeof *l->first);
@@ -438,19 +434,13 @@ static fb_status part_init_local(void *user, void *global, const fb_worker_info 
     l->node = w->numa_node;
     *local = l;
     /* a failed init_local is not destroyed by the runtime: undo here */
-    fb_status st = FB_ALLOC(ctx, parts * 64, &l->wc);
-    if (st == FB_OK)
-        st = FB_ALLOC(ctx, parts, &l->wcnt);
-    if (st == FB_OK)
-        st = FB_ALLOC(ctx, parts * sizeof *l->cur, &l->cur);
+    fb_status st = FB_ALLOC(ctx, parts * sizeof *l->cur, &l->cur);
     if (st == FB_OK)
         st = FB_ALLOC(ctx, parts * sizeof *l->end, &l->end);
     if (st == FB_OK)
         st = FB_ALLOC(ctx, parts * sizeof *l->first, &l->first);
     if (st == FB_OK)
         st = FB_ALLOC(ctx, parts * sizeof *l->last, &l->last);
-    if (st == FB_OK)
-        memset(l->wcnt, 0, parts);
     for (size_t p = 0; st == FB_OK && p < parts; p++) {
         fb_jchunk *c;
         st = new_chunk(js, l, (int64_t)p, &c);
@@ -486,8 +476,7 @@ static fb_status part_rows(fb_jstate *js, fb_jpart_local *l, const fb_join_kerne
 {
     int64_t row = 0;
     uint32_t full;
-    while (jk->jr_scatter(keys, vals, pay_base, valid, voff, &row, n, js->bits, l->wc, l->wcnt, l->cur, l->end,
-                          &full))
+    while (jk->jr_scatter(keys, vals, pay_base, valid, voff, &row, n, js->bits, l->cur, l->end, &full))
         FB_FORWARD_IF_ERROR(part_next_chunk(js, l, full));
     return FB_OK;
 }
@@ -517,10 +506,6 @@ static fb_status part_combine(void *user, void *global, void *local)
     fb_jside *g = global;
     fb_jpart_local *l = local;
     for (int64_t p = 0; p < js->parts; p++) {
-        if (l->wcnt[p])
-            memcpy(l->cur[p], l->wc + p * 8, (size_t)l->wcnt[p] * 8);
-        l->cur[p] += l->wcnt[p];
-        l->wcnt[p] = 0;
         l->last[p]->n = l->cur[p] - chunk_data(l->last[p]);
         for (fb_jchunk *c = l->first[p]; c; c = c->next)
             g->count[p] += c->n;
