@@ -89,5 +89,6 @@ const fb_join_kernels fb_join_kernels_scalar = {
     .find_heads = find_heads_scalar,
     .scatter = scatter_scalar,
     .jr_scatter = jr_scatter_scalar,
+    .jr_load = FB_JR_LOAD_SPARSE,
     .jr_probe_sum = jr_probe_sum_scalar,
 };
