@@ -177,7 +177,10 @@ static void scatter(const uint64_t *hashes, int64_t n, int shift, int bits, cons
 /* Each tuple goes straight to its partition's cursor: no write-combining lines, so no unpredictable
  * "line full" branch (1 row in 8 took it, and its misses and the line flushes cost more than the
  * stores: 3.7-4.0 ns a row against 2.4-2.7 here, single thread, 2^8 partitions, Zen 4); the
- * "chunk full" branch is taken once per chunk. The cursors' lines stay in the L1 (one per partition). */
+ * "chunk full" branch is taken once per chunk. The cursors' lines stay in the L1 (one per partition);
+ * each store prefetches its partition's next line for writing, thousands of rows before it is
+ * needed: far more streams than the hardware prefetchers follow (2.0 ns a row at 2^8 and 2^9
+ * partitions, 2.9 at 2^10, against 2.4-2.5, 2.8 and 4.4 without). */
 static int jr_scatter(const uint32_t *keys, const uint32_t *pay, uint32_t pay_base, const uint8_t *valid, int64_t voff,
                       int64_t *row, int64_t n, int bits, uint64_t **cur, uint64_t *const *end, uint32_t *full)
 {
@@ -202,6 +205,7 @@ static int jr_scatter(const uint32_t *keys, const uint32_t *pay, uint32_t pay_ba
             uint32_t p = part[l];
             uint64_t *d = cur[p];
             *d++ = tup[l];
+            __builtin_prefetch(d + 8, 1, 3); /* the partition's next line, for writing */
             cur[p] = d;
             if (__builtin_expect(d == end[p], 0)) {
                 *full = p;
@@ -244,7 +248,7 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
         uint32_t p = (uint32_t)pe, len = (uint32_t)(pe >> 32) - p;
         __m512i line = _mm512_loadu_si512((const void *)(tup + p));
         __mmask8 m = _mm512_cmpeq_epi64_mask(_mm512_and_si512(line, low), _mm512_set1_epi64((int64_t)k));
-        m &= (__mmask8)(len < 8 ? (1u << len) - 1 : 0xFFu);
+        m &= (__mmask8)_bzhi_u32(0xFFu, len); /* the bucket's places only (bzhi: no branch on len) */
         cnt += __builtin_popcount((unsigned)m);
         acc = _mm512_mask_add_epi64(acc, m, acc, _mm512_add_epi64(_mm512_srai_epi64(line, 32), _mm512_set1_epi64(pv)));
         if (__builtin_expect(len > 8, 0)) {
