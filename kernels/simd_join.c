@@ -248,7 +248,8 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
         uint32_t p = (uint32_t)pe, len = (uint32_t)(pe >> 32) - p;
         __m512i line = _mm512_loadu_si512((const void *)(tup + p));
         __mmask8 m = _mm512_cmpeq_epi64_mask(_mm512_and_si512(line, low), _mm512_set1_epi64((int64_t)k));
-        m &= (__mmask8)_bzhi_u32(0xFFu, len); /* the bucket's places only (bzhi: no branch on len) */
+        /* the bucket's places only; bzhi takes the low 8 bits of its index, so at most 8 */
+        m &= (__mmask8)_bzhi_u32(0xFFu, len < 8 ? len : 8);
         cnt += __builtin_popcount((unsigned)m);
         acc = _mm512_mask_add_epi64(acc, m, acc, _mm512_add_epi64(_mm512_srai_epi64(line, 32), _mm512_set1_epi64(pv)));
         if (__builtin_expect(len > 8, 0)) {
