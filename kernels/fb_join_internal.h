@@ -139,6 +139,21 @@ static inline void fb_join_wc_copy(const uint32_t *line, int64_t from, int64_t t
         perm[e] = line[(e + a0) & 15];
 }
 
+/* ---- the kernel table built by several threads at once (join.c) ---- */
+
+/* Sizes table t (single-threaded, before the concurrent builds) for `rows` more build rows, which
+ * fb_hash_table_build_shared() may then insert without the table growing. */
+struct fb_hash_table;
+struct fb_column;
+fb_status fb_hash_table_reserve_shared(fb_ctx *ctx, struct fb_hash_table *t, int64_t rows);
+
+/* fb_hash_table_build() that any number of threads may call at once on the same table, for rows
+ * reserved by fb_hash_table_reserve_shared() (FB_ERR_CAPACITY past them). The matches of a key are
+ * the same as with fb_hash_table_build(); their order in its chain is the order the threads inserted
+ * them. No probe may run during the builds. */
+fb_status fb_hash_table_build_shared(fb_ctx *ctx, struct fb_hash_table *t, const struct fb_column *keys,
+                                     size_t n_keys, int64_t first_row);
+
 /* ---- tuple join helpers shared by every variant (join_radix.c) ---- */
 
 /* log2 of the bucket count for a partition of n build tuples: at least 2 buckets, at most 2^(32 - bits),

@@ -94,9 +94,7 @@ typedef struct fb_jstate {
     fb_column bkeys[FB_JOIN_MAX_KEYS], pkeys[FB_JOIN_MAX_KEYS];
     fb_column *bpay, *ppay;  /* payload columns to gather (copies) */
     size_t nbp, npp;
-    fb_hash_table *table;    /* non-partitioned */
-    pthread_mutex_t lock;    /* guards table's build */
-    int lock_made;
+    fb_hash_table *table;    /* non-partitioned: built by every worker at once (fb_hash_table_build_shared) */
     fb_join_result *info;    /* written during the run (partition placement), or NULL */
     int nodes;               /* NUMA nodes: partition p's memory lies on node p % nodes */
 } fb_jstate;
@@ -106,8 +104,6 @@ static void jstate_release(fb_jstate *js)
     if (js && --js->refs == 0) {
         fb_free(js->ctx, js->bpay, js->nbp * sizeof *js->bpay);
         fb_free(js->ctx, js->ppay, js->npp * sizeof *js->ppay);
-        if (js->lock_made)
-            pthread_mutex_destroy(&js->lock);
         fb_free(js->ctx, js, sizeof *js);
     }
 }
@@ -1053,8 +1049,9 @@ fb_status fb_run_join(fb_ctx *ctx, const fb_join_input *in, fb_join_result *resu
  *
  * Any join type over 1..4 key columns, on the kernel hash table (kernels/join.c), so every type and
  * key gets the kernels' semantics and per-ISA probes:
- * - non-partitioned: one fb_hash_table over the whole build side, its morsels inserted in turn under a
- *   lock (build ids = build row positions), probed by the operator on each probe chunk;
+ * - non-partitioned: one fb_hash_table over the whole build side, sized for it up front, its morsels
+ *   inserted by every worker at once (fb_hash_table_build_shared: compare-and-swap on buckets and
+ *   chains; build ids = build row positions), probed by the operator on each probe chunk;
  * - radix: both sides scattered by the low bits of fb_hash_columns() into records (row id with bit 63
  *   set for a probe row with a null key, then the keys widened to 64 bits) in chunks on the partition's
  *   node; the operator builds a partition's table from its build records (ids = record numbers, mapped
@@ -1141,6 +1138,13 @@ static fb_status gbuild_init_global(void *user, fb_ctx *ctx, void **global)
     for (int k = 0; k < js->nk; k++)
         types[k] = js->bkeys[k].type;
     fb_status st = fb_hash_table_create(ctx, types, (size_t)js->nk, js->build_rows, &js->table);
+    if (st == FB_OK) {
+        st = fb_hash_table_reserve_shared(ctx, js->table, js->build_rows);
+        if (st != FB_OK) {
+            fb_hash_table_destroy(js->table);
+            js->table = NULL;
+        }
+    }
     if (st != FB_OK)
         return fb_stage_error(ctx, st, "join build: %s", fb_last_error(ctx));
     *global = js;
@@ -1161,9 +1165,8 @@ static fb_status gbuild_sink(void *user, void *global, void *local, const fb_chu
     fb_jstate *js = ((fb_juser *)user)->js;
     fb_ctx *ctx = js->ctx;
     fb_status st = FB_OK;
-    pthread_mutex_lock(&js->lock);
     if (!c->sel) {
-        st = fb_hash_table_build(ctx, js->table, c->columns, (size_t)js->nk, c->row_begin);
+        st = fb_hash_table_build_shared(ctx, js->table, c->columns, (size_t)js->nk, c->row_begin);
     } else {
         fb_column one[FB_JOIN_MAX_KEYS];
         for (int64_t j = 0; st == FB_OK && j < c->n_sel; j++) {
@@ -1172,10 +1175,9 @@ static fb_status gbuild_sink(void *user, void *global, void *local, const fb_chu
                 one[k].offset += c->sel[j];
                 one[k].length = 1;
             }
-            st = fb_hash_table_build(ctx, js->table, one, (size_t)js->nk, c->row_begin + c->sel[j]);
+            st = fb_hash_table_build_shared(ctx, js->table, one, (size_t)js->nk, c->row_begin + c->sel[j]);
         }
     }
-    pthread_mutex_unlock(&js->lock);
     if (st != FB_OK)
         return fb_stage_error(ctx, st, "join build: %s", fb_last_error(ctx));
     return FB_OK;
@@ -1602,10 +1604,6 @@ static fb_status gmake(fb_ctx *ctx, const fb_join_spec *spec, fb_join_result *in
             memcpy(js->ppay, spec->probe_payload, js->npp * sizeof *js->ppay);
         }
     }
-    if (st == FB_OK && pthread_mutex_init(&js->lock, NULL) == 0)
-        js->lock_made = 1;
-    else if (st == FB_OK)
-        st = fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "cannot create the join's lock");
     if (st != FB_OK) {
         jstate_release(js);
         return st;

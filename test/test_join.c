@@ -5,11 +5,13 @@
  * and time); radix partitioning, and a partitioned join equal to the plain one; the memory limit;
  * bad-input statuses. The runtime's join pipelines (fb_pipeline_join_internal.h), both algorithms on every
  * variant, against a sort-merge oracle and against the kernel-level table. */
+#include "fb_join_internal.h"
 #include "fb_pipeline_join_internal.h"
 #include "fb_test.h"
 #include "fb_test_join.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <time.h>
 
 FBT_VARIANTS_FIXTURE
@@ -488,6 +490,107 @@ static void test_partitioned_join(void **state)
     free(po);
     free(ref);
     free(got);
+}
+
+/* ---- the table built by several threads at once (fb_hash_table_build_shared) --------------------- */
+
+typedef struct shared_job {
+    fb_ctx *ctx;
+    fb_hash_table *t;
+    const side *build;
+    int k, threads;
+    int64_t morsel;
+    fb_status st;
+} shared_job;
+
+/* Inserts morsels k, k + threads, k + 2 threads, ... of the build side (ids = row numbers). */
+static void *shared_worker(void *arg)
+{
+    shared_job *j = arg;
+    for (int64_t at = j->k * j->morsel; at < j->build->n && j->st == FB_OK; at += j->threads * j->morsel) {
+        int64_t len = j->build->n - at < j->morsel ? j->build->n - at : j->morsel;
+        fb_column cols[4];
+        slice(j->build, at, len, cols);
+        j->st = fb_hash_table_build_shared(j->ctx, j->t, cols, (size_t)j->build->nk, at);
+    }
+    return NULL;
+}
+
+/* Sorts pairs by (build id, probe id). */
+static void sort_pairs(pairs *x)
+{
+    int64_t *r = malloc((size_t)(x->n + 1) * 16);
+    for (int64_t i = 0; i < x->n; i++) {
+        r[2 * i] = x->b[i];
+        r[2 * i + 1] = x->p[i];
+    }
+    qsort(r, (size_t)x->n, 16, cmp_pair);
+    for (int64_t i = 0; i < x->n; i++) {
+        x->b[i] = r[2 * i];
+        x->p[i] = r[2 * i + 1];
+    }
+    free(r);
+}
+
+/* 4 threads insert interleaved morsels of one build side into one table: every variant's probes find
+ * exactly the oracle's pairs (duplicates: chains appended from several threads at once; one key 20k
+ * times; nulls; composite keys), the row counts add up, and rows past the reservation are refused. */
+static void test_shared_build(void **state)
+{
+    (void)state;
+    static const fb_type ty[][3] = {{FB_TYPE_INT32}, {FB_TYPE_INT64}, {FB_TYPE_UINT32, FB_TYPE_INT64, FB_TYPE_INT32}};
+    enum { THREADS = 4 };
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        for (int round = 0; round < 4; round++) {
+            int tk = round % 3, nk = tk == 2 ? 3 : 1;
+            int64_t nb = round == 3 ? 20000 : 3000 + (int64_t)(fbt_next(&rng) % 2000);
+            side b, p;
+            make_side(&b, ty[tk], nk, nb, round == 0 ? 40 : 400, round != 1);
+            make_side(&p, ty[tk], nk, round == 3 ? 60 : 2000, 400, round != 1);
+            if (round == 3)
+                for (int64_t i = 0; i < b.n; i++)
+                    set_key(&b, 0, i, -5); /* one key 20k times (single-column round 3) */
+            plant_matches(&p, &b);
+            int64_t *ids = malloc((size_t)(b.n + 1) * 8);
+            for (int64_t i = 0; i < b.n; i++)
+                ids[i] = i;
+            pairs want = {0}, got = {0};
+            oracle_pairs(&b, ids, &p, 0, 0, &want);
+            fb_hash_table *t;
+            assert_fb_ok(ctx, fb_hash_table_create(ctx, ty[tk], (size_t)nk, b.n, &t));
+            assert_fb_ok(ctx, fb_hash_table_reserve_shared(ctx, t, b.n));
+            pthread_t th[THREADS];
+            shared_job jobs[THREADS];
+            int64_t morsel = 1 + (int64_t)(fbt_next(&rng) % 300);
+            for (int k = 0; k < THREADS; k++) {
+                jobs[k] = (shared_job){ctx, t, &b, k, THREADS, morsel, FB_OK};
+                assert_int_equal(pthread_create(&th[k], NULL, shared_worker, &jobs[k]), 0);
+            }
+            for (int k = 0; k < THREADS; k++) {
+                assert_int_equal(pthread_join(th[k], NULL), 0);
+                assert_int_equal(jobs[k].st, FB_OK);
+            }
+            assert_int_equal(fb_hash_table_rows(t), b.n);
+            /* the reservation is used up */
+            fb_column one[4];
+            slice(&b, 0, 1, one);
+            if (b.n)
+                assert_fb_status(ctx, fb_hash_table_build_shared(ctx, t, one, (size_t)nk, 0), FB_ERR_CAPACITY);
+            probe_all(ctx, t, &p, FB_JOIN_INNER, 0, 777, &got);
+            sort_pairs(&want);
+            sort_pairs(&got);
+            check_pairs(&want, &got, "shared build", ctx);
+            fb_hash_table_destroy(t);
+            free(want.b);
+            free(want.p);
+            free(got.b);
+            free(got.p);
+            free(ids);
+            free_side(&b);
+            free_side(&p);
+        }
+    }
 }
 
 /* ---- SQL semantics spelled out, memory limit, bad input ------------------------------------------ */
@@ -1015,7 +1118,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_joins),  cmocka_unit_test(test_fixed_semantics),
-        cmocka_unit_test(test_heavy_duplicates), cmocka_unit_test(test_zipf),
+        cmocka_unit_test(test_heavy_duplicates), cmocka_unit_test(test_zipf), cmocka_unit_test(test_shared_build),
         cmocka_unit_test(test_radix_partition), cmocka_unit_test(test_partitioned_join),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_bad_input),
