@@ -1,5 +1,7 @@
 /* fb_join_internal.h - the hash table's memory layout and the table of per-ISA join kernels
- * (bucket search for a batch of probe rows, radix scatter through write-combining buffers).
+ * (bucket search for a batch of probe rows; fb_radix_partition()'s scatter through write-combining
+ * buffers; the tuple join's scatter straight to partition cursors, its count/sum probe), and the
+ * kernel table's concurrent build (join.c).
  *
  * Bucket layout: an array of 2^log2cap buckets of W = n_keys + 2 uint64 words each:
  *   words[b*W + c]           key column c of the bucket's distinct key, widened to 64 bits
