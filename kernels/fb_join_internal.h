@@ -1,5 +1,7 @@
 /* fb_join_internal.h - the hash table's memory layout and the table of per-ISA join kernels
- * (bucket search for a batch of probe rows, radix scatter through write-combining buffers).
+ * (bucket search for a batch of probe rows; fb_radix_partition()'s scatter through write-combining
+ * buffers; the tuple join's scatter straight to partition cursors, its count/sum probe), and the
+ * kernel table's concurrent build (join.c).
  *
  * Bucket layout: an array of 2^log2cap buckets of W = n_keys + 2 uint64 words each:
  *   words[b*W + c]           key column c of the bucket's distinct key, widened to 64 bits
@@ -37,15 +39,25 @@ static inline uint32_t fb_jr_hash(uint32_t key) { return key * FB_JR_HASH_MUL; }
 
 /* The in-cache table of one partition: its build tuples ordered by bucket (a counting sort), bucket
  * b holding tup[off[b] .. off[b + 1]). Duplicates of a key share its bucket, so a probe walks its
- * matches (plus the rare other key of the bucket), never a chain. At most 1/2 load: a probe of a key
- * rarely meets more than one other tuple, so probes check two places without branching and loop only
- * for longer buckets. tup has two readable (zero) entries past its n. */
+ * matches (plus the rare other key of the bucket), never a chain. The bucket count depends on the
+ * probe (fb_join_kernels.jr_load): at most 1/2 tuple a bucket (FB_JR_LOAD_SPARSE), a probe of a key
+ * rarely meets more than one other tuple, so the scalar probes check two places without branching and
+ * loop only for longer buckets; about 2 tuples a bucket (FB_JR_LOAD_WIDE) for probes that compare a
+ * bucket's first 8 tuples at once (smaller off, in the L1 for cache-sized partitions). tup has
+ * FB_JR_TUP_PAD readable (zero) entries past its n. */
 typedef struct fb_jr_table {
     const uint32_t *off; /* nb + 1 entries, nb = 2^lb */
     const uint64_t *tup; /* n + 2 */
     int bits; /* partition bits above the bucket bits */
     int lb;   /* 1 .. 32 - bits */
 } fb_jr_table;
+
+/* log2 of the tuples a bucket of a partition's table holds on average (fb_jr_log2_buckets). */
+#define FB_JR_LOAD_SPARSE (-1)
+#define FB_JR_LOAD_WIDE 1
+
+/* Zero entries of a table's tup past its tuples. */
+#define FB_JR_TUP_PAD 8
 
 /* Bucket of a hash in a partition's table. */
 static inline uint32_t fb_jr_bucket(uint32_t h, int bits, int lb)
@@ -77,19 +89,20 @@ typedef struct fb_join_kernels {
 
     /* Radix scatter of tuples (keys[i], pay ? pay[i] : pay_base + i) for rows i = *row .. n-1 whose key
      * is valid (bit voff + i of valid; valid NULL = all) into partition fb_jr_hash(key) >> (32 - bits)
-     * (bits 0..FB_JR_MAX_BITS; 0 = one partition), through write-combining lines wc (8 tuples per
-     * partition, wcnt[p] of them filled) flushed as whole 64-byte lines to cur[p] (64-byte aligned,
-     * advanced). Stops after a flush that makes cur[p] reach end[p]: sets *full = p and *row to the
-     * next row, returns 1 (the caller gives partition p new room and calls again); returns 0 when all
-     * rows are done (*row = n). Lines that are not full stay in wc. */
+     * (bits 0..FB_JR_MAX_BITS; 0 = one partition): each tuple is stored at cur[p], which advances. Stops
+     * after a store that makes cur[p] reach end[p]: sets *full = p and *row to the next row, returns 1
+     * (the caller gives partition p new room and calls again); returns 0 when all rows are done
+     * (*row = n). */
     int (*jr_scatter)(const uint32_t *keys, const uint32_t *pay, uint32_t pay_base, const uint8_t *valid, int64_t voff,
-                      int64_t *row, int64_t n, int bits, uint64_t *wc, uint8_t *wcnt, uint64_t **cur,
-                      uint64_t *const *end, uint32_t *full);
+                      int64_t *row, int64_t n, int bits, uint64_t **cur, uint64_t *const *end, uint32_t *full);
 
     /* Inner join of n probe tuples against a partition's table: *count += matches, *sum += the sum of
      * (int32 build payload + int32 probe payload) over them. */
     void (*jr_probe_sum)(const struct fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *count,
                          __int128 *sum);
+
+    /* The table load jr_probe_sum is made for: FB_JR_LOAD_SPARSE or FB_JR_LOAD_WIDE. */
+    int jr_load;
 } fb_join_kernels;
 
 /* The variant of the context's ISA (join.c). */
@@ -128,14 +141,30 @@ static inline void fb_join_wc_copy(const uint32_t *line, int64_t from, int64_t t
         perm[e] = line[(e + a0) & 15];
 }
 
+/* ---- the kernel table built by several threads at once (join.c) ---- */
+
+/* Sizes table t (single-threaded, before the concurrent builds) for `rows` more build rows, which
+ * fb_hash_table_build_shared() may then insert without the table growing. */
+struct fb_hash_table;
+struct fb_column;
+fb_status fb_hash_table_reserve_shared(fb_ctx *ctx, struct fb_hash_table *t, int64_t rows);
+
+/* fb_hash_table_build() that any number of threads may call at once on the same table, for rows
+ * reserved by fb_hash_table_reserve_shared() (FB_ERR_CAPACITY past them). The matches of a key are
+ * the same as with fb_hash_table_build(); their order in its chain is the order the threads inserted
+ * them. No probe may run during the builds. */
+fb_status fb_hash_table_build_shared(fb_ctx *ctx, struct fb_hash_table *t, const struct fb_column *keys,
+                                     size_t n_keys, int64_t first_row);
+
 /* ---- tuple join helpers shared by every variant (join_radix.c) ---- */
 
-/* log2 of the bucket count for a partition of n build tuples (load ≤ 1/2 where the hash has the bits,
- * at least 2 buckets). */
-int fb_jr_log2_buckets(int64_t n, int bits);
+/* log2 of the bucket count for a partition of n build tuples: at least 2 buckets, at most 2^(32 - bits),
+ * and where the hash has the bits, at most 2^load tuples a bucket on average (load FB_JR_LOAD_SPARSE:
+ * at least 2n buckets; FB_JR_LOAD_WIDE: at least n/2). */
+int fb_jr_log2_buckets(int64_t n, int bits, int load);
 
 /* Builds a partition's table from nseg segments of build tuples (n in all, n < 2^32) into caller
- * memory: off (2^lb + 2 entries), tup (n + 2). t->off points into off. */
+ * memory: off (2^lb + 2 entries), tup (n + FB_JR_TUP_PAD). t->off points into off. */
 void fb_jr_build(fb_jr_table *t, const uint64_t *const *seg, const int64_t *seg_n, int nseg, int bits, int lb,
                  uint32_t *off, uint64_t *tup);
 

@@ -26,6 +26,7 @@ struct fb_hash_table {
     int64_t total_rows; /* given to build, nulls included */
     int64_t null_rows;
     int64_t distinct;
+    int64_t shared_room; /* rows fb_hash_table_build_shared() may still insert (reserved up front) */
 };
 
 typedef struct fb_join_batch {
@@ -339,6 +340,113 @@ fb_status fb_hash_table_build(fb_ctx *ctx, fb_hash_table *t, const fb_column *ke
         }
     }
     t->total_rows += n;
+    return FB_OK;
+}
+
+/* ---- concurrent build (fb_join_internal.h) ---------------------------------------------------- */
+
+/* A bucket's id word while its claimer writes the keys. */
+#define FB_JOIN_BUCKET_BUSY UINT64_MAX
+
+/* insert_row for several threads at once, on a table that does not grow: an empty bucket is claimed by
+ * a compare-and-swap of its id word (0 -> busy), filled, then published (release); a thread meeting a
+ * busy bucket waits for it before comparing keys. A further row of a key is appended to the key's chain
+ * by a compare-and-swap of the bucket's head/tail word; the thread that replaced the old tail links it
+ * to the new row (the swap's acquire orders that after the old tail's own writes). Chains end up in
+ * the order of the swaps, not of the row ids. */
+static void insert_row_shared(fb_hash_table *t, uint64_t h, const fb_join_batch *b, int64_t j, int64_t id)
+{
+    int nk = t->nk;
+    size_t w = bucket_words(nk);
+    uint64_t mask = ((uint64_t)1 << t->log2cap) - 1;
+    uint64_t s = h >> (64 - t->log2cap);
+    for (;;) {
+        uint64_t *bk = t->buckets + s * w;
+        uint64_t idw = __atomic_load_n(&bk[nk], __ATOMIC_ACQUIRE);
+        if (!idw) {
+            if (__atomic_compare_exchange_n(&bk[nk], &idw, FB_JOIN_BUCKET_BUSY, 0, __ATOMIC_ACQUIRE,
+                                            __ATOMIC_ACQUIRE)) {
+                for (int c = 0; c < nk; c++)
+                    bk[c] = (uint64_t)b->k[c][j];
+                __atomic_store_n(&bk[nk + 1], 0, __ATOMIC_RELAXED);
+                __atomic_fetch_add(&t->distinct, 1, __ATOMIC_RELAXED);
+                __atomic_store_n(&bk[nk], (uint64_t)id + 1, __ATOMIC_RELEASE);
+                return;
+            }
+            /* lost the bucket: idw holds the winner's word */
+        }
+        while (idw == FB_JOIN_BUCKET_BUSY) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+            idw = __atomic_load_n(&bk[nk], __ATOMIC_ACQUIRE);
+        }
+        int eq = 1;
+        for (int c = 0; c < nk; c++)
+            eq &= bk[c] == (uint64_t)b->k[c][j];
+        if (eq) {
+            int64_t r = __atomic_fetch_add(&t->n_rows, 1, __ATOMIC_RELAXED);
+            uint32_t r1 = (uint32_t)(r + 1);
+            t->rows[r].id = id;
+            t->rows[r].next = 0;
+            t->rows[r].pad = 0;
+            uint64_t old = __atomic_load_n(&bk[nk + 1], __ATOMIC_RELAXED), nw;
+            do {
+                uint32_t head = (uint32_t)old;
+                nw = (uint64_t)(head ? head : r1) | (uint64_t)r1 << 32;
+            } while (!__atomic_compare_exchange_n(&bk[nk + 1], &old, nw, 1, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+            uint32_t tail = (uint32_t)(old >> 32);
+            if (tail)
+                t->rows[tail - 1].next = r1;
+            return;
+        }
+        s = (s + 1) & mask;
+    }
+}
+
+fb_status fb_hash_table_reserve_shared(fb_ctx *ctx, fb_hash_table *t, int64_t rows)
+{
+    FB_RETURN_ERROR_IF(!t, ctx, FB_ERR_INVALID_ARG, "table must not be NULL");
+    FB_RETURN_ERROR_IF(rows < 0 || rows > FB_HASH_TABLE_MAX_ROWS - t->total_rows, ctx, FB_ERR_CAPACITY,
+                       "cannot reserve %lld rows in a table of %lld", (long long)rows, (long long)t->total_rows);
+    FB_FORWARD_IF_ERROR(reserve(ctx, t, rows));
+    t->shared_room = rows;
+    return FB_OK;
+}
+
+fb_status fb_hash_table_build_shared(fb_ctx *ctx, fb_hash_table *t, const fb_column *keys, size_t n_keys,
+                                     int64_t first_row)
+{
+    int64_t n;
+    FB_FORWARD_IF_ERROR(check_keys(ctx, t, keys, n_keys, &n, __func__));
+    FB_RETURN_ERROR_IF(first_row < 0 || first_row > INT64_MAX - 1 - n, ctx, FB_ERR_INVALID_ARG,
+                       "first_row %lld is negative or overflows with %lld rows", (long long)first_row, (long long)n);
+    if (n == 0)
+        return FB_OK;
+    if (__atomic_sub_fetch(&t->shared_room, n, __ATOMIC_RELAXED) < 0) {
+        __atomic_add_fetch(&t->shared_room, n, __ATOMIC_RELAXED);
+        return FB_ERROR(ctx, FB_ERR_CAPACITY, "%lld more rows pass what fb_hash_table_reserve_shared reserved",
+                        (long long)n);
+    }
+    fb_join_batch b;
+    size_t w = bucket_words(t->nk);
+    int shift = 64 - t->log2cap;
+    int64_t nulls = 0;
+    for (int64_t start = 0; start < n; start += FB_JOIN_BATCH) {
+        int64_t m = n - start < FB_JOIN_BATCH ? n - start : FB_JOIN_BATCH;
+        load_batch(ctx, t, keys, start, m, &b);
+        for (int64_t j = 0; j < m; j++)
+            __builtin_prefetch(t->buckets + (b.h[j] >> shift) * w, 1);
+        for (int64_t j = 0; j < m; j++) {
+            if (b.any_null && !b.live[j]) {
+                nulls++;
+                continue;
+            }
+            insert_row_shared(t, b.h[j], &b, j, first_row + start + j);
+        }
+    }
+    __atomic_fetch_add(&t->null_rows, nulls, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&t->total_rows, n, __ATOMIC_RELAXED);
     return FB_OK;
 }
 

@@ -6,10 +6,10 @@
 
 #include <string.h>
 
-int fb_jr_log2_buckets(int64_t n, int bits)
+int fb_jr_log2_buckets(int64_t n, int bits, int load)
 {
     int lb = 1;
-    while (lb < 32 - bits && ((int64_t)1 << lb) < 2 * n)
+    while (lb < 32 - bits && ((int64_t)1 << (lb + load + 1)) < 2 * n)
         lb++;
     return lb;
 }
@@ -34,7 +34,7 @@ void fb_jr_build(fb_jr_table *t, const uint64_t *const *seg, const int64_t *seg_
             tup[off[fb_jr_bucket(fb_jr_hash((uint32_t)x), bits, lb) + 1]++] = x;
         }
     }
-    tup[off[nb]] = tup[off[nb] + 1] = 0;
+    memset(tup + off[nb], 0, FB_JR_TUP_PAD * sizeof *tup);
     t->off = off;
     t->tup = tup;
     t->bits = bits;

@@ -40,8 +40,8 @@ static void scatter_scalar(const uint64_t *hashes, int64_t n, int shift, int bit
 }
 
 static int jr_scatter_scalar(const uint32_t *keys, const uint32_t *pay, uint32_t pay_base, const uint8_t *valid,
-                             int64_t voff, int64_t *row, int64_t n, int bits, uint64_t *wc, uint8_t *wcnt,
-                             uint64_t **cur, uint64_t *const *end, uint32_t *full)
+                             int64_t voff, int64_t *row, int64_t n, int bits, uint64_t **cur, uint64_t *const *end,
+                             uint32_t *full)
 {
     int shift = 32 - bits;
     for (int64_t i = *row; i < n; i++) {
@@ -50,20 +50,11 @@ static int jr_scatter_scalar(const uint32_t *keys, const uint32_t *pay, uint32_t
         uint32_t k = keys[i];
         uint32_t p = (uint32_t)((uint64_t)fb_jr_hash(k) >> shift);
         uint32_t v = pay ? pay[i] : pay_base + (uint32_t)i;
-        uint64_t *line = wc + (size_t)p * 8;
-        uint32_t c = wcnt[p];
-        line[c] = (uint64_t)k | (uint64_t)v << 32;
-        if (c == 7) {
-            memcpy(cur[p], line, 64);
-            cur[p] += 8;
-            wcnt[p] = 0;
-            if (cur[p] == end[p]) {
-                *full = p;
-                *row = i + 1;
-                return 1;
-            }
-        } else {
-            wcnt[p] = (uint8_t)(c + 1);
+        *cur[p]++ = (uint64_t)k | (uint64_t)v << 32;
+        if (cur[p] == end[p]) {
+            *full = p;
+            *row = i + 1;
+            return 1;
         }
     }
     *row = n;
@@ -98,5 +89,6 @@ const fb_join_kernels fb_join_kernels_scalar = {
     .find_heads = find_heads_scalar,
     .scatter = scatter_scalar,
     .jr_scatter = jr_scatter_scalar,
+    .jr_load = FB_JR_LOAD_SPARSE,
     .jr_probe_sum = jr_probe_sum_scalar,
 };

@@ -94,9 +94,7 @@ typedef struct fb_jstate {
     fb_column bkeys[FB_JOIN_MAX_KEYS], pkeys[FB_JOIN_MAX_KEYS];
     fb_column *bpay, *ppay;  /* payload columns to gather (copies) */
     size_t nbp, npp;
-    fb_hash_table *table;    /* non-partitioned */
-    pthread_mutex_t lock;    /* guards table's build */
-    int lock_made;
+    fb_hash_table *table;    /* non-partitioned: built by every worker at once (fb_hash_table_build_shared) */
     fb_join_result *info;    /* written during the run (partition placement), or NULL */
     int nodes;               /* NUMA nodes: partition p's memory lies on node p % nodes */
 } fb_jstate;
@@ -106,8 +104,6 @@ static void jstate_release(fb_jstate *js)
     if (js && --js->refs == 0) {
         fb_free(js->ctx, js->bpay, js->nbp * sizeof *js->bpay);
         fb_free(js->ctx, js->ppay, js->npp * sizeof *js->ppay);
-        if (js->lock_made)
-            pthread_mutex_destroy(&js->lock);
         fb_free(js->ctx, js, sizeof *js);
     }
 }
@@ -256,7 +252,7 @@ static void out_destroy_local(void *user, void *global, void *local)
     fb_ctx *ctx = js->ctx;
     free_pairs(ctx, l->pairs);
     fb_free(ctx, l->off, (size_t)(l->cap_nb + 2) * 4);
-    fb_free(ctx, l->tup, (size_t)(l->cap_n + 2) * 8);
+    fb_free(ctx, l->tup, (size_t)(l->cap_n + FB_JR_TUP_PAD) * 8);
     fb_free(ctx, l->seg, (size_t)l->cap_seg * sizeof *l->seg);
     fb_free(ctx, l->seg_n, (size_t)l->cap_seg * sizeof *l->seg_n);
     fb_free(ctx, l, sizeof *l);
@@ -322,9 +318,7 @@ static fb_status out_finalize(void *user, void *global)
 
 typedef struct fb_jpart_local {
     int node;
-    uint64_t *wc;   /* parts lines of 8 tuples */
-    uint8_t *wcnt;  /* parts */
-    uint64_t **cur, **end;
+    uint64_t **cur, **end; /* parts each: where partition p's next tuple goes, the end of its chunk */
     fb_jchunk **first, **last; /* parts each */
     fb_jslab *slabs;
     char *slab_at[FB_JMAX_NODES], *slab_end[FB_JMAX_NODES]; /* per node: the slab chunks are cut from */
@@ -415,8 +409,6 @@ static void part_destroy_local(void *user, void *global, void *local)
         return;
     fb_ctx *ctx = js->ctx;
     size_t parts = (size_t)js->parts;
-    fb_free(ctx, l->wc, parts * 64);
-    fb_free(ctx, l->wcnt, parts);
     fb_free(ctx, l->cur, parts * sizeof *l->cur);
     fb_free(ctx, l->end, parts * sizeof *l->end);
     fb_free(ctx, l->first, parts * sizeof *l->first);
@@ -438,19 +430,13 @@ static fb_status part_init_local(void *user, void *global, const fb_worker_info 
     l->node = w->numa_node;
     *local = l;
     /* a failed init_local is not destroyed by the runtime: undo here */
-    fb_status st = FB_ALLOC(ctx, parts * 64, &l->wc);
-    if (st == FB_OK)
-        st = FB_ALLOC(ctx, parts, &l->wcnt);
-    if (st == FB_OK)
-        st = FB_ALLOC(ctx, parts * sizeof *l->cur, &l->cur);
+    fb_status st = FB_ALLOC(ctx, parts * sizeof *l->cur, &l->cur);
     if (st == FB_OK)
         st = FB_ALLOC(ctx, parts * sizeof *l->end, &l->end);
     if (st == FB_OK)
         st = FB_ALLOC(ctx, parts * sizeof *l->first, &l->first);
     if (st == FB_OK)
         st = FB_ALLOC(ctx, parts * sizeof *l->last, &l->last);
-    if (st == FB_OK)
-        memset(l->wcnt, 0, parts);
     for (size_t p = 0; st == FB_OK && p < parts; p++) {
         fb_jchunk *c;
         st = new_chunk(js, l, (int64_t)p, &c);
@@ -486,8 +472,7 @@ static fb_status part_rows(fb_jstate *js, fb_jpart_local *l, const fb_join_kerne
 {
     int64_t row = 0;
     uint32_t full;
-    while (jk->jr_scatter(keys, vals, pay_base, valid, voff, &row, n, js->bits, l->wc, l->wcnt, l->cur, l->end,
-                          &full))
+    while (jk->jr_scatter(keys, vals, pay_base, valid, voff, &row, n, js->bits, l->cur, l->end, &full))
         FB_FORWARD_IF_ERROR(part_next_chunk(js, l, full));
     return FB_OK;
 }
@@ -517,10 +502,6 @@ static fb_status part_combine(void *user, void *global, void *local)
     fb_jside *g = global;
     fb_jpart_local *l = local;
     for (int64_t p = 0; p < js->parts; p++) {
-        if (l->wcnt[p])
-            memcpy(l->cur[p], l->wc + p * 8, (size_t)l->wcnt[p] * 8);
-        l->cur[p] += l->wcnt[p];
-        l->wcnt[p] = 0;
         l->last[p]->n = l->cur[p] - chunk_data(l->last[p]);
         for (fb_jchunk *c = l->first[p]; c; c = c->next)
             g->count[p] += c->n;
@@ -694,7 +675,9 @@ static fb_status join_partition(fb_jstate *js, fb_jlocal_out *l, int64_t p)
             l->seg[nseg] = chunk_data(c);
             l->seg_n[nseg++] = c->n;
         }
-    int lb = fb_jr_log2_buckets(n, js->bits);
+    const fb_join_kernels *jk = fb_join_kernels_get(ctx);
+    /* the pairs' probe (fb_jr_probe_pairs) walks buckets one tuple at a time: sparse buckets */
+    int lb = fb_jr_log2_buckets(n, js->bits, js->pairs ? FB_JR_LOAD_SPARSE : jk->jr_load);
     int64_t nb = (int64_t)1 << lb;
     if (nb > l->cap_nb) {
         FB_FORWARD_IF_ERROR(grow32(ctx, &l->off, &l->cap_nb, nb, 2));
@@ -702,14 +685,13 @@ static fb_status join_partition(fb_jstate *js, fb_jlocal_out *l, int64_t p)
     if (n > l->cap_n) {
         int64_t nc = n > 2 * l->cap_n ? n : 2 * l->cap_n;
         uint64_t *tup = NULL;
-        FB_FORWARD_IF_ERROR(FB_ALLOC(ctx, (size_t)(nc + 2) * 8, &tup));
-        fb_free(ctx, l->tup, (size_t)(l->cap_n + 2) * 8);
+        FB_FORWARD_IF_ERROR(FB_ALLOC(ctx, (size_t)(nc + FB_JR_TUP_PAD) * 8, &tup));
+        fb_free(ctx, l->tup, (size_t)(l->cap_n + FB_JR_TUP_PAD) * 8);
         l->tup = tup;
         l->cap_n = nc;
     }
     fb_jr_table t;
     fb_jr_build(&t, l->seg, l->seg_n, (int)nseg, js->bits, lb, l->off, l->tup);
-    const fb_join_kernels *jk = fb_join_kernels_get(ctx);
     for (int w = 0; w < ps->workers; w++) {
         for (fb_jchunk *c = ps->heads[w][p]; c; c = c->next) {
             if (!js->pairs) {
@@ -870,10 +852,18 @@ static void plan_join(fb_ctx *ctx, const fb_join_input *in, fb_jstate *js)
     (void)llc;
     if (js->algo == FB_JOIN_ALGO_AUTO)
         js->algo = shared_bytes <= l2 ? FB_JOIN_ALGO_NON_PARTITIONED : FB_JOIN_ALGO_RADIX;
-    /* partitions of about l2/64 build tuples: table (12-16 bytes a tuple) in a quarter of the L2 */
+    /* partitions of about l2/64 build tuples: table (10-16 bytes a tuple) in a quarter of the L2. But the
+     * scatter's cost a row rises steeply once the cursor lines of its partitions (64 bytes each) no
+     * longer fit the L1 (Zen 4, 32 KiB L1: 2.2-2.5 ns a row at 2^8 partitions, 2.4-2.9 at 2^9, 4.1-5.7
+     * at 2^10), so past that point partitions grow to l2/32 tuples before more bits are taken (J1 at
+     * scale 1: 2^9 partitions of 32K build tuples, not 2^10 of 16K, about 20% less time in all). */
     int64_t target = (int64_t)(l2 / 64);
+    uint64_t l1 = info.l1d_bytes ? info.l1d_bytes : (uint64_t)32 << 10;
+    int l1_bits = 0;
+    while (((uint64_t)64 << (l1_bits + 1)) <= l1)
+        l1_bits++;
     int bits = 0;
-    while (bits < 14 && (rows >> bits) > target)
+    while (bits < 14 && (rows >> bits) > target && (bits < l1_bits || (rows >> bits) > 2 * target))
         bits++;
     if (in->radix_bits >= 0)
         bits = in->radix_bits;
@@ -1059,8 +1049,9 @@ fb_status fb_run_join(fb_ctx *ctx, const fb_join_input *in, fb_join_result *resu
  *
  * Any join type over 1..4 key columns, on the kernel hash table (kernels/join.c), so every type and
  * key gets the kernels' semantics and per-ISA probes:
- * - non-partitioned: one fb_hash_table over the whole build side, its morsels inserted in turn under a
- *   lock (build ids = build row positions), probed by the operator on each probe chunk;
+ * - non-partitioned: one fb_hash_table over the whole build side, sized for it up front, its morsels
+ *   inserted by every worker at once (fb_hash_table_build_shared: compare-and-swap on buckets and
+ *   chains; build ids = build row positions), probed by the operator on each probe chunk;
  * - radix: both sides scattered by the low bits of fb_hash_columns() into records (row id with bit 63
  *   set for a probe row with a null key, then the keys widened to 64 bits) in chunks on the partition's
  *   node; the operator builds a partition's table from its build records (ids = record numbers, mapped
@@ -1147,6 +1138,13 @@ static fb_status gbuild_init_global(void *user, fb_ctx *ctx, void **global)
     for (int k = 0; k < js->nk; k++)
         types[k] = js->bkeys[k].type;
     fb_status st = fb_hash_table_create(ctx, types, (size_t)js->nk, js->build_rows, &js->table);
+    if (st == FB_OK) {
+        st = fb_hash_table_reserve_shared(ctx, js->table, js->build_rows);
+        if (st != FB_OK) {
+            fb_hash_table_destroy(js->table);
+            js->table = NULL;
+        }
+    }
     if (st != FB_OK)
         return fb_stage_error(ctx, st, "join build: %s", fb_last_error(ctx));
     *global = js;
@@ -1167,9 +1165,8 @@ static fb_status gbuild_sink(void *user, void *global, void *local, const fb_chu
     fb_jstate *js = ((fb_juser *)user)->js;
     fb_ctx *ctx = js->ctx;
     fb_status st = FB_OK;
-    pthread_mutex_lock(&js->lock);
     if (!c->sel) {
-        st = fb_hash_table_build(ctx, js->table, c->columns, (size_t)js->nk, c->row_begin);
+        st = fb_hash_table_build_shared(ctx, js->table, c->columns, (size_t)js->nk, c->row_begin);
     } else {
         fb_column one[FB_JOIN_MAX_KEYS];
         for (int64_t j = 0; st == FB_OK && j < c->n_sel; j++) {
@@ -1178,10 +1175,9 @@ static fb_status gbuild_sink(void *user, void *global, void *local, const fb_chu
                 one[k].offset += c->sel[j];
                 one[k].length = 1;
             }
-            st = fb_hash_table_build(ctx, js->table, one, (size_t)js->nk, c->row_begin + c->sel[j]);
+            st = fb_hash_table_build_shared(ctx, js->table, one, (size_t)js->nk, c->row_begin + c->sel[j]);
         }
     }
-    pthread_mutex_unlock(&js->lock);
     if (st != FB_OK)
         return fb_stage_error(ctx, st, "join build: %s", fb_last_error(ctx));
     return FB_OK;
@@ -1608,10 +1604,6 @@ static fb_status gmake(fb_ctx *ctx, const fb_join_spec *spec, fb_join_result *in
             memcpy(js->ppay, spec->probe_payload, js->npp * sizeof *js->ppay);
         }
     }
-    if (st == FB_OK && pthread_mutex_init(&js->lock, NULL) == 0)
-        js->lock_made = 1;
-    else if (st == FB_OK)
-        st = fb_stage_error(ctx, FB_ERR_OUT_OF_MEMORY, "cannot create the join's lock");
     if (st != FB_OK) {
         jstate_release(js);
         return st;

@@ -5,13 +5,15 @@
  * and time); radix partitioning, and a partitioned join equal to the plain one; the memory limit;
  * bad-input statuses. The runtime's join pipelines (fb_pipeline_join_internal.h), both algorithms on every
  * variant, against a sort-merge oracle and against the kernel-level table. */
+#include "fb_join_internal.h"
 #include "fb_pipeline_join_internal.h"
 #include "fb_test.h"
+#include "fb_test_join.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <time.h>
 
-static uint64_t rng;
 FBT_VARIANTS_FIXTURE
 
 static double now_s(void)
@@ -22,113 +24,6 @@ static double now_s(void)
 }
 
 /* ---- data ---------------------------------------------------------------------------------------- */
-
-/* A key side: n_keys columns of n rows, each with its own buffer, offset and maybe a validity bitmap. */
-typedef struct side {
-    int nk;
-    int64_t n;
-    fb_column col[4];
-    void *data[4];
-    uint8_t *valid[4];
-} side;
-
-static int is64(fb_type t) { return t == FB_TYPE_INT64 || t == FB_TYPE_UINT64; }
-
-/* Widened value of row i of column c (as the join compares keys). */
-static int64_t key_at(const side *s, int c, int64_t i)
-{
-    const fb_column *k = &s->col[c];
-    int64_t r = k->offset + i;
-    switch (k->type) {
-    case FB_TYPE_INT64:
-    case FB_TYPE_UINT64: return ((const int64_t *)k->data)[r];
-    case FB_TYPE_UINT32: return (int64_t)((const uint32_t *)k->data)[r];
-    default: return ((const int32_t *)k->data)[r];
-    }
-}
-
-static int live_at(const side *s, int64_t i)
-{
-    for (int c = 0; c < s->nk; c++) {
-        const fb_column *k = &s->col[c];
-        if (k->validity) {
-            int64_t b = k->offset + i;
-            if (!((k->validity[b >> 3] >> (b & 7)) & 1))
-                return 0;
-        }
-    }
-    return 1;
-}
-
-/* A value for a key column: a small pool (duplicates, negatives), extremes, or uniform bits. `pool`
- * limits how many distinct small values appear, so matches are frequent. */
-static uint64_t random_key(fb_type t, int64_t pool)
-{
-    uint64_t r = fbt_next(&rng), u = fbt_next(&rng);
-    int pick = (int)(r % 16);
-    if (pick < 2) {
-        static const int64_t ext32[] = {INT32_MIN, INT32_MAX, 0, -1, (int64_t)UINT32_MAX};
-        static const int64_t ext64[] = {INT64_MIN, INT64_MAX, 0, -1, INT32_MIN, INT32_MAX};
-        return is64(t) ? (uint64_t)ext64[u % 6] : (uint64_t)ext32[u % 5];
-    }
-    if (pick < 14)
-        return (uint64_t)((int64_t)(u % (uint64_t)pool) - pool / 2);
-    return u;
-}
-
-static void make_side(side *s, const fb_type *types, int nk, int64_t n, int64_t pool, int nulls)
-{
-    memset(s, 0, sizeof *s);
-    s->nk = nk;
-    s->n = n;
-    for (int c = 0; c < nk; c++) {
-        int64_t off = (int64_t)(fbt_next(&rng) % 9);
-        size_t w = fb_type_width(types[c]);
-        s->data[c] = malloc((size_t)(n + off + 1) * w);
-        for (int64_t i = 0; i < n + off; i++) {
-            uint64_t v = random_key(types[c], pool);
-            if (w == 8)
-                ((uint64_t *)s->data[c])[i] = v;
-            else
-                ((uint32_t *)s->data[c])[i] = (uint32_t)v;
-        }
-        if (nulls && fbt_next(&rng) % 2) {
-            s->valid[c] = malloc((size_t)(n + off + 8) / 8 + 1);
-            for (int64_t i = 0; i < (n + off + 8) / 8 + 1; i++)
-                s->valid[c][i] = (uint8_t)(fbt_next(&rng) | fbt_next(&rng) | fbt_next(&rng)); /* ~1/8 nulls */
-        }
-        s->col[c] = fb_column_make(types[c], s->data[c], n, s->valid[c]);
-        s->col[c].offset = off;
-    }
-}
-
-/* Copies some probe keys from build rows so that composite and 64-bit keys match often. */
-static void plant_matches(side *probe, const side *build)
-{
-    if (build->n == 0)
-        return;
-    for (int64_t i = 0; i < probe->n; i++) {
-        if (fbt_next(&rng) % 2)
-            continue;
-        int64_t b = (int64_t)(fbt_next(&rng) % (uint64_t)build->n);
-        for (int c = 0; c < probe->nk; c++) {
-            fb_column *k = &probe->col[c];
-            int64_t v = key_at(build, c, b);
-            if (is64(k->type))
-                ((int64_t *)probe->data[c])[k->offset + i] = v;
-            else
-                ((uint32_t *)probe->data[c])[k->offset + i] = (uint32_t)v;
-        }
-    }
-}
-
-static void free_side(side *s)
-{
-    for (int c = 0; c < s->nk; c++) {
-        free(s->data[c]);
-        free(s->valid[c]);
-    }
-}
 
 /* Columns of rows [from, from + len) of a side (a morsel of it). */
 static void slice(const side *s, int64_t from, int64_t len, fb_column *out)
@@ -595,6 +490,107 @@ static void test_partitioned_join(void **state)
     free(po);
     free(ref);
     free(got);
+}
+
+/* ---- the table built by several threads at once (fb_hash_table_build_shared) --------------------- */
+
+typedef struct shared_job {
+    fb_ctx *ctx;
+    fb_hash_table *t;
+    const side *build;
+    int k, threads;
+    int64_t morsel;
+    fb_status st;
+} shared_job;
+
+/* Inserts morsels k, k + threads, k + 2 threads, ... of the build side (ids = row numbers). */
+static void *shared_worker(void *arg)
+{
+    shared_job *j = arg;
+    for (int64_t at = j->k * j->morsel; at < j->build->n && j->st == FB_OK; at += j->threads * j->morsel) {
+        int64_t len = j->build->n - at < j->morsel ? j->build->n - at : j->morsel;
+        fb_column cols[4];
+        slice(j->build, at, len, cols);
+        j->st = fb_hash_table_build_shared(j->ctx, j->t, cols, (size_t)j->build->nk, at);
+    }
+    return NULL;
+}
+
+/* Sorts pairs by (build id, probe id). */
+static void sort_pairs(pairs *x)
+{
+    int64_t *r = malloc((size_t)(x->n + 1) * 16);
+    for (int64_t i = 0; i < x->n; i++) {
+        r[2 * i] = x->b[i];
+        r[2 * i + 1] = x->p[i];
+    }
+    qsort(r, (size_t)x->n, 16, cmp_pair);
+    for (int64_t i = 0; i < x->n; i++) {
+        x->b[i] = r[2 * i];
+        x->p[i] = r[2 * i + 1];
+    }
+    free(r);
+}
+
+/* 4 threads insert interleaved morsels of one build side into one table: every variant's probes find
+ * exactly the oracle's pairs (duplicates: chains appended from several threads at once; one key 20k
+ * times; nulls; composite keys), the row counts add up, and rows past the reservation are refused. */
+static void test_shared_build(void **state)
+{
+    (void)state;
+    static const fb_type ty[][3] = {{FB_TYPE_INT32}, {FB_TYPE_INT64}, {FB_TYPE_UINT32, FB_TYPE_INT64, FB_TYPE_INT32}};
+    enum { THREADS = 4 };
+    for (int v = 0; v < n_variants; v++) {
+        fb_ctx *ctx = variants[v];
+        for (int round = 0; round < 4; round++) {
+            int tk = round % 3, nk = tk == 2 ? 3 : 1;
+            int64_t nb = round == 3 ? 20000 : 3000 + (int64_t)(fbt_next(&rng) % 2000);
+            side b, p;
+            make_side(&b, ty[tk], nk, nb, round == 0 ? 40 : 400, round != 1);
+            make_side(&p, ty[tk], nk, round == 3 ? 60 : 2000, 400, round != 1);
+            if (round == 3)
+                for (int64_t i = 0; i < b.n; i++)
+                    set_key(&b, 0, i, -5); /* one key 20k times (single-column round 3) */
+            plant_matches(&p, &b);
+            int64_t *ids = malloc((size_t)(b.n + 1) * 8);
+            for (int64_t i = 0; i < b.n; i++)
+                ids[i] = i;
+            pairs want = {0}, got = {0};
+            oracle_pairs(&b, ids, &p, 0, 0, &want);
+            fb_hash_table *t;
+            assert_fb_ok(ctx, fb_hash_table_create(ctx, ty[tk], (size_t)nk, b.n, &t));
+            assert_fb_ok(ctx, fb_hash_table_reserve_shared(ctx, t, b.n));
+            pthread_t th[THREADS];
+            shared_job jobs[THREADS];
+            int64_t morsel = 1 + (int64_t)(fbt_next(&rng) % 300);
+            for (int k = 0; k < THREADS; k++) {
+                jobs[k] = (shared_job){ctx, t, &b, k, THREADS, morsel, FB_OK};
+                assert_int_equal(pthread_create(&th[k], NULL, shared_worker, &jobs[k]), 0);
+            }
+            for (int k = 0; k < THREADS; k++) {
+                assert_int_equal(pthread_join(th[k], NULL), 0);
+                assert_int_equal(jobs[k].st, FB_OK);
+            }
+            assert_int_equal(fb_hash_table_rows(t), b.n);
+            /* the reservation is used up */
+            fb_column one[4];
+            slice(&b, 0, 1, one);
+            if (b.n)
+                assert_fb_status(ctx, fb_hash_table_build_shared(ctx, t, one, (size_t)nk, 0), FB_ERR_CAPACITY);
+            probe_all(ctx, t, &p, FB_JOIN_INNER, 0, 777, &got);
+            sort_pairs(&want);
+            sort_pairs(&got);
+            check_pairs(&want, &got, "shared build", ctx);
+            fb_hash_table_destroy(t);
+            free(want.b);
+            free(want.p);
+            free(got.b);
+            free(got.p);
+            free(ids);
+            free_side(&b);
+            free_side(&p);
+        }
+    }
 }
 
 /* ---- SQL semantics spelled out, memory limit, bad input ------------------------------------------ */
@@ -1122,7 +1118,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_joins),  cmocka_unit_test(test_fixed_semantics),
-        cmocka_unit_test(test_heavy_duplicates), cmocka_unit_test(test_zipf),
+        cmocka_unit_test(test_heavy_duplicates), cmocka_unit_test(test_zipf), cmocka_unit_test(test_shared_build),
         cmocka_unit_test(test_radix_partition), cmocka_unit_test(test_partitioned_join),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_bad_input),

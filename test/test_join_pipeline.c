@@ -7,129 +7,19 @@
  * check that the time grows about linearly). Also: a caller's operator and sink after the join,
  * the join feeding an aggregation directly, radix partitions on the NUMA node of the worker that joins
  * them (synthetic two-node topology), and bad-input statuses. */
+/* extremes in 1/32 of the key values: enough duplicates, not a quadratic output */
+#define FBTJ_KEY_PICKS 64
 #include "fb_test.h"
+#include "fb_test_join.h"
 
 #include <math.h>
 #include <time.h>
-
-static uint64_t rng;
 
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* ---- data ---------------------------------------------------------------------------------------- */
-
-typedef struct side {
-    int nk;
-    int64_t n;
-    fb_column col[4];
-    void *data[4];
-    uint8_t *valid[4];
-    int32_t *pay; /* a payload column of n rows */
-} side;
-
-static int is64(fb_type t) { return t == FB_TYPE_INT64 || t == FB_TYPE_UINT64; }
-
-static int64_t key_at(const side *s, int c, int64_t i)
-{
-    const fb_column *k = &s->col[c];
-    int64_t r = k->offset + i;
-    switch (k->type) {
-    case FB_TYPE_INT64:
-    case FB_TYPE_UINT64: return ((const int64_t *)k->data)[r];
-    case FB_TYPE_UINT32: return (int64_t)((const uint32_t *)k->data)[r];
-    default: return ((const int32_t *)k->data)[r];
-    }
-}
-
-static int live_at(const side *s, int64_t i)
-{
-    for (int c = 0; c < s->nk; c++) {
-        const fb_column *k = &s->col[c];
-        if (k->validity) {
-            int64_t b = k->offset + i;
-            if (!((k->validity[b >> 3] >> (b & 7)) & 1))
-                return 0;
-        }
-    }
-    return 1;
-}
-
-/* A key value: a small pool (duplicates, negatives), the extremes, or any bits. */
-static uint64_t random_key(fb_type t, int64_t pool)
-{
-    uint64_t r = fbt_next(&rng), u = fbt_next(&rng);
-    int pick = (int)(r % 64); /* extremes in 1/32 of the rows: enough duplicates, not a quadratic output */
-    if (pick < 2) {
-        static const int64_t ext32[] = {INT32_MIN, INT32_MAX, 0, -1, (int64_t)UINT32_MAX};
-        static const int64_t ext64[] = {INT64_MIN, INT64_MAX, 0, -1, INT32_MIN, INT32_MAX};
-        return is64(t) ? (uint64_t)ext64[u % 6] : (uint64_t)ext32[u % 5];
-    }
-    if (pick < 56)
-        return (uint64_t)((int64_t)(u % (uint64_t)pool) - pool / 2);
-    return u;
-}
-
-static void set_key(side *s, int c, int64_t i, int64_t v)
-{
-    fb_column *k = &s->col[c];
-    if (is64(k->type))
-        ((int64_t *)s->data[c])[k->offset + i] = v;
-    else
-        ((uint32_t *)s->data[c])[k->offset + i] = (uint32_t)v;
-}
-
-static void make_side(side *s, const fb_type *types, int nk, int64_t n, int64_t pool, int nulls)
-{
-    memset(s, 0, sizeof *s);
-    s->nk = nk;
-    s->n = n;
-    for (int c = 0; c < nk; c++) {
-        int64_t off = (int64_t)(fbt_next(&rng) % 9);
-        size_t w = fb_type_width(types[c]);
-        s->data[c] = malloc((size_t)(n + off + 1) * w);
-        for (int64_t i = 0; i < n + off; i++) {
-            uint64_t v = random_key(types[c], pool);
-            if (w == 8)
-                ((uint64_t *)s->data[c])[i] = v;
-            else
-                ((uint32_t *)s->data[c])[i] = (uint32_t)v;
-        }
-        if (nulls && fbt_next(&rng) % 2)
-            s->valid[c] = fbt_random_validity(&rng, n + off);
-        s->col[c] = fb_column_make(types[c], s->data[c], n, s->valid[c]);
-        s->col[c].offset = off;
-    }
-    s->pay = malloc((size_t)(n + 1) * 4);
-    for (int64_t i = 0; i < n; i++)
-        s->pay[i] = (int32_t)(fbt_next(&rng) % 2000001) - 1000000;
-}
-
-/* Copies the keys of random build rows into about half of the probe rows. */
-static void plant_matches(side *probe, const side *build)
-{
-    if (build->n == 0)
-        return;
-    for (int64_t i = 0; i < probe->n; i++) {
-        if (fbt_next(&rng) % 2)
-            continue;
-        int64_t b = (int64_t)(fbt_next(&rng) % (uint64_t)build->n);
-        for (int c = 0; c < probe->nk; c++)
-            set_key(probe, c, i, key_at(build, c, b));
-    }
-}
-
-static void free_side(side *s)
-{
-    for (int c = 0; c < s->nk; c++) {
-        free(s->data[c]);
-        free(s->valid[c]);
-    }
-    free(s->pay);
 }
 
 /* ---- the reference: build rows sorted by key, each probe row's matches found by binary search ------ */
