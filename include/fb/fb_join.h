@@ -178,8 +178,10 @@ FB_API fb_status fb_radix_partition(fb_ctx *ctx, const uint64_t *hashes, int64_t
  * Two algorithms (fb_join_algorithm, forced with fb_options_set_join_algorithm() or chosen by the
  * build side's size against the L2 cache hwloc reports):
  * - non-partitioned: pipeline "join-build" (table source over the build keys → a sink inserting into
- *   one shared hash table (fb_hash_table_create()); the workers' morsels take turns on the table's lock,
- *   except in fb_join_run()'s tuple join, where every worker inserts at once with atomic exchanges) then
+ *   one shared hash table (fb_hash_table_create()), sized for the whole build side before the first
+ *   morsel; every worker inserts at once (compare-and-swap on the buckets and key chains; in
+ *   fb_join_run()'s tuple join, atomic exchanges), so the order of a key's duplicate build rows in its
+ *   chain depends on the workers' timing, never the set of matches) then
  *   "join-probe" (table source over the probe keys → the probe operator, read-only on the table and
  *   run by every worker at once → the downstream stages);
  * - radix: "join-partition-build" and "join-partition-probe" (both sides scattered by the low bits of
