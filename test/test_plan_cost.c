@@ -15,13 +15,13 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Under AddressSanitizer the host code runs 2-3x slower but PoCL's kernels (compiled by PoCL, without it)
+/* Under AddressSanitizer (or ThreadSanitizer, more so) the host code runs 2-3x slower but PoCL's kernels (compiled by PoCL, without it)
  * do not: "the device is slower than the CPU kernels" need not hold there, and auto may rightly pick it.
  * The auto tests then check that auto picks the smallest prediction. */
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define FBT_HOST_SLOWED 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define FBT_HOST_SLOWED 1
 #endif
 #endif
