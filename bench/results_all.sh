@@ -26,6 +26,6 @@ done
 SF=$(python3 -c "print(max(0.01, float('$SCALE')))")
 export FB_CALIBRATION="$R/calibration-$TAG.json"
 "$B/fbench" calibrate --threads "$THREADS" --out "$FB_CALIBRATION" | tee "$R/calibration-$TAG.txt"
-"$B/fbench" plan ssb --sf "$SF" --threads "$THREADS" --repeat 3 --placement cpu,auto,gpu --peer duckdb --predict \
+"$B/fbench" plan ssb --sf "$SF" --threads "$THREADS" --repeat 3 --placement cpu,gpu,hybrid,auto --peer duckdb --predict \
   --json "$R/ssb-sf$SF-$TAG.json" --plot "$R/ssb-sf$SF-$TAG.svg" | tee "$R/ssb-sf$SF-$TAG.txt"
 echo "results_all: done; see $R/*-$TAG.*" >&2
