@@ -413,9 +413,7 @@ fb_status fb_cl_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, con
                                  const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out, int64_t capacity,
                                  int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(fb_check_select_args(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, __func__));
-    FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
+    FB_FORWARD_IF_ERROR(fb_expr_check_select_cols(ctx, a, op, b, sel_in, n_in, sel_out, capacity, n_out, __func__));
     int64_t n = a->length;
     size_t per_row = 2 * fb_type_width(a->type) + 12 + 1;
     expr_chunks c;
@@ -577,14 +575,7 @@ done:
 fb_status fb_cl_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
                                  uint32_t *sel_out, int64_t capacity, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, a, "a", __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
-    FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
-    int64_t cand = sel_in ? n_in : a->length;
-    FB_RETURN_ERROR_IF(cand > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
-    FB_RETURN_ERROR_IF(capacity < cand, ctx, FB_ERR_CAPACITY, "sel_out holds %lld entries, there are %lld candidates",
-                       (long long)capacity, (long long)cand);
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_to_sel(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
     int64_t n = a->length;
     expr_chunks c;
     int bad = 0;

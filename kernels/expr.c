@@ -166,9 +166,7 @@ static int64_t small_key(const fb_column *c, int64_t i)
 fb_status fb_expr_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b, const uint32_t *sel_in,
                               int64_t n_in, uint32_t *sel_out, int64_t capacity, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(fb_check_select_args(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, __func__));
-    FB_RETURN_ERROR_IF((unsigned)op > FB_CMP_GE, ctx, FB_ERR_INVALID_ARG, "unknown comparison operator %d", (int)op);
+    FB_FORWARD_IF_ERROR(fb_expr_check_select_cols(ctx, a, op, b, sel_in, n_in, sel_out, capacity, n_out, __func__));
     const fb_expr_kernels *k = fb_expr_kernels_get(fb_ctx_isa(ctx));
     fb_key_kind kind = fb_type_key_kind(a->type);
     int64_t cnt;
@@ -411,14 +409,7 @@ fb_status fb_expr_not(fb_ctx *ctx, const fb_bool *a, fb_bool *out)
 fb_status fb_expr_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in, uint32_t *sel_out,
                               int64_t capacity, int64_t *n_out)
 {
-    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, a, "a", __func__));
-    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, __func__));
-    FB_RETURN_ERROR_IF(!n_out, ctx, FB_ERR_INVALID_ARG, "n_out must not be NULL");
-    int64_t cand = sel_in ? n_in : a->length;
-    FB_RETURN_ERROR_IF(cand > 0 && !sel_out, ctx, FB_ERR_INVALID_ARG, "sel_out must not be NULL");
-    FB_RETURN_ERROR_IF(capacity < cand, ctx, FB_ERR_CAPACITY, "sel_out holds %lld entries, there are %lld candidates",
-                       (long long)capacity, (long long)cand);
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_to_sel(ctx, a, sel_in, n_in, sel_out, capacity, n_out, __func__));
     int64_t cnt = 0, n = a->length;
     if (sel_in) {
         for (int64_t j = 0; j < n_in; j++) {
@@ -695,6 +686,37 @@ fb_status fb_expr_check_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *s
     FB_FORWARD_IF_ERROR(fb_check_column_out(ctx, out, out->type, n, in->validity || sel_in, where));
     if (n == 0 && sel_in && n_in > 0)
         return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds indices, the column has no rows");
+    return FB_OK;
+}
+
+/* The argument checks of fb_expr_select_cols() and its OpenCL twin. */
+fb_status fb_expr_check_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
+                                    const uint32_t *sel_in, int64_t n_in, const uint32_t *sel_out, int64_t capacity,
+                                    const int64_t *n_out, const char *where)
+{
+    FB_FORWARD_IF_ERROR(fb_check_select_args(ctx, a, sel_in, n_in, sel_out, capacity, n_out, where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_pair(ctx, a, b, where));
+    if ((unsigned)op > FB_CMP_GE)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "unknown comparison operator %d", (int)op);
+    return FB_OK;
+}
+
+/* The argument checks of fb_expr_bool_to_sel() and its OpenCL twin. */
+fb_status fb_expr_check_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
+                                    const uint32_t *sel_out, int64_t capacity, const int64_t *n_out,
+                                    const char *where)
+{
+    FB_FORWARD_IF_ERROR(fb_expr_check_ctx(ctx, where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_bool_in(ctx, a, "a", where));
+    FB_FORWARD_IF_ERROR(fb_expr_check_sel(ctx, sel_in, n_in, where));
+    if (!n_out)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "n_out must not be NULL");
+    int64_t cand = sel_in ? n_in : a->length;
+    if (cand > 0 && !sel_out)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "sel_out must not be NULL");
+    if (capacity < cand)
+        return fb_set_error(ctx, FB_ERR_CAPACITY, where, "sel_out holds %lld entries, there are %lld candidates",
+                            (long long)capacity, (long long)cand);
     return FB_OK;
 }
 

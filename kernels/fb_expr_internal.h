@@ -95,6 +95,12 @@ fb_status fb_expr_check_arith(fb_ctx *ctx, fb_arith op, const fb_column *a, cons
                               const uint32_t *sel_in, int64_t n_in, fb_column_out *out, const char *where);
 fb_status fb_expr_check_cast(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_in, int64_t n_in,
                              fb_column_out *out, const char *where);
+fb_status fb_expr_check_select_cols(fb_ctx *ctx, const fb_column *a, fb_cmp op, const fb_column *b,
+                                    const uint32_t *sel_in, int64_t n_in, const uint32_t *sel_out, int64_t capacity,
+                                    const int64_t *n_out, const char *where);
+fb_status fb_expr_check_bool_to_sel(fb_ctx *ctx, const fb_bool *a, const uint32_t *sel_in, int64_t n_in,
+                                    const uint32_t *sel_out, int64_t capacity, const int64_t *n_out,
+                                    const char *where);
 /* "+", "-" or "*" */
 const char *fb_expr_arith_name(fb_arith op);
 /* Text of one value of type t at p for an error message. */
