@@ -26,6 +26,7 @@
 
 #include "fb/fb_cl.h"
 #include "fb_cl_internal.h"
+#include "fb_test_cl_faults.h"
 
 /* ---- a counting allocator: the context's host memory must all come back ---------------------------- */
 
@@ -98,24 +99,6 @@ static uint64_t digest(uint64_t h, const void *p, size_t bytes)
 
 /* One call under test: with FB_OK it sets *check to a digest of its answer; it frees what it made. */
 typedef fb_status (*call_fn)(uint64_t *check);
-
-static const char *const kind_names[FB_CL_FAULT_KINDS] = {"buffer", "kernel", "read", "write"};
-
-/* The injected code for call k of a kind: allocation failures (FB_ERR_DEVICE_MEMORY) and other errors
- * (FB_ERR_OPENCL) by turns for buffers, one code each for the others. */
-static cl_int code_for(int kind, long k)
-{
-    switch (kind) {
-    case FB_CL_FAULT_BUFFER:
-        return k % 2 ? CL_OUT_OF_HOST_MEMORY : CL_MEM_OBJECT_ALLOCATION_FAILURE;
-    case FB_CL_FAULT_KERNEL:
-        return CL_OUT_OF_RESOURCES;
-    case FB_CL_FAULT_READ:
-        return CL_OUT_OF_HOST_MEMORY;
-    default:
-        return CL_INVALID_VALUE;
-    }
-}
 
 static long total_points, total_runs;
 

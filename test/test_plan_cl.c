@@ -28,6 +28,7 @@
 #include "fb/fb_cl.h"
 #include "fb/fb_plan.h"
 #include "fb_cl_internal.h"
+#include "fb_test_cl_faults.h"
 
 double fbench_now(void)
 {
@@ -378,22 +379,6 @@ static void test_explain(void **state)
 }
 
 /* ---- faults -------------------------------------------------------------------------------------------- */
-
-static const char *const kind_names[FB_CL_FAULT_KINDS] = {"buffer", "kernel", "read", "write"};
-
-static cl_int code_for(int kind, long k)
-{
-    switch (kind) {
-    case FB_CL_FAULT_BUFFER:
-        return k % 2 ? CL_OUT_OF_HOST_MEMORY : CL_MEM_OBJECT_ALLOCATION_FAILURE;
-    case FB_CL_FAULT_KERNEL:
-        return CL_OUT_OF_RESOURCES;
-    case FB_CL_FAULT_READ:
-        return CL_OUT_OF_HOST_MEMORY;
-    default:
-        return CL_INVALID_VALUE;
-    }
-}
 
 /* Sweeps every OpenCL call of one run of the fixed plan under `pl` (strided past 16). */
 static void sweep(fb_placement pl)
