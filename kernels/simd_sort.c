@@ -16,6 +16,17 @@
 
 #define FB_INLINE static inline __attribute__((always_inline))
 
+/* SN_UNROLL(n): the networks' loops fully unrolled, so their registers stay registers. Not in sanitizer
+ * builds (FB_SANITIZED, CMakeLists.txt): there ASan's stack instrumentation of the unrolled networks made
+ * this one file take 4-5 minutes to compile per ISA (4 s without), the longest step of CI; the code and
+ * its checks are the same, only slower. */
+#if defined(FB_SANITIZED)
+#define SN_UNROLL(n)
+#else
+#define SN_PRAGMA(x) _Pragma(#x)
+#define SN_UNROLL(n) SN_PRAGMA(GCC unroll n)
+#endif
+
 /* ---- sorting networks and merges of records (small runs) -------------------------------------------
  * Records compare as unsigned 64-bit integers; in registers they are held with the sign bit flipped so
  * that the signed min/max of the ISA order them. A run of n <= FB_RS_NET records is padded with
@@ -81,7 +92,7 @@ FB_INLINE void sn_step(sn_v *v, int R, int lk, int lj)
     int k = 1 << lk, j = 1 << lj;
     if (j >= SN_W) {
         int jr = j / SN_W;
-#pragma GCC unroll 16
+SN_UNROLL(16)
         for (int r = 0; r < R; r++) {
             if (r & jr)
                 continue;
@@ -92,11 +103,11 @@ FB_INLINE void sn_step(sn_v *v, int R, int lk, int lj)
         }
         return;
     }
-#pragma GCC unroll 16
+SN_UNROLL(16)
     for (int r = 0; r < R; r++) {
         sn_v p = sn_swap(v[r], j), mn = sn_min(v[r], p), mx = sn_max(v[r], p);
         unsigned m = 0;
-#pragma GCC unroll 8
+SN_UNROLL(8)
         for (int l = 0; l < SN_W; l++)
             m |= (unsigned)((((l & j) == 0) == (((r * SN_W + l) & k) == 0))) << l;
         v[r] = sn_blend(m, mn, mx);
@@ -108,7 +119,7 @@ FB_INLINE void sn_step(sn_v *v, int R, int lk, int lj)
 FB_INLINE void sn_merge_regs(sn_v *v, int R, int lr)
 {
     int ln = lr + SN_LW;
-#pragma GCC unroll 8
+SN_UNROLL(8)
     for (int lj = ln - 1; lj >= 0; lj--)
         sn_step(v, R, ln, lj);
 }
@@ -117,9 +128,9 @@ FB_INLINE void sn_merge_regs(sn_v *v, int R, int lr)
 FB_INLINE void sn_sort_regs(sn_v *v, int R, int lr)
 {
     int ln = lr + SN_LW;
-#pragma GCC unroll 8
+SN_UNROLL(8)
     for (int lk = 1; lk < ln; lk++)
-#pragma GCC unroll 8
+SN_UNROLL(8)
         for (int lj = lk - 1; lj >= 0; lj--)
             sn_step(v, R, lk, lj);
     sn_merge_regs(v, R, lr);
@@ -137,7 +148,7 @@ FB_INLINE void sn_run(const uint64_t *x, uint64_t *y, int64_t n, int R, int lr)
     sn_v v[64 / SN_W], ones = simde_mm512_set1_epi64(-1);
     sn_v iota = simde_mm512_load_si512(sn_rev_idx + 8);
     int64_t full = n / SN_W, c = n - full * SN_W;
-#pragma GCC unroll 16
+SN_UNROLL(16)
     for (int r = 0; r < R; r++) {
         if (r < full) {
             v[r] = sn_load(x + r * SN_W);
@@ -150,7 +161,7 @@ FB_INLINE void sn_run(const uint64_t *x, uint64_t *y, int64_t n, int R, int lr)
         }
     }
     sn_sort_regs(v, R, lr);
-#pragma GCC unroll 16
+SN_UNROLL(16)
     for (int r = 0; r < R; r++) {
         if (r < full) {
             sn_store(y + r * SN_W, v[r]);
@@ -167,15 +178,15 @@ FB_INLINE void sn_run(const uint64_t *x, uint64_t *y, int64_t n, int R, int lr)
     sn_v v[64 / SN_W];
     uint64_t t[64] __attribute__((aligned(64)));
     int64_t full = n / SN_W;
-#pragma GCC unroll 16
+SN_UNROLL(16)
     for (int r = 0; r < R; r++)
         sn_store(t + r * SN_W, simde_mm256_set1_epi64x(-1));
     memcpy(t + full * SN_W, x + full * SN_W, (size_t)(n - full * SN_W) * 8);
-#pragma GCC unroll 16
+SN_UNROLL(16)
     for (int r = 0; r < R; r++)
         v[r] = sn_flip(r < full ? sn_load(x + r * SN_W) : sn_load(t + r * SN_W));
     sn_sort_regs(v, R, lr);
-#pragma GCC unroll 16
+SN_UNROLL(16)
     for (int r = 0; r < R; r++) {
         if (r < full)
             sn_store(y + r * SN_W, sn_flip(v[r]));
@@ -239,7 +250,7 @@ static void rs_net_sort(const uint64_t *x, uint64_t *y, int64_t n, int lo)
 FB_INLINE void sn_block(const uint64_t *p, int64_t n, int64_t i, sn_v *v)
 {
     if (i + SN_M <= n) {
-#pragma GCC unroll 4
+SN_UNROLL(4)
         for (int r = 0; r < SN_MR; r++)
             v[r] = sn_flip(sn_load(p + i + r * SN_W));
         return;
@@ -247,7 +258,7 @@ FB_INLINE void sn_block(const uint64_t *p, int64_t n, int64_t i, sn_v *v)
     uint64_t t[SN_M];
     for (int64_t k = 0; k < SN_M; k++)
         t[k] = i + k < n ? p[i + k] : ~0ull;
-#pragma GCC unroll 4
+SN_UNROLL(4)
     for (int r = 0; r < SN_MR; r++)
         v[r] = sn_flip(sn_load(t + r * SN_W));
 }
@@ -256,13 +267,13 @@ FB_INLINE void sn_block(const uint64_t *p, int64_t n, int64_t i, sn_v *v)
 FB_INLINE void sn_merge2(sn_v *v, sn_v *w)
 {
     sn_v u[2 * SN_MR];
-#pragma GCC unroll 4
+SN_UNROLL(4)
     for (int r = 0; r < SN_MR; r++) {
         u[r] = v[r];
         u[2 * SN_MR - 1 - r] = w[r]; /* register order reversed; lanes reversed below */
     }
     /* reverse the lanes of the second half so that it descends: a bitonic sequence */
-#pragma GCC unroll 4
+SN_UNROLL(4)
     for (int r = SN_MR; r < 2 * SN_MR; r++) {
 #if SN_W == 8
         u[r] = simde_mm512_permutexvar_epi64(simde_mm512_load_si512(sn_rev_idx), u[r]);
@@ -271,7 +282,7 @@ FB_INLINE void sn_merge2(sn_v *v, sn_v *w)
 #endif
     }
     sn_merge_regs(u, 2 * SN_MR, SN_LMR + 1);
-#pragma GCC unroll 4
+SN_UNROLL(4)
     for (int r = 0; r < SN_MR; r++) {
         v[r] = u[r];
         w[r] = u[SN_MR + r];
@@ -294,7 +305,7 @@ static void rs_net_merge(const uint64_t *a, int64_t na, const uint64_t *b, int64
     for (;;) {
         sn_merge2(v, w);
         if (o + SN_M <= n) {
-#pragma GCC unroll 4
+SN_UNROLL(4)
             for (int r = 0; r < SN_MR; r++)
                 sn_store(out + o + r * SN_W, sn_flip(v[r]));
         } else {
