@@ -581,6 +581,22 @@ static fb_status rs_task_encode(void *arg, int64_t m, int w)
     return FB_OK;
 }
 
+/* The per-morsel digit counts hist[m][d] (m < morsels, d < nd) become each morsel's first output position
+ * for digit d, and bstart[d] digit d's first position (bstart[nd] = the total). */
+static void hist_to_starts(uint32_t *hist, int64_t morsels, uint64_t nd, int64_t *bstart)
+{
+    int64_t pos = 0;
+    for (uint64_t d = 0; d < nd; d++) {
+        bstart[d] = pos;
+        for (int64_t m = 0; m < morsels; m++) {
+            uint32_t c = hist[(size_t)m * nd + d];
+            hist[(size_t)m * nd + d] = (uint32_t)pos;
+            pos += c;
+        }
+    }
+    bstart[nd] = pos;
+}
+
 /* Phases: the key range (records encoded chunk by chunk into a worker's buffer, as in every phase
  * that reads the input, so that no array of records is written before the partition); histograms of
  * the top digit per morsel; the stable scatter into b; per bucket the cache-resident MSD sort and the
@@ -660,17 +676,7 @@ static fb_status rs_sort(fb_ctx *ctx, const fb_rs_spec *spec, int64_t n, const f
             st = run->run(run->self, ctx, j.morsels, rs_task_hist, &j, NULL);
         if (st != FB_OK)
             goto done;
-        /* hist[m][d] becomes morsel m's first position for digit d */
-        int64_t pos = 0;
-        for (uint64_t d = 0; d < nd; d++) {
-            j.bstart[d] = pos;
-            for (int64_t m = 0; m < j.morsels; m++) {
-                uint32_t c = j.hist[(size_t)m * nd + d];
-                j.hist[(size_t)m * nd + d] = (uint32_t)pos;
-                pos += c;
-            }
-        }
-        j.bstart[nd] = pos;
+        hist_to_starts(j.hist, j.morsels, nd, j.bstart);
     }
     int64_t biggest = 0;
     for (uint64_t d = 0; d < nd; d++)
@@ -894,16 +900,7 @@ static fb_status sort_all(fb_ctx *ctx, const fb_sort_key *keys, size_t n_keys, i
         st = run->run(run->self, ctx, j.morsels, gen_task_hist, &j, NULL);
         if (st != FB_OK)
             goto done;
-        int64_t pos = 0;
-        for (uint64_t d = 0; d < nd; d++) {
-            j.bstart[d] = pos;
-            for (int64_t m = 0; m < j.morsels; m++) {
-                uint32_t c = j.hist[(size_t)m * nd + d];
-                j.hist[(size_t)m * nd + d] = (uint32_t)pos;
-                pos += c;
-            }
-        }
-        j.bstart[nd] = pos;
+        hist_to_starts(j.hist, j.morsels, nd, j.bstart);
         st = run->run(run->self, ctx, j.morsels, gen_task_scatter, &j, NULL);
     }
     if (st == FB_OK)
