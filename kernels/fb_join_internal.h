@@ -55,6 +55,7 @@ typedef struct fb_jr_table {
 /* log2 of the tuples a bucket of a partition's table holds on average (fb_jr_log2_buckets). */
 #define FB_JR_LOAD_SPARSE (-1)
 #define FB_JR_LOAD_WIDE 1
+#define FB_JR_LOAD_ONE 0 /* about 1 (the AVX-512 probe: 4 tuples a bucket compared at once) */
 
 /* Zero entries of a table's tup past its tuples. */
 #define FB_JR_TUP_PAD 8
@@ -101,7 +102,7 @@ typedef struct fb_join_kernels {
     void (*jr_probe_sum)(const struct fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *count,
                          __int128 *sum);
 
-    /* The table load jr_probe_sum is made for: FB_JR_LOAD_SPARSE or FB_JR_LOAD_WIDE. */
+    /* The table load jr_probe_sum is made for: FB_JR_LOAD_SPARSE, FB_JR_LOAD_ONE or FB_JR_LOAD_WIDE. */
     int jr_load;
 } fb_join_kernels;
 
@@ -160,7 +161,7 @@ fb_status fb_hash_table_build_shared(fb_ctx *ctx, struct fb_hash_table *t, const
 
 /* log2 of the bucket count for a partition of n build tuples: at least 2 buckets, at most 2^(32 - bits),
  * and where the hash has the bits, at most 2^load tuples a bucket on average (load FB_JR_LOAD_SPARSE:
- * at least 2n buckets; FB_JR_LOAD_WIDE: at least n/2). */
+ * at least 2n buckets; FB_JR_LOAD_ONE: at least n; FB_JR_LOAD_WIDE: at least n/2). */
 int fb_jr_log2_buckets(int64_t n, int bits, int load);
 
 /* Builds a partition's table from nseg segments of build tuples (n in all, n < 2^32) into caller
