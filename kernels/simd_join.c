@@ -245,6 +245,7 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m128i sl = _mm_cvtsi32_si128(bits), sr = _mm_cvtsi32_si128(32 - lb);
     const __m256i low4 = _mm256_set1_epi64x(0xFFFFFFFF), ones4 = _mm256_set1_epi64x(1);
+    const __m256i slot = _mm256_setr_epi64x(0, 1, 2, 3);
     __m256i acc_b = _mm256_setzero_si256(), acc_p = _mm256_setzero_si256(), acc_n = _mm256_setzero_si256();
     __int128 wide = 0;
     int64_t extra_n = 0;
@@ -266,20 +267,26 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
         _mm512_store_si512((void *)(key + 8), _mm512_and_si512(x1, low));
         _mm512_store_si512((void *)pv, _mm512_srai_epi64(x0, 32));
         _mm512_store_si512((void *)(pv + 8), _mm512_srai_epi64(x1, 32));
-        unsigned lg = 0;
+        uint32_t most = 0;
         for (int l = 0; l < m; l++) {
             uint64_t pe;
             memcpy(&pe, off + bk[l], 8);
             uint32_t p = (uint32_t)pe, len = (uint32_t)(pe >> 32) - p;
-            lg |= (unsigned)(len > 4) << l;
-            /* the bucket's places only; bzhi takes the low 8 bits of its index, so at most 4 */
+            most = len > most ? len : most;
+            /* the bucket's places: slot j < len (every slot of a bucket longer than 4) */
+            __mmask8 in = _mm256_cmpgt_epu64_mask(_mm256_set1_epi64x(len), slot);
             __m256i line = _mm256_loadu_si256((const void *)(tup + p));
-            __mmask8 h = _mm256_mask_cmpeq_epi64_mask((__mmask8)_bzhi_u32(0xFu, len < 4 ? len : 4),
-                                                      _mm256_and_si256(line, low4),
-                                                      _mm256_set1_epi64x((int64_t)key[l]));
+            __mmask8 h = _mm256_mask_cmpeq_epi64_mask(in, _mm256_and_si256(line, low4), _mm256_set1_epi64x((int64_t)key[l]));
             acc_n = _mm256_mask_add_epi64(acc_n, h, acc_n, ones4);
             acc_b = _mm256_mask_add_epi64(acc_b, h, acc_b, _mm256_srai_epi64(line, 32));
             acc_p = _mm256_mask_add_epi64(acc_p, h, acc_p, _mm256_set1_epi64x((int64_t)pv[l]));
+        }
+        unsigned lg = 0;
+        if (__builtin_expect(most > 4, 0)) {
+            for (int l = 0; l < m; l++) {
+                uint32_t b = bk[l];
+                lg |= (unsigned)(off[b + 1] - off[b] > 4) << l;
+            }
         }
         if (__builtin_expect(lg != 0, 0)) {
             while (lg) {
