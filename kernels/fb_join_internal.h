@@ -46,11 +46,18 @@ static inline uint32_t fb_jr_hash(uint32_t key) { return key * FB_JR_HASH_MUL; }
  * bucket's first 8 tuples at once (smaller off, in the L1 for cache-sized partitions). tup has
  * FB_JR_TUP_PAD readable (zero) entries past its n. */
 typedef struct fb_jr_table {
-    const uint32_t *off; /* nb + 1 entries, nb = 2^lb */
+    const uint32_t *off; /* nb + 1 entries, nb = 2^lb; NULL when off16 holds them */
     const uint64_t *tup; /* n + 2 */
     int bits; /* partition bits above the bucket bits */
     int lb;   /* 1 .. 32 - bits */
+    /* The same bounds as 16-bit entries (fb_jr_build16, tables of at most FB_JR_OFF16_MAX tuples), for
+     * the probes that read them (fb_join_kernels.jr_off16): half the bytes, so that a 16K-tuple
+     * partition's bounds stay in a 32 KiB L1. NULL otherwise. */
+    const uint16_t *off16;
 } fb_jr_table;
+
+/* The most tuples a table with 16-bit bounds holds (its last bound and its padding below 2^16). */
+#define FB_JR_OFF16_MAX (65535 - 2 * FB_JR_TUP_PAD)
 
 /* log2 of the tuples a bucket of a partition's table holds on average (fb_jr_log2_buckets). */
 #define FB_JR_LOAD_SPARSE (-1)
@@ -104,6 +111,9 @@ typedef struct fb_join_kernels {
 
     /* The table load jr_probe_sum is made for: FB_JR_LOAD_SPARSE, FB_JR_LOAD_ONE or FB_JR_LOAD_WIDE. */
     int jr_load;
+
+    /* 1 when jr_probe_sum also reads tables with 16-bit bounds (fb_jr_table.off16), 0 when it reads off only. */
+    int jr_off16;
 } fb_join_kernels;
 
 /* The variant of the context's ISA (join.c). */
@@ -168,6 +178,11 @@ int fb_jr_log2_buckets(int64_t n, int bits, int load);
  * memory: off (2^lb + 2 entries), tup (n + FB_JR_TUP_PAD). t->off points into off. */
 void fb_jr_build(fb_jr_table *t, const uint64_t *const *seg, const int64_t *seg_n, int nseg, int bits, int lb,
                  uint32_t *off, uint64_t *tup);
+
+/* fb_jr_build() writing 16-bit bounds to off16 (2^lb + 2 entries; t->off16 points into it, t->off is
+ * NULL) for n ≤ FB_JR_OFF16_MAX tuples in all. */
+void fb_jr_build16(fb_jr_table *t, const uint64_t *const *seg, const int64_t *seg_n, int nseg, int bits, int lb,
+                   uint16_t *off16, uint64_t *tup);
 
 /* Resumable inner join of probe tuples writing (build payload, probe payload) pairs: continues at
  * probe tuple *i, inside its bucket at build position *j - 1 (*j 0 = from the bucket's start); writes

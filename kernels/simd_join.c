@@ -233,10 +233,25 @@ static int jr_scatter(const uint32_t *keys, const uint32_t *pay, uint32_t pay_ba
  * Exact sums: a lane adds at most one value (< 2^32 in magnitude) a tuple to each accumulator; the
  * lanes go to the 128-bit total every 2^24 tuples, and a long bucket's scalar rest at once. */
 #define FB_JR_PB 16
-static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *count,
-                                __int128 *sum)
+/* bucket b's bounds: off[b], off[b + 1] (narrow: off16's) */
+FB_JINLINE void jr_bounds(const fb_jr_table *t, int narrow, uint32_t b, uint32_t *p, uint32_t *len)
 {
-    const uint32_t *off = t->off;
+    if (narrow) {
+        uint32_t pe;
+        memcpy(&pe, t->off16 + b, 4);
+        *p = pe & 0xFFFF;
+        *len = (pe >> 16) - *p;
+    } else {
+        uint64_t pe;
+        memcpy(&pe, t->off + b, 8);
+        *p = (uint32_t)pe;
+        *len = (uint32_t)(pe >> 32) - *p;
+    }
+}
+
+FB_JINLINE void jr_probe_sum_avx512_impl(const fb_jr_table *t, int narrow, const uint64_t *tuples, int64_t n,
+                                         int64_t *count, __int128 *sum)
+{
     const uint64_t *tup = t->tup;
     int bits = t->bits, lb = t->lb;
     const __m512i low = _mm512_set1_epi64(0xFFFFFFFF);
@@ -269,9 +284,8 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
         _mm512_store_si512((void *)(pv + 8), _mm512_srai_epi64(x1, 32));
         uint32_t most = 0;
         for (int l = 0; l < m; l++) {
-            uint64_t pe;
-            memcpy(&pe, off + bk[l], 8);
-            uint32_t p = (uint32_t)pe, len = (uint32_t)(pe >> 32) - p;
+            uint32_t p, len;
+            jr_bounds(t, narrow, bk[l], &p, &len);
             most = len > most ? len : most;
             /* the bucket's places: slot j < len (every slot of a bucket longer than 4) */
             __mmask8 in = _mm256_cmpgt_epu64_mask(_mm256_set1_epi64x(len), slot);
@@ -284,8 +298,9 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
         unsigned lg = 0;
         if (__builtin_expect(most > 4, 0)) {
             for (int l = 0; l < m; l++) {
-                uint32_t b = bk[l];
-                lg |= (unsigned)(off[b + 1] - off[b] > 4) << l;
+                uint32_t p, len;
+                jr_bounds(t, narrow, bk[l], &p, &len);
+                lg |= (unsigned)(len > 4) << l;
             }
         }
         if (__builtin_expect(lg != 0, 0)) {
@@ -293,9 +308,10 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
                 int l = __builtin_ctz(lg);
                 lg &= lg - 1;
                 uint32_t k = (uint32_t)key[l];
-                uint32_t b = fb_jr_bucket(fb_jr_hash(k), bits, lb), e = off[b + 1];
+                uint32_t p, len;
+                jr_bounds(t, narrow, bk[l], &p, &len);
                 int64_t s2 = 0;
-                for (uint32_t q = off[b] + 4; q < e; q++) {
+                for (uint32_t q = p + 4; q < p + len; q++) {
                     int64_t hq = (uint32_t)tup[q] == k;
                     extra_n += hq;
                     s2 += -hq & ((int64_t)(int32_t)(uint32_t)(tup[q] >> 32) + (int64_t)pv[l]);
@@ -324,6 +340,15 @@ static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, in
     }
     *count += extra_n;
     *sum += wide;
+}
+
+static void jr_probe_sum_avx512(const fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *count,
+                                __int128 *sum)
+{
+    if (t->off16)
+        jr_probe_sum_avx512_impl(t, 1, tuples, n, count, sum);
+    else
+        jr_probe_sum_avx512_impl(t, 0, tuples, n, count, sum);
 }
 #endif
 
@@ -381,6 +406,7 @@ const fb_join_kernels fb_join_kernels_base = {
 #if FB_JW512 && defined(FB_COMPAT_NATIVE_AVX512)
     .jr_probe_sum = jr_probe_sum_avx512,
     .jr_load = FB_JR_LOAD_ONE,
+    .jr_off16 = 1,
 #else
     .jr_probe_sum = jr_probe_sum,
     .jr_load = FB_JR_LOAD_SPARSE,

@@ -1197,7 +1197,10 @@ static void test_jr_kernels(void **state)
                 const uint64_t *seg[2] = {build, build + nb / 3};
                 int64_t seg_n[2] = {nb / 3, nb - nb / 3};
                 fb_jr_table t;
-                fb_jr_build(&t, seg, seg_n, 2, bits, lb, off, tup);
+                if (jk->jr_off16 && nb <= FB_JR_OFF16_MAX)
+                    fb_jr_build16(&t, seg, seg_n, 2, bits, lb, (uint16_t *)off, tup);
+                else
+                    fb_jr_build(&t, seg, seg_n, 2, bits, lb, off, tup);
                 /* the probe in pieces of odd lengths (block tails), summed */
                 int64_t got_n = 0;
                 __int128 got_s = 0;
