@@ -33,11 +33,16 @@ static inline __attribute__((always_inline)) void jr_build(fb_jr_table *t, const
                 off16[b]++;
         }
     }
+    /* prefix sums with the running total in a register (not re-read from the entry just stored) */
+    uint32_t run = 0;
     for (uint32_t b = 2; b <= nb + 1; b++) {
-        if (!narrow)
-            off32[b] += off32[b - 1];
-        else
-            off16[b] = (uint16_t)(off16[b] + off16[b - 1]);
+        if (!narrow) {
+            run += off32[b];
+            off32[b] = run;
+        } else {
+            run += off16[b];
+            off16[b] = (uint16_t)run;
+        }
     }
     /* off[b + 1] is now bucket b's start; used as its cursor it ends as bucket b + 1's start */
     for (int s = 0; s < nseg; s++) {
