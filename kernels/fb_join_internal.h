@@ -42,9 +42,10 @@ static inline uint32_t fb_jr_hash(uint32_t key) { return key * FB_JR_HASH_MUL; }
  * matches (plus the rare other key of the bucket), never a chain. The bucket count depends on the
  * probe (fb_join_kernels.jr_load): at most 1/2 tuple a bucket (FB_JR_LOAD_SPARSE), a probe of a key
  * rarely meets more than one other tuple, so the scalar probes check two places without branching and
- * loop only for longer buckets; about 2 tuples a bucket (FB_JR_LOAD_WIDE) for probes that compare a
- * bucket's first 8 tuples at once (smaller off, in the L1 for cache-sized partitions). tup has
- * FB_JR_TUP_PAD readable (zero) entries past its n. */
+ * loop only for longer buckets; about 1 tuple a bucket (FB_JR_LOAD_ONE) for the AVX-512 probe, which
+ * compares a bucket's first 4 tuples with one 32-byte load; about 2 (FB_JR_LOAD_WIDE) for a probe that
+ * would compare 8 at once (a 64-byte load, which at random offsets mostly spans two cache lines). tup
+ * has FB_JR_TUP_PAD readable (zero) entries past its n. */
 typedef struct fb_jr_table {
     const uint32_t *off; /* nb + 1 entries, nb = 2^lb; NULL when off16 holds them */
     const uint64_t *tup; /* n + 2 */
