@@ -42,19 +42,28 @@ static inline uint32_t fb_jr_hash(uint32_t key) { return key * FB_JR_HASH_MUL; }
  * matches (plus the rare other key of the bucket), never a chain. The bucket count depends on the
  * probe (fb_join_kernels.jr_load): at most 1/2 tuple a bucket (FB_JR_LOAD_SPARSE), a probe of a key
  * rarely meets more than one other tuple, so the scalar probes check two places without branching and
- * loop only for longer buckets; about 2 tuples a bucket (FB_JR_LOAD_WIDE) for probes that compare a
- * bucket's first 8 tuples at once (smaller off, in the L1 for cache-sized partitions). tup has
- * FB_JR_TUP_PAD readable (zero) entries past its n. */
+ * loop only for longer buckets; about 1 tuple a bucket (FB_JR_LOAD_ONE) for the AVX-512 probe, which
+ * compares a bucket's first 4 tuples with one 32-byte load; about 2 (FB_JR_LOAD_WIDE) for a probe that
+ * would compare 8 at once (a 64-byte load, which at random offsets mostly spans two cache lines). tup
+ * has FB_JR_TUP_PAD readable (zero) entries past its n. */
 typedef struct fb_jr_table {
-    const uint32_t *off; /* nb + 1 entries, nb = 2^lb */
+    const uint32_t *off; /* nb + 1 entries, nb = 2^lb; NULL when off16 holds them */
     const uint64_t *tup; /* n + 2 */
     int bits; /* partition bits above the bucket bits */
     int lb;   /* 1 .. 32 - bits */
+    /* The same bounds as 16-bit entries (fb_jr_build16, tables of at most FB_JR_OFF16_MAX tuples), for
+     * the probes that read them (fb_join_kernels.jr_off16): half the bytes, so that a 16K-tuple
+     * partition's bounds stay in a 32 KiB L1. NULL otherwise. */
+    const uint16_t *off16;
 } fb_jr_table;
+
+/* The most tuples a table with 16-bit bounds holds (its last bound and its padding below 2^16). */
+#define FB_JR_OFF16_MAX (65535 - 2 * FB_JR_TUP_PAD)
 
 /* log2 of the tuples a bucket of a partition's table holds on average (fb_jr_log2_buckets). */
 #define FB_JR_LOAD_SPARSE (-1)
 #define FB_JR_LOAD_WIDE 1
+#define FB_JR_LOAD_ONE 0 /* about 1 (the AVX-512 probe: 4 tuples a bucket compared at once) */
 
 /* Zero entries of a table's tup past its tuples. */
 #define FB_JR_TUP_PAD 8
@@ -101,8 +110,11 @@ typedef struct fb_join_kernels {
     void (*jr_probe_sum)(const struct fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *count,
                          __int128 *sum);
 
-    /* The table load jr_probe_sum is made for: FB_JR_LOAD_SPARSE or FB_JR_LOAD_WIDE. */
+    /* The table load jr_probe_sum is made for: FB_JR_LOAD_SPARSE, FB_JR_LOAD_ONE or FB_JR_LOAD_WIDE. */
     int jr_load;
+
+    /* 1 when jr_probe_sum also reads tables with 16-bit bounds (fb_jr_table.off16), 0 when it reads off only. */
+    int jr_off16;
 } fb_join_kernels;
 
 /* The variant of the context's ISA (join.c). */
@@ -160,13 +172,18 @@ fb_status fb_hash_table_build_shared(fb_ctx *ctx, struct fb_hash_table *t, const
 
 /* log2 of the bucket count for a partition of n build tuples: at least 2 buckets, at most 2^(32 - bits),
  * and where the hash has the bits, at most 2^load tuples a bucket on average (load FB_JR_LOAD_SPARSE:
- * at least 2n buckets; FB_JR_LOAD_WIDE: at least n/2). */
+ * at least 2n buckets; FB_JR_LOAD_ONE: at least n; FB_JR_LOAD_WIDE: at least n/2). */
 int fb_jr_log2_buckets(int64_t n, int bits, int load);
 
 /* Builds a partition's table from nseg segments of build tuples (n in all, n < 2^32) into caller
  * memory: off (2^lb + 2 entries), tup (n + FB_JR_TUP_PAD). t->off points into off. */
 void fb_jr_build(fb_jr_table *t, const uint64_t *const *seg, const int64_t *seg_n, int nseg, int bits, int lb,
                  uint32_t *off, uint64_t *tup);
+
+/* fb_jr_build() writing 16-bit bounds to off16 (2^lb + 2 entries; t->off16 points into it, t->off is
+ * NULL) for n ≤ FB_JR_OFF16_MAX tuples in all. */
+void fb_jr_build16(fb_jr_table *t, const uint64_t *const *seg, const int64_t *seg_n, int nseg, int bits, int lb,
+                   uint16_t *off16, uint64_t *tup);
 
 /* Resumable inner join of probe tuples writing (build payload, probe payload) pairs: continues at
  * probe tuple *i, inside its bucket at build position *j - 1 (*j 0 = from the bucket's start); writes

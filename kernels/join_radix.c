@@ -14,31 +14,66 @@ int fb_jr_log2_buckets(int64_t n, int bits, int load)
     return lb;
 }
 
-void fb_jr_build(fb_jr_table *t, const uint64_t *const *seg, const int64_t *seg_n, int nseg, int bits, int lb,
-                 uint32_t *off, uint64_t *tup)
+/* The counting sort of fb_jr_build/fb_jr_build16: bounds of 16 bits (narrow) or 32 bits in off. */
+static inline __attribute__((always_inline)) void jr_build(fb_jr_table *t, const uint64_t *const *seg,
+                                                           const int64_t *seg_n, int nseg, int bits, int lb,
+                                                           int narrow, void *off, uint64_t *tup)
 {
     uint32_t nb = (uint32_t)1 << lb;
-    memset(off, 0, ((size_t)nb + 2) * sizeof *off);
+    uint32_t *off32 = off;
+    uint16_t *off16 = off;
+    memset(off, 0, ((size_t)nb + 2) * (narrow ? 2 : 4));
     for (int s = 0; s < nseg; s++) {
         const uint64_t *tp = seg[s];
-        for (int64_t i = 0; i < seg_n[s]; i++)
-            off[fb_jr_bucket(fb_jr_hash((uint32_t)tp[i]), bits, lb) + 2]++;
+        for (int64_t i = 0; i < seg_n[s]; i++) {
+            uint32_t b = fb_jr_bucket(fb_jr_hash((uint32_t)tp[i]), bits, lb) + 2;
+            if (!narrow)
+                off32[b]++;
+            else
+                off16[b]++;
+        }
     }
-    for (uint32_t b = 2; b <= nb + 1; b++)
-        off[b] += off[b - 1];
+    /* prefix sums with the running total in a register (not re-read from the entry just stored) */
+    uint32_t run = 0;
+    for (uint32_t b = 2; b <= nb + 1; b++) {
+        if (!narrow) {
+            run += off32[b];
+            off32[b] = run;
+        } else {
+            run += off16[b];
+            off16[b] = (uint16_t)run;
+        }
+    }
     /* off[b + 1] is now bucket b's start; used as its cursor it ends as bucket b + 1's start */
     for (int s = 0; s < nseg; s++) {
         const uint64_t *tp = seg[s];
         for (int64_t i = 0; i < seg_n[s]; i++) {
             uint64_t x = tp[i];
-            tup[off[fb_jr_bucket(fb_jr_hash((uint32_t)x), bits, lb) + 1]++] = x;
+            uint32_t b = fb_jr_bucket(fb_jr_hash((uint32_t)x), bits, lb) + 1;
+            if (!narrow)
+                tup[off32[b]++] = x;
+            else
+                tup[off16[b]++] = x;
         }
     }
-    memset(tup + off[nb], 0, FB_JR_TUP_PAD * sizeof *tup);
-    t->off = off;
+    memset(tup + (narrow ? off16[nb] : off32[nb]), 0, FB_JR_TUP_PAD * sizeof *tup);
+    t->off = narrow ? NULL : off32;
+    t->off16 = narrow ? off16 : NULL;
     t->tup = tup;
     t->bits = bits;
     t->lb = lb;
+}
+
+void fb_jr_build(fb_jr_table *t, const uint64_t *const *seg, const int64_t *seg_n, int nseg, int bits, int lb,
+                 uint32_t *off, uint64_t *tup)
+{
+    jr_build(t, seg, seg_n, nseg, bits, lb, 0, off, tup);
+}
+
+void fb_jr_build16(fb_jr_table *t, const uint64_t *const *seg, const int64_t *seg_n, int nseg, int bits, int lb,
+                   uint16_t *off16, uint64_t *tup)
+{
+    jr_build(t, seg, seg_n, nseg, bits, lb, 1, off16, tup);
 }
 
 int64_t fb_jr_probe_pairs(const fb_jr_table *t, const uint64_t *tuples, int64_t n, int64_t *i, uint32_t *j,

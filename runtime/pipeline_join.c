@@ -691,7 +691,11 @@ static fb_status join_partition(fb_jstate *js, fb_jlocal_out *l, int64_t p)
         l->cap_n = nc;
     }
     fb_jr_table t;
-    fb_jr_build(&t, l->seg, l->seg_n, (int)nseg, js->bits, lb, l->off, l->tup);
+    /* 16-bit bounds (in the room of the 32-bit ones) where the probe reads them: half the cache */
+    if (!js->pairs && jk->jr_off16 && n <= FB_JR_OFF16_MAX)
+        fb_jr_build16(&t, l->seg, l->seg_n, (int)nseg, js->bits, lb, (uint16_t *)l->off, l->tup);
+    else
+        fb_jr_build(&t, l->seg, l->seg_n, (int)nseg, js->bits, lb, l->off, l->tup);
     for (int w = 0; w < ps->workers; w++) {
         for (fb_jchunk *c = ps->heads[w][p]; c; c = c->next) {
             if (!js->pairs) {

@@ -1114,6 +1114,115 @@ static void test_pipeline_bad_input(void **state)
     fb_ctx_destroy(small);
 }
 
+/* ---- the tuple join's partition kernels, every variant, against a scalar reference ------------------ */
+
+/* Reference of jr_probe_sum: for every probe tuple, the build tuples with its key, by sort and search. */
+static int cmp_u64_key(const void *a, const void *b)
+{
+    uint32_t x = (uint32_t)*(const uint64_t *)a, y = (uint32_t)*(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void jr_reference(const uint64_t *build, int64_t nb, const uint64_t *probe, int64_t np, int64_t *count,
+                         __int128 *sum)
+{
+    uint64_t *s = malloc((size_t)(nb ? nb : 1) * 8);
+    assert_non_null(s);
+    memcpy(s, build, (size_t)nb * 8);
+    qsort(s, (size_t)nb, 8, cmp_u64_key);
+    *count = 0;
+    *sum = 0;
+    for (int64_t i = 0; i < np; i++) {
+        uint32_t k = (uint32_t)probe[i];
+        int64_t lo = 0, hi = nb;
+        while (lo < hi) {
+            int64_t mid = (lo + hi) / 2;
+            if ((uint32_t)s[mid] < k)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (int64_t j = lo; j < nb && (uint32_t)s[j] == k; j++) {
+            ++*count;
+            *sum += (int64_t)(int32_t)(uint32_t)(s[j] >> 32) + (int64_t)(int32_t)(uint32_t)(probe[i] >> 32);
+        }
+    }
+    free(s);
+}
+
+/* A tuple: key from a small pool (duplicates), a random one, or an extreme; payload random or extreme. */
+static uint64_t jr_tuple(uint64_t *r, const uint32_t *pool, int npool)
+{
+    static const uint32_t extreme[] = {0u, 1u, 0x7FFFFFFFu, 0x80000000u, 0xFFFFFFFFu};
+    uint64_t x = fbt_next(r);
+    uint32_t k;
+    switch (x % 8) {
+    case 0: k = extreme[(x >> 8) % 5]; break;
+    case 1: k = (uint32_t)(x >> 32); break;
+    default: k = pool[(x >> 8) % (uint64_t)npool];
+    }
+    uint32_t v = (x >> 40) % 7 == 0 ? extreme[(x >> 20) % 5] : (uint32_t)(fbt_next(r) >> 32);
+    return (uint64_t)k | (uint64_t)v << 32;
+}
+
+static void test_jr_kernels(void **state)
+{
+    (void)state;
+    /* sizes: empty sides, tiny, a partition's size; "heavy": one key 100k times in the build */
+    const int64_t nbs[] = {0, 1, 5, 3000, 20000, 100000}, nps[] = {0, 3, 17, 5000, 40000, 40000};
+    for (size_t c = 0; c < sizeof nbs / sizeof *nbs; c++) {
+        int64_t nb = nbs[c], np = nps[c];
+        int heavy = nb == 100000;
+        int npool = nb > 0 ? (int)(nb / 3 + 1) : 4;
+        uint32_t *pool = malloc((size_t)npool * 4);
+        uint64_t *build = malloc((size_t)(nb + 1) * 8), *probe = malloc((size_t)(np + 1) * 8);
+        assert_true(pool && build && probe);
+        for (int i = 0; i < npool; i++)
+            pool[i] = (uint32_t)(fbt_next(&rng) >> 32) | (i % 5 == 0 ? 0x80000000u : 0);
+        for (int64_t i = 0; i < nb; i++)
+            build[i] = heavy && i % 10 ? (uint64_t)0xFFFFFFF0u | (uint64_t)(uint32_t)i << 32 : jr_tuple(&rng, pool, npool);
+        for (int64_t i = 0; i < np; i++)
+            probe[i] = heavy && i % 3 == 0 ? (uint64_t)0xFFFFFFF0u | (uint64_t)(uint32_t)-i << 32 : jr_tuple(&rng, pool, npool);
+        int64_t want_n;
+        __int128 want_s;
+        jr_reference(build, nb, probe, np, &want_n, &want_s);
+        for (int bits = 0; bits <= 8; bits += 4) {
+            for (int v = 0; v < n_variants; v++) {
+                const fb_join_kernels *jk = fb_join_kernels_get(variants[v]);
+                int lb = fb_jr_log2_buckets(nb, bits, jk->jr_load);
+                uint32_t *off = malloc((((size_t)1 << lb) + 2) * 4);
+                uint64_t *tup = malloc((size_t)(nb + FB_JR_TUP_PAD) * 8);
+                assert_true(off && tup);
+                /* the build in two segments, as from two workers' chunks */
+                const uint64_t *seg[2] = {build, build + nb / 3};
+                int64_t seg_n[2] = {nb / 3, nb - nb / 3};
+                fb_jr_table t;
+                if (jk->jr_off16 && nb <= FB_JR_OFF16_MAX)
+                    fb_jr_build16(&t, seg, seg_n, 2, bits, lb, (uint16_t *)off, tup);
+                else
+                    fb_jr_build(&t, seg, seg_n, 2, bits, lb, off, tup);
+                /* the probe in pieces of odd lengths (block tails), summed */
+                int64_t got_n = 0;
+                __int128 got_s = 0;
+                for (int64_t i = 0; i < np;) {
+                    int64_t m = np - i < 1000 + i % 37 ? np - i : 1000 + i % 37;
+                    jk->jr_probe_sum(&t, probe + i, m, &got_n, &got_s);
+                    i += m;
+                }
+                if (got_n != want_n || got_s != want_s)
+                    fail_msg("jr_probe_sum %s: build %lld, probe %lld, %d bits: count %lld (want %lld), sum %s",
+                             fb_isa_name(jk->isa), (long long)nb, (long long)np, bits, (long long)got_n,
+                             (long long)want_n, got_s == want_s ? "equal" : "differs");
+                free(off);
+                free(tup);
+            }
+        }
+        free(pool);
+        free(build);
+        free(probe);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1124,6 +1233,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_pipeline_join), cmocka_unit_test(test_pipeline_heavy_key),
         cmocka_unit_test(test_pipeline_vs_kernel), cmocka_unit_test(test_pipeline_bad_input),
+        cmocka_unit_test(test_jr_kernels),
     };
     return cmocka_run_group_tests(tests, setup_variants, teardown_variants);
 }
