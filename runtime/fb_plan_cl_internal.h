@@ -5,6 +5,7 @@
 #define FB_PLAN_CL_INTERNAL_H
 
 #include "fb/fb_join.h"
+#include "fb_cl_internal.h"
 
 #include <stddef.h>
 
@@ -32,5 +33,25 @@ size_t fb_cl_join_table_bytes(const fb_cl_join_table *tb);
 
 /* Frees the table (may be NULL). */
 void fb_cl_join_table_free(fb_cl_join_table *tb);
+
+/* ---- a chain of operators on device buffers (runtime/plan.c's device morsels) --------------------------- */
+
+/* Most payload columns a table keeps on the device. */
+#define FB_CL_TABLE_MAX_PAYLOAD 64
+
+/* Uploads the build side's payload columns (cols[c] row i belongs to build row i) once, kept with the table
+ * (their bytes count in fb_cl_join_table_bytes()). Once per table. */
+fb_status fb_cl_join_table_payload(fb_cl_join_table *tb, const fb_column *cols, size_t n_cols);
+
+/* Payload columns on the device, and column c of them (NULL past the end). */
+int fb_cl_join_table_payload_count(const fb_cl_join_table *tb);
+const fb_cl_dev_column *fb_cl_join_table_column(const fb_cl_join_table *tb, int c);
+
+/* Probes the table with n dense rows of device column key inside job j (whose budget must count the
+ * table: j->bytes += fb_cl_join_table_bytes()). Inner / left: *build_ids and *probe_ids (int64, *count
+ * pairs; a left join's unmatched rows have build id -1), in the order of fb_cl_join_table_probe(); semi /
+ * anti: *probe_ids (uint32) the selected rows, *build_ids NULL. Buffers NULL when *count is 0. */
+fb_status fb_cl_join_table_probe_dev(fb_cl_job *j, const fb_cl_join_table *tb, const fb_cl_dev_column *key, int64_t n,
+                                     fb_join_type type, cl_mem *build_ids, cl_mem *probe_ids, int64_t *count);
 
 #endif /* FB_PLAN_CL_INTERNAL_H */
