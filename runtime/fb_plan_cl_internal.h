@@ -54,4 +54,10 @@ const fb_cl_dev_column *fb_cl_join_table_column(const fb_cl_join_table *tb, int 
 fb_status fb_cl_join_table_probe_dev(fb_cl_job *j, const fb_cl_join_table *tb, const fb_cl_dev_column *key, int64_t n,
                                      fb_join_type type, cl_mem *build_ids, cl_mem *probe_ids, int64_t *count);
 
+/* Tests: what pipeline `pipe` of a run did on the device (explain analyze's figures): its device morsels, those
+ * run as one chain, and the bytes moved host -> device and back. FB_ERR_INVALID_ARG for no such pipeline. */
+struct fb_plan_result;
+fb_status fb_plan_result_device_pipe(const struct fb_plan_result *r, int pipe, long long *dev_morsels,
+                                     long long *chained, long long *h2d, long long *d2h);
+
 #endif /* FB_PLAN_CL_INTERNAL_H */

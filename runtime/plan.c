@@ -667,11 +667,12 @@ typedef struct dev_counters {
     atomic_llong dev_ns, cpu_ns;           /* time in the operators on the device's worker / the CPU workers
                                               (hybrid: sizes the device's morsels) */
     atomic_llong h2d, d2h;                 /* bytes the device calls moved host -> device, device -> host */
+    atomic_llong chained;                  /* device morsels whose operators ran as one chain (one job) */
 } dev_counters;
 
 /* The plain copy of dev_counters a result keeps. */
 typedef struct dev_figures {
-    long long dev_morsels, cpu_morsels, h2d, d2h;
+    long long dev_morsels, cpu_morsels, h2d, d2h, chained;
 } dev_figures;
 
 typedef struct join_state { /* the build side of one join, filled by its sink's finalize */
@@ -1771,8 +1772,9 @@ static int chain_prefix(const chain *ch)
 /* One column of the chain's current rows: a source column (its morsel uploaded when first read, rows
  * through the row map) or a dense device column. */
 typedef struct ccol {
-    int src; /* source column index, or -1 */
-    int up;  /* src: uploaded */
+    int src;   /* source column index (compacted on the host at the end), or -1 (downloaded) */
+    int up;    /* src: d holds the whole morsel column */
+    int dense; /* d is dense over the current rows (moves with them) */
     fb_cl_dev_column d;
 } ccol;
 
@@ -1783,8 +1785,12 @@ typedef struct cstate {
     int n_cols;
     cl_mem map; /* morsel rows of the current rows; NULL: all rows of the morsel, in order */
     int64_t n;  /* current rows */
+    uint32_t *host_map; /* a host copy of map (when hmap_of == map) */
+    cl_mem hmap_of;
+    int64_t host_cap;
+    fb_ctx *ctx;
     cl_mem err, bad;
-    int64_t h2d;
+    int64_t h2d, d2h;
 } cstate;
 
 static fb_cl_dev_column dev_u32(cstate *c, cl_mem m, int64_t n)
@@ -1793,29 +1799,71 @@ static fb_cl_dev_column dev_u32(cstate *c, cl_mem m, int64_t n)
     return d;
 }
 
+/* Whether source column k is best sent as its current rows only (compacted on the host by the row map,
+ * which comes back once, 4 bytes a row) rather than as the whole morsel: when under half the rows live. */
+static int chain_send_live(const cstate *c, int k)
+{
+    const ccol *cc = &c->cols[k];
+    return cc->src >= 0 && !cc->up && !cc->dense && c->map && 2 * c->n < c->in->rows;
+}
+
 /* Column k of the current rows as a dense device column. */
 static fb_status chain_dense(cstate *c, int k, fb_cl_dev_column *out)
 {
     ccol *cc = &c->cols[k];
-    if (cc->src < 0) {
+    fb_cl_job *j = c->j;
+    if (cc->dense) {
+        *out = cc->d;
+        return FB_OK;
+    }
+    const fb_column *col = &c->in->columns[cc->src];
+    if (chain_send_live(c, k)) {
+        if (c->hmap_of != c->map) {
+            if (c->n > c->host_cap) {
+                plan_release(c->ctx, c->host_map, 4 * (size_t)c->host_cap);
+                c->host_map = NULL;
+                c->host_cap = 0;
+                void *blk;
+                size_t sz = 4 * (size_t)c->n;
+                FB_FORWARD_IF_ERROR(plan_alloc_n(c->ctx, &blk, &sz, 1));
+                c->host_map = blk;
+                c->host_cap = c->n;
+            }
+            FB_FORWARD_IF_ERROR(fb_cl_job_read(j, c->map, CL_TRUE, 0, (size_t)c->n * 4, c->host_map));
+            c->hmap_of = c->map;
+            c->d2h += 4 * c->n;
+        }
+        size_t w = fb_type_width(col->type);
+        void *blk[2] = {0};
+        size_t sz[2] = {(size_t)c->n * w, (size_t)(c->n + 7) / 8};
+        FB_FORWARD_IF_ERROR(plan_alloc_n(c->ctx, blk, sz, col->validity ? 2 : 1));
+        fb_column_out o = {.type = col->type, .capacity = c->n, .data = blk[0], .validity = blk[1]};
+        fb_status st = fb_compact(c->ctx, col, c->host_map, c->n, &o);
+        fb_column dense = fb_column_make(col->type, blk[0], c->n, col->validity ? blk[1] : NULL);
+        if (st == FB_OK)
+            st = fb_cl_upload_column(j, &dense, &cc->d);
+        if (st == FB_OK) /* the upload reads the host copy: wait for it */
+            st = fb_cl_job_finish(j);
+        plan_release(c->ctx, blk[0], sz[0]);
+        plan_release(c->ctx, blk[1], col->validity ? sz[1] : 0);
+        FB_FORWARD_IF_ERROR(st);
+        c->h2d += col_bytes(&dense, c->n);
+        cc->dense = 1;
         *out = cc->d;
         return FB_OK;
     }
     if (!cc->up) {
-        const fb_column *col = &c->in->columns[cc->src];
-        FB_FORWARD_IF_ERROR(fb_cl_upload_column(c->j, col, &cc->d));
+        FB_FORWARD_IF_ERROR(fb_cl_upload_column(j, col, &cc->d));
         cc->up = 1;
         c->h2d += col_bytes(col, col->length);
     }
-    if (!c->map) {
-        *out = cc->d;
-        return FB_OK;
-    }
     *out = cc->d;
+    if (!c->map)
+        return FB_OK;
     out->voff = 0;
     out->length = (cl_ulong)c->n;
-    out->valid = c->j->cl->dummy;
-    return fb_cl_move_dev(c->j, &cc->d, c->map, 1, c->n, c->err, cc->d.has_valid, &out->data,
+    out->valid = j->cl->dummy;
+    return fb_cl_move_dev(j, &cc->d, c->map, 1, c->n, c->err, cc->d.has_valid, &out->data,
                           cc->d.has_valid ? &out->valid : NULL);
 }
 
@@ -1832,7 +1880,7 @@ static fb_status chain_keep(cstate *c, cl_mem pos, int64_t m)
     }
     for (int k = 0; k < c->n_cols; k++) {
         ccol *cc = &c->cols[k];
-        if (cc->src >= 0)
+        if (!cc->dense)
             continue;
         fb_cl_dev_column d = cc->d;
         d.valid = c->j->cl->dummy;
@@ -1855,9 +1903,10 @@ static fb_status chain_filter(cstate *c, const pnode *n)
         fb_type t = c->in->columns[0].type;
         fb_pred fp;
         int64_t keys[FB_SELECT_IN_MAX];
-        int dense_src = c->cols[col].src >= 0;
+        /* a source column sent whole, and no dense columns to narrow: select through the row map */
+        int dense_src = !c->cols[col].dense && !chain_send_live(c, col);
         for (int q = 0; q < c->n_cols && dense_src; q++)
-            dense_src = c->cols[q].src >= 0; /* no device-made columns to narrow: select through the map */
+            dense_src = !c->cols[q].dense;
         fb_cl_dev_column d;
         if (dense_src) {
             cl_mem keep = c->map;
@@ -1916,7 +1965,8 @@ static fb_status chain_probe(cstate *c, const join_state *js)
         c->n = 0;
         c->n_cols = n->n_cols;
         for (int k = n_probe; k < n->n_cols; k++)
-            c->cols[k] = (ccol){.src = -1, .d = {j->cl->dummy, j->cl->dummy, (cl_int)n->types[k], 0, 0, 0}};
+            c->cols[k] = (ccol){.src = -1, .dense = 1,
+                                .d = {j->cl->dummy, j->cl->dummy, (cl_int)n->types[k], 0, 0, 0}};
         return FB_OK;
     }
     if (!c->map) { /* the identity map, to gather */
@@ -1932,7 +1982,7 @@ static fb_status chain_probe(cstate *c, const join_state *js)
     FB_FORWARD_IF_ERROR(fb_cl_move_dev(j, &mp, pids, 0, count, c->err, 0, &nm, NULL));
     for (int k = 0; k < n_probe; k++) {
         ccol *cc = &c->cols[k];
-        if (cc->src >= 0)
+        if (!cc->dense)
             continue;
         fb_cl_dev_column d = cc->d;
         d.valid = j->cl->dummy;
@@ -1948,6 +1998,7 @@ static fb_status chain_probe(cstate *c, const join_state *js)
         ccol *cc = &c->cols[n_probe + q];
         cc->src = -1;
         cc->up = 0;
+        cc->dense = 1;
         cc->d = *b;
         cc->d.valid = j->cl->dummy;
         cc->d.voff = 0;
@@ -1977,6 +2028,7 @@ static fb_status chain_project(cstate *c, const pnode *n)
     ccol *cc = &c->cols[c->n_cols];
     cc->src = -1;
     cc->up = 0;
+    cc->dense = 1;
     FB_FORWARD_IF_ERROR(fb_cl_expr_arith_dev(j, ops[n->op], &w[0], sides == 2 ? &w[1] : NULL, &n->right_value, 0, c->n,
                                              c->bad, &cc->d));
     if (c->n == 0)
@@ -1995,6 +2047,7 @@ static fb_status chain_run(chain *ch, buf_local *l, const fb_chunk *in, int k, f
     cstate c;
     memset(&c, 0, sizeof c);
     c.j = &j;
+    c.ctx = ctx;
     c.in = in;
     c.n = in->rows;
     c.n_cols = (int)in->n_columns;
@@ -2080,8 +2133,9 @@ static fb_status chain_run(chain *ch, buf_local *l, const fb_chunk *in, int k, f
     out->n_sel = c.n;
 done:
     st = fb_cl_job_close(&j, st);
+    plan_release(ctx, c.host_map, 4 * (size_t)c.host_cap);
     if (st == FB_OK)
-        dev_moved(dc, c.h2d, d2h);
+        dev_moved(dc, c.h2d, d2h + c.d2h);
     return st;
 }
 
@@ -2105,6 +2159,7 @@ static fb_status chain_execute(void *user, void *global, void *local, const fb_c
     fb_status st = chain_run(ch, l, in, k, out, op_dev(user));
     if (st == FB_OK) {
         ch->ran[w] = k;
+        atomic_fetch_add(&op_dev(user)->chained, 1);
         return FB_OK;
     }
     *out = *in; /* the operators redo the morsel */
@@ -2791,6 +2846,7 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
         atomic_init(&r->dev[p].cpu_morsels, 0);
         atomic_init(&r->dev[p].h2d, 0);
         atomic_init(&r->dev[p].d2h, 0);
+        atomic_init(&r->dev[p].chained, 0);
     }
     double t0 = now_s();
     if (chosen == FB_PLACEMENT_HYBRID) {
@@ -2827,6 +2883,7 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
         priv->dev[p].cpu_morsels = atomic_load(&r->dev[p].cpu_morsels);
         priv->dev[p].h2d = atomic_load(&r->dev[p].h2d);
         priv->dev[p].d2h = atomic_load(&r->dev[p].d2h);
+        priv->dev[p].chained = atomic_load(&r->dev[p].chained);
     }
     if (atomic_load(&r->dev_failed))
         snprintf(priv->note, sizeof priv->note, "gpu failed (%s: %s); ran on cpu", fb_status_name(r->dev_status),
@@ -2852,6 +2909,19 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
 const char *fb_plan_result_note(const fb_plan_result *r)
 {
     return r && r->priv ? ((const result_priv *)r->priv)->note : "";
+}
+
+fb_status fb_plan_result_device_pipe(const fb_plan_result *r, int pipe, long long *dev_morsels, long long *chained,
+                                     long long *h2d, long long *d2h)
+{
+    const result_priv *priv = r ? r->priv : NULL;
+    if (!priv || pipe < 0 || pipe >= priv->n_pipes)
+        return FB_ERR_INVALID_ARG;
+    *dev_morsels = priv->dev[pipe].dev_morsels;
+    *chained = priv->dev[pipe].chained;
+    *h2d = priv->dev[pipe].h2d;
+    *d2h = priv->dev[pipe].d2h;
+    return FB_OK;
 }
 
 void fb_plan_result_free(fb_plan_result *r)
@@ -3716,9 +3786,9 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
                 const result_priv *ap = analyzed->priv; /* where the operators ran (gpu / hybrid) */
                 if (ap->on_device && r->pipes[p].n_op_nodes > 0)
                     fprintf(out, "     ran on: device %lld morsels (of %lld rows), cpu %lld morsels; host->device %.2f MB, "
-                                 "device->host %.2f MB\n",
+                                 "device->host %.2f MB; %lld device morsels chained (one job each)\n",
                             ap->dev[p].dev_morsels, (long long)ap->dev_morsel, ap->dev[p].cpu_morsels,
-                            ap->dev[p].h2d / 1e6, ap->dev[p].d2h / 1e6);
+                            ap->dev[p].h2d / 1e6, ap->dev[p].d2h / 1e6, ap->dev[p].chained);
             }
         }
         if (analyzed)
