@@ -2052,6 +2052,7 @@ static fb_status chain_run(chain *ch, buf_local *l, const fb_chunk *in, int k, f
     c.n = in->rows;
     c.n_cols = (int)in->n_columns;
     int64_t d2h = 0;
+    int closed = 0;
     for (int q = 0; q < c.n_cols; q++)
         c.cols[q].src = q;
     if (st != FB_OK)
@@ -2110,7 +2111,10 @@ static fb_status chain_run(chain *ch, buf_local *l, const fb_chunk *in, int k, f
         st = fb_set_error(ctx, flags[0] ? FB_ERR_OUT_OF_RANGE : FB_ERR_OVERFLOW, j.where, "redo on the operators");
         goto done;
     }
-    for (int q = 0; q < c.n_cols; q++) {
+    /* the device's part is done: let other workers have it while this one compacts the source columns */
+    st = fb_cl_job_close(&j, FB_OK);
+    closed = 1;
+    for (int q = 0; q < c.n_cols && st == FB_OK; q++) {
         ccol *cc = &c.cols[q];
         if (cc->src < 0) {
             l->cols[q] = fb_column_make((fb_type)cc->d.type, l->data[q], c.n, cc->d.has_valid ? l->valid[q] : NULL);
@@ -2123,16 +2127,19 @@ static fb_status chain_run(chain *ch, buf_local *l, const fb_chunk *in, int k, f
         }
         fb_column_out o = {.type = col->type, .capacity = c.n, .data = l->data[q],
                            .validity = col->validity ? l->valid[q] : NULL};
-        TRY(fb_compact(ctx, col, l->sel[0], c.n, &o));
+        st = fb_compact(ctx, col, l->sel[0], c.n, &o);
         l->cols[q] = fb_column_make(col->type, l->data[q], c.n, o.null_count ? l->valid[q] : NULL);
     }
+    if (st != FB_OK)
+        goto done;
     out->rows = c.n;
     out->n_columns = (size_t)c.n_cols;
     out->columns = l->cols;
     out->sel = NULL;
     out->n_sel = c.n;
 done:
-    st = fb_cl_job_close(&j, st);
+    if (!closed)
+        st = fb_cl_job_close(&j, st);
     plan_release(ctx, c.host_map, 4 * (size_t)c.host_cap);
     if (st == FB_OK)
         dev_moved(dc, c.h2d, d2h + c.d2h);
@@ -2163,6 +2170,8 @@ static fb_status chain_execute(void *user, void *global, void *local, const fb_c
         return FB_OK;
     }
     *out = *in; /* the operators redo the morsel */
+    if (st == FB_ERR_DEVICE_MEMORY && strstr(fb_last_error(r->ctx), "would pass the device memory budget"))
+        return FB_OK; /* past the budget (not an OpenCL failure): the operators' calls go in chunks */
     if (!is_device_status(st) || device_fallback(r, st, "pipeline on the device"))
         return FB_OK;
     return fb_stage_error(r->ctx, st, "pipeline on the device: %s", fb_last_error(r->ctx));
@@ -2352,7 +2361,7 @@ static fb_status build_device_table(run *r, join_state *js, const fb_column *key
          * does not hold leaves the probe to the per-operator path) */
         int n_pay = js->rows.n_cols - (int)js->node->n_keys;
         if ((js->node->jtype == FB_JOIN_INNER || js->node->jtype == FB_JOIN_LEFT) && n_pay > 0 &&
-            n_pay <= FB_CL_TABLE_MAX_PAYLOAD) {
+            n_pay <= FB_CL_TABLE_MAX_PAYLOAD && !getenv("FB_PLAN_NO_CHAIN")) {
             fb_column pay[FB_PLAN_MAX_COLUMNS];
             int64_t bytes = 0;
             for (int c = 0; c < n_pay; c++) {
