@@ -54,6 +54,24 @@ const fb_cl_dev_column *fb_cl_join_table_column(const fb_cl_join_table *tb, int 
 fb_status fb_cl_join_table_probe_dev(fb_cl_job *j, const fb_cl_join_table *tb, const fb_cl_dev_column *key, int64_t n,
                                      fb_join_type type, cl_mem *build_ids, cl_mem *probe_ids, int64_t *count);
 
+/* A build side's composite keys (2..4 integer columns) on the device: its tuples and their hash table, so
+ * that probe tuples on the device become the one int64 key fb_cl_keys_join() gives them. */
+typedef struct fb_cl_keys_table fb_cl_keys_table;
+
+/* Builds the table of bkeys[0..n_keys) (≥ 1 row) and returns each build row's key in bkey / bvalid (as
+ * fb_cl_keys_join(): the first build row with the row's tuple, null when the tuple has a null); a one-key
+ * join table over bkey then answers the composite join. */
+fb_status fb_cl_keys_table_create(fb_ctx *ctx, const fb_column *bkeys, size_t n_keys, int64_t *bkey, uint8_t *bvalid,
+                                  fb_cl_keys_table **out);
+
+/* n dense probe rows of the key columns pkeys[0..n_keys) (device columns of the build keys' types) in job j:
+ * *out = their int64 keys (the first build row with the tuple, -1 for none, null with a null), new buffers. */
+fb_status fb_cl_keys_lookup_dev(fb_cl_job *j, const fb_cl_keys_table *kt, const fb_cl_dev_column *pkeys, int64_t n,
+                                fb_cl_dev_column *out);
+
+size_t fb_cl_keys_table_bytes(const fb_cl_keys_table *kt);
+void fb_cl_keys_table_free(fb_cl_keys_table *kt);
+
 /* Tests: what pipeline `pipe` of a run did on the device (explain analyze's figures): its device morsels, those
  * run as one chain, and the bytes moved host -> device and back. FB_ERR_INVALID_ARG for no such pipeline. */
 struct fb_plan_result;

@@ -684,6 +684,8 @@ typedef struct join_state { /* the build side of one join, filled by its sink's 
     int64_t dmin;
     uint64_t drange;
     fb_cl_join_table *dev_table; /* OpenCL placements, one key column: the build side on the device */
+    fb_cl_keys_table *dev_keys;  /* composite keys (device chains): the build tuples on the device, and */
+    fb_cl_join_table *dev_ctable; /* the table over the keys they number the build rows with */
 } join_state;
 
 typedef struct agg_state {
@@ -1757,10 +1759,11 @@ static int chain_prefix(const chain *ch)
             break;
         const join_state *js = u->state;
         const pnode *n = js->node;
-        if (!js->dev_table || n->n_keys != 1)
+        const fb_cl_join_table *tb = n->n_keys == 1 ? js->dev_table : js->dev_keys ? js->dev_ctable : NULL;
+        if (!tb)
             break;
         if ((n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT) &&
-            fb_cl_join_table_payload_count(js->dev_table) < (int)(js->rows.n_cols - (int)n->n_keys))
+            fb_cl_join_table_payload_count(tb) < (int)(js->rows.n_cols - (int)n->n_keys))
             break;
         if (n->jtype != FB_JOIN_INNER && n->jtype != FB_JOIN_LEFT && n->jtype != FB_JOIN_SEMI &&
             n->jtype != FB_JOIN_ANTI)
@@ -1947,10 +1950,19 @@ static fb_status chain_probe(cstate *c, const join_state *js)
     const pnode *n = js->node;
     fb_cl_job *j = c->j;
     fb_cl_dev_column key;
-    FB_FORWARD_IF_ERROR(chain_dense(c, (int)n->pkeys[0], &key));
+    const fb_cl_join_table *tb = js->dev_table;
+    if (n->n_keys == 1) {
+        FB_FORWARD_IF_ERROR(chain_dense(c, (int)n->pkeys[0], &key));
+    } else { /* the tuples' numbers in the build side */
+        fb_cl_dev_column pk[FB_JOIN_MAX_KEYS];
+        for (size_t k = 0; k < n->n_keys; k++)
+            FB_FORWARD_IF_ERROR(chain_dense(c, (int)n->pkeys[k], &pk[k]));
+        FB_FORWARD_IF_ERROR(fb_cl_keys_lookup_dev(j, js->dev_keys, pk, c->n, &key));
+        tb = js->dev_ctable;
+    }
     cl_mem bids = NULL, pids = NULL;
     int64_t count = 0;
-    FB_FORWARD_IF_ERROR(fb_cl_join_table_probe_dev(j, js->dev_table, &key, c->n, n->jtype, &bids, &pids, &count));
+    FB_FORWARD_IF_ERROR(fb_cl_join_table_probe_dev(j, tb, &key, c->n, n->jtype, &bids, &pids, &count));
     if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
         if (count == 0) {
             c->n = 0;
@@ -1993,7 +2005,7 @@ static fb_status chain_probe(cstate *c, const join_state *js)
         cc->d = d;
     }
     for (int q = 0; q < n_pay; q++) {
-        const fb_cl_dev_column *b = fb_cl_join_table_column(js->dev_table, q);
+        const fb_cl_dev_column *b = fb_cl_join_table_column(tb, q);
         int want_valid = b->has_valid || n->jtype == FB_JOIN_LEFT;
         ccol *cc = &c->cols[n_probe + q];
         cc->src = -1;
@@ -2058,8 +2070,11 @@ static fb_status chain_run(chain *ch, buf_local *l, const fb_chunk *in, int k, f
     if (st != FB_OK)
         goto done;
     for (int q = 0; q < k; q++) /* the tables count against the budget */
-        if (ch->ops[q]->execute == probe_execute)
-            j.bytes += fb_cl_join_table_bytes(((join_state *)ch->ops[q]->state)->dev_table);
+        if (ch->ops[q]->execute == probe_execute) {
+            const join_state *js = ch->ops[q]->state;
+            j.bytes += fb_cl_join_table_bytes(js->dev_table) + fb_cl_join_table_bytes(js->dev_ctable) +
+                       fb_cl_keys_table_bytes(js->dev_keys);
+        }
     static const cl_uint zero = 0, none = 0xFFFFFFFFu;
     TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof zero, &zero, &c.err));
     TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof none, &none, &c.bad));
@@ -2189,7 +2204,7 @@ static size_t chain_row_bytes(op_user *const *ops, int n_ops)
             b += 3 * 9;
         else if (u->execute == probe_execute) {
             const pnode *n = ((const join_state *)u->state)->node;
-            b += 9 + 4 + 24 + 9 * (size_t)n->n_payload;
+            b += 9 * n->n_keys + 4 + 24 + 9 * (size_t)n->n_payload + (n->n_keys > 1 ? 8 * n->n_keys + 10 : 0);
         }
     }
     return b;
@@ -2346,29 +2361,70 @@ static int try_direct(join_state *js, const fb_column *keys)
     return 1;
 }
 
-/* OpenCL placements: the build side of a one-key join goes to the device once, for every probe morsel
- * (composite keys are numbered jointly with each probe morsel's keys: their probes build per call). A
- * build side the device memory budget does not hold stays on the host (the per-call probe partitions it);
- * another device failure falls back (hybrid, auto) or fails the run (gpu). */
-static fb_status build_device_table(run *r, join_state *js, const fb_column *key, int pipe)
+/* Composite keys (device chains): the build side's tuples go to the device once (fb_cl_keys_table) with a
+ * one-key table over the int64 keys they number the build rows with. */
+static fb_status build_device_keys(run *r, join_state *js, const fb_column *keys, int pipe)
 {
-    if (r->placement == FB_PLACEMENT_CPU || atomic_load(&r->dev_failed) || js->node->n_keys != 1)
-        return FB_OK;
-    fb_status st = fb_cl_join_table_create(r->ctx, key, &js->dev_table);
+    const pnode *n = js->node;
+    int64_t nb = js->rows.rows;
+    void *blk[2] = {0};
+    size_t sz[2] = {8 * (size_t)nb, (size_t)(nb + 7) / 8};
+    FB_FORWARD_IF_ERROR(plan_alloc_n(r->ctx, blk, sz, 2));
+    fb_status st = fb_cl_keys_table_create(r->ctx, keys, n->n_keys, blk[0], blk[1], &js->dev_keys);
     if (st == FB_OK) {
-        dev_moved(&r->dev[pipe], col_bytes(key, key->length), 0);
-        /* inner / left: the payload columns go along, for the device chains' gathers (a payload the budget
-         * does not hold leaves the probe to the per-operator path) */
-        int n_pay = js->rows.n_cols - (int)js->node->n_keys;
-        if ((js->node->jtype == FB_JOIN_INNER || js->node->jtype == FB_JOIN_LEFT) && n_pay > 0 &&
-            n_pay <= FB_CL_TABLE_MAX_PAYLOAD && !getenv("FB_PLAN_NO_CHAIN")) {
+        fb_column bk = fb_column_make(FB_TYPE_INT64, blk[0], nb, blk[1]);
+        st = fb_cl_join_table_create(r->ctx, &bk, &js->dev_ctable);
+    }
+    plan_release(r->ctx, blk[0], sz[0]);
+    plan_release(r->ctx, blk[1], sz[1]);
+    if (st != FB_OK) {
+        fb_cl_keys_table_free(js->dev_keys);
+        js->dev_keys = NULL;
+        return st;
+    }
+    int64_t bytes = 8 * nb + (nb + 7) / 8;
+    for (size_t k = 0; k < n->n_keys; k++)
+        bytes += col_bytes(&keys[k], nb);
+    dev_moved(&r->dev[pipe], bytes, 8 * nb + (nb + 7) / 8);
+    return FB_OK;
+}
+
+/* OpenCL placements: the build side of a join goes to the device once, for every probe morsel: a one-key
+ * table (js->dev_table), or for composite keys - when device chains are on - the tuples and a table over
+ * their numbers (js->dev_keys, js->dev_ctable; the per-operator probes number them jointly per call); inner /
+ * left joins' payload columns go along for the chains' gathers. A build side the device memory budget does
+ * not hold stays on the host (the per-call probe partitions it); another device failure falls back (hybrid,
+ * auto) or fails the run (gpu). */
+static fb_status build_device_table(run *r, join_state *js, const fb_column *keys, int pipe)
+{
+    const pnode *n = js->node;
+    int chains = !getenv("FB_PLAN_NO_CHAIN");
+    if (r->placement == FB_PLACEMENT_CPU || atomic_load(&r->dev_failed) ||
+        (n->n_keys > 1 && (!chains || js->rows.rows == 0)))
+        return FB_OK;
+    fb_status st;
+    fb_cl_join_table *tb = NULL;
+    if (n->n_keys == 1) {
+        st = fb_cl_join_table_create(r->ctx, &keys[0], &js->dev_table);
+        if (st == FB_OK)
+            dev_moved(&r->dev[pipe], col_bytes(&keys[0], keys[0].length), 0);
+        tb = js->dev_table;
+    } else {
+        st = build_device_keys(r, js, keys, pipe);
+        tb = js->dev_ctable;
+    }
+    if (st == FB_OK) {
+        /* a payload the budget does not hold leaves the probe to the per-operator path */
+        int n_pay = js->rows.n_cols - (int)n->n_keys;
+        if ((n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT) && n_pay > 0 &&
+            n_pay <= FB_CL_TABLE_MAX_PAYLOAD && chains) {
             fb_column pay[FB_PLAN_MAX_COLUMNS];
             int64_t bytes = 0;
             for (int c = 0; c < n_pay; c++) {
-                pay[c] = mat_view(&js->rows, (int)js->node->n_keys + c, 0, js->rows.rows);
+                pay[c] = mat_view(&js->rows, (int)n->n_keys + c, 0, js->rows.rows);
                 bytes += col_bytes(&pay[c], js->rows.rows);
             }
-            st = fb_cl_join_table_payload(js->dev_table, pay, (size_t)n_pay);
+            st = fb_cl_join_table_payload(tb, pay, (size_t)n_pay);
             if (st == FB_OK)
                 dev_moved(&r->dev[pipe], bytes, 0);
             else if (st != FB_ERR_DEVICE_MEMORY && !device_fallback(r, st, "join build on the device"))
@@ -2397,7 +2453,7 @@ static fb_status build_finalize(void *user, void *global)
     }
     char *note = u->r->pipes[u->pipe].note;
     size_t note_size = sizeof u->r->pipes[0].note;
-    FB_FORWARD_IF_ERROR(build_device_table(u->r, js, &keys[0], u->pipe));
+    FB_FORWARD_IF_ERROR(build_device_table(u->r, js, keys, u->pipe));
     if (n->n_keys == 1 && try_direct(js, &keys[0])) {
         snprintf(note, note_size, "perfect hash: %lld build rows, key range %llu", (long long)js->rows.rows,
                  (unsigned long long)js->drange);
@@ -2550,6 +2606,8 @@ static void free_join_state(void *p)
         fb_free(js->ctx, js->direct, sizeof(int32_t) * (size_t)(js->drange ? js->drange : 1));
     fb_hash_table_destroy(js->ht);
     fb_cl_join_table_free(js->dev_table);
+    fb_cl_join_table_free(js->dev_ctable);
+    fb_cl_keys_table_free(js->dev_keys);
     mat_free(&js->rows);
     free(js);
 }
