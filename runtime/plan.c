@@ -1845,8 +1845,7 @@ static fb_status chain_dense(cstate *c, int k, fb_cl_dev_column *out)
         fb_column dense = fb_column_make(col->type, blk[0], c->n, col->validity ? blk[1] : NULL);
         if (st == FB_OK)
             st = fb_cl_upload_column(j, &dense, &cc->d);
-        if (st == FB_OK) /* the upload reads the host copy: wait for it */
-            st = fb_cl_job_finish(j);
+        clFinish(j->cl->queue); /* the upload reads the host copy (also when a later step of it failed) */
         plan_release(c->ctx, blk[0], sz[0]);
         plan_release(c->ctx, blk[1], col->validity ? sz[1] : 0);
         FB_FORWARD_IF_ERROR(st);
