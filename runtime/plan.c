@@ -1722,16 +1722,24 @@ static fb_status add_op(run *r, stream *s, const char *name, int node, void *sta
 /* ---- device chains (OpenCL placements) ------------------------------------------------------------------
  *
  * A pipeline with operators gets a chain operator in front of them. On a device morsel it runs the longest
- * prefix of the operators it can (filters, projections, probes of one-key joins whose table - and payload
- * columns - are on the device) in ONE device job: the source columns those operators read are uploaded
- * once; filters and semi / anti probes narrow a device row map (morsel rows of the live rows); inner / left
- * probes gather the row map, the device-made columns and the table's payload columns by their pairs;
- * projections compute on dense device columns. Downloaded: the row map (4 bytes a result row) and the
- * columns made on the device; the source's columns of the result are compacted on the host from the morsel
- * by the row map. The operators it ran then pass the chunk on (chain_ran()). Any device failure redoes the
- * morsel through the operators (on the CPU under hybrid / auto: nothing was passed on yet), or is the run's
- * error under gpu; any other failure (an overflow, a capacity) redoes it through the operators, whose own
- * paths report it as they do without the chain. */
+ * prefix of the operators it can (filters, projections, probes of joins whose tables - one-key, or a
+ * composite key's tuples and numbers, fb_cl_keys_table - and payload columns went to the device once when
+ * their build pipelines finished) in ONE device job (chain_run()):
+ *   - a source column goes up when an operator first reads it, once: the whole morsel column, or - when
+ *     under half the morsel's rows are still live - only the live rows (compacted on the host by the row
+ *     map, which comes back once per map, 4 bytes a live row);
+ *   - filters and semi / anti probes narrow a device row map (the morsel rows of the live rows; selection
+ *     kernels through the map, or over dense columns and then every dense column compacted);
+ *   - inner / left probes gather the row map, the dense columns and the table's payload columns by their
+ *     pairs; projections (casts, arithmetic) compute on dense device columns;
+ *   - downloaded: the row map (4 bytes a result row) and the columns made on the device; the source's
+ *     columns of the result are compacted on the host from the morsel by the row map, after the job ends.
+ * Device memory: the device's morsels are sized from the chain's bytes per row (chain_row_bytes()) to half
+ * the budget; the tables count against it. The operators the chain ran pass the chunk on (chain_ran()).
+ * A device failure redoes the morsel through the operators (on the CPU under hybrid / auto: nothing was
+ * passed on yet) or is the run's error under gpu; passing the budget, or any other failure (an overflow, a
+ * capacity) redoes it through the operators, whose own paths (chunked device calls, or the CPU) report it as
+ * they do without the chain. FB_PLAN_NO_CHAIN=1 turns chains off (one device call per operator: A/B). */
 
 #define CHAIN_MAX_WORKERS 1024
 
@@ -1902,7 +1910,6 @@ static fb_status chain_filter(cstate *c, const pnode *n)
     for (size_t k = 0; k < n->n_preds && c->n > 0; k++) {
         const pred *p = &n->preds[k];
         int col = (int)p->p.column;
-        fb_type t = c->in->columns[0].type;
         fb_pred fp;
         int64_t keys[FB_SELECT_IN_MAX];
         /* a source column sent whole, and no dense columns to narrow: select through the row map */
@@ -1919,7 +1926,7 @@ static fb_status chain_filter(cstate *c, const pnode *n)
         } else {
             FB_FORWARD_IF_ERROR(chain_dense(c, col, &d));
         }
-        t = (fb_type)d.type;
+        fb_type t = (fb_type)d.type;
         if (p->p.kind == FB_PLAN_PRED_CMP)
             FB_FORWARD_IF_ERROR(fb_pred_make_cmp(ctx, t, p->p.op, p->value, &fp, __func__));
         else if (p->p.kind == FB_PLAN_PRED_BETWEEN)
