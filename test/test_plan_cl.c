@@ -5,10 +5,15 @@
  *   - random small plans (filters over columns with nulls; one to three joins of every type in one probe
  *     pipeline with int32, int64 and composite keys, unique and duplicate build keys; a projection;
  *     aggregation with null keys; sort + limit) under gpu and hybrid;
- *   - a fault sweep (fb_cl_fault_arm for every k of buffer creation, kernel enqueue, read and write, a strided
- *     subset past 16): under hybrid and auto the answer stays the cpu's and the result carries the fallback
- *     note; under gpu the run fails with the named status and the OpenCL code, leaves no host memory
- *     behind, and the next run answers right.
+ *   - a fault sweep (fb_cl_fault_arm for every k of buffer creation, kernel enqueue, read and write - under gpu
+ *     every k, so every step of the device chains fails once; a strided subset past 16 under hybrid and
+ *     auto, every k there too with FB_SWEEP_ALL=1): under hybrid and auto the answer stays the cpu's and the
+ *     result carries the fallback note; under gpu the run fails with the named status and the OpenCL code,
+ *     leaves no host memory behind, and the next run answers right;
+ *   - device chains (one job per device morsel): every SSB fact pipeline under gpu runs chained and moves
+ *     fewer bytes than one device call per operator (FB_PLAN_NO_CHAIN=1), host -> device at most the fact
+ *     columns it scans; under small device memory budgets the chains give way to the operators' chunked
+ *     calls with the same answer.
  * Integer columns compare bitwise; float sums are of integer-valued doubles (exact in any order), so they
  * compare bitwise too. Rows compare as multisets, and in order where the plan orders them (a sort over
  * the group keys of an aggregation, which are unique). The device takes morsels of FB_PLAN_DEVICE_MORSEL =
@@ -495,9 +500,47 @@ static void test_chain_bytes(void **state)
     ssb_free(&d);
 }
 
+/* Device memory budgets too small for a chain's morsel: the operators' own (chunked) calls answer instead,
+ * with no fallback; a budget that holds it runs chained. */
+static void test_chain_budget(void **state)
+{
+    (void)state;
+    uint64_t rng = 3;
+    fb_plan *p = NULL;
+    assert_fb_ok(ctx, fb_plan_create(ctx, &p));
+    int ordered;
+    fb_plan_node root = random_plan(p, &rng, 1, &ordered);
+    uint64_t want = run_digest(p, root, FB_PLACEMENT_CPU, ordered, NULL, "budget plan");
+    static const char *const budgets[] = {"160k", "256k", "512k", "64m"};
+    long long chained_at[4] = {0};
+    for (int b = 0; b < 4; b++) {
+        setenv("FB_CL_MEM_BUDGET", budgets[b], 1);
+        fb_plan_result *r = NULL;
+        fb_status st = fb_plan_run(p, root, FB_PLACEMENT_GPU, &r);
+        unsetenv("FB_CL_MEM_BUDGET");
+        if (st != FB_OK)
+            fail_msg("budget %s: %s: %s", budgets[b], fb_status_name(st), fb_last_error(ctx));
+        if (fb_plan_result_note(r)[0])
+            fail_msg("budget %s: unexpected fallback: %s", budgets[b], fb_plan_result_note(r));
+        if (result_digest(r, ordered) != want)
+            fail_msg("budget %s: gpu answer differs from cpu's", budgets[b]);
+        for (int q = 0; q < r->pipelines; q++) {
+            long long dev, ch, h2d, d2h;
+            assert_fb_ok(ctx, fb_plan_result_device_pipe(r, q, &dev, &ch, &h2d, &d2h));
+            assert_true(ch <= dev);
+            chained_at[b] += ch;
+        }
+        fb_plan_result_free(r);
+    }
+    print_message("[ chain    ] chained device morsels at budgets 160k %lld, 256k %lld, 512k %lld, 64m %lld\n",
+                  chained_at[0], chained_at[1], chained_at[2], chained_at[3]);
+    assert_true(chained_at[3] >= 5); /* 20000 fact rows in morsels of 4096 */
+    fb_plan_destroy(p);
+}
+
 /* ---- faults -------------------------------------------------------------------------------------------- */
 
-/* Sweeps every OpenCL call of one run of the fixed plan under `pl` (strided past 16). */
+/* Sweeps the OpenCL calls of one run of the fixed plan under `pl` (see the top). */
 static void sweep(fb_placement pl)
 {
     uint64_t rng = 3;
@@ -542,7 +585,10 @@ static void sweep(fb_placement pl)
     size_t base_mem = fb_ctx_memory_used(ctx);
     long runs = 0, fell_back = 0, failed = 0;
     for (int kind = 0; kind < FB_CL_FAULT_KINDS; kind++) {
-        for (long k = 0; k < calls[kind]; k += k < 16 ? 1 : 1 + calls[kind] / 12) {
+        /* every call under gpu (each step of the device chains fails once), strided past 16 under the others
+         * (FB_SWEEP_ALL=1: every call there too) */
+        int every = pl == FB_PLACEMENT_GPU || getenv("FB_SWEEP_ALL");
+        for (long k = 0; k < calls[kind]; k += every || k < 16 ? 1 : 1 + calls[kind] / 12) {
             cl_int code = code_for(kind, k);
             fb_cl_fault_arm((fb_cl_fault_kind)kind, k, code);
             r = NULL;
@@ -698,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_random_plans), cmocka_unit_test(test_explain),     cmocka_unit_test(test_ssb),
         cmocka_unit_test(test_faults_hybrid), cmocka_unit_test(test_faults_auto), cmocka_unit_test(test_faults_gpu),
         cmocka_unit_test(test_no_device),     cmocka_unit_test(test_chain_bytes),
+        cmocka_unit_test(test_chain_budget),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
