@@ -40,8 +40,9 @@
  * FB_ERR_NO_DEVICE, FB_ERR_CL_BUILD) moves the work to the CPU: the failed operator call (or the failed
  * chain's morsel) is redone by the CPU kernels on the same input (no row lost or duplicated), the rest of
  * the run stays on the CPU, the result says so (fb_plan_result_note(): "gpu failed (<status>: <message>);
- * ran on cpu", also in explain analyze) and one line goes to stderr unless FB_QUIET is set (to anything but "0"). Under gpu it is the run's
- * error: that status with the OpenCL call and code in fb_last_error(), everything freed.
+ * ran on cpu", also in explain analyze) and one line goes to stderr unless FB_QUIET is set (to anything
+ * but "0"). Under gpu it is the run's error: that status with the OpenCL call and code in fb_last_error(),
+ * everything freed.
  *
  * Semantics are SQL's: a filter keeps rows whose every predicate is true (a null value is never
  * selected); join keys that are null never match; aggregates follow fb_agg.h (nulls skipped, null keys
