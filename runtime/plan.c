@@ -2379,6 +2379,11 @@ void fb_plan_result_free(fb_plan_result *r)
 #define AGG_GROUPS_GUESS 4096.0
 
 /* Rows of the base table under a node (following inputs / probe sides down to a scan). */
+int64_t fb_plan_device_morsel(fb_ctx *ctx)
+{
+    return device_morsel_rows(ctx);
+}
+
 static double base_rows(const fb_plan *p, int id)
 {
     while (p->nodes[id].kind != N_SCAN)
@@ -2647,9 +2652,12 @@ static double est_rows(estimate *e, int id)
 }
 
 /* Whether the run will probe this join through a perfect hash: one key whose base column has a dense
- * range (as try_direct decides; uniqueness is assumed - the dimension tables of a star schema). */
-static int predict_direct(const fb_plan *p, const pnode *n)
+ * range (as try_direct decides; uniqueness is assumed - the dimension tables of a star schema); *key_range
+ * (may be NULL) that range. */
+static int predict_direct(const fb_plan *p, const pnode *n, double *key_range)
 {
+    if (key_range)
+        *key_range = 1;
     if (n->n_keys != 1)
         return 0;
     const fb_column *c = base_column(p, n->build, n->bkeys[0], NULL);
@@ -2670,6 +2678,8 @@ static int predict_direct(const fb_plan *p, const pnode *n)
     if (!valid)
         return 1;
     uint64_t range = (uint64_t)hi - (uint64_t)lo + 1;
+    if (key_range)
+        *key_range = (double)range;
     return range != 0 && range <= DIRECT_MAX_RANGE && (range <= 4 * (uint64_t)c->length + 1024 || range <= (1u << 18));
 }
 
@@ -2684,10 +2694,30 @@ static double device_probe_scale(const fb_plan_calibration *cal, double build)
     return r + (1 - r) * u;
 }
 
+/* mix(f) of fb_plan_rates.probe_mix_row_s: (1 - f^W - (1 - f)^W) / (1 - 2^(1-W)). */
+static double probe_mix_shape(double f, double w)
+{
+    f = f < 0 ? 0 : f > 1 ? 1 : f;
+    return (1 - pow(f, w) - pow(1 - f, w)) / (1 - pow(2, 1 - w));
+}
+
+/* probe_row_s for a perfect hash over `range` keys: log-linear between the calibration's range and 2^18
+ * (probe_big_row_s), the nearer one's outside them. */
+static double probe_row_at(const fb_plan_rates *rt, const fb_plan_calibration *cal, double range)
+{
+    double lo = fb_plan_cal_probe_range(cal->rows), hi = fb_plan_cal_big_range();
+    if (!(rt->probe_big_row_s > 0) || !(hi > lo) || range <= lo)
+        return rt->probe_row_s;
+    if (range >= hi)
+        return rt->probe_big_row_s;
+    double u = log(range / lo) / log(hi / lo);
+    return rt->probe_row_s + u * (rt->probe_big_row_s - rt->probe_row_s);
+}
+
 /* Predicted seconds of pipeline pd with rates `rt` (a device's with dev: its probe rates scaled by the
  * build side's size). */
 static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates *rt, double sort_rows,
-                           double *sink_rows, const fb_plan_calibration *dev)
+                           double *sink_rows, const fb_plan_calibration *dev, const fb_plan_calibration *cal)
 {
     const fb_plan *p = e->plan;
     /* chunk: the rows of the chunks the operators see. Filters and perfect-hash probes narrow a selection
@@ -2712,11 +2742,15 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
         }
         case N_JOIN: {
             double scale = dev ? device_probe_scale(dev, est_rows(e, n->build)) : 1;
-            if (predict_direct(p, n)) {
+            double key_range;
+            if (predict_direct(p, n, &key_range)) {
                 double base = base_rows(p, n->build), match = base > 0 ? est_rows(e, n->build) / base : 0;
                 match = match < 1 ? match : 1;
-                double mix = dev ? 4 * match * (1 - match) * dev->opencl.probe_mix_row_s : 0;
-                t += scale * in * (rt->probe_row_s + match * rt->probe_match_row_s + mix);
+                /* a mix of matches: branches (cpu) or work-items (device) that diverge */
+                double mix_rate = rt->probe_mix_row_s > 0 ? rt->probe_mix_row_s : dev ? dev->opencl.probe_mix_row_s : 0;
+                double mix = probe_mix_shape(match, dev ? 16 : 2) * mix_rate;
+                /* a device's table size moves what its matches cost, not the pass over every probe row */
+                t += in * (probe_row_at(rt, cal, key_range) + scale * (match * rt->probe_match_row_s + mix));
             } else {
                 t += scale * in * rt->hash_probe_row_s;
                 if (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT)
@@ -2887,8 +2921,8 @@ static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibrat
 /* The per-row part of a hybrid pipeline of S source rows: worker 0 drives the device (g seconds a row) and
  * the other workers run CPU morsels (c seconds a row with all W workers, so c W / (W - 1) with W - 1); the
  * placement sizes the device's morsels from the speeds it measures (its share of the rows left), so both
- * finish about together: their throughputs add. On shared cores (the device is the CPU) each at half
- * speed. */
+ * finish about together: their throughputs add. On shared cores (the device is the CPU: its g was
+ * measured with every core) the device runs on the driver's core only: W g a row. */
 static double hybrid_split(double S, int W, double g, double c, int shares)
 {
     if (S <= 0)
@@ -2898,13 +2932,15 @@ static double hybrid_split(double S, int W, double g, double c, int shares)
     double cw = c * W / (W - 1);
     if (!(g > 0) || !(cw > 0))
         return 0;
-    return (shares ? 2 : 1) * S / (1 / g + 1 / cw);
+    /* on shared cores the device has the driver's core only: g x W a row */
+    return S / (1 / (shares ? g * W : g) + 1 / cw);
 }
 
-/* Predictions of every pipeline of a compiled run under placement cpu, gpu or hybrid (seconds[r->n_pipes],
- * sink_rows likewise, may be NULL). */
+/* Predictions of every pipeline of a compiled run under placement cpu, gpu or hybrid: its time
+ * (seconds[r->n_pipes]), the rows into its sink (sink_rows likewise), their sum (total) and its wall time
+ * where the pipelines that start with the run share the workers (walls); each but seconds may be NULL. */
 static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement placement, double *seconds,
-                             double *sink_rows)
+                             double *sink_rows, double *total, double *walls)
 {
     const fb_plan_calibration *cal = &plan->cal;
     double sort_rows = cal->rows > 0 ? (double)cal->rows / 4 : 1 << 20;
@@ -2915,9 +2951,9 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
     for (int k = 0; k < r->n_pipes; k++) {
         const pipe_desc *pd = &r->pipes[k];
         double rows, once = 0;
-        double cpu = placement == FB_PLACEMENT_GPU ? 0 : predict_pipe(&e, pd, &cal->cpu, sort_rows, &rows, NULL);
+        double cpu = placement == FB_PLACEMENT_GPU ? 0 : predict_pipe(&e, pd, &cal->cpu, sort_rows, &rows, NULL, cal);
         double gpu = placement == FB_PLACEMENT_CPU ? 0
-                                                   : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows, cal) +
+                                                   : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows, cal, cal) +
                                                          gpu_extra(&e, pd, cal, &once);
         if (placement == FB_PLACEMENT_CPU) {
             seconds[k] = cpu;
@@ -2939,6 +2975,28 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
             sink_rows[k] = rows;
     }
     free(e.rows);
+    /* The pipelines that start with the run are ready at once, and the workers take their morsels in turn:
+     * each one's wall time (what explain analyze measures) is, under processor sharing, the start plus the
+     * sum over them of min(its own time, the other's), each without the start. (Later pipelines run alone:
+     * in a star schema each waits for all before it.) */
+    double start_s = cal->cpu.start_s, sum = 0;
+    for (int k = 0; k < r->n_pipes; k++) {
+        sum += seconds[k];
+        if (!walls)
+            continue;
+        walls[k] = seconds[k];
+        if (!r->pipes[k].starts_with_run)
+            continue;
+        double own = seconds[k] - start_s, wall = start_s;
+        for (int j = 0; j < r->n_pipes; j++) {
+            double other = seconds[j] - start_s;
+            if (r->pipes[j].starts_with_run)
+                wall += other < own ? (other > 0 ? other : 0) : (own > 0 ? own : 0);
+        }
+        walls[k] = wall;
+    }
+    if (total)
+        *total = sum;
     return FB_OK;
 }
 
@@ -2999,14 +3057,9 @@ static fb_status predict_placement(fb_plan *plan, fb_plan_node root, fb_placemen
     mat *m = NULL;
     fb_status st = build_query(r, root, &m);
     if (st == FB_OK)
-        st = predict_run(plan, r, placement, sec, NULL);
-    if (st == FB_OK) {
-        double sum = 0;
-        for (int k = 0; k < r->n_pipes; k++)
-            sum += sec[k];
+        st = predict_run(plan, r, placement, sec, NULL, total, NULL);
+    if (st == FB_OK)
         *n_pipes = r->n_pipes;
-        *total = sum;
-    }
     run_free(r);
     return st;
 }
@@ -3148,25 +3201,22 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
     fb_status st = build_query(r, root, &m);
     /* The predictions, when a calibration is set or in the default file (explain works without): every
      * placement that can be predicted (pr[placement][pipeline]), and what auto picks among them. */
-    double pr[3][MAX_PIPES], pred_rows[MAX_PIPES], pred_total[3] = {0, 0, 0};
+    double pr[3][MAX_PIPES], walls[3][MAX_PIPES], pred_rows[MAX_PIPES], pred_total[3] = {0, 0, 0};
     char no_cal[400] = "", no_dev[400] = "";
     int have_pred = 0, have[3] = {0, 0, 0};
     fb_placement pick = FB_PLACEMENT_CPU;
     if (st == FB_OK) {
         if (plan_calibration((fb_plan *)plan, __func__) == FB_OK) {
-            st = predict_run(plan, r, FB_PLACEMENT_CPU, pr[0], pred_rows);
+            st = predict_run(plan, r, FB_PLACEMENT_CPU, pr[0], pred_rows, &pred_total[0], walls[0]);
             have[0] = have_pred = st == FB_OK;
             if (have_pred && device_predictable((fb_plan *)plan, FB_PLACEMENT_GPU, __func__) == FB_OK) {
                 for (int pl = FB_PLACEMENT_GPU; pl <= FB_PLACEMENT_HYBRID && st == FB_OK; pl++) {
-                    st = predict_run(plan, r, (fb_placement)pl, pr[pl], NULL);
+                    st = predict_run(plan, r, (fb_placement)pl, pr[pl], NULL, &pred_total[pl], walls[pl]);
                     have[pl] = st == FB_OK;
                 }
             } else if (have_pred) {
                 snprintf(no_dev, sizeof no_dev, "%s", fb_last_error(ctx));
             }
-            for (int pl = 0; pl < 3; pl++)
-                for (int p = 0; have[pl] && p < r->n_pipes; p++)
-                    pred_total[pl] += pr[pl][p];
             for (int pl = FB_PLACEMENT_GPU; pl <= FB_PLACEMENT_HYBRID; pl++)
                 if (have[pl] && pred_total[pl] < pred_total[pick])
                     pick = (fb_placement)pl;
@@ -3212,10 +3262,13 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
                              "%.2f ms busy\n",
                         (long long)s->rows, (long long)s->rows_out, (long long)s->morsels, s->wall_ns / 1e6,
                         s->busy_ns / 1e6);
+                /* its wall time: with the pipelines that start with the run, sharing the workers */
+                double w = walls[ran][p];
                 if (have_pred)
-                    fprintf(out, "     measured %.3f ms, predicted %s %.3f ms: measured/predicted %.2f\n",
-                            s->wall_ns / 1e6, fb_placement_name((fb_placement)ran), pr[ran][p] * 1e3,
-                            pr[ran][p] > 0 ? s->wall_ns / 1e9 / pr[ran][p] : NAN);
+                    fprintf(out, "     measured %.3f ms, predicted %s %.3f ms: measured/predicted %.2f%s\n",
+                            s->wall_ns / 1e6, fb_placement_name((fb_placement)ran), w * 1e3,
+                            w > 0 ? s->wall_ns / 1e9 / w : NAN,
+                            w != pr[ran][p] ? " (its wall time among the pipelines that start with the run)" : "");
                 const char *note = ((result_priv *)analyzed->priv)->pipes[p].note;
                 if (note[0])
                     fprintf(out, "     %s\n", note);

@@ -23,25 +23,32 @@
 /* The rates, by name, in the order of fb_plan_rates. */
 static const char *const rate_names[] = {"pipeline_s",       "start_s", "scan_row_s",  "filter_row_s", "project_row_s",
                                          "probe_row_s", "probe_match_row_s",      "hash_probe_row_s", "build_row_s", "agg_row_s",
-                                         "collect_row_s",    "sort_row_s"};
+                                         "collect_row_s",    "sort_row_s", "probe_mix_row_s", "probe_big_row_s"};
 #define N_RATES (sizeof rate_names / sizeof rate_names[0])
+#define N_RATES_REQUIRED 12 /* the rates after these may be absent from a file (written before they existed) */
 
 static double *rate_at(fb_plan_rates *r, size_t i)
 {
     double *f[N_RATES] = {&r->pipeline_s,       &r->start_s, &r->scan_row_s,  &r->filter_row_s, &r->project_row_s,
                           &r->probe_row_s, &r->probe_match_row_s,      &r->hash_probe_row_s, &r->build_row_s, &r->agg_row_s,
-                          &r->collect_row_s,    &r->sort_row_s};
+                          &r->collect_row_s,    &r->sort_row_s, &r->probe_mix_row_s, &r->probe_big_row_s};
     return f[i];
 }
 
 /* ---- measuring ------------------------------------------------------------------------------------------ */
 
-enum { F_A, F_K, F_K0, F_HK, F_G, F_V, F_ID, F_COLS };
-enum { D_K, D_HK, D_P, D_COLS };
+enum { F_A, F_K, F_K0, F_HK, F_G, F_V, F_ID, F_KM, F_KB, F_COLS };
+enum { D_K, D_HK, D_P, D_BK, D_COLS };
+
+/* The key range of the big perfect hash (probe_big_row_s): 2^18, the most a dimension of 64 Ki rows gets
+ * one (try_direct in plan.c). */
+#define BIG_RANGE ((int64_t)1 << 18)
 
 typedef struct cal_data {
     int64_t rows, dim_rows;
-    int32_t *a, *k, *k0, *g, *id, *dk, *dp;
+    double mix_f; /* the match fraction of km */
+    double few_f; /* the match fraction of k0 (about 1/1024) */
+    int32_t *a, *k, *k0, *g, *id, *dk, *dp, *km, *kb, *dbk;
     int64_t *hk, *v, *dhk;
     int32_t one[1];
     fb_column fcols[F_COLS], dcols[D_COLS], tcols[1];
@@ -60,6 +67,20 @@ static void cal_free(cal_data *d)
     free(d->hk);
     free(d->v);
     free(d->dhk);
+    free(d->km);
+    free(d->kb);
+    free(d->dbk);
+}
+
+double fb_plan_cal_probe_range(int64_t rows)
+{
+    int64_t dim = rows / 16 < 65536 ? (rows / 16 > 64 ? rows / 16 : 64) : 65536;
+    return (double)(2 * dim);
+}
+
+double fb_plan_cal_big_range(void)
+{
+    return (double)BIG_RANGE;
 }
 
 static int cal_make(cal_data *d, int64_t rows)
@@ -78,8 +99,13 @@ static int cal_make(cal_data *d, int64_t rows)
     d->dk = malloc(4 * nd);
     d->dp = malloc(4 * nd);
     d->dhk = malloc(8 * nd);
-    if (!d->a || !d->k || !d->k0 || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk)
+    d->km = malloc(4 * n);
+    d->kb = malloc(4 * n);
+    d->dbk = malloc(4 * nd);
+    if (!d->a || !d->k || !d->k0 || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk || !d->km ||
+        !d->kb || !d->dbk)
         return -1;
+    int64_t spread = BIG_RANGE / d->dim_rows, mixed = 0, few = 0;
     uint64_t x = 0x9E3779B97F4A7C15ull;
     for (int64_t i = 0; i < rows; i++) {
         x ^= x << 13;
@@ -91,16 +117,28 @@ static int cal_make(cal_data *d, int64_t rows)
          * probe would also measure what a mix of both costs, which varies: divergent device work-items) */
         uint64_t half = (x >> 16) % (uint64_t)(2 * d->dim_rows);
         d->k[i] = (int32_t)(half & ~(uint64_t)1);
-        d->k0[i] = d->k[i] | 1;
+        /* k0 matches for about 1/1024 of the rows: a probe with no match at all may skip work (a device's
+         * pass that writes the matches) that every real join does */
+        d->k0[i] = ((x >> 42) & 1023) == 0 ? d->k[i] : d->k[i] | 1;
+        few += (d->k0[i] & 1) == 0;
         d->hk[i] = (int64_t)(half / 2 + (half & 1) * (uint64_t)d->dim_rows) * 1000003; /* half match */
         d->g[i] = (int32_t)((x >> 32) % 1024);
         d->v[i] = (int64_t)((x >> 40) % 100000);
         d->id[i] = (int32_t)i;
+        /* km: k for 1/16 of the rows (by bits of x the other columns do not use), else k0; kb: keys that
+         * miss, spread over the big dimension's whole range */
+        int m = ((x >> 52) & 15) == 0;
+        d->km[i] = m ? d->k[i] : d->k0[i];
+        mixed += (d->km[i] & 1) == 0;
+        d->kb[i] = (int32_t)(((x >> 16) % (uint64_t)d->dim_rows) * (uint64_t)spread + 1);
     }
+    d->mix_f = rows > 0 ? (double)mixed / (double)rows : 0;
+    d->few_f = rows > 0 ? (double)few / (double)rows : 0;
     for (int64_t i = 0; i < d->dim_rows; i++) {
         d->dk[i] = (int32_t)(2 * i);
         d->dp[i] = (int32_t)(i % 97);
         d->dhk[i] = i * 1000003;
+        d->dbk[i] = (int32_t)(i * spread);
     }
     d->fcols[F_A] = fb_column_make(FB_TYPE_INT32, d->a, rows, NULL);
     d->fcols[F_K] = fb_column_make(FB_TYPE_INT32, d->k, rows, NULL);
@@ -109,6 +147,9 @@ static int cal_make(cal_data *d, int64_t rows)
     d->fcols[F_G] = fb_column_make(FB_TYPE_INT32, d->g, rows, NULL);
     d->fcols[F_V] = fb_column_make(FB_TYPE_INT64, d->v, rows, NULL);
     d->fcols[F_ID] = fb_column_make(FB_TYPE_INT32, d->id, rows, NULL);
+    d->fcols[F_KM] = fb_column_make(FB_TYPE_INT32, d->km, rows, NULL);
+    d->fcols[F_KB] = fb_column_make(FB_TYPE_INT32, d->kb, rows, NULL);
+    d->dcols[D_BK] = fb_column_make(FB_TYPE_INT32, d->dbk, d->dim_rows, NULL);
     d->dcols[D_K] = fb_column_make(FB_TYPE_INT32, d->dk, d->dim_rows, NULL);
     d->dcols[D_HK] = fb_column_make(FB_TYPE_INT64, d->dhk, d->dim_rows, NULL);
     d->dcols[D_P] = fb_column_make(FB_TYPE_INT32, d->dp, d->dim_rows, NULL);
@@ -135,6 +176,10 @@ typedef enum experiment {
     X_PROBE0,     /* fact[k0] inner join dim[k, p] (perfect hash, no row matches) -> count */
     X_COUNT_HK,   /* fact[hk] -> count */
     X_HASH_PROBE, /* fact[hk] inner join dim[hk, p] (hash table) -> count */
+    X_COUNT_KM,   /* fact[km] -> count */
+    X_PROBE_MIX,  /* fact[km] inner join dim[k, p] (perfect hash, 1/16 of the rows match, at random) -> count */
+    X_COUNT_KB,   /* fact[kb] -> count */
+    X_PROBE_BIG,  /* fact[kb] inner join dim[bk, p] (perfect hash over 2^18 keys, no row matches) -> count */
     X_COUNT_GV,   /* fact[g, v] -> count */
     X_AGG,        /* fact[g, v] -> group by g sum(v) */
     X_COLLECT,    /* fact[a] -> result */
@@ -203,12 +248,17 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     case X_COUNT_K0:
     case X_PROBE0:
     case X_COUNT_HK:
-    case X_HASH_PROBE: {
-        int hash = x == X_COUNT_HK || x == X_HASH_PROBE;
-        c0 = hash ? F_HK : x == X_COUNT_K0 || x == X_PROBE0 ? F_K0 : F_K;
+    case X_HASH_PROBE:
+    case X_COUNT_KM:
+    case X_PROBE_MIX:
+    case X_COUNT_KB:
+    case X_PROBE_BIG: {
+        int hash = x == X_COUNT_HK || x == X_HASH_PROBE, big = x == X_COUNT_KB || x == X_PROBE_BIG;
+        c0 = hash ? F_HK : big ? F_KB : x == X_COUNT_KM || x == X_PROBE_MIX ? F_KM
+                                       : x == X_COUNT_K0 || x == X_PROBE0 ? F_K0 : F_K;
         FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->fact, "fact", &c0, 1, &s));
-        if (x == X_PROBE || x == X_PROBE0 || x == X_HASH_PROBE) {
-            size_t dc[2] = {hash ? D_HK : D_K, D_P}, k0 = 0, pay = 1;
+        if (x == X_PROBE || x == X_PROBE0 || x == X_HASH_PROBE || x == X_PROBE_MIX || x == X_PROBE_BIG) {
+            size_t dc[2] = {hash ? D_HK : big ? D_BK : D_K, D_P}, k0 = 0, pay = 1;
             FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->dim, "dim", dc, 2, &b));
             FB_FORWARD_IF_ERROR(fb_plan_join(p, s, b, &k0, &k0, 1, FB_JOIN_INNER, &pay, 1, &t));
             s = t;
@@ -309,9 +359,20 @@ static void derive_rates(const double *t, const cal_data *d, const fb_plan_rates
     r->filter_row_s = floor_rate((t[X_FILTER] - t[X_COUNT_AG]) / (2 * n)); /* two predicates */
     r->project_row_s = floor_rate((t[X_PROJECT] - t[X_COUNT_V]) / n);
     double dim_build = r->pipeline_s + nd * (r->scan_row_s + r->build_row_s);
-    r->probe_row_s = floor_rate((t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n);
-    r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / n);
+    /* k matches on every row, k0 on few_f of them: the line through both, at f = 0 and 1 */
+    double f0 = d->few_f, p1 = (t[X_PROBE] - t[X_COUNT_K] - dim_build) / n,
+           p0 = (t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n;
+    r->probe_match_row_s = floor_rate((p1 - p0) / (1 - f0));
+    r->probe_row_s = floor_rate(p0 - f0 * r->probe_match_row_s);
     r->hash_probe_row_s = floor_rate((t[X_HASH_PROBE] - t[X_COUNT_HK] - dim_build) / n);
+    /* the mix: what the probe of km costs beyond the straight line between none and all at its match
+     * fraction, over mix(f) (fb_plan_rates: W = 2 on the CPU, 16 on a device) */
+    double f = d->mix_f, w = host ? 16 : 2, shape = (1 - pow(f, w) - pow(1 - f, w)) / (1 - pow(2, 1 - w));
+    double line = r->probe_row_s + f * r->probe_match_row_s;
+    r->probe_mix_row_s = shape > 0 ? floor_rate(((t[X_PROBE_MIX] - t[X_COUNT_KM] - dim_build) / n - line) / shape)
+                                   : RATE_FLOOR;
+    /* the big perfect hash (a device's tables are hash tables: no range term there) */
+    r->probe_big_row_s = host ? 0 : floor_rate((t[X_PROBE_BIG] - t[X_COUNT_KB] - dim_build) / n);
 }
 
 static void read_cpu_name(char *buf, size_t size)
@@ -532,16 +593,21 @@ fb_status fb_plan_cost_device(fb_ctx *ctx)
 fb_status fb_plan_calibrate_device(fb_ctx *ctx, int64_t rows, fb_plan_calibration *cal)
 {
     FB_RETURN_ERROR_IF(!ctx || !cal, ctx, FB_ERR_INVALID_ARG, "ctx and cal must not be NULL");
-    FB_RETURN_ERROR_IF(rows < 1024 || rows > ((int64_t)1 << 26), ctx, FB_ERR_INVALID_ARG,
-                       "calibration rows must be in 1024..2^26, not %lld", (long long)rows);
+    FB_RETURN_ERROR_IF(rows != 0 && (rows < 1024 || rows > ((int64_t)1 << 26)), ctx, FB_ERR_INVALID_ARG,
+                       "calibration rows must be 0 or in 1024..2^26, not %lld", (long long)rows);
     int index = -1;
     FB_FORWARD_IF_ERROR(fb_cl_open(ctx, &index));
+    if (rows == 0) { /* the device morsels' rows: a device's cost per row moves with the morsel's size */
+        rows = fb_plan_device_morsel(ctx);
+        rows = rows < 1024 ? 1024 : rows;
+    }
     fb_cl_device_info info;
     FB_FORWARD_IF_ERROR(fb_cl_device_get_info(ctx, index, &info));
     fb_plan_calibration c = *cal;
     memset(&c.opencl, 0, sizeof c.opencl);
     snprintf(c.opencl.device, sizeof c.opencl.device, "%.127s", info.name);
     c.opencl.shares_cores = info.is_cpu != 0;
+    c.opencl.rows = rows;
     size_t bytes = (size_t)rows * 8;
     bytes = bytes < ((size_t)1 << 20) ? (size_t)1 << 20 : bytes > ((size_t)64 << 20) ? (size_t)64 << 20 : bytes;
     FB_FORWARD_IF_ERROR(fb_cl_measure_transfer(ctx, bytes, CAL_RUNS(rows), &c.opencl.h2d_gbps, &c.opencl.d2h_gbps));
@@ -659,11 +725,11 @@ fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, 
     fprintf(f,
             ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"table_row_s\": %.9g,\n"
             "  \"table_rows\": %.9g, \"small_table_ratio\": %.9g, \"probe_mix_row_s\": %.9g, \"from_plans\": %d,\n"
-            "  \"shares_cores\": %d, \"rates\": ",
+            "  \"shares_cores\": %d, \"rows\": %lld, \"rates\": ",
             cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.table_row_s,
             cal->opencl.table_rows, cal->opencl.small_table_ratio, cal->opencl.probe_mix_row_s,
             cal->opencl.from_plans ? 1 : 0,
-            cal->opencl.shares_cores ? 1 : 0);
+            cal->opencl.shares_cores ? 1 : 0, (long long)cal->opencl.rows);
     json_rates(f, &cal->opencl.rates);
     fprintf(f, "}}\n");
     int bad = ferror(f);
@@ -757,6 +823,10 @@ static fb_status read_rates(fb_ctx *ctx, const char *path, const char *begin, co
 {
     for (size_t i = 0; i < N_RATES; i++) {
         double v;
+        if (i >= N_RATES_REQUIRED && !find_value(begin, end, rate_names[i])) {
+            *rate_at(out, i) = 0; /* a file from before this rate: unknown */
+            continue;
+        }
         FB_RETURN_ERROR_IF(read_number(begin, end, rate_names[i], &v) != 0 || v < 0, ctx, FB_ERR_IO,
                            "%s: %s.%s is missing or not a finite number >= 0 (run fbench calibrate)", path, section,
                            rate_names[i]);
@@ -813,6 +883,11 @@ fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibr
         }
         c.opencl.from_plans = read_number(ob, oe, "from_plans", &num) == 0 && num != 0;
         c.opencl.shares_cores = read_number(ob, oe, "shares_cores", &num) == 0 && num != 0;
+        /* "rows" of the opencl section (not its rates'): before "rates" in the file; absent: 0 */
+        const char *rates_at = NULL, *re_ = NULL;
+        if (find_object(ob, oe, "rates", &rates_at, &re_) != 0)
+            rates_at = oe;
+        c.opencl.rows = read_number(ob, rates_at, "rows", &num) == 0 && num >= 0 ? (int64_t)num : 0;
         if (st == FB_OK && c.opencl.has_opencl) {
             if (find_object(ob, oe, "rates", &rb, &re) != 0)
                 st = FB_ERROR(ctx, FB_ERR_IO, "%s: opencl.has_opencl is set but opencl.rates is missing", path);

@@ -305,10 +305,10 @@ static void test_formulas(void **state)
                           (4 * s1 + 4 * pass) / 1e9;
         assert_true(fabs(gpu - want_gpu) <= 1e-9 * want_gpu);
         /* hybrid: the device (worker 0) and the other W - 1 workers split the rows so that both finish together:
-         * their throughputs add (each at half speed on shared cores) */
+         * their throughputs add (on shared cores the device has the driver's core only: W x its time) */
         double cv = want_cpu - r->pipeline_s - r->start_s, gv = want_gpu - g->pipeline_s - g->start_s;
         int W = fb_ctx_threads(ctx);
-        double split = W < 2 ? gv : (shares ? 2 : 1) / (1 / gv + 1 / (cv * W / (W - 1)));
+        double split = W < 2 ? gv : 1 / (1 / (shares ? gv * W : gv) + 1 / (cv * W / (W - 1)));
         double want_hyb = fmax(r->pipeline_s + r->start_s, g->pipeline_s + g->start_s) + split;
         assert_true(fabs(hyb - want_hyb) <= 1e-9 * want_hyb);
     }
