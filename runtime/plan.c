@@ -2966,9 +2966,15 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
             double cpu_fixed = cal->cpu.pipeline_s + start * cal->cpu.start_s;
             double gpu_fixed = cal->opencl.rates.pipeline_s + start * cal->opencl.rates.start_s;
             double cv = cpu - cpu_fixed, gv = gpu - gpu_fixed;
-            double both = src > 0 ? hybrid_split(src, fb_ctx_threads(plan->ctx), gv / src, cv / src,
-                                                 cal->opencl.shares_cores)
-                                  : 0;
+            int W = fb_ctx_threads(plan->ctx);
+            double both = src > 0 ? hybrid_split(src, W, gv / src, cv / src, cal->opencl.shares_cores) : 0;
+            /* the device's first morsel is a CPU-sized one (hybrid_device_morsel()), and a morsel is not
+             * split: where there are morsels for every worker, the pipeline lasts at least that long (on
+             * shared cores on the driver's core) */
+            double first = (double)FB_MORSEL_DEFAULT_ROWS, dm = (double)device_morsel_rows(plan->ctx);
+            first = first < dm ? first : dm;
+            double first_s = W >= 2 && src >= W * first ? first * gv / src * (cal->opencl.shares_cores ? W : 1) : 0;
+            both = both > first_s ? both : first_s;
             seconds[k] = (cpu_fixed > gpu_fixed ? cpu_fixed : gpu_fixed) + both + once;
         }
         if (sink_rows)

@@ -125,9 +125,9 @@ static int cal_make(cal_data *d, int64_t rows)
         d->g[i] = (int32_t)((x >> 32) % 1024);
         d->v[i] = (int64_t)((x >> 40) % 100000);
         d->id[i] = (int32_t)i;
-        /* km: k for 1/16 of the rows (by bits of x the other columns do not use), else k0; kb: keys that
+        /* km: k for 1/4 of the rows (by bits of x the other columns do not use), else k0; kb: keys that
          * miss, spread over the big dimension's whole range */
-        int m = ((x >> 52) & 15) == 0;
+        int m = ((x >> 52) & 3) == 0;
         d->km[i] = m ? d->k[i] : d->k0[i];
         mixed += (d->km[i] & 1) == 0;
         d->kb[i] = (int32_t)(((x >> 16) % (uint64_t)d->dim_rows) * (uint64_t)spread + 1);
@@ -177,7 +177,7 @@ typedef enum experiment {
     X_COUNT_HK,   /* fact[hk] -> count */
     X_HASH_PROBE, /* fact[hk] inner join dim[hk, p] (hash table) -> count */
     X_COUNT_KM,   /* fact[km] -> count */
-    X_PROBE_MIX,  /* fact[km] inner join dim[k, p] (perfect hash, 1/16 of the rows match, at random) -> count */
+    X_PROBE_MIX,  /* fact[km] inner join dim[k, p] (perfect hash, 1/4 of the rows match, at random) -> count */
     X_COUNT_KB,   /* fact[kb] -> count */
     X_PROBE_BIG,  /* fact[kb] inner join dim[bk, p] (perfect hash over 2^18 keys, no row matches) -> count */
     X_COUNT_GV,   /* fact[g, v] -> count */

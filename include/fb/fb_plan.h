@@ -249,7 +249,7 @@ typedef struct fb_plan_rates {
     double probe_mix_row_s;  /**< what a perfect-hash probe row adds where the rows' matches are a mix (match
                                   fraction f): x mix(f) = (1 - f^W - (1 - f)^W) / (1 - 2^(1-W)), 1 at f = 1/2,
                                   with W = 2 for the CPU (4 f (1 - f): mispredicted branches) and 16 for a
-                                  device (work-items of a vector that diverge); measured at f = 1/16. 0:
+                                  device (work-items of a vector that diverge); measured at f = 1/4. 0:
                                   unknown (files written before it; a device then uses opencl.probe_mix_row_s) */
     double probe_big_row_s;  /**< probe_row_s of a perfect hash over a key range of 2^18 (a 1 MiB array;
                                   probe_row_s is measured at fb_plan_calibration.rows / 8 within 128..131072):
@@ -384,7 +384,9 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  *   parts at the sum of both throughputs: worker 0 drives the device at the gpu's per-row cost, the other
  *   workers run at the cpu's per-row cost x workers / (workers - 1), and the placement sizes the device's
  *   morsels so that both finish together; with opencl.shares_cores the device has the driver's core only
- *   (the gpu's per-row cost x workers). Plus the device join tables as under gpu.
+ *   (the gpu's per-row cost x workers); and with S >= workers x 64 Ki, at least the device's first morsel (a CPU-sized one:
+ *   64 Ki rows, at most the device morsel, on shared cores on the driver's core), which is not split. Plus the device
+ *   join tables as under gpu.
  *
  * `total` is the sum of the pipelines' times. The pipelines that start with the run (those that depend on no
  * other: a star schema's builds) run at once, the workers taking their morsels in turn: explain analyze
