@@ -792,6 +792,101 @@ static fb_status need_fp64(fb_cl_job *j, cl_kernel k)
                         "the OpenCL device lacks cl_khr_fp64, which the arithmetic and cast kernels need");
 }
 
+/* The arithmetic kernel over device values da (and db, or the constant `value`, left of da with
+ * value_left), output validity dvalid (has_valid) computed before, into dout; dbad receives the first
+ * overflowing row. *a_const: whether the constant is the left operand. */
+static fb_status arith_kernel(fb_cl_job *j, fb_arith op, fb_type t, cl_mem da, cl_mem db, const void *value,
+                              int value_left, cl_mem dvalid, cl_int has_valid, int64_t n, cl_mem dout, cl_mem dbad,
+                              cl_int *a_const_out)
+{
+    struct fb_cl_state *cl = j->cl;
+    size_t w = fb_type_width(t);
+    cl_ulong cval = 0;
+    if (!db)
+        memcpy(&cval, value, w);
+    cl_mem pa = da, pb = db ? db : cl->dummy;
+    cl_int a_const = 0, b_const = !db;
+    cl_ulong ca = 0, cb = cval;
+    if (!db && value_left) {
+        pa = cl->dummy;
+        pb = da;
+        a_const = 1;
+        b_const = 0;
+        ca = cval;
+        cb = 0;
+    }
+    *a_const_out = a_const;
+    cl_int cop = (cl_int)op, ct = (cl_int)t;
+    cl_ulong len = (cl_ulong)n;
+    const fb_cl_karg args[] = {KARG(cop), KARG(ct),        KARG(pa),  KARG(a_const), KARG(ca),   KARG(pb), KARG(b_const),
+                               KARG(cb),  KARG(dvalid),    KARG(has_valid), KARG(len), KARG(dout), KARG(dbad)};
+    return run(j, cl->ex_arith, "fb_expr_arith", args, 13, len);
+}
+
+/* The cast kernel over device values din (type from) into dout (type to); dvalid (has_valid) computed before. */
+static fb_status cast_kernel(fb_cl_job *j, cl_mem din, fb_type from_t, fb_type to_t, cl_mem dvalid, cl_int has_valid,
+                             int64_t n, cl_mem dout, cl_mem dbad)
+{
+    cl_int from = (cl_int)from_t, to = (cl_int)to_t;
+    cl_ulong len = (cl_ulong)n;
+    const fb_cl_karg args[] = {KARG(din),       KARG(from), KARG(to),   KARG(dvalid),
+                               KARG(has_valid), KARG(len),  KARG(dout), KARG(dbad)};
+    return run(j, j->cl->ex_cast, "fb_expr_cast", args, 8, len);
+}
+
+/* Output validity of a dense result over device columns a and b (b may be NULL): their AND, or the
+ * dummy (*has 0) when neither has a validity bitmap. */
+static fb_status dev_validity(fb_cl_job *j, const fb_cl_dev_column *a, const fb_cl_dev_column *b, int64_t n,
+                              cl_mem *dvalid, cl_int *has)
+{
+    *dvalid = j->cl->dummy;
+    *has = 0;
+    if (!a->has_valid && !(b && b->has_valid))
+        return FB_OK;
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)nbytes(n), NULL, dvalid));
+    cl_mem va = a->valid, vb = b ? b->valid : j->cl->dummy, mask = j->cl->dummy;
+    cl_int has_va = a->has_valid, has_vb = b ? b->has_valid : 0, has_mask = 0;
+    cl_ulong voa = a->voff, vob = b ? b->voff : 0, len = (cl_ulong)n;
+    const fb_cl_karg args[] = {KARG(va),   KARG(has_va),   KARG(voa), KARG(vb), KARG(has_vb),
+                               KARG(vob),  KARG(mask),     KARG(has_mask), KARG(len), KARG(*dvalid)};
+    FB_FORWARD_IF_ERROR(run(j, j->cl->ex_validity, "fb_expr_validity", args, 10, (uint64_t)nbytes(n)));
+    *has = 1;
+    return FB_OK;
+}
+
+fb_status fb_cl_expr_arith_dev(fb_cl_job *j, fb_arith op, const fb_cl_dev_column *a, const fb_cl_dev_column *b,
+                               const void *value, int value_left, int64_t n, cl_mem bad, fb_cl_dev_column *out)
+{
+    FB_FORWARD_IF_ERROR(need_fp64(j, j->cl->ex_arith));
+    fb_type t = (fb_type)a->type;
+    memset(out, 0, sizeof *out);
+    out->type = a->type;
+    out->length = (cl_ulong)n;
+    out->valid = j->cl->dummy;
+    if (n == 0)
+        return FB_OK;
+    FB_FORWARD_IF_ERROR(dev_validity(j, a, b, n, &out->valid, &out->has_valid));
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)n * fb_type_width(t), NULL, &out->data));
+    cl_int a_const = 0;
+    return arith_kernel(j, op, t, a->data, b ? b->data : NULL, value, value_left, out->valid, out->has_valid, n,
+                        out->data, bad, &a_const);
+}
+
+fb_status fb_cl_expr_cast_dev(fb_cl_job *j, const fb_cl_dev_column *in, fb_type to, int64_t n, cl_mem bad,
+                              fb_cl_dev_column *out)
+{
+    FB_FORWARD_IF_ERROR(need_fp64(j, j->cl->ex_cast));
+    memset(out, 0, sizeof *out);
+    out->type = (cl_int)to;
+    out->length = (cl_ulong)n;
+    out->valid = j->cl->dummy;
+    if (n == 0)
+        return FB_OK;
+    FB_FORWARD_IF_ERROR(dev_validity(j, in, NULL, n, &out->valid, &out->has_valid));
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)n * fb_type_width(to), NULL, &out->data));
+    return cast_kernel(j, in->data, (fb_type)in->type, to, out->valid, out->has_valid, n, out->data, bad);
+}
+
 /* The arithmetic of checked arguments in one job; an overflow names row row_base + its row. */
 static fb_status arith_one(fb_ctx *ctx, fb_arith op, const fb_column *a, const fb_column *b, const void *value,
                            int value_left, const uint32_t *sel_in, int64_t n_in, fb_column_out *out, int64_t row_base,
@@ -817,27 +912,8 @@ static fb_status arith_one(fb_ctx *ctx, fb_arith op, const fb_column *a, const f
         TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, (size_t)n * w, (const char *)b->data + (size_t)b->offset * w, &db));
     TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)n * w, NULL, &dout));
     TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof none, &none, &dbad));
-    cl_ulong cval = 0;
-    if (!b)
-        memcpy(&cval, value, w);
-    cl_mem pa = da, pb = db;
-    cl_int a_const = 0, b_const = !b;
-    cl_ulong ca = 0, cb = cval;
-    if (!b && value_left) {
-        pa = cl->dummy;
-        pb = da;
-        a_const = 1;
-        b_const = 0;
-        ca = cval;
-        cb = 0;
-    } else if (!b) {
-        pb = cl->dummy;
-    }
-    cl_int cop = (cl_int)op, ct = (cl_int)t;
-    cl_ulong len = (cl_ulong)n;
-    const fb_cl_karg args[] = {KARG(cop), KARG(ct),        KARG(pa),  KARG(a_const), KARG(ca),   KARG(pb), KARG(b_const),
-                               KARG(cb),  KARG(dvalid),    KARG(has_valid), KARG(len), KARG(dout), KARG(dbad)};
-    TRY(run(&j, cl->ex_arith, "fb_expr_arith", args, 13, len));
+    cl_int a_const = 0;
+    TRY(arith_kernel(&j, op, t, da, b ? db : NULL, value, value_left, dvalid, has_valid, n, dout, dbad, &a_const));
     cl_uint flag = 0, bad = 0;
     TRY(fb_cl_job_read(&j, err, CL_FALSE, 0, sizeof flag, &flag));
     TRY(fb_cl_job_read(&j, dbad, CL_FALSE, 0, sizeof bad, &bad));
@@ -953,11 +1029,7 @@ static fb_status cast_one(fb_ctx *ctx, const fb_column *in, const uint32_t *sel_
     TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, (size_t)n * wi, (const char *)in->data + (size_t)in->offset * wi, &din));
     TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)n * wo, NULL, &dout));
     TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof none, &none, &dbad));
-    cl_int from = (cl_int)in->type, to = (cl_int)out->type;
-    cl_ulong len = (cl_ulong)n;
-    const fb_cl_karg args[] = {KARG(din),       KARG(from), KARG(to),   KARG(dvalid),
-                               KARG(has_valid), KARG(len),  KARG(dout), KARG(dbad)};
-    TRY(run(&j, cl->ex_cast, "fb_expr_cast", args, 8, len));
+    TRY(cast_kernel(&j, din, in->type, out->type, dvalid, has_valid, n, dout, dbad));
     cl_uint flag = 0, bad = 0;
     TRY(fb_cl_job_read(&j, err, CL_FALSE, 0, sizeof flag, &flag));
     TRY(fb_cl_job_read(&j, dbad, CL_FALSE, 0, sizeof bad, &bad));

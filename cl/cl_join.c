@@ -21,6 +21,13 @@
 
 #define JOIN_EMPTY 0x8000000000000000ull
 
+/* An argument error of a device-buffer variant (the caller's job names the call). */
+#define RETURN_ERROR_IF_AT2(cond, j, what)                                                                        \
+    do {                                                                                                       \
+        if (cond)                                                                                              \
+            return fb_set_error((j)->ctx, FB_ERR_INVALID_ARG, (j)->where, "expects %s", what);                 \
+    } while (0)
+
 static int join_key_type(fb_type t)
 {
     return t == FB_TYPE_INT32 || t == FB_TYPE_INT64 || t == FB_TYPE_DATE32 || t == FB_TYPE_UINT32 ||
@@ -120,6 +127,49 @@ static fb_status chunk_rows(fb_cl_job *j, size_t per_row, int64_t n, int64_t *ro
     return FB_OK;
 }
 
+/* One chunk of m probe rows (device column d) against table t: the count, then, when the *ct entries fit
+ * `room`, the entries (pairs: *ob build ids, *op probe ids, each + bfirst / pfirst; semi / anti: *os probe
+ * rows + pfirst), in device buffers of the job. */
+static fb_status probe_chunk(fb_cl_job *j, const build_table *t, const fb_cl_dev_column *d, int64_t m, cl_int jtype,
+                             int64_t build_first, int64_t probe_first, int64_t room, cl_mem *ob, cl_mem *op,
+                             cl_mem *os, int64_t *ct_out)
+{
+    struct fb_cl_state *cl = j->cl;
+    int pairs = jtype == 0 || jtype == 1;
+    cl_ulong rows = (cl_ulong)m;
+    cl_mem counts, dtotal;
+    static const cl_ulong zero = 0;
+    *ct_out = 0;
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)(m + 1) * 4, NULL, &counts));
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, sizeof zero, &zero, &dtotal));
+    const fb_cl_karg cargs[] = {KARG(d->data), KARG(d->type), KARG(d->valid), KARG(d->has_valid), KARG(d->voff),
+                                KARG(rows),    KARG(t->tkeys), KARG(t->mask), KARG(t->start),   KARG(t->end),
+                                KARG(jtype),   KARG(counts),  KARG(dtotal),  KLOCAL(sizeof(cl_ulong))};
+    FB_FORWARD_IF_ERROR(run(j, cl->join_count, "fb_join_count", cargs, 14, rows));
+    cl_ulong ct = 0;
+    FB_FORWARD_IF_ERROR(fb_cl_job_read(j, dtotal, CL_TRUE, 0, sizeof ct, &ct));
+    if (ct > UINT32_MAX)
+        return fb_set_error(j->ctx, FB_ERR_CAPACITY, j->where,
+                            "%llu result entries from %lld probe rows: a call returns fewer than 2^32",
+                            (unsigned long long)ct, (long long)m);
+    *ct_out = (int64_t)ct;
+    if (ct == 0 || (int64_t)ct > room)
+        return FB_OK;
+    FB_FORWARD_IF_ERROR(fb_cl_scan(j, counts, rows));
+    if (pairs) {
+        FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)ct * 8, NULL, ob));
+        FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)ct * 8, NULL, op));
+    } else {
+        FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)ct * 4, NULL, os));
+    }
+    cl_long bfirst = build_first, pfirst = probe_first;
+    const fb_cl_karg wargs[] = {KARG(d->data),  KARG(d->type),  KARG(d->valid), KARG(d->has_valid), KARG(d->voff),
+                                KARG(rows),     KARG(t->tkeys), KARG(t->mask),  KARG(t->start),     KARG(t->end),
+                                KARG(jtype),    KARG(counts),   KARG(t->rows),  KARG(bfirst),       KARG(pfirst),
+                                KARG(*ob),      KARG(*op),      KARG(*os)};
+    return run(j, cl->join_write, "fb_join_write", wargs, 18, rows);
+}
+
 /* Inner/left pairs (out) or semi/anti selection (sel); *total receives the entries of the whole
  * probe side, written only while they fit `capacity`. */
 static fb_status probe_entries_table(fb_ctx *ctx, const build_table *pre, size_t pre_bytes, const fb_column *bkey,
@@ -175,39 +225,12 @@ static fb_status probe_entries_table(fb_ctx *ctx, const build_table *pre, size_t
         if (m == 0)
             break;
         int mark = j.n_mems;
-        cl_ulong rows = (cl_ulong)m;
-        cl_mem counts, dtotal;
-        static const cl_ulong zero = 0;
-        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)(m + 1) * 4, NULL, &counts));
-        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof zero, &zero, &dtotal));
-        const fb_cl_karg cargs[] = {KARG(d.data), KARG(d.type), KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
-                                    KARG(rows),   KARG(t.tkeys), KARG(t.mask), KARG(t.start),   KARG(t.end),
-                                    KARG(jtype),  KARG(counts), KARG(dtotal), KLOCAL(sizeof(cl_ulong))};
-        TRY(run(&j, cl->join_count, "fb_join_count", cargs, 14, rows));
-        cl_ulong ct = 0;
-        TRY(fb_cl_job_read(&j, dtotal, CL_TRUE, 0, sizeof ct, &ct));
-        if (ct > UINT32_MAX) {
-            st = fb_set_error(ctx, FB_ERR_CAPACITY, where,
-                              "%llu result entries from %lld probe rows: a call returns fewer than 2^32",
-                              (unsigned long long)ct, (long long)m);
-            goto done;
-        }
-        *total += (int64_t)ct;
+        cl_mem ob = cl->dummy, op = cl->dummy, os = cl->dummy;
+        int64_t ct = 0;
+        TRY(probe_chunk(&j, &t, &d, m, jtype, build_first, pairs ? probe_first + r0 : r0, capacity - *total, &ob, &op,
+                        &os, &ct));
+        *total += ct;
         if (ct > 0 && *total <= capacity) {
-            TRY(fb_cl_scan(&j, counts, rows));
-            cl_mem ob = cl->dummy, op = cl->dummy, os = cl->dummy;
-            if (pairs) {
-                TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)ct * 8, NULL, &ob));
-                TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)ct * 8, NULL, &op));
-            } else {
-                TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)ct * 4, NULL, &os));
-            }
-            cl_long bfirst = build_first, pfirst = pairs ? probe_first + r0 : r0;
-            const fb_cl_karg wargs[] = {KARG(d.data),  KARG(d.type),  KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
-                                        KARG(rows),    KARG(t.tkeys), KARG(t.mask),  KARG(t.start),     KARG(t.end),
-                                        KARG(jtype),   KARG(counts),  KARG(t.rows),  KARG(bfirst),      KARG(pfirst),
-                                        KARG(ob),      KARG(op),      KARG(os)};
-            TRY(run(&j, cl->join_write, "fb_join_write", wargs, 18, rows));
             if (pairs) {
                 TRY(fb_cl_job_read(&j, ob, CL_FALSE, 0, (size_t)ct * 8, build_ids + written));
                 TRY(fb_cl_job_read(&j, op, CL_FALSE, 0, (size_t)ct * 8, probe_ids + written));
@@ -773,9 +796,12 @@ struct fb_cl_join_table {
     fb_ctx *ctx;
     fb_type type;
     build_table t;
-    cl_mem own[4]; /* t's buffers (t.rows may be the context's dummy, which is not ours) */
+    cl_mem own[4 + 2 * FB_CL_TABLE_MAX_PAYLOAD]; /* t's buffers (t.rows may be the context's dummy, which is
+                                                    not ours), then the payload columns' */
     int n_own;
     size_t bytes;
+    fb_cl_dev_column payload[FB_CL_TABLE_MAX_PAYLOAD]; /* fb_cl_join_table_payload() */
+    int n_payload;
 };
 
 /* Takes buffer m out of job j (it stays alive) into tb. */
@@ -895,4 +921,72 @@ fb_status fb_cl_join_table_select(fb_cl_join_table *tb, const fb_column *probe_k
     if (st == FB_OK)
         *n_out = total;
     return st;
+}
+
+fb_status fb_cl_join_table_payload(fb_cl_join_table *tb, const fb_column *cols, size_t n_cols)
+{
+    const char *where = __func__;
+    if (!tb)
+        return fb_set_error(NULL, FB_ERR_INVALID_ARG, where, "the table must not be NULL");
+    fb_ctx *ctx = tb->ctx;
+    RETURN_ERROR_IF_AT(n_cols > FB_CL_TABLE_MAX_PAYLOAD || tb->n_payload > 0 || (n_cols && !cols), ctx,
+                       FB_ERR_INVALID_ARG, "%zu payload columns (at most %d, once per table)", n_cols,
+                       FB_CL_TABLE_MAX_PAYLOAD);
+    for (size_t c = 0; c < n_cols; c++) {
+        FB_FORWARD_IF_ERROR(fb_check_column(ctx, &cols[c], where, "a payload column"));
+        RETURN_ERROR_IF_AT(cols[c].length != tb->t.rows_total, ctx, FB_ERR_INVALID_ARG,
+                           "a payload column has %lld rows, the table %lld", (long long)cols[c].length,
+                           (long long)tb->t.rows_total);
+    }
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, where);
+    if (st != FB_OK)
+        return fb_cl_job_close(&j, st);
+    j.bytes = tb->bytes; /* the table counts against the budget */
+    fb_cl_dev_column d[FB_CL_TABLE_MAX_PAYLOAD];
+    for (size_t c = 0; c < n_cols; c++)
+        TRY(fb_cl_upload_column(&j, &cols[c], &d[c]));
+    TRY(fb_cl_job_finish(&j));
+    for (size_t c = 0; c < n_cols; c++) {
+        if (d[c].data != j.cl->dummy)
+            detach(&j, d[c].data, tb);
+        if (d[c].valid != j.cl->dummy)
+            detach(&j, d[c].valid, tb);
+        tb->payload[c] = d[c];
+    }
+    tb->n_payload = (int)n_cols;
+done:
+    return fb_cl_job_close(&j, st);
+}
+
+int fb_cl_join_table_payload_count(const fb_cl_join_table *tb)
+{
+    return tb ? tb->n_payload : 0;
+}
+
+const fb_cl_dev_column *fb_cl_join_table_column(const fb_cl_join_table *tb, int c)
+{
+    return tb && c >= 0 && c < tb->n_payload ? &tb->payload[c] : NULL;
+}
+
+fb_status fb_cl_join_table_probe_dev(fb_cl_job *j, const fb_cl_join_table *tb, const fb_cl_dev_column *key, int64_t n,
+                                     fb_join_type type, cl_mem *build_ids, cl_mem *probe_ids, int64_t *count)
+{
+    RETURN_ERROR_IF_AT2(!tb || !key || key->type != (cl_int)tb->type, j, "a probe key of the table's type");
+    RETURN_ERROR_IF_AT2(type != FB_JOIN_INNER && type != FB_JOIN_LEFT && type != FB_JOIN_SEMI && type != FB_JOIN_ANTI,
+                        j, "an inner, left, semi or anti join");
+    *count = 0;
+    *build_ids = *probe_ids = NULL;
+    if (n == 0)
+        return FB_OK;
+    if (!j->cl->join_slots)
+        return fb_set_error(j->ctx, FB_ERR_OPENCL, j->where, "the device lacks cl_khr_int64_base_atomics");
+    cl_mem ob = j->cl->dummy, op = j->cl->dummy, os = j->cl->dummy;
+    int pairs = type == FB_JOIN_INNER || type == FB_JOIN_LEFT;
+    FB_FORWARD_IF_ERROR(probe_chunk(j, &tb->t, key, n, (cl_int)type, 0, 0, INT64_MAX, &ob, &op, &os, count));
+    if (*count == 0)
+        return FB_OK;
+    *build_ids = pairs ? ob : NULL;
+    *probe_ids = pairs ? op : os;
+    return FB_OK;
 }

@@ -69,6 +69,93 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The selection kernels over a device column: candidates rows 0..n_cand-1 of d, or the n_cand entries of
+ * sel_in (has_sel); *out (n_cand uints, owned by the job) receives the selected rows and *n_out their number.
+ * set: the IN set sorted and without duplicates (n_set entries, uploaded here). */
+static fb_status select_dev(fb_cl_job *j, const fb_cl_dev_column *d, const fb_pred *p, const int64_t *set,
+                            cl_uint n_set, cl_mem sel, int has_sel_in, uint64_t n_cand, cl_mem *out, int64_t *n_out)
+{
+    struct fb_cl_state *cl = j->cl;
+    fb_ctx *ctx = j->ctx;
+    const char *where = j->where;
+    cl_mem dset = cl->dummy, aux;
+    fb_status st = FB_OK;
+    *n_out = 0;
+    if (n_set)
+        FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_ONLY, n_set * sizeof *set, set, &dset));
+    size_t wg = cl->wg_select;
+    cl_uint items = FB_CL_SELECT_ITEMS;
+    uint64_t tile = (uint64_t)wg * items;
+    cl_ulong groups = (n_cand + tile - 1) / tile;
+    /* aux: per-tile counts, then offsets; [groups] the total; [groups + 1] the error flag */
+    static const cl_uint zero = 0;
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)(groups + 2) * sizeof(cl_uint), NULL, &aux));
+    cl_int err = fb_cl_fault(FB_CL_FAULT_WRITE);
+    if (err == CL_SUCCESS)
+        err = clEnqueueWriteBuffer(cl->queue, aux, CL_FALSE, (size_t)(groups + 1) * sizeof(cl_uint), sizeof zero,
+                                   &zero, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return fb_cl_fail(ctx, where, "clEnqueueWriteBuffer", err);
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)n_cand * sizeof(cl_uint), NULL, out));
+
+    cl_int has_sel = has_sel_in != 0, kind = (cl_int)p->kind, negate = p->negate != 0;
+    cl_long lo = p->lo, hi = p->hi;
+    cl_ulong n_cand_arg = n_cand;
+    size_t set_local = (n_set ? n_set : 1) * sizeof(cl_long);
+    if (!has_sel)
+        sel = cl->dummy;
+    const fb_cl_karg args[] = {KARG(d->data),  KARG(d->type),   KARG(d->valid), KARG(d->has_valid), KARG(d->voff),
+                         KARG(d->length), KARG(sel),     KARG(has_sel), KARG(n_cand_arg),  KARG(items),
+                         KARG(kind),    KARG(negate),   KARG(lo),      KARG(hi),          KARG(dset),
+                         KARG(n_set),   KARG(aux),      KARG(groups),  KLOCAL(wg * sizeof(cl_uint)),
+                         KLOCAL(set_local), KARG(*out),  KLOCAL(tile)};
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->select_count, "fb_select_count", args, 20));
+    FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->select_count, "fb_select_count", (size_t)groups, wg));
+    const fb_cl_karg scan_args[] = {KARG(aux), KARG(groups), KLOCAL(cl->wg_scan * sizeof(cl_uint))};
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->select_scan, "fb_select_scan", scan_args, 3));
+    FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->select_scan, "fb_select_scan", 1, cl->wg_scan));
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, cl->select_write, "fb_select_write", args, 22));
+    FB_FORWARD_IF_ERROR(fb_cl_job_run(j, cl->select_write, "fb_select_write", (size_t)groups, wg));
+
+    cl_uint tail[2]; /* total, error flag */
+    FB_FORWARD_IF_ERROR(fb_cl_job_read(j, aux, CL_TRUE, (size_t)groups * sizeof(cl_uint), sizeof tail, tail));
+    if (tail[1])
+        return fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the column's %lld rows",
+                            (long long)d->length);
+    if (tail[0] > n_cand)
+        return fb_set_error(ctx, FB_ERR_INTERNAL, where, "device selected %u of %llu candidates", tail[0],
+                            (unsigned long long)n_cand);
+    *n_out = tail[0];
+    return st;
+}
+
+/* p's IN set sorted and without duplicates into set[FB_SELECT_IN_MAX] (for a binary search on the device). */
+static cl_uint sorted_set(const fb_pred *p, int64_t *set)
+{
+    cl_uint n_set = 0;
+    if (p->kind != FB_PRED_IN)
+        return 0;
+    memcpy(set, p->set, (size_t)p->n_set * sizeof *set);
+    qsort(set, (size_t)p->n_set, sizeof *set, cmp_i64);
+    for (int64_t i = 0; i < p->n_set; i++)
+        if (n_set == 0 || set[n_set - 1] != set[i])
+            set[n_set++] = set[i];
+    return n_set;
+}
+
+fb_status fb_cl_select_dev(fb_cl_job *j, const fb_cl_dev_column *d, const fb_pred *p, cl_mem sel_in, int has_sel_in,
+                           uint64_t n_cand, cl_mem *out, int64_t *n_out)
+{
+    int64_t set[FB_SELECT_IN_MAX];
+    cl_uint n_set = sorted_set(p, set);
+    *out = NULL;
+    *n_out = 0;
+    if (n_cand == 0)
+        return FB_OK;
+    return select_dev(j, d, p, set, n_set, sel_in, has_sel_in, n_cand, out, n_out);
+}
+
+/* Upload, select_dev(), download. */
 static fb_status run_select(fb_ctx *ctx, const fb_column *col, const fb_pred *p, const uint32_t *sel_in, int64_t n_in,
                             uint32_t *sel_out, int64_t *n_out, const char *where)
 {
@@ -81,74 +168,16 @@ static fb_status run_select(fb_ctx *ctx, const fb_column *col, const fb_pred *p,
         *n_out = 0;
         return fb_cl_job_close(&j, FB_OK);
     }
-    struct fb_cl_state *cl = j.cl;
-
-    /* the IN set sorted and without duplicates, for a binary search on the device */
-    int64_t set[FB_SELECT_IN_MAX];
-    cl_uint n_set = 0;
-    if (p->kind == FB_PRED_IN) {
-        memcpy(set, p->set, (size_t)p->n_set * sizeof *set);
-        qsort(set, (size_t)p->n_set, sizeof *set, cmp_i64);
-        for (int64_t i = 0; i < p->n_set; i++)
-            if (n_set == 0 || set[n_set - 1] != set[i])
-                set[n_set++] = set[i];
-    }
-
     fb_cl_dev_column d;
-    cl_mem sel = cl->dummy, dset = cl->dummy, aux, out;
+    cl_mem sel = j.cl->dummy, out;
+    int64_t n = 0;
     TRY(fb_cl_upload_column(&j, col, &d));
     if (sel_in)
         TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, (size_t)n_in * sizeof *sel_in, sel_in, &sel));
-    if (n_set)
-        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, n_set * sizeof *set, set, &dset));
-
-    size_t wg = cl->wg_select;
-    cl_uint items = FB_CL_SELECT_ITEMS;
-    uint64_t tile = (uint64_t)wg * items;
-    cl_ulong groups = (n_cand + tile - 1) / tile;
-    /* aux: per-tile counts, then offsets; [groups] the total; [groups + 1] the error flag */
-    static const cl_uint zero = 0;
-    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)(groups + 2) * sizeof(cl_uint), NULL, &aux));
-    cl_int err = fb_cl_fault(FB_CL_FAULT_WRITE);
-    if (err == CL_SUCCESS)
-        err = clEnqueueWriteBuffer(cl->queue, aux, CL_FALSE, (size_t)(groups + 1) * sizeof(cl_uint), sizeof zero,
-                                   &zero, 0, NULL, NULL);
-    if (err != CL_SUCCESS)
-        TRY(fb_cl_fail(ctx, where, "clEnqueueWriteBuffer", err));
-    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, (size_t)n_cand * sizeof(cl_uint), NULL, &out));
-
-    cl_int has_sel = sel_in != NULL, kind = (cl_int)p->kind, negate = p->negate != 0;
-    cl_long lo = p->lo, hi = p->hi;
-    cl_ulong n_cand_arg = n_cand;
-    size_t set_local = (n_set ? n_set : 1) * sizeof(cl_long);
-    const fb_cl_karg args[] = {KARG(d.data),  KARG(d.type),   KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
-                         KARG(d.length), KARG(sel),     KARG(has_sel), KARG(n_cand_arg),  KARG(items),
-                         KARG(kind),    KARG(negate),   KARG(lo),      KARG(hi),          KARG(dset),
-                         KARG(n_set),   KARG(aux),      KARG(groups),  KLOCAL(wg * sizeof(cl_uint)),
-                         KLOCAL(set_local), KARG(out),  KLOCAL(tile)};
-    TRY(fb_cl_job_args(&j, cl->select_count, "fb_select_count", args, 20));
-    TRY(fb_cl_job_run(&j, cl->select_count, "fb_select_count", (size_t)groups, wg));
-    const fb_cl_karg scan_args[] = {KARG(aux), KARG(groups), KLOCAL(cl->wg_scan * sizeof(cl_uint))};
-    TRY(fb_cl_job_args(&j, cl->select_scan, "fb_select_scan", scan_args, 3));
-    TRY(fb_cl_job_run(&j, cl->select_scan, "fb_select_scan", 1, cl->wg_scan));
-    TRY(fb_cl_job_args(&j, cl->select_write, "fb_select_write", args, 22));
-    TRY(fb_cl_job_run(&j, cl->select_write, "fb_select_write", (size_t)groups, wg));
-
-    cl_uint tail[2]; /* total, error flag */
-    TRY(fb_cl_job_read(&j, aux, CL_TRUE, (size_t)groups * sizeof(cl_uint), sizeof tail, tail));
-    if (tail[1]) {
-        st = fb_set_error(ctx, FB_ERR_OUT_OF_RANGE, where, "sel_in holds an index ≥ the column's %lld rows",
-                          (long long)col->length);
-        goto done;
-    }
-    if (tail[0] > n_cand) {
-        st = fb_set_error(ctx, FB_ERR_INTERNAL, where, "device selected %u of %llu candidates", tail[0],
-                          (unsigned long long)n_cand);
-        goto done;
-    }
-    if (tail[0] > 0)
-        TRY(fb_cl_job_read(&j, out, CL_TRUE, 0, (size_t)tail[0] * sizeof(cl_uint), sel_out));
-    *n_out = tail[0];
+    TRY(fb_cl_select_dev(&j, &d, p, sel, sel_in != NULL, n_cand, &out, &n));
+    if (n > 0)
+        TRY(fb_cl_job_read(&j, out, CL_TRUE, 0, (size_t)n * sizeof(cl_uint), sel_out));
+    *n_out = n;
 done:
     return fb_cl_job_close(&j, st);
 }
@@ -190,8 +219,41 @@ static const char *const compact_names[FB_CL_WIDTHS] = {"fb_compact_w1", "fb_com
                                                         "fb_compact_w8"};
 static const char *const gather_names[FB_CL_WIDTHS] = {"fb_gather_w1", "fb_gather_w2", "fb_gather_w4", "fb_gather_w8"};
 
+fb_status fb_cl_move_dev(fb_cl_job *j, const fb_cl_dev_column *d, cl_mem idx, int is_sel, int64_t n, cl_mem err,
+                         int want_valid, cl_mem *dout, cl_mem *dvalid)
+{
+    struct fb_cl_state *cl = j->cl;
+    size_t w = fb_type_width((fb_type)d->type);
+    size_t out_bytes = (size_t)n * w, valid_bytes = (size_t)((n + 7) / 8);
+    *dout = NULL;
+    if (dvalid)
+        *dvalid = NULL;
+    if (n == 0)
+        return FB_OK;
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, out_bytes, NULL, dout));
+    if (want_valid)
+        FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, valid_bytes, NULL, dvalid));
+    cl_ulong rows = (cl_ulong)n;
+    int wi = width_index(w);
+    cl_kernel k = is_sel ? cl->compact[wi] : cl->gather[wi];
+    const char *kname = is_sel ? compact_names[wi] : gather_names[wi];
+    const fb_cl_karg args[] = {KARG(d->data), KARG(d->length), KARG(idx), KARG(rows), KARG(*dout), KARG(err)};
+    FB_FORWARD_IF_ERROR(fb_cl_job_args(j, k, kname, args, 6));
+    FB_FORWARD_IF_ERROR(fb_cl_job_run(j, k, kname, fb_cl_grid_groups(cl, rows, cl->wg_move), cl->wg_move));
+    if (want_valid) {
+        cl_kernel kv = is_sel ? cl->compact_validity : cl->gather_validity;
+        const char *vname = is_sel ? "fb_compact_validity" : "fb_gather_validity";
+        const fb_cl_karg vargs[] = {KARG(d->valid), KARG(d->has_valid), KARG(d->voff), KARG(d->length),
+                                    KARG(idx),      KARG(rows),         KARG(*dvalid)};
+        FB_FORWARD_IF_ERROR(fb_cl_job_args(j, kv, vname, vargs, 7));
+        FB_FORWARD_IF_ERROR(
+            fb_cl_job_run(j, kv, vname, fb_cl_grid_groups(cl, valid_bytes, cl->wg_move), cl->wg_move));
+    }
+    return FB_OK;
+}
+
 /* out rows j = col rows idx[j]: sel (uint32) for a compaction, ids (int64, -1 = null) for a gather.
- * Arguments already checked (out's length and null count are 0). */
+ * Arguments already checked (out's length and null count are 0). Upload, fb_cl_move_dev(), download. */
 static fb_status run_move(fb_ctx *ctx, const fb_column *col, const uint32_t *sel, const int64_t *ids, int64_t n,
                           fb_column_out *out, const char *where)
 {
@@ -199,7 +261,6 @@ static fb_status run_move(fb_ctx *ctx, const fb_column *col, const uint32_t *sel
     fb_status st = fb_cl_job_open(&j, ctx, where);
     if (st != FB_OK || n == 0)
         return fb_cl_job_close(&j, st);
-    struct fb_cl_state *cl = j.cl;
     size_t w = fb_type_width(col->type);
     size_t idx_bytes = (size_t)n * (sel ? sizeof *sel : sizeof *ids);
     size_t out_bytes = (size_t)n * w, valid_bytes = (size_t)((n + 7) / 8);
@@ -209,26 +270,8 @@ static fb_status run_move(fb_ctx *ctx, const fb_column *col, const uint32_t *sel
     cl_mem idx, dout, derr, dvalid = NULL;
     TRY(fb_cl_upload_column(&j, col, &d));
     TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, idx_bytes, sel ? (const void *)sel : (const void *)ids, &idx));
-    TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, out_bytes, NULL, &dout));
     TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof(cl_uint), &zero, &derr));
-    if (out->validity)
-        TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, valid_bytes, NULL, &dvalid));
-
-    cl_ulong rows = (cl_ulong)n;
-    int wi = width_index(w);
-    cl_kernel k = sel ? cl->compact[wi] : cl->gather[wi];
-    const char *kname = sel ? compact_names[wi] : gather_names[wi];
-    const fb_cl_karg args[] = {KARG(d.data), KARG(d.length), KARG(idx), KARG(rows), KARG(dout), KARG(derr)};
-    TRY(fb_cl_job_args(&j, k, kname, args, 6));
-    TRY(fb_cl_job_run(&j, k, kname, fb_cl_grid_groups(cl, rows, cl->wg_move), cl->wg_move));
-    if (dvalid) {
-        cl_kernel kv = sel ? cl->compact_validity : cl->gather_validity;
-        const char *vname = sel ? "fb_compact_validity" : "fb_gather_validity";
-        const fb_cl_karg vargs[] = {KARG(d.valid), KARG(d.has_valid), KARG(d.voff), KARG(d.length),
-                              KARG(idx),     KARG(rows),        KARG(dvalid)};
-        TRY(fb_cl_job_args(&j, kv, vname, vargs, 7));
-        TRY(fb_cl_job_run(&j, kv, vname, fb_cl_grid_groups(cl, valid_bytes, cl->wg_move), cl->wg_move));
-    }
+    TRY(fb_cl_move_dev(&j, &d, idx, sel != NULL, n, derr, out->validity != NULL, &dout, &dvalid));
     /* one wait for everything; on an error the rows are there but out->length stays 0 */
     cl_uint bad = 0;
     TRY(fb_cl_job_read(&j, derr, CL_FALSE, 0, sizeof bad, &bad));

@@ -7,7 +7,9 @@
  * Device memory: the build (or group-by) side's tuples and table stay on the device while it is
  * processed, about 8 x n_keys + 30 bytes per row; the probe side goes through in chunks. */
 #include "fb_cl_internal.h"
+#include "fb_plan_cl_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* The device table of one side's tuples. */
@@ -24,6 +26,17 @@ static fb_status run(fb_cl_job *j, cl_kernel k, const char *name, const fb_cl_ka
     return fb_cl_job_run(j, k, name, fb_cl_grid_groups(j->cl, items, j->cl->wg_group), j->cl->wg_group);
 }
 
+/* Packs key column k (n_keys in all) of m rows on the device into tuples tup (m x n_keys longs) and nulls. */
+static fb_status pack_one(fb_cl_job *j, const fb_cl_dev_column *d, size_t n_keys, size_t k, int64_t m, cl_mem tup,
+                          cl_mem nulls)
+{
+    cl_ulong rows = (cl_ulong)m;
+    cl_uint nk = (cl_uint)n_keys, kk = (cl_uint)k;
+    const fb_cl_karg args[] = {KARG(d->data), KARG(d->type), KARG(d->valid), KARG(d->has_valid), KARG(d->voff),
+                               KARG(rows),    KARG(nk),      KARG(kk),       KARG(tup),          KARG(nulls)};
+    return run(j, j->cl->keys_pack, "fb_keys_pack", args, 10, rows);
+}
+
 /* Packs rows [r0, r0 + m) of the key columns into tuples tup (m x n_keys longs) and null patterns. */
 static fb_status pack(fb_cl_job *j, const fb_column *keys, size_t n_keys, int64_t r0, int64_t m, cl_mem tup,
                       cl_mem nulls)
@@ -32,14 +45,20 @@ static fb_status pack(fb_cl_job *j, const fb_column *keys, size_t n_keys, int64_
         int mark = j->n_mems;
         fb_cl_dev_column d;
         FB_FORWARD_IF_ERROR(fb_cl_upload_rows(j, &keys[k], r0, m, &d));
-        cl_ulong rows = (cl_ulong)m;
-        cl_uint nk = (cl_uint)n_keys, kk = (cl_uint)k;
-        const fb_cl_karg args[] = {KARG(d.data), KARG(d.type), KARG(d.valid), KARG(d.has_valid), KARG(d.voff),
-                                   KARG(rows),   KARG(nk),     KARG(kk),      KARG(tup),         KARG(nulls)};
-        FB_FORWARD_IF_ERROR(run(j, j->cl->keys_pack, "fb_keys_pack", args, 10, rows));
+        FB_FORWARD_IF_ERROR(pack_one(j, &d, n_keys, k, m, tup, nulls));
         fb_cl_job_release_from(j, mark); /* one key column on the device at a time */
     }
     return FB_OK;
+}
+
+/* The probe tuples ptup / pnulls (m rows) looked up in t: dkey (m longs) and dvalid. */
+static fb_status lookup(fb_cl_job *j, const keys_table *t, cl_mem ptup, cl_mem pnulls, int64_t m, cl_mem dkey,
+                        cl_mem dvalid)
+{
+    cl_ulong rows = (cl_ulong)m;
+    const fb_cl_karg args[] = {KARG(ptup),   KARG(pnulls),   KARG(t->n_keys), KARG(rows), KARG(t->trow), KARG(t->mask),
+                               KARG(t->tup), KARG(t->nulls), KARG(t->first),  KARG(dkey), KARG(dvalid)};
+    return run(j, j->cl->keys_lookup, "fb_keys_lookup", args, 11, (rows + 7) / 8);
 }
 
 static fb_status build(fb_cl_job *j, const fb_column *keys, size_t n_keys, int skip_nulls, keys_table *t)
@@ -146,13 +165,102 @@ fb_status fb_cl_keys_join(fb_ctx *ctx, const fb_column *bkeys, const fb_column *
         TRY(pack(&j, pkeys, n_keys, r0, m, ptup, pnulls));
         TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)m * 8, NULL, &dkey));
         TRY(fb_cl_job_buffer(&j, CL_MEM_WRITE_ONLY, (size_t)(m + 7) / 8, NULL, &dvalid));
-        cl_ulong rows = (cl_ulong)m;
-        const fb_cl_karg args[] = {KARG(ptup),   KARG(pnulls), KARG(t.n_keys), KARG(rows),  KARG(t.trow), KARG(t.mask),
-                                   KARG(t.tup),  KARG(t.nulls), KARG(t.first), KARG(dkey),  KARG(dvalid)};
-        TRY(run(&j, j.cl->keys_lookup, "fb_keys_lookup", args, 11, (rows + 7) / 8));
+        TRY(lookup(&j, &t, ptup, pnulls, m, dkey, dvalid));
         TRY(read_keys(&j, dkey, dvalid, m, pkey + r0, pvalid + r0 / 8)); /* r0 is a multiple of 8 */
         fb_cl_job_release_from(&j, mark);
     }
 done:
     return fb_cl_job_close(&j, st);
+}
+
+/* ---- a build side's composite keys kept on the device (fb_plan_cl_internal.h) ---------------------------- */
+
+struct fb_cl_keys_table {
+    keys_table t;
+    cl_mem own[4];
+    int n_own;
+    size_t bytes;
+};
+
+void fb_cl_keys_table_free(fb_cl_keys_table *kt)
+{
+    if (!kt)
+        return;
+    for (int i = 0; i < kt->n_own; i++)
+        clReleaseMemObject(kt->own[i]);
+    free(kt);
+}
+
+size_t fb_cl_keys_table_bytes(const fb_cl_keys_table *kt)
+{
+    return kt ? kt->bytes : 0;
+}
+
+/* Takes buffer m out of job j (it stays alive) into kt. */
+static void keep(fb_cl_job *j, cl_mem m, fb_cl_keys_table *kt)
+{
+    for (int i = 0; i < j->n_mems; i++) {
+        if (j->mems[i] != m)
+            continue;
+        kt->own[kt->n_own++] = m;
+        kt->bytes += j->sizes[i];
+        j->bytes -= j->sizes[i];
+        memmove(&j->mems[i], &j->mems[i + 1], (size_t)(j->n_mems - i - 1) * sizeof j->mems[0]);
+        memmove(&j->sizes[i], &j->sizes[i + 1], (size_t)(j->n_mems - i - 1) * sizeof j->sizes[0]);
+        j->n_mems--;
+        return;
+    }
+}
+
+fb_status fb_cl_keys_table_create(fb_ctx *ctx, const fb_column *bkeys, size_t n_keys, int64_t *bkey, uint8_t *bvalid,
+                                  fb_cl_keys_table **out)
+{
+    static const char where[] = "fb_cl_keys_table_create";
+    *out = NULL;
+    if (n_keys < 2 || n_keys > 4 || bkeys[0].length == 0)
+        return fb_set_error(ctx, FB_ERR_INVALID_ARG, where, "2..4 key columns of at least one row");
+    fb_cl_keys_table *kt = calloc(1, sizeof *kt);
+    if (!kt)
+        return fb_set_error(ctx, FB_ERR_OUT_OF_MEMORY, where, "no memory for a device keys table");
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, where);
+    if (st != FB_OK)
+        goto done;
+    TRY(build(&j, bkeys, n_keys, 1, &kt->t));
+    TRY(first_keys(&j, &kt->t, bkey, bvalid));
+    fb_cl_job_release(&j, kt->t.slots);
+    kt->t.slots = NULL;
+    keep(&j, kt->t.tup, kt);
+    keep(&j, kt->t.nulls, kt);
+    keep(&j, kt->t.trow, kt);
+    keep(&j, kt->t.first, kt);
+done:
+    st = fb_cl_job_close(&j, st);
+    if (st != FB_OK) {
+        fb_cl_keys_table_free(kt);
+        return st;
+    }
+    *out = kt;
+    return FB_OK;
+}
+
+fb_status fb_cl_keys_lookup_dev(fb_cl_job *j, const fb_cl_keys_table *kt, const fb_cl_dev_column *pkeys, int64_t n,
+                                fb_cl_dev_column *out)
+{
+    memset(out, 0, sizeof *out);
+    out->type = FB_TYPE_INT64;
+    out->length = (cl_ulong)n;
+    out->data = out->valid = j->cl->dummy;
+    if (n == 0)
+        return FB_OK;
+    size_t n_keys = kt->t.n_keys;
+    cl_mem ptup, pnulls;
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)n * n_keys * 8, NULL, &ptup));
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)n, NULL, &pnulls));
+    for (size_t k = 0; k < n_keys; k++)
+        FB_FORWARD_IF_ERROR(pack_one(j, &pkeys[k], n_keys, k, n, ptup, pnulls));
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)n * 8, NULL, &out->data));
+    FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)(n + 7) / 8, NULL, &out->valid));
+    out->has_valid = 1;
+    return lookup(j, &kt->t, ptup, pnulls, n, out->data, out->valid);
 }

@@ -8,6 +8,7 @@
 #include <CL/cl.h>
 
 #include "fb/fb_column.h"
+#include "fb/fb_expr.h"
 #include "fb_internal.h"
 
 /* One OpenCL device in fb_cl_device_count() order. */
@@ -219,6 +220,37 @@ size_t fb_cl_job_room(const fb_cl_job *j);
 /* Sorts n (uint32 key, uint32 value) pairs held in two device buffers of the job by key, stably
  * (sort.cl's radix passes; the result is left in the same buffers). */
 fb_status fb_cl_sort_pairs(fb_cl_job *j, cl_mem keys, cl_mem vals, uint64_t n);
+
+/* ---- device-buffer variants of the operator twins (a chain of operators in one job) --------------------- */
+
+/* The public twins (fb_cl_select_*, fb_cl_compact / fb_cl_gather, fb_cl_expr_arith / _cast) are an upload,
+ * one of these and a download; runtime/plan.c runs several of them on device columns in one job. Arguments
+ * are checked by the caller (the plan built them); buffers they make belong to the job. */
+
+struct fb_pred;
+
+/* Selection: candidates rows 0..n_cand-1 of d, or (has_sel_in) the n_cand row ids in sel_in; *out (n_cand
+ * uints) receives the selected rows in order and *n_out their number (one blocking read of the count).
+ * *out is NULL when n_cand is 0. */
+fb_status fb_cl_select_dev(fb_cl_job *j, const fb_cl_dev_column *d, const struct fb_pred *p, cl_mem sel_in,
+                           int has_sel_in, uint64_t n_cand, cl_mem *out, int64_t *n_out);
+
+/* Compaction (is_sel: idx holds n uint32 rows of d) or gather (idx holds n int64 ids, -1 = null) into a new
+ * dense column *dout (and with want_valid its validity *dvalid); an index out of range sets *err (a uint
+ * the caller zeroed). Nothing is made for n = 0. */
+fb_status fb_cl_move_dev(fb_cl_job *j, const fb_cl_dev_column *d, cl_mem idx, int is_sel, int64_t n, cl_mem err,
+                         int want_valid, cl_mem *dout, cl_mem *dvalid);
+
+/* a op b (b NULL: the constant `value`, left of a with value_left) over n dense rows of device columns of
+ * one type, into a new dense column *out (validity when an input has one); the first overflowing row goes
+ * to `bad` (a uint the caller set to 0xFFFFFFFF). FB_ERR_OPENCL without cl_khr_fp64. */
+fb_status fb_cl_expr_arith_dev(fb_cl_job *j, fb_arith op, const fb_cl_dev_column *a, const fb_cl_dev_column *b,
+                               const void *value, int value_left, int64_t n, cl_mem bad, fb_cl_dev_column *out);
+
+/* The cast of n dense rows of `in` to type `to` into a new dense column *out; an out-of-range row goes to
+ * `bad` (as above). */
+fb_status fb_cl_expr_cast_dev(fb_cl_job *j, const fb_cl_dev_column *in, fb_type to, int64_t n, cl_mem bad,
+                              fb_cl_dev_column *out);
 
 /* ---- streamed chunks (cl_stream.c) ---------------------------------------------------------------- */
 

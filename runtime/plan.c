@@ -14,6 +14,7 @@
 
 #include "fb_cl_internal.h"
 #include "fb_internal.h"
+#include "fb_kernels_common.h"
 #include "fb_plan_cl_internal.h"
 #include "fb_plan_cost_internal.h"
 
@@ -666,11 +667,12 @@ typedef struct dev_counters {
     atomic_llong dev_ns, cpu_ns;           /* time in the operators on the device's worker / the CPU workers
                                               (hybrid: sizes the device's morsels) */
     atomic_llong h2d, d2h;                 /* bytes the device calls moved host -> device, device -> host */
+    atomic_llong chained;                  /* device morsels whose operators ran as one chain (one job) */
 } dev_counters;
 
 /* The plain copy of dev_counters a result keeps. */
 typedef struct dev_figures {
-    long long dev_morsels, cpu_morsels, h2d, d2h;
+    long long dev_morsels, cpu_morsels, h2d, d2h, chained;
 } dev_figures;
 
 typedef struct join_state { /* the build side of one join, filled by its sink's finalize */
@@ -682,6 +684,8 @@ typedef struct join_state { /* the build side of one join, filled by its sink's 
     int64_t dmin;
     uint64_t drange;
     fb_cl_join_table *dev_table; /* OpenCL placements, one key column: the build side on the device */
+    fb_cl_keys_table *dev_keys;  /* composite keys (device chains): the build tuples on the device, and */
+    fb_cl_join_table *dev_ctable; /* the table over the keys they number the build rows with */
 } join_state;
 
 typedef struct agg_state {
@@ -936,6 +940,8 @@ static fb_status stream_source(run *r, stream *s, fb_source *src)
     return FB_OK;
 }
 
+static fb_status chain_attach(run *r, stream *s, fb_operator *ops, size_t *n_ops, fb_source *src);
+
 /* Adds the stream as a pipeline ending in `sink`. */
 static fb_status stream_finish(run *r, stream *s, const char *name, const fb_sink *sink, const char *sink_text,
                                int sink_kind, int sink_node, int sink_in, fb_pipeline **out)
@@ -943,8 +949,13 @@ static fb_status stream_finish(run *r, stream *s, const char *name, const fb_sin
     FB_RETURN_ERROR_IF(r->n_pipes == MAX_PIPES, r->ctx, FB_ERR_INVALID_ARG, "more than %d pipelines", MAX_PIPES);
     fb_source src;
     FB_FORWARD_IF_ERROR(stream_source(r, s, &src));
+    /* OpenCL placements: a chain operator in front runs the operators on the device morsels in one job */
+    fb_operator ops[65];
+    size_t n_ops = s->n_ops;
+    memcpy(ops, s->ops, sizeof *ops * n_ops);
+    FB_FORWARD_IF_ERROR(chain_attach(r, s, ops, &n_ops, &src));
     fb_pipeline *p = NULL;
-    FB_FORWARD_IF_ERROR(fb_query_add_pipeline(r->q, name, &src, s->ops, s->n_ops, sink, &p));
+    FB_FORWARD_IF_ERROR(fb_query_add_pipeline(r->q, name, &src, ops, n_ops, sink, &p));
     if (s->src_pipe)
         FB_FORWARD_IF_ERROR(fb_pipeline_depends_on(p, s->src_pipe));
     for (int i = 0; i < s->n_deps; i++)
@@ -1646,10 +1657,15 @@ typedef fb_status (*exec_fn)(void *, void *, void *, const fb_chunk *, fb_chunk 
 
 /* An operator's user block: {run, state, &pipeline index} (read as void *[3] by the operators), and the
  * operator's own execute, which timed_execute() times for hybrid's morsel sizes. */
+typedef struct chain chain;
 typedef struct op_user {
     void *run, *state, *pipe;
     exec_fn execute;
+    chain *chain; /* the pipeline's device chain (OpenCL placements), and this operator's index in it */
+    int chain_idx;
 } op_user;
+
+static int chain_ran(const chain *ch, int worker, int idx);
 
 static int64_t mono_ns(void)
 {
@@ -1663,6 +1679,10 @@ static fb_status timed_execute(void *user, void *global, void *local, const fb_c
 {
     op_user *u = user;
     run *r = global;
+    if (u->chain && chain_ran(u->chain, ((buf_local *)local)->worker, u->chain_idx)) {
+        *out = *in; /* the chain ran this operator on the device for this chunk */
+        return FB_OK;
+    }
     if (r->placement != FB_PLACEMENT_HYBRID)
         return u->execute(user, global, local, in, out, result);
     int dev = use_device(r, ((buf_local *)local)->worker);
@@ -1696,6 +1716,548 @@ static fb_status add_op(run *r, stream *s, const char *name, int node, void *sta
     op->execute = timed_execute;
     op->destroy_local = op_destroy_local;
     op->user = user;
+    return FB_OK;
+}
+
+/* ---- device chains (OpenCL placements) ------------------------------------------------------------------
+ *
+ * A pipeline with operators gets a chain operator in front of them. On a device morsel it runs the longest
+ * prefix of the operators it can (filters, projections, probes of joins whose tables - one-key, or a
+ * composite key's tuples and numbers, fb_cl_keys_table - and payload columns went to the device once when
+ * their build pipelines finished) in ONE device job (chain_run()):
+ *   - a source column goes up when an operator first reads it, once: the whole morsel column, or - when
+ *     under half the morsel's rows are still live - only the live rows (compacted on the host by the row
+ *     map, which comes back once per map, 4 bytes a live row);
+ *   - filters and semi / anti probes narrow a device row map (the morsel rows of the live rows; selection
+ *     kernels through the map, or over dense columns and then every dense column compacted);
+ *   - inner / left probes gather the row map, the dense columns and the table's payload columns by their
+ *     pairs; projections (casts, arithmetic) compute on dense device columns;
+ *   - downloaded: the row map (4 bytes a result row) and the columns made on the device; the source's
+ *     columns of the result are compacted on the host from the morsel by the row map, after the job ends.
+ * Device memory: the device's morsels are sized from the chain's bytes per row (chain_row_bytes()) to half
+ * the budget; the tables count against it. The operators the chain ran pass the chunk on (chain_ran()).
+ * A device failure redoes the morsel through the operators (on the CPU under hybrid / auto: nothing was
+ * passed on yet) or is the run's error under gpu; passing the budget, or any other failure (an overflow, a
+ * capacity) redoes it through the operators, whose own paths (chunked device calls, or the CPU) report it as
+ * they do without the chain. FB_PLAN_NO_CHAIN=1 turns chains off (one device call per operator: A/B). */
+
+#define CHAIN_MAX_WORKERS 1024
+
+struct chain {
+    run *r;
+    int n_ops;                         /* the pipeline's operators after the chain */
+    op_user *ops[64];
+    int *ran;                          /* per worker: operators the chain ran for the worker's current chunk */
+};
+
+static int chain_ran(const chain *ch, int worker, int idx)
+{
+    return worker >= 0 && worker < CHAIN_MAX_WORKERS && idx < ch->ran[worker];
+}
+
+/* Operators of the prefix the device can run now (tables exist once their build pipelines finished). */
+static int chain_prefix(const chain *ch)
+{
+    int k = 0;
+    for (; k < ch->n_ops; k++) {
+        const op_user *u = ch->ops[k];
+        if (u->execute == filter_execute || u->execute == project_execute)
+            continue;
+        if (u->execute != probe_execute)
+            break;
+        const join_state *js = u->state;
+        const pnode *n = js->node;
+        const fb_cl_join_table *tb = n->n_keys == 1 ? js->dev_table : js->dev_keys ? js->dev_ctable : NULL;
+        if (!tb)
+            break;
+        if ((n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT) &&
+            fb_cl_join_table_payload_count(tb) < (int)(js->rows.n_cols - (int)n->n_keys))
+            break;
+        if (n->jtype != FB_JOIN_INNER && n->jtype != FB_JOIN_LEFT && n->jtype != FB_JOIN_SEMI &&
+            n->jtype != FB_JOIN_ANTI)
+            break;
+    }
+    return k;
+}
+
+/* One column of the chain's current rows: a source column (its morsel uploaded when first read, rows
+ * through the row map) or a dense device column. */
+typedef struct ccol {
+    int src;   /* source column index (compacted on the host at the end), or -1 (downloaded) */
+    int up;    /* src: d holds the whole morsel column */
+    int dense; /* d is dense over the current rows (moves with them) */
+    fb_cl_dev_column d;
+} ccol;
+
+typedef struct cstate {
+    fb_cl_job *j;
+    const fb_chunk *in;
+    ccol cols[FB_PLAN_MAX_COLUMNS];
+    int n_cols;
+    cl_mem map; /* morsel rows of the current rows; NULL: all rows of the morsel, in order */
+    int64_t n;  /* current rows */
+    uint32_t *host_map; /* a host copy of map (when hmap_of == map) */
+    cl_mem hmap_of;
+    int64_t host_cap;
+    fb_ctx *ctx;
+    cl_mem err, bad;
+    int64_t h2d, d2h;
+} cstate;
+
+static fb_cl_dev_column dev_u32(cstate *c, cl_mem m, int64_t n)
+{
+    fb_cl_dev_column d = {m, c->j->cl->dummy, FB_TYPE_UINT32, 0, (cl_ulong)n, 0};
+    return d;
+}
+
+/* Whether source column k is best sent as its current rows only (compacted on the host by the row map,
+ * which comes back once, 4 bytes a row) rather than as the whole morsel: when under half the rows live. */
+static int chain_send_live(const cstate *c, int k)
+{
+    const ccol *cc = &c->cols[k];
+    return cc->src >= 0 && !cc->up && !cc->dense && c->map && 2 * c->n < c->in->rows;
+}
+
+/* Column k of the current rows as a dense device column. */
+static fb_status chain_dense(cstate *c, int k, fb_cl_dev_column *out)
+{
+    ccol *cc = &c->cols[k];
+    fb_cl_job *j = c->j;
+    if (cc->dense) {
+        *out = cc->d;
+        return FB_OK;
+    }
+    const fb_column *col = &c->in->columns[cc->src];
+    if (chain_send_live(c, k)) {
+        if (c->hmap_of != c->map) {
+            if (c->n > c->host_cap) {
+                plan_release(c->ctx, c->host_map, 4 * (size_t)c->host_cap);
+                c->host_map = NULL;
+                c->host_cap = 0;
+                void *blk;
+                size_t sz = 4 * (size_t)c->n;
+                FB_FORWARD_IF_ERROR(plan_alloc_n(c->ctx, &blk, &sz, 1));
+                c->host_map = blk;
+                c->host_cap = c->n;
+            }
+            FB_FORWARD_IF_ERROR(fb_cl_job_read(j, c->map, CL_TRUE, 0, (size_t)c->n * 4, c->host_map));
+            c->hmap_of = c->map;
+            c->d2h += 4 * c->n;
+        }
+        size_t w = fb_type_width(col->type);
+        void *blk[2] = {0};
+        size_t sz[2] = {(size_t)c->n * w, (size_t)(c->n + 7) / 8};
+        FB_FORWARD_IF_ERROR(plan_alloc_n(c->ctx, blk, sz, col->validity ? 2 : 1));
+        fb_column_out o = {.type = col->type, .capacity = c->n, .data = blk[0], .validity = blk[1]};
+        fb_status st = fb_compact(c->ctx, col, c->host_map, c->n, &o);
+        fb_column dense = fb_column_make(col->type, blk[0], c->n, col->validity ? blk[1] : NULL);
+        if (st == FB_OK)
+            st = fb_cl_upload_column(j, &dense, &cc->d);
+        clFinish(j->cl->queue); /* the upload reads the host copy (also when a later step of it failed) */
+        plan_release(c->ctx, blk[0], sz[0]);
+        plan_release(c->ctx, blk[1], col->validity ? sz[1] : 0);
+        FB_FORWARD_IF_ERROR(st);
+        c->h2d += col_bytes(&dense, c->n);
+        cc->dense = 1;
+        *out = cc->d;
+        return FB_OK;
+    }
+    if (!cc->up) {
+        FB_FORWARD_IF_ERROR(fb_cl_upload_column(j, col, &cc->d));
+        cc->up = 1;
+        c->h2d += col_bytes(col, col->length);
+    }
+    *out = cc->d;
+    if (!c->map)
+        return FB_OK;
+    out->voff = 0;
+    out->length = (cl_ulong)c->n;
+    out->valid = j->cl->dummy;
+    return fb_cl_move_dev(j, &cc->d, c->map, 1, c->n, c->err, cc->d.has_valid, &out->data,
+                          cc->d.has_valid ? &out->valid : NULL);
+}
+
+/* Keeps the current rows at positions pos[0..m) (ascending). */
+static fb_status chain_keep(cstate *c, cl_mem pos, int64_t m)
+{
+    if (c->map) {
+        fb_cl_dev_column mp = dev_u32(c, c->map, c->n);
+        cl_mem nm = NULL;
+        FB_FORWARD_IF_ERROR(fb_cl_move_dev(c->j, &mp, pos, 1, m, c->err, 0, &nm, NULL));
+        c->map = nm;
+    } else {
+        c->map = pos;
+    }
+    for (int k = 0; k < c->n_cols; k++) {
+        ccol *cc = &c->cols[k];
+        if (!cc->dense)
+            continue;
+        fb_cl_dev_column d = cc->d;
+        d.valid = c->j->cl->dummy;
+        d.voff = 0;
+        d.length = (cl_ulong)m;
+        FB_FORWARD_IF_ERROR(
+            fb_cl_move_dev(c->j, &cc->d, pos, 1, m, c->err, cc->d.has_valid, &d.data, cc->d.has_valid ? &d.valid : NULL));
+        cc->d = d;
+    }
+    c->n = m;
+    return FB_OK;
+}
+
+static fb_status chain_filter(cstate *c, const pnode *n)
+{
+    fb_ctx *ctx = c->j->ctx;
+    for (size_t k = 0; k < n->n_preds && c->n > 0; k++) {
+        const pred *p = &n->preds[k];
+        int col = (int)p->p.column;
+        fb_pred fp;
+        int64_t keys[FB_SELECT_IN_MAX];
+        /* a source column sent whole, and no dense columns to narrow: select through the row map */
+        int dense_src = !c->cols[col].dense && !chain_send_live(c, col);
+        for (int q = 0; q < c->n_cols && dense_src; q++)
+            dense_src = !c->cols[q].dense;
+        fb_cl_dev_column d;
+        if (dense_src) {
+            cl_mem keep = c->map;
+            c->map = NULL; /* the whole uploaded morsel column */
+            fb_status st = chain_dense(c, col, &d);
+            c->map = keep;
+            FB_FORWARD_IF_ERROR(st);
+        } else {
+            FB_FORWARD_IF_ERROR(chain_dense(c, col, &d));
+        }
+        fb_type t = (fb_type)d.type;
+        if (p->p.kind == FB_PLAN_PRED_CMP)
+            FB_FORWARD_IF_ERROR(fb_pred_make_cmp(ctx, t, p->p.op, p->value, &fp, __func__));
+        else if (p->p.kind == FB_PLAN_PRED_BETWEEN)
+            FB_FORWARD_IF_ERROR(fb_pred_make_range(ctx, t, p->lo, p->hi, &fp, __func__));
+        else
+            FB_FORWARD_IF_ERROR(fb_pred_make_in(ctx, t, p->in, (int64_t)p->p.n_in, keys, &fp, __func__));
+        cl_mem out = NULL;
+        int64_t m = 0;
+        if (dense_src) {
+            FB_FORWARD_IF_ERROR(fb_cl_select_dev(c->j, &d, &fp, c->map ? c->map : c->j->cl->dummy, c->map != NULL,
+                                                 (uint64_t)c->n, &out, &m));
+            c->map = out;
+            c->n = m;
+        } else {
+            FB_FORWARD_IF_ERROR(fb_cl_select_dev(c->j, &d, &fp, c->j->cl->dummy, 0, (uint64_t)c->n, &out, &m));
+            if (m == 0)
+                c->n = 0;
+            else
+                FB_FORWARD_IF_ERROR(chain_keep(c, out, m));
+        }
+    }
+    return FB_OK;
+}
+
+static fb_status chain_probe(cstate *c, const join_state *js)
+{
+    const pnode *n = js->node;
+    fb_cl_job *j = c->j;
+    fb_cl_dev_column key;
+    const fb_cl_join_table *tb = js->dev_table;
+    if (n->n_keys == 1) {
+        FB_FORWARD_IF_ERROR(chain_dense(c, (int)n->pkeys[0], &key));
+    } else { /* the tuples' numbers in the build side */
+        fb_cl_dev_column pk[FB_JOIN_MAX_KEYS];
+        for (size_t k = 0; k < n->n_keys; k++)
+            FB_FORWARD_IF_ERROR(chain_dense(c, (int)n->pkeys[k], &pk[k]));
+        FB_FORWARD_IF_ERROR(fb_cl_keys_lookup_dev(j, js->dev_keys, pk, c->n, &key));
+        tb = js->dev_ctable;
+    }
+    cl_mem bids = NULL, pids = NULL;
+    int64_t count = 0;
+    FB_FORWARD_IF_ERROR(fb_cl_join_table_probe_dev(j, tb, &key, c->n, n->jtype, &bids, &pids, &count));
+    if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
+        if (count == 0) {
+            c->n = 0;
+            return FB_OK;
+        }
+        return chain_keep(c, pids, count);
+    }
+    if (count > FB_MORSEL_MAX_ROWS)
+        return fb_set_error(j->ctx, FB_ERR_CAPACITY, j->where, "%lld pairs from one morsel", (long long)count);
+    int n_probe = c->n_cols, n_pay = n->n_cols - n_probe;
+    if (count == 0) {
+        c->n = 0;
+        c->n_cols = n->n_cols;
+        for (int k = n_probe; k < n->n_cols; k++)
+            c->cols[k] = (ccol){.src = -1, .dense = 1,
+                                .d = {j->cl->dummy, j->cl->dummy, (cl_int)n->types[k], 0, 0, 0}};
+        return FB_OK;
+    }
+    if (!c->map) { /* the identity map, to gather */
+        FB_FORWARD_IF_ERROR(fb_cl_job_buffer(j, CL_MEM_READ_WRITE, (size_t)c->n * 4, NULL, &c->map));
+        cl_ulong nn = (cl_ulong)c->n;
+        const fb_cl_karg args[] = {KARG(c->map), KARG(nn)};
+        FB_FORWARD_IF_ERROR(fb_cl_job_args(j, j->cl->sort_iota, "fb_sort_iota", args, 2));
+        FB_FORWARD_IF_ERROR(fb_cl_job_run(j, j->cl->sort_iota, "fb_sort_iota",
+                                          fb_cl_grid_groups(j->cl, nn, j->cl->wg_sort), j->cl->wg_sort));
+    }
+    fb_cl_dev_column mp = dev_u32(c, c->map, c->n);
+    cl_mem nm = NULL;
+    FB_FORWARD_IF_ERROR(fb_cl_move_dev(j, &mp, pids, 0, count, c->err, 0, &nm, NULL));
+    for (int k = 0; k < n_probe; k++) {
+        ccol *cc = &c->cols[k];
+        if (!cc->dense)
+            continue;
+        fb_cl_dev_column d = cc->d;
+        d.valid = j->cl->dummy;
+        d.voff = 0;
+        d.length = (cl_ulong)count;
+        FB_FORWARD_IF_ERROR(
+            fb_cl_move_dev(j, &cc->d, pids, 0, count, c->err, cc->d.has_valid, &d.data, cc->d.has_valid ? &d.valid : NULL));
+        cc->d = d;
+    }
+    for (int q = 0; q < n_pay; q++) {
+        const fb_cl_dev_column *b = fb_cl_join_table_column(tb, q);
+        int want_valid = b->has_valid || n->jtype == FB_JOIN_LEFT;
+        ccol *cc = &c->cols[n_probe + q];
+        cc->src = -1;
+        cc->up = 0;
+        cc->dense = 1;
+        cc->d = *b;
+        cc->d.valid = j->cl->dummy;
+        cc->d.voff = 0;
+        cc->d.has_valid = want_valid;
+        cc->d.length = (cl_ulong)count;
+        FB_FORWARD_IF_ERROR(
+            fb_cl_move_dev(j, b, bids, 0, count, c->err, want_valid, &cc->d.data, want_valid ? &cc->d.valid : NULL));
+    }
+    c->map = nm;
+    c->n = count;
+    c->n_cols = n->n_cols;
+    return FB_OK;
+}
+
+static fb_status chain_project(cstate *c, const pnode *n)
+{
+    fb_cl_job *j = c->j;
+    fb_cl_dev_column in[2], w[2];
+    int sides = n->right_is_const ? 1 : 2;
+    for (int side = 0; side < sides; side++) {
+        FB_FORWARD_IF_ERROR(chain_dense(c, (int)(side ? n->right : n->left), &in[side]));
+        w[side] = in[side];
+        if (in[side].type != FB_TYPE_INT64)
+            FB_FORWARD_IF_ERROR(fb_cl_expr_cast_dev(j, &in[side], FB_TYPE_INT64, c->n, c->bad, &w[side]));
+    }
+    static const fb_arith ops[] = {FB_ARITH_ADD, FB_ARITH_SUB, FB_ARITH_MUL};
+    ccol *cc = &c->cols[c->n_cols];
+    cc->src = -1;
+    cc->up = 0;
+    cc->dense = 1;
+    FB_FORWARD_IF_ERROR(fb_cl_expr_arith_dev(j, ops[n->op], &w[0], sides == 2 ? &w[1] : NULL, &n->right_value, 0, c->n,
+                                             c->bad, &cc->d));
+    if (c->n == 0)
+        cc->d.data = j->cl->dummy;
+    c->n_cols++;
+    return FB_OK;
+}
+
+/* The first k operators of ch on the morsel `in` in one device job; the result into out (l's buffers). */
+static fb_status chain_run(chain *ch, buf_local *l, const fb_chunk *in, int k, fb_chunk *out, dev_counters *dc)
+{
+    run *r = ch->r;
+    fb_ctx *ctx = r->ctx;
+    fb_cl_job j;
+    fb_status st = fb_cl_job_open(&j, ctx, "plan device chain");
+    cstate c;
+    memset(&c, 0, sizeof c);
+    c.j = &j;
+    c.ctx = ctx;
+    c.in = in;
+    c.n = in->rows;
+    c.n_cols = (int)in->n_columns;
+    int64_t d2h = 0;
+    int closed = 0;
+    for (int q = 0; q < c.n_cols; q++)
+        c.cols[q].src = q;
+    if (st != FB_OK)
+        goto done;
+    for (int q = 0; q < k; q++) /* the tables count against the budget */
+        if (ch->ops[q]->execute == probe_execute) {
+            const join_state *js = ch->ops[q]->state;
+            j.bytes += fb_cl_join_table_bytes(js->dev_table) + fb_cl_join_table_bytes(js->dev_ctable) +
+                       fb_cl_keys_table_bytes(js->dev_keys);
+        }
+    static const cl_uint zero = 0, none = 0xFFFFFFFFu;
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof zero, &zero, &c.err));
+    TRY(fb_cl_job_buffer(&j, CL_MEM_READ_WRITE, sizeof none, &none, &c.bad));
+    if (in->sel) { /* a source hands out whole morsels; a selection goes up as the row map */
+        TRY(fb_cl_job_buffer(&j, CL_MEM_READ_ONLY, (size_t)in->n_sel * 4, in->sel, &c.map));
+        c.n = in->n_sel;
+        c.h2d += 4 * in->n_sel;
+    }
+    for (int q = 0; q < k && c.n > 0; q++) {
+        op_user *u = ch->ops[q];
+        if (u->execute == filter_execute)
+            TRY(chain_filter(&c, u->state));
+        else if (u->execute == project_execute)
+            TRY(chain_project(&c, u->state));
+        else
+            TRY(chain_probe(&c, u->state));
+    }
+    if (c.n == 0) { /* nothing is left: an empty chunk */
+        *out = *in;
+        out->sel = NULL;
+        out->rows = 0;
+        out->n_sel = 0;
+        out->n_columns = 0;
+        goto done;
+    }
+    TRY(need_sel(ctx, l, c.n));
+    TRY(need_data(ctx, l, c.n_cols, c.n));
+    cl_uint flags[2] = {0, 0xFFFFFFFFu};
+    TRY(fb_cl_job_read(&j, c.err, CL_FALSE, 0, sizeof flags[0], &flags[0]));
+    TRY(fb_cl_job_read(&j, c.bad, CL_FALSE, 0, sizeof flags[1], &flags[1]));
+    if (c.map) {
+        TRY(fb_cl_job_read(&j, c.map, CL_FALSE, 0, (size_t)c.n * 4, l->sel[0]));
+        d2h += 4 * c.n;
+    }
+    for (int q = 0; q < c.n_cols; q++) {
+        ccol *cc = &c.cols[q];
+        if (cc->src >= 0)
+            continue;
+        size_t bytes = (size_t)c.n * fb_type_width((fb_type)cc->d.type);
+        TRY(fb_cl_job_read(&j, cc->d.data, CL_FALSE, 0, bytes, l->data[q]));
+        d2h += (int64_t)bytes;
+        if (cc->d.has_valid) {
+            TRY(fb_cl_job_read(&j, cc->d.valid, CL_FALSE, 0, (size_t)(c.n + 7) / 8, l->valid[q]));
+            d2h += (c.n + 7) / 8;
+        }
+    }
+    TRY(fb_cl_job_finish(&j));
+    if (flags[0] || flags[1] != 0xFFFFFFFFu) { /* redone through the operators, which name the row */
+        st = fb_set_error(ctx, flags[0] ? FB_ERR_OUT_OF_RANGE : FB_ERR_OVERFLOW, j.where, "redo on the operators");
+        goto done;
+    }
+    /* the device's part is done: let other workers have it while this one compacts the source columns */
+    st = fb_cl_job_close(&j, FB_OK);
+    closed = 1;
+    for (int q = 0; q < c.n_cols && st == FB_OK; q++) {
+        ccol *cc = &c.cols[q];
+        if (cc->src < 0) {
+            l->cols[q] = fb_column_make((fb_type)cc->d.type, l->data[q], c.n, cc->d.has_valid ? l->valid[q] : NULL);
+            continue;
+        }
+        const fb_column *col = &in->columns[cc->src];
+        if (!c.map) {
+            l->cols[q] = *col;
+            continue;
+        }
+        fb_column_out o = {.type = col->type, .capacity = c.n, .data = l->data[q],
+                           .validity = col->validity ? l->valid[q] : NULL};
+        st = fb_compact(ctx, col, l->sel[0], c.n, &o);
+        l->cols[q] = fb_column_make(col->type, l->data[q], c.n, o.null_count ? l->valid[q] : NULL);
+    }
+    if (st != FB_OK)
+        goto done;
+    out->rows = c.n;
+    out->n_columns = (size_t)c.n_cols;
+    out->columns = l->cols;
+    out->sel = NULL;
+    out->n_sel = c.n;
+done:
+    if (!closed)
+        st = fb_cl_job_close(&j, st);
+    plan_release(ctx, c.host_map, 4 * (size_t)c.host_cap);
+    if (st == FB_OK)
+        dev_moved(dc, c.h2d, d2h + c.d2h);
+    return st;
+}
+
+static fb_status chain_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
+                               fb_op_result *result)
+{
+    op_user *u = user;
+    chain *ch = u->state;
+    run *r = global;
+    buf_local *l = local;
+    int w = l->worker;
+    *out = *in;
+    if (w < 0 || w >= CHAIN_MAX_WORKERS)
+        return FB_OK;
+    ch->ran[w] = 0;
+    if (in->n_sel == 0 || !use_device(r, w))
+        return FB_OK;
+    int k = chain_prefix(ch);
+    if (k == 0)
+        return FB_OK;
+    fb_status st = chain_run(ch, l, in, k, out, op_dev(user));
+    if (st == FB_OK) {
+        ch->ran[w] = k;
+        atomic_fetch_add(&op_dev(user)->chained, 1);
+        return FB_OK;
+    }
+    *out = *in; /* the operators redo the morsel */
+    if (st == FB_ERR_DEVICE_MEMORY && strstr(fb_last_error(r->ctx), "would pass the device memory budget"))
+        return FB_OK; /* past the budget (not an OpenCL failure): the operators' calls go in chunks */
+    if (!is_device_status(st) || device_fallback(r, st, "pipeline on the device"))
+        return FB_OK;
+    return fb_stage_error(r->ctx, st, "pipeline on the device: %s", fb_last_error(r->ctx));
+}
+
+/* Device bytes a morsel row of the chain over ops[0..n) may hold at once (uploads, maps, pairs, results). */
+static size_t chain_row_bytes(op_user *const *ops, int n_ops)
+{
+    size_t b = 16; /* the row map, twice */
+    for (int q = 0; q < n_ops; q++) {
+        const op_user *u = ops[q];
+        if (u->execute == filter_execute)
+            b += 9 * ((const pnode *)u->state)->n_preds + 4;
+        else if (u->execute == project_execute)
+            b += 3 * 9;
+        else if (u->execute == probe_execute) {
+            const pnode *n = ((const join_state *)u->state)->node;
+            b += 9 * n->n_keys + 4 + 24 + 9 * (size_t)n->n_payload + (n->n_keys > 1 ? 8 * n->n_keys + 10 : 0);
+        }
+    }
+    return b;
+}
+
+static fb_status chain_attach(run *r, stream *s, fb_operator *ops, size_t *n_ops, fb_source *src)
+{
+    if (r->placement == FB_PLACEMENT_CPU || *n_ops == 0 || *n_ops >= 64 || getenv("FB_PLAN_NO_CHAIN"))
+        return FB_OK;
+    op_user *first = ops[0].user;
+    if (first->execute != filter_execute && first->execute != project_execute && first->execute != probe_execute)
+        return FB_OK;
+    chain *ch = run_keep(r, calloc(1, sizeof *ch), free);
+    int *ran = ch ? run_keep(r, calloc(CHAIN_MAX_WORKERS, sizeof(int)), free) : NULL;
+    op_user *user = ran ? run_keep(r, calloc(1, sizeof(op_user)), free) : NULL;
+    FB_RETURN_ERROR_IF(!user, r->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for a device chain");
+    ch->r = r;
+    ch->ran = ran;
+    ch->n_ops = (int)*n_ops;
+    for (size_t q = 0; q < *n_ops; q++) {
+        ch->ops[q] = ops[q].user;
+        ch->ops[q]->chain = ch;
+        ch->ops[q]->chain_idx = (int)q;
+    }
+    user->run = r;
+    user->state = ch;
+    user->pipe = s->pipe_slot;
+    user->execute = chain_execute;
+    memmove(&ops[1], &ops[0], sizeof *ops * *n_ops);
+    memset(&ops[0], 0, sizeof *ops);
+    ops[0].name = "device chain";
+    ops[0].init_global = global_is_run;
+    ops[0].init_local = op_init_local;
+    ops[0].execute = timed_execute;
+    ops[0].destroy_local = op_destroy_local;
+    ops[0].user = user;
+    (*n_ops)++;
+    /* the device's morsels: what the budget holds of the chain's rows (half of it; the tables take the rest) */
+    if (src->next_morsel == mat_next && r->ctx->cl) {
+        mat_source *ms = src->user;
+        size_t per_row = chain_row_bytes(ch->ops, ch->n_ops);
+        int64_t rows = (int64_t)(fb_cl_budget(r->ctx->cl) / 2 / per_row) & ~(int64_t)7;
+        if (rows < 4096)
+            rows = 4096;
+        if (rows < ms->dev_morsel && !getenv("FB_PLAN_DEVICE_MORSEL"))
+            ms->dev_morsel = rows;
+    }
     return FB_OK;
 }
 
@@ -1805,17 +2367,75 @@ static int try_direct(join_state *js, const fb_column *keys)
     return 1;
 }
 
-/* OpenCL placements: the build side of a one-key join goes to the device once, for every probe morsel
- * (composite keys are numbered jointly with each probe morsel's keys: their probes build per call). A
- * build side the device memory budget does not hold stays on the host (the per-call probe partitions it);
- * another device failure falls back (hybrid, auto) or fails the run (gpu). */
-static fb_status build_device_table(run *r, join_state *js, const fb_column *key, int pipe)
+/* Composite keys (device chains): the build side's tuples go to the device once (fb_cl_keys_table) with a
+ * one-key table over the int64 keys they number the build rows with. */
+static fb_status build_device_keys(run *r, join_state *js, const fb_column *keys, int pipe)
 {
-    if (r->placement == FB_PLACEMENT_CPU || atomic_load(&r->dev_failed) || js->node->n_keys != 1)
-        return FB_OK;
-    fb_status st = fb_cl_join_table_create(r->ctx, key, &js->dev_table);
+    const pnode *n = js->node;
+    int64_t nb = js->rows.rows;
+    void *blk[2] = {0};
+    size_t sz[2] = {8 * (size_t)nb, (size_t)(nb + 7) / 8};
+    FB_FORWARD_IF_ERROR(plan_alloc_n(r->ctx, blk, sz, 2));
+    fb_status st = fb_cl_keys_table_create(r->ctx, keys, n->n_keys, blk[0], blk[1], &js->dev_keys);
     if (st == FB_OK) {
-        dev_moved(&r->dev[pipe], col_bytes(key, key->length), 0);
+        fb_column bk = fb_column_make(FB_TYPE_INT64, blk[0], nb, blk[1]);
+        st = fb_cl_join_table_create(r->ctx, &bk, &js->dev_ctable);
+    }
+    plan_release(r->ctx, blk[0], sz[0]);
+    plan_release(r->ctx, blk[1], sz[1]);
+    if (st != FB_OK) {
+        fb_cl_keys_table_free(js->dev_keys);
+        js->dev_keys = NULL;
+        return st;
+    }
+    int64_t bytes = 8 * nb + (nb + 7) / 8;
+    for (size_t k = 0; k < n->n_keys; k++)
+        bytes += col_bytes(&keys[k], nb);
+    dev_moved(&r->dev[pipe], bytes, 8 * nb + (nb + 7) / 8);
+    return FB_OK;
+}
+
+/* OpenCL placements: the build side of a join goes to the device once, for every probe morsel: a one-key
+ * table (js->dev_table), or for composite keys - when device chains are on - the tuples and a table over
+ * their numbers (js->dev_keys, js->dev_ctable; the per-operator probes number them jointly per call); inner /
+ * left joins' payload columns go along for the chains' gathers. A build side the device memory budget does
+ * not hold stays on the host (the per-call probe partitions it); another device failure falls back (hybrid,
+ * auto) or fails the run (gpu). */
+static fb_status build_device_table(run *r, join_state *js, const fb_column *keys, int pipe)
+{
+    const pnode *n = js->node;
+    int chains = !getenv("FB_PLAN_NO_CHAIN");
+    if (r->placement == FB_PLACEMENT_CPU || atomic_load(&r->dev_failed) ||
+        (n->n_keys > 1 && (!chains || js->rows.rows == 0)))
+        return FB_OK;
+    fb_status st;
+    fb_cl_join_table *tb = NULL;
+    if (n->n_keys == 1) {
+        st = fb_cl_join_table_create(r->ctx, &keys[0], &js->dev_table);
+        if (st == FB_OK)
+            dev_moved(&r->dev[pipe], col_bytes(&keys[0], keys[0].length), 0);
+        tb = js->dev_table;
+    } else {
+        st = build_device_keys(r, js, keys, pipe);
+        tb = js->dev_ctable;
+    }
+    if (st == FB_OK) {
+        /* a payload the budget does not hold leaves the probe to the per-operator path */
+        int n_pay = js->rows.n_cols - (int)n->n_keys;
+        if ((n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT) && n_pay > 0 &&
+            n_pay <= FB_CL_TABLE_MAX_PAYLOAD && chains) {
+            fb_column pay[FB_PLAN_MAX_COLUMNS];
+            int64_t bytes = 0;
+            for (int c = 0; c < n_pay; c++) {
+                pay[c] = mat_view(&js->rows, (int)n->n_keys + c, 0, js->rows.rows);
+                bytes += col_bytes(&pay[c], js->rows.rows);
+            }
+            st = fb_cl_join_table_payload(tb, pay, (size_t)n_pay);
+            if (st == FB_OK)
+                dev_moved(&r->dev[pipe], bytes, 0);
+            else if (st != FB_ERR_DEVICE_MEMORY && !device_fallback(r, st, "join build on the device"))
+                return fb_stage_error(r->ctx, st, "join build on the device: %s", fb_last_error(r->ctx));
+        }
         return FB_OK;
     }
     if (st == FB_ERR_DEVICE_MEMORY && !r->fallback)
@@ -1839,7 +2459,7 @@ static fb_status build_finalize(void *user, void *global)
     }
     char *note = u->r->pipes[u->pipe].note;
     size_t note_size = sizeof u->r->pipes[0].note;
-    FB_FORWARD_IF_ERROR(build_device_table(u->r, js, &keys[0], u->pipe));
+    FB_FORWARD_IF_ERROR(build_device_table(u->r, js, keys, u->pipe));
     if (n->n_keys == 1 && try_direct(js, &keys[0])) {
         snprintf(note, note_size, "perfect hash: %lld build rows, key range %llu", (long long)js->rows.rows,
                  (unsigned long long)js->drange);
@@ -1992,6 +2612,8 @@ static void free_join_state(void *p)
         fb_free(js->ctx, js->direct, sizeof(int32_t) * (size_t)(js->drange ? js->drange : 1));
     fb_hash_table_destroy(js->ht);
     fb_cl_join_table_free(js->dev_table);
+    fb_cl_join_table_free(js->dev_ctable);
+    fb_cl_keys_table_free(js->dev_keys);
     mat_free(&js->rows);
     free(js);
 }
@@ -2297,6 +2919,7 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
         atomic_init(&r->dev[p].cpu_morsels, 0);
         atomic_init(&r->dev[p].h2d, 0);
         atomic_init(&r->dev[p].d2h, 0);
+        atomic_init(&r->dev[p].chained, 0);
     }
     double t0 = now_s();
     if (chosen == FB_PLACEMENT_HYBRID) {
@@ -2333,6 +2956,7 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
         priv->dev[p].cpu_morsels = atomic_load(&r->dev[p].cpu_morsels);
         priv->dev[p].h2d = atomic_load(&r->dev[p].h2d);
         priv->dev[p].d2h = atomic_load(&r->dev[p].d2h);
+        priv->dev[p].chained = atomic_load(&r->dev[p].chained);
     }
     if (atomic_load(&r->dev_failed))
         snprintf(priv->note, sizeof priv->note, "gpu failed (%s: %s); ran on cpu", fb_status_name(r->dev_status),
@@ -2358,6 +2982,19 @@ fb_status fb_plan_run(fb_plan *plan, fb_plan_node root, fb_placement placement, 
 const char *fb_plan_result_note(const fb_plan_result *r)
 {
     return r && r->priv ? ((const result_priv *)r->priv)->note : "";
+}
+
+fb_status fb_plan_result_device_pipe(const fb_plan_result *r, int pipe, long long *dev_morsels, long long *chained,
+                                     long long *h2d, long long *d2h)
+{
+    const result_priv *priv = r ? r->priv : NULL;
+    if (!priv || pipe < 0 || pipe >= priv->n_pipes)
+        return FB_ERR_INVALID_ARG;
+    *dev_morsels = priv->dev[pipe].dev_morsels;
+    *chained = priv->dev[pipe].chained;
+    *h2d = priv->dev[pipe].h2d;
+    *d2h = priv->dev[pipe].d2h;
+    return FB_OK;
 }
 
 void fb_plan_result_free(fb_plan_result *r)
@@ -3281,9 +3918,9 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
                 const result_priv *ap = analyzed->priv; /* where the operators ran (gpu / hybrid) */
                 if (ap->on_device && r->pipes[p].n_op_nodes > 0)
                     fprintf(out, "     ran on: device %lld morsels (of %lld rows), cpu %lld morsels; host->device %.2f MB, "
-                                 "device->host %.2f MB\n",
+                                 "device->host %.2f MB; %lld device morsels chained (one job each)\n",
                             ap->dev[p].dev_morsels, (long long)ap->dev_morsel, ap->dev[p].cpu_morsels,
-                            ap->dev[p].h2d / 1e6, ap->dev[p].d2h / 1e6);
+                            ap->dev[p].h2d / 1e6, ap->dev[p].d2h / 1e6, ap->dev[p].chained);
             }
         }
         if (analyzed)

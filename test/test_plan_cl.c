@@ -5,10 +5,15 @@
  *   - random small plans (filters over columns with nulls; one to three joins of every type in one probe
  *     pipeline with int32, int64 and composite keys, unique and duplicate build keys; a projection;
  *     aggregation with null keys; sort + limit) under gpu and hybrid;
- *   - a fault sweep (fb_cl_fault_arm for every k of buffer creation, kernel enqueue, read and write, a strided
- *     subset past 16): under hybrid and auto the answer stays the cpu's and the result carries the fallback
- *     note; under gpu the run fails with the named status and the OpenCL code, leaves no host memory
- *     behind, and the next run answers right.
+ *   - a fault sweep (fb_cl_fault_arm for every k of buffer creation, kernel enqueue, read and write - under gpu
+ *     every k, so every step of the device chains fails once; a strided subset past 16 under hybrid and
+ *     auto, every k there too with FB_SWEEP_ALL=1): under hybrid and auto the answer stays the cpu's and the
+ *     result carries the fallback note; under gpu the run fails with the named status and the OpenCL code,
+ *     leaves no host memory behind, and the next run answers right;
+ *   - device chains (one job per device morsel): every SSB fact pipeline under gpu runs chained and moves
+ *     fewer bytes than one device call per operator (FB_PLAN_NO_CHAIN=1), host -> device at most the fact
+ *     columns it scans; under small device memory budgets the chains give way to the operators' chunked
+ *     calls with the same answer.
  * Integer columns compare bitwise; float sums are of integer-valued doubles (exact in any order), so they
  * compare bitwise too. Rows compare as multisets, and in order where the plan orders them (a sort over
  * the group keys of an aggregation, which are unique). The device takes morsels of FB_PLAN_DEVICE_MORSEL =
@@ -28,6 +33,7 @@
 #include "fb/fb_cl.h"
 #include "fb/fb_plan.h"
 #include "fb_cl_internal.h"
+#include "fb_plan_cl_internal.h"
 #include "fb_test_cl_faults.h"
 
 double fbench_now(void)
@@ -378,9 +384,163 @@ static void test_explain(void **state)
     fb_plan_destroy(p);
 }
 
+/* ---- device chains ------------------------------------------------------------------------------------- */
+
+/* Per pipeline of a gpu run of the plan: device morsels, chained ones, bytes each way (FB_PLAN_NO_CHAIN set:
+ * every operator its own device call). */
+typedef struct moved {
+    int pipes;
+    long long dev[64], chained[64], h2d[64], d2h[64];
+} moved;
+
+static void gpu_moved(fb_plan *p, fb_plan_node root, int no_chain, uint64_t want, const char *what, moved *m)
+{
+    if (no_chain)
+        setenv("FB_PLAN_NO_CHAIN", "1", 1);
+    fb_plan_result *r = NULL;
+    fb_status st = fb_plan_run(p, root, FB_PLACEMENT_GPU, &r);
+    unsetenv("FB_PLAN_NO_CHAIN");
+    if (st != FB_OK)
+        fail_msg("%s: %s: %s", what, fb_status_name(st), fb_last_error(ctx));
+    if (result_digest(r, 0) != want)
+        fail_msg("%s%s: gpu answer differs from cpu's", what, no_chain ? " (no chain)" : "");
+    m->pipes = r->pipelines;
+    assert_true(m->pipes <= 64);
+    for (int q = 0; q < m->pipes; q++)
+        assert_fb_ok(ctx, fb_plan_result_device_pipe(r, q, &m->dev[q], &m->chained[q], &m->h2d[q], &m->d2h[q]));
+    assert_int_equal(fb_plan_result_device_pipe(r, m->pipes, &m->dev[0], &m->chained[0], &m->h2d[0], &m->d2h[0]),
+                     FB_ERR_INVALID_ARG);
+    fb_plan_result_free(r);
+}
+
+/* The SSB fact pipelines under gpu run every device morsel as one chain, and move fewer bytes than their
+ * operators one device call each: host -> device at most the fact columns the plan scans (each once), and
+ * less than the per-operator calls; device -> host no more. */
+static void test_chain_bytes(void **state)
+{
+    (void)state;
+    ssb_data d;
+    assert_int_equal(ssb_generate(0.01, 11, &d), 0);
+    builder b;
+    memset(&b, 0, sizeof b);
+    b.d = &d;
+    for (int t = 0; t < SSB_N_TABLES; t++) {
+        const ssb_table *tb = &d.tables[t];
+        for (int c = 0; c < tb->n_columns; c++) {
+            b.cols[t][c] = fb_column_make(tb->columns[c].type, tb->columns[c].data, tb->rows, NULL);
+            b.names[t][c] = tb->columns[c].name;
+        }
+        b.tables[t] = (fb_table){(size_t)tb->n_columns, b.cols[t], b.names[t]};
+    }
+    for (size_t qi = 0; qi < N_QUERIES; qi++) {
+        assert_fb_ok(ctx, fb_plan_create(ctx, &b.plan));
+        const char *out_cols[8] = {0};
+        bnode root = queries[qi].build(&b, out_cols);
+        if (b.failed)
+            fail_msg("%s: %s", queries[qi].name, b.error);
+        const char *what = queries[qi].name;
+        uint64_t want = run_digest(b.plan, root.id, FB_PLACEMENT_CPU, 0, NULL, what);
+        moved ch, op;
+        gpu_moved(b.plan, root.id, 0, want, what, &ch);
+        gpu_moved(b.plan, root.id, 1, want, what, &op);
+        assert_int_equal(ch.pipes, op.pipes);
+        /* the fact pipeline: the most device morsels (lineorder in morsels of 4096 rows) */
+        int f = 0;
+        for (int q = 1; q < ch.pipes; q++)
+            if (ch.dev[q] > ch.dev[f])
+                f = q;
+        /* the lineorder columns the plan scans, from explain */
+        char *text = NULL;
+        size_t len = 0;
+        FILE *fp = open_memstream(&text, &len);
+        assert_non_null(fp);
+        assert_fb_ok(ctx, fb_plan_explain(b.plan, root.id, FB_PLACEMENT_GPU, NULL, fp));
+        fclose(fp);
+        const char *scan = strstr(text, "SCAN lineorder (");
+        assert_non_null(scan);
+        long long lo_rows = 0;
+        assert_int_equal(sscanf(scan, "SCAN lineorder (%lld rows)", &lo_rows), 1);
+        const char *lb = strchr(scan, '['), *rb = lb ? strchr(lb, ']') : NULL;
+        assert_true(lb && rb);
+        long long scan_bytes = 0;
+        for (const char *c = lb + 1; c < rb;) { /* each name: its column's width */
+            size_t n = strcspn(c, ",]");
+            while (*c == ' ')
+                c++, n--;
+            const ssb_table *lt = NULL;
+            for (int t = 0; t < SSB_N_TABLES; t++)
+                if (d.tables[t].rows == lo_rows)
+                    lt = &d.tables[t];
+            assert_non_null(lt);
+            int found = 0;
+            for (int k = 0; k < lt->n_columns && !found; k++)
+                if (strlen(lt->columns[k].name) == n && strncmp(lt->columns[k].name, c, n) == 0) {
+                    scan_bytes += lo_rows * (long long)fb_type_width(lt->columns[k].type);
+                    found = 1;
+                }
+            if (!found)
+                fail_msg("%s: no lineorder column \"%.*s\"", what, (int)n, c);
+            c += n + 1;
+        }
+        free(text);
+        if (ch.dev[f] < 2 || ch.chained[f] != ch.dev[f])
+            fail_msg("%s: fact pipeline %d: %lld device morsels, %lld chained", what, f, ch.dev[f], ch.chained[f]);
+        if (op.chained[f] != 0)
+            fail_msg("%s: FB_PLAN_NO_CHAIN still chained %lld morsels", what, op.chained[f]);
+        if (ch.h2d[f] > scan_bytes || ch.h2d[f] >= op.h2d[f] || ch.d2h[f] > op.d2h[f])
+            fail_msg("%s: fact pipeline %d moved host->device %lld (scanned columns %lld, one call per operator %lld), "
+                     "device->host %lld (one call per operator %lld)",
+                     what, f, ch.h2d[f], scan_bytes, op.h2d[f], ch.d2h[f], op.d2h[f]);
+        print_message("[ chain    ] %-5s fact pipeline: host->device %8lld (per operator %8lld, scanned %8lld), "
+                      "device->host %7lld (per operator %7lld)\n",
+                      what, ch.h2d[f], op.h2d[f], scan_bytes, ch.d2h[f], op.d2h[f]);
+        fb_plan_destroy(b.plan);
+        b.plan = NULL;
+    }
+    ssb_free(&d);
+}
+
+/* Device memory budgets too small for a chain's morsel: the operators' own (chunked) calls answer instead,
+ * with no fallback; a budget that holds it runs chained. */
+static void test_chain_budget(void **state)
+{
+    (void)state;
+    uint64_t rng = 3;
+    fb_plan *p = NULL;
+    assert_fb_ok(ctx, fb_plan_create(ctx, &p));
+    int ordered;
+    fb_plan_node root = random_plan(p, &rng, 1, &ordered);
+    uint64_t want = run_digest(p, root, FB_PLACEMENT_CPU, ordered, NULL, "budget plan");
+    static const char *const budgets[] = {"160k", "256k", "512k", "64m"};
+    long long chained_at[4] = {0};
+    for (int b = 0; b < 4; b++) {
+        setenv("FB_CL_MEM_BUDGET", budgets[b], 1);
+        fb_plan_result *r = NULL;
+        fb_status st = fb_plan_run(p, root, FB_PLACEMENT_GPU, &r);
+        unsetenv("FB_CL_MEM_BUDGET");
+        if (st != FB_OK)
+            fail_msg("budget %s: %s: %s", budgets[b], fb_status_name(st), fb_last_error(ctx));
+        if (fb_plan_result_note(r)[0])
+            fail_msg("budget %s: unexpected fallback: %s", budgets[b], fb_plan_result_note(r));
+        if (result_digest(r, ordered) != want)
+            fail_msg("budget %s: gpu answer differs from cpu's", budgets[b]);
+        for (int q = 0; q < r->pipelines; q++) {
+            long long dev, ch, h2d, d2h;
+            assert_fb_ok(ctx, fb_plan_result_device_pipe(r, q, &dev, &ch, &h2d, &d2h));
+            assert_true(ch <= dev);
+            chained_at[b] += ch;
+        }
+        fb_plan_result_free(r);
+    }
+    print_message("[ chain    ] chained device morsels at budgets 160k %lld, 256k %lld, 512k %lld, 64m %lld\n",
+                  chained_at[0], chained_at[1], chained_at[2], chained_at[3]);
+    assert_true(chained_at[3] >= 5); /* 20000 fact rows in morsels of 4096 */
+    fb_plan_destroy(p);
+}
+
 /* ---- faults -------------------------------------------------------------------------------------------- */
 
-/* Sweeps every OpenCL call of one run of the fixed plan under `pl` (strided past 16). */
+/* Sweeps the OpenCL calls of one run of the fixed plan under `pl` (see the top). */
 static void sweep(fb_placement pl)
 {
     uint64_t rng = 3;
@@ -425,7 +585,10 @@ static void sweep(fb_placement pl)
     size_t base_mem = fb_ctx_memory_used(ctx);
     long runs = 0, fell_back = 0, failed = 0;
     for (int kind = 0; kind < FB_CL_FAULT_KINDS; kind++) {
-        for (long k = 0; k < calls[kind]; k += k < 16 ? 1 : 1 + calls[kind] / 12) {
+        /* every call under gpu (each step of the device chains fails once), strided past 16 under the others
+         * (FB_SWEEP_ALL=1: every call there too) */
+        int every = pl == FB_PLACEMENT_GPU || getenv("FB_SWEEP_ALL");
+        for (long k = 0; k < calls[kind]; k += every || k < 16 ? 1 : 1 + calls[kind] / 12) {
             cl_int code = code_for(kind, k);
             fb_cl_fault_arm((fb_cl_fault_kind)kind, k, code);
             r = NULL;
@@ -580,7 +743,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_plans), cmocka_unit_test(test_explain),     cmocka_unit_test(test_ssb),
         cmocka_unit_test(test_faults_hybrid), cmocka_unit_test(test_faults_auto), cmocka_unit_test(test_faults_gpu),
-        cmocka_unit_test(test_no_device),
+        cmocka_unit_test(test_no_device),     cmocka_unit_test(test_chain_bytes),
+        cmocka_unit_test(test_chain_budget),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
