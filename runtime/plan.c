@@ -3449,26 +3449,29 @@ fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibration *cal)
 }
 
 /* What the gpu placement adds to pipeline pd beyond rows x rates (fb_plan_predict()), following what its
- * operators do on the device (runtime/plan.c's device section): every fb_cl_* call (launch_s each) copies
- * its inputs in and its outputs back - a filter's predicate its column (and the selection) in and the
- * selection back, a projection its inputs (widened to int64 each by one more call) in and the int64 result
- * back, a join probe its probe keys in (a composite key also the build side's keys, whose table the device
- * builds on every call: table_row_s per build row) and the pairs back, then one call per output column
- * (compact; gather, with the payload column in) - per device morsel of the pipeline. *once: what does not
- * grow with the source's rows: those build sides per morsel of one device, and for a build pipeline of a
- * one-key join the device table made once when it finishes (keys in, table_row_s per row). A pipeline
- * without operators does not use the device otherwise: 0. */
+ * device chain does (runtime/plan.c's device chains): per device morsel one job whose kernels (one per
+ * predicate, per projection and per input it widens, per join probe and one more for an inner / left join's
+ * gathers) cost opencl.launch_s each; a source column goes up once, when an operator first reads it (the
+ * whole morsel column, or under half the morsel's rows live only the live rows and the row map back, 4
+ * bytes a live row); down come the row map (4 bytes a result row) and the columns made on the device
+ * (gathered payload, projections) of the result rows. *once: what does not grow with the source's rows: for
+ * a build pipeline the join's device table, made once when it finishes (keys in, table_row_s per row, one
+ * call) and its payload columns in. A pipeline without operators does not use the device otherwise: 0. */
 static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibration *cal, double *once)
 {
     const fb_plan *p = e->plan;
     double up = cal->opencl.h2d_gbps * 1e9, down = cal->opencl.d2h_gbps * 1e9;
-    /* a one-key join's build side goes to the device once, when its build pipeline finishes */
+    /* a join's build side goes to the device once, when its build pipeline finishes */
     double table_s = 0;
-    if (pd->sink_kind == SINK_BUILD && p->nodes[pd->sink_node].n_keys == 1) {
+    if (pd->sink_kind == SINK_BUILD) {
         const pnode *j = &p->nodes[pd->sink_node], *b = &p->nodes[pd->sink_in];
-        double rows = est_rows(e, pd->sink_in);
-        table_s = cal->opencl.launch_s + rows * cal->opencl.table_row_s +
-                  (up > 0 ? rows * (double)fb_type_width(b->types[j->bkeys[0]]) / up : 0);
+        double rows = est_rows(e, pd->sink_in), bytes = 0;
+        for (size_t k = 0; k < j->n_keys; k++)
+            bytes += (double)fb_type_width(b->types[j->bkeys[k]]);
+        if (j->jtype == FB_JOIN_INNER || j->jtype == FB_JOIN_LEFT)
+            for (size_t k = 0; k < j->n_payload; k++)
+                bytes += (double)fb_type_width(b->types[j->payload[k]]) + 0.125;
+        table_s = cal->opencl.launch_s + rows * cal->opencl.table_row_s + (up > 0 ? rows * bytes / up : 0);
     }
     *once = table_s;
     if (pd->n_op_nodes == 0)
@@ -3476,83 +3479,61 @@ static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibrat
     double src_rows = est_rows(e, pd->src_node);
     double morsels = ceil(src_rows / (double)device_morsel_rows(p->ctx));
     morsels = morsels < 1 ? 1 : morsels;
-    double chunk = src_rows, sel = src_rows; /* rows of the chunk's columns; rows selected among them */
-    int selected = 0;                        /* a selection vector exists */
-    double calls = 0, h2d = 0, d2h = 0, per_morsel_h2d = 0, per_morsel_s = 0;
+    const pnode *src = &p->nodes[pd->src_node];
+    int n_src = src->n_cols;
+    char sent[FB_PLAN_MAX_COLUMNS] = {0};
+    double live = src_rows, kernels = 0, h2d = 0, d2h = 0;
+/* a source column (index < n_src: a pipeline's operators keep the source's columns first) goes up once */
+#define SEND(c)                                                                                                     \
+    do {                                                                                                            \
+        size_t c_ = (c);                                                                                            \
+        if (c_ < (size_t)n_src && c_ < FB_PLAN_MAX_COLUMNS && !sent[c_]) {                                          \
+            double w_ = (double)fb_type_width(src->types[c_]);                                                      \
+            sent[c_] = 1;                                                                                           \
+            if (live < src_rows / 2) {                                                                              \
+                h2d += live * w_;                                                                                   \
+                d2h += 4 * live;                                                                                    \
+            } else {                                                                                                \
+                h2d += src_rows * w_;                                                                               \
+            }                                                                                                       \
+        }                                                                                                           \
+    } while (0)
+    const pnode *last = src;
     for (int k = 0; k < pd->n_op_nodes; k++) {
         const pnode *n = &p->nodes[pd->op_nodes[k]];
         const pnode *in = &p->nodes[n->input];
         double out = est_rows(e, pd->op_nodes[k]);
         switch (n->kind) {
-        case N_FILTER: { /* each predicate keeps the same share of what it sees */
-            double keep = sel > 0 ? pow(out / sel, 1.0 / (double)(n->n_preds ? n->n_preds : 1)) : 0;
-            for (size_t i = 0; i < n->n_preds; i++) {
-                double next = sel * keep;
-                calls += 1;
-                h2d += chunk * (double)fb_type_width(in->types[n->preds[i].p.column]) + (selected ? 4 * sel : 0);
-                d2h += 4 * next;
-                sel = next;
-                selected = 1;
-            }
+        case N_FILTER:
+            for (size_t i = 0; i < n->n_preds; i++)
+                SEND(n->preds[i].p.column);
+            kernels += (double)n->n_preds;
+            live = out;
             break;
-        }
-        case N_PROJECT: {
-            int widen[2] = {in->types[n->left] != FB_TYPE_INT64,
-                            !n->right_is_const && in->types[n->right] != FB_TYPE_INT64};
-            for (int side = 0; side < 2; side++) {
-                if (!widen[side])
-                    continue;
-                calls += 1;
-                h2d += chunk * (double)fb_type_width(in->types[side ? n->right : n->left]) + (selected ? 4 * sel : 0);
-                d2h += chunk * 8.125;
-            }
-            calls += 1;
-            h2d += chunk * 8 * (n->right_is_const ? 1 : 2) + (selected ? 4 * sel : 0);
-            d2h += chunk * 8.125;
+        case N_PROJECT:
+            SEND(n->left);
+            if (!n->right_is_const)
+                SEND(n->right);
+            kernels += 1 + (in->types[n->left] != FB_TYPE_INT64) +
+                       (!n->right_is_const && in->types[n->right] != FB_TYPE_INT64);
             break;
-        }
-        case N_JOIN: {
-            const pnode *b = &p->nodes[n->build];
-            double build = est_rows(e, n->build), kb = 0;
-            for (size_t i = 0; i < n->n_keys; i++) {
-                kb += (double)fb_type_width(b->types[n->bkeys[i]]);
-                h2d += sel * (double)fb_type_width(in->types[n->pkeys[i]]);
-            }
-            calls += 1;
-            if (n->n_keys != 1) { /* composite keys: the device builds the table on every call */
-                per_morsel_h2d += build * kb;
-                per_morsel_s += build * cal->opencl.table_row_s;
-            }
-            if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
-                d2h += 4 * out;
-                sel = out;
-                selected = 1;
-                break;
-            }
-            d2h += 16 * out;
-            for (int c = 0; c < n->n_cols; c++) { /* the output columns: compacted probe side, gathered payload */
-                double w = (double)fb_type_width(n->types[c]);
-                calls += 1;
-                if (c < in->n_cols) {
-                    h2d += chunk * w + 4 * out;
-                } else {
-                    h2d += 8 * out;
-                    per_morsel_h2d += build * w;
-                }
-                d2h += out * (w + 0.125);
-            }
-            chunk = sel = out;
-            selected = 0;
+        case N_JOIN:
+            for (size_t i = 0; i < n->n_keys; i++)
+                SEND(n->pkeys[i]);
+            kernels += 1 + (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT);
+            live = out;
             break;
-        }
         default: /* limit: a counter on the host */
             break;
         }
+        last = n;
     }
-    double once_s = per_morsel_s + (up > 0 ? per_morsel_h2d / up : 0);
-    *once = once_s + table_s;
-    return morsels * calls * cal->opencl.launch_s + (morsels - 1) * once_s + (up > 0 ? h2d / up : 0) +
-           (down > 0 ? d2h / down : 0);
+#undef SEND
+    /* down: the row map and the columns made on the device, of the result rows */
+    d2h += 4 * live;
+    for (int c = n_src; c < last->n_cols; c++)
+        d2h += live * ((double)fb_type_width(last->types[c]) + 0.125);
+    return morsels * kernels * cal->opencl.launch_s + (up > 0 ? h2d / up : 0) + (down > 0 ? d2h / down : 0);
 }
 
 /* The per-row part of a hybrid pipeline of S source rows: worker 0 drives the device (g seconds a row) and

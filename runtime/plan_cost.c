@@ -294,6 +294,28 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     return fb_plan_aggregate(p, s, NULL, 0, &count, 1, root);
 }
 
+/* Whether the device's rates use experiment x: the operators' (the host's rates are the CPU's). */
+static int device_experiment(experiment x)
+{
+    switch (x) {
+    case X_COUNT_AG:
+    case X_FILTER:
+    case X_COUNT_V:
+    case X_PROJECT:
+    case X_COUNT_K:
+    case X_PROBE:
+    case X_COUNT_K0:
+    case X_PROBE0:
+    case X_COUNT_HK:
+    case X_HASH_PROBE:
+    case X_COUNT_KM:
+    case X_PROBE_MIX:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Every experiment's best time (t[X_COUNT]) of CAL_RUNS(rows) runs under `placement`, after a warm-up, in
  * rounds that run each experiment once (a burst of other work on the machine then slows one run of many
  * experiments rather than every run of one, whose difference to its base it would inflate); the fixed
@@ -307,6 +329,10 @@ static fb_status time_experiments(fb_ctx *ctx, cal_data *d, fb_placement placeme
     fb_status st = FB_OK;
     for (int x = 0; x < X_COUNT && st == FB_OK; x++) {
         t[x] = INFINITY;
+        if (extra_cal && !device_experiment((experiment)x)) {
+            t[x] = extra[x] = 0;
+            continue;
+        }
         st = fb_plan_create(ctx, &plans[x]);
         if (st == FB_OK)
             st = build_experiment(plans[x], d, (experiment)x, &roots[x]);
@@ -316,6 +342,8 @@ static fb_status time_experiments(fb_ctx *ctx, cal_data *d, fb_placement placeme
     int rounds = CAL_RUNS(d->rows);
     for (int i = -1; i < rounds && st == FB_OK; i++) {
         for (int x = 0; x < X_COUNT && st == FB_OK; x++) {
+            if (!plans[x])
+                continue;
             int reps = x == X_FIXED || x == X_FIXED2 ? 5 : 1;
             for (int k = 0; k < reps && st == FB_OK; k++) {
                 fb_plan_result *res = NULL;
