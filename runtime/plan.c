@@ -3327,6 +3327,7 @@ static double device_probe_scale(const fb_plan_calibration *cal, double build)
     double lo = 2048, hi = cal->opencl.table_rows, r = cal->opencl.small_table_ratio;
     if (!(r > 0 && r < 1) || !(hi > lo))
         return 1;
+    r = r < 0.5 ? 0.5 : r; /* the ratio comes from all-matching probes; a probe passes over every row anyway */
     double u = build <= lo ? 0 : build >= hi ? 1 : log(build / lo) / log(hi / lo);
     return r + (1 - r) * u;
 }
@@ -3386,8 +3387,7 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
                 /* a mix of matches: branches (cpu) or work-items (device) that diverge */
                 double mix_rate = rt->probe_mix_row_s > 0 ? rt->probe_mix_row_s : dev ? dev->opencl.probe_mix_row_s : 0;
                 double mix = probe_mix_shape(match, dev ? 16 : 2) * mix_rate;
-                /* a device's table size moves what its matches cost, not the pass over every probe row */
-                t += in * (probe_row_at(rt, cal, key_range) + scale * (match * rt->probe_match_row_s + mix));
+                t += scale * in * (probe_row_at(rt, cal, key_range) + match * rt->probe_match_row_s + mix);
             } else {
                 t += scale * in * rt->hash_probe_row_s;
                 if (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT)
@@ -3454,9 +3454,10 @@ fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibration *cal)
  * gathers) cost opencl.launch_s each; a source column goes up once, when an operator first reads it (the
  * whole morsel column, or under half the morsel's rows live only the live rows and the row map back, 4
  * bytes a live row); down come the row map (4 bytes a result row) and the columns made on the device
- * (gathered payload, projections) of the result rows. *once: what does not grow with the source's rows: for
- * a build pipeline the join's device table, made once when it finishes (keys in, table_row_s per row, one
- * call) and its payload columns in. A pipeline without operators does not use the device otherwise: 0. */
+ * (gathered payload, projections) of the result rows; plus opencl.job_s once. *once: what does not grow with
+ * the source's rows: for a build pipeline the join's device table, made once when it finishes (table_s, keys
+ * in, table_row_s per row, one call) and its payload columns in. A pipeline without operators does not use
+ * the device otherwise: 0. */
 static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibration *cal, double *once)
 {
     const fb_plan *p = e->plan;
@@ -3471,7 +3472,8 @@ static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibrat
         if (j->jtype == FB_JOIN_INNER || j->jtype == FB_JOIN_LEFT)
             for (size_t k = 0; k < j->n_payload; k++)
                 bytes += (double)fb_type_width(b->types[j->payload[k]]) + 0.125;
-        table_s = cal->opencl.launch_s + rows * cal->opencl.table_row_s + (up > 0 ? rows * bytes / up : 0);
+        table_s = cal->opencl.table_s + cal->opencl.launch_s + rows * cal->opencl.table_row_s +
+                  (up > 0 ? rows * bytes / up : 0);
     }
     *once = table_s;
     if (pd->n_op_nodes == 0)
@@ -3533,7 +3535,8 @@ static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibrat
     d2h += 4 * live;
     for (int c = n_src; c < last->n_cols; c++)
         d2h += live * ((double)fb_type_width(last->types[c]) + 0.125);
-    return morsels * kernels * cal->opencl.launch_s + (up > 0 ? h2d / up : 0) + (down > 0 ? d2h / down : 0);
+    return cal->opencl.job_s + morsels * kernels * cal->opencl.launch_s + (up > 0 ? h2d / up : 0) +
+           (down > 0 ? d2h / down : 0);
 }
 
 /* The per-row part of a hybrid pipeline of S source rows: worker 0 drives the device (g seconds a row) and
@@ -3582,16 +3585,16 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
         } else { /* hybrid: the per-row parts split between the device and the CPU workers */
             double start = pd->starts_with_run, src = est_rows(&e, pd->src_node);
             double cpu_fixed = cal->cpu.pipeline_s + start * cal->cpu.start_s;
-            double gpu_fixed = cal->opencl.rates.pipeline_s + start * cal->opencl.rates.start_s;
+            double gpu_fixed = cal->opencl.rates.pipeline_s + start * cal->opencl.rates.start_s + cal->opencl.job_s;
             double cv = cpu - cpu_fixed, gv = gpu - gpu_fixed;
             int W = fb_ctx_threads(plan->ctx);
             double both = src > 0 ? hybrid_split(src, W, gv / src, cv / src, cal->opencl.shares_cores) : 0;
             /* the device's first morsel is a CPU-sized one (hybrid_device_morsel()), and a morsel is not
-             * split: where there are morsels for every worker, the pipeline lasts at least that long (on
-             * shared cores on the driver's core) */
+             * split: where there are many morsels (8 or more), the pipeline lasts at least that long; with
+             * fewer the CPU workers may take them all */
             double first = (double)FB_MORSEL_DEFAULT_ROWS, dm = (double)device_morsel_rows(plan->ctx);
             first = first < dm ? first : dm;
-            double first_s = W >= 2 && src >= W * first ? first * gv / src * (cal->opencl.shares_cores ? W : 1) : 0;
+            double first_s = W >= 2 && src >= 8 * first ? first * gv / src : 0;
             both = both > first_s ? both : first_s;
             seconds[k] = (cpu_fixed > gpu_fixed ? cpu_fixed : gpu_fixed) + both + once;
         }

@@ -52,8 +52,11 @@ typedef struct cal_data {
     int64_t *hk, *v, *dhk;
     int32_t one[1];
     fb_column fcols[F_COLS], dcols[D_COLS], tcols[1];
-    fb_table fact, dim, tiny;
+    fb_column scols[D_COLS];
+    fb_table fact, dim, tiny, star;
 } cal_data;
+
+#define STAR_ROWS 2048 /* rows of each build of X_STAR3 (at most the dimension's) */
 
 static void cal_free(cal_data *d)
 {
@@ -157,6 +160,11 @@ static int cal_make(cal_data *d, int64_t rows)
     d->fact = (fb_table){F_COLS, d->fcols, NULL};
     d->dim = (fb_table){D_COLS, d->dcols, NULL};
     d->tiny = (fb_table){1, d->tcols, NULL};
+    for (int c = 0; c < D_COLS; c++) {
+        d->scols[c] = d->dcols[c];
+        d->scols[c].length = d->dim_rows < STAR_ROWS ? d->dim_rows : STAR_ROWS;
+    }
+    d->star = (fb_table){D_COLS, d->scols, NULL};
     return 0;
 }
 
@@ -178,6 +186,9 @@ typedef enum experiment {
     X_HASH_PROBE, /* fact[hk] inner join dim[hk, p] (hash table) -> count */
     X_COUNT_KM,   /* fact[km] -> count */
     X_PROBE_MIX,  /* fact[km] inner join dim[k, p] (perfect hash, 1/4 of the rows match, at random) -> count */
+    X_TINY_FILTER, /* tiny -> filter -> count */
+    X_STAR3,      /* tiny semi join three builds of the first STAR_ROWS of dim[k, p] filtered p < 48 -> count:
+                     three build pipelines that start together, as a star schema's */
     X_COUNT_KB,   /* fact[kb] -> count */
     X_PROBE_BIG,  /* fact[kb] inner join dim[bk, p] (perfect hash over 2^18 keys, no row matches) -> count */
     X_COUNT_GV,   /* fact[g, v] -> count */
@@ -196,7 +207,13 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     switch (x) {
     case X_FIXED:
     case X_FIXED2:
+    case X_TINY_FILTER:
         FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->tiny, "tiny", NULL, 0, &s));
+        if (x == X_TINY_FILTER) {
+            fb_plan_pred pr = {.kind = FB_PLAN_PRED_CMP, .column = 0, .op = FB_CMP_LT, .value = 500};
+            FB_FORWARD_IF_ERROR(fb_plan_filter(p, s, &pr, 1, &t));
+            s = t;
+        }
         if (x == X_FIXED2) {
             size_t k0 = 0;
             FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->tiny, "tiny", NULL, 0, &b));
@@ -265,6 +282,19 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
         }
         break;
     }
+    case X_STAR3: {
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->tiny, "tiny", NULL, 0, &s));
+        for (int k = 0; k < 3; k++) {
+            size_t dc[2] = {D_K, D_P}, k0 = 0;
+            fb_plan_node f;
+            fb_plan_pred pr = {.kind = FB_PLAN_PRED_CMP, .column = 1, .op = FB_CMP_LT, .value = 48};
+            FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->star, "dim", dc, 2, &b));
+            FB_FORWARD_IF_ERROR(fb_plan_filter(p, b, &pr, 1, &f));
+            FB_FORWARD_IF_ERROR(fb_plan_join(p, s, f, &k0, &k0, 1, FB_JOIN_SEMI, NULL, 0, &t));
+            s = t;
+        }
+        break;
+    }
     case X_COUNT_GV:
     case X_AGG: {
         size_t cols[2] = {F_G, F_V};
@@ -298,6 +328,10 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
 static int device_experiment(experiment x)
 {
     switch (x) {
+    case X_FIXED:
+    case X_FIXED2:
+    case X_TINY_FILTER:
+    case X_STAR3:
     case X_COUNT_AG:
     case X_FILTER:
     case X_COUNT_V:
@@ -344,7 +378,7 @@ static fb_status time_experiments(fb_ctx *ctx, cal_data *d, fb_placement placeme
         for (int x = 0; x < X_COUNT && st == FB_OK; x++) {
             if (!plans[x])
                 continue;
-            int reps = x == X_FIXED || x == X_FIXED2 ? 5 : 1;
+            int reps = x == X_FIXED || x == X_FIXED2 || x == X_TINY_FILTER ? 5 : 1;
             for (int k = 0; k < reps && st == FB_OK; k++) {
                 fb_plan_result *res = NULL;
                 st = fb_plan_run(plans[x], roots[x], placement, &res);
@@ -608,6 +642,26 @@ static fb_status calibrate_plans(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
     FB_FORWARD_IF_ERROR(time_experiments(ctx, d, FB_PLACEMENT_GPU, c, t, extra));
     for (int x = 0; x < X_COUNT; x++)
         t[x] -= extra[x];
+    /* a device pipeline's fixed cost: a 1-row filter's plan over a plan without operators; a device
+     * table's: the 1-row join's plan (two pipelines, a device table, a device probe) over that, less the
+     * second pipeline's host cost */
+    c->opencl.job_s = floor_rate(t[X_TINY_FILTER] - t[X_FIXED]);
+    c->opencl.table_s = floor_rate(t[X_FIXED2] - t[X_FIXED] - c->cpu.pipeline_s - c->opencl.job_s);
+    /* ... or, where more than that, what three build pipelines with device filters that start together
+     * (X_STAR3) take beyond their host work, the device's filters, copies and tables (extra) and the probe
+     * pipeline's job: per build, its job and table */
+    {
+        const fb_plan_rates *h = &c->cpu, *g = &c->opencl.rates;
+        double sr = (double)(d->dim_rows < STAR_ROWS ? d->dim_rows : STAR_ROWS), kept = sr * 48.0 / 97.0;
+        double host = t[X_FIXED] + 3 * (h->pipeline_s + sr * (h->scan_row_s + g->filter_row_s) + kept * h->build_row_s);
+        double per_build = (t[X_STAR3] - host - c->opencl.job_s) / 3 - c->opencl.job_s;
+        if (isfinite(per_build) && per_build > c->opencl.table_s)
+            c->opencl.table_s = per_build;
+    }
+    /* the operators' experiments less those fixed costs (their base plans have no operators) */
+    static const experiment ops[] = {X_FILTER, X_PROJECT, X_PROBE, X_PROBE0, X_HASH_PROBE, X_PROBE_MIX};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        t[ops[i]] -= c->opencl.job_s + (ops[i] == X_FILTER || ops[i] == X_PROJECT ? 0 : c->opencl.table_s);
     derive_rates(t, d, &c->cpu, &c->opencl.rates);
     return FB_OK;
 }
@@ -753,11 +807,11 @@ fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, 
     fprintf(f,
             ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"table_row_s\": %.9g,\n"
             "  \"table_rows\": %.9g, \"small_table_ratio\": %.9g, \"probe_mix_row_s\": %.9g, \"from_plans\": %d,\n"
-            "  \"shares_cores\": %d, \"rows\": %lld, \"rates\": ",
+            "  \"shares_cores\": %d, \"rows\": %lld, \"job_s\": %.9g, \"table_s\": %.9g, \"rates\": ",
             cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.table_row_s,
             cal->opencl.table_rows, cal->opencl.small_table_ratio, cal->opencl.probe_mix_row_s,
             cal->opencl.from_plans ? 1 : 0,
-            cal->opencl.shares_cores ? 1 : 0, (long long)cal->opencl.rows);
+            cal->opencl.shares_cores ? 1 : 0, (long long)cal->opencl.rows, cal->opencl.job_s, cal->opencl.table_s);
     json_rates(f, &cal->opencl.rates);
     fprintf(f, "}}\n");
     int bad = ferror(f);
@@ -916,6 +970,8 @@ fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibr
         if (find_object(ob, oe, "rates", &rates_at, &re_) != 0)
             rates_at = oe;
         c.opencl.rows = read_number(ob, rates_at, "rows", &num) == 0 && num >= 0 ? (int64_t)num : 0;
+        c.opencl.job_s = read_number(ob, rates_at, "job_s", &num) == 0 && num >= 0 ? num : 0;
+        c.opencl.table_s = read_number(ob, rates_at, "table_s", &num) == 0 && num >= 0 ? num : 0;
         if (st == FB_OK && c.opencl.has_opencl) {
             if (find_object(ob, oe, "rates", &rb, &re) != 0)
                 st = FB_ERROR(ctx, FB_ERR_IO, "%s: opencl.has_opencl is set but opencl.rates is missing", path);

@@ -97,7 +97,7 @@ static int setup(void **state)
     if (fb_ctx_create(NULL, &ctx) != FB_OK)
         return -1;
     /* a real calibration at small rows, used by the tests below */
-    if (fb_plan_calibrate(ctx, 1 << 16, &real) != FB_OK) {
+    if (fb_plan_calibrate(ctx, 1 << 20, &real) != FB_OK) { /* fewer rows: fixed costs inflate the rates */
         fprintf(stderr, "calibrate: %s\n", fb_last_error(ctx));
         return -1;
     }
@@ -135,8 +135,10 @@ static void test_device_calibration(void **state)
         assert_true(isfinite(v) && v >= 1e-12);
         assert_true(isfinite(cpu) && cpu >= 1e-12);
     }
-    /* the CPU part is kept */
-    assert_int_equal(c.rows, 1 << 16);
+    /* the CPU part is kept; the device's rows and fixed costs are set */
+    assert_int_equal(c.rows, 1 << 20);
+    assert_true(c.opencl.rows > 0 && c.opencl.job_s >= 1e-12 && c.opencl.table_s >= 1e-12);
+    assert_true(c.cpu.probe_mix_row_s >= 1e-12 && c.cpu.probe_big_row_s >= 1e-12 && c.opencl.rates.probe_big_row_s == 0);
     assert_int_equal(c.workers, fb_ctx_threads(ctx));
     /* bad arguments; a context without a device: NO_DEVICE, the calibration untouched */
     assert_fb_status(ctx, fb_plan_calibrate_device(ctx, 100, &c), FB_ERR_INVALID_ARG);
@@ -170,18 +172,26 @@ static void write_file(const char *path, const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
-/* Removes `"key": value, ` (the value up to the next comma) from text. */
+/* Removes `"key": value, ` (the value up to the next comma) from text; the last field of an object with the
+ * comma before it. */
 static void drop_field(char *text, const char *key)
 {
     char pat[64];
     snprintf(pat, sizeof pat, "\"%s\": ", key);
     char *at = strstr(text, pat);
     assert_non_null(at);
-    char *end = strchr(at, ',');
-    assert_non_null(end);
-    end++;
-    while (*end == ' ' || *end == '\n')
+    char *end = at + strcspn(at, ",}");
+    assert_true(*end == ',' || *end == '}');
+    if (*end == '}') { /* the object's last field: its value and the ", " before it */
+        while (at > text && at[-1] != ',')
+            at--;
+        assert_true(at > text);
+        at--;
+    } else {
         end++;
+        while (*end == ' ' || *end == '\n')
+            end++;
+    }
     memmove(at, end, strlen(end) + 1);
 }
 
@@ -205,6 +215,16 @@ static void test_file_fields(void **state)
     for (int i = 0; i < N_RATE_FIELDS; i++)
         assert_true(fabs(*rate(&back.opencl.rates, i) - *rate(&c.opencl.rates, i)) <=
                     1e-8 * *rate(&c.opencl.rates, i));
+    /* the rates and device fields added for the morsel size, key range and match mix */
+    assert_true(fabs(back.cpu.probe_mix_row_s - c.cpu.probe_mix_row_s) <= 1e-8 * c.cpu.probe_mix_row_s);
+    assert_true(fabs(back.cpu.probe_big_row_s - c.cpu.probe_big_row_s) <= 1e-8 * c.cpu.probe_big_row_s);
+    assert_true(fabs(back.opencl.rates.probe_mix_row_s - c.opencl.rates.probe_mix_row_s) <=
+                1e-8 * c.opencl.rates.probe_mix_row_s);
+    assert_true(back.opencl.rates.probe_big_row_s == 0);
+    assert_true(back.opencl.rows == c.opencl.rows && back.opencl.rows > 0);
+    assert_true(fabs(back.opencl.job_s - c.opencl.job_s) <= 1e-8 * c.opencl.job_s);
+    assert_true(fabs(back.opencl.table_s - c.opencl.table_s) <= 1e-8 * c.opencl.table_s);
+    assert_int_equal(back.rows, c.rows);
     /* a file from before the new fields: they load as 0 */
     read_file(path, text, sizeof text);
     char old[8192];
@@ -215,13 +235,24 @@ static void test_file_fields(void **state)
     drop_field(old, "table_row_s");
     drop_field(old, "from_plans");
     drop_field(old, "shares_cores");
+    drop_field(old, "job_s");
+    drop_field(old, "table_s");
+    drop_field(old, "probe_mix_row_s"); /* the cpu's, the opencl section's, the device rates' */
+    drop_field(old, "probe_mix_row_s");
+    drop_field(old, "probe_mix_row_s");
+    drop_field(old, "probe_big_row_s");
+    drop_field(old, "probe_big_row_s");
     assert_null(strstr(old, "launch_s"));
+    assert_null(strstr(old, "probe_mix_row_s"));
+    assert_null(strstr(old, "job_s"));
     write_file(path, old);
     assert_fb_ok(ctx, fb_plan_calibration_load(ctx, path, &back));
     assert_int_equal(back.opencl.has_opencl, 1);
     assert_true(back.opencl.h2d_gbps == 0 && back.opencl.d2h_gbps == 0 && back.opencl.launch_s == 0);
     assert_int_equal(back.opencl.from_plans, 0);
     assert_int_equal(back.opencl.shares_cores, 0);
+    assert_true(back.cpu.probe_mix_row_s == 0 && back.cpu.probe_big_row_s == 0 && back.opencl.rates.probe_mix_row_s == 0);
+    assert_true(back.opencl.job_s == 0 && back.opencl.table_s == 0);
     assert_true(fabs(back.opencl.rates.filter_row_s - c.opencl.rates.filter_row_s) <= 1e-8 * c.opencl.rates.filter_row_s);
     /* ... and without an "opencl" section at all: no OpenCL rates */
     char *sec = strstr(text, ",\n \"opencl\"");
@@ -297,12 +328,10 @@ static void test_formulas(void **state)
         double want_cpu = r->pipeline_s + r->start_s + rows * r->scan_row_s + 2 * rows * r->filter_row_s +
                           pass * r->collect_row_s;
         assert_true(fabs(cpu - want_cpu) <= 1e-9 * want_cpu);
-        /* one morsel, two device calls (each predicate keeps the same share: s1 rows after the first); a and
-         * g (4 bytes a row each) in, the first selection in again, each selection back */
-        double s1 = rows * sqrt(pass / rows);
+        /* one device morsel, one chain: two kernels (one per predicate), a and g (4 bytes a row each) up once,
+         * the row map of the rows kept down (4 bytes each); no column made on the device */
         double want_gpu = g->pipeline_s + g->start_s + rows * g->scan_row_s + 2 * rows * g->filter_row_s +
-                          pass * g->collect_row_s + 2 * c.opencl.launch_s + (rows * 8 + 4 * s1) / 1e9 +
-                          (4 * s1 + 4 * pass) / 1e9;
+                          pass * g->collect_row_s + 2 * c.opencl.launch_s + rows * 8 / 1e9 + 4 * pass / 1e9;
         assert_true(fabs(gpu - want_gpu) <= 1e-9 * want_gpu);
         /* hybrid: the device (worker 0) and the other W - 1 workers split the rows so that both finish together:
          * their throughputs add (on shared cores the device has the driver's core only: W x its time) */
@@ -570,30 +599,58 @@ static int ssb_attempt(int attempt)
     }
     assert_int_equal(queries, 13);
     /* the explain-analyze lines: "Qn.m | ..." starts a query, "  k: <pipeline>" a pipeline, and "measured X ms,
-     * predicted P Y ms" compares it (P: where it ran; auto's runs are cpu's) */
-    read_file(txt, text, sizeof text);
+     * predicted P Y ms" compares it (P: where it ran; auto's runs are cpu's). fbench runs the queries a
+     * second time (its answers checked above once): each pipeline's measured time is the smaller of the two
+     * runs' (a busy machine only slows runs down). */
+    enum { MAXP = 13 * 4 * 8 };
+    static double meas[MAXP], pred[MAXP];
+    static int place[MAXP];
+    static char what[MAXP][96];
+    int lines = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            snprintf(cmd, sizeof cmd,
+                     "FB_CALIBRATION='%s' '%s' plan ssb --sf %s --placement cpu,gpu,hybrid,auto --predict --explain "
+                     "--repeat 5 > '%s'",
+                     cal, FB_FBENCH, sf, txt);
+            assert_int_equal(system(cmd), 0);
+        }
+        read_file(txt, text, sizeof text);
+        char query[8] = "?", pipe[80] = "";
+        int n = 0;
+        for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+            double m, x;
+            char pl[16];
+            int k;
+            if (line[0] == 'Q' && line[2] == '.') {
+                snprintf(query, sizeof query, "%.4s", line);
+            } else if (sscanf(line, "  %d: %79[^\n]", &k, pipe) == 2) {
+                continue;
+            } else if (sscanf(line, "     measured %lf ms, predicted %15s %lf ms", &m, pl, &x) == 3) {
+                assert_true(n < MAXP);
+                int p = strcmp(pl, "cpu") == 0 ? 0 : strcmp(pl, "gpu") == 0 ? 1 : 2;
+                if (pass == 0) {
+                    meas[n] = m * 1e-3;
+                    pred[n] = x * 1e-3;
+                    place[n] = p;
+                    snprintf(what[n], sizeof what[n], "%s %s", query, pipe);
+                } else {
+                    assert_int_equal(p, place[n]);
+                    meas[n] = m * 1e-3 < meas[n] ? m * 1e-3 : meas[n];
+                }
+                n++;
+            }
+        }
+        if (pass == 0)
+            lines = n;
+        else
+            assert_int_equal(n, lines);
+    }
     within w;
     memset(&w, 0, sizeof w);
-    char query[8] = "?", pipe[80] = "";
-    int lines = 0;
     fprintf(stderr, "SSB SF %s, attempt %d:\n", sf, attempt);
-    for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-        double m, x;
-        char pl[16];
-        int k;
-        if (line[0] == 'Q' && line[2] == '.')
-            snprintf(query, sizeof query, "%.4s", line);
-        else if (sscanf(line, "  %d: %79[^\n]", &k, pipe) == 2)
-            continue;
-        else if (sscanf(line, "     measured %lf ms, predicted %15s %lf ms", &m, pl, &x) == 3) {
-            int p = strcmp(pl, "cpu") == 0 ? 0 : strcmp(pl, "gpu") == 0 ? 1 : 2;
-            char what[128];
-            snprintf(what, sizeof what, "%s %s", query, pipe);
-            if (!FBT_HOST_SLOWED)
-                within_add(&w, p, m * 1e-3, x * 1e-3, what);
-            lines++;
-        }
-    }
+    for (int i = 0; i < lines && !FBT_HOST_SLOWED; i++)
+        within_add(&w, place[i], meas[i], pred[i], what[i]);
     /* 13 queries x 4 placements x 4..6 pipelines */
     assert_true(lines >= 13 * 4 * 4);
     int outside = w.outside + within_short(&w, "SSB");

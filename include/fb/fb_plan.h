@@ -267,11 +267,13 @@ typedef struct fb_plan_rates {
  *               "launch_s": 1.2e-05, "table_row_s": 2.1e-09,
  *               "table_rows": 65536, "small_table_ratio": 0.4,
  *               "probe_mix_row_s": 3e-08, "from_plans": 1, "shares_cores": 0, "rows": 4194304,
+ *               "job_s": 2e-04, "table_s": 3e-04,
  *               "rates": { ... the same fields ... }}}
  * \endcode
  * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. The rates
  * probe_mix_row_s and probe_big_row_s, and in "opencl" h2d_gbps, d2h_gbps,
- * launch_s, table_row_s, table_rows, small_table_ratio, probe_mix_row_s, from_plans, shares_cores and rows
+ * launch_s, table_row_s, table_rows, small_table_ratio, probe_mix_row_s, from_plans, shares_cores, rows,
+ * job_s and table_s
  * may be absent (files written before they existed): they load as 0 (a bandwidth of 0: copies are not
  * charged). The "opencl" section may be absent: no OpenCL rates. */
 typedef struct fb_plan_calibration {
@@ -299,6 +301,10 @@ typedef struct fb_plan_calibration {
         double probe_mix_row_s; /**< what a probe row of a dense-key join adds where its matches are a mix
                                      (x 4 f (1 - f) at a match fraction f: most at half), beyond the straight
                                      line between none and all (device work-items that diverge) */
+        double job_s;        /**< fixed cost of a pipeline whose operators run on the device (its chain's job
+                                  set-up), measured with a plan of a 1-row filter; 0: unknown */
+        double table_s;      /**< fixed cost of making a build side's device table in a run, measured with a
+                                  plan of a 1-row join; 0: unknown */
         int64_t rows;        /**< rows of the synthetic columns the device was measured with (its morsel
                                   rows by default; 0: unknown, files written before it) */
         int shares_cores;    /**< 1 when the device is the host's CPU (an OpenCL CPU device such as PoCL's):
@@ -371,8 +377,7 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  *   a match fraction f.
  * - FB_PLACEMENT_GPU: with the OpenCL rates the same way (a projection per selected row; a dense-key probe
  *   adds mix(f) x rates.probe_mix_row_s, else opencl.probe_mix_row_s, per row (W = 16), with no range
- *   term, and its match and mix costs scale with the
- *   build side's size as small_table_ratio says), plus what the device calls cost as the gpu
+ *   term, and its rates scale with the build side's size as small_table_ratio says, at least 0.5), plus what the device calls cost as the gpu
  *   placement makes them, per device morsel (FB_PLAN_DEVICE_MORSEL rows, else the device memory budget / 256,
  *   64 Ki..4 Mi): opencl.launch_s per fb_cl_* call (one per predicate, per projection and per input it
  *   widens, per join probe and per output column of an inner / left join), the bytes each call copies in at
@@ -384,8 +389,8 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  *   parts at the sum of both throughputs: worker 0 drives the device at the gpu's per-row cost, the other
  *   workers run at the cpu's per-row cost x workers / (workers - 1), and the placement sizes the device's
  *   morsels so that both finish together; with opencl.shares_cores the device has the driver's core only
- *   (the gpu's per-row cost x workers); and with S >= workers x 64 Ki, at least the device's first morsel (a CPU-sized one:
- *   64 Ki rows, at most the device morsel, on shared cores on the driver's core), which is not split. Plus the device
+ *   (the gpu's per-row cost x workers); and with S >= 8 x 64 Ki, at least the device's first morsel (a CPU-sized one:
+ *   64 Ki rows, at most the device morsel), which is not split. Plus the device
  *   join tables as under gpu.
  *
  * `total` is the sum of the pipelines' times. The pipelines that start with the run (those that depend on no
