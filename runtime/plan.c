@@ -3327,7 +3327,6 @@ static double device_probe_scale(const fb_plan_calibration *cal, double build)
     double lo = 2048, hi = cal->opencl.table_rows, r = cal->opencl.small_table_ratio;
     if (!(r > 0 && r < 1) || !(hi > lo))
         return 1;
-    r = r < 0.5 ? 0.5 : r; /* the ratio comes from all-matching probes; a probe passes over every row anyway */
     double u = build <= lo ? 0 : build >= hi ? 1 : log(build / lo) / log(hi / lo);
     return r + (1 - r) * u;
 }

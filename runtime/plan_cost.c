@@ -37,7 +37,7 @@ static double *rate_at(fb_plan_rates *r, size_t i)
 
 /* ---- measuring ------------------------------------------------------------------------------------------ */
 
-enum { F_A, F_K, F_K0, F_HK, F_G, F_V, F_ID, F_KM, F_KB, F_COLS };
+enum { F_A, F_K, F_K0, F_HK, F_G, F_V, F_ID, F_KM, F_KB, F_KS, F_COLS };
 enum { D_K, D_HK, D_P, D_BK, D_COLS };
 
 /* The key range of the big perfect hash (probe_big_row_s): 2^18, the most a dimension of 64 Ki rows gets
@@ -48,7 +48,7 @@ typedef struct cal_data {
     int64_t rows, dim_rows;
     double mix_f; /* the match fraction of km */
     double few_f; /* the match fraction of k0 (about 1/1024) */
-    int32_t *a, *k, *k0, *g, *id, *dk, *dp, *km, *kb, *dbk;
+    int32_t *a, *k, *k0, *g, *id, *dk, *dp, *km, *kb, *dbk, *ks;
     int64_t *hk, *v, *dhk;
     int32_t one[1];
     fb_column fcols[F_COLS], dcols[D_COLS], tcols[1];
@@ -73,6 +73,7 @@ static void cal_free(cal_data *d)
     free(d->km);
     free(d->kb);
     free(d->dbk);
+    free(d->ks);
 }
 
 double fb_plan_cal_probe_range(int64_t rows)
@@ -105,7 +106,8 @@ static int cal_make(cal_data *d, int64_t rows)
     d->km = malloc(4 * n);
     d->kb = malloc(4 * n);
     d->dbk = malloc(4 * nd);
-    if (!d->a || !d->k || !d->k0 || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk || !d->km ||
+    d->ks = malloc(4 * n);
+    if (!d->ks ||!d->a || !d->k || !d->k0 || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk || !d->km ||
         !d->kb || !d->dbk)
         return -1;
     int64_t spread = BIG_RANGE / d->dim_rows, mixed = 0, few = 0;
@@ -134,6 +136,9 @@ static int cal_make(cal_data *d, int64_t rows)
         d->km[i] = m ? d->k[i] : d->k0[i];
         mixed += (d->km[i] & 1) == 0;
         d->kb[i] = (int32_t)(((x >> 16) % (uint64_t)d->dim_rows) * (uint64_t)spread + 1);
+        /* ks: k0's keys (and matches) over the small dimension (the first STAR_ROWS rows) */
+        int64_t small = d->dim_rows < STAR_ROWS ? d->dim_rows : STAR_ROWS;
+        d->ks[i] = d->k0[i] % (int32_t)(2 * small);
     }
     d->mix_f = rows > 0 ? (double)mixed / (double)rows : 0;
     d->few_f = rows > 0 ? (double)few / (double)rows : 0;
@@ -152,6 +157,7 @@ static int cal_make(cal_data *d, int64_t rows)
     d->fcols[F_ID] = fb_column_make(FB_TYPE_INT32, d->id, rows, NULL);
     d->fcols[F_KM] = fb_column_make(FB_TYPE_INT32, d->km, rows, NULL);
     d->fcols[F_KB] = fb_column_make(FB_TYPE_INT32, d->kb, rows, NULL);
+    d->fcols[F_KS] = fb_column_make(FB_TYPE_INT32, d->ks, rows, NULL);
     d->dcols[D_BK] = fb_column_make(FB_TYPE_INT32, d->dbk, d->dim_rows, NULL);
     d->dcols[D_K] = fb_column_make(FB_TYPE_INT32, d->dk, d->dim_rows, NULL);
     d->dcols[D_HK] = fb_column_make(FB_TYPE_INT64, d->dhk, d->dim_rows, NULL);
@@ -189,6 +195,8 @@ typedef enum experiment {
     X_TINY_FILTER, /* tiny -> filter -> count */
     X_STAR3,      /* tiny semi join three builds of the first STAR_ROWS of dim[k, p] filtered p < 48 -> count:
                      three build pipelines that start together, as a star schema's */
+    X_COUNT_KS,   /* fact[ks] -> count */
+    X_PROBE0_SMALL, /* fact[ks] inner join the first STAR_ROWS of dim[k, p] (as X_PROBE0 on a small table) */
     X_COUNT_KB,   /* fact[kb] -> count */
     X_PROBE_BIG,  /* fact[kb] inner join dim[bk, p] (perfect hash over 2^18 keys, no row matches) -> count */
     X_COUNT_GV,   /* fact[g, v] -> count */
@@ -268,15 +276,19 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     case X_HASH_PROBE:
     case X_COUNT_KM:
     case X_PROBE_MIX:
+    case X_COUNT_KS:
+    case X_PROBE0_SMALL:
     case X_COUNT_KB:
     case X_PROBE_BIG: {
         int hash = x == X_COUNT_HK || x == X_HASH_PROBE, big = x == X_COUNT_KB || x == X_PROBE_BIG;
-        c0 = hash ? F_HK : big ? F_KB : x == X_COUNT_KM || x == X_PROBE_MIX ? F_KM
-                                       : x == X_COUNT_K0 || x == X_PROBE0 ? F_K0 : F_K;
+        int small = x == X_COUNT_KS || x == X_PROBE0_SMALL;
+        c0 = hash ? F_HK : big ? F_KB : small ? F_KS : x == X_COUNT_KM || x == X_PROBE_MIX ? F_KM
+                                                   : x == X_COUNT_K0 || x == X_PROBE0 ? F_K0 : F_K;
         FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->fact, "fact", &c0, 1, &s));
-        if (x == X_PROBE || x == X_PROBE0 || x == X_HASH_PROBE || x == X_PROBE_MIX || x == X_PROBE_BIG) {
+        if (x == X_PROBE || x == X_PROBE0 || x == X_HASH_PROBE || x == X_PROBE_MIX || x == X_PROBE_BIG ||
+            x == X_PROBE0_SMALL) {
             size_t dc[2] = {hash ? D_HK : big ? D_BK : D_K, D_P}, k0 = 0, pay = 1;
-            FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->dim, "dim", dc, 2, &b));
+            FB_FORWARD_IF_ERROR(fb_plan_scan(p, small ? &d->star : &d->dim, "dim", dc, 2, &b));
             FB_FORWARD_IF_ERROR(fb_plan_join(p, s, b, &k0, &k0, 1, FB_JOIN_INNER, &pay, 1, &t));
             s = t;
         }
@@ -344,6 +356,8 @@ static int device_experiment(experiment x)
     case X_HASH_PROBE:
     case X_COUNT_KM:
     case X_PROBE_MIX:
+    case X_COUNT_KS:
+    case X_PROBE0_SMALL:
         return 1;
     default:
         return 0;
@@ -659,10 +673,20 @@ static fb_status calibrate_plans(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
             c->opencl.table_s = per_build;
     }
     /* the operators' experiments less those fixed costs (their base plans have no operators) */
-    static const experiment ops[] = {X_FILTER, X_PROJECT, X_PROBE, X_PROBE0, X_HASH_PROBE, X_PROBE_MIX};
+    static const experiment ops[] = {X_FILTER, X_PROJECT, X_PROBE, X_PROBE0, X_HASH_PROBE, X_PROBE_MIX, X_PROBE0_SMALL};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         t[ops[i]] -= c->opencl.job_s + (ops[i] == X_FILTER || ops[i] == X_PROJECT ? 0 : c->opencl.table_s);
     derive_rates(t, d, &c->cpu, &c->opencl.rates);
+    /* the probe of a small table (STAR_ROWS) over that of the dimension's: a device's probe cost moves with
+     * its table's size (caches); this replaces the twins' ratio */
+    double sr = (double)(d->dim_rows < STAR_ROWS ? d->dim_rows : STAR_ROWS), n = (double)d->rows;
+    const fb_plan_rates *h = &c->cpu;
+    double small = (t[X_PROBE0_SMALL] - t[X_COUNT_KS] - (h->pipeline_s + sr * (h->scan_row_s + h->build_row_s))) / n;
+    double big = c->opencl.rates.probe_row_s + d->few_f * c->opencl.rates.probe_match_row_s;
+    if (d->dim_rows > STAR_ROWS && isfinite(small) && small > 0 && big > 0) {
+        c->opencl.small_table_ratio = small / big < 1 ? small / big : 1;
+        c->opencl.table_rows = (double)d->dim_rows;
+    }
     return FB_OK;
 }
 

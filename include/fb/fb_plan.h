@@ -297,7 +297,9 @@ typedef struct fb_plan_calibration {
         double table_rows;   /**< build rows of the table the device's probe rates were measured with */
         double small_table_ratio; /**< a probe row's cost against a table of 2048 rows over its cost against
                                        table_rows (0..1; 0: unknown): the probe rates scale from this at 2048
-                                       build rows to 1 at table_rows (log-linear in the build rows, not beyond) */
+                                       build rows to 1 at table_rows (log-linear in the build rows, not beyond);
+                                       with from_plans measured by the plans (a probe with few matches, as
+                                       probe_row_s, of a 2048-row table), else by the twins */
         double probe_mix_row_s; /**< what a probe row of a dense-key join adds where its matches are a mix
                                      (x 4 f (1 - f) at a match fraction f: most at half), beyond the straight
                                      line between none and all (device work-items that diverge) */
@@ -377,7 +379,7 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  *   a match fraction f.
  * - FB_PLACEMENT_GPU: with the OpenCL rates the same way (a projection per selected row; a dense-key probe
  *   adds mix(f) x rates.probe_mix_row_s, else opencl.probe_mix_row_s, per row (W = 16), with no range
- *   term, and its rates scale with the build side's size as small_table_ratio says, at least 0.5), plus what the device calls cost as the gpu
+ *   term, and its rates scale with the build side's size as small_table_ratio says), plus what the device calls cost as the gpu
  *   placement makes them, per device morsel (FB_PLAN_DEVICE_MORSEL rows, else the device memory budget / 256,
  *   64 Ki..4 Mi): opencl.launch_s per fb_cl_* call (one per predicate, per projection and per input it
  *   widens, per join probe and per output column of an inner / left join), the bytes each call copies in at
