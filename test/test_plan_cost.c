@@ -1,9 +1,11 @@
-/* test_plan_cost.c - the cost model for gpu and hybrid placement (fb_plan.h): the OpenCL calibration
- * (fb_plan_calibrate_device) on this machine's device, the calibration file's new fields (round trip,
- * files without them), the documented gpu / hybrid formulas checked against arithmetic done here, the
- * NO_DEVICE messages, and - from a real calibration - that auto picks cpu for random plans and for every
- * SSB query (through fbench) where the device (PoCL) is slower than the CPU kernels. Needs an OpenCL
- * device: it fails, not skips, without one (label opencl). */
+/* test_plan_cost.c - the cost model (fb_plan.h): the OpenCL calibration (fb_plan_calibrate_device) on this
+ * machine's device, the calibration file's new fields (round trip, files without them), the documented gpu /
+ * hybrid formulas checked against arithmetic done here, the NO_DEVICE messages, and - from real calibrations
+ * taken here - that auto picks cpu for random plans and for every SSB query (through fbench) where the device
+ * (PoCL) is slower than the CPU kernels, and the issue's test: every pipeline's measured time within 2x of its
+ * prediction under cpu, gpu and hybrid, for the 13 SSB queries at SF 0.1 and for plans built here (pipelines
+ * predicted under 2 ms compared in aggregate per placement; the sanitizers leave the 2x comparisons out).
+ * Needs an OpenCL device: it fails, not skips, without one (label opencl). */
 #include "fb_test.h"
 
 #include "fb/fb_cl.h"

@@ -319,7 +319,9 @@ typedef struct fb_plan_calibration {
  * (1024..2^26) run through fb_plan_run() with the context's workers, best of 5 each (9 up to 2^19 rows,
  * 11 up to 2^16: small timings are the more disturbed by a busy machine), the experiments interleaved;
  * every rate is the difference against a base plan (filter = scan->filter->count minus scan->count;
- * probe_match_row_s = a probe where every row matches minus one where none does), never below 1e-12.
+ * probe_row_s and probe_match_row_s = the line through a probe where every row matches and one where 1/1024
+ * do, at 0 and 1; probe_mix_row_s = a probe where 1/4 match, at random, beyond that line; probe_big_row_s =
+ * the few-match probe of a perfect hash over 2^18 keys), never below 1e-12.
  * opencl.has_opencl is 0. \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_OUT_OF_MEMORY or a run's status. */
 FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out);
 
