@@ -24,19 +24,25 @@
  * take normal morsels of the same pipelines from the same source and run them on the CPU; the sinks combine
  * both. The device's first morsel of a pipeline is a CPU-sized one; later ones are sized from the speeds
  * measured so far (the device's share of the rows left, halved, up to the large morsel), so that a slow
- * device takes little and a fast one much. A join's build side with one key column is copied to the
- * device once per run (a device hash table probed by every morsel). explain analyze prints per pipeline
- * the morsels each device ran and the bytes moved host->device and device->host. FB_PLACEMENT_AUTO chooses per plan the runnable placement with the smallest
+ * device takes little and a fast one much. A join's build side is copied to the device once per run (a
+ * device hash table probed by every morsel; a composite key's tuples with it; inner / left joins' payload
+ * columns too). A device morsel runs its pipeline's operators as one chain in device memory: the source
+ * columns the operators read go up once (only the live rows once under half are left), filters, join
+ * probes and projections work on device buffers, and only the result's row numbers and the columns made
+ * on the device come back (FB_PLAN_NO_CHAIN=1: one device call per operator instead). explain analyze
+ * prints per pipeline the morsels each device ran (and how many ran chained) and the bytes moved
+ * host->device and device->host. FB_PLACEMENT_AUTO chooses per plan the runnable placement with the smallest
  * predicted time (fb_plan_predict(); a placement without a prediction is no candidate, and gpu / hybrid
  * only when the device opens), and explain says what it chose and why. Results are the CPU placement's:
  * integers bitwise, float sums up to reassociation, rows in the same order where the plan orders them.
  *
  * Device failures: under hybrid and auto, an OpenCL failure (FB_ERR_OPENCL, FB_ERR_DEVICE_MEMORY,
- * FB_ERR_NO_DEVICE, FB_ERR_CL_BUILD) moves the work to the CPU: the failed operator call is redone by the
- * CPU kernel on the same input (no row lost or duplicated), the rest of the run stays on the CPU, the result
- * says so (fb_plan_result_note(): "gpu failed (<status>: <message>); ran on cpu", also in explain analyze)
- * and one line goes to stderr unless FB_QUIET is set (to anything but "0"). Under gpu it is the run's
- * error: that status with the OpenCL call and code in fb_last_error(), everything freed.
+ * FB_ERR_NO_DEVICE, FB_ERR_CL_BUILD) moves the work to the CPU: the failed operator call (or the failed
+ * chain's morsel) is redone by the CPU kernels on the same input (no row lost or duplicated), the rest of
+ * the run stays on the CPU, the result says so (fb_plan_result_note(): "gpu failed (<status>: <message>);
+ * ran on cpu", also in explain analyze) and one line goes to stderr unless FB_QUIET is set (to anything
+ * but "0"). Under gpu it is the run's error: that status with the OpenCL call and code in fb_last_error(),
+ * everything freed.
  *
  * Semantics are SQL's: a filter keeps rows whose every predicate is true (a null value is never
  * selected); join keys that are null never match; aggregates follow fb_agg.h (nulls skipped, null keys
