@@ -3572,9 +3572,9 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
         const pipe_desc *pd = &r->pipes[k];
         double rows, once = 0;
         double cpu = placement == FB_PLACEMENT_GPU ? 0 : predict_pipe(&e, pd, &cal->cpu, sort_rows, &rows, NULL, cal);
-        double gpu = placement == FB_PLACEMENT_CPU ? 0
-                                                   : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows, cal, cal) +
-                                                         gpu_extra(&e, pd, cal, &once);
+        double gpu = placement == FB_PLACEMENT_CPU
+                         ? 0
+                         : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows, cal, cal) + gpu_extra(&e, pd, cal, &once);
         if (placement == FB_PLACEMENT_CPU) {
             seconds[k] = cpu;
         } else if (placement == FB_PLACEMENT_GPU) {

@@ -107,8 +107,8 @@ static int cal_make(cal_data *d, int64_t rows)
     d->kb = malloc(4 * n);
     d->dbk = malloc(4 * nd);
     d->ks = malloc(4 * n);
-    if (!d->ks ||!d->a || !d->k || !d->k0 || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk || !d->km ||
-        !d->kb || !d->dbk)
+    if (!d->a || !d->k || !d->k0 || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk || !d->km ||
+        !d->kb || !d->dbk || !d->ks)
         return -1;
     int64_t spread = BIG_RANGE / d->dim_rows, mixed = 0, few = 0;
     uint64_t x = 0x9E3779B97F4A7C15ull;

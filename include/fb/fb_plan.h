@@ -383,32 +383,34 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  *
  * Per placement, a pipeline of S source rows is predicted as:
  * - FB_PLACEMENT_CPU: with the CPU rates, as fb_plan_rates says; a perfect-hash probe costs per row
- *   probe_row_s (at its key range: probe_big_row_s) + f probe_match_row_s + mix(f) probe_mix_row_s at
- *   a match fraction f.
+ *   probe_row_s (log-linear in its key range up to probe_big_row_s at 2^18 keys) + f probe_match_row_s +
+ *   mix(f) probe_mix_row_s at a match fraction f.
  * - FB_PLACEMENT_GPU: with the OpenCL rates the same way (a projection per selected row; a dense-key probe
  *   adds mix(f) x rates.probe_mix_row_s, else opencl.probe_mix_row_s, per row (W = 16), with no range
- *   term, and its rates scale with the build side's size as small_table_ratio says), plus what the device calls cost as the gpu
- *   placement makes them, per device morsel (FB_PLAN_DEVICE_MORSEL rows, else the device memory budget / 256,
- *   64 Ki..4 Mi): opencl.launch_s per fb_cl_* call (one per predicate, per projection and per input it
- *   widens, per join probe and per output column of an inner / left join), the bytes each call copies in at
- *   opencl.h2d_gbps and back at d2h_gbps (the columns it reads, selections, join keys and pairs, its
- *   results, the payload columns it gathers from); the device table of a one-key join's build side is
- *   made once, charged to its build pipeline (keys in, opencl.table_row_s per build row), a composite
- *   key's on every probe call (per morsel).
+ *   term, and its rates scale with the build side's size as small_table_ratio says), plus what the
+ *   device work costs as the gpu placement's device chains do it, per device morsel (FB_PLAN_DEVICE_MORSEL
+ *   rows, else from the device memory budget, 4 Ki..4 Mi): one job whose kernels (one per predicate, per
+ *   projection and per input it widens, per join probe, one more for an inner / left join's gathers) cost
+ *   opencl.launch_s each; a source column copied in once, when an operator first reads it (its live rows
+ *   only once under half the morsel's rows are live, with the row map back), at opencl.h2d_gbps; the row
+ *   map and the columns made on the device (payload, projections) of the result rows back at d2h_gbps; plus
+ *   opencl.job_s per pipeline with operators. A join's device table (its keys, and its payload columns) is
+ *   made once, charged to its build pipeline: opencl.table_s + launch_s + table_row_s per build row + the
+ *   copies.
  * - FB_PLACEMENT_HYBRID: a pipeline without operators as cpu; else max of the two fixed costs + the per-row
  *   parts at the sum of both throughputs: worker 0 drives the device at the gpu's per-row cost, the other
  *   workers run at the cpu's per-row cost x workers / (workers - 1), and the placement sizes the device's
  *   morsels so that both finish together; with opencl.shares_cores the device has the driver's core only
- *   (the gpu's per-row cost x workers); and with S >= 8 x 64 Ki, at least the device's first morsel (a CPU-sized one:
- *   64 Ki rows, at most the device morsel), which is not split. Plus the device
+ *   (the gpu's per-row cost x workers); and with S >= 8 x 64 Ki, at least the device's first morsel
+ *   (a CPU-sized one: 64 Ki rows, at most the device morsel), which is not split. Plus the device
  *   join tables as under gpu.
+ * - FB_PLACEMENT_AUTO: the placement of smallest total among those that can run (gpu and hybrid only with
+ *   an OpenCL device and OpenCL rates in the calibration); fb_plan_predict_choice() says which.
  *
  * `total` is the sum of the pipelines' times. The pipelines that start with the run (those that depend on no
  * other: a star schema's builds) run at once, the workers taking their morsels in turn: explain analyze
  * compares the wall time measured for each with the start plus, under processor sharing, the sum over
  * them of min(its own time, the other's), each without the start.
- * - FB_PLACEMENT_AUTO: the placement of smallest total among those that can run (gpu and hybrid only with
- *   an OpenCL device and OpenCL rates in the calibration); fb_plan_predict_choice() says which.
  * \param[out] seconds capacity entries, may be NULL with capacity 0; \param[out] n pipelines (may be more
  * than capacity: then only capacity are written); \param[out] total their sum (may be NULL).
  * \return FB_OK; FB_ERR_IO without any calibration (set none and no readable default file: run fbench
