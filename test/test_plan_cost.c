@@ -137,6 +137,13 @@ static void test_device_calibration(void **state)
         assert_true(isfinite(v) && v >= 1e-12);
         assert_true(isfinite(cpu) && cpu >= 1e-12);
     }
+    /* rows 0: the device morsels' rows */
+    setenv("FB_PLAN_DEVICE_MORSEL", "8192", 1);
+    fb_plan_calibration m = real;
+    assert_fb_ok(ctx, fb_plan_calibrate_device(ctx, 0, &m));
+    unsetenv("FB_PLAN_DEVICE_MORSEL");
+    assert_int_equal(m.opencl.rows, 8192);
+    assert_int_equal(m.rows, real.rows);
     /* the CPU part is kept; the device's rows and fixed costs are set */
     assert_int_equal(c.rows, 1 << 20);
     assert_true(c.opencl.rows > 0 && c.opencl.job_s >= 1e-12 && c.opencl.table_s >= 1e-12);

@@ -303,7 +303,8 @@ typedef struct fb_plan_calibration {
         double table_rows;   /**< build rows of the table the device's probe rates were measured with */
         double small_table_ratio; /**< a probe row's cost against a table of 2048 rows over its cost against
                                        table_rows (0..1; 0: unknown): the probe rates scale from this at 2048
-                                       build rows to 1 at table_rows (log-linear in the build rows, not beyond);
+                                       build rows to 1 at table_rows (log-linear in the build rows, not beyond
+                                       table_rows; below 2048 rows the same line, down to half the ratio);
                                        with from_plans measured by the plans (a probe with few matches, as
                                        probe_row_s, of a 2048-row table), else by the twins */
         double probe_mix_row_s; /**< what a probe row of a dense-key join adds where its matches are a mix
