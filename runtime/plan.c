@@ -3604,11 +3604,12 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
             sink_rows[k] = rows;
     }
     free(e.rows);
-    /* The pipelines that start with the run are ready at once, and the workers take their morsels in turn:
+    /* The pipelines that start with the run are ready at once, and the W workers take their morsels in turn:
      * each one's wall time (what explain analyze measures) is, under processor sharing, the start plus the
-     * sum over them of min(its own time, the other's), each without the start. (Later pipelines run alone:
-     * in a star schema each waits for all before it.) */
-    double start_s = cal->cpu.start_s, sum = 0;
+     * sum over them of min(its own time, the other's) over W (a small build is one morsel: one worker each),
+     * at least its own time; each without the start. (Later pipelines run alone: in a star schema each waits
+     * for all before it.) */
+    double start_s = cal->cpu.start_s, sum = 0, W = fb_ctx_threads(plan->ctx);
     for (int k = 0; k < r->n_pipes; k++) {
         sum += seconds[k];
         if (!walls)
@@ -3616,13 +3617,15 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
         walls[k] = seconds[k];
         if (!r->pipes[k].starts_with_run)
             continue;
-        double own = seconds[k] - start_s, wall = start_s;
+        double own = seconds[k] - start_s, shared = 0;
+        own = own > 0 ? own : 0;
         for (int j = 0; j < r->n_pipes; j++) {
             double other = seconds[j] - start_s;
             if (r->pipes[j].starts_with_run)
-                wall += other < own ? (other > 0 ? other : 0) : (own > 0 ? own : 0);
+                shared += other < own ? (other > 0 ? other : 0) : own;
         }
-        walls[k] = wall;
+        shared /= W >= 1 ? W : 1;
+        walls[k] = start_s + (shared > own ? shared : own);
     }
     if (total)
         *total = sum;
