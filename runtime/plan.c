@@ -3571,13 +3571,16 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
     FB_RETURN_ERROR_IF(!e.rows, plan->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for estimates");
     for (int i = 0; i < plan->n_nodes; i++)
         e.rows[i] = -1;
+    double dev[MAX_PIPES]; /* the device's fixed work of each pipeline: its calls, copies and tables */
     for (int k = 0; k < r->n_pipes; k++) {
         const pipe_desc *pd = &r->pipes[k];
         double rows, once = 0;
         double cpu = placement == FB_PLACEMENT_GPU ? 0 : predict_pipe(&e, pd, &cal->cpu, sort_rows, &rows, NULL, cal);
+        double extra = placement == FB_PLACEMENT_CPU ? 0 : gpu_extra(&e, pd, cal, &once);
         double gpu = placement == FB_PLACEMENT_CPU
                          ? 0
-                         : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows, cal, cal) + gpu_extra(&e, pd, cal, &once);
+                         : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows, cal, cal) + extra;
+        dev[k] = placement == FB_PLACEMENT_CPU ? 0 : once + (pd->n_op_nodes ? extra : 0);
         if (placement == FB_PLACEMENT_CPU) {
             seconds[k] = cpu;
         } else if (placement == FB_PLACEMENT_GPU) {
@@ -3607,8 +3610,9 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
     /* The pipelines that start with the run are ready at once, and the W workers take their morsels in turn:
      * each one's wall time (what explain analyze measures) is, under processor sharing, the start plus the
      * sum over them of min(its own time, the other's) over W (a small build is one morsel: one worker each),
-     * at least its own time; each without the start. (Later pipelines run alone: in a star schema each waits
-     * for all before it.) */
+     * at least its own time; each without the start. Their device work (calls, copies, tables) queues on the
+     * one device: at least its own and half the others'. (Later pipelines run alone: in a star schema each
+     * waits for all before it.) */
     double start_s = cal->cpu.start_s, sum = 0, W = fb_ctx_threads(plan->ctx);
     for (int k = 0; k < r->n_pipes; k++) {
         sum += seconds[k];
@@ -3617,15 +3621,18 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
         walls[k] = seconds[k];
         if (!r->pipes[k].starts_with_run)
             continue;
-        double own = seconds[k] - start_s, shared = 0;
+        double own = seconds[k] - start_s, shared = 0, queued = dev[k];
         own = own > 0 ? own : 0;
         for (int j = 0; j < r->n_pipes; j++) {
             double other = seconds[j] - start_s;
-            if (r->pipes[j].starts_with_run)
-                shared += other < own ? (other > 0 ? other : 0) : own;
+            if (!r->pipes[j].starts_with_run)
+                continue;
+            shared += other < own ? (other > 0 ? other : 0) : own;
+            queued += j != k ? dev[j] / 2 : 0;
         }
         shared /= W >= 1 ? W : 1;
-        walls[k] = start_s + (shared > own ? shared : own);
+        shared = shared > own ? shared : own;
+        walls[k] = start_s + (queued > shared ? queued : shared);
     }
     if (total)
         *total = sum;

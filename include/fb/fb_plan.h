@@ -411,7 +411,9 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  * `total` is the sum of the pipelines' times. The pipelines that start with the run (those that depend on no
  * other: a star schema's builds) run at once, the workers taking their morsels in turn: explain analyze
  * compares the wall time measured for each with the start plus, under processor sharing, the sum over
- * them of min(its own time, the other's) over the workers, at least its own time, each without the start.
+ * them of min(its own time, the other's) over the workers, at least its own time, each without the start;
+ * under gpu / hybrid at least its device work (calls, copies, its join's table) and half the others'
+ * (the one device takes them in turn).
  * \param[out] seconds capacity entries, may be NULL with capacity 0; \param[out] n pipelines (may be more
  * than capacity: then only capacity are written); \param[out] total their sum (may be NULL).
  * \return FB_OK; FB_ERR_IO without any calibration (set none and no readable default file: run fbench
