@@ -101,9 +101,11 @@ int fbench_calibrate_main(int argc, char **argv)
                    cal.opencl.from_plans ? "gpu placement's plans" : "the OpenCL twins", fbench_now() - t0);
             printf("  copies host->device %.2f GB/s, device->host %.2f GB/s, launch %.1f us\n", cal.opencl.h2d_gbps,
                    cal.opencl.d2h_gbps, cal.opencl.launch_s * 1e6);
-            printf("  device table %.1f ns per build row and probe call; probes of mixed matches +%.1f ns a row;\n"
-                   "  a probe of a 2048-row table costs %.2f x one of %.0f rows%s\n",
-                   cal.opencl.table_row_s * 1e9, cal.opencl.probe_mix_row_s * 1e9, cal.opencl.small_table_ratio,
+            printf("  device pipeline %.1f us, device table %.1f us + %.1f ns a build row; mixed matches (twins) +%.1f ns\n"
+                   "  a probe of a %.0f-row table costs %.2f x one of %.0f rows%s\n",
+                   cal.opencl.job_s * 1e6, cal.opencl.table_s * 1e6, cal.opencl.table_row_s * 1e9,
+                   cal.opencl.probe_mix_row_s * 1e9,
+                   cal.opencl.small_table_rows > 0 ? cal.opencl.small_table_rows : 2048, cal.opencl.small_table_ratio,
                    cal.opencl.table_rows, cal.opencl.shares_cores ? "; the device shares the CPU's cores" : "");
         } else if (st == FB_ERR_NO_DEVICE && device < 0) {
             printf("  opencl: none (%s)\n", fb_last_error(ctx));

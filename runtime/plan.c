@@ -3321,14 +3321,15 @@ static int predict_direct(const fb_plan *p, const pnode *n, double *key_range)
 }
 
 /* What a device's probe rates are multiplied with for a join whose build side has `build` rows: from
- * small_table_ratio at 2048 rows to 1 at the table_rows they were measured with, log-linear between and
- * below (at least half the ratio). */
+ * small_table_ratio at small_table_rows (0: 2048) to 1 at the table_rows they were measured with, log-linear
+ * between and below (at least half the ratio). */
 static double device_probe_scale(const fb_plan_calibration *cal, double build)
 {
-    double lo = 2048, hi = cal->opencl.table_rows, r = cal->opencl.small_table_ratio;
+    double lo = cal->opencl.small_table_rows > 0 ? cal->opencl.small_table_rows : 2048, hi = cal->opencl.table_rows,
+           r = cal->opencl.small_table_ratio;
     if (!(r > 0 && r < 1) || !(hi > lo))
         return 1;
-    /* below 2048 rows the same line on (smaller tables stay in nearer caches), down to r / 2 */
+    /* below the small table's rows the same line on (smaller tables stay in nearer caches), down to r / 2 */
     double u = build < 1 ? log(1 / lo) / log(hi / lo) : build >= hi ? 1 : log(build / lo) / log(hi / lo);
     double scale = r + (1 - r) * u;
     return scale > r / 2 ? scale : r / 2;

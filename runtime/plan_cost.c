@@ -52,11 +52,12 @@ typedef struct cal_data {
     int64_t *hk, *v, *dhk;
     int32_t one[1];
     fb_column fcols[F_COLS], dcols[D_COLS], tcols[1];
-    fb_column scols[D_COLS];
-    fb_table fact, dim, tiny, star;
+    fb_column scols[D_COLS], pcols[D_COLS];
+    fb_table fact, dim, tiny, star, small;
 } cal_data;
 
 #define STAR_ROWS 2048 /* rows of each build of X_STAR3 (at most the dimension's) */
+#define SMALL_PROBE_ROWS 256 /* rows of X_PROBE0_SMALL's table (a star schema's filtered dimensions: 20-8000) */
 
 static void cal_free(cal_data *d)
 {
@@ -136,8 +137,8 @@ static int cal_make(cal_data *d, int64_t rows)
         d->km[i] = m ? d->k[i] : d->k0[i];
         mixed += (d->km[i] & 1) == 0;
         d->kb[i] = (int32_t)(((x >> 16) % (uint64_t)d->dim_rows) * (uint64_t)spread + 1);
-        /* ks: k0's keys (and matches) over the small dimension (the first STAR_ROWS rows) */
-        int64_t small = d->dim_rows < STAR_ROWS ? d->dim_rows : STAR_ROWS;
+        /* ks: k0's keys (and matches) over the small dimension (the first SMALL_PROBE_ROWS rows) */
+        int64_t small = d->dim_rows < SMALL_PROBE_ROWS ? d->dim_rows : SMALL_PROBE_ROWS;
         d->ks[i] = d->k0[i] % (int32_t)(2 * small);
     }
     d->mix_f = rows > 0 ? (double)mixed / (double)rows : 0;
@@ -171,6 +172,11 @@ static int cal_make(cal_data *d, int64_t rows)
         d->scols[c].length = d->dim_rows < STAR_ROWS ? d->dim_rows : STAR_ROWS;
     }
     d->star = (fb_table){D_COLS, d->scols, NULL};
+    for (int c = 0; c < D_COLS; c++) {
+        d->pcols[c] = d->dcols[c];
+        d->pcols[c].length = d->dim_rows < SMALL_PROBE_ROWS ? d->dim_rows : SMALL_PROBE_ROWS;
+    }
+    d->small = (fb_table){D_COLS, d->pcols, NULL};
     return 0;
 }
 
@@ -196,7 +202,7 @@ typedef enum experiment {
     X_STAR3,      /* tiny semi join three builds of the first STAR_ROWS of dim[k, p] filtered p < 48 -> count:
                      three build pipelines that start together, as a star schema's */
     X_COUNT_KS,   /* fact[ks] -> count */
-    X_PROBE0_SMALL, /* fact[ks] inner join the first STAR_ROWS of dim[k, p] (as X_PROBE0 on a small table) */
+    X_PROBE0_SMALL, /* fact[ks] inner join the first SMALL_PROBE_ROWS of dim[k, p] (X_PROBE0, a small table) */
     X_COUNT_KB,   /* fact[kb] -> count */
     X_PROBE_BIG,  /* fact[kb] inner join dim[bk, p] (perfect hash over 2^18 keys, no row matches) -> count */
     X_COUNT_GV,   /* fact[g, v] -> count */
@@ -288,7 +294,7 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
         if (x == X_PROBE || x == X_PROBE0 || x == X_HASH_PROBE || x == X_PROBE_MIX || x == X_PROBE_BIG ||
             x == X_PROBE0_SMALL) {
             size_t dc[2] = {hash ? D_HK : big ? D_BK : D_K, D_P}, k0 = 0, pay = 1;
-            FB_FORWARD_IF_ERROR(fb_plan_scan(p, small ? &d->star : &d->dim, "dim", dc, 2, &b));
+            FB_FORWARD_IF_ERROR(fb_plan_scan(p, small ? &d->small : &d->dim, "dim", dc, 2, &b));
             FB_FORWARD_IF_ERROR(fb_plan_join(p, s, b, &k0, &k0, 1, FB_JOIN_INNER, &pay, 1, &t));
             s = t;
         }
@@ -677,14 +683,15 @@ static fb_status calibrate_plans(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         t[ops[i]] -= c->opencl.job_s + (ops[i] == X_FILTER || ops[i] == X_PROJECT ? 0 : c->opencl.table_s);
     derive_rates(t, d, &c->cpu, &c->opencl.rates);
-    /* the probe of a small table (STAR_ROWS) over that of the dimension's: a device's probe cost moves with
-     * its table's size (caches); this replaces the twins' ratio */
-    double sr = (double)(d->dim_rows < STAR_ROWS ? d->dim_rows : STAR_ROWS), n = (double)d->rows;
+    /* the probe of a small table (SMALL_PROBE_ROWS) over that of the dimension's: a device's probe cost moves
+     * with its table's size (caches); this replaces the twins' ratio (at 2048 rows) */
+    double sr = (double)(d->dim_rows < SMALL_PROBE_ROWS ? d->dim_rows : SMALL_PROBE_ROWS), n = (double)d->rows;
     const fb_plan_rates *h = &c->cpu;
     double small = (t[X_PROBE0_SMALL] - t[X_COUNT_KS] - (h->pipeline_s + sr * (h->scan_row_s + h->build_row_s))) / n;
     double big = c->opencl.rates.probe_row_s + d->few_f * c->opencl.rates.probe_match_row_s;
-    if (d->dim_rows > STAR_ROWS && isfinite(small) && small > 0 && big > 0) {
+    if (d->dim_rows > SMALL_PROBE_ROWS && isfinite(small) && small > 0 && big > 0) {
         c->opencl.small_table_ratio = small / big < 1 ? small / big : 1;
+        c->opencl.small_table_rows = sr;
         c->opencl.table_rows = (double)d->dim_rows;
     }
     return FB_OK;
@@ -829,10 +836,11 @@ fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, 
     fprintf(f, ",\n \"opencl\": {\"has_opencl\": %d, \"device\": ", cal->opencl.has_opencl ? 1 : 0);
     json_str(f, cal->opencl.device);
     fprintf(f,
-            ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"table_row_s\": %.9g,\n"
+            ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"table_row_s\": %.9g, \"small_table_rows\": %.9g,\n"
             "  \"table_rows\": %.9g, \"small_table_ratio\": %.9g, \"probe_mix_row_s\": %.9g, \"from_plans\": %d,\n"
             "  \"shares_cores\": %d, \"rows\": %lld, \"job_s\": %.9g, \"table_s\": %.9g, \"rates\": ",
             cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.table_row_s,
+            cal->opencl.small_table_rows,
             cal->opencl.table_rows, cal->opencl.small_table_ratio, cal->opencl.probe_mix_row_s,
             cal->opencl.from_plans ? 1 : 0,
             cal->opencl.shares_cores ? 1 : 0, (long long)cal->opencl.rows, cal->opencl.job_s, cal->opencl.table_s);
@@ -996,6 +1004,7 @@ fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibr
         c.opencl.rows = read_number(ob, rates_at, "rows", &num) == 0 && num >= 0 ? (int64_t)num : 0;
         c.opencl.job_s = read_number(ob, rates_at, "job_s", &num) == 0 && num >= 0 ? num : 0;
         c.opencl.table_s = read_number(ob, rates_at, "table_s", &num) == 0 && num >= 0 ? num : 0;
+        c.opencl.small_table_rows = read_number(ob, rates_at, "small_table_rows", &num) == 0 && num >= 0 ? num : 0;
         if (st == FB_OK && c.opencl.has_opencl) {
             if (find_object(ob, oe, "rates", &rb, &re) != 0)
                 st = FB_ERROR(ctx, FB_ERR_IO, "%s: opencl.has_opencl is set but opencl.rates is missing", path);

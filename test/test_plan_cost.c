@@ -234,6 +234,7 @@ static void test_file_fields(void **state)
     assert_true(back.opencl.rows == c.opencl.rows && back.opencl.rows > 0);
     assert_true(fabs(back.opencl.job_s - c.opencl.job_s) <= 1e-8 * c.opencl.job_s);
     assert_true(fabs(back.opencl.table_s - c.opencl.table_s) <= 1e-8 * c.opencl.table_s);
+    assert_true(back.opencl.small_table_rows == c.opencl.small_table_rows && back.opencl.small_table_rows > 0);
     assert_int_equal(back.rows, c.rows);
     /* a file from before the new fields: they load as 0 */
     read_file(path, text, sizeof text);
@@ -247,6 +248,7 @@ static void test_file_fields(void **state)
     drop_field(old, "shares_cores");
     drop_field(old, "job_s");
     drop_field(old, "table_s");
+    drop_field(old, "small_table_rows");
     drop_field(old, "probe_mix_row_s"); /* the cpu's, the opencl section's, the device rates' */
     drop_field(old, "probe_mix_row_s");
     drop_field(old, "probe_mix_row_s");
@@ -262,7 +264,7 @@ static void test_file_fields(void **state)
     assert_int_equal(back.opencl.from_plans, 0);
     assert_int_equal(back.opencl.shares_cores, 0);
     assert_true(back.cpu.probe_mix_row_s == 0 && back.cpu.probe_big_row_s == 0 && back.opencl.rates.probe_mix_row_s == 0);
-    assert_true(back.opencl.job_s == 0 && back.opencl.table_s == 0);
+    assert_true(back.opencl.job_s == 0 && back.opencl.table_s == 0 && back.opencl.small_table_rows == 0);
     assert_true(fabs(back.opencl.rates.filter_row_s - c.opencl.rates.filter_row_s) <= 1e-8 * c.opencl.rates.filter_row_s);
     /* ... and without an "opencl" section at all: no OpenCL rates */
     char *sec = strstr(text, ",\n \"opencl\"");

@@ -273,13 +273,13 @@ typedef struct fb_plan_rates {
  *               "launch_s": 1.2e-05, "table_row_s": 2.1e-09,
  *               "table_rows": 65536, "small_table_ratio": 0.4,
  *               "probe_mix_row_s": 3e-08, "from_plans": 1, "shares_cores": 0, "rows": 4194304,
- *               "job_s": 2e-04, "table_s": 3e-04,
+ *               "job_s": 2e-04, "table_s": 3e-04, "small_table_rows": 256,
  *               "rates": { ... the same fields ... }}}
  * \endcode
  * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. The rates
  * probe_mix_row_s and probe_big_row_s, and in "opencl" h2d_gbps, d2h_gbps,
  * launch_s, table_row_s, table_rows, small_table_ratio, probe_mix_row_s, from_plans, shares_cores, rows,
- * job_s and table_s
+ * job_s, table_s and small_table_rows
  * may be absent (files written before they existed): they load as 0 (a bandwidth of 0: copies are not
  * charged). The "opencl" section may be absent: no OpenCL rates. */
 typedef struct fb_plan_calibration {
@@ -301,12 +301,13 @@ typedef struct fb_plan_calibration {
         double table_row_s;  /**< per build row of a device join table (made once for a one-key join, on
                                   every probe call for a composite key) */
         double table_rows;   /**< build rows of the table the device's probe rates were measured with */
-        double small_table_ratio; /**< a probe row's cost against a table of 2048 rows over its cost against
-                                       table_rows (0..1; 0: unknown): the probe rates scale from this at 2048
-                                       build rows to 1 at table_rows (log-linear in the build rows, not beyond
-                                       table_rows; below 2048 rows the same line, down to half the ratio);
-                                       with from_plans measured by the plans (a probe with few matches, as
-                                       probe_row_s, of a 2048-row table), else by the twins */
+        double small_table_ratio; /**< a probe row's cost against a table of small_table_rows rows over its cost
+                                       against table_rows (0..1; 0: unknown): the probe rates scale from this at
+                                       small_table_rows build rows to 1 at table_rows (log-linear in the build
+                                       rows, not beyond table_rows; below small_table_rows the same line, down
+                                       to half the ratio); with from_plans measured by the plans (a probe with
+                                       few matches, as probe_row_s, of a 256-row table), else by the twins */
+        double small_table_rows; /**< the rows of that small table (0: 2048, files written before it) */
         double probe_mix_row_s; /**< what a probe row of a dense-key join adds where its matches are a mix
                                      (x 4 f (1 - f) at a match fraction f: most at half), beyond the straight
                                      line between none and all (device work-items that diverge) */
