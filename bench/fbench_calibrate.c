@@ -21,7 +21,9 @@ static void calibrate_usage(FILE *f)
                "  ~/.config/fb/calibration.json), which explain and auto placement read.\n"
                "  With an OpenCL device (the first GPU, else the first device; --device opencl:N picks one) it\n"
                "  also measures the device: copy bandwidth, launch latency and the same rates (gpu placement's\n"
-               "  plans, or the OpenCL twins) on N device rows (default: the CPU's rows, at most 1048576),\n"
+               "  plans, or the OpenCL twins) on N device rows (default: the rows of the device morsels that\n"
+               "  gpu and hybrid plans run: FB_PLAN_DEVICE_MORSEL, else the device memory budget / 256,\n"
+               "  4096..4194304; a device's cost per row moves with the size of its calls),\n"
                "  printed beside the CPU's. --no-device skips it.\n");
 }
 
@@ -91,17 +93,19 @@ int fbench_calibrate_main(int argc, char **argv)
            fbench_now() - t0);
     /* the device, when there is one */
     if (!no_device) {
-        long dr = dev_rows ? dev_rows : rows < (1L << 20) ? rows : 1L << 20;
+        long dr = dev_rows; /* 0: the device morsels' rows */
         t0 = fbench_now();
         st = fb_plan_calibrate_device(ctx, dr, &cal);
         if (st == FB_OK) {
-            printf("  opencl: %s, %ld rows, %s (%.1f s)\n", cal.opencl.device, dr,
+            printf("  opencl: %s, %lld rows, %s (%.1f s)\n", cal.opencl.device, (long long)cal.opencl.rows,
                    cal.opencl.from_plans ? "gpu placement's plans" : "the OpenCL twins", fbench_now() - t0);
             printf("  copies host->device %.2f GB/s, device->host %.2f GB/s, launch %.1f us\n", cal.opencl.h2d_gbps,
                    cal.opencl.d2h_gbps, cal.opencl.launch_s * 1e6);
-            printf("  device table %.1f ns per build row and probe call; probes of mixed matches +%.1f ns a row;\n"
-                   "  a probe of a 2048-row table costs %.2f x one of %.0f rows%s\n",
-                   cal.opencl.table_row_s * 1e9, cal.opencl.probe_mix_row_s * 1e9, cal.opencl.small_table_ratio,
+            printf("  device pipeline %.1f us, device table %.1f us + %.1f ns a build row; mixed matches (twins) +%.1f ns\n"
+                   "  a probe of a %.0f-row table costs %.2f x one of %.0f rows%s\n",
+                   cal.opencl.job_s * 1e6, cal.opencl.table_s * 1e6, cal.opencl.table_row_s * 1e9,
+                   cal.opencl.probe_mix_row_s * 1e9,
+                   cal.opencl.small_table_rows > 0 ? cal.opencl.small_table_rows : 2048, cal.opencl.small_table_ratio,
                    cal.opencl.table_rows, cal.opencl.shares_cores ? "; the device shares the CPU's cores" : "");
         } else if (st == FB_ERR_NO_DEVICE && device < 0) {
             printf("  opencl: none (%s)\n", fb_last_error(ctx));
@@ -131,13 +135,15 @@ int fbench_calibrate_main(int argc, char **argv)
                  {"build_row_s", r->build_row_s, g->build_row_s},
                  {"agg_row_s", r->agg_row_s, g->agg_row_s},
                  {"collect_row_s", r->collect_row_s, g->collect_row_s},
-                 {"sort_row_s", r->sort_row_s, g->sort_row_s}};
+                 {"sort_row_s", r->sort_row_s, g->sort_row_s},
+                 {"probe_mix_row_s", r->probe_mix_row_s, g->probe_mix_row_s},
+                 {"probe_big_row_s", r->probe_big_row_s, g->probe_big_row_s}};
     for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
         int fixed = i < 2; /* the fixed costs in us, the rest in ns per row */
         double k = fixed ? 1e6 : 1e9;
         printf("  %-17s %9.3f %-2s", rates[i].name, rates[i].v * k, fixed ? "us" : "ns");
         if (dev)
-            printf(" %9.3f %-2s %8.2f", rates[i].g * k, fixed ? "us" : "ns", rates[i].g / rates[i].v);
+            printf(" %9.3f %-2s %8.2f", rates[i].g * k, fixed ? "us" : "ns", rates[i].v > 0 ? rates[i].g / rates[i].v : 0);
         printf("\n");
     }
     st = fb_plan_calibration_save(ctx, &cal, out);

@@ -3016,6 +3016,11 @@ void fb_plan_result_free(fb_plan_result *r)
 #define AGG_GROUPS_GUESS 4096.0
 
 /* Rows of the base table under a node (following inputs / probe sides down to a scan). */
+int64_t fb_plan_device_morsel(fb_ctx *ctx)
+{
+    return device_morsel_rows(ctx);
+}
+
 static double base_rows(const fb_plan *p, int id)
 {
     while (p->nodes[id].kind != N_SCAN)
@@ -3284,9 +3289,12 @@ static double est_rows(estimate *e, int id)
 }
 
 /* Whether the run will probe this join through a perfect hash: one key whose base column has a dense
- * range (as try_direct decides; uniqueness is assumed - the dimension tables of a star schema). */
-static int predict_direct(const fb_plan *p, const pnode *n)
+ * range (as try_direct decides; uniqueness is assumed - the dimension tables of a star schema); *key_range
+ * (may be NULL) that range. */
+static int predict_direct(const fb_plan *p, const pnode *n, double *key_range)
 {
+    if (key_range)
+        *key_range = 1;
     if (n->n_keys != 1)
         return 0;
     const fb_column *c = base_column(p, n->build, n->bkeys[0], NULL);
@@ -3307,24 +3315,50 @@ static int predict_direct(const fb_plan *p, const pnode *n)
     if (!valid)
         return 1;
     uint64_t range = (uint64_t)hi - (uint64_t)lo + 1;
+    if (key_range)
+        *key_range = (double)range;
     return range != 0 && range <= DIRECT_MAX_RANGE && (range <= 4 * (uint64_t)c->length + 1024 || range <= (1u << 18));
 }
 
 /* What a device's probe rates are multiplied with for a join whose build side has `build` rows: from
- * small_table_ratio at 2048 rows to 1 at the table_rows they were measured with, log-linear between. */
+ * small_table_ratio at small_table_rows (0: 2048) to 1 at the table_rows they were measured with, log-linear
+ * between and below (at least half the ratio). */
 static double device_probe_scale(const fb_plan_calibration *cal, double build)
 {
-    double lo = 2048, hi = cal->opencl.table_rows, r = cal->opencl.small_table_ratio;
+    double lo = cal->opencl.small_table_rows > 0 ? cal->opencl.small_table_rows : 2048, hi = cal->opencl.table_rows,
+           r = cal->opencl.small_table_ratio;
     if (!(r > 0 && r < 1) || !(hi > lo))
         return 1;
-    double u = build <= lo ? 0 : build >= hi ? 1 : log(build / lo) / log(hi / lo);
-    return r + (1 - r) * u;
+    /* below the small table's rows the same line on (smaller tables stay in nearer caches), down to r / 2 */
+    double u = build < 1 ? log(1 / lo) / log(hi / lo) : build >= hi ? 1 : log(build / lo) / log(hi / lo);
+    double scale = r + (1 - r) * u;
+    return scale > r / 2 ? scale : r / 2;
+}
+
+/* mix(f) of fb_plan_rates.probe_mix_row_s: (1 - f^W - (1 - f)^W) / (1 - 2^(1-W)). */
+static double probe_mix_shape(double f, double w)
+{
+    f = f < 0 ? 0 : f > 1 ? 1 : f;
+    return (1 - pow(f, w) - pow(1 - f, w)) / (1 - pow(2, 1 - w));
+}
+
+/* probe_row_s for a perfect hash over `range` keys: log-linear between the calibration's range and 2^18
+ * (probe_big_row_s), the nearer one's outside them. */
+static double probe_row_at(const fb_plan_rates *rt, const fb_plan_calibration *cal, double range)
+{
+    double lo = fb_plan_cal_probe_range(cal->rows), hi = fb_plan_cal_big_range();
+    if (!(rt->probe_big_row_s > 0) || !(hi > lo) || range <= lo)
+        return rt->probe_row_s;
+    if (range >= hi)
+        return rt->probe_big_row_s;
+    double u = log(range / lo) / log(hi / lo);
+    return rt->probe_row_s + u * (rt->probe_big_row_s - rt->probe_row_s);
 }
 
 /* Predicted seconds of pipeline pd with rates `rt` (a device's with dev: its probe rates scaled by the
  * build side's size). */
 static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates *rt, double sort_rows,
-                           double *sink_rows, const fb_plan_calibration *dev)
+                           double *sink_rows, const fb_plan_calibration *dev, const fb_plan_calibration *cal)
 {
     const fb_plan *p = e->plan;
     /* chunk: the rows of the chunks the operators see. Filters and perfect-hash probes narrow a selection
@@ -3349,11 +3383,14 @@ static double predict_pipe(estimate *e, const pipe_desc *pd, const fb_plan_rates
         }
         case N_JOIN: {
             double scale = dev ? device_probe_scale(dev, est_rows(e, n->build)) : 1;
-            if (predict_direct(p, n)) {
+            double key_range;
+            if (predict_direct(p, n, &key_range)) {
                 double base = base_rows(p, n->build), match = base > 0 ? est_rows(e, n->build) / base : 0;
                 match = match < 1 ? match : 1;
-                double mix = dev ? 4 * match * (1 - match) * dev->opencl.probe_mix_row_s : 0;
-                t += scale * in * (rt->probe_row_s + match * rt->probe_match_row_s + mix);
+                /* a mix of matches: branches (cpu) or work-items (device) that diverge */
+                double mix_rate = rt->probe_mix_row_s > 0 ? rt->probe_mix_row_s : dev ? dev->opencl.probe_mix_row_s : 0;
+                double mix = probe_mix_shape(match, dev ? 16 : 2) * mix_rate;
+                t += scale * in * (probe_row_at(rt, cal, key_range) + match * rt->probe_match_row_s + mix);
             } else {
                 t += scale * in * rt->hash_probe_row_s;
                 if (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT)
@@ -3415,26 +3452,31 @@ fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibration *cal)
 }
 
 /* What the gpu placement adds to pipeline pd beyond rows x rates (fb_plan_predict()), following what its
- * operators do on the device (runtime/plan.c's device section): every fb_cl_* call (launch_s each) copies
- * its inputs in and its outputs back - a filter's predicate its column (and the selection) in and the
- * selection back, a projection its inputs (widened to int64 each by one more call) in and the int64 result
- * back, a join probe its probe keys in (a composite key also the build side's keys, whose table the device
- * builds on every call: table_row_s per build row) and the pairs back, then one call per output column
- * (compact; gather, with the payload column in) - per device morsel of the pipeline. *once: what does not
- * grow with the source's rows: those build sides per morsel of one device, and for a build pipeline of a
- * one-key join the device table made once when it finishes (keys in, table_row_s per row). A pipeline
- * without operators does not use the device otherwise: 0. */
+ * device chain does (runtime/plan.c's device chains): per device morsel one job whose kernels (one per
+ * predicate, per projection and per input it widens, per join probe and one more for an inner / left join's
+ * gathers) cost opencl.launch_s each; a source column goes up once, when an operator first reads it (the
+ * whole morsel column, or under half the morsel's rows live only the live rows and the row map back, 4
+ * bytes a live row); down come the row map (4 bytes a result row) and the columns made on the device
+ * (gathered payload, projections) of the result rows; plus opencl.job_s once. *once: what does not grow with
+ * the source's rows: for a build pipeline the join's device table, made once when it finishes (table_s, keys
+ * in, table_row_s per row, one call) and its payload columns in. A pipeline without operators does not use
+ * the device otherwise: 0. */
 static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibration *cal, double *once)
 {
     const fb_plan *p = e->plan;
     double up = cal->opencl.h2d_gbps * 1e9, down = cal->opencl.d2h_gbps * 1e9;
-    /* a one-key join's build side goes to the device once, when its build pipeline finishes */
+    /* a join's build side goes to the device once, when its build pipeline finishes */
     double table_s = 0;
-    if (pd->sink_kind == SINK_BUILD && p->nodes[pd->sink_node].n_keys == 1) {
+    if (pd->sink_kind == SINK_BUILD) {
         const pnode *j = &p->nodes[pd->sink_node], *b = &p->nodes[pd->sink_in];
-        double rows = est_rows(e, pd->sink_in);
-        table_s = cal->opencl.launch_s + rows * cal->opencl.table_row_s +
-                  (up > 0 ? rows * (double)fb_type_width(b->types[j->bkeys[0]]) / up : 0);
+        double rows = est_rows(e, pd->sink_in), bytes = 0;
+        for (size_t k = 0; k < j->n_keys; k++)
+            bytes += (double)fb_type_width(b->types[j->bkeys[k]]);
+        if (j->jtype == FB_JOIN_INNER || j->jtype == FB_JOIN_LEFT)
+            for (size_t k = 0; k < j->n_payload; k++)
+                bytes += (double)fb_type_width(b->types[j->payload[k]]) + 0.125;
+        table_s = cal->opencl.table_s + cal->opencl.launch_s + rows * cal->opencl.table_row_s +
+                  (up > 0 ? rows * bytes / up : 0);
     }
     *once = table_s;
     if (pd->n_op_nodes == 0)
@@ -3442,90 +3484,69 @@ static double gpu_extra(estimate *e, const pipe_desc *pd, const fb_plan_calibrat
     double src_rows = est_rows(e, pd->src_node);
     double morsels = ceil(src_rows / (double)device_morsel_rows(p->ctx));
     morsels = morsels < 1 ? 1 : morsels;
-    double chunk = src_rows, sel = src_rows; /* rows of the chunk's columns; rows selected among them */
-    int selected = 0;                        /* a selection vector exists */
-    double calls = 0, h2d = 0, d2h = 0, per_morsel_h2d = 0, per_morsel_s = 0;
+    const pnode *src = &p->nodes[pd->src_node];
+    int n_src = src->n_cols;
+    char sent[FB_PLAN_MAX_COLUMNS] = {0};
+    double live = src_rows, kernels = 0, h2d = 0, d2h = 0;
+/* a source column (index < n_src: a pipeline's operators keep the source's columns first) goes up once */
+#define SEND(c)                                                                                                     \
+    do {                                                                                                            \
+        size_t c_ = (c);                                                                                            \
+        if (c_ < (size_t)n_src && c_ < FB_PLAN_MAX_COLUMNS && !sent[c_]) {                                          \
+            double w_ = (double)fb_type_width(src->types[c_]);                                                      \
+            sent[c_] = 1;                                                                                           \
+            if (live < src_rows / 2) {                                                                              \
+                h2d += live * w_;                                                                                   \
+                d2h += 4 * live;                                                                                    \
+            } else {                                                                                                \
+                h2d += src_rows * w_;                                                                               \
+            }                                                                                                       \
+        }                                                                                                           \
+    } while (0)
+    const pnode *last = src;
     for (int k = 0; k < pd->n_op_nodes; k++) {
         const pnode *n = &p->nodes[pd->op_nodes[k]];
         const pnode *in = &p->nodes[n->input];
         double out = est_rows(e, pd->op_nodes[k]);
         switch (n->kind) {
-        case N_FILTER: { /* each predicate keeps the same share of what it sees */
-            double keep = sel > 0 ? pow(out / sel, 1.0 / (double)(n->n_preds ? n->n_preds : 1)) : 0;
-            for (size_t i = 0; i < n->n_preds; i++) {
-                double next = sel * keep;
-                calls += 1;
-                h2d += chunk * (double)fb_type_width(in->types[n->preds[i].p.column]) + (selected ? 4 * sel : 0);
-                d2h += 4 * next;
-                sel = next;
-                selected = 1;
-            }
+        case N_FILTER:
+            for (size_t i = 0; i < n->n_preds; i++)
+                SEND(n->preds[i].p.column);
+            kernels += (double)n->n_preds;
+            live = out;
             break;
-        }
-        case N_PROJECT: {
-            int widen[2] = {in->types[n->left] != FB_TYPE_INT64,
-                            !n->right_is_const && in->types[n->right] != FB_TYPE_INT64};
-            for (int side = 0; side < 2; side++) {
-                if (!widen[side])
-                    continue;
-                calls += 1;
-                h2d += chunk * (double)fb_type_width(in->types[side ? n->right : n->left]) + (selected ? 4 * sel : 0);
-                d2h += chunk * 8.125;
-            }
-            calls += 1;
-            h2d += chunk * 8 * (n->right_is_const ? 1 : 2) + (selected ? 4 * sel : 0);
-            d2h += chunk * 8.125;
+        case N_PROJECT:
+            SEND(n->left);
+            if (!n->right_is_const)
+                SEND(n->right);
+            kernels += 1 + (in->types[n->left] != FB_TYPE_INT64) +
+                       (!n->right_is_const && in->types[n->right] != FB_TYPE_INT64);
             break;
-        }
-        case N_JOIN: {
-            const pnode *b = &p->nodes[n->build];
-            double build = est_rows(e, n->build), kb = 0;
-            for (size_t i = 0; i < n->n_keys; i++) {
-                kb += (double)fb_type_width(b->types[n->bkeys[i]]);
-                h2d += sel * (double)fb_type_width(in->types[n->pkeys[i]]);
-            }
-            calls += 1;
-            if (n->n_keys != 1) { /* composite keys: the device builds the table on every call */
-                per_morsel_h2d += build * kb;
-                per_morsel_s += build * cal->opencl.table_row_s;
-            }
-            if (n->jtype == FB_JOIN_SEMI || n->jtype == FB_JOIN_ANTI) {
-                d2h += 4 * out;
-                sel = out;
-                selected = 1;
-                break;
-            }
-            d2h += 16 * out;
-            for (int c = 0; c < n->n_cols; c++) { /* the output columns: compacted probe side, gathered payload */
-                double w = (double)fb_type_width(n->types[c]);
-                calls += 1;
-                if (c < in->n_cols) {
-                    h2d += chunk * w + 4 * out;
-                } else {
-                    h2d += 8 * out;
-                    per_morsel_h2d += build * w;
-                }
-                d2h += out * (w + 0.125);
-            }
-            chunk = sel = out;
-            selected = 0;
+        case N_JOIN:
+            for (size_t i = 0; i < n->n_keys; i++)
+                SEND(n->pkeys[i]);
+            kernels += 1 + (n->jtype == FB_JOIN_INNER || n->jtype == FB_JOIN_LEFT);
+            live = out;
             break;
-        }
         default: /* limit: a counter on the host */
             break;
         }
+        last = n;
     }
-    double once_s = per_morsel_s + (up > 0 ? per_morsel_h2d / up : 0);
-    *once = once_s + table_s;
-    return morsels * calls * cal->opencl.launch_s + (morsels - 1) * once_s + (up > 0 ? h2d / up : 0) +
+#undef SEND
+    /* down: the row map and the columns made on the device, of the result rows */
+    d2h += 4 * live;
+    for (int c = n_src; c < last->n_cols; c++)
+        d2h += live * ((double)fb_type_width(last->types[c]) + 0.125);
+    return cal->opencl.job_s + morsels * kernels * cal->opencl.launch_s + (up > 0 ? h2d / up : 0) +
            (down > 0 ? d2h / down : 0);
 }
 
 /* The per-row part of a hybrid pipeline of S source rows: worker 0 drives the device (g seconds a row) and
  * the other workers run CPU morsels (c seconds a row with all W workers, so c W / (W - 1) with W - 1); the
  * placement sizes the device's morsels from the speeds it measures (its share of the rows left), so both
- * finish about together: their throughputs add. On shared cores (the device is the CPU) each at half
- * speed. */
+ * finish about together: their throughputs add. On shared cores (the device is the CPU: its g was
+ * measured with every core) the device runs on the driver's core only: W g a row. */
 static double hybrid_split(double S, int W, double g, double c, int shares)
 {
     if (S <= 0)
@@ -3535,13 +3556,15 @@ static double hybrid_split(double S, int W, double g, double c, int shares)
     double cw = c * W / (W - 1);
     if (!(g > 0) || !(cw > 0))
         return 0;
-    return (shares ? 2 : 1) * S / (1 / g + 1 / cw);
+    /* on shared cores the device has the driver's core only: g x W a row */
+    return S / (1 / (shares ? g * W : g) + 1 / cw);
 }
 
-/* Predictions of every pipeline of a compiled run under placement cpu, gpu or hybrid (seconds[r->n_pipes],
- * sink_rows likewise, may be NULL). */
+/* Predictions of every pipeline of a compiled run under placement cpu, gpu or hybrid: its time
+ * (seconds[r->n_pipes]), the rows into its sink (sink_rows likewise), their sum (total) and its wall time
+ * where the pipelines that start with the run share the workers (walls); each but seconds may be NULL. */
 static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement placement, double *seconds,
-                             double *sink_rows)
+                             double *sink_rows, double *total, double *walls)
 {
     const fb_plan_calibration *cal = &plan->cal;
     double sort_rows = cal->rows > 0 ? (double)cal->rows / 4 : 1 << 20;
@@ -3549,13 +3572,16 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
     FB_RETURN_ERROR_IF(!e.rows, plan->ctx, FB_ERR_OUT_OF_MEMORY, "no memory for estimates");
     for (int i = 0; i < plan->n_nodes; i++)
         e.rows[i] = -1;
+    double dev[MAX_PIPES]; /* the device's fixed work of each pipeline: its calls, copies and tables */
     for (int k = 0; k < r->n_pipes; k++) {
         const pipe_desc *pd = &r->pipes[k];
         double rows, once = 0;
-        double cpu = placement == FB_PLACEMENT_GPU ? 0 : predict_pipe(&e, pd, &cal->cpu, sort_rows, &rows, NULL);
-        double gpu = placement == FB_PLACEMENT_CPU ? 0
-                                                   : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows, cal) +
-                                                         gpu_extra(&e, pd, cal, &once);
+        double cpu = placement == FB_PLACEMENT_GPU ? 0 : predict_pipe(&e, pd, &cal->cpu, sort_rows, &rows, NULL, cal);
+        double extra = placement == FB_PLACEMENT_CPU ? 0 : gpu_extra(&e, pd, cal, &once);
+        double gpu = placement == FB_PLACEMENT_CPU
+                         ? 0
+                         : predict_pipe(&e, pd, &cal->opencl.rates, sort_rows, &rows, cal, cal) + extra;
+        dev[k] = placement == FB_PLACEMENT_CPU ? 0 : once + (pd->n_op_nodes ? extra : 0);
         if (placement == FB_PLACEMENT_CPU) {
             seconds[k] = cpu;
         } else if (placement == FB_PLACEMENT_GPU) {
@@ -3565,17 +3591,52 @@ static fb_status predict_run(const fb_plan *plan, const run *r, fb_placement pla
         } else { /* hybrid: the per-row parts split between the device and the CPU workers */
             double start = pd->starts_with_run, src = est_rows(&e, pd->src_node);
             double cpu_fixed = cal->cpu.pipeline_s + start * cal->cpu.start_s;
-            double gpu_fixed = cal->opencl.rates.pipeline_s + start * cal->opencl.rates.start_s;
+            double gpu_fixed = cal->opencl.rates.pipeline_s + start * cal->opencl.rates.start_s + cal->opencl.job_s;
             double cv = cpu - cpu_fixed, gv = gpu - gpu_fixed;
-            double both = src > 0 ? hybrid_split(src, fb_ctx_threads(plan->ctx), gv / src, cv / src,
-                                                 cal->opencl.shares_cores)
-                                  : 0;
+            int W = fb_ctx_threads(plan->ctx);
+            double both = src > 0 ? hybrid_split(src, W, gv / src, cv / src, cal->opencl.shares_cores) : 0;
+            /* the device's first morsel is a CPU-sized one (hybrid_device_morsel()), and a morsel is not
+             * split: where there are many morsels (8 or more), the pipeline lasts at least that long; with
+             * fewer the CPU workers may take them all */
+            double first = (double)FB_MORSEL_DEFAULT_ROWS, dm = (double)device_morsel_rows(plan->ctx);
+            first = first < dm ? first : dm;
+            double first_s = W >= 2 && src >= 8 * first ? first * gv / src : 0;
+            both = both > first_s ? both : first_s;
             seconds[k] = (cpu_fixed > gpu_fixed ? cpu_fixed : gpu_fixed) + both + once;
         }
         if (sink_rows)
             sink_rows[k] = rows;
     }
     free(e.rows);
+    /* The pipelines that start with the run are ready at once, and the W workers take their morsels in turn:
+     * each one's wall time (what explain analyze measures) is, under processor sharing, the start plus the
+     * sum over them of min(its own time, the other's) over W (a small build is one morsel: one worker each),
+     * at least its own time; each without the start. Their device work (calls, copies, tables) queues on the
+     * one device: at least its own and half the others'. (Later pipelines run alone: in a star schema each
+     * waits for all before it.) */
+    double start_s = cal->cpu.start_s, sum = 0, W = fb_ctx_threads(plan->ctx);
+    for (int k = 0; k < r->n_pipes; k++) {
+        sum += seconds[k];
+        if (!walls)
+            continue;
+        walls[k] = seconds[k];
+        if (!r->pipes[k].starts_with_run)
+            continue;
+        double own = seconds[k] - start_s, shared = 0, queued = dev[k];
+        own = own > 0 ? own : 0;
+        for (int j = 0; j < r->n_pipes; j++) {
+            double other = seconds[j] - start_s;
+            if (!r->pipes[j].starts_with_run)
+                continue;
+            shared += other < own ? (other > 0 ? other : 0) : own;
+            queued += j != k ? dev[j] / 2 : 0;
+        }
+        shared /= W >= 1 ? W : 1;
+        shared = shared > own ? shared : own;
+        walls[k] = start_s + (queued > shared ? queued : shared);
+    }
+    if (total)
+        *total = sum;
     return FB_OK;
 }
 
@@ -3636,14 +3697,9 @@ static fb_status predict_placement(fb_plan *plan, fb_plan_node root, fb_placemen
     mat *m = NULL;
     fb_status st = build_query(r, root, &m);
     if (st == FB_OK)
-        st = predict_run(plan, r, placement, sec, NULL);
-    if (st == FB_OK) {
-        double sum = 0;
-        for (int k = 0; k < r->n_pipes; k++)
-            sum += sec[k];
+        st = predict_run(plan, r, placement, sec, NULL, total, NULL);
+    if (st == FB_OK)
         *n_pipes = r->n_pipes;
-        *total = sum;
-    }
     run_free(r);
     return st;
 }
@@ -3785,25 +3841,22 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
     fb_status st = build_query(r, root, &m);
     /* The predictions, when a calibration is set or in the default file (explain works without): every
      * placement that can be predicted (pr[placement][pipeline]), and what auto picks among them. */
-    double pr[3][MAX_PIPES], pred_rows[MAX_PIPES], pred_total[3] = {0, 0, 0};
+    double pr[3][MAX_PIPES], walls[3][MAX_PIPES], pred_rows[MAX_PIPES], pred_total[3] = {0, 0, 0};
     char no_cal[400] = "", no_dev[400] = "";
     int have_pred = 0, have[3] = {0, 0, 0};
     fb_placement pick = FB_PLACEMENT_CPU;
     if (st == FB_OK) {
         if (plan_calibration((fb_plan *)plan, __func__) == FB_OK) {
-            st = predict_run(plan, r, FB_PLACEMENT_CPU, pr[0], pred_rows);
+            st = predict_run(plan, r, FB_PLACEMENT_CPU, pr[0], pred_rows, &pred_total[0], walls[0]);
             have[0] = have_pred = st == FB_OK;
             if (have_pred && device_predictable((fb_plan *)plan, FB_PLACEMENT_GPU, __func__) == FB_OK) {
                 for (int pl = FB_PLACEMENT_GPU; pl <= FB_PLACEMENT_HYBRID && st == FB_OK; pl++) {
-                    st = predict_run(plan, r, (fb_placement)pl, pr[pl], NULL);
+                    st = predict_run(plan, r, (fb_placement)pl, pr[pl], NULL, &pred_total[pl], walls[pl]);
                     have[pl] = st == FB_OK;
                 }
             } else if (have_pred) {
                 snprintf(no_dev, sizeof no_dev, "%s", fb_last_error(ctx));
             }
-            for (int pl = 0; pl < 3; pl++)
-                for (int p = 0; have[pl] && p < r->n_pipes; p++)
-                    pred_total[pl] += pr[pl][p];
             for (int pl = FB_PLACEMENT_GPU; pl <= FB_PLACEMENT_HYBRID; pl++)
                 if (have[pl] && pred_total[pl] < pred_total[pick])
                     pick = (fb_placement)pl;
@@ -3849,10 +3902,13 @@ fb_status fb_plan_explain(const fb_plan *plan, fb_plan_node root, fb_placement p
                              "%.2f ms busy\n",
                         (long long)s->rows, (long long)s->rows_out, (long long)s->morsels, s->wall_ns / 1e6,
                         s->busy_ns / 1e6);
+                /* its wall time: with the pipelines that start with the run, sharing the workers */
+                double w = walls[ran][p];
                 if (have_pred)
-                    fprintf(out, "     measured %.3f ms, predicted %s %.3f ms: measured/predicted %.2f\n",
-                            s->wall_ns / 1e6, fb_placement_name((fb_placement)ran), pr[ran][p] * 1e3,
-                            pr[ran][p] > 0 ? s->wall_ns / 1e9 / pr[ran][p] : NAN);
+                    fprintf(out, "     measured %.3f ms, predicted %s %.3f ms: measured/predicted %.2f%s\n",
+                            s->wall_ns / 1e6, fb_placement_name((fb_placement)ran), w * 1e3,
+                            w > 0 ? s->wall_ns / 1e9 / w : NAN,
+                            w != pr[ran][p] ? " (its wall time among the pipelines that start with the run)" : "");
                 const char *note = ((result_priv *)analyzed->priv)->pipes[p].note;
                 if (note[0])
                     fprintf(out, "     %s\n", note);

@@ -23,30 +23,41 @@
 /* The rates, by name, in the order of fb_plan_rates. */
 static const char *const rate_names[] = {"pipeline_s",       "start_s", "scan_row_s",  "filter_row_s", "project_row_s",
                                          "probe_row_s", "probe_match_row_s",      "hash_probe_row_s", "build_row_s", "agg_row_s",
-                                         "collect_row_s",    "sort_row_s"};
+                                         "collect_row_s",    "sort_row_s", "probe_mix_row_s", "probe_big_row_s"};
 #define N_RATES (sizeof rate_names / sizeof rate_names[0])
+#define N_RATES_REQUIRED 12 /* the rates after these may be absent from a file (written before they existed) */
 
 static double *rate_at(fb_plan_rates *r, size_t i)
 {
     double *f[N_RATES] = {&r->pipeline_s,       &r->start_s, &r->scan_row_s,  &r->filter_row_s, &r->project_row_s,
                           &r->probe_row_s, &r->probe_match_row_s,      &r->hash_probe_row_s, &r->build_row_s, &r->agg_row_s,
-                          &r->collect_row_s,    &r->sort_row_s};
+                          &r->collect_row_s,    &r->sort_row_s, &r->probe_mix_row_s, &r->probe_big_row_s};
     return f[i];
 }
 
 /* ---- measuring ------------------------------------------------------------------------------------------ */
 
-enum { F_A, F_K, F_K0, F_HK, F_G, F_V, F_ID, F_COLS };
-enum { D_K, D_HK, D_P, D_COLS };
+enum { F_A, F_K, F_K0, F_HK, F_G, F_V, F_ID, F_KM, F_KB, F_KS, F_COLS };
+enum { D_K, D_HK, D_P, D_BK, D_COLS };
+
+/* The key range of the big perfect hash (probe_big_row_s): 2^18, the most a dimension of 64 Ki rows gets
+ * one (try_direct in plan.c). */
+#define BIG_RANGE ((int64_t)1 << 18)
 
 typedef struct cal_data {
     int64_t rows, dim_rows;
-    int32_t *a, *k, *k0, *g, *id, *dk, *dp;
+    double mix_f; /* the match fraction of km */
+    double few_f; /* the match fraction of k0 (about 1/1024) */
+    int32_t *a, *k, *k0, *g, *id, *dk, *dp, *km, *kb, *dbk, *ks;
     int64_t *hk, *v, *dhk;
     int32_t one[1];
     fb_column fcols[F_COLS], dcols[D_COLS], tcols[1];
-    fb_table fact, dim, tiny;
+    fb_column scols[D_COLS], pcols[D_COLS];
+    fb_table fact, dim, tiny, star, small;
 } cal_data;
+
+#define STAR_ROWS 2048 /* rows of each build of X_STAR3 (at most the dimension's) */
+#define SMALL_PROBE_ROWS 256 /* rows of X_PROBE0_SMALL's table (a star schema's filtered dimensions: 20-8000) */
 
 static void cal_free(cal_data *d)
 {
@@ -60,6 +71,21 @@ static void cal_free(cal_data *d)
     free(d->hk);
     free(d->v);
     free(d->dhk);
+    free(d->km);
+    free(d->kb);
+    free(d->dbk);
+    free(d->ks);
+}
+
+double fb_plan_cal_probe_range(int64_t rows)
+{
+    int64_t dim = rows / 16 < 65536 ? (rows / 16 > 64 ? rows / 16 : 64) : 65536;
+    return (double)(2 * dim);
+}
+
+double fb_plan_cal_big_range(void)
+{
+    return (double)BIG_RANGE;
 }
 
 static int cal_make(cal_data *d, int64_t rows)
@@ -78,8 +104,14 @@ static int cal_make(cal_data *d, int64_t rows)
     d->dk = malloc(4 * nd);
     d->dp = malloc(4 * nd);
     d->dhk = malloc(8 * nd);
-    if (!d->a || !d->k || !d->k0 || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk)
+    d->km = malloc(4 * n);
+    d->kb = malloc(4 * n);
+    d->dbk = malloc(4 * nd);
+    d->ks = malloc(4 * n);
+    if (!d->a || !d->k || !d->k0 || !d->g || !d->id || !d->hk || !d->v || !d->dk || !d->dp || !d->dhk || !d->km ||
+        !d->kb || !d->dbk || !d->ks)
         return -1;
+    int64_t spread = BIG_RANGE / d->dim_rows, mixed = 0, few = 0;
     uint64_t x = 0x9E3779B97F4A7C15ull;
     for (int64_t i = 0; i < rows; i++) {
         x ^= x << 13;
@@ -91,16 +123,31 @@ static int cal_make(cal_data *d, int64_t rows)
          * probe would also measure what a mix of both costs, which varies: divergent device work-items) */
         uint64_t half = (x >> 16) % (uint64_t)(2 * d->dim_rows);
         d->k[i] = (int32_t)(half & ~(uint64_t)1);
-        d->k0[i] = d->k[i] | 1;
+        /* k0 matches for about 1/1024 of the rows: a probe with no match at all may skip work (a device's
+         * pass that writes the matches) that every real join does */
+        d->k0[i] = ((x >> 42) & 1023) == 0 ? d->k[i] : d->k[i] | 1;
+        few += (d->k0[i] & 1) == 0;
         d->hk[i] = (int64_t)(half / 2 + (half & 1) * (uint64_t)d->dim_rows) * 1000003; /* half match */
         d->g[i] = (int32_t)((x >> 32) % 1024);
         d->v[i] = (int64_t)((x >> 40) % 100000);
         d->id[i] = (int32_t)i;
+        /* km: k for 1/4 of the rows (by bits of x the other columns do not use), else k0; kb: keys that
+         * miss, spread over the big dimension's whole range */
+        int m = ((x >> 52) & 3) == 0;
+        d->km[i] = m ? d->k[i] : d->k0[i];
+        mixed += (d->km[i] & 1) == 0;
+        d->kb[i] = (int32_t)(((x >> 16) % (uint64_t)d->dim_rows) * (uint64_t)spread + 1);
+        /* ks: k0's keys (and matches) over the small dimension (the first SMALL_PROBE_ROWS rows) */
+        int64_t small = d->dim_rows < SMALL_PROBE_ROWS ? d->dim_rows : SMALL_PROBE_ROWS;
+        d->ks[i] = d->k0[i] % (int32_t)(2 * small);
     }
+    d->mix_f = rows > 0 ? (double)mixed / (double)rows : 0;
+    d->few_f = rows > 0 ? (double)few / (double)rows : 0;
     for (int64_t i = 0; i < d->dim_rows; i++) {
         d->dk[i] = (int32_t)(2 * i);
         d->dp[i] = (int32_t)(i % 97);
         d->dhk[i] = i * 1000003;
+        d->dbk[i] = (int32_t)(i * spread);
     }
     d->fcols[F_A] = fb_column_make(FB_TYPE_INT32, d->a, rows, NULL);
     d->fcols[F_K] = fb_column_make(FB_TYPE_INT32, d->k, rows, NULL);
@@ -109,6 +156,10 @@ static int cal_make(cal_data *d, int64_t rows)
     d->fcols[F_G] = fb_column_make(FB_TYPE_INT32, d->g, rows, NULL);
     d->fcols[F_V] = fb_column_make(FB_TYPE_INT64, d->v, rows, NULL);
     d->fcols[F_ID] = fb_column_make(FB_TYPE_INT32, d->id, rows, NULL);
+    d->fcols[F_KM] = fb_column_make(FB_TYPE_INT32, d->km, rows, NULL);
+    d->fcols[F_KB] = fb_column_make(FB_TYPE_INT32, d->kb, rows, NULL);
+    d->fcols[F_KS] = fb_column_make(FB_TYPE_INT32, d->ks, rows, NULL);
+    d->dcols[D_BK] = fb_column_make(FB_TYPE_INT32, d->dbk, d->dim_rows, NULL);
     d->dcols[D_K] = fb_column_make(FB_TYPE_INT32, d->dk, d->dim_rows, NULL);
     d->dcols[D_HK] = fb_column_make(FB_TYPE_INT64, d->dhk, d->dim_rows, NULL);
     d->dcols[D_P] = fb_column_make(FB_TYPE_INT32, d->dp, d->dim_rows, NULL);
@@ -116,6 +167,16 @@ static int cal_make(cal_data *d, int64_t rows)
     d->fact = (fb_table){F_COLS, d->fcols, NULL};
     d->dim = (fb_table){D_COLS, d->dcols, NULL};
     d->tiny = (fb_table){1, d->tcols, NULL};
+    for (int c = 0; c < D_COLS; c++) {
+        d->scols[c] = d->dcols[c];
+        d->scols[c].length = d->dim_rows < STAR_ROWS ? d->dim_rows : STAR_ROWS;
+    }
+    d->star = (fb_table){D_COLS, d->scols, NULL};
+    for (int c = 0; c < D_COLS; c++) {
+        d->pcols[c] = d->dcols[c];
+        d->pcols[c].length = d->dim_rows < SMALL_PROBE_ROWS ? d->dim_rows : SMALL_PROBE_ROWS;
+    }
+    d->small = (fb_table){D_COLS, d->pcols, NULL};
     return 0;
 }
 
@@ -135,6 +196,15 @@ typedef enum experiment {
     X_PROBE0,     /* fact[k0] inner join dim[k, p] (perfect hash, no row matches) -> count */
     X_COUNT_HK,   /* fact[hk] -> count */
     X_HASH_PROBE, /* fact[hk] inner join dim[hk, p] (hash table) -> count */
+    X_COUNT_KM,   /* fact[km] -> count */
+    X_PROBE_MIX,  /* fact[km] inner join dim[k, p] (perfect hash, 1/4 of the rows match, at random) -> count */
+    X_TINY_FILTER, /* tiny -> filter -> count */
+    X_STAR3,      /* tiny semi join three builds of the first STAR_ROWS of dim[k, p] filtered p < 48 -> count:
+                     three build pipelines that start together, as a star schema's */
+    X_COUNT_KS,   /* fact[ks] -> count */
+    X_PROBE0_SMALL, /* fact[ks] inner join the first SMALL_PROBE_ROWS of dim[k, p] (X_PROBE0, a small table) */
+    X_COUNT_KB,   /* fact[kb] -> count */
+    X_PROBE_BIG,  /* fact[kb] inner join dim[bk, p] (perfect hash over 2^18 keys, no row matches) -> count */
     X_COUNT_GV,   /* fact[g, v] -> count */
     X_AGG,        /* fact[g, v] -> group by g sum(v) */
     X_COLLECT,    /* fact[a] -> result */
@@ -151,7 +221,13 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     switch (x) {
     case X_FIXED:
     case X_FIXED2:
+    case X_TINY_FILTER:
         FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->tiny, "tiny", NULL, 0, &s));
+        if (x == X_TINY_FILTER) {
+            fb_plan_pred pr = {.kind = FB_PLAN_PRED_CMP, .column = 0, .op = FB_CMP_LT, .value = 500};
+            FB_FORWARD_IF_ERROR(fb_plan_filter(p, s, &pr, 1, &t));
+            s = t;
+        }
         if (x == X_FIXED2) {
             size_t k0 = 0;
             FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->tiny, "tiny", NULL, 0, &b));
@@ -203,14 +279,36 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     case X_COUNT_K0:
     case X_PROBE0:
     case X_COUNT_HK:
-    case X_HASH_PROBE: {
-        int hash = x == X_COUNT_HK || x == X_HASH_PROBE;
-        c0 = hash ? F_HK : x == X_COUNT_K0 || x == X_PROBE0 ? F_K0 : F_K;
+    case X_HASH_PROBE:
+    case X_COUNT_KM:
+    case X_PROBE_MIX:
+    case X_COUNT_KS:
+    case X_PROBE0_SMALL:
+    case X_COUNT_KB:
+    case X_PROBE_BIG: {
+        int hash = x == X_COUNT_HK || x == X_HASH_PROBE, big = x == X_COUNT_KB || x == X_PROBE_BIG;
+        int small = x == X_COUNT_KS || x == X_PROBE0_SMALL;
+        c0 = hash ? F_HK : big ? F_KB : small ? F_KS : x == X_COUNT_KM || x == X_PROBE_MIX ? F_KM
+                                                   : x == X_COUNT_K0 || x == X_PROBE0 ? F_K0 : F_K;
         FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->fact, "fact", &c0, 1, &s));
-        if (x == X_PROBE || x == X_PROBE0 || x == X_HASH_PROBE) {
-            size_t dc[2] = {hash ? D_HK : D_K, D_P}, k0 = 0, pay = 1;
-            FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->dim, "dim", dc, 2, &b));
+        if (x == X_PROBE || x == X_PROBE0 || x == X_HASH_PROBE || x == X_PROBE_MIX || x == X_PROBE_BIG ||
+            x == X_PROBE0_SMALL) {
+            size_t dc[2] = {hash ? D_HK : big ? D_BK : D_K, D_P}, k0 = 0, pay = 1;
+            FB_FORWARD_IF_ERROR(fb_plan_scan(p, small ? &d->small : &d->dim, "dim", dc, 2, &b));
             FB_FORWARD_IF_ERROR(fb_plan_join(p, s, b, &k0, &k0, 1, FB_JOIN_INNER, &pay, 1, &t));
+            s = t;
+        }
+        break;
+    }
+    case X_STAR3: {
+        FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->tiny, "tiny", NULL, 0, &s));
+        for (int k = 0; k < 3; k++) {
+            size_t dc[2] = {D_K, D_P}, k0 = 0;
+            fb_plan_node f;
+            fb_plan_pred pr = {.kind = FB_PLAN_PRED_CMP, .column = 1, .op = FB_CMP_LT, .value = 48};
+            FB_FORWARD_IF_ERROR(fb_plan_scan(p, &d->star, "dim", dc, 2, &b));
+            FB_FORWARD_IF_ERROR(fb_plan_filter(p, b, &pr, 1, &f));
+            FB_FORWARD_IF_ERROR(fb_plan_join(p, s, f, &k0, &k0, 1, FB_JOIN_SEMI, NULL, 0, &t));
             s = t;
         }
         break;
@@ -244,6 +342,34 @@ static fb_status build_experiment(fb_plan *p, cal_data *d, experiment x, fb_plan
     return fb_plan_aggregate(p, s, NULL, 0, &count, 1, root);
 }
 
+/* Whether the device's rates use experiment x: the operators' (the host's rates are the CPU's). */
+static int device_experiment(experiment x)
+{
+    switch (x) {
+    case X_FIXED:
+    case X_FIXED2:
+    case X_TINY_FILTER:
+    case X_STAR3:
+    case X_COUNT_AG:
+    case X_FILTER:
+    case X_COUNT_V:
+    case X_PROJECT:
+    case X_COUNT_K:
+    case X_PROBE:
+    case X_COUNT_K0:
+    case X_PROBE0:
+    case X_COUNT_HK:
+    case X_HASH_PROBE:
+    case X_COUNT_KM:
+    case X_PROBE_MIX:
+    case X_COUNT_KS:
+    case X_PROBE0_SMALL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Every experiment's best time (t[X_COUNT]) of CAL_RUNS(rows) runs under `placement`, after a warm-up, in
  * rounds that run each experiment once (a burst of other work on the machine then slows one run of many
  * experiments rather than every run of one, whose difference to its base it would inflate); the fixed
@@ -257,6 +383,10 @@ static fb_status time_experiments(fb_ctx *ctx, cal_data *d, fb_placement placeme
     fb_status st = FB_OK;
     for (int x = 0; x < X_COUNT && st == FB_OK; x++) {
         t[x] = INFINITY;
+        if (extra_cal && !device_experiment((experiment)x)) {
+            t[x] = extra[x] = 0;
+            continue;
+        }
         st = fb_plan_create(ctx, &plans[x]);
         if (st == FB_OK)
             st = build_experiment(plans[x], d, (experiment)x, &roots[x]);
@@ -266,7 +396,9 @@ static fb_status time_experiments(fb_ctx *ctx, cal_data *d, fb_placement placeme
     int rounds = CAL_RUNS(d->rows);
     for (int i = -1; i < rounds && st == FB_OK; i++) {
         for (int x = 0; x < X_COUNT && st == FB_OK; x++) {
-            int reps = x == X_FIXED || x == X_FIXED2 ? 5 : 1;
+            if (!plans[x])
+                continue;
+            int reps = x == X_FIXED || x == X_FIXED2 || x == X_TINY_FILTER ? 5 : 1;
             for (int k = 0; k < reps && st == FB_OK; k++) {
                 fb_plan_result *res = NULL;
                 st = fb_plan_run(plans[x], roots[x], placement, &res);
@@ -309,9 +441,20 @@ static void derive_rates(const double *t, const cal_data *d, const fb_plan_rates
     r->filter_row_s = floor_rate((t[X_FILTER] - t[X_COUNT_AG]) / (2 * n)); /* two predicates */
     r->project_row_s = floor_rate((t[X_PROJECT] - t[X_COUNT_V]) / n);
     double dim_build = r->pipeline_s + nd * (r->scan_row_s + r->build_row_s);
-    r->probe_row_s = floor_rate((t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n);
-    r->probe_match_row_s = floor_rate(((t[X_PROBE] - t[X_COUNT_K]) - (t[X_PROBE0] - t[X_COUNT_K0])) / n);
+    /* k matches on every row, k0 on few_f of them: the line through both, at f = 0 and 1 */
+    double f0 = d->few_f, p1 = (t[X_PROBE] - t[X_COUNT_K] - dim_build) / n,
+           p0 = (t[X_PROBE0] - t[X_COUNT_K0] - dim_build) / n;
+    r->probe_match_row_s = floor_rate((p1 - p0) / (1 - f0));
+    r->probe_row_s = floor_rate(p0 - f0 * r->probe_match_row_s);
     r->hash_probe_row_s = floor_rate((t[X_HASH_PROBE] - t[X_COUNT_HK] - dim_build) / n);
+    /* the mix: what the probe of km costs beyond the straight line between none and all at its match
+     * fraction, over mix(f) (fb_plan_rates: W = 2 on the CPU, 16 on a device) */
+    double f = d->mix_f, w = host ? 16 : 2, shape = (1 - pow(f, w) - pow(1 - f, w)) / (1 - pow(2, 1 - w));
+    double line = r->probe_row_s + f * r->probe_match_row_s;
+    r->probe_mix_row_s = shape > 0 ? floor_rate(((t[X_PROBE_MIX] - t[X_COUNT_KM] - dim_build) / n - line) / shape)
+                                   : RATE_FLOOR;
+    /* the big perfect hash (a device's tables are hash tables: no range term there) */
+    r->probe_big_row_s = host ? 0 : floor_rate((t[X_PROBE_BIG] - t[X_COUNT_KB] - dim_build) / n);
 }
 
 static void read_cpu_name(char *buf, size_t size)
@@ -519,7 +662,38 @@ static fb_status calibrate_plans(fb_ctx *ctx, cal_data *d, fb_plan_calibration *
     FB_FORWARD_IF_ERROR(time_experiments(ctx, d, FB_PLACEMENT_GPU, c, t, extra));
     for (int x = 0; x < X_COUNT; x++)
         t[x] -= extra[x];
+    /* a device pipeline's fixed cost: a 1-row filter's plan over a plan without operators; a device
+     * table's: the 1-row join's plan (two pipelines, a device table, a device probe) over that, less the
+     * second pipeline's host cost */
+    c->opencl.job_s = floor_rate(t[X_TINY_FILTER] - t[X_FIXED]);
+    c->opencl.table_s = floor_rate(t[X_FIXED2] - t[X_FIXED] - c->cpu.pipeline_s - c->opencl.job_s);
+    /* ... or, where more than that, what three build pipelines with device filters that start together
+     * (X_STAR3) take beyond their host work, the device's filters, copies and tables (extra) and the probe
+     * pipeline's job: per build, its job and table */
+    {
+        const fb_plan_rates *h = &c->cpu, *g = &c->opencl.rates;
+        double sr = (double)(d->dim_rows < STAR_ROWS ? d->dim_rows : STAR_ROWS), kept = sr * 48.0 / 97.0;
+        double host = t[X_FIXED] + 3 * (h->pipeline_s + sr * (h->scan_row_s + g->filter_row_s) + kept * h->build_row_s);
+        double per_build = (t[X_STAR3] - host - c->opencl.job_s) / 3 - c->opencl.job_s;
+        if (isfinite(per_build) && per_build > c->opencl.table_s)
+            c->opencl.table_s = per_build;
+    }
+    /* the operators' experiments less those fixed costs (their base plans have no operators) */
+    static const experiment ops[] = {X_FILTER, X_PROJECT, X_PROBE, X_PROBE0, X_HASH_PROBE, X_PROBE_MIX, X_PROBE0_SMALL};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        t[ops[i]] -= c->opencl.job_s + (ops[i] == X_FILTER || ops[i] == X_PROJECT ? 0 : c->opencl.table_s);
     derive_rates(t, d, &c->cpu, &c->opencl.rates);
+    /* the probe of a small table (SMALL_PROBE_ROWS) over that of the dimension's: a device's probe cost moves
+     * with its table's size (caches); this replaces the twins' ratio (at 2048 rows) */
+    double sr = (double)(d->dim_rows < SMALL_PROBE_ROWS ? d->dim_rows : SMALL_PROBE_ROWS), n = (double)d->rows;
+    const fb_plan_rates *h = &c->cpu;
+    double small = (t[X_PROBE0_SMALL] - t[X_COUNT_KS] - (h->pipeline_s + sr * (h->scan_row_s + h->build_row_s))) / n;
+    double big = c->opencl.rates.probe_row_s + d->few_f * c->opencl.rates.probe_match_row_s;
+    if (d->dim_rows > SMALL_PROBE_ROWS && isfinite(small) && small > 0 && big > 0) {
+        c->opencl.small_table_ratio = small / big < 1 ? small / big : 1;
+        c->opencl.small_table_rows = sr;
+        c->opencl.table_rows = (double)d->dim_rows;
+    }
     return FB_OK;
 }
 
@@ -532,16 +706,21 @@ fb_status fb_plan_cost_device(fb_ctx *ctx)
 fb_status fb_plan_calibrate_device(fb_ctx *ctx, int64_t rows, fb_plan_calibration *cal)
 {
     FB_RETURN_ERROR_IF(!ctx || !cal, ctx, FB_ERR_INVALID_ARG, "ctx and cal must not be NULL");
-    FB_RETURN_ERROR_IF(rows < 1024 || rows > ((int64_t)1 << 26), ctx, FB_ERR_INVALID_ARG,
-                       "calibration rows must be in 1024..2^26, not %lld", (long long)rows);
+    FB_RETURN_ERROR_IF(rows != 0 && (rows < 1024 || rows > ((int64_t)1 << 26)), ctx, FB_ERR_INVALID_ARG,
+                       "calibration rows must be 0 or in 1024..2^26, not %lld", (long long)rows);
     int index = -1;
     FB_FORWARD_IF_ERROR(fb_cl_open(ctx, &index));
+    if (rows == 0) { /* the device morsels' rows: a device's cost per row moves with the morsel's size */
+        rows = fb_plan_device_morsel(ctx);
+        rows = rows < 1024 ? 1024 : rows;
+    }
     fb_cl_device_info info;
     FB_FORWARD_IF_ERROR(fb_cl_device_get_info(ctx, index, &info));
     fb_plan_calibration c = *cal;
     memset(&c.opencl, 0, sizeof c.opencl);
     snprintf(c.opencl.device, sizeof c.opencl.device, "%.127s", info.name);
     c.opencl.shares_cores = info.is_cpu != 0;
+    c.opencl.rows = rows;
     size_t bytes = (size_t)rows * 8;
     bytes = bytes < ((size_t)1 << 20) ? (size_t)1 << 20 : bytes > ((size_t)64 << 20) ? (size_t)64 << 20 : bytes;
     FB_FORWARD_IF_ERROR(fb_cl_measure_transfer(ctx, bytes, CAL_RUNS(rows), &c.opencl.h2d_gbps, &c.opencl.d2h_gbps));
@@ -657,13 +836,14 @@ fb_status fb_plan_calibration_save(fb_ctx *ctx, const fb_plan_calibration *cal, 
     fprintf(f, ",\n \"opencl\": {\"has_opencl\": %d, \"device\": ", cal->opencl.has_opencl ? 1 : 0);
     json_str(f, cal->opencl.device);
     fprintf(f,
-            ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"table_row_s\": %.9g,\n"
+            ", \"h2d_gbps\": %.9g, \"d2h_gbps\": %.9g, \"launch_s\": %.9g, \"table_row_s\": %.9g, \"small_table_rows\": %.9g,\n"
             "  \"table_rows\": %.9g, \"small_table_ratio\": %.9g, \"probe_mix_row_s\": %.9g, \"from_plans\": %d,\n"
-            "  \"shares_cores\": %d, \"rates\": ",
+            "  \"shares_cores\": %d, \"rows\": %lld, \"job_s\": %.9g, \"table_s\": %.9g, \"rates\": ",
             cal->opencl.h2d_gbps, cal->opencl.d2h_gbps, cal->opencl.launch_s, cal->opencl.table_row_s,
+            cal->opencl.small_table_rows,
             cal->opencl.table_rows, cal->opencl.small_table_ratio, cal->opencl.probe_mix_row_s,
             cal->opencl.from_plans ? 1 : 0,
-            cal->opencl.shares_cores ? 1 : 0);
+            cal->opencl.shares_cores ? 1 : 0, (long long)cal->opencl.rows, cal->opencl.job_s, cal->opencl.table_s);
     json_rates(f, &cal->opencl.rates);
     fprintf(f, "}}\n");
     int bad = ferror(f);
@@ -757,6 +937,10 @@ static fb_status read_rates(fb_ctx *ctx, const char *path, const char *begin, co
 {
     for (size_t i = 0; i < N_RATES; i++) {
         double v;
+        if (i >= N_RATES_REQUIRED && !find_value(begin, end, rate_names[i])) {
+            *rate_at(out, i) = 0; /* a file from before this rate: unknown */
+            continue;
+        }
         FB_RETURN_ERROR_IF(read_number(begin, end, rate_names[i], &v) != 0 || v < 0, ctx, FB_ERR_IO,
                            "%s: %s.%s is missing or not a finite number >= 0 (run fbench calibrate)", path, section,
                            rate_names[i]);
@@ -813,6 +997,14 @@ fb_status fb_plan_calibration_load(fb_ctx *ctx, const char *path, fb_plan_calibr
         }
         c.opencl.from_plans = read_number(ob, oe, "from_plans", &num) == 0 && num != 0;
         c.opencl.shares_cores = read_number(ob, oe, "shares_cores", &num) == 0 && num != 0;
+        /* "rows" of the opencl section (not its rates'): before "rates" in the file; absent: 0 */
+        const char *rates_at = NULL, *re_ = NULL;
+        if (find_object(ob, oe, "rates", &rates_at, &re_) != 0)
+            rates_at = oe;
+        c.opencl.rows = read_number(ob, rates_at, "rows", &num) == 0 && num >= 0 ? (int64_t)num : 0;
+        c.opencl.job_s = read_number(ob, rates_at, "job_s", &num) == 0 && num >= 0 ? num : 0;
+        c.opencl.table_s = read_number(ob, rates_at, "table_s", &num) == 0 && num >= 0 ? num : 0;
+        c.opencl.small_table_rows = read_number(ob, rates_at, "small_table_rows", &num) == 0 && num >= 0 ? num : 0;
         if (st == FB_OK && c.opencl.has_opencl) {
             if (find_object(ob, oe, "rates", &rb, &re) != 0)
                 st = FB_ERROR(ctx, FB_ERR_IO, "%s: opencl.has_opencl is set but opencl.rates is missing", path);

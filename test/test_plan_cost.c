@@ -1,9 +1,11 @@
-/* test_plan_cost.c - the cost model for gpu and hybrid placement (fb_plan.h): the OpenCL calibration
- * (fb_plan_calibrate_device) on this machine's device, the calibration file's new fields (round trip,
- * files without them), the documented gpu / hybrid formulas checked against arithmetic done here, the
- * NO_DEVICE messages, and - from a real calibration - that auto picks cpu for random plans and for every
- * SSB query (through fbench) where the device (PoCL) is slower than the CPU kernels. Needs an OpenCL
- * device: it fails, not skips, without one (label opencl). */
+/* test_plan_cost.c - the cost model (fb_plan.h): the OpenCL calibration (fb_plan_calibrate_device) on this
+ * machine's device, the calibration file's new fields (round trip, files without them), the documented gpu /
+ * hybrid formulas checked against arithmetic done here, the NO_DEVICE messages, and - from real calibrations
+ * taken here - that auto picks cpu for random plans and for every SSB query (through fbench) where the device
+ * (PoCL) is slower than the CPU kernels, and the issue's test: every pipeline's measured time within 2x of its
+ * prediction under cpu, gpu and hybrid, for the 13 SSB queries at SF 0.1 and for plans built here (pipelines
+ * predicted under 2 ms compared in aggregate per placement; the sanitizers leave the 2x comparisons out).
+ * Needs an OpenCL device: it fails, not skips, without one (label opencl). */
 #include "fb_test.h"
 
 #include "fb/fb_cl.h"
@@ -97,7 +99,7 @@ static int setup(void **state)
     if (fb_ctx_create(NULL, &ctx) != FB_OK)
         return -1;
     /* a real calibration at small rows, used by the tests below */
-    if (fb_plan_calibrate(ctx, 1 << 16, &real) != FB_OK) {
+    if (fb_plan_calibrate(ctx, 1 << 20, &real) != FB_OK) { /* fewer rows: fixed costs inflate the rates */
         fprintf(stderr, "calibrate: %s\n", fb_last_error(ctx));
         return -1;
     }
@@ -135,8 +137,18 @@ static void test_device_calibration(void **state)
         assert_true(isfinite(v) && v >= 1e-12);
         assert_true(isfinite(cpu) && cpu >= 1e-12);
     }
-    /* the CPU part is kept */
-    assert_int_equal(c.rows, 1 << 16);
+    /* rows 0: the device morsels' rows */
+    setenv("FB_PLAN_DEVICE_MORSEL", "8192", 1);
+    fb_plan_calibration m = real;
+    assert_fb_ok(ctx, fb_plan_calibrate_device(ctx, 0, &m));
+    unsetenv("FB_PLAN_DEVICE_MORSEL");
+    assert_int_equal(m.opencl.rows, 8192);
+    assert_int_equal(m.rows, real.rows);
+    /* the CPU part is kept; the device's rows and fixed costs are set */
+    assert_int_equal(c.rows, 1 << 20);
+    assert_true(c.opencl.rows > 0 && c.opencl.job_s >= 1e-12 && c.opencl.table_s >= 1e-12);
+    assert_true(c.cpu.probe_mix_row_s >= 1e-12 && c.cpu.probe_big_row_s >= 1e-12);
+    assert_true(c.opencl.rates.probe_big_row_s == 0);
     assert_int_equal(c.workers, fb_ctx_threads(ctx));
     /* bad arguments; a context without a device: NO_DEVICE, the calibration untouched */
     assert_fb_status(ctx, fb_plan_calibrate_device(ctx, 100, &c), FB_ERR_INVALID_ARG);
@@ -170,18 +182,26 @@ static void write_file(const char *path, const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
-/* Removes `"key": value, ` (the value up to the next comma) from text. */
+/* Removes `"key": value, ` (the value up to the next comma) from text; the last field of an object with the
+ * comma before it. */
 static void drop_field(char *text, const char *key)
 {
     char pat[64];
     snprintf(pat, sizeof pat, "\"%s\": ", key);
     char *at = strstr(text, pat);
     assert_non_null(at);
-    char *end = strchr(at, ',');
-    assert_non_null(end);
-    end++;
-    while (*end == ' ' || *end == '\n')
+    char *end = at + strcspn(at, ",}");
+    assert_true(*end == ',' || *end == '}');
+    if (*end == '}') { /* the object's last field: its value and the ", " before it */
+        while (at > text && at[-1] != ',')
+            at--;
+        assert_true(at > text);
+        at--;
+    } else {
         end++;
+        while (*end == ' ' || *end == '\n')
+            end++;
+    }
     memmove(at, end, strlen(end) + 1);
 }
 
@@ -205,6 +225,17 @@ static void test_file_fields(void **state)
     for (int i = 0; i < N_RATE_FIELDS; i++)
         assert_true(fabs(*rate(&back.opencl.rates, i) - *rate(&c.opencl.rates, i)) <=
                     1e-8 * *rate(&c.opencl.rates, i));
+    /* the rates and device fields added for the morsel size, key range and match mix */
+    assert_true(fabs(back.cpu.probe_mix_row_s - c.cpu.probe_mix_row_s) <= 1e-8 * c.cpu.probe_mix_row_s);
+    assert_true(fabs(back.cpu.probe_big_row_s - c.cpu.probe_big_row_s) <= 1e-8 * c.cpu.probe_big_row_s);
+    assert_true(fabs(back.opencl.rates.probe_mix_row_s - c.opencl.rates.probe_mix_row_s) <=
+                1e-8 * c.opencl.rates.probe_mix_row_s);
+    assert_true(back.opencl.rates.probe_big_row_s == 0);
+    assert_true(back.opencl.rows == c.opencl.rows && back.opencl.rows > 0);
+    assert_true(fabs(back.opencl.job_s - c.opencl.job_s) <= 1e-8 * c.opencl.job_s);
+    assert_true(fabs(back.opencl.table_s - c.opencl.table_s) <= 1e-8 * c.opencl.table_s);
+    assert_true(back.opencl.small_table_rows == c.opencl.small_table_rows && back.opencl.small_table_rows > 0);
+    assert_int_equal(back.rows, c.rows);
     /* a file from before the new fields: they load as 0 */
     read_file(path, text, sizeof text);
     char old[8192];
@@ -215,13 +246,25 @@ static void test_file_fields(void **state)
     drop_field(old, "table_row_s");
     drop_field(old, "from_plans");
     drop_field(old, "shares_cores");
+    drop_field(old, "job_s");
+    drop_field(old, "table_s");
+    drop_field(old, "small_table_rows");
+    drop_field(old, "probe_mix_row_s"); /* the cpu's, the opencl section's, the device rates' */
+    drop_field(old, "probe_mix_row_s");
+    drop_field(old, "probe_mix_row_s");
+    drop_field(old, "probe_big_row_s");
+    drop_field(old, "probe_big_row_s");
     assert_null(strstr(old, "launch_s"));
+    assert_null(strstr(old, "probe_mix_row_s"));
+    assert_null(strstr(old, "job_s"));
     write_file(path, old);
     assert_fb_ok(ctx, fb_plan_calibration_load(ctx, path, &back));
     assert_int_equal(back.opencl.has_opencl, 1);
     assert_true(back.opencl.h2d_gbps == 0 && back.opencl.d2h_gbps == 0 && back.opencl.launch_s == 0);
     assert_int_equal(back.opencl.from_plans, 0);
     assert_int_equal(back.opencl.shares_cores, 0);
+    assert_true(back.cpu.probe_mix_row_s == 0 && back.cpu.probe_big_row_s == 0 && back.opencl.rates.probe_mix_row_s == 0);
+    assert_true(back.opencl.job_s == 0 && back.opencl.table_s == 0 && back.opencl.small_table_rows == 0);
     assert_true(fabs(back.opencl.rates.filter_row_s - c.opencl.rates.filter_row_s) <= 1e-8 * c.opencl.rates.filter_row_s);
     /* ... and without an "opencl" section at all: no OpenCL rates */
     char *sec = strstr(text, ",\n \"opencl\"");
@@ -297,18 +340,16 @@ static void test_formulas(void **state)
         double want_cpu = r->pipeline_s + r->start_s + rows * r->scan_row_s + 2 * rows * r->filter_row_s +
                           pass * r->collect_row_s;
         assert_true(fabs(cpu - want_cpu) <= 1e-9 * want_cpu);
-        /* one morsel, two device calls (each predicate keeps the same share: s1 rows after the first); a and
-         * g (4 bytes a row each) in, the first selection in again, each selection back */
-        double s1 = rows * sqrt(pass / rows);
+        /* one device morsel, one chain: two kernels (one per predicate), a and g (4 bytes a row each) up once,
+         * the row map of the rows kept down (4 bytes each); no column made on the device */
         double want_gpu = g->pipeline_s + g->start_s + rows * g->scan_row_s + 2 * rows * g->filter_row_s +
-                          pass * g->collect_row_s + 2 * c.opencl.launch_s + (rows * 8 + 4 * s1) / 1e9 +
-                          (4 * s1 + 4 * pass) / 1e9;
+                          pass * g->collect_row_s + 2 * c.opencl.launch_s + rows * 8 / 1e9 + 4 * pass / 1e9;
         assert_true(fabs(gpu - want_gpu) <= 1e-9 * want_gpu);
         /* hybrid: the device (worker 0) and the other W - 1 workers split the rows so that both finish together:
-         * their throughputs add (each at half speed on shared cores) */
+         * their throughputs add (on shared cores the device has the driver's core only: W x its time) */
         double cv = want_cpu - r->pipeline_s - r->start_s, gv = want_gpu - g->pipeline_s - g->start_s;
         int W = fb_ctx_threads(ctx);
-        double split = W < 2 ? gv : (shares ? 2 : 1) / (1 / gv + 1 / (cv * W / (W - 1)));
+        double split = W < 2 ? gv : 1 / (1 / (shares ? gv * W : gv) + 1 / (cv * W / (W - 1)));
         double want_hyb = fmax(r->pipeline_s + r->start_s, g->pipeline_s + g->start_s) + split;
         assert_true(fabs(hyb - want_hyb) <= 1e-9 * want_hyb);
     }
@@ -482,21 +523,73 @@ static void test_auto_on_this_machine(void **state)
     }
 }
 
-/* Every SSB query through fbench (SF 0.05) with a calibration fbench measures: auto picks cpu, and
- * every placement has a positive, finite prediction. */
-static void test_auto_ssb(void **state)
+/* The issue's test, per pipeline: a pipeline predicted at SHORT_S or more is compared by itself, its
+ * measured wall time within 2x of its prediction; the shorter ones (builds of dimension tables, final
+ * sorts, plans over small tables: tenths of a millisecond, where a worker woken late is already a factor
+ * of 2) are compared in aggregate, per placement, the sum of their measured times within 2x of the sum
+ * of their predictions. */
+#define SHORT_S 2e-3
+
+typedef struct within {
+    double short_meas[3], short_pred[3]; /* per placement: the short pipelines' sums */
+    int n_long[3], n_short[3], outside;
+} within;
+
+static void within_add(within *w, int pl, double meas, double pred, const char *what)
 {
-    (void)state;
+    if (pred >= SHORT_S) {
+        double ratio = meas / pred;
+        int ok = ratio >= 0.5 && ratio <= 2.0;
+        w->n_long[pl]++;
+        w->outside += !ok;
+        fprintf(stderr, "  %-6s %-44.44s measured %8.3f ms, predicted %8.3f ms: %5.2f%s\n",
+                fb_placement_name((fb_placement)pl), what, meas * 1e3, pred * 1e3, ratio, ok ? "" : "  OUTSIDE 2x");
+    } else {
+        w->n_short[pl]++;
+        w->short_meas[pl] += meas;
+        w->short_pred[pl] += pred;
+    }
+}
+
+/* The aggregates of the short pipelines; returns how many placements are outside 2x. */
+static int within_short(within *w, const char *what)
+{
+    int outside = 0;
+    for (int pl = 0; pl < 3; pl++) {
+        if (!w->n_short[pl])
+            continue;
+        double ratio = w->short_meas[pl] / w->short_pred[pl];
+        int ok = ratio >= 0.5 && ratio <= 2.0;
+        outside += !ok;
+        fprintf(stderr,
+                "  %-6s %s: %d pipelines under %.0f ms in aggregate: measured %.3f ms, predicted %.3f ms: %.2f%s\n",
+                fb_placement_name((fb_placement)pl), what, w->n_short[pl], SHORT_S * 1e3, w->short_meas[pl] * 1e3,
+                w->short_pred[pl] * 1e3, ratio, ok ? "" : "  OUTSIDE 2x");
+    }
+    return outside;
+}
+
+/* Every SSB query through fbench with a calibration fbench measures here: auto picks cpu (the device,
+ * PoCL, is slower than the CPU kernels), every placement has a positive, finite prediction, and (one
+ * attempt) every pipeline's explain-analyze time under cpu, gpu, hybrid and auto (the fastest of 5 runs)
+ * is within 2x of its prediction as above. SF 0.1: lineorder 600,000 rows, one device morsel, and the
+ * device calibrated at 2^19 rows, about that size. Returns the pipelines and aggregates outside 2x. */
+static int ssb_attempt(int attempt)
+{
 #ifdef FB_FBENCH
-    char cal[128], json[128], cmd[1024];
+    char cal[128], json[128], txt[128], cmd[1024];
     snprintf(cal, sizeof cal, "%s/ssb-cal.json", tmp_dir);
     snprintf(json, sizeof json, "%s/ssb.json", tmp_dir);
-    snprintf(cmd, sizeof cmd, "'%s' calibrate --rows 131072 --device-rows 65536 --out '%s' > /dev/null", FB_FBENCH, cal);
+    snprintf(txt, sizeof txt, "%s/ssb.txt", tmp_dir);
+    const char *sf = FBT_HOST_SLOWED ? "0.02" : "0.1";
+    /* the CPU at fbench's default rows (fewer: fixed costs inflate its rates, 1.35x at 2^20) */
+    snprintf(cmd, sizeof cmd, "'%s' calibrate --rows %d --device-rows %d --out '%s' > /dev/null", FB_FBENCH,
+             FBT_HOST_SLOWED ? 131072 : 1 << 22, FBT_HOST_SLOWED ? 131072 : 524288, cal);
     assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd,
-             "FB_CALIBRATION='%s' '%s' plan ssb --sf 0.05 --placement auto --predict --repeat 1 --json '%s' "
-             "> /dev/null",
-             cal, FB_FBENCH, json);
+             "FB_CALIBRATION='%s' '%s' plan ssb --sf %s --placement cpu,gpu,hybrid,auto --predict --explain --repeat 5 "
+             "--json '%s' > '%s'",
+             cal, FB_FBENCH, sf, json, txt);
     assert_int_equal(system(cmd), 0);
     static char text[1 << 20];
     read_file(json, text, sizeof text);
@@ -519,11 +612,84 @@ static void test_auto_ssb(void **state)
         }
     }
     assert_int_equal(queries, 13);
+    /* the explain-analyze lines: "Qn.m | ..." starts a query, "  k: <pipeline>" a pipeline, and "measured X ms,
+     * predicted P Y ms" compares it (P: where it ran; auto's runs are cpu's). fbench runs the queries a
+     * second time (its answers checked above once): each pipeline's measured time is the smaller of the two
+     * runs' (a busy machine only slows runs down). */
+    enum { MAXP = 13 * 4 * 8 };
+    static double meas[MAXP], pred[MAXP];
+    static int place[MAXP];
+    static char what[MAXP][96];
+    int lines = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            snprintf(cmd, sizeof cmd,
+                     "FB_CALIBRATION='%s' '%s' plan ssb --sf %s --placement cpu,gpu,hybrid,auto --predict --explain "
+                     "--repeat 5 > '%s'",
+                     cal, FB_FBENCH, sf, txt);
+            assert_int_equal(system(cmd), 0);
+        }
+        read_file(txt, text, sizeof text);
+        char query[8] = "?", pipe[80] = "";
+        int n = 0;
+        for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+            double m, x;
+            char pl[16];
+            int k;
+            if (line[0] == 'Q' && line[2] == '.') {
+                snprintf(query, sizeof query, "%.4s", line);
+            } else if (sscanf(line, "  %d: %79[^\n]", &k, pipe) == 2) {
+                continue;
+            } else if (sscanf(line, "     measured %lf ms, predicted %15s %lf ms", &m, pl, &x) == 3) {
+                assert_true(n < MAXP);
+                int p = strcmp(pl, "cpu") == 0 ? 0 : strcmp(pl, "gpu") == 0 ? 1 : 2;
+                if (pass == 0) {
+                    meas[n] = m * 1e-3;
+                    pred[n] = x * 1e-3;
+                    place[n] = p;
+                    snprintf(what[n], sizeof what[n], "%s %s", query, pipe);
+                } else {
+                    assert_int_equal(p, place[n]);
+                    meas[n] = m * 1e-3 < meas[n] ? m * 1e-3 : meas[n];
+                }
+                n++;
+            }
+        }
+        if (pass == 0)
+            lines = n;
+        else
+            assert_int_equal(n, lines);
+    }
+    within w;
+    memset(&w, 0, sizeof w);
+    fprintf(stderr, "SSB SF %s, attempt %d:\n", sf, attempt);
+    for (int i = 0; i < lines && !FBT_HOST_SLOWED; i++)
+        within_add(&w, place[i], meas[i], pred[i], what[i]);
+    /* 13 queries x 4 placements x 4..6 pipelines */
+    assert_true(lines >= 13 * 4 * 4);
+    int outside = w.outside + within_short(&w, "SSB");
+    fprintf(stderr, "SSB attempt %d: %d compared alone (cpu %d, gpu %d, hybrid %d), %d outside 2x\n", attempt,
+            w.n_long[0] + w.n_long[1] + w.n_long[2], w.n_long[0], w.n_long[1], w.n_long[2], outside);
     remove(json);
+    remove(txt);
     remove(cal);
+    return outside;
 #else
+    (void)attempt;
     fprintf(stderr, "fbench is not built (FB_BUILD_BENCH=OFF): the SSB part is left out\n");
+    return 0;
 #endif
+}
+
+/* A second attempt, with a fresh calibration, when the first has a pipeline outside 2x: the machine that
+ * runs the tests is shared, and one calibration timing or run disturbed by other work moves a ratio; an
+ * error of the model stays in both. Under the sanitizers (FBT_HOST_SLOWED) the host code runs 2-10x slower
+ * than the calibration's and PoCL's kernels do not: only the auto checks and the predictions' presence. */
+static void test_ssb_within_2x(void **state)
+{
+    (void)state;
+    if (ssb_attempt(1) != 0)
+        assert_int_equal(ssb_attempt(2), 0);
 }
 
 /* Per-pipeline times of a run from explain analyze ("measured X ms, predicted P Y ms"); returns how many. */
@@ -547,20 +713,52 @@ static int measured_lines(fb_plan *p, fb_plan_node root, const fb_plan_result *r
     return n;
 }
 
-/* The issue's test: with a calibration of the device at the data's size, the gpu prediction of every
- * pipeline that reads the fact table (2^18 rows: fixed costs do not dominate) is within 2x of its best
- * measured time (of 5 to 11 runs), for a filter, a filter + semi join + projection, and an inner join with a
- * grouped aggregation. */
+/* Best per-pipeline times (of 5 runs, and up to 6 more while a pipeline predicted at SHORT_S or more is above
+ * 2x of it: a busy machine only slows runs down, so more runs can lower the best measured time, never raise
+ * it) of the plan under `placement`, added to w; n: the pipelines. */
+static void best_pipelines(fb_plan *p, fb_plan_node root, fb_placement placement, within *w, const char *what)
+{
+    double best[16], pred[16];
+    int n = 0;
+    for (int run = 0; run < 11; run++) {
+        fb_plan_result *r = NULL;
+        assert_fb_ok(ctx, fb_plan_run(p, root, placement, &r));
+        assert_int_equal(r->placement, placement);
+        double m[16], x[16];
+        n = measured_lines(p, root, r, m, x);
+        assert_int_equal(n, r->pipelines);
+        int slow = 0;
+        for (int i = 0; i < n; i++) {
+            best[i] = run == 0 || m[i] < best[i] ? m[i] : best[i];
+            pred[i] = x[i];
+            slow |= pred[i] >= SHORT_S && best[i] > 2 * pred[i];
+        }
+        fb_plan_result_free(r);
+        if (run >= 4 && !slow)
+            break;
+    }
+    for (int i = 0; i < n; i++) {
+        char label[96];
+        snprintf(label, sizeof label, "%s, pipeline %d", what, i);
+        within_add(w, (int)placement, best[i], pred[i], label);
+    }
+}
+
+/* The issue's test on plans built here: with a calibration of the device at the data's size (2^18 rows),
+ * every pipeline under cpu, gpu and hybrid within 2x of its prediction as ssb_attempt() says, for a filter,
+ * a filter + semi join + projection, an inner join with a grouped aggregation (all over 2^18 rows), and
+ * random plans over F (2^16 rows: their pipelines are short, compared in aggregate). */
 enum { ROWS_2X = 1 << 18 };
 
-/* One attempt: calibrates the device at ROWS_2X rows, then runs the three shapes; the number of fact
- * pipelines outside 2x. */
+/* One attempt: calibrates the device at ROWS_2X rows, then runs the plans; the number of pipelines and
+ * aggregates outside 2x. */
 static int within_2x_attempt(int attempt)
 {
     enum { ROWS = ROWS_2X };
     fb_plan_calibration c = real;
     assert_fb_ok(ctx, fb_plan_calibrate_device(ctx, ROWS, &c));
-    int outside = 0;
+    within w;
+    memset(&w, 0, sizeof w);
     static int32_t a[ROWS], b[ROWS], k[ROWS], v[ROWS], dk[2556], dy[2556];
     for (int i = 0; i < ROWS; i++) {
         a[i] = (int32_t)(fbt_next(&rng) % 11);
@@ -576,63 +774,53 @@ static int within_2x_attempt(int attempt)
                        fb_column_make(FB_TYPE_INT32, k, ROWS, NULL), fb_column_make(FB_TYPE_INT32, v, ROWS, NULL)};
     fb_column dc[2] = {fb_column_make(FB_TYPE_INT32, dk, 2556, NULL), fb_column_make(FB_TYPE_INT32, dy, 2556, NULL)};
     fb_table lt = {4, lc, NULL}, dtab = {2, dc, NULL};
-    for (int shape = 0; shape < 3; shape++) {
+    fprintf(stderr, "plans, attempt %d:\n", attempt);
+    for (int shape = 0; shape < 3 + 4; shape++) {
         fb_plan *p;
         assert_fb_ok(ctx, fb_plan_create(ctx, &p));
         assert_fb_ok(ctx, fb_plan_set_calibration(p, &c));
         fb_plan_node s, f, d, df, j, pr, root;
-        assert_fb_ok(ctx, fb_plan_scan(p, &lt, "L", NULL, 0, &s));
-        fb_plan_pred lp[2] = {{.kind = FB_PLAN_PRED_BETWEEN, .column = 0, .lo = 1, .hi = 3},
-                              {.kind = FB_PLAN_PRED_CMP, .column = 1, .op = FB_CMP_LT, .value = 25}};
-        assert_fb_ok(ctx, fb_plan_filter(p, s, lp, 2, &f));
-        assert_fb_ok(ctx, fb_plan_scan(p, &dtab, "D", NULL, 0, &d));
-        fb_plan_pred dp = {.kind = FB_PLAN_PRED_CMP, .column = 1, .op = FB_CMP_EQ, .value = 1993};
-        assert_fb_ok(ctx, fb_plan_filter(p, d, &dp, 1, &df));
-        size_t pk = 2, bk = 0, pay = 1, key = 4;
-        fb_plan_agg cnt = {FB_AGG_COUNT_STAR, 0}, sum = {FB_AGG_SUM, 4};
-        if (shape == 0) {
-            assert_fb_ok(ctx, fb_plan_aggregate(p, f, NULL, 0, &cnt, 1, &root));
-        } else if (shape == 1) {
-            assert_fb_ok(ctx, fb_plan_join(p, f, df, &pk, &bk, 1, FB_JOIN_SEMI, NULL, 0, &j));
-            assert_fb_ok(ctx, fb_plan_project(p, j, FB_PLAN_MUL, 3, 0, 0, 0, &pr));
-            assert_fb_ok(ctx, fb_plan_aggregate(p, pr, NULL, 0, &sum, 1, &root));
+        char what[64];
+        if (shape >= 3) {
+            root = random_plan(p, &rng);
+            snprintf(what, sizeof what, "random plan %d", shape - 3);
         } else {
-            assert_fb_ok(ctx, fb_plan_join(p, s, d, &pk, &bk, 1, FB_JOIN_INNER, &pay, 1, &j));
-            assert_fb_ok(ctx, fb_plan_aggregate(p, j, &key, 1, &cnt, 1, &root));
-        }
-        double best[16], pred[16];
-        int n = 0;
-        /* best of 5 runs, and up to 6 more while the best is above 2x (a busy machine only slows runs down,
-         * so more runs can lower the best measured time, never raise it) */
-        for (int run = 0; run < 11 && (run < 5 || best[n - 1] > 2 * pred[n - 1]); run++) {
-            fb_plan_result *r = NULL;
-            assert_fb_ok(ctx, fb_plan_run(p, root, FB_PLACEMENT_GPU, &r));
-            assert_int_equal(r->placement, FB_PLACEMENT_GPU);
-            double m[16], x[16];
-            n = measured_lines(p, root, r, m, x);
-            assert_int_equal(n, r->pipelines);
-            for (int i = 0; i < n; i++) {
-                best[i] = run == 0 || m[i] < best[i] ? m[i] : best[i];
-                pred[i] = x[i];
+            snprintf(what, sizeof what, "shape %d", shape);
+            assert_fb_ok(ctx, fb_plan_scan(p, &lt, "L", NULL, 0, &s));
+            fb_plan_pred lp[2] = {{.kind = FB_PLAN_PRED_BETWEEN, .column = 0, .lo = 1, .hi = 3},
+                                  {.kind = FB_PLAN_PRED_CMP, .column = 1, .op = FB_CMP_LT, .value = 25}};
+            assert_fb_ok(ctx, fb_plan_filter(p, s, lp, 2, &f));
+            assert_fb_ok(ctx, fb_plan_scan(p, &dtab, "D", NULL, 0, &d));
+            fb_plan_pred dp = {.kind = FB_PLAN_PRED_CMP, .column = 1, .op = FB_CMP_EQ, .value = 1993};
+            assert_fb_ok(ctx, fb_plan_filter(p, d, &dp, 1, &df));
+            size_t pk = 2, bk = 0, pay = 1, key = 4;
+            fb_plan_agg cnt = {FB_AGG_COUNT_STAR, 0}, sum = {FB_AGG_SUM, 4};
+            if (shape == 0) {
+                assert_fb_ok(ctx, fb_plan_aggregate(p, f, NULL, 0, &cnt, 1, &root));
+            } else if (shape == 1) {
+                assert_fb_ok(ctx, fb_plan_join(p, f, df, &pk, &bk, 1, FB_JOIN_SEMI, NULL, 0, &j));
+                assert_fb_ok(ctx, fb_plan_project(p, j, FB_PLAN_MUL, 3, 0, 0, 0, &pr));
+                assert_fb_ok(ctx, fb_plan_aggregate(p, pr, NULL, 0, &sum, 1, &root));
+            } else {
+                assert_fb_ok(ctx, fb_plan_join(p, s, d, &pk, &bk, 1, FB_JOIN_INNER, &pay, 1, &j));
+                assert_fb_ok(ctx, fb_plan_aggregate(p, j, &key, 1, &cnt, 1, &root));
             }
-            fb_plan_result_free(r);
         }
-        /* the pipeline over L is the last one */
-        double ratio = best[n - 1] / pred[n - 1];
-        fprintf(stderr, "attempt %d, shape %d: %d pipelines, the fact pipeline measured %.3f ms, predicted %.3f ms: %.2f\n",
-                attempt, shape, n, best[n - 1] * 1e3, pred[n - 1] * 1e3, ratio);
-        outside += !(ratio >= 0.5 && ratio <= 2.0);
+        for (int pl = 0; pl < 3; pl++)
+            best_pipelines(p, root, (fb_placement)pl, &w, what);
         fb_plan_destroy(p);
     }
-    return outside;
+    return w.outside + within_short(&w, "plans");
 }
 
-/* A second attempt, with a fresh calibration, when the first has a pipeline outside 2x: the machine that
- * runs the tests is shared, and one calibration timing disturbed by other work moves a rate; an error of
- * the model stays in both. */
-static void test_gpu_within_2x(void **state)
+/* A second attempt, with a fresh calibration, when the first has a pipeline outside 2x (as the SSB test). */
+static void test_plans_within_2x(void **state)
 {
     (void)state;
+    if (FBT_HOST_SLOWED) { /* the host runs slower than it was calibrated: the predictions only */
+        fprintf(stderr, "under a sanitizer: the 2x comparisons are left out\n");
+        return;
+    }
     if (within_2x_attempt(1) != 0)
         assert_int_equal(within_2x_attempt(2), 0);
 }
@@ -642,7 +830,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_calibration), cmocka_unit_test(test_file_fields),
         cmocka_unit_test(test_formulas),           cmocka_unit_test(test_auto_on_this_machine),
-        cmocka_unit_test(test_auto_ssb),           cmocka_unit_test(test_gpu_within_2x),
+        cmocka_unit_test(test_ssb_within_2x),           cmocka_unit_test(test_plans_within_2x),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

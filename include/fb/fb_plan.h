@@ -252,6 +252,16 @@ typedef struct fb_plan_rates {
     double agg_row_s;        /**< per input row of a grouped aggregation */
     double collect_row_s;    /**< per row materialized by the result sink */
     double sort_row_s;       /**< per input row of a sort (or top-N) sink */
+    double probe_mix_row_s;  /**< what a perfect-hash probe row adds where the rows' matches are a mix (match
+                                  fraction f): x mix(f) = (1 - f^W - (1 - f)^W) / (1 - 2^(1-W)), 1 at f = 1/2,
+                                  with W = 2 for the CPU (4 f (1 - f): mispredicted branches) and 16 for a
+                                  device (work-items of a vector that diverge); measured at f = 1/4. 0:
+                                  unknown (files written before it; a device then uses opencl.probe_mix_row_s) */
+    double probe_big_row_s;  /**< probe_row_s of a perfect hash over a key range of 2^18 (a 1 MiB array;
+                                  probe_row_s is measured at fb_plan_calibration.rows / 8 within 128..131072):
+                                  between the two the rate is log-linear in the build side's key range, and
+                                  beyond them it stays at the nearer one. 0: unknown (no range term; devices,
+                                  whose join tables are hash tables, always) */
 } fb_plan_rates;
 
 /** \brief A machine's calibration, as fb_plan_calibrate() and fb_plan_calibrate_device() measure it and
@@ -262,10 +272,14 @@ typedef struct fb_plan_rates {
  *    "opencl": {"has_opencl": 1, "device": "NVIDIA H100", "h2d_gbps": 24.1, "d2h_gbps": 25.3,
  *               "launch_s": 1.2e-05, "table_row_s": 2.1e-09,
  *               "table_rows": 65536, "small_table_ratio": 0.4,
- *               "probe_mix_row_s": 3e-08, "from_plans": 1, "shares_cores": 0, "rates": { ... the same fields ... }}}
+ *               "probe_mix_row_s": 3e-08, "from_plans": 1, "shares_cores": 0, "rows": 4194304,
+ *               "job_s": 2e-04, "table_s": 3e-04, "small_table_rows": 256,
+ *               "rates": { ... the same fields ... }}}
  * \endcode
- * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. h2d_gbps, d2h_gbps,
- * launch_s, table_row_s, table_rows, small_table_ratio, probe_mix_row_s, from_plans and shares_cores
+ * Every rate is a finite number >= 0 (seconds); fields not listed are ignored. The rates
+ * probe_mix_row_s and probe_big_row_s, and in "opencl" h2d_gbps, d2h_gbps,
+ * launch_s, table_row_s, table_rows, small_table_ratio, probe_mix_row_s, from_plans, shares_cores, rows,
+ * job_s, table_s and small_table_rows
  * may be absent (files written before they existed): they load as 0 (a bandwidth of 0: copies are not
  * charged). The "opencl" section may be absent: no OpenCL rates. */
 typedef struct fb_plan_calibration {
@@ -287,12 +301,22 @@ typedef struct fb_plan_calibration {
         double table_row_s;  /**< per build row of a device join table (made once for a one-key join, on
                                   every probe call for a composite key) */
         double table_rows;   /**< build rows of the table the device's probe rates were measured with */
-        double small_table_ratio; /**< a probe row's cost against a table of 2048 rows over its cost against
-                                       table_rows (0..1; 0: unknown): the probe rates scale from this at 2048
-                                       build rows to 1 at table_rows (log-linear in the build rows, not beyond) */
+        double small_table_ratio; /**< a probe row's cost against a table of small_table_rows rows over its cost
+                                       against table_rows (0..1; 0: unknown): the probe rates scale from this at
+                                       small_table_rows build rows to 1 at table_rows (log-linear in the build
+                                       rows, not beyond table_rows; below small_table_rows the same line, down
+                                       to half the ratio); with from_plans measured by the plans (a probe with
+                                       few matches, as probe_row_s, of a 256-row table), else by the twins */
+        double small_table_rows; /**< the rows of that small table (0: 2048, files written before it) */
         double probe_mix_row_s; /**< what a probe row of a dense-key join adds where its matches are a mix
                                      (x 4 f (1 - f) at a match fraction f: most at half), beyond the straight
                                      line between none and all (device work-items that diverge) */
+        double job_s;        /**< fixed cost of a pipeline whose operators run on the device (its chain's job
+                                  set-up), measured with a plan of a 1-row filter; 0: unknown */
+        double table_s;      /**< fixed cost of making a build side's device table in a run, measured with a
+                                  plan of a 1-row join; 0: unknown */
+        int64_t rows;        /**< rows of the synthetic columns the device was measured with (its morsel
+                                  rows by default; 0: unknown, files written before it) */
         int shares_cores;    /**< 1 when the device is the host's CPU (an OpenCL CPU device such as PoCL's):
                                   under hybrid it and the workers share the cores, so their throughputs
                                   do not add (each is predicted at half speed) */
@@ -303,7 +327,9 @@ typedef struct fb_plan_calibration {
  * (1024..2^26) run through fb_plan_run() with the context's workers, best of 5 each (9 up to 2^19 rows,
  * 11 up to 2^16: small timings are the more disturbed by a busy machine), the experiments interleaved;
  * every rate is the difference against a base plan (filter = scan->filter->count minus scan->count;
- * probe_match_row_s = a probe where every row matches minus one where none does), never below 1e-12.
+ * probe_row_s and probe_match_row_s = the line through a probe where every row matches and one where 1/1024
+ * do, at 0 and 1; probe_mix_row_s = a probe where 1/4 match, at random, beyond that line; probe_big_row_s =
+ * the few-match probe of a perfect hash over 2^18 keys), never below 1e-12.
  * opencl.has_opencl is 0. \return FB_OK, FB_ERR_INVALID_ARG, FB_ERR_OUT_OF_MEMORY or a run's status. */
 FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibration *out);
 
@@ -325,7 +351,9 @@ FB_API fb_status fb_plan_calibrate(fb_ctx *ctx, int64_t rows, fb_plan_calibratio
  * 64..65536, and one probe row), small_table_ratio (the same probes against 2048 rows) and probe_mix_row_s
  * (a probe where half the rows match against the mean of none and all). Every rate is at least 1e-12.
  * Sets opencl.has_opencl and shares_cores (an OpenCL CPU device) on success.
- * \param rows 1024..2^26 (PoCL: 2^16..2^20 take seconds).
+ * \param rows 1024..2^26, or 0: the rows of the device morsels gpu and hybrid plans run on this context
+ *        (FB_PLAN_DEVICE_MORSEL, else the device memory budget / 256, 4 Ki..4 Mi), as a device's cost per
+ *        row moves with the size of its calls (PoCL: 2^16..2^20 rows take seconds, 2^22 about 15 s).
  * \return FB_OK; FB_ERR_NO_DEVICE (no device, or the context was made with FB_CL_DEVICE_NONE; `cal` is
  *         then unchanged); FB_ERR_INVALID_ARG; FB_ERR_OUT_OF_MEMORY; a twin's or a run's status. */
 FB_API fb_status fb_plan_calibrate_device(fb_ctx *ctx, int64_t rows, fb_plan_calibration *cal);
@@ -356,25 +384,37 @@ FB_API fb_status fb_plan_set_calibration(fb_plan *plan, const fb_plan_calibratio
  * 4096) groups (1 ungrouped); sort and limit as their input, capped by the limit.
  *
  * Per placement, a pipeline of S source rows is predicted as:
- * - FB_PLACEMENT_CPU: with the CPU rates, as fb_plan_rates says.
+ * - FB_PLACEMENT_CPU: with the CPU rates, as fb_plan_rates says; a perfect-hash probe costs per row
+ *   probe_row_s (log-linear in its key range up to probe_big_row_s at 2^18 keys) + f probe_match_row_s +
+ *   mix(f) probe_mix_row_s at a match fraction f.
  * - FB_PLACEMENT_GPU: with the OpenCL rates the same way (a projection per selected row; a dense-key probe
- *   adds 4 f (1 - f) x
- *   opencl.probe_mix_row_s per row at a match fraction f, and its rates scale with the build side's size as
- *   small_table_ratio says), plus what the device calls cost as the gpu
- *   placement makes them, per device morsel (FB_PLAN_DEVICE_MORSEL rows, else the device memory budget / 256,
- *   64 Ki..4 Mi): opencl.launch_s per fb_cl_* call (one per predicate, per projection and per input it
- *   widens, per join probe and per output column of an inner / left join), the bytes each call copies in at
- *   opencl.h2d_gbps and back at d2h_gbps (the columns it reads, selections, join keys and pairs, its
- *   results, the payload columns it gathers from); the device table of a one-key join's build side is
- *   made once, charged to its build pipeline (keys in, opencl.table_row_s per build row), a composite
- *   key's on every probe call (per morsel).
+ *   adds mix(f) x rates.probe_mix_row_s, else opencl.probe_mix_row_s, per row (W = 16), with no range
+ *   term, and its rates scale with the build side's size as small_table_ratio says), plus what the
+ *   device work costs as the gpu placement's device chains do it, per device morsel (FB_PLAN_DEVICE_MORSEL
+ *   rows, else from the device memory budget, 4 Ki..4 Mi): one job whose kernels (one per predicate, per
+ *   projection and per input it widens, per join probe, one more for an inner / left join's gathers) cost
+ *   opencl.launch_s each; a source column copied in once, when an operator first reads it (its live rows
+ *   only once under half the morsel's rows are live, with the row map back), at opencl.h2d_gbps; the row
+ *   map and the columns made on the device (payload, projections) of the result rows back at d2h_gbps; plus
+ *   opencl.job_s per pipeline with operators. A join's device table (its keys, and its payload columns) is
+ *   made once, charged to its build pipeline: opencl.table_s + launch_s + table_row_s per build row + the
+ *   copies.
  * - FB_PLACEMENT_HYBRID: a pipeline without operators as cpu; else max of the two fixed costs + the per-row
  *   parts at the sum of both throughputs: worker 0 drives the device at the gpu's per-row cost, the other
  *   workers run at the cpu's per-row cost x workers / (workers - 1), and the placement sizes the device's
- *   morsels so that both finish together; with opencl.shares_cores each at half speed. Plus the device
+ *   morsels so that both finish together; with opencl.shares_cores the device has the driver's core only
+ *   (the gpu's per-row cost x workers); and with S >= 8 x 64 Ki, at least the device's first morsel
+ *   (a CPU-sized one: 64 Ki rows, at most the device morsel), which is not split. Plus the device
  *   join tables as under gpu.
  * - FB_PLACEMENT_AUTO: the placement of smallest total among those that can run (gpu and hybrid only with
  *   an OpenCL device and OpenCL rates in the calibration); fb_plan_predict_choice() says which.
+ *
+ * `total` is the sum of the pipelines' times. The pipelines that start with the run (those that depend on no
+ * other: a star schema's builds) run at once, the workers taking their morsels in turn: explain analyze
+ * compares the wall time measured for each with the start plus, under processor sharing, the sum over
+ * them of min(its own time, the other's) over the workers, at least its own time, each without the start;
+ * under gpu / hybrid at least its device work (calls, copies, its join's table) and half the others'
+ * (the one device takes them in turn).
  * \param[out] seconds capacity entries, may be NULL with capacity 0; \param[out] n pipelines (may be more
  * than capacity: then only capacity are written); \param[out] total their sum (may be NULL).
  * \return FB_OK; FB_ERR_IO without any calibration (set none and no readable default file: run fbench
