@@ -6,7 +6,8 @@
  *
  * Two algorithms (fb_join_algorithm, fb_core.h):
  * - radix: pipeline "join-partition-build" (table source over the build side → a sink that
- *   radix-partitions (key, payload) tuples by hash bits through software write-combining buffers into
+ *   radix-partitions (key, payload) tuples by hash bits, each stored straight to its partition's cursor
+ *   with a prefetch for write (the kernel API's fb_radix_partition() uses write-combining buffers), into
  *   per-worker chunk lists on the worker's NUMA node) and "join-partition-probe" (the same for the
  *   probe side; both run at the same time), then "join-partitions" (a source handing out partitions,
  *   the largest probe partitions first, → a sink that builds each partition's cache-resident table and
