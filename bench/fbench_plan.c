@@ -29,6 +29,21 @@ typedef struct builder {
     char error[512];
 } builder;
 
+/* A builder over the SSB tables of d (the plan is set later). */
+static void builder_init(builder *b, const ssb_data *d)
+{
+    memset(b, 0, sizeof *b);
+    b->d = d;
+    for (int t = 0; t < SSB_N_TABLES; t++) {
+        const ssb_table *tb = &d->tables[t];
+        for (int c = 0; c < tb->n_columns; c++) {
+            b->cols[t][c] = fb_column_make(tb->columns[c].type, tb->columns[c].data, tb->rows, NULL);
+            b->names[t][c] = tb->columns[c].name;
+        }
+        b->tables[t] = (fb_table){(size_t)tb->n_columns, b->cols[t], b->names[t]};
+    }
+}
+
 static void fail(builder *b, const char *what)
 {
     if (!b->failed)
@@ -676,16 +691,7 @@ int fbench_plan_main(int argc, char **argv)
         return FBENCH_EXIT_FAILURE;
     }
     builder b;
-    memset(&b, 0, sizeof b);
-    b.d = &d;
-    for (int t = 0; t < SSB_N_TABLES; t++) {
-        const ssb_table *tb = &d.tables[t];
-        for (int c = 0; c < tb->n_columns; c++) {
-            b.cols[t][c] = fb_column_make(tb->columns[c].type, tb->columns[c].data, tb->rows, NULL);
-            b.names[t][c] = tb->columns[c].name;
-        }
-        b.tables[t] = (fb_table){(size_t)tb->n_columns, b.cols[t], b.names[t]};
-    }
+    builder_init(&b, &d);
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (json && !jf) {
         fprintf(stderr, "fbench plan: cannot write %s: %s\n", json, strerror(errno));

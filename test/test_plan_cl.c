@@ -130,16 +130,7 @@ static void test_ssb(void **state)
     ssb_data d;
     assert_int_equal(ssb_generate(0.01, 7, &d), 0);
     builder b;
-    memset(&b, 0, sizeof b);
-    b.d = &d;
-    for (int t = 0; t < SSB_N_TABLES; t++) {
-        const ssb_table *tb = &d.tables[t];
-        for (int c = 0; c < tb->n_columns; c++) {
-            b.cols[t][c] = fb_column_make(tb->columns[c].type, tb->columns[c].data, tb->rows, NULL);
-            b.names[t][c] = tb->columns[c].name;
-        }
-        b.tables[t] = (fb_table){(size_t)tb->n_columns, b.cols[t], b.names[t]};
-    }
+    builder_init(&b, &d);
     int nonempty = 0;
     for (size_t qi = 0; qi < N_QUERIES; qi++) {
         assert_fb_ok(ctx, fb_plan_create(ctx, &b.plan));
@@ -422,16 +413,7 @@ static void test_chain_bytes(void **state)
     ssb_data d;
     assert_int_equal(ssb_generate(0.01, 11, &d), 0);
     builder b;
-    memset(&b, 0, sizeof b);
-    b.d = &d;
-    for (int t = 0; t < SSB_N_TABLES; t++) {
-        const ssb_table *tb = &d.tables[t];
-        for (int c = 0; c < tb->n_columns; c++) {
-            b.cols[t][c] = fb_column_make(tb->columns[c].type, tb->columns[c].data, tb->rows, NULL);
-            b.names[t][c] = tb->columns[c].name;
-        }
-        b.tables[t] = (fb_table){(size_t)tb->n_columns, b.cols[t], b.names[t]};
-    }
+    builder_init(&b, &d);
     for (size_t qi = 0; qi < N_QUERIES; qi++) {
         assert_fb_ok(ctx, fb_plan_create(ctx, &b.plan));
         const char *out_cols[8] = {0};
