@@ -38,11 +38,13 @@ fb_status fb_cl_job_buffer(fb_cl_job *j, cl_mem_flags flags, size_t bytes, const
     if (j->n_mems == FB_CL_JOB_MAX_MEMS)
         return fb_set_error(j->ctx, FB_ERR_INTERNAL, j->where, "too many device buffers in one call");
     size_t budget = fb_cl_budget(j->cl);
-    if (bytes > budget || j->bytes > budget - bytes)
+    if (bytes > budget || j->bytes > budget - bytes) {
+        j->over_budget = 1;
         return fb_set_error(j->ctx, FB_ERR_DEVICE_MEMORY, j->where,
                             "a device buffer of %zu bytes would pass the device memory budget (%zu bytes, %zu in use;"
                             " FB_CL_MEM_BUDGET)",
                             bytes, budget, j->bytes);
+    }
     fb_status st;
     cl_mem m = fb_cl_buffer(j->ctx, j->cl, j->where, flags, bytes, &st);
     if (!m)

@@ -147,6 +147,8 @@ typedef struct fb_cl_job {
     int n_mems;
     size_t bytes; /* device bytes held now */
     size_t peak;  /* most device bytes held at once */
+    int over_budget; /* a buffer was refused because it would pass the budget (FB_ERR_DEVICE_MEMORY, not an
+                        OpenCL failure) */
 } fb_cl_job;
 
 /* A kernel argument: size and value (value NULL with a size: local memory of that many bytes). */

@@ -2056,7 +2056,8 @@ static fb_status chain_project(cstate *c, const pnode *n)
 }
 
 /* The first k operators of ch on the morsel `in` in one device job; the result into out (l's buffers). */
-static fb_status chain_run(chain *ch, buf_local *l, const fb_chunk *in, int k, fb_chunk *out, dev_counters *dc)
+static fb_status chain_run(chain *ch, buf_local *l, const fb_chunk *in, int k, fb_chunk *out, dev_counters *dc,
+                           int *past_budget)
 {
     run *r = ch->r;
     fb_ctx *ctx = r->ctx;
@@ -2159,6 +2160,7 @@ static fb_status chain_run(chain *ch, buf_local *l, const fb_chunk *in, int k, f
     out->sel = NULL;
     out->n_sel = c.n;
 done:
+    *past_budget = j.over_budget;
     if (!closed)
         st = fb_cl_job_close(&j, st);
     plan_release(ctx, c.host_map, 4 * (size_t)c.host_cap);
@@ -2184,14 +2186,15 @@ static fb_status chain_execute(void *user, void *global, void *local, const fb_c
     int k = chain_prefix(ch);
     if (k == 0)
         return FB_OK;
-    fb_status st = chain_run(ch, l, in, k, out, op_dev(user));
+    int past_budget = 0;
+    fb_status st = chain_run(ch, l, in, k, out, op_dev(user), &past_budget);
     if (st == FB_OK) {
         ch->ran[w] = k;
         atomic_fetch_add(&op_dev(user)->chained, 1);
         return FB_OK;
     }
     *out = *in; /* the operators redo the morsel */
-    if (st == FB_ERR_DEVICE_MEMORY && strstr(fb_last_error(r->ctx), "would pass the device memory budget"))
+    if (st == FB_ERR_DEVICE_MEMORY && past_budget)
         return FB_OK; /* past the budget (not an OpenCL failure): the operators' calls go in chunks */
     if (!is_device_status(st) || device_fallback(r, st, "pipeline on the device"))
         return FB_OK;
