@@ -1143,6 +1143,17 @@ static int64_t col_bytes(const fb_column *c, int64_t rows)
     return rows * (int64_t)fb_type_width(c->type) + (c->validity ? (rows + 7) / 8 : 0);
 }
 
+/* The selection of one predicate p over col: the OpenCL twin (dev) or the CPU kernel, the same arguments. */
+static fb_status select_pred(fb_ctx *ctx, int dev, const pred *p, const fb_column *col, const uint32_t *cur,
+                             int64_t n_cur, uint32_t *dst, int64_t rows, int64_t *n_out)
+{
+    if (p->p.kind == FB_PLAN_PRED_CMP)
+        return (dev ? fb_cl_select_cmp : fb_select_cmp)(ctx, col, p->p.op, p->value, cur, n_cur, dst, rows, n_out);
+    if (p->p.kind == FB_PLAN_PRED_BETWEEN)
+        return (dev ? fb_cl_select_range : fb_select_range)(ctx, col, p->lo, p->hi, cur, n_cur, dst, rows, n_out);
+    return (dev ? fb_cl_select_in : fb_select_in)(ctx, col, p->in, (int64_t)p->p.n_in, cur, n_cur, dst, rows, n_out);
+}
+
 /* filter */
 static fb_status filter_execute(void *user, void *global, void *local, const fb_chunk *in, fb_chunk *out,
                                 fb_op_result *result)
@@ -1166,12 +1177,7 @@ static fb_status filter_execute(void *user, void *global, void *local, const fb_
         int64_t n_out = 0;
         fb_status st = FB_OK;
         if (dev) {
-            if (p->p.kind == FB_PLAN_PRED_CMP)
-                st = fb_cl_select_cmp(ctx, col, p->p.op, p->value, cur, n_cur, dst, in->rows, &n_out);
-            else if (p->p.kind == FB_PLAN_PRED_BETWEEN)
-                st = fb_cl_select_range(ctx, col, p->lo, p->hi, cur, n_cur, dst, in->rows, &n_out);
-            else
-                st = fb_cl_select_in(ctx, col, p->in, (int64_t)p->p.n_in, cur, n_cur, dst, in->rows, &n_out);
+            st = select_pred(ctx, 1, p, col, cur, n_cur, dst, in->rows, &n_out);
             if (st == FB_OK)
                 dev_moved(op_dev(user), col_bytes(col, in->rows) + (cur ? 4 * n_cur : 0), 4 * n_out);
             else if (device_fallback(r, st, "filter"))
@@ -1180,12 +1186,7 @@ static fb_status filter_execute(void *user, void *global, void *local, const fb_
                 return fb_stage_error(ctx, st, "filter on the device: %s", fb_last_error(ctx));
         }
         if (!dev) {
-            if (p->p.kind == FB_PLAN_PRED_CMP)
-                st = fb_select_cmp(ctx, col, p->p.op, p->value, cur, n_cur, dst, in->rows, &n_out);
-            else if (p->p.kind == FB_PLAN_PRED_BETWEEN)
-                st = fb_select_range(ctx, col, p->lo, p->hi, cur, n_cur, dst, in->rows, &n_out);
-            else
-                st = fb_select_in(ctx, col, p->in, (int64_t)p->p.n_in, cur, n_cur, dst, in->rows, &n_out);
+            st = select_pred(ctx, 0, p, col, cur, n_cur, dst, in->rows, &n_out);
             if (st != FB_OK)
                 return fb_stage_error(ctx, st, "filter: %s", fb_last_error(ctx));
         }
@@ -3055,13 +3056,7 @@ static double sample_selectivity(fb_ctx *ctx, const pnode *f, const pnode *scan)
             col.offset += begin;
             col.length = slice;
             int64_t n_out = 0;
-            fb_status st;
-            if (pr->p.kind == FB_PLAN_PRED_CMP)
-                st = fb_select_cmp(ctx, &col, pr->p.op, pr->value, cur, n_cur, sel[which], slice, &n_out);
-            else if (pr->p.kind == FB_PLAN_PRED_BETWEEN)
-                st = fb_select_range(ctx, &col, pr->lo, pr->hi, cur, n_cur, sel[which], slice, &n_out);
-            else
-                st = fb_select_in(ctx, &col, pr->in, (int64_t)pr->p.n_in, cur, n_cur, sel[which], slice, &n_out);
+            fb_status st = select_pred(ctx, 0, pr, &col, cur, n_cur, sel[which], slice, &n_out);
             if (st != FB_OK) {
                 failed = 1;
                 break;
@@ -3172,13 +3167,7 @@ static double key_distinct(const fb_plan *p, int id, size_t c)
             const pred *pr = &f->preds[k];
             const fb_column *pc = &scan->scan[pr->p.column];
             int64_t n_out = 0;
-            fb_status st;
-            if (pr->p.kind == FB_PLAN_PRED_CMP)
-                st = fb_select_cmp(p->ctx, pc, pr->p.op, pr->value, cur, n_cur, sel[which], rows, &n_out);
-            else if (pr->p.kind == FB_PLAN_PRED_BETWEEN)
-                st = fb_select_range(p->ctx, pc, pr->lo, pr->hi, cur, n_cur, sel[which], rows, &n_out);
-            else
-                st = fb_select_in(p->ctx, pc, pr->in, (int64_t)pr->p.n_in, cur, n_cur, sel[which], rows, &n_out);
+            fb_status st = select_pred(p->ctx, 0, pr, pc, cur, n_cur, sel[which], rows, &n_out);
             if (st != FB_OK) {
                 free(sel[0]);
                 free(sel[1]);
