@@ -162,6 +162,26 @@ static inline int fbt_open_variants(fb_ctx **ctx)
     return n;
 }
 
+/* Creates *ctx from options o (NULL: the defaults; o stays the caller's) and opens its OpenCL device. On
+ * failure prints why, leaves *ctx NULL and returns -1, so a group setup fails - the OpenCL tests fail,
+ * never skip, without a device. */
+static inline int fbt_cl_ctx_create(const fb_options *o, fb_ctx **ctx)
+{
+    *ctx = NULL;
+    fb_ctx *c = NULL;
+    if (fb_ctx_create(o, &c) != FB_OK) {
+        fprintf(stderr, "cannot create a context: %s\n", fb_last_error(NULL));
+        return -1;
+    }
+    if (fb_cl_open(c, NULL) != FB_OK) {
+        fprintf(stderr, "no OpenCL device: %s\n", fb_last_error(c));
+        fb_ctx_destroy(c);
+        return -1;
+    }
+    *ctx = c;
+    return 0;
+}
+
 /* Destroys the n contexts of fbt_open_variants(). */
 static inline void fbt_close_variants(fb_ctx **ctx, int n)
 {

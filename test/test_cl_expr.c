@@ -822,13 +822,7 @@ static int setup(void **state)
         fb_ctx_create(o, &cpu) != FB_OK)
         return -1;
     fb_options_destroy(o);
-    if (fb_ctx_create(NULL, &gpu) != FB_OK)
-        return -1;
-    if (fb_cl_open(gpu, NULL) != FB_OK) {
-        fprintf(stderr, "no OpenCL device: %s\n", fb_last_error(gpu));
-        return -1;
-    }
-    return 0;
+    return fbt_cl_ctx_create(NULL, &gpu);
 }
 
 static int teardown(void **state)
