@@ -57,6 +57,18 @@ static double *rate(fb_plan_rates *r, int i)
     return f[i];
 }
 
+/* A context told to use no OpenCL device (FB_CL_DEVICE_NONE). */
+static fb_ctx *no_device_ctx(void)
+{
+    fb_options *o;
+    fb_ctx *none;
+    assert_fb_ok(NULL, fb_options_create(&o));
+    assert_fb_ok(NULL, fb_options_set_cl_device(o, FB_CL_DEVICE_NONE));
+    assert_fb_ok(NULL, fb_ctx_create(o, &none));
+    fb_options_destroy(o);
+    return none;
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -153,12 +165,7 @@ static void test_device_calibration(void **state)
     /* bad arguments; a context without a device: NO_DEVICE, the calibration untouched */
     assert_fb_status(ctx, fb_plan_calibrate_device(ctx, 100, &c), FB_ERR_INVALID_ARG);
     assert_fb_status(ctx, fb_plan_calibrate_device(ctx, 1 << 15, NULL), FB_ERR_INVALID_ARG);
-    fb_options *o;
-    fb_ctx *none;
-    assert_fb_ok(NULL, fb_options_create(&o));
-    assert_fb_ok(NULL, fb_options_set_cl_device(o, FB_CL_DEVICE_NONE));
-    assert_fb_ok(NULL, fb_ctx_create(o, &none));
-    fb_options_destroy(o);
+    fb_ctx *none = no_device_ctx();
     fb_plan_calibration before = c;
     assert_fb_status(none, fb_plan_calibrate_device(none, 1 << 12, &c), FB_ERR_NO_DEVICE);
     assert_memory_equal(&before, &c, sizeof c);
@@ -403,12 +410,7 @@ static void test_formulas(void **state)
     assert_true(isnan(totals[1]) && isnan(totals[2]) && totals[0] > 0);
     fb_plan_destroy(p);
     /* ... or no device on the context */
-    fb_options *o;
-    fb_ctx *none;
-    assert_fb_ok(NULL, fb_options_create(&o));
-    assert_fb_ok(NULL, fb_options_set_cl_device(o, FB_CL_DEVICE_NONE));
-    assert_fb_ok(NULL, fb_ctx_create(o, &none));
-    fb_options_destroy(o);
+    fb_ctx *none = no_device_ctx();
     assert_fb_ok(none, fb_plan_create(none, &p));
     assert_fb_ok(none, fb_plan_scan(p, &ft, "F", cols, 2, &s));
     assert_fb_ok(none, fb_plan_set_calibration(p, &fast));
