@@ -1450,6 +1450,24 @@ static fb_status probe_keys_prepare(fb_ctx *ctx, const pnode *n, buf_local *l, c
     return FB_OK;
 }
 
+/* The device probe's pair arrays of l, made anew with room for cap pairs (the old ones released). */
+static fb_status dpairs_alloc(fb_ctx *ctx, buf_local *l, int64_t cap)
+{
+    if (l->dpairs_cap) {
+        plan_release(ctx, l->dbuild, 8 * (size_t)l->dpairs_cap);
+        plan_release(ctx, l->dprobe, 8 * (size_t)l->dpairs_cap);
+    }
+    l->dbuild = l->dprobe = NULL;
+    l->dpairs_cap = 0;
+    void *blocks[2];
+    size_t sizes[2] = {8 * (size_t)cap, 8 * (size_t)cap};
+    FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 2));
+    l->dbuild = blocks[0];
+    l->dprobe = blocks[1];
+    l->dpairs_cap = cap;
+    return FB_OK;
+}
+
 /* The join probe on the device: fb_cl_join_probe*_keys() against the build side's key columns, then (inner,
  * left) the output columns by fb_cl_compact() / fb_cl_gather(), every pair of the chunk at once. Any
  * status comes back to the caller, which redoes the chunk on the CPU or fails. */
@@ -1486,15 +1504,8 @@ static fb_status probe_device(join_state *js, buf_local *l, fb_ctx *ctx, const f
     }
     int64_t n_pairs = 0;
     for (int attempt = 0;; attempt++) {
-        if (l->dpairs_cap == 0) {
-            int64_t cap = in->n_sel > 1024 ? in->n_sel : 1024;
-            void *blocks[2];
-            size_t sizes[2] = {8 * (size_t)cap, 8 * (size_t)cap};
-            FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 2));
-            l->dbuild = blocks[0];
-            l->dprobe = blocks[1];
-            l->dpairs_cap = cap;
-        }
+        if (l->dpairs_cap == 0)
+            FB_FORWARD_IF_ERROR(dpairs_alloc(ctx, l, in->n_sel > 1024 ? in->n_sel : 1024));
         fb_join_pairs pairs = {l->dbuild, l->dprobe, l->dpairs_cap, 0, 0};
         st = js->dev_table ? fb_cl_join_table_probe(js->dev_table, &l->probe_keys[0], n->jtype, &pairs, &n_pairs)
                            : fb_cl_join_probe_keys(ctx, bkeys, l->probe_keys, n->n_keys, 0, 0, n->jtype, &pairs,
@@ -1506,16 +1517,7 @@ static fb_status probe_device(join_state *js, buf_local *l, fb_ctx *ctx, const f
         if (n_pairs > FB_MORSEL_MAX_ROWS)
             return fb_stage_error(ctx, FB_ERR_CAPACITY, "join probe: %lld pairs from one morsel (at most %lld)",
                                   (long long)n_pairs, (long long)FB_MORSEL_MAX_ROWS);
-        plan_release(ctx, l->dbuild, 8 * (size_t)l->dpairs_cap);
-        plan_release(ctx, l->dprobe, 8 * (size_t)l->dpairs_cap);
-        l->dbuild = l->dprobe = NULL;
-        l->dpairs_cap = 0;
-        void *blocks[2];
-        size_t sizes[2] = {8 * (size_t)n_pairs, 8 * (size_t)n_pairs};
-        FB_FORWARD_IF_ERROR(plan_alloc_n(ctx, blocks, sizes, 2));
-        l->dbuild = blocks[0];
-        l->dprobe = blocks[1];
-        l->dpairs_cap = n_pairs;
+        FB_FORWARD_IF_ERROR(dpairs_alloc(ctx, l, n_pairs));
     }
     d2h += 16 * n_pairs;
     int n_cols = n->n_cols;
